@@ -1,0 +1,414 @@
+"""The Docker backend: build an image per environment, run each worker in its own container.
+
+Images hold only the environment (tag = content hash, see `sieve_jupyter.build`); code travels
+by value over the worker's Unix socket, which lives in a private directory bind-mounted into the
+container, next to a read-only mount of this package. This module (with its `_docker_*`
+helpers) is the only place that talks to the Docker engine.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import io
+import math
+import os
+import re
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import docker
+import docker.errors
+import docker.types
+
+import sieve_jupyter
+from sieve_jupyter._errors import BackendError, BuildError, PythonVersionMismatchError
+from sieve_jupyter.backends._base import (
+    WORKER_MODULE,
+    Backend,
+    WorkerLaunch,
+    WorkerProcess,
+)
+from sieve_jupyter.backends._docker_options import DockerOptions
+from sieve_jupyter.backends._docker_owner import (
+    MANAGED_LABEL,
+    OWNER_LABEL,
+    current_owner,
+    find_dead_owned,
+)
+from sieve_jupyter.build import (
+    IPC_MOUNT,
+    LABEL_PREFIX,
+    RUNTIME_MOUNT,
+    SRC_MOUNT,
+    VENV_PYTHON,
+    BuildContext,
+    BuildLog,
+    make_build_context,
+)
+
+if TYPE_CHECKING:
+    from sieve_jupyter.spec import FunctionSpec
+
+__all__ = ["DockerBackend", "DockerOptions", "DockerWorker"]
+
+_NVIDIA_FIX = (
+    "Fix: install the NVIDIA Container Toolkit on the Docker host and register it "
+    "(`nvidia-ctk runtime configure --runtime=docker`, then restart dockerd), or run this "
+    "function with backend='local'."
+)
+_NAME_SAFE = re.compile(r"[^a-zA-Z0-9_.-]")
+
+
+def _exit_code(status: int) -> int:
+    # docker-init reports a worker killed by signal N as 128+N; WorkerProcess wants -N.
+    return -(status - 128) if 128 < status < 128 + 65 else status
+
+
+class DockerWorker(WorkerProcess):
+    """One worker container. A watcher thread copies its output to the boot log, records its
+    exit code and removes it, so an exited worker leaves nothing behind."""
+
+    def __init__(self, client: docker.DockerClient, container_id: str, name: str, image: str,
+                 boot_log: Path) -> None:  # fmt: skip
+        self._api = client.api
+        self.container_id = container_id
+        self.name = name
+        self.image = image
+        self._boot_log = boot_log
+        self._code: int | None = None
+        self._done = threading.Event()
+        self._watcher = threading.Thread(
+            target=self._watch, name=f"sieve-docker-{container_id[:12]}", daemon=True
+        )
+        self._watcher.start()
+
+    @property
+    def description(self) -> str:
+        return f"container {self.container_id[:12]}"
+
+    def _watch(self) -> None:
+        try:
+            try:
+                with open(self._boot_log, "ab", buffering=0) as out:
+                    for chunk in self._api.logs(self.container_id, stream=True, follow=True):
+                        out.write(chunk)
+            except OSError:
+                pass  # the IPC directory was removed by the manager: the output has no reader
+            status = self._api.wait(self.container_id, timeout=None)
+            self._code = _exit_code(int(status.get("StatusCode", -1)))
+        except Exception:  # noqa: BLE001 - engine gone or container removed: report a death
+            self._code = -1 if self._code is None else self._code
+        finally:
+            self._remove()
+            self._done.set()
+
+    def _remove(self) -> None:
+        try:
+            self._api.remove_container(self.container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: removal already in progress
+                raise
+
+    def poll(self) -> int | None:
+        return self._code if self._done.is_set() else None
+
+    def terminate(self, grace: float = 2.0) -> None:
+        if not self._done.is_set():
+            try:
+                self._api.stop(self.container_id, timeout=max(0, math.ceil(grace)))
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError:
+                self._remove()
+        self._done.wait(timeout=grace + 10)
+        if not self._done.is_set():
+            self._remove()
+
+    def state(self) -> str:
+        """The engine's view: ``running``, ``exited``, ... or ``removed``."""
+        if self._done.is_set():
+            return "removed"
+        try:
+            info = self._api.inspect_container(self.container_id)
+        except docker.errors.NotFound:
+            return "removed"
+        return str(info["State"]["Status"])
+
+    def details(self) -> dict[str, Any]:
+        return {
+            "container": self.container_id[:12],
+            "container_name": self.name,
+            "container_state": self.state(),
+            "image": self.image,
+        }
+
+
+class DockerBackend(Backend):
+    """Runs workers in containers built from each function's environment.
+
+    Args:
+        options: build and run settings; `DockerOptions.from_env()` when omitted.
+        client: a Docker client; ``docker.from_env()`` (``DOCKER_HOST`` or the local socket)
+            when omitted, created on first use.
+    """
+
+    name = "docker"
+
+    def __init__(
+        self, options: DockerOptions | None = None, client: docker.DockerClient | None = None
+    ) -> None:
+        self.options = options if options is not None else DockerOptions.from_env()
+        self._client = client
+        self._lock = threading.Lock()
+        self._build_locks: dict[str, threading.Lock] = {}
+        self._images: dict[str, str] = {}  # environment hash -> tag known to exist
+        self._workers: weakref.WeakSet[DockerWorker] = weakref.WeakSet()
+        self._owner = current_owner()
+        #: tags this backend built (not reused) — what "the same environment never builds
+        #: twice" is checked against
+        self.built: list[str] = []
+        atexit.register(self.close)
+
+    # -- engine ------------------------------------------------------------------------------
+
+    @property
+    def client(self) -> docker.DockerClient:
+        """The engine client, connected (and the reaper run) on first use.
+
+        Raises:
+            BackendError: no Docker engine answers.
+        """
+        with self._lock:
+            if self._client is None:
+                try:
+                    client = docker.from_env()
+                    client.ping()
+                except docker.errors.DockerException as exc:
+                    raise BackendError(
+                        f"backend='docker': cannot reach a Docker engine ({exc}). Fix: start "
+                        "Docker (dockerd), or point DOCKER_HOST at a running engine."
+                    ) from exc
+                self._client = client
+                self.reap()
+            return self._client
+
+    def reap(self) -> list[str]:
+        """Remove containers left by kernels on this host that have died; return their ids."""
+        client = self._client if self._client is not None else self.client
+        listed = client.api.containers(all=True, filters={"label": MANAGED_LABEL})
+        removed = []
+        for container_id in find_dead_owned(listed, self._owner):
+            try:
+                client.api.remove_container(container_id, force=True)
+                removed.append(container_id)
+            except docker.errors.NotFound:
+                pass
+        return removed
+
+    # -- environment ---------------------------------------------------------------------------
+
+    def check(self, spec: FunctionSpec) -> list[str]:
+        """Fail early when the spec's Python differs from the kernel's (see the error's fix)."""
+        wanted = spec.environment.python_version
+        kernel = f"{sys.version_info.major}.{sys.version_info.minor}"
+        if wanted != kernel:
+            raise PythonVersionMismatchError(
+                f"python_version: {spec.name!r} asks for Python {wanted} but this kernel runs "
+                f"Python {kernel}. Code reaches the container pickled by value (cloudpickle), "
+                "and pickled code only loads on the same Python minor version. Fix: set "
+                f'python_version="{kernel}" or leave it out (Sieve examples written for '
+                f'"{wanted}" usually run unchanged on {kernel}), or run the notebook on a '
+                f"Python {wanted} kernel."
+            )
+        return []
+
+    def build_context(self, spec: FunctionSpec) -> BuildContext:
+        """The build context (and tag) for `spec`'s environment, under these options."""
+        return make_build_context(spec.environment, self.options.build_options())
+
+    def prepare(self, spec: FunctionSpec, log: Callable[[str], None]) -> None:
+        """Make sure the image for `spec`'s environment exists, building it if needed.
+
+        Raises:
+            BuildError: the build failed (carries the failing step and the tail of its log).
+            BackendError: the engine is unreachable.
+        """
+        self.image_for(spec, log)
+
+    def image_for(self, spec: FunctionSpec, log: Callable[[str], None] | None = None) -> str:
+        """The tag of `spec`'s image, built first unless the engine already has it."""
+        env_hash = spec.environment.content_hash()
+        known = self._images.get(env_hash)
+        if known is not None:
+            return known
+        context = self.build_context(spec)
+        with self._lock:
+            build_lock = self._build_locks.setdefault(context.tag, threading.Lock())
+        with build_lock:  # one build per tag, even when several functions prepare at once
+            if not self._image_exists(context.tag):
+                self._build(context, log or (lambda line: None))
+            elif log is not None:
+                log(f"Using image {context.tag} (already built for this environment).")
+        self._images[env_hash] = context.tag
+        return context.tag
+
+    def _image_exists(self, tag: str) -> bool:
+        try:
+            self.client.api.inspect_image(tag)
+        except docker.errors.ImageNotFound:
+            return False
+        return True
+
+    def _build(self, context: BuildContext, log: Callable[[str], None]) -> None:
+        log(f"Building image {context.tag} from {context.base_image} ...")
+        follow = BuildLog()
+        try:
+            stream = self.client.api.build(
+                fileobj=io.BytesIO(context.tar_bytes()),
+                custom_context=True,
+                tag=context.tag,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                network_mode=self.options.build_network,
+            )
+            for chunk in stream:
+                for line in follow.feed(chunk):
+                    log(line)
+            for line in follow.finish():
+                log(line)
+        except docker.errors.APIError as exc:  # e.g. the base image cannot be pulled
+            follow.error = follow.error or str(exc.explanation or exc)
+        if follow.error or not self._image_exists(context.tag):
+            step = f" at step `{follow.step}`" if follow.step else ""
+            raise BuildError(
+                f"docker build of {context.tag} failed{step}: {follow.error or 'no image'}."
+                f"\n--- last lines of the step ---\n{follow.tail}",
+                step=follow.step,
+                log_tail=follow.tail,
+            )
+        self.built.append(context.tag)
+        log(f"Built image {context.tag}.")
+
+    # -- workers -------------------------------------------------------------------------------
+
+    def start_worker(self, launch: WorkerLaunch) -> DockerWorker:
+        """Start one worker container that connects back through ``launch.ipc_dir``.
+
+        Raises:
+            BackendError: the container could not start (no NVIDIA runtime for a GPU worker,
+                a bad network name, ...), with the fix.
+        """
+        spec = launch.spec
+        image = self.image_for(spec)
+        package_dir = Path(sieve_jupyter.__file__).resolve().parent
+        mounts = [
+            docker.types.Mount(IPC_MOUNT, str(launch.ipc_dir), type="bind"),
+            docker.types.Mount(
+                f"{RUNTIME_MOUNT}/sieve_jupyter", str(package_dir), type="bind", read_only=True
+            ),
+        ]
+        src = os.getcwd() if self.options.src_dir is None else self.options.src_dir
+        if src:
+            mounts.append(docker.types.Mount(SRC_MOUNT, str(Path(src).resolve()), type="bind"))
+        env = dict(launch.env)
+        env["PYTHONPATH"] = f"{RUNTIME_MOUNT}:{SRC_MOUNT}"
+        uid, gid = os.getuid(), os.getgid()
+        if uid != 0:
+            env.setdefault("HOME", "/tmp")  # the kernel's user has no home in the image
+        device_requests = None
+        if launch.gpu is not None:
+            # inside the container the assigned cards are renumbered from 0
+            env.pop("CUDA_VISIBLE_DEVICES", None)
+            ids = launch.gpu.device_uuids or tuple(str(i) for i in launch.gpu.device_indexes)
+            device_requests = [
+                docker.types.DeviceRequest(
+                    driver="nvidia", device_ids=list(ids), capabilities=[["gpu"]]
+                )
+            ]
+        labels = {
+            **dict(self.options.extra_labels),
+            **dict(launch.labels),
+            MANAGED_LABEL: "1",
+            OWNER_LABEL: self._owner.label,
+            f"{LABEL_PREFIX}.function": spec.name,
+            f"{LABEL_PREFIX}.worker": launch.worker_id,
+            f"{LABEL_PREFIX}.environment-hash": spec.environment.content_hash(),
+        }
+        name = _NAME_SAFE.sub("-", f"sieve-{spec.name}-{launch.worker_id}-{os.getpid()}")
+        client = self.client
+        try:
+            container = client.containers.create(
+                image,
+                command=[
+                    VENV_PYTHON,
+                    "-m",
+                    WORKER_MODULE,
+                    "--dir",
+                    IPC_MOUNT,
+                    "--worker-id",
+                    launch.worker_id,
+                ],  # fmt: skip
+                name=name,
+                environment=env,
+                mounts=mounts,
+                working_dir=SRC_MOUNT if src else None,
+                user=f"{uid}:{gid}",
+                labels=labels,
+                network_mode=self.options.network_mode,
+                init=True,  # signals reach the worker (it is not PID 1)
+                device_requests=device_requests,
+                detach=True,
+            )
+        except docker.errors.APIError as exc:
+            raise BackendError(
+                f"backend='docker': cannot create the container for {spec.name!r}: "
+                f"{exc.explanation or exc}"
+            ) from exc
+        try:
+            container.start()
+        except docker.errors.APIError as exc:
+            client.api.remove_container(container.id, force=True)
+            text = str(exc.explanation or exc)
+            if "nvidia" in text.lower() or "device driver" in text.lower():
+                raise BackendError(
+                    f"gpu: {spec.name!r} needs a GPU but the Docker engine cannot give "
+                    f"containers one ({text}). {_NVIDIA_FIX}"
+                ) from exc
+            raise BackendError(
+                f"backend='docker': cannot start the container for {spec.name!r}: {text}"
+            ) from exc
+        worker = DockerWorker(client, str(container.id), name, image, launch.ipc_dir / "boot.log")
+        self._workers.add(worker)
+        return worker
+
+    def containers(self) -> list[dict[str, Any]]:
+        """This kernel's containers as the engine lists them (id, name, state, labels)."""
+        return list(
+            self.client.api.containers(
+                all=True, filters={"label": f"{OWNER_LABEL}={self._owner.label}"}
+            )
+        )
+
+    def close(self) -> None:
+        """Remove every container this kernel started that is still there (at kernel exit)."""
+        if self._client is None:
+            return
+        for worker in list(self._workers):
+            # best effort at exit; the reaper of the next kernel is the backstop
+            with contextlib.suppress(Exception):
+                worker.terminate(grace=1.0)
+        try:
+            leftovers = self.containers()
+        except docker.errors.DockerException:
+            return
+        for container in leftovers:
+            with contextlib.suppress(docker.errors.DockerException):
+                self._client.api.remove_container(container["Id"], force=True)
