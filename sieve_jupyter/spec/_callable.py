@@ -151,8 +151,38 @@ def spec_from_callable(obj: Any, *, kind: str, name: Any, **options: Any) -> Fun
         inputs=inputs_schema(target, skip_self=skip_self, doc=doc),
         output=output_schema(target, is_generator=is_generator, doc=doc),
         is_generator=is_generator,
-        signature=str(signature),
+        signature=format_signature(signature),
         doc=doc,
+    )
+
+
+class _Shown:
+    """An annotation as a signature shows it: ``int`` not ``'int'``, ``Image`` not a dotted path."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, annotation: Any) -> None:
+        if isinstance(annotation, str):
+            self.text = annotation
+        elif isinstance(annotation, type):
+            self.text = annotation.__qualname__
+        else:
+            self.text = inspect.formatannotation(annotation).replace("typing.", "")
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def format_signature(signature: inspect.Signature) -> str:
+    """``(x1: int, x2: int = 1) -> int``, readable whether or not annotations are strings."""
+    empty = inspect.Parameter.empty
+    params = [
+        p if p.annotation is empty else p.replace(annotation=_Shown(p.annotation))
+        for p in signature.parameters.values()
+    ]
+    ret = signature.return_annotation
+    return str(
+        signature.replace(parameters=params, return_annotation=ret if ret is empty else _Shown(ret))
     )
 
 

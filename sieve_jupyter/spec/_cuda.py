@@ -58,7 +58,8 @@ def resolve_cuda_version(version: str, *, field: str = "cuda_version") -> str:
     """Resolve a CUDA version to a full release from `CUDA_VERSIONS`.
 
     ``"12.2.2"`` stays as it is; ``"12.2"`` becomes the newest 12.2 patch (``"12.2.2"``);
-    ``"12"`` the newest 12.x release. A leading ``"v"`` or ``"cu"`` is ignored.
+    ``"12"`` the newest 12.x release; PyTorch's ``"cu121"`` means 12.1; a leading ``"v"`` is
+    ignored.
 
     Raises:
         SpecError: the value is not a string, is malformed, or names no known release.
@@ -69,7 +70,10 @@ def resolve_cuda_version(version: str, *, field: str = "cuda_version") -> str:
             f"must be a string, got {type(version).__name__} {version!r}.",
             f'write it in quotes, e.g. cuda_version="{DEFAULT_CUDA_VERSION}".',
         )
-    text = version.strip().lower().removeprefix("cu").removeprefix("v")
+    text = version.strip().lower()
+    if re.fullmatch(r"cu\d{3,}", text):  # PyTorch's wheel tags: cu121 -> 12.1
+        text = f"{text[2:4]}.{text[4:]}"
+    text = text.removeprefix("v")
     if not _VERSION_RE.match(text):
         raise SpecError(
             field,
