@@ -7,6 +7,16 @@ sieve-jupyter is installed. Never import the rest of the package from here.
 
 from __future__ import annotations
 
+from sieve_jupyter.runtime._context import RemoteFunction, current_context, report_progress
 from sieve_jupyter.runtime._types import Audio, FatalException, File, Image, Video
 
-__all__ = ["Audio", "FatalException", "File", "Image", "Video"]
+__all__ = [
+    "Audio",
+    "FatalException",
+    "File",
+    "Image",
+    "RemoteFunction",
+    "Video",
+    "current_context",
+    "report_progress",
+]

@@ -1,0 +1,454 @@
+"""`WorkerPool`: the warm workers of one function, their job queue, and dispatch.
+
+Jobs wait in the pool's queue until a ready worker has room in its window (a few calls in
+flight per worker, so fast calls are pipelined instead of paying a round trip each). The
+caller's thread writes its own call when it can; calls released by finished jobs are written by
+the pool's sender thread. A worker that dies fails only the job it was running; the calls it had
+not started go back to the front of the queue and run on its replacement.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import pickle
+import threading
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from sieve_jupyter._errors import (
+    RemoteError,
+    RemoteTraceback,
+    SetupError,
+    SieveError,
+    WorkerCrashedError,
+)
+from sieve_jupyter.manager._jobs import JobFuture
+from sieve_jupyter.manager._worker import WorkerConnection, WorkerState
+from sieve_jupyter.runtime.protocol import ChannelClosed
+
+if TYPE_CHECKING:
+    from sieve_jupyter.backends import Backend
+    from sieve_jupyter.manager._manager import FunctionRecord, Manager
+    from sieve_jupyter.spec import FunctionSpec
+
+__all__ = ["WorkerPool"]
+
+#: calls in flight per worker; more only adds queueing inside the worker
+_WINDOW = 32
+
+
+def rebuild_exception(info: dict[str, Any]) -> BaseException:
+    """Turn a worker's error report into an exception of the original type when possible."""
+    exc: BaseException | None = None
+    if info.get("pickled"):
+        try:
+            exc = pickle.loads(info["pickled"])
+        except Exception:  # noqa: BLE001 - the type may not exist in the kernel
+            exc = None
+    if not isinstance(exc, BaseException):
+        exc = RemoteError(info["type_name"], info["message"], info["traceback"])
+    exc.__cause__ = RemoteTraceback(info["traceback"])
+    try:
+        exc.remote_traceback = info["traceback"]  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):
+        pass
+    return exc
+
+
+class WorkerPool:
+    """The workers, queue and dispatch of one registered function."""
+
+    def __init__(self, manager: Manager, record: FunctionRecord, backend: Backend) -> None:
+        self.manager = manager
+        self.record = record
+        self.backend = backend
+        self.size = record.workers
+        self.queue: collections.deque[JobFuture] = collections.deque()
+        self.workers: dict[str, WorkerConnection] = {}
+        self.state = "idle"  # idle, starting, warm, error, stopped
+        self.last_error: str | None = None
+        self._lock = threading.RLock()
+        self._ids = itertools.count(1)
+        self._retiring = False
+        self._prepared = False
+        self._wake = threading.Condition(self._lock)
+        self._sender = threading.Thread(
+            target=self._send_loop, name=f"sieve-sender-{record.spec.name}", daemon=True
+        )
+        self._sender.start()
+
+    @property
+    def spec(self) -> FunctionSpec:
+        return self.record.spec
+
+    @property
+    def payload(self) -> bytes:
+        return self.record.payload
+
+    def load_options(self) -> dict[str, Any]:
+        return {"kind": self.spec.kind, "restart_on_error": self.spec.restart_on_error}
+
+    # -- submitting --------------------------------------------------------------------------
+
+    def submit(self, future: JobFuture) -> None:
+        with self._lock:
+            if self.state == "stopped":
+                raise SieveError(
+                    f"{self.spec.name}: its workers were stopped. Fix: call .run()/.push() on "
+                    "the function again after re-running its cell, or `%sieve restart`."
+                )
+            self.queue.append(future)
+            self._ensure_workers()
+            touched = self._assign()
+        for worker in touched:
+            self._flush(worker)
+
+    def cancel(self, future: JobFuture) -> None:
+        """Make sure a cancelled job never starts, and interrupt it if it already has."""
+        with self._lock:
+            try:
+                self.queue.remove(future)
+                return
+            except ValueError:
+                pass
+            for worker in self.workers.values():
+                if future.job_id in worker.inflight:
+                    target = worker
+                    break
+            else:
+                return
+        target.send_control(("cancel", future.job_id))
+
+    def _assign(self) -> list[WorkerConnection]:
+        """Move queued jobs into ready workers' outboxes (lock held); return those to flush."""
+        ready = [w for w in self.workers.values() if w.state == WorkerState.READY]
+        touched: list[WorkerConnection] = []
+        while self.queue and ready:
+            worker = min(ready, key=lambda w: len(w.inflight))
+            if len(worker.inflight) >= _WINDOW:
+                break
+            future = self.queue.popleft()
+            if future.cancelled():
+                continue
+            worker.inflight[future.job_id] = future
+            worker.outbox.append(future)
+            if worker not in touched:
+                touched.append(worker)
+        return touched
+
+    def _flush(self, worker: WorkerConnection) -> None:
+        """Write the worker's outbox to its data channel, in order (any thread but a reader)."""
+        with worker.send_lock:
+            with self._lock:
+                batch = list(worker.outbox)
+                worker.outbox.clear()
+            if not batch or worker.data is None:
+                return
+            calls = [(f.job_id, f.args, f.kwargs) for f in batch]
+            message: Any = ("call", *calls[0]) if len(calls) == 1 else ("calls", calls)
+            try:
+                worker.data.send(message)
+            except ChannelClosed:
+                return  # the reader notices the exit and requeues these jobs
+            except Exception:  # noqa: BLE001 - an argument that cannot be pickled
+                self._send_one_by_one(worker, batch)
+
+    def _send_one_by_one(self, worker: WorkerConnection, batch: list[JobFuture]) -> None:
+        assert worker.data is not None
+        for future in batch:
+            try:
+                worker.data.send(("call", future.job_id, future.args, future.kwargs))
+            except ChannelClosed:
+                return
+            except Exception as exc:  # noqa: BLE001
+                with self._lock:
+                    worker.inflight.pop(future.job_id, None)
+                error = TypeError(
+                    f"job {future.job_id}: its arguments cannot be sent to the worker "
+                    f"({type(exc).__name__}: {exc}). Fix: pass picklable values."
+                )
+                error.__cause__ = exc
+                self._finish(future, exception=error)
+
+    def _send_loop(self) -> None:
+        while True:
+            with self._lock:
+                while True:
+                    if self.state == "stopped" and not self.workers:
+                        return
+                    pending = [w for w in self.workers.values() if w.outbox]
+                    if pending:
+                        break
+                    self._wake.wait(1.0)
+            for worker in pending:
+                self._flush(worker)
+
+    # -- worker lifecycle --------------------------------------------------------------------
+
+    def _ensure_workers(self) -> None:
+        """Start workers up to the pool size (lock held)."""
+        if self._retiring or self.state == "stopped":
+            return
+        while len(self.workers) < self.size:
+            worker_id = f"{self.spec.name}-w{next(self._ids)}"
+            gpu = self.manager.gpus.acquire_for(self.spec, worker_id)
+            worker = WorkerConnection(self, worker_id, gpu)
+            self.workers[worker_id] = worker
+            if self.state in ("idle", "error", "stopped"):
+                self.state = "starting"
+            threading.Thread(
+                target=self._start_worker, args=(worker,), name=f"sieve-start-{worker_id}",
+                daemon=True,
+            ).start()
+        self.manager.publish_function(self.record)
+
+    def _start_worker(self, worker: WorkerConnection) -> None:
+        try:
+            if not self._prepared:
+                self.backend.prepare(self.spec, self._setup_log)
+                self._prepared = True
+            env = self.manager.worker_environment(self.spec)
+            worker.launch(env, self.manager.labels(self.spec), self.manager.config.start_timeout)
+        except BaseException as exc:  # noqa: BLE001 - reported to the jobs waiting on it
+            self._worker_failed_to_start(worker, exc)
+
+    def _setup_log(self, text: str) -> None:
+        """Build and setup output goes to the job that is waiting for this worker."""
+        with self._lock:
+            waiting = self.queue[0] if self.queue else None
+        self._log(waiting, "stderr" if text.startswith("ERROR") else "stdout", text)
+
+    def _worker_failed_to_start(self, worker: WorkerConnection, exc: BaseException) -> None:
+        with self._lock:
+            self.workers.pop(worker.worker_id, None)
+            worker.state = WorkerState.EXITED
+            self.state = "error"
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            doomed = self._take_queue_if_no_worker_left()
+        worker.terminate(grace=0.5)
+        self.manager.gpus.release(worker.worker_id)
+        for future in doomed:
+            self._finish(future, exception=exc)
+        self.manager.publish_function(self.record)
+
+    def _take_queue_if_no_worker_left(self) -> list[JobFuture]:
+        if any(w.state != WorkerState.EXITED for w in self.workers.values()):
+            return []
+        doomed = list(self.queue)
+        self.queue.clear()
+        return doomed
+
+    # -- messages from workers (reader threads) ----------------------------------------------
+
+    def handle_message(self, worker: WorkerConnection, message: tuple[Any, ...]) -> None:
+        kind = message[0]
+        if kind == "started":
+            future = worker.inflight.get(message[1])
+            worker.running_job = message[1]
+            if future is not None and future._set_started(worker.worker_id):
+                self.manager.publish_job(future)
+        elif kind == "result":
+            self._job_done(worker, message[1], value=message[2])
+        elif kind == "output":
+            future = worker.inflight.get(message[1])
+            if future is not None:
+                future._add_output(message[2])
+                self.manager.publish_output(future)
+        elif kind == "error":
+            _, job_id, info, restarting = message
+            if restarting:
+                with self._lock:
+                    worker.state = WorkerState.RETIRING
+                    worker.exit_expected = True
+            self._job_done(worker, job_id, exception=rebuild_exception(info))
+        elif kind == "log":
+            _, job_id, stream, text = message
+            future = worker.inflight.get(job_id) if job_id is not None else None
+            if future is None and job_id is None:
+                with self._lock:
+                    future = self.queue[0] if self.queue else None
+            self._log(future, stream, text)
+        elif kind in ("skipped", "cancelled"):
+            self._job_done(worker, message[1], cancelled=True)
+        elif kind == "progress":
+            _, job_id, fraction, text = message
+            future = worker.inflight.get(job_id)
+            if future is not None:
+                future.progress = (fraction, text)
+                self.manager.publish_job(future)
+        elif kind == "ready":
+            self._worker_ready(worker, message[1], message[2])
+        elif kind == "setup_failed":
+            info = message[1]
+            error = SetupError(
+                f"{self.spec.name}: __setup__ failed in worker {worker.worker_id}: "
+                f"{info['type_name']}: {info['message']}",
+                info["traceback"],
+            )
+            error.__cause__ = RemoteTraceback(info["traceback"])
+            worker.exit_expected = True
+            self._worker_failed_to_start(worker, error)
+        elif kind == "ucall":
+            self.manager.upstream_call(worker, *message[1:])
+        elif kind in ("swapped", "swap_failed"):
+            self.record.on_swapped(worker, message)
+
+    def _worker_ready(self, worker: WorkerConnection, seconds: float, at: float) -> None:
+        with self._lock:
+            worker.state = WorkerState.READY
+            worker.setup_seconds = seconds
+            worker.setup_at = at
+            self.state = "warm"
+            self.last_error = None
+            if self._assign():
+                self._wake.notify()
+        self.manager.publish_function(self.record)
+
+    def _job_done(
+        self,
+        worker: WorkerConnection,
+        job_id: str,
+        *,
+        value: Any = None,
+        exception: BaseException | None = None,
+        cancelled: bool = False,
+    ) -> None:
+        with self._lock:
+            future = worker.inflight.pop(job_id, None)
+            if worker.running_job == job_id:
+                worker.running_job = None
+            if worker.state == WorkerState.READY and self._assign():
+                self._wake.notify()
+            retire_now = self._retiring and not self.queue and not self._busy()
+        if future is not None and not cancelled:
+            self._finish(future, value=value, exception=exception)
+        if retire_now:
+            self.stop()
+
+    def _finish(
+        self, future: JobFuture, value: Any = None, exception: BaseException | None = None
+    ) -> None:
+        if future._resolve(value, exception):
+            self.manager.publish_job(future)
+
+    def _log(self, future: JobFuture | None, stream: str, text: str) -> None:
+        if future is not None:
+            future.logs.append((stream, text))
+        self.manager.publish_log(self, future, stream, text)
+
+    def note_protocol_error(self, worker: WorkerConnection, exc: BaseException) -> None:
+        self.last_error = "".join(traceback.format_exception(exc))
+
+    def worker_exited(self, worker: WorkerConnection) -> None:
+        """The worker's channel closed: blame its running job unless the exit was expected."""
+        code = worker.exit_code(wait=0.5 if worker.exit_expected else 2.0)
+        with self._lock:
+            self.workers.pop(worker.worker_id, None)
+            was_ready = worker.state in (WorkerState.READY, WorkerState.RETIRING)
+            worker.state = WorkerState.EXITED
+            crashed: JobFuture | None = None
+            requeue: list[JobFuture] = []
+            for job_id, future in worker.inflight.items():
+                if job_id == worker.running_job and not worker.exit_expected:
+                    crashed = future
+                elif not future.done():
+                    requeue.append(future)
+            worker.inflight.clear()
+            worker.outbox.clear()
+            self.queue.extendleft(reversed(requeue))
+            if not self.workers:
+                self.state = "idle" if was_ready or self._retiring else self.state
+        worker.close_channels()
+        self.manager.gpus.release(worker.worker_id)
+        if crashed is not None:
+            self._finish(crashed, exception=WorkerCrashedError(
+                f"{self.spec.name}: worker {worker.worker_id} died while running job "
+                f"{crashed.job_id} ({_describe_exit(code)}). The worker is replaced; other "
+                "queued jobs were not affected."
+            ))
+        with self._lock:
+            if self.state != "stopped" and not self._retiring and was_ready:
+                # Stay warm: replace the worker now (restart_on_error, FatalException, crash).
+                self._ensure_workers()
+            elif self.queue and self.state != "stopped":
+                self._ensure_workers()
+        self.manager.publish_function(self.record)
+
+    def _busy(self) -> bool:
+        return any(w.inflight for w in self.workers.values())
+
+    # -- stopping ----------------------------------------------------------------------------
+
+    def retire(self) -> None:
+        """Stop taking jobs; finish what is queued and running, then stop the workers."""
+        with self._lock:
+            self._retiring = True
+            idle = not self.queue and not self._busy()
+        if idle:
+            self.stop()
+
+    def stop(self, *, cancel_pending: bool = True) -> None:
+        """Stop all workers now; queued and running jobs are cancelled."""
+        with self._lock:
+            self.state = "stopped"
+            workers = list(self.workers.values())
+            pending = list(self.queue) if cancel_pending else []
+            self.queue.clear()
+            for worker in workers:
+                worker.state = WorkerState.RETIRING
+                pending.extend(worker.inflight.values())
+            self._wake.notify_all()
+        for future in pending:
+            future._mark_cancelled()
+        for worker in workers:
+            worker.terminate()
+        self.manager.publish_function(self.record)
+
+    def restart(self) -> None:
+        """Replace every worker with a fresh one (a new `__setup__`); queued jobs wait for it."""
+        with self._lock:
+            workers = list(self.workers.values())
+            for worker in workers:
+                worker.exit_expected = True
+                worker.state = WorkerState.RETIRING
+            if self.state == "stopped":
+                self.state = "idle"
+            self._retiring = False
+        for worker in workers:
+            worker.terminate()
+        with self._lock:
+            self._ensure_workers()
+
+    def swap(self, worker: WorkerConnection) -> None:
+        """Send the record's new code to a live worker, after the calls already sent to it."""
+        with worker.send_lock:
+            if worker.data is None:
+                return
+            try:
+                worker.data.send(("swap", self.payload))
+            except ChannelClosed:
+                pass
+
+    def describe(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [w.describe() for w in self.workers.values()]
+
+    def live_workers(self) -> list[WorkerConnection]:
+        with self._lock:
+            return [w for w in self.workers.values() if w.state == WorkerState.READY]
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "exit status unknown"
+    if code < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " — often the out-of-memory killer" if name == "SIGKILL" else ""
+        return f"killed by {name}{hint}"
+    return f"exit code {code}"

@@ -1,0 +1,306 @@
+"""The worker process: load a function or model by value, run `__setup__` once, serve calls.
+
+Started as ``python -m sieve_jupyter.runtime.worker --dir IPC_DIR --worker-id ID``. It opens two
+authenticated connections to ``IPC_DIR/sock``: the *data* connection (the manager sends `load`,
+`call`, `calls`, `swap`, `shutdown`; the worker sends everything it has to say) and the *control*
+connection (the manager sends `cancel` and replies to upstream calls), read by its own thread so a
+cancel reaches a job while the main thread is busy running it.
+
+Worker -> manager messages: ``hello``, ``ready(setup_seconds, setup_at)``, ``setup_failed(info)``,
+``started(job, t)``, ``result(job, value, streamed)``, ``output(job, item)``,
+``error(job, info, restarting)``, ``skipped(job)``, ``cancelled(job)``, ``log(job, stream, text)``,
+``progress(job, fraction, message)``, ``ucall(request, job, name, args, kwargs)``, ``swapped``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import io
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from sieve_jupyter.runtime import _context
+from sieve_jupyter.runtime._types import FatalException
+from sieve_jupyter.runtime.protocol import Channel, ChannelClosed, authenticate_client
+
+__all__ = ["main"]
+
+_CANCEL_SIGNAL = signal.SIGUSR1
+
+
+class _Interrupted(BaseException):
+    """Raised inside user code when its job is cancelled (a BaseException so `except Exception`
+    in user code does not swallow it)."""
+
+
+def error_info(exc: BaseException) -> dict[str, Any]:
+    """Describe an exception so it can be rebuilt (or at least reported) in the kernel."""
+    tb = exc.__traceback__
+    # Drop the worker's own frames: the user wants to see their code.
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    try:
+        pickled: bytes | None = cloudpickle.dumps(exc)
+    except Exception:  # noqa: BLE001 - an unpicklable exception is reported by name instead
+        pickled = None
+    return {
+        "type_name": f"{type(exc).__module__}.{type(exc).__qualname__}",
+        "message": str(exc),
+        "traceback": text,
+        "pickled": pickled,
+    }
+
+
+class _CapturedStream(io.TextIOBase):
+    """Replaces sys.stdout/sys.stderr: text is sent to the manager tagged with the current job."""
+
+    def __init__(self, worker: Worker, name: str) -> None:
+        self._worker = worker
+        self._name = name
+        self._buffer: list[str] = []
+        self._size = 0
+        self._lock = threading.Lock()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        with self._lock:
+            self._buffer.append(text)
+            self._size += len(text)
+            urgent = "\n" in text or "\r" in text or self._size > 8192
+        if urgent:
+            self.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            if not self._buffer:
+                return
+            text = "".join(self._buffer)
+            self._buffer.clear()
+            self._size = 0
+        self._worker.send(("log", self._worker.current_job, self._name, text))
+
+
+class Worker:
+    """Serves one function or model over the data and control channels."""
+
+    def __init__(self, data: Channel, control: Channel, worker_id: str) -> None:
+        self.worker_id = worker_id
+        self._data = data
+        self._control = control
+        self._lock = threading.Lock()
+        self._current: str | None = None
+        self._interruptible = False
+        self._cancel_target: str | None = None
+        self._cancelled: set[str] = set()
+        self._target: Callable[..., Any] | None = None
+        self._instance: Any = None
+        self._restart_on_error = True
+        self._main_thread = threading.get_ident()
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    @property
+    def current_job(self) -> str | None:
+        return self._current
+
+    def send(self, message: Any) -> None:
+        try:
+            self._data.send(message)
+        except ChannelClosed:
+            os._exit(0)  # the manager is gone; nothing left to serve
+
+    def _flush_streams(self) -> None:
+        for stream in (sys.stdout, sys.stderr):
+            if isinstance(stream, _CapturedStream):
+                stream.flush()
+
+    # -- control thread ----------------------------------------------------------------------
+
+    def control_loop(self) -> None:
+        while True:
+            try:
+                message = self._control.recv()
+            except ChannelClosed:
+                # The kernel died or dropped us: leave at once, even mid-job (no orphans).
+                os._exit(0)
+            kind = message[0]
+            if kind == "cancel":
+                self._cancel(message[1])
+            elif kind == "reply":
+                _, request_id, ok, value = message
+                context = _context.current_context()
+                if context is not None:
+                    context.resolve(request_id, ok, value)
+            elif kind == "shutdown":
+                os._exit(0)
+
+    def _cancel(self, job_id: str) -> None:
+        with self._lock:
+            if self._current == job_id:
+                self._cancel_target = job_id
+                signal.pthread_kill(self._main_thread, _CANCEL_SIGNAL)
+            else:
+                self._cancelled.add(job_id)
+
+    def _on_cancel_signal(self, signum: int, frame: Any) -> None:
+        if self._interruptible and self._cancel_target == self._current:
+            raise _Interrupted()
+
+    # -- main thread -------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        signal.signal(_CANCEL_SIGNAL, self._on_cancel_signal)
+        while True:
+            try:
+                message = self._data.recv()
+            except ChannelClosed:
+                return
+            kind = message[0]
+            if kind == "call":
+                self._run_call(message[1], message[2], message[3])
+            elif kind == "calls":
+                for job_id, args, kwargs in message[1]:
+                    self._run_call(job_id, args, kwargs)
+            elif kind == "load":
+                self._load(message[1], message[2])
+            elif kind == "swap":
+                self._swap(message[1])
+            elif kind == "shutdown":
+                return
+
+    def _load(self, payload: bytes, options: dict[str, Any]) -> None:
+        self._restart_on_error = bool(options.get("restart_on_error", True))
+        started = time.perf_counter()
+        try:
+            obj = cloudpickle.loads(payload)
+            if options.get("kind") == "model":
+                self._instance = obj()
+                setup = getattr(self._instance, "__setup__", None)
+                if setup is not None:
+                    setup()
+                self._target = self._instance.__predict__
+            else:
+                self._target = obj
+        except BaseException as exc:  # noqa: BLE001 - reported to the kernel, then we exit
+            self._flush_streams()
+            self.send(("setup_failed", error_info(exc)))
+            os._exit(3)
+        self._flush_streams()
+        self.send(("ready", time.perf_counter() - started, time.time()))
+
+    def _swap(self, payload: bytes) -> None:
+        """Hot reload: give the live instance the new class, keeping its `__setup__` state."""
+        try:
+            new_class = cloudpickle.loads(payload)
+            if self._instance is not None:
+                self._instance.__class__ = new_class
+                self._target = self._instance.__predict__
+            else:
+                self._target = new_class
+        except BaseException as exc:  # noqa: BLE001
+            self.send(("swap_failed", error_info(exc)))
+            return
+        self.send(("swapped", time.time()))
+
+    def _run_call(self, job_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        with self._lock:
+            if job_id in self._cancelled:
+                self._cancelled.discard(job_id)
+                self.send(("skipped", job_id))
+                return
+            self._current = job_id
+        target = self._target
+        assert target is not None, "call before load"
+        self.send(("started", job_id, time.time()))
+        try:
+            self._interruptible = True
+            try:
+                value = target(*args, **kwargs)
+                streamed = inspect.isgenerator(value)
+                if streamed:
+                    for item in value:
+                        self._flush_streams()
+                        self.send(("output", job_id, item))
+                    value = None
+            finally:
+                self._interruptible = False
+        except _Interrupted:
+            self._finish_job()
+            self.send(("cancelled", job_id))
+            return
+        except BaseException as exc:  # noqa: BLE001 - user errors travel to the kernel
+            self._finish_job()
+            restarting = isinstance(exc, FatalException) or self._restart_on_error
+            self.send(("error", job_id, error_info(exc), restarting))
+            if restarting:
+                # Warm state may be corrupt: this worker ends and the manager starts a fresh one.
+                os._exit(0)
+            return
+        self._finish_job()
+        self.send(("result", job_id, value, streamed))
+
+    def _finish_job(self) -> None:
+        self._flush_streams()
+        with self._lock:
+            self._current = None
+            self._cancel_target = None
+
+
+def _connect(path: Path, secret: bytes) -> Channel:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(str(path))
+    authenticate_client(sock, secret)
+    return Channel(sock)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="sieve_jupyter.runtime.worker")
+    parser.add_argument("--dir", required=True, type=Path, help="the private IPC directory")
+    parser.add_argument("--worker-id", required=True)
+    options = parser.parse_args(argv)
+
+    # The kernel's interrupt button signals the kernel's process group; a worker has its own
+    # session, and ignores SIGINT anyway so a stray one cannot break its warm state.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    secret = (options.dir / "key").read_bytes()
+    data = _connect(options.dir / "sock", secret)
+    info = sys.version_info
+    data.send(("hello", options.worker_id, (info.major, info.minor, info.micro), os.getpid()))
+    control = _connect(options.dir / "sock", secret)
+    control.send(("control", options.worker_id))
+
+    worker = Worker(data, control, options.worker_id)
+    _context.set_context(_context.WorkerContext(worker.send, lambda: worker.current_job))
+    sys.stdout = _CapturedStream(worker, "stdout")
+    sys.stderr = _CapturedStream(worker, "stderr")
+    threading.Thread(target=worker.control_loop, name="sieve-control", daemon=True).start()
+    worker.serve()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""How user code travels to a worker: by value, with cloudpickle.
+
+Functions and classes defined in a notebook (`__main__`) are pickled by value by cloudpickle
+already. Those defined in the user's own modules (not installed packages) are pickled by value
+too, so a worker — in a container that only has the runtime — never needs the user's files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import sys
+import sysconfig
+import types
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+__all__ = ["code_fingerprint", "dumps"]
+
+_INSTALLED_ROOTS = tuple(
+    {Path(p).resolve() for key in ("purelib", "platlib", "stdlib", "platstdlib")
+     if (p := sysconfig.get_paths().get(key))}
+)
+
+
+def _is_user_module(module_name: str) -> bool:
+    if module_name in ("__main__", "builtins") or module_name.startswith("sieve_jupyter"):
+        return False
+    module = sys.modules.get(module_name)
+    filename = getattr(module, "__file__", None)
+    if module is None or filename is None:
+        return False
+    path = Path(filename).resolve()
+    return not any(path.is_relative_to(root) for root in _INSTALLED_ROOTS)
+
+
+def dumps(obj: Any) -> bytes:
+    """Pickle a function or class by value (see the module docstring)."""
+    module_name = getattr(obj, "__module__", "__main__") or "__main__"
+    if not _is_user_module(module_name):
+        return cloudpickle.dumps(obj, protocol=5)
+    module = sys.modules[module_name]
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        return cloudpickle.dumps(obj, protocol=5)
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+
+
+def code_fingerprint(*functions: Any) -> str:
+    """A hash of the functions' bytecode and constants: equal when the code did not change."""
+    digest = hashlib.sha256()
+
+    def visit(code: types.CodeType) -> None:
+        digest.update(code.co_code)
+        digest.update(repr(code.co_names).encode())
+        for const in code.co_consts:
+            if inspect.iscode(const):
+                visit(const)
+            else:
+                digest.update(repr(const).encode())
+
+    for fn in functions:
+        fn = inspect.unwrap(fn) if fn is not None else None
+        code = getattr(fn, "__code__", None)
+        digest.update(b"|")
+        if code is not None:
+            visit(code)
+    return digest.hexdigest()[:16]
