@@ -12,6 +12,7 @@ from sieve_jupyter.spec._cuda import DEFAULT_CUDA_VERSION
 from sieve_jupyter.spec._gpu import coerce_gpu
 from sieve_jupyter.spec._model import KINDS, Environment, FunctionSpec, coerce_envs, coerce_metadata
 from sieve_jupyter.spec._schema import inputs_schema, output_schema
+from sieve_jupyter.spec._signature import format_signature
 from sieve_jupyter.spec._validate import check_bool, check_function_name, current_python_version
 
 __all__ = ["OPTIONS", "spec_from_callable"]
@@ -86,7 +87,8 @@ def spec_from_callable(obj: Any, *, kind: str, name: Any, **options: Any) -> Fun
         name: the function's name (no ``/``, no spaces).
         **options: the decorator keywords, see `OPTIONS`. ``gpu`` defaults to none,
             ``python_version`` to the running interpreter's, ``cuda_version`` to
-            `DEFAULT_CUDA_VERSION` when a GPU is requested, ``restart_on_error`` to True.
+            `DEFAULT_CUDA_VERSION` when a GPU is requested, ``restart_on_error`` to True. An
+            option given as None takes its default (magics pass unset options that way).
 
     Raises:
         SpecError: any invalid argument, naming the field and the fix.
@@ -147,42 +149,15 @@ def spec_from_callable(obj: Any, *, kind: str, name: Any, **options: Any) -> Fun
         gpu=gpu,
         env=coerce_envs(options.get("environment_variables")),
         metadata=coerce_metadata(options.get("metadata")),
-        restart_on_error=check_bool(options.get("restart_on_error", True), "restart_on_error"),
+        restart_on_error=check_bool(
+            True if options.get("restart_on_error") is None else options["restart_on_error"],
+            "restart_on_error",
+        ),
         inputs=inputs_schema(target, skip_self=skip_self, doc=doc),
         output=output_schema(target, is_generator=is_generator, doc=doc),
         is_generator=is_generator,
         signature=format_signature(signature),
         doc=doc,
-    )
-
-
-class _Shown:
-    """An annotation as a signature shows it: ``int`` not ``'int'``, ``Image`` not a dotted path."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, annotation: Any) -> None:
-        if isinstance(annotation, str):
-            self.text = annotation
-        elif isinstance(annotation, type):
-            self.text = annotation.__qualname__
-        else:
-            self.text = inspect.formatannotation(annotation).replace("typing.", "")
-
-    def __repr__(self) -> str:
-        return self.text
-
-
-def format_signature(signature: inspect.Signature) -> str:
-    """``(x1: int, x2: int = 1) -> int``, readable whether or not annotations are strings."""
-    empty = inspect.Parameter.empty
-    params = [
-        p if p.annotation is empty else p.replace(annotation=_Shown(p.annotation))
-        for p in signature.parameters.values()
-    ]
-    ret = signature.return_annotation
-    return str(
-        signature.replace(parameters=params, return_annotation=ret if ret is empty else _Shown(ret))
     )
 
 

@@ -399,6 +399,17 @@ class FunctionSpec:
             return canonical_json(self.to_dict())
         return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
 
+    def to_yaml(self) -> str:
+        from sieve_jupyter.spec._yaml import spec_to_yaml
+
+        return spec_to_yaml(self)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> FunctionSpec:
+        from sieve_jupyter.spec._yaml import spec_from_yaml
+
+        return spec_from_yaml(text)
+
     @classmethod
     def from_json(cls, text: str | bytes) -> FunctionSpec:
         try:

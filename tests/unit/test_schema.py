@@ -405,3 +405,56 @@ def test_signature_text_is_readable() -> None:
         == "(video: sieve.Video, mode: Literal['a', 'b'] = 'a', n: int | None = None) "
         "-> list[sieve.File]"
     )
+
+
+NOTEBOOK_CELL = """
+import enum
+from collections.abc import Iterator
+from typing import Annotated, Literal, Optional
+
+import annotated_types as at
+import numpy as np
+from pydantic import Field
+
+import sieve_jupyter as sieve
+
+
+class Color(enum.Enum):
+    RED = "red"
+
+
+def detect(
+    video: sieve.Video,
+    n: Annotated[int, Field(ge=0, le=10, description="how many")] = 3,
+    x: Annotated[float, at.Gt(0)] = 1.0,
+    color: Color = Color.RED,
+    mode: Literal["a", "b"] = "a",
+    limit: Optional[int] = None,
+    arr: np.ndarray = None,
+    later: "NotYetDefined" = None,
+) -> Iterator[list[sieve.File]]:
+    yield []
+"""
+
+
+def test_annotations_as_a_notebook_cell_writes_them() -> None:
+    # notebook cells do not use `from __future__ import annotations`: hints are real objects
+    namespace: dict[str, Any] = {"__name__": "__main__"}
+    exec(compile(NOTEBOOK_CELL, "<cell>", "exec", dont_inherit=True), namespace)
+    spec = spec_from_callable(namespace["detect"], kind="function", name="detect")
+    p = spec.inputs["properties"]
+    assert p["video"]["x-sieve-type"] == "Video"
+    assert (p["n"]["minimum"], p["n"]["maximum"], p["n"]["description"]) == (0, 10, "how many")
+    assert p["x"]["exclusiveMinimum"] == 0
+    assert p["color"]["enum"] == ["red"]
+    assert p["mode"]["enum"] == ["a", "b"]
+    assert p["limit"]["anyOf"][1] == {"type": "null"}
+    assert p["arr"]["x-python-type"] == "numpy.ndarray"
+    assert p["later"]["x-python-type"] == "NotYetDefined"
+    assert spec.output["items"]["x-sieve-type"] == "File"
+    assert spec.signature == (
+        "(video: sieve.Video, n: Annotated[int, Field(ge=0, le=10, description='how many')] = 3, "
+        "x: Annotated[float, Gt(gt=0)] = 1.0, color: Color = <Color.RED: 'red'>, "
+        "mode: Literal['a', 'b'] = 'a', limit: int | None = None, arr: ndarray = None, "
+        "later: NotYetDefined = None) -> Iterator[list[sieve.File]]"
+    )

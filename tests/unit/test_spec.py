@@ -128,6 +128,25 @@ def test_gpu_forms_sieve_users_write(value: Any, expected: GpuRequest | None) ->
     assert build(gpu=value).gpu == expected
 
 
+def test_none_means_the_default() -> None:
+    spec = build(
+        **dict.fromkeys(
+            [
+                "gpu",
+                "python_version",
+                "python_packages",
+                "system_packages",
+                "cuda_version",
+                "run_commands",
+                "environment_variables",
+                "metadata",
+                "restart_on_error",
+            ]
+        )
+    )
+    assert spec == build()
+
+
 def test_environment_variables_accept_names() -> None:
     spec = build(environment_variables=["HF_TOKEN", Env("OPENAI_API_KEY", default="x")])
     assert [e.name for e in spec.env] == ["HF_TOKEN", "OPENAI_API_KEY"]

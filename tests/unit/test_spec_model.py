@@ -310,3 +310,17 @@ def test_unknown_cuda_lists_known_lines() -> None:
         resolve_cuda_version("12.7")
     assert "cuda_version" in str(info.value)
     assert "12.6" in info.value.fix
+
+
+def test_yaml_round_trip_is_exact() -> None:
+    spec = full_spec()
+    text = spec.to_yaml()
+    assert text.startswith("spec_version: 1\nname: processor\n")
+    assert FunctionSpec.from_yaml(text) == spec
+
+
+@pytest.mark.parametrize(("text", "field"), [("name: [", "spec"), ("name: a b\n", "name")])
+def test_bad_yaml(text: str, field: str) -> None:
+    with pytest.raises(SpecError) as info:
+        FunctionSpec.from_yaml(text)
+    assert field in str(info.value)
