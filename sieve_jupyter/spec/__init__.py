@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from sieve_jupyter.spec._callable import OPTIONS, spec_from_callable
 from sieve_jupyter.spec._cuda import CUDA_VERSIONS, DEFAULT_CUDA_VERSION, resolve_cuda_version
+from sieve_jupyter.spec._docstring import parse_docstring
 from sieve_jupyter.spec._gpu import GPU_KINDS, MAX_SPLIT, GpuKind, GpuRequest, coerce_gpu, gpu
 from sieve_jupyter.spec._model import KINDS, Env, Environment, FunctionSpec, Metadata
-from sieve_jupyter.spec._schema import FILE_FORMAT, RESERVED_INPUTS, parse_docstring, type_schema
+from sieve_jupyter.spec._schema import FILE_FORMAT, RESERVED_INPUTS, type_schema
 
 __all__ = [
     "CUDA_VERSIONS",
