@@ -1,11 +1,13 @@
 """The Docker backend's settings: how images are built and how containers are run.
 
-Defaults come from ``SIEVE_DOCKER_*`` environment variables so a notebook, a script and CI can
-all set them without code; `DockerBackend(options=...)` takes an explicit `DockerOptions`.
+`DockerOptions.current()` reads ``sieve.configure(docker_...)`` settings first, then
+``SIEVE_DOCKER_*`` environment variables (so CI and scripts can set them without code), then
+defaults; `DockerBackend(options=...)` takes an explicit `DockerOptions` instead.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,8 +39,9 @@ class DockerOptions:
         cpu_base_template: CPU base, ``{python}`` filled in (official ``python:X.Y-slim``).
         gpu_base_template: CUDA base, ``{cuda}``/``{ubuntu}``/``{python}`` filled in.
         ca_bundle: PEM file the images must trust (TLS re-signed by a proxy).
-        network_mode: the workers' network (``"bridge"``, ``"host"``, ``"none"``, a network
-            name); the kernel link is a Unix socket, so ``"none"`` works for offline models.
+        network_mode: the workers' network (``"none"``, ``"bridge"``, ``"host"``, a network
+            name); the kernel link is a Unix socket, so ``"none"`` works unless `__setup__`
+            downloads weights (then use ``"bridge"``).
         build_network: network for ``RUN`` steps during builds (``"host"`` where the default
             bridge cannot reach package indexes); None uses the engine's default.
         src_dir: host folder mounted at ``/src`` (the worker's working directory, on its
@@ -52,7 +55,7 @@ class DockerOptions:
     cpu_base_template: str = CPU_BASE_TEMPLATE
     gpu_base_template: str = GPU_BASE_TEMPLATE
     ca_bundle: Path | None = None
-    network_mode: str = "bridge"
+    network_mode: str = "none"
     build_network: str | None = None
     src_dir: str | None = None
     repository: str = "sieve-jupyter-env"
@@ -91,6 +94,28 @@ class DockerOptions:
                 continue
             values[name] = Path(value) if name == "ca_bundle" else value
         return cls(**values)  # type: ignore[arg-type]
+
+    @classmethod
+    def current(cls, environ: Mapping[str, str] | None = None) -> DockerOptions:
+        """Options from ``sieve.configure(docker_base_image=, docker_network=,
+        docker_ca_bundle=)`` where set (not left at their defaults), else `from_env`.
+
+        Raises:
+            ConfigurationError: a setting or variable holds an invalid value.
+        """
+        from sieve_jupyter._config import Config, config
+
+        options = cls.from_env(environ)
+        default = Config()
+        changes: dict[str, object] = {}
+        if config.docker_base_image != default.docker_base_image:
+            changes["base_image"] = config.docker_base_image
+        if config.docker_network != default.docker_network:
+            changes["network_mode"] = config.docker_network
+        if config.docker_ca_bundle != default.docker_ca_bundle:
+            bundle = config.docker_ca_bundle
+            changes["ca_bundle"] = Path(bundle) if bundle else None
+        return dataclasses.replace(options, **changes) if changes else options  # type: ignore[arg-type]
 
     def build_options(self) -> BuildOptions:
         """The image-builder part of these options."""

@@ -154,7 +154,8 @@ class DockerBackend(Backend):
     """Runs workers in containers built from each function's environment.
 
     Args:
-        options: build and run settings; `DockerOptions.from_env()` when omitted.
+        options: build and run settings; when omitted, `DockerOptions.current()` is read each
+            time an image is prepared or a worker starts, so ``sieve.configure`` applies at once.
         client: a Docker client; ``docker.from_env()`` (``DOCKER_HOST`` or the local socket)
             when omitted, created on first use.
     """
@@ -164,17 +165,22 @@ class DockerBackend(Backend):
     def __init__(
         self, options: DockerOptions | None = None, client: docker.DockerClient | None = None
     ) -> None:
-        self.options = options if options is not None else DockerOptions.from_env()
+        self._options = options
         self._client = client
         self._lock = threading.Lock()
         self._build_locks: dict[str, threading.Lock] = {}
-        self._images: dict[str, str] = {}  # environment hash -> tag known to exist
+        self._images: dict[str, str] = {}  # environment hash + options -> tag known to exist
         self._workers: weakref.WeakSet[DockerWorker] = weakref.WeakSet()
         self._owner = current_owner()
         #: tags this backend built (not reused) — what "the same environment never builds
         #: twice" is checked against
         self.built: list[str] = []
         atexit.register(self.close)
+
+    @property
+    def options(self) -> DockerOptions:
+        """The settings in effect (explicit ones, else the current configuration)."""
+        return self._options if self._options is not None else DockerOptions.current()
 
     # -- engine ------------------------------------------------------------------------------
 
@@ -244,19 +250,20 @@ class DockerBackend(Backend):
 
     def image_for(self, spec: FunctionSpec, log: Callable[[str], None] | None = None) -> str:
         """The tag of `spec`'s image, built first unless the engine already has it."""
-        env_hash = spec.environment.content_hash()
-        known = self._images.get(env_hash)
+        options = self.options
+        key = f"{spec.environment.content_hash()} {options!r}"
+        known = self._images.get(key)
         if known is not None:
             return known
-        context = self.build_context(spec)
+        context = make_build_context(spec.environment, options.build_options())
         with self._lock:
             build_lock = self._build_locks.setdefault(context.tag, threading.Lock())
         with build_lock:  # one build per tag, even when several functions prepare at once
             if not self._image_exists(context.tag):
-                self._build(context, log or (lambda line: None))
+                self._build(context, options, log or (lambda line: None))
             elif log is not None:
                 log(f"Using image {context.tag} (already built for this environment).")
-        self._images[env_hash] = context.tag
+        self._images[key] = context.tag
         return context.tag
 
     def _image_exists(self, tag: str) -> bool:
@@ -266,7 +273,9 @@ class DockerBackend(Backend):
             return False
         return True
 
-    def _build(self, context: BuildContext, log: Callable[[str], None]) -> None:
+    def _build(
+        self, context: BuildContext, options: DockerOptions, log: Callable[[str], None]
+    ) -> None:
         log(f"Building image {context.tag} from {context.base_image} ...")
         follow = BuildLog()
         try:
@@ -277,7 +286,7 @@ class DockerBackend(Backend):
                 rm=True,
                 forcerm=True,
                 decode=True,
-                network_mode=self.options.build_network,
+                network_mode=options.build_network,
             )
             for chunk in stream:
                 for line in follow.feed(chunk):
@@ -307,6 +316,7 @@ class DockerBackend(Backend):
                 a bad network name, ...), with the fix.
         """
         spec = launch.spec
+        options = self.options
         image = self.image_for(spec)
         package_dir = Path(sieve_jupyter.__file__).resolve().parent
         mounts = [
@@ -315,7 +325,7 @@ class DockerBackend(Backend):
                 f"{RUNTIME_MOUNT}/sieve_jupyter", str(package_dir), type="bind", read_only=True
             ),
         ]
-        src = os.getcwd() if self.options.src_dir is None else self.options.src_dir
+        src = os.getcwd() if options.src_dir is None else options.src_dir
         if src:
             mounts.append(docker.types.Mount(SRC_MOUNT, str(Path(src).resolve()), type="bind"))
         env = dict(launch.env)
@@ -334,7 +344,7 @@ class DockerBackend(Backend):
                 )
             ]
         labels = {
-            **dict(self.options.extra_labels),
+            **dict(options.extra_labels),
             **dict(launch.labels),
             MANAGED_LABEL: "1",
             OWNER_LABEL: self._owner.label,
@@ -362,7 +372,7 @@ class DockerBackend(Backend):
                 working_dir=SRC_MOUNT if src else None,
                 user=f"{uid}:{gid}",
                 labels=labels,
-                network_mode=self.options.network_mode,
+                network_mode=options.network_mode,
                 init=True,  # signals reach the worker (it is not PID 1)
                 device_requests=device_requests,
                 detach=True,
