@@ -1,0 +1,182 @@
+/**
+ * The comm between the panel and the current notebook's kernel.
+ *
+ * Either side may open it: the panel opens one whenever it starts following a kernel (and after
+ * a restart); the kernel opens one when `%load_ext sieve_jupyter` runs, which reaches the panel
+ * through the comm target registered here. Only one comm is live at a time; it reuses the
+ * notebook's own kernel connection.
+ */
+
+import { ISessionContext } from '@jupyterlab/apputils';
+import { Kernel, KernelMessage as JupyterMessage } from '@jupyterlab/services';
+import { JSONObject } from '@lumino/coreutils';
+
+import { PanelModel } from './model';
+import {
+  ActionName,
+  COMM_TARGET,
+  IActionMessage,
+  ISubscribeMessage,
+  PROTOCOL_VERSION,
+  isKernelMessage
+} from './protocol';
+
+const nowSeconds = (): number => Date.now() / 1000;
+
+export class KernelChannel {
+  constructor(readonly model: PanelModel) {}
+
+  /** Follow another notebook's session (or none). */
+  follow(context: ISessionContext | null): void {
+    if (context === this._context) {
+      return;
+    }
+    if (this._context) {
+      this._context.kernelChanged.disconnect(this._onKernelChanged, this);
+      this._context.statusChanged.disconnect(this._onStatusChanged, this);
+    }
+    this._context = context;
+    if (context) {
+      context.kernelChanged.connect(this._onKernelChanged, this);
+      context.statusChanged.connect(this._onStatusChanged, this);
+    }
+    this._attach();
+  }
+
+  /** Ask the kernel to cancel a job, or restart or stop a function's workers. */
+  sendAction(action: ActionName, target: string): void {
+    if (!this._comm || this._comm.isDisposed) {
+      return;
+    }
+    const msg: IActionMessage = {
+      v: PROTOCOL_VERSION,
+      type: 'action',
+      request_id: this.model.beginAction(action, target),
+      action,
+      target
+    };
+    this._comm.send(msg as unknown as JSONObject);
+  }
+
+  dispose(): void {
+    this.follow(null);
+  }
+
+  private get _kernel(): Kernel.IKernelConnection | null {
+    return this._context?.session?.kernel ?? null;
+  }
+
+  private _attach(): void {
+    this._dropComm();
+    const kernel = this._kernel;
+    if (!this._context) {
+      this.model.setStatus('no-notebook');
+      return;
+    }
+    if (!kernel) {
+      this.model.setStatus('no-kernel');
+      return;
+    }
+    if (!this._registered.has(kernel)) {
+      this._registered.add(kernel);
+      kernel.registerCommTarget(COMM_TARGET, (comm, msg) =>
+        this._onKernelOpenedComm(kernel, comm, msg)
+      );
+    }
+    this.model.setStatus('connecting');
+    let comm: Kernel.IComm;
+    try {
+      comm = kernel.createComm(COMM_TARGET);
+    } catch (error) {
+      // Comms are disabled on this connection (e.g. a console-only view of the kernel).
+      this.model.setStatus('not-loaded');
+      return;
+    }
+    this._adopt(comm);
+    comm.open(this._subscribeMessage() as unknown as JSONObject);
+  }
+
+  /** The kernel opened a comm (it just ran `%load_ext`): make it the live one. */
+  private _onKernelOpenedComm(
+    kernel: Kernel.IKernelConnection,
+    comm: Kernel.IComm,
+    msg: JupyterMessage.ICommOpenMsg
+  ): void {
+    if (kernel !== this._kernel) {
+      // Another notebook's kernel: the panel opens its own comm when it follows that one.
+      comm.close();
+      return;
+    }
+    this._dropComm();
+    this.model.setStatus('connecting');
+    this._adopt(comm);
+    comm.send(this._subscribeMessage() as unknown as JSONObject);
+  }
+
+  private _adopt(comm: Kernel.IComm): void {
+    this._comm = comm;
+    comm.onMsg = msg => {
+      if (comm !== this._comm) {
+        return;
+      }
+      const data = msg.content.data;
+      if (!isKernelMessage(data)) {
+        return;
+      }
+      if (data.type === 'hello') {
+        comm.send(this._subscribeMessage() as unknown as JSONObject);
+        return;
+      }
+      if (this.model.apply(data, nowSeconds()) === 'resubscribe') {
+        comm.send(this._subscribeMessage() as unknown as JSONObject);
+      }
+    };
+    comm.onClose = () => {
+      if (comm !== this._comm) {
+        return;
+      }
+      // The kernel closes a comm whose target it does not know: sieve_jupyter is not loaded.
+      this._comm = null;
+      this.model.setStatus('not-loaded');
+    };
+  }
+
+  private _dropComm(): void {
+    const comm = this._comm;
+    this._comm = null;
+    if (comm && !comm.isDisposed) {
+      try {
+        comm.close();
+      } catch {
+        // The kernel is going away; nothing to tell it.
+      }
+    }
+  }
+
+  private _subscribeMessage(): ISubscribeMessage {
+    return { v: PROTOCOL_VERSION, type: 'subscribe', job_limit: this.model.jobLimit };
+  }
+
+  private _onKernelChanged(): void {
+    this._attach();
+  }
+
+  private _onStatusChanged(_: ISessionContext, status: Kernel.Status): void {
+    if (status === 'restarting' || status === 'autorestarting') {
+      this._restarting = true;
+      this._comm = null; // its kernel is gone; the connection disposes it
+      this.model.setStatus('restarting');
+    } else if (status === 'dead') {
+      this._comm = null;
+      this.model.setStatus('no-kernel');
+    } else if (this._restarting && status === 'idle') {
+      this._restarting = false;
+      this._attach();
+    }
+  }
+
+  private _context: ISessionContext | null = null;
+  private _comm: Kernel.IComm | null = null;
+  private _restarting = false;
+  private _registered = new WeakSet<Kernel.IKernelConnection>();
+}

@@ -1,0 +1,210 @@
+/**
+ * Unit tests of the panel's model: what the panel would show after a sequence of kernel
+ * messages. Run with `jlpm test` (plain Node, no browser).
+ */
+
+import { strict as assert } from 'node:assert';
+import { test } from 'node:test';
+
+import { PanelModel, formatDuration } from '../src/model';
+import {
+  IDeltaMessage,
+  IFunctionRow,
+  IJobRow,
+  ISnapshotMessage,
+  PROTOCOL,
+  PROTOCOL_VERSION,
+  isKernelMessage
+} from '../src/protocol';
+
+const T0 = 1_700_000_000;
+
+function fn(name: string, state = 'warm', setupAt: number | null = T0): IFunctionRow {
+  return {
+    name,
+    kind: 'model',
+    backend: 'local',
+    state,
+    workers: [
+      { id: `${name}-1`, state, setup_seconds: 1.5, setup_at: setupAt, description: 'pid 1' }
+    ],
+    spec_hash: 'abc',
+    error: null
+  };
+}
+
+function job(id: string, submitted: number, status = 'queued', extra: Partial<IJobRow> = {}) {
+  const row: IJobRow = {
+    job_id: id,
+    function: 'echo',
+    status,
+    submitted_at: submitted,
+    started_at: null,
+    finished_at: null,
+    duration: null,
+    error: null,
+    progress: null,
+    ...extra
+  };
+  return row;
+}
+
+function snapshot(extra: Partial<ISnapshotMessage> = {}): ISnapshotMessage {
+  return {
+    v: PROTOCOL_VERSION,
+    type: 'snapshot',
+    seq: 0,
+    server_time: T0,
+    functions: [],
+    jobs: [],
+    job_limit: 50,
+    features: { form: false },
+    ...extra
+  };
+}
+
+function delta(seq: number, extra: Partial<IDeltaMessage> = {}): IDeltaMessage {
+  return {
+    v: PROTOCOL_VERSION,
+    type: 'delta',
+    seq,
+    server_time: T0,
+    functions: [],
+    removed_functions: [],
+    jobs: [],
+    ...extra
+  };
+}
+
+test('a snapshot connects the panel and lists functions by name', () => {
+  const model = new PanelModel();
+  model.setStatus('connecting');
+  const outcome = model.apply(snapshot({ functions: [fn('zeta'), fn('alpha', 'starting')] }), T0);
+  assert.equal(outcome, 'ok');
+  assert.equal(model.status, 'connected');
+  const rows = model.functionViews(T0 + 75);
+  assert.deepEqual(
+    rows.map(r => [r.name, r.state, r.workers]),
+    [
+      ['alpha', 'starting', '0/1'],
+      ['zeta', 'warm', '1/1']
+    ]
+  );
+  assert.equal(rows[1].sinceSetup, '1m 15s');
+});
+
+test('jobs are listed newest first and bounded by the job limit', () => {
+  const model = new PanelModel();
+  const jobs = Array.from({ length: 8 }, (_, i) => job(`job-${i}`, T0 + i));
+  model.apply(snapshot({ jobs, job_limit: 5 }), T0);
+  assert.deepEqual(
+    model.jobViews(T0).map(j => j.jobId),
+    ['job-7', 'job-6', 'job-5', 'job-4', 'job-3']
+  );
+  model.apply(delta(1, { jobs: [job('job-8', T0 + 8)] }), T0);
+  assert.deepEqual(
+    model.jobViews(T0).map(j => j.jobId),
+    ['job-8', 'job-7', 'job-6', 'job-5', 'job-4']
+  );
+});
+
+test('deltas update a job in place: status, duration, progress, cancel button', () => {
+  const model = new PanelModel();
+  model.apply(snapshot({ jobs: [job('a', T0)] }), T0);
+  assert.equal(model.jobViews(T0)[0].cancellable, true);
+
+  const running = job('a', T0, 'processing', {
+    started_at: T0 + 1,
+    progress: { fraction: 0.25, message: 'frames' }
+  });
+  // Both clocks agree here: the kernel's time moved on with the browser's.
+  model.apply(delta(1, { jobs: [running], server_time: T0 + 3 }), T0 + 3);
+  let view = model.jobViews(T0 + 3)[0];
+  assert.equal(view.status, 'processing');
+  assert.equal(view.duration, '2.0s');
+  assert.equal(view.progress, '25% frames');
+  assert.equal(view.fraction, 0.25);
+
+  model.apply(delta(2, { jobs: [job('a', T0, 'cancelled', { duration: 4 })] }), T0 + 5);
+  view = model.jobViews(T0 + 5)[0];
+  assert.equal(view.status, 'cancelled');
+  assert.equal(view.duration, '4.0s');
+  assert.equal(view.cancellable, false);
+  assert.equal(model.jobViews(T0).length, 1);
+});
+
+test('a gap in the sequence asks for a fresh snapshot and changes nothing', () => {
+  const model = new PanelModel();
+  model.apply(snapshot({ seq: 10, functions: [fn('echo')] }), T0);
+  assert.equal(model.apply(delta(11, { removed_functions: ['echo'] }), T0), 'ok');
+  assert.equal(model.functionViews(T0).length, 0);
+  assert.equal(model.apply(delta(13, { functions: [fn('late')] }), T0), 'resubscribe');
+  assert.equal(model.functionViews(T0).length, 0);
+});
+
+test('a delta before any snapshot asks for one', () => {
+  const model = new PanelModel();
+  model.setStatus('connecting');
+  assert.equal(model.apply(delta(1), T0), 'resubscribe');
+  assert.equal(model.status, 'connecting');
+});
+
+test('leaving the connected state forgets the old kernel', () => {
+  const model = new PanelModel();
+  model.apply(snapshot({ functions: [fn('echo')], jobs: [job('a', T0)] }), T0);
+  model.setStatus('restarting');
+  assert.equal(model.status, 'restarting');
+  assert.equal(model.functionViews(T0).length, 0);
+  assert.equal(model.jobViews(T0).length, 0);
+  model.setStatus('not-loaded');
+  assert.equal(model.status, 'not-loaded');
+});
+
+test('times follow the kernel clock, not the browser clock', () => {
+  const model = new PanelModel();
+  // The browser runs 100 s behind the kernel.
+  model.apply(snapshot({ server_time: T0 + 100, functions: [fn('echo', 'warm', T0 + 90)] }), T0);
+  assert.equal(model.functionViews(T0 + 5)[0].sinceSetup, `${(15).toFixed(0)}s`);
+});
+
+test('an action is busy until its result; a failure is shown', () => {
+  const model = new PanelModel();
+  model.apply(snapshot({ functions: [fn('echo')], jobs: [job('a', T0)] }), T0);
+  const cancel = model.beginAction('cancel_job', 'a');
+  const restart = model.beginAction('restart', 'echo');
+  assert.equal(model.jobViews(T0)[0].busy, true);
+  assert.equal(model.functionViews(T0)[0].busy, true);
+  model.apply({ v: 1, type: 'result', request_id: cancel, ok: true, error: null }, T0);
+  assert.equal(model.jobViews(T0)[0].busy, false);
+  model.apply({ v: 1, type: 'result', request_id: restart, ok: false, error: 'no such' }, T0);
+  assert.equal(model.functionViews(T0)[0].busy, false);
+  assert.equal(model.lastError, 'no such');
+});
+
+test('listeners hear every change until they unsubscribe', () => {
+  const model = new PanelModel();
+  let calls = 0;
+  const off = model.onChange(() => calls++);
+  model.setStatus('connecting');
+  model.apply(snapshot(), T0);
+  off();
+  model.apply(delta(1), T0);
+  assert.equal(calls, 2);
+});
+
+test('messages of another protocol version or unknown type are not kernel messages', () => {
+  assert.equal(isKernelMessage({ ...snapshot(), v: PROTOCOL_VERSION + 1 }), false);
+  assert.equal(isKernelMessage({ v: PROTOCOL_VERSION, type: 'surprise' }), false);
+  assert.equal(isKernelMessage(null), false);
+  for (const type of Object.keys(PROTOCOL.kernelMessages)) {
+    assert.equal(isKernelMessage({ v: PROTOCOL_VERSION, type }), true, type);
+  }
+});
+
+test('durations read naturally', () => {
+  assert.equal(formatDuration(null), '');
+  assert.equal(formatDuration(0.42), '0.4s');
+  assert.equal(formatDuration(42.9), '42s');
+  assert.equal(formatDuration(185), '3m 05s');
+  assert.equal(formatDuration(2 * 3600 + 14 * 60), '2h 14m');
+});
