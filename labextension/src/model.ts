@@ -172,13 +172,12 @@ export class PanelModel {
           .map(w => w.setup_at)
           .filter((t): t is number => typeof t === 'number');
         const lastSetup = setupTimes.length ? Math.max(...setupTimes) : null;
-        const warm = row.workers.filter(w => w.state === 'warm').length;
         return {
           name: row.name,
           kind: row.kind,
           backend: row.backend,
           state: row.state,
-          workers: row.workers.length ? `${warm}/${row.workers.length}` : '0',
+          workers: String(row.workers.length),
           workersDetail: row.workers
             .map(w => `${w.id}: ${w.state}${w.description ? ` (${w.description})` : ''}`)
             .join('\n'),
@@ -208,7 +207,7 @@ export class PanelModel {
       }
       return {
         jobId: job.job_id,
-        shortId: job.job_id.length > 8 ? job.job_id.slice(0, 8) : job.job_id,
+        shortId: job.job_id.length > 16 ? `${job.job_id.slice(0, 15)}…` : job.job_id,
         function: job.function,
         status: job.status,
         duration: formatDuration(seconds),

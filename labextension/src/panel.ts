@@ -1,5 +1,6 @@
 /**
- * The "Sieve" side panel: two tables (functions and models; jobs) drawn from the PanelModel.
+ * The "Sieve" side panel: two lists (functions and models; jobs) drawn from the PanelModel.
+ * Each entry takes two short lines, so the panel reads well at a side bar's width.
  *
  * Plain DOM, redrawn whole on each change: the lists are bounded and updates are throttled by
  * the kernel, so this stays cheap and keeps the widget free of a framework.
@@ -44,6 +45,10 @@ function el<K extends keyof HTMLElementTagNameMap>(
   return node;
 }
 
+function sinceText(view: IFunctionView): string {
+  return view.sinceSetup ? `setup ${view.sinceSetup} ago` : 'not set up';
+}
+
 export class SievePanel extends Widget {
   constructor(
     private readonly _model: PanelModel,
@@ -81,9 +86,9 @@ export class SievePanel extends Widget {
       node.appendChild(el('p', 'jp-SievePanel-error', this._model.lastError));
     }
     node.appendChild(el('h3', 'jp-SievePanel-heading', 'Functions and models'));
-    node.appendChild(this._functionsTable(this._model.functionViews(now)));
+    node.appendChild(this._functionsList(this._model.functionViews(now)));
     node.appendChild(el('h3', 'jp-SievePanel-heading', 'Jobs'));
-    node.appendChild(this._jobsTable(this._model.jobViews(now)));
+    node.appendChild(this._jobsList(this._model.jobViews(now)));
   }
 
   private _tick(): void {
@@ -93,10 +98,10 @@ export class SievePanel extends Widget {
     const now = Date.now() / 1000;
     for (const view of this._model.functionViews(now)) {
       const cell = this.node.querySelector(
-        `tr[data-name="${CSS.escape(view.name)}"] .jp-SievePanel-since`
+        `[data-name="${CSS.escape(view.name)}"] .jp-SievePanel-since`
       );
-      if (cell && cell.textContent !== view.sinceSetup) {
-        cell.textContent = view.sinceSetup;
+      if (cell && cell.textContent !== sinceText(view)) {
+        cell.textContent = sinceText(view);
       }
     }
     if (!this._model.hasActiveJobs) {
@@ -104,24 +109,12 @@ export class SievePanel extends Widget {
     }
     for (const view of this._model.jobViews(now)) {
       const cell = this.node.querySelector(
-        `tr[data-job-id="${CSS.escape(view.jobId)}"] .jp-SievePanel-duration`
+        `[data-job-id="${CSS.escape(view.jobId)}"] .jp-SievePanel-duration`
       );
       if (cell && cell.textContent !== view.duration) {
         cell.textContent = view.duration;
       }
     }
-  }
-
-  private _table(
-    headers: string[],
-    className: string
-  ): [HTMLTableElement, HTMLTableSectionElement] {
-    const table = el('table', `jp-SievePanel-table ${className}`);
-    const head = table.createTHead().insertRow();
-    for (const header of headers) {
-      head.appendChild(el('th', '', header));
-    }
-    return [table, table.createTBody()];
   }
 
   private _button(label: string, title: string, disabled: boolean, run: () => void) {
@@ -136,32 +129,40 @@ export class SievePanel extends Widget {
     return button;
   }
 
-  private _functionsTable(rows: IFunctionView[]): HTMLElement {
+  private _functionsList(rows: IFunctionView[]): HTMLElement {
     if (!rows.length) {
       return el('p', 'jp-SievePanel-empty', 'No functions yet: decorate one with @sieve.function.');
     }
-    const [table, body] = this._table(
-      ['Name', 'Kind', 'Backend', 'State', 'Workers', 'Setup', ''],
-      'jp-SievePanel-functions'
-    );
+    const list = el('div', 'jp-SievePanel-list jp-SievePanel-functions');
     for (const row of rows) {
-      const tr = body.insertRow();
-      tr.dataset.name = row.name;
-      tr.appendChild(el('td', 'jp-SievePanel-name', row.name));
-      tr.appendChild(el('td', '', row.kind));
-      tr.appendChild(el('td', '', row.backend));
-      const state = el('td', `jp-SievePanel-state jp-mod-${row.state}`, row.state);
+      const item = el('div', 'jp-SievePanel-item');
+      item.dataset.name = row.name;
+      item.dataset.state = row.state;
+
+      const top = el('div', 'jp-SievePanel-line');
+      top.appendChild(el('span', 'jp-SievePanel-name', row.name));
+      top.appendChild(el('span', 'jp-SievePanel-kind', row.kind));
+      top.appendChild(el('span', 'jp-SievePanel-backend', row.backend));
+      const state = el('span', `jp-SievePanel-state jp-mod-${row.state}`, row.state);
       if (row.error) {
         state.title = row.error;
       }
-      tr.appendChild(state);
-      const workers = el('td', 'jp-SievePanel-workers', row.workers);
+      top.appendChild(state);
+      item.appendChild(top);
+
+      const bottom = el('div', 'jp-SievePanel-line jp-SievePanel-sub');
+      const count = Number(row.workers);
+      const workers = el(
+        'span',
+        'jp-SievePanel-workers',
+        `${row.workers} worker${count === 1 ? '' : 's'}`
+      );
       workers.title = row.workersDetail;
-      tr.appendChild(workers);
-      const since = el('td', 'jp-SievePanel-since', row.sinceSetup);
+      bottom.appendChild(workers);
+      const since = el('span', 'jp-SievePanel-since', sinceText(row));
       since.title = 'time since the last __setup__';
-      tr.appendChild(since);
-      const actions = el('td', 'jp-SievePanel-actions');
+      bottom.appendChild(since);
+      const actions = el('span', 'jp-SievePanel-actions');
       actions.appendChild(
         this._button('Restart', `Restart the workers of ${row.name}`, row.busy, () =>
           this._actions.run('restart', row.name)
@@ -180,34 +181,38 @@ export class SievePanel extends Widget {
           )
         );
       }
-      tr.appendChild(actions);
+      bottom.appendChild(actions);
+      item.appendChild(bottom);
+      list.appendChild(item);
     }
-    return table;
+    return list;
   }
 
-  private _jobsTable(rows: IJobView[]): HTMLElement {
+  private _jobsList(rows: IJobView[]): HTMLElement {
     if (!rows.length) {
       return el('p', 'jp-SievePanel-empty', 'No jobs yet.');
     }
-    const [table, body] = this._table(
-      ['Job', 'Function', 'Status', 'Duration', 'Progress', ''],
-      'jp-SievePanel-jobs'
-    );
+    const list = el('div', 'jp-SievePanel-list jp-SievePanel-jobs');
     for (const row of rows) {
-      const tr = body.insertRow();
-      tr.dataset.jobId = row.jobId;
-      tr.dataset.status = row.status;
-      const id = el('td', 'jp-SievePanel-jobid', row.shortId);
+      const item = el('div', 'jp-SievePanel-item');
+      item.dataset.jobId = row.jobId;
+      item.dataset.status = row.status;
+
+      const top = el('div', 'jp-SievePanel-line');
+      const id = el('span', 'jp-SievePanel-jobid', row.shortId);
       id.title = row.jobId;
-      tr.appendChild(id);
-      tr.appendChild(el('td', '', row.function));
-      const status = el('td', `jp-SievePanel-status jp-mod-${row.status}`, row.status);
+      top.appendChild(id);
+      top.appendChild(el('span', 'jp-SievePanel-function', row.function));
+      const status = el('span', `jp-SievePanel-status jp-mod-${row.status}`, row.status);
       if (row.error) {
         status.title = row.error;
       }
-      tr.appendChild(status);
-      tr.appendChild(el('td', 'jp-SievePanel-duration', row.duration));
-      const progress = el('td', 'jp-SievePanel-progress');
+      top.appendChild(status);
+      item.appendChild(top);
+
+      const bottom = el('div', 'jp-SievePanel-line jp-SievePanel-sub');
+      bottom.appendChild(el('span', 'jp-SievePanel-duration', row.duration));
+      const progress = el('span', 'jp-SievePanel-progress');
       if (row.fraction !== null) {
         const bar = el('progress', '');
         bar.max = 1;
@@ -215,8 +220,8 @@ export class SievePanel extends Widget {
         progress.appendChild(bar);
       }
       progress.appendChild(el('span', '', row.progress));
-      tr.appendChild(progress);
-      const actions = el('td', 'jp-SievePanel-actions');
+      bottom.appendChild(progress);
+      const actions = el('span', 'jp-SievePanel-actions');
       if (row.cancellable) {
         actions.appendChild(
           this._button('Cancel', `Cancel job ${row.jobId}`, row.busy, () =>
@@ -224,9 +229,11 @@ export class SievePanel extends Widget {
           )
         );
       }
-      tr.appendChild(actions);
+      bottom.appendChild(actions);
+      item.appendChild(bottom);
+      list.appendChild(item);
     }
-    return table;
+    return list;
   }
 
   private _timer: number;

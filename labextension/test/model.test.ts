@@ -86,8 +86,8 @@ test('a snapshot connects the panel and lists functions by name', () => {
   assert.deepEqual(
     rows.map(r => [r.name, r.state, r.workers]),
     [
-      ['alpha', 'starting', '0/1'],
-      ['zeta', 'warm', '1/1']
+      ['alpha', 'starting', '1'],
+      ['zeta', 'warm', '1']
     ]
   );
   assert.equal(rows[1].sinceSetup, '1m 15s');

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sieve_jupyter.jupyter._channel_protocol import (
@@ -124,6 +125,14 @@ def form_available() -> bool:
         return importlib.util.find_spec("sieve_jupyter.jupyter.widgets") is not None
     except (ImportError, ValueError):
         return False
+
+
+@dataclass(frozen=True)
+class _Refresh:
+    """A state the channel read itself, handled like a manager event of the same kind."""
+
+    kind: str
+    data: dict[str, Any]
 
 
 class PanelChannel:
@@ -278,11 +287,18 @@ class PanelChannel:
         manager = self._manager or self._manager_factory()
         try:
             if action == "cancel_job":
-                manager.job(target).cancel()
-            elif action == "restart":
-                manager.restart(target)
+                job = manager.job(target)
+                job.cancel()
+                # Show the outcome even if the manager publishes no event for it.
+                self._on_event(_Refresh("job", job.snapshot()))
             else:
-                manager.stop(target)
+                if action == "restart":
+                    manager.restart(target)
+                else:
+                    manager.stop(target)
+                for row in manager.functions():
+                    if row.get("name") == target:
+                        self._on_event(_Refresh("function", row))
         except Exception as exc:  # noqa: BLE001 - any failure is reported to the panel
             self._result(request_id, f"{action} {target}: {type(exc).__name__}: {exc}")
         else:

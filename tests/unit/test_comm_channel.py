@@ -253,7 +253,7 @@ def test_cancel_restart_and_stop_reach_the_manager_and_are_answered() -> None:
     manager = Manager()
     manager.define("echo")
     job = manager.push("a", T0)
-    _, comm = open_channel(manager)
+    channel, comm = open_channel(manager)
     comm.panel_sends(action("cancel_job", "a", "r1"))
     comm.panel_sends(action("restart", "echo", "r2"))
     comm.panel_sends(action("stop", "echo", "r3"))
@@ -263,6 +263,10 @@ def test_cancel_restart_and_stop_reach_the_manager_and_are_answered() -> None:
     results = comm.of_type("result")
     for result in results:
         fields(result, "result")
+    # the panel sees the cancelled job even from a manager that publishes nothing for it
+    channel.flush()
+    (delta,) = comm.of_type("delta")
+    assert [(j["job_id"], j["status"]) for j in delta["jobs"]] == [("a", "cancelled")]
     assert [(r["request_id"], r["ok"]) for r in results] == [
         ("r1", True),
         ("r2", True),

@@ -1,0 +1,120 @@
+"""The "Sieve" side panel end to end: a real JupyterLab, a real kernel, real workers, Chromium."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+PANEL_ID = "sieve-jupyter-panel"
+LOAD = "from sieve_jupyter.jupyter import comm; comm.register(get_ipython())"
+
+
+MODEL = """
+import time
+import sieve_jupyter as sieve
+
+@sieve.Model(name="sleeper")
+class Sleeper:
+    def __setup__(self):
+        self.naps = 0
+
+    def __predict__(self, seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+"""
+
+# Where a developer finds the screenshots (set SIEVE_SCREENSHOTS to keep them).
+SCREENSHOTS = os.environ.get("SIEVE_SCREENSHOTS")
+
+
+def _screenshot(notebook: Any, name: str) -> None:
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        notebook.page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
+
+
+def _job_row(panel: Any, job_id: str) -> Any:
+    return panel.locator(f'[data-job-id="{job_id}"]')
+
+
+def test_the_panel_shows_live_functions_and_jobs_and_cancels_and_restarts(
+    notebook: Any,
+) -> None:
+    panel = notebook.show_panel(PANEL_ID)
+    message = panel.locator(".jp-SievePanel-message")
+    message.get_by_text("has not loaded sieve_jupyter").wait_for()
+
+    notebook.run(LOAD)
+    panel.get_by_text("Functions and models").wait_for()
+
+    notebook.run(MODEL)
+    row = panel.locator('.jp-SievePanel-functions [data-name="sleeper"]')
+    row.wait_for()
+    assert row.locator(".jp-SievePanel-kind").inner_text() == "model"
+    assert row.locator(".jp-SievePanel-backend").inner_text() == "local"
+
+    quick = notebook.run(
+        "quick = [Sleeper.push(0.2) for _ in range(3)]\nprint(' '.join(f.job_id for f in quick))"
+    ).split()
+    slow = notebook.run("slow = Sleeper.push(600)\nprint(slow.job_id)").strip()
+
+    for job_id in quick:
+        _job_row(panel, job_id).and_(panel.locator('[data-status="finished"]')).wait_for()
+    slow_row = _job_row(panel, slow)
+    slow_row.and_(panel.locator('[data-status="processing"]')).wait_for()
+    assert row.locator(".jp-SievePanel-state").inner_text() == "warm"
+    # newest first: the slow job was pushed last
+    first = panel.locator(".jp-SievePanel-jobs .jp-SievePanel-item").first
+    assert first.get_attribute("data-job-id") == slow
+    _screenshot(notebook, "panel-running")
+
+    slow_row.get_by_role("button", name="Cancel").click()
+    slow_row.and_(panel.locator('[data-status="cancelled"]')).wait_for()
+    assert notebook.run("print(slow.cancelled())").strip() == "True"
+
+    worker_before = notebook.run(
+        "from sieve_jupyter.manager import get_manager\n"
+        "print(get_manager().functions()[0]['workers'][0]['id'])"
+    ).strip()
+    row.get_by_role("button", name="Restart").click()
+    notebook.page.wait_for_function(
+        """([name, before]) => {
+            const row = document.querySelector(
+                `#sieve-jupyter-panel [data-name="${name}"] .jp-SievePanel-workers`);
+            return row && row.title && !row.title.includes(before) && row.title.includes('ready');
+        }""",
+        arg=["sleeper", worker_before],
+    )
+    assert notebook.run("print(Sleeper.run(0))").strip() == "0"
+    _screenshot(notebook, "panel-restarted")
+
+
+def test_the_panel_follows_a_kernel_restart(notebook: Any) -> None:
+    panel = notebook.show_panel(PANEL_ID)
+    notebook.run(LOAD)
+    notebook.run(MODEL)
+    panel.locator('[data-name="sleeper"]').wait_for()
+
+    notebook.restart_kernel()
+    panel.get_by_text("has not loaded sieve_jupyter").wait_for()
+    assert panel.locator('[data-name="sleeper"]').count() == 0
+
+    notebook.run(LOAD)
+    panel.get_by_text("No functions yet").wait_for()
+
+
+def test_a_kernel_that_only_imports_sieve_jupyter_answers_the_panel(notebook: Any) -> None:
+    panel = notebook.show_panel(PANEL_ID)
+    panel.get_by_text("has not loaded sieve_jupyter").wait_for()
+    wired = notebook.run(
+        "from sieve_jupyter.manager import manager_created_hooks\n"
+        "from sieve_jupyter.jupyter.comm import attach_if_in_kernel\n"
+        "print(attach_if_in_kernel in manager_created_hooks)"
+    ).strip()
+    if wired != "True":
+        pytest.skip("the manager does not call sieve_jupyter.jupyter.comm.attach_if_in_kernel yet")
+    notebook.run(MODEL)
+    panel.locator('[data-name="sleeper"]').wait_for()
