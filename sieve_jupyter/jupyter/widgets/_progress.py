@@ -68,7 +68,8 @@ def job_detail_html(future: Future[Any]) -> str:
     progress = getattr(future, "progress", None)
     if progress and not future.done():
         fraction, message = progress
-        parts.append(f" · {fraction:.0%} {html.escape(str(message or ''))}")
+        share = f"{fraction:.0%} " if isinstance(fraction, (int, float)) else ""
+        parts.append(f" · {share}{html.escape(str(message or ''))}")
     parts.append("</div>")
     logs = list(getattr(future, "logs", None) or [])
     if logs:
@@ -112,8 +113,9 @@ def _row_html(counts: FunctionCounts, now: float, single: Future[Any] | None) ->
     if single is not None:
         status = next(name for name in c if c[name])
         progress = getattr(single, "progress", None)
-        fraction = float(progress[0]) if progress and status == "processing" else None
-        note = f" {progress[1]}" if progress and progress[1] and fraction is not None else ""
+        fraction = (float(progress[0]) if progress and isinstance(progress[0], (int, float))
+                    and status == "processing" else None)
+        note = f" {progress[1]}" if progress and progress[1] and status == "processing" else ""
         if status in TERMINAL:
             fraction = 1.0 if status == "finished" else None
         label = (f"{html.escape(status)}{f' · {fraction:.0%}' if fraction is not None else ''}"

@@ -1,0 +1,197 @@
+"""Widgets in a real ipykernel: a form submit runs a job and shows its result, and following
+10,000 pushed futures sends a bounded number of comm messages to the frontend."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import queue
+import re
+import textwrap
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from jupyter_client.manager import KernelManager
+
+pytestmark = pytest.mark.kernel
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+class Kernel:
+    """A started ipykernel plus a client that records every iopub message of each execution."""
+
+    def __init__(self, manager: KernelManager) -> None:
+        self.manager = manager
+        self.client = manager.client()
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=60)
+
+    def run(self, code: str, timeout: float = 240) -> list[dict[str, Any]]:
+        """Execute `code`; return all iopub messages seen until the kernel is idle again.
+
+        Messages are not filtered by parent: widgets update from a background thread, and those
+        comm messages count whatever request they are attributed to.
+        """
+        msg_id = self.client.execute(textwrap.dedent(code))
+        seen: list[dict[str, Any]] = []
+        while True:
+            try:
+                msg = self.client.get_iopub_msg(timeout=timeout)
+            except queue.Empty as exc:
+                raise AssertionError(f"kernel did not finish in {timeout} s: {code}") from exc
+            seen.append(msg)
+            if (msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle"
+                    and msg["parent_header"].get("msg_id") == msg_id):
+                break
+        reply = self.client.get_shell_msg(timeout=timeout)
+        if reply["content"]["status"] != "ok":
+            content = reply["content"]
+            trace = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(content.get("traceback", [])))
+            raise AssertionError(f"cell failed: {content.get('ename')}: {content.get('evalue')}\n"
+                                 f"{trace}")
+        return seen
+
+    def value(self, expression: str) -> Any:
+        """The `repr` of an expression evaluated in the kernel, read back with `eval`."""
+        messages = self.run(f"print(repr({expression}))")
+        text = "".join(m["content"]["text"] for m in messages
+                       if m["msg_type"] == "stream" and m["content"]["name"] == "stdout")
+        return eval(text)  # noqa: S307 - our own repr of plain data
+
+    def close(self) -> None:
+        self.client.stop_channels()
+        self.manager.shutdown_kernel(now=True)
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    manager = KernelManager(kernel_name="python3")
+    manager.start_kernel(env=env, cwd=str(tmp_path_factory.mktemp("widgets-kernel")))
+    session = Kernel(manager)
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+SETUP = """
+import concurrent.futures
+import time
+
+import sieve_jupyter as sieve
+from sieve_jupyter.jupyter.widgets import form, progress
+
+
+def wait_until(condition, seconds=120):
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+"""
+
+
+def comm_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [m for m in messages if m["msg_type"] == "comm_msg"]
+
+
+def test_form_submit_runs_a_job_and_shows_the_result(kernel: Kernel) -> None:
+    kernel.run(SETUP)
+    kernel.run("""
+        @sieve.function(name="widget-adder")
+        def add(x: int, y: int = 2) -> dict:
+            \"\"\"Add two numbers.
+
+            Args:
+                x: the first number
+            \"\"\"
+            print("adding", x, y)
+            return {"sum": x + y}
+
+        f = form(add)
+    """)
+    shown = kernel.run("f")
+    views = [m for m in shown if m["msg_type"] in ("display_data", "execute_result")
+             and "application/vnd.jupyter.widget-view+json" in m["content"]["data"]]
+    assert views, "the form did not display as a widget"
+    assert kernel.value("list(f.fields)") == ["x", "y"]
+    assert kernel.value("f.fields['y'].control.value") == 2  # default prefilled
+    assert "the first number" in kernel.value("f.fields['x'].help.value")
+
+    kernel.run("f.set(x=40); f.submit_button.click()")
+    kernel.run("wait_until(lambda: f.result_widget is not None)")
+    assert '"sum": 42' in kernel.value("f.result_widget.value")
+    assert "finished" in kernel.value("f.progress.summary.value")
+    assert "adding 40 2" in kernel.value("f.progress.job_detail.value")
+
+
+def test_invalid_form_input_pushes_nothing(kernel: Kernel) -> None:
+    kernel.run(SETUP)
+    kernel.run("""
+        from typing import Annotated
+        from pydantic import Field
+
+        @sieve.function(name="widget-bounded")
+        def bounded(n: Annotated[int, Field(ge=1)],
+                    label: Annotated[str, Field(min_length=3)]) -> str:
+            return label * n
+
+        g = form(bounded)
+        g.set(n=0)
+        pushed = g.submit()
+    """)
+    assert kernel.value("pushed") is None
+    assert "out of range" in kernel.value("g.fields['n'].error.value")
+    assert "required" in kernel.value("g.fields['label'].error.value")
+    assert kernel.value("len(g.futures)") == 0
+
+
+def test_progress_of_10000_futures_sends_bounded_comm_messages(kernel: Kernel) -> None:
+    kernel.run(SETUP)
+    during = kernel.run("""
+        @sieve.function(name="widget-square")
+        def square(i: int) -> int:
+            time.sleep(0.0003)  # long enough that completions stream in over many redraws
+            return i * i
+
+        futures = [square.push(i) for i in range(10_000)]
+        w = progress(futures)
+        display(w)
+    """)
+    during += kernel.run("""
+        concurrent.futures.wait(futures, timeout=200)
+        wait_until(lambda: w.finished)
+    """)
+    assert kernel.value("w.finished")
+    assert kernel.value("w.state.totals()['finished']") == 10_000
+    assert "10,000/10,000" in kernel.value("w.summary.value")
+    ticks = kernel.value("w.ticks")
+    sent = len(comm_messages(during))
+    print(f"{sent} comm messages over {ticks} redraws for 10,000 futures")
+    # one message per tick at most for the summary, a few more for the job list and the end;
+    # a widget that redrew per future would send at least 10,000
+    assert sent < 1_000
+    assert sent <= 3 * ticks + 10
+
+
+def test_future_displays_live_and_awaits_in_async_cells(kernel: Kernel) -> None:
+    kernel.run(SETUP)
+    kernel.run("""
+        @sieve.function(name="widget-echo")
+        def echo(text: str) -> str:
+            return text.upper()
+    """)
+    shown = kernel.run("job = echo.push('hello'); job")
+    bundles = [m["content"]["data"] for m in shown
+               if m["msg_type"] in ("display_data", "execute_result")]
+    assert any("application/vnd.jupyter.widget-view+json" in b for b in bundles)
+    assert any("widget-echo" in b.get("text/html", "") for b in bundles)  # saved-notebook view
+    kernel.run("""
+        from sieve_jupyter.jupyter.widgets import as_completed
+        result = await job
+        order = [f.result() async for f in as_completed([echo.push(w) for w in ("a", "b")])]
+    """)
+    assert kernel.value("result") == "HELLO"
+    assert sorted(kernel.value("order")) == ["A", "B"]
