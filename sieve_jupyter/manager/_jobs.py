@@ -13,12 +13,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import _base
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sieve_jupyter._errors import JobCancelledError
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["JobFuture", "JobStatus"]
 
@@ -75,7 +72,9 @@ class JobFuture(concurrent.futures.Future[Any]):
         self.worker_id: str | None = None
         self.context: Any = None
         self._canceller = canceller
-        self._outputs_changed = threading.Condition()
+        # Streamed outputs get their own condition: Future.result(timeout) treats any notify of
+        # the future's condition as "done", so it must only be notified when the job ends.
+        self._outputs_changed = threading.Condition() if streaming else None
 
     # -- status ------------------------------------------------------------------------------
 
@@ -150,8 +149,7 @@ class JobFuture(concurrent.futures.Future[Any]):
                 waiter.add_cancelled(self)
             self._condition.notify_all()
         self._invoke_callbacks()
-        with self._outputs_changed:
-            self._outputs_changed.notify_all()
+        self._wake_streams()
         return True
 
     # -- transitions driven by the worker pool -----------------------------------------------
@@ -174,14 +172,21 @@ class JobFuture(concurrent.futures.Future[Any]):
         except concurrent.futures.InvalidStateError:
             return False
         finally:
-            with self._outputs_changed:
-                self._outputs_changed.notify_all()
+            self._wake_streams()
         return True
 
     def _add_output(self, item: Any) -> None:
+        if self._outputs_changed is None:
+            self.outputs.append(item)
+            return
         with self._outputs_changed:
             self.outputs.append(item)
             self._outputs_changed.notify_all()
+
+    def _wake_streams(self) -> None:
+        if self._outputs_changed is not None:
+            with self._outputs_changed:
+                self._outputs_changed.notify_all()
 
     # -- consuming ---------------------------------------------------------------------------
 
@@ -196,6 +201,7 @@ class JobFuture(concurrent.futures.Future[Any]):
             return
         index = 0
         while True:
+            assert self._outputs_changed is not None
             with self._outputs_changed:
                 while index >= len(self.outputs) and not self.done():
                     if not self._outputs_changed.wait(timeout):

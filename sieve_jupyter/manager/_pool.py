@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = ["WorkerPool"]
 
-#: calls in flight per worker; more only adds queueing inside the worker
-_WINDOW = 32
+#: most calls in flight per worker (for very fast calls)
+_MAX_WINDOW = 256
 
 
 def rebuild_exception(info: dict[str, Any]) -> BaseException:
@@ -71,7 +71,11 @@ class WorkerPool:
         self._lock = threading.RLock()
         self._ids = itertools.count(1)
         self._retiring = False
+        self._closed = False
         self._prepared = False
+        self._sender_waiting = False
+        #: moving average of how long a call takes in the worker (sizes the window)
+        self._average_seconds: float | None = None
         self._wake = threading.Condition(self._lock)
         self._sender = threading.Thread(
             target=self._send_loop, name=f"sieve-sender-{record.spec.name}", daemon=True
@@ -93,16 +97,17 @@ class WorkerPool:
 
     def submit(self, future: JobFuture) -> None:
         with self._lock:
-            if self.state == "stopped":
+            if self._closed:
                 raise SieveError(
-                    f"{self.spec.name}: its workers were stopped. Fix: call .run()/.push() on "
-                    "the function again after re-running its cell, or `%sieve restart`."
+                    f"{self.spec.name}: this registration was replaced or removed. Fix: use the "
+                    "handle from the latest run of its cell, or sieve.function.get(name)."
                 )
             self.queue.append(future)
-            self._ensure_workers()
-            touched = self._assign()
-        for worker in touched:
-            self._flush(worker)
+            if len(self.workers) < self.size:
+                self._ensure_workers()
+            inline = self._assign()
+        if inline is not None:
+            self._flush(inline)
 
     def cancel(self, future: JobFuture) -> None:
         """Make sure a cancelled job never starts, and interrupt it if it already has."""
@@ -120,22 +125,59 @@ class WorkerPool:
                 return
         target.send_control(("cancel", future.job_id))
 
-    def _assign(self) -> list[WorkerConnection]:
-        """Move queued jobs into ready workers' outboxes (lock held); return those to flush."""
+    def _assign(self) -> WorkerConnection | None:
+        """Move queued jobs into ready workers' outboxes (lock held).
+
+        Returns the worker the caller should write to itself: one that was idle, so its call is
+        latency-bound (`.run()`). Busy workers' calls are left to the sender thread, which
+        writes everything that piled up as one frame.
+        """
         ready = [w for w in self.workers.values() if w.state == WorkerState.READY]
-        touched: list[WorkerConnection] = []
-        while self.queue and ready:
-            worker = min(ready, key=lambda w: len(w.inflight))
-            if len(worker.inflight) >= _WINDOW:
+        if not ready or not self.queue:
+            return None
+        window = self._window()
+        inline: WorkerConnection | None = None
+        wake = False
+        while self.queue:
+            worker = ready[0] if len(ready) == 1 else min(ready, key=lambda w: len(w.inflight))
+            if len(worker.inflight) >= window:
                 break
             future = self.queue.popleft()
             if future.cancelled():
                 continue
+            if not worker.inflight and inline is None:
+                inline = worker
+            elif worker is not inline:
+                wake = True
             worker.inflight[future.job_id] = future
             worker.outbox.append(future)
-            if worker not in touched:
-                touched.append(worker)
-        return touched
+        if wake and self._sender_waiting:
+            self._wake.notify()
+        return inline
+
+    def _window(self) -> int:
+        """Calls in flight per worker: many for fast calls (pipelining hides the round trip),
+        few for slow ones (so a second worker is not left idle while calls wait behind a
+        long one)."""
+        average = self._average_seconds
+        if average is None or average < 0.0001:
+            return _MAX_WINDOW
+        if average > 0.05:
+            return 1
+        return max(2, min(_MAX_WINDOW, int(0.005 / average)))
+
+    def _mark_head_running(self, worker: WorkerConnection) -> JobFuture | None:
+        """The worker runs its calls in order, so the oldest one it has been sent is the one
+        running now (lock held). Returns it if it just became `processing`."""
+        for future in worker.inflight.values():
+            if worker.outbox and future in worker.outbox:
+                return None
+            worker.running_job = future.job_id
+            if future._state == "PENDING" and future._set_started(worker.worker_id):
+                return future
+            return None
+        worker.running_job = None
+        return None
 
     def _flush(self, worker: WorkerConnection) -> None:
         """Write the worker's outbox to its data channel, in order (any thread but a reader)."""
@@ -153,6 +195,10 @@ class WorkerPool:
                 return  # the reader notices the exit and requeues these jobs
             except Exception:  # noqa: BLE001 - an argument that cannot be pickled
                 self._send_one_by_one(worker, batch)
+        with self._lock:
+            started = self._mark_head_running(worker)
+        if started is not None:
+            self.manager.publish_job(started)
 
     def _send_one_by_one(self, worker: WorkerConnection, batch: list[JobFuture]) -> None:
         assert worker.data is not None
@@ -175,12 +221,14 @@ class WorkerPool:
         while True:
             with self._lock:
                 while True:
-                    if self.state == "stopped" and not self.workers:
+                    if self._closed and not self.workers:
                         return
                     pending = [w for w in self.workers.values() if w.outbox]
                     if pending:
                         break
+                    self._sender_waiting = True
                     self._wake.wait(1.0)
+                    self._sender_waiting = False
             for worker in pending:
                 self._flush(worker)
 
@@ -243,13 +291,12 @@ class WorkerPool:
 
     def handle_message(self, worker: WorkerConnection, message: tuple[Any, ...]) -> None:
         kind = message[0]
-        if kind == "started":
-            future = worker.inflight.get(message[1])
-            worker.running_job = message[1]
-            if future is not None and future._set_started(worker.worker_id):
-                self.manager.publish_job(future)
-        elif kind == "result":
-            self._job_done(worker, message[1], value=message[2])
+        if kind == "result":
+            _, job_id, value, started_at, finished_at = message
+            self._job_done(worker, job_id, value=value, times=(started_at, finished_at))
+        elif kind == "multi":
+            for item in message[1]:
+                self.handle_message(worker, item)
         elif kind == "output":
             future = worker.inflight.get(message[1])
             if future is not None:
@@ -313,18 +360,31 @@ class WorkerPool:
         value: Any = None,
         exception: BaseException | None = None,
         cancelled: bool = False,
+        times: tuple[float, float] | None = None,
     ) -> None:
         with self._lock:
             future = worker.inflight.pop(job_id, None)
-            if worker.running_job == job_id:
-                worker.running_job = None
-            if worker.state == WorkerState.READY and self._assign():
-                self._wake.notify()
+            if times is not None:
+                seconds = times[1] - times[0]
+                average = self._average_seconds
+                self._average_seconds = seconds if average is None else 0.8 * average + 0.2 * seconds
+            started = self._mark_head_running(worker)
+            if worker.state == WorkerState.READY and self.queue:
+                inline = self._assign()
+                if inline is not None and self._sender_waiting:
+                    self._wake.notify()  # readers never write calls themselves
             retire_now = self._retiring and not self.queue and not self._busy()
         if future is not None and not cancelled:
+            if times is not None:
+                if future._state == "PENDING":
+                    future._set_started(worker.worker_id)
+                future.started_at = times[0]  # the worker's own clock reading
             self._finish(future, value=value, exception=exception)
+        if started is not None:
+            self.manager.publish_job(started)
         if retire_now:
             self.stop()
+            self._closed = True
 
     def _finish(
         self, future: JobFuture, value: Any = None, exception: BaseException | None = None

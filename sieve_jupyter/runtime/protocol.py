@@ -36,6 +36,8 @@ _DIGEST = "sha256"
 #: buffers at least this big travel out of band; smaller ones stay inside the pickle
 _OOB_THRESHOLD = 64 * 1024
 _MAX_BUFFERS = 1 << 16
+#: bytes asked of the socket per read
+_CHUNK = 256 * 1024
 
 
 class ChannelClosed(ConnectionError):
@@ -81,6 +83,8 @@ class Channel:
         self._sock = sock
         self._send_lock = threading.Lock()
         self._closed = False
+        self._rbuf = bytearray()
+        self._rpos = 0
 
     @property
     def socket(self) -> socket.socket:
@@ -95,6 +99,14 @@ class Channel:
         self.send_raw(body, buffers)
 
     def send_raw(self, body: bytes, buffers: list[pickle.PickleBuffer]) -> None:
+        if not buffers:  # the common case: one small write
+            frame = _PREFIX.pack(0, len(body)) + body
+            with self._send_lock:
+                try:
+                    self._sock.sendall(frame)
+                except OSError as exc:
+                    raise ChannelClosed(str(exc)) from exc
+            return
         views = [b.raw() for b in buffers]
         header = _PREFIX.pack(len(views), len(body)) + b"".join(
             _LENGTH.pack(v.nbytes) for v in views
@@ -108,20 +120,55 @@ class Channel:
 
     def recv(self) -> Any:
         """Block until one whole message arrives and return it. Raises `ChannelClosed` at EOF."""
-        n_buffers, body_len = _PREFIX.unpack(self._recv_exact(_PREFIX.size))
+        self._fill(_PREFIX.size)
+        n_buffers, body_len = _PREFIX.unpack_from(self._rbuf, self._rpos)
+        self._rpos += _PREFIX.size
         if n_buffers > _MAX_BUFFERS:
             raise ChannelClosed(f"corrupt frame: {n_buffers} buffers")
-        lengths = [
-            _LENGTH.unpack(self._recv_exact(_LENGTH.size))[0] for _ in range(n_buffers)
-        ]
-        body = self._recv_exact(body_len)
-        buffers = [self._recv_exact(n) for n in lengths]
+        lengths: tuple[int, ...] = ()
+        if n_buffers:
+            self._fill(_LENGTH.size * n_buffers)
+            lengths = struct.unpack_from(f"!{n_buffers}Q", self._rbuf, self._rpos)
+            self._rpos += _LENGTH.size * n_buffers
+        body = self._take(body_len)
+        buffers = [self._take(n) for n in lengths]
         return loads(body, buffers)
 
-    def _recv_exact(self, n: int) -> bytearray:
-        buf = bytearray(n)
-        view = memoryview(buf)
-        got = 0
+    def pending(self) -> bool:
+        """Whether bytes of a next message are already buffered (more work is waiting)."""
+        return self._rpos < len(self._rbuf)
+
+    def _fill(self, need: int) -> None:
+        """Make at least `need` bytes available in the read buffer (reading in large chunks,
+        so a burst of small messages costs one system call, not three per message)."""
+        if len(self._rbuf) - self._rpos >= need:
+            return
+        if self._rpos:
+            del self._rbuf[: self._rpos]
+            self._rpos = 0
+        while len(self._rbuf) < need:
+            try:
+                chunk = self._sock.recv(max(_CHUNK, need - len(self._rbuf)))
+            except OSError as exc:
+                raise ChannelClosed(str(exc)) from exc
+            if not chunk:
+                raise ChannelClosed("peer closed the channel")
+            self._rbuf += chunk
+
+    def _take(self, n: int) -> bytearray:
+        """The next `n` bytes. Large ones are read straight into their own buffer (one copy)."""
+        available = len(self._rbuf) - self._rpos
+        if n <= available or n <= _CHUNK:
+            self._fill(n)
+            out = self._rbuf[self._rpos : self._rpos + n]
+            self._rpos += n
+            return out
+        out = bytearray(n)
+        view = memoryview(out)
+        view[:available] = self._rbuf[self._rpos :]
+        self._rbuf.clear()
+        self._rpos = 0
+        got = available
         while got < n:
             try:
                 k = self._sock.recv_into(view[got:], n - got)
@@ -130,7 +177,7 @@ class Channel:
             if k == 0:
                 raise ChannelClosed("peer closed the channel")
             got += k
-        return buf
+        return out
 
     def close(self) -> None:
         if self._closed:

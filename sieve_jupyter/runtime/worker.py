@@ -7,7 +7,7 @@ connection (the manager sends `cancel` and replies to upstream calls), read by i
 cancel reaches a job while the main thread is busy running it.
 
 Worker -> manager messages: ``hello``, ``ready(setup_seconds, setup_at)``, ``setup_failed(info)``,
-``started(job, t)``, ``result(job, value, streamed)``, ``output(job, item)``,
+``result(job, value, started_at, finished_at)``, ``multi(messages)``, ``output(job, item)``,
 ``error(job, info, restarting)``, ``skipped(job)``, ``cancelled(job)``, ``log(job, stream, text)``,
 ``progress(job, fraction, message)``, ``ucall(request, job, name, args, kwargs)``, ``swapped``.
 """
@@ -15,6 +15,7 @@ Worker -> manager messages: ``hello``, ``ready(setup_seconds, setup_at)``, ``set
 from __future__ import annotations
 
 import argparse
+import collections
 import inspect
 import io
 import os
@@ -120,6 +121,14 @@ class Worker:
         self._instance: Any = None
         self._restart_on_error = True
         self._main_thread = threading.get_ident()
+        # Outgoing messages. While more calls are already waiting, results are left here for
+        # the writer thread, which sends whatever has piled up as one frame; when the worker is
+        # about to go idle, the main thread sends at once (no extra thread hop for `.run()`).
+        self._out: collections.deque[Any] = collections.deque()
+        self._out_ready = threading.Condition()
+        self._writer_waiting = False
+        # Whoever drains takes everything queued so far, so frames leave in message order.
+        self._drain_lock = threading.Lock()
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -127,11 +136,34 @@ class Worker:
     def current_job(self) -> str | None:
         return self._current
 
-    def send(self, message: Any) -> None:
+    def send(self, message: Any, *, defer: bool = False) -> None:
+        """Send a message to the manager, or leave it for the writer thread when `defer`."""
+        self._out.append(message)
+        if not defer:
+            self._drain()
+        elif self._writer_waiting:
+            with self._out_ready:
+                self._out_ready.notify()
+
+    def _drain(self) -> None:
+        out = self._out
         try:
-            self._data.send(message)
+            with self._drain_lock:
+                if not out:
+                    return
+                batch = [out.popleft() for _ in range(len(out))]
+                self._data.send(batch[0] if len(batch) == 1 else ("multi", batch))
         except ChannelClosed:
             os._exit(0)  # the manager is gone; nothing left to serve
+
+    def writer_loop(self) -> None:
+        while True:
+            with self._out_ready:
+                while not self._out:
+                    self._writer_waiting = True
+                    self._out_ready.wait()
+                self._writer_waiting = False
+            self._drain()
 
     def _flush_streams(self) -> None:
         for stream in (sys.stdout, sys.stderr):
@@ -181,10 +213,13 @@ class Worker:
                 return
             kind = message[0]
             if kind == "call":
-                self._run_call(message[1], message[2], message[3])
+                self._run_call(message[1], message[2], message[3], self._data.pending())
             elif kind == "calls":
-                for job_id, args, kwargs in message[1]:
-                    self._run_call(job_id, args, kwargs)
+                calls = message[1]
+                last = len(calls) - 1
+                for index, (job_id, args, kwargs) in enumerate(calls):
+                    more = index < last or self._data.pending()
+                    self._run_call(job_id, args, kwargs, more)
             elif kind == "load":
                 self._load(message[1], message[2])
             elif kind == "swap":
@@ -226,16 +261,20 @@ class Worker:
             return
         self.send(("swapped", time.time()))
 
-    def _run_call(self, job_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def _run_call(
+        self, job_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], more: bool
+    ) -> None:
+        """Run one call. `more`: further calls are already waiting, so the result may wait for
+        the writer thread to batch it with theirs."""
         with self._lock:
             if job_id in self._cancelled:
                 self._cancelled.discard(job_id)
-                self.send(("skipped", job_id))
+                self.send(("skipped", job_id), defer=more)
                 return
             self._current = job_id
         target = self._target
         assert target is not None, "call before load"
-        self.send(("started", job_id, time.time()))
+        started = time.time()
         try:
             self._interruptible = True
             try:
@@ -250,7 +289,7 @@ class Worker:
                 self._interruptible = False
         except _Interrupted:
             self._finish_job()
-            self.send(("cancelled", job_id))
+            self.send(("cancelled", job_id), defer=more)
             return
         except BaseException as exc:  # noqa: BLE001 - user errors travel to the kernel
             self._finish_job()
@@ -261,7 +300,7 @@ class Worker:
                 os._exit(0)
             return
         self._finish_job()
-        self.send(("result", job_id, value, streamed))
+        self.send(("result", job_id, value, started, time.time()), defer=more)
 
     def _finish_job(self) -> None:
         self._flush_streams()
@@ -298,6 +337,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.stdout = _CapturedStream(worker, "stdout")
     sys.stderr = _CapturedStream(worker, "stderr")
     threading.Thread(target=worker.control_loop, name="sieve-control", daemon=True).start()
+    threading.Thread(target=worker.writer_loop, name="sieve-writer", daemon=True).start()
     worker.serve()
     os._exit(0)
 

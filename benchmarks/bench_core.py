@@ -1,0 +1,234 @@
+"""Speed of the local backend against its peers, measured side by side in one run.
+
+    python benchmarks/bench_core.py            # full run (~1 minute)
+    python benchmarks/bench_core.py --quick    # fewer samples, for a smoke check
+
+Each figure is measured for sieve-jupyter and for its peers in the same process run,
+alternating rounds so all see the same machine, and reported as ratios (absolute times drift
+between runs and machines). Peers: a raw pickled `multiprocessing.Pipe` round trip (the floor
+for an RPC), `concurrent.futures.ProcessPoolExecutor`, and Ray / Dask when installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import multiprocessing
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+import sieve_jupyter as sieve
+
+
+def noop(x: Any = None) -> Any:
+    return x
+
+
+def array_sum(a: np.ndarray) -> float:
+    return float(a.sum())
+
+
+def _pipe_server(conn: Any) -> None:
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        conn.send(noop(msg))
+
+
+def percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def latency(call: Callable[[], Any], n: int) -> list[float]:
+    for _ in range(min(200, n)):
+        call()
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        call()
+        out.append(time.perf_counter() - t)
+    return out
+
+
+class Peers:
+    """Warm peers, started once."""
+
+    def __init__(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.parent, child = ctx.Pipe()
+        self.server = ctx.Process(target=_pipe_server, args=(child,), daemon=True)
+        self.server.start()
+        self.ppe = concurrent.futures.ProcessPoolExecutor(1, mp_context=ctx)
+        self.ppe.submit(noop).result()
+
+    def pipe_call(self) -> None:
+        self.parent.send(1)
+        self.parent.recv()
+
+    def ppe_call(self) -> None:
+        self.ppe.submit(noop, 1).result()
+
+    def close(self) -> None:
+        self.parent.send(None)
+        self.server.join(5)
+        self.ppe.shutdown()
+
+
+def throughput(push: Callable[[Any], concurrent.futures.Future[Any]], n: int) -> float:
+    t = time.perf_counter()
+    futures = [push(i) for i in range(n)]
+    for f in futures:
+        f.result()
+    return n / (time.perf_counter() - t)
+
+
+def cold_start_sieve() -> float:
+    t = time.perf_counter()
+
+    @sieve.function(name=f"cold-{time.monotonic_ns()}")
+    def cold(x: int) -> int:
+        return x
+
+    cold.run(1)
+    elapsed = time.perf_counter() - t
+    cold.stop()
+    return elapsed
+
+
+def cold_start_ppe() -> float:
+    t = time.perf_counter()
+    with concurrent.futures.ProcessPoolExecutor(
+        1, mp_context=multiprocessing.get_context("spawn")
+    ) as ppe:
+        ppe.submit(noop, 1).result()
+        return time.perf_counter() - t
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+    n_lat = 1000 if args.quick else 3000
+    n_push = 2000 if args.quick else 10_000
+    rounds = 2 if args.quick else 3
+
+    peers = Peers()
+    fn = sieve.function(name="bench-noop")(noop)
+    fn.run(1)
+    big_fn = sieve.function(name="bench-array")(array_sum)
+    big = np.ones(100 * 1024 * 1024 // 8)
+    big_fn.run(big)
+
+    results: dict[str, list[float]] = {}
+
+    def record(key: str, value: float) -> None:
+        results.setdefault(key, []).append(value)
+
+    for _ in range(rounds):  # alternate engines every round: same machine state for all
+        for key, call in (("pipe", peers.pipe_call), ("ppe", peers.ppe_call),
+                          ("sieve", lambda: fn.run(1))):
+            samples = latency(call, n_lat)
+            record(f"{key}.p50", percentile(samples, 0.5))
+            record(f"{key}.p99", percentile(samples, 0.99))
+        record("ppe.rate", throughput(lambda i: peers.ppe.submit(noop, i), n_push))
+        record("sieve.rate", throughput(fn.push, n_push))
+        for key, call in (("ppe", lambda: peers.ppe.submit(array_sum, big).result()),
+                          ("sieve", lambda: big_fn.run(big))):
+            t = time.perf_counter()
+            for _ in range(3):
+                call()
+            record(f"{key}.big", (time.perf_counter() - t) / 3)
+        record("ppe.cold", cold_start_ppe())
+        record("sieve.cold", cold_start_sieve())
+
+    peers.close()
+    med = {k: statistics.median(v) for k, v in results.items()}
+    optional = _optional_peers(n_lat, n_push, big)
+    med.update(optional)
+
+    us = 1e6
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, rounds={rounds}, "
+          f"latency samples={n_lat}, pushes={n_push}")
+    print(f"{'engine':<28}{'p50 us':>10}{'p99 us':>10}{'push/s':>12}{'100MB s':>10}{'cold s':>9}")
+    rows = [("raw Pipe round trip", "pipe"), ("ProcessPoolExecutor(1)", "ppe"),
+            ("sieve-jupyter local", "sieve"), ("ray actor", "ray"), ("dask", "dask")]
+    for label, key in rows:
+        if f"{key}.p50" not in med:
+            continue
+        rate = med.get(f"{key}.rate")
+        bigt = med.get(f"{key}.big")
+        cold = med.get(f"{key}.cold")
+        print(f"{label:<28}{med[f'{key}.p50'] * us:>10.0f}{med[f'{key}.p99'] * us:>10.0f}"
+              f"{(f'{rate:,.0f}' if rate else '-'):>12}{(f'{bigt:.3f}' if bigt else '-'):>10}"
+              f"{(f'{cold:.2f}' if cold else '-'):>9}")
+
+    ratios = {
+        "run p50 / raw pipe p50 (target <= 1.5)": med["sieve.p50"] / med["pipe.p50"],
+        "push rate / PPE rate (target >= 5)": med["sieve.rate"] / med["ppe.rate"],
+        "PPE 100MB time / sieve 100MB time (target >= 3)": med["ppe.big"] / med["sieve.big"],
+        "cold start / spawned PPE first result (target <= 3)": med["sieve.cold"] / med["ppe.cold"],
+    }
+    print("\nratios, measured in this run:")
+    for label, value in ratios.items():
+        print(f"  {label:<55} {value:6.2f}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"medians": med, "ratios": ratios}, fh, indent=2)
+    get = sieve.function.get
+    _ = get
+    fn.stop()
+    big_fn.stop()
+
+
+def _optional_peers(n_lat: int, n_push: int, big: np.ndarray) -> dict[str, float]:
+    out: dict[str, float] = {}
+    try:
+        import ray
+    except ImportError:
+        print("ray not installed: skipping the Ray actor (pip install ray)")
+    else:
+        t = time.perf_counter()
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+
+        @ray.remote
+        class Actor:
+            def f(self, x: Any) -> Any:
+                return x
+
+        actor = Actor.remote()
+        ray.get(actor.f.remote(1))
+        out["ray.cold"] = time.perf_counter() - t
+        samples = latency(lambda: ray.get(actor.f.remote(1)), n_lat)
+        out["ray.p50"], out["ray.p99"] = percentile(samples, 0.5), percentile(samples, 0.99)
+        t = time.perf_counter()
+        ray.get([actor.f.remote(i) for i in range(n_push)])
+        out["ray.rate"] = n_push / (time.perf_counter() - t)
+        ray.shutdown()
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        print("dask.distributed not installed: skipping Dask (pip install distributed)")
+    else:
+        t = time.perf_counter()
+        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True) as cluster, \
+                Client(cluster) as client:
+            client.submit(noop, 1).result()
+            out["dask.cold"] = time.perf_counter() - t
+            samples = latency(lambda: client.submit(noop, time.perf_counter_ns()).result(),
+                              min(n_lat, 300))
+            out["dask.p50"], out["dask.p99"] = percentile(samples, 0.5), percentile(samples, 0.99)
+    return out
+
+
+if __name__ == "__main__":
+    main()

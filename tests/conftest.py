@@ -1,0 +1,63 @@
+"""Shared fixtures: the backends the behaviour tests run against, and a clean manager per test."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from sieve_jupyter.manager import get_manager
+
+#: backends every shared behaviour test runs on; the docker tier adds its own parameter with
+#: the `docker` marker (the docker conftest decides whether an engine is reachable)
+BEHAVIOUR_BACKENDS = [
+    pytest.param("local", id="local"),
+    pytest.param("docker", id="docker", marks=pytest.mark.docker),
+]
+
+_counter = itertools.count()
+
+#: the docker tier's fixtures (engine, base image, settings), needed by the "docker" parameter
+pytest_plugins = ["docker_tier"]
+
+
+@pytest.fixture(params=BEHAVIOUR_BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The backend name a behaviour test registers its functions with."""
+    name: str = request.param
+    if name == "docker":
+        try:
+            request.getfixturevalue("docker_backend_ready")
+        except pytest.FixtureLookupError:
+            pytest.skip("the docker tier's fixtures are not available")
+    return name
+
+
+@pytest.fixture
+def unique(request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """Make a function name unique to this test (the registry is per process)."""
+    stem = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower()).strip("-")[:40]
+
+    def make(name: str) -> str:
+        return f"{name}-{stem}-{next(_counter)}"
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _stop_new_functions() -> Iterator[None]:
+    """Unregister (and stop the workers of) every function a test registered."""
+    manager = get_manager()
+    before = {r.name for r in manager.records()}
+    yield
+    for record in manager.records():
+        if record.name not in before:
+            manager.unregister(record.name)
+
+
+@pytest.fixture
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
