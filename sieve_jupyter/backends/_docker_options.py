@@ -27,6 +27,7 @@ ENV_VARS: dict[str, str] = {
     "SIEVE_DOCKER_NETWORK": "network_mode",
     "SIEVE_DOCKER_BUILD_NETWORK": "build_network",
     "SIEVE_DOCKER_SRC": "src_dir",
+    "SIEVE_DOCKER_MOUNTS": "mounts",
 }
 
 
@@ -47,6 +48,9 @@ class DockerOptions:
         src_dir: host folder mounted at ``/src`` (the worker's working directory, on its
             import path); None for the kernel's working directory when the worker starts;
             ``""`` to mount nothing.
+        mounts: more host folders for the workers, as ``"HOST[:CONTAINER][:ro]"`` strings
+            (the container path defaults to the host path, so paths in arguments stay valid);
+            the variable takes them comma-separated.
         repository: image name the content-hash tags are attached to.
         extra_labels: added to every container.
     """
@@ -58,6 +62,7 @@ class DockerOptions:
     network_mode: str = "none"
     build_network: str | None = None
     src_dir: str | None = None
+    mounts: tuple[str, ...] = ()
     repository: str = "sieve-jupyter-env"
     extra_labels: Mapping[str, str] = field(default_factory=dict)
 
@@ -73,11 +78,36 @@ class DockerOptions:
                     f"docker_{name}: {template!r} is not a valid template ({exc!r}). Fix: use "
                     f"only the placeholders {', '.join('{' + k + '}' for k in keys)}."
                 ) from None
+        if isinstance(self.mounts, str):
+            object.__setattr__(self, "mounts", tuple(m for m in self.mounts.split(",") if m))
+        for mount in self.mounts:
+            self.parse_mount(mount)
         if not self.network_mode:
             raise ConfigurationError(
                 "docker_network: must not be empty. Fix: use 'none', 'bridge', 'host' or the "
                 "name of a Docker network."
             )
+
+    @staticmethod
+    def parse_mount(text: str) -> tuple[str, str, bool]:
+        """``"HOST[:CONTAINER][:ro]"`` -> (host, container, read_only).
+
+        Raises:
+            ConfigurationError: a path is not absolute or the mode is not ``ro``/``rw``.
+        """
+        parts = text.split(":")
+        read_only = False
+        if len(parts) > 1 and parts[-1] in ("ro", "rw"):
+            read_only = parts.pop() == "ro"
+        host, container = (
+            (parts[0], parts[0]) if len(parts) == 1 else (parts[0], ":".join(parts[1:]))
+        )
+        if len(parts) > 2 or not host.startswith("/") or not container.startswith("/"):
+            raise ConfigurationError(
+                f"docker_mounts: {text!r} is not HOST[:CONTAINER][:ro] with absolute paths. "
+                "Fix: write e.g. '/data/models:/models:ro' or '/data/shared'."
+            )
+        return host, container, read_only
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> DockerOptions:

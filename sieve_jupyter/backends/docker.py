@@ -328,6 +328,9 @@ class DockerBackend(Backend):
         src = os.getcwd() if options.src_dir is None else options.src_dir
         if src:
             mounts.append(docker.types.Mount(SRC_MOUNT, str(Path(src).resolve()), type="bind"))
+        for text in options.mounts:
+            host, target, read_only = DockerOptions.parse_mount(text)
+            mounts.append(docker.types.Mount(target, host, type="bind", read_only=read_only))
         env = dict(launch.env)
         env["PYTHONPATH"] = f"{RUNTIME_MOUNT}:{SRC_MOUNT}"
         uid, gid = os.getuid(), os.getgid()

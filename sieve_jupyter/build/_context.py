@@ -78,8 +78,25 @@ rm -rf /var/lib/apt/lists/*
 """
 
 
+#: What the sieve-jupyter SDK needs besides cloudpickle, so user code in a container can use
+#: all of ``sieve`` (``sieve.function.get`` builds specs, which needs pydantic and packaging).
+SDK_DEPENDENCIES = ("anyio", "packaging", "pydantic", "PyYAML")
+#: Where those live: after the venv's own packages on sys.path, so a user's pins win.
+SDK_DEPS_DIR = "/opt/sieve/deps"
+
+
 def _kernel_cloudpickle() -> str:
     return importlib.metadata.version("cloudpickle")
+
+
+def _kernel_sdk_requirements() -> tuple[str, ...]:
+    pins = []
+    for name in SDK_DEPENDENCIES:
+        try:
+            pins.append(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            pins.append(name)
+    return tuple(pins)
 
 
 @dataclass(frozen=True)
@@ -95,6 +112,8 @@ class BuildOptions:
             and named by ``PIP_CERT``, ``SSL_CERT_FILE``, ``REQUESTS_CA_BUNDLE`` and apt's config.
         cloudpickle_version: pinned in the image; defaults to the kernel's, which unpickling the
             kernel's code needs.
+        sdk_requirements: the SDK's other dependencies, pinned to the kernel's versions and
+            installed apart from the user's packages (whose versions win).
         repository: the image name the content tag is attached to.
     """
 
@@ -103,6 +122,7 @@ class BuildOptions:
     gpu_base_template: str = GPU_BASE_TEMPLATE
     ca_bundle: Path | None = None
     cloudpickle_version: str = field(default_factory=_kernel_cloudpickle)
+    sdk_requirements: tuple[str, ...] = field(default_factory=_kernel_sdk_requirements)
     repository: str = "sieve-jupyter-env"
 
 
@@ -198,21 +218,33 @@ def make_build_context(
             f"COPY install-python.sh {_ETC}/install-python.sh",
             f"RUN sh {_ETC}/install-python.sh {python}",
         ]
+    cloudpickle = f"cloudpickle=={options.cloudpickle_version}"
+    files["sieve-requirements.txt"] = ("\n".join(options.sdk_requirements) + "\n").encode()
+    lines += [
+        # --system-site-packages: a base that ships libraries (torch images) keeps them visible.
+        f"RUN python{python} -m venv --system-site-packages {VENV}",
+        f"ENV VIRTUAL_ENV={VENV} PATH={VENV}/bin:$PATH",
+        f"COPY sieve-requirements.txt {_ETC}/sieve-requirements.txt",
+        # The SDK's own dependencies go to a folder a .pth file appends after the venv's
+        # packages, so they never clash with (and never override) the user's versions.
+        f"RUN pip install {cloudpickle} && pip install --target {SDK_DEPS_DIR} "
+        f'-r {_ETC}/sieve-requirements.txt && python -c "import site; '
+        f"open(site.getsitepackages()[0] + '/zz-sieve-deps.pth', 'w').write('{SDK_DEPS_DIR}')\"",
+    ]
     if environment.system_packages:
         packages = " ".join(environment.system_packages)
         lines.append(
             "RUN apt-get update && apt-get install -y --no-install-recommends "
             f"{packages} && rm -rf /var/lib/apt/lists/*"
         )
-    requirements = [f"cloudpickle=={options.cloudpickle_version}", *environment.python_packages]
-    files["requirements.txt"] = ("\n".join(requirements) + "\n").encode()
-    lines += [
-        # --system-site-packages: a base that ships libraries (torch images) keeps them visible.
-        f"RUN python{python} -m venv --system-site-packages {VENV}",
-        f"ENV VIRTUAL_ENV={VENV} PATH={VENV}/bin:$PATH",
-        f"COPY requirements.txt {_ETC}/requirements.txt",
-        f"RUN pip install -r {_ETC}/requirements.txt",
-    ]
+    if environment.python_packages:
+        # the cloudpickle pin again, so no user requirement can move it
+        requirements = [cloudpickle, *environment.python_packages]
+        files["requirements.txt"] = ("\n".join(requirements) + "\n").encode()
+        lines += [
+            f"COPY requirements.txt {_ETC}/requirements.txt",
+            f"RUN pip install -r {_ETC}/requirements.txt",
+        ]
     lines += [f"RUN {command}" for command in environment.run_commands]
     labels = {
         f"{LABEL_PREFIX}.schema": str(BUILD_SCHEMA),

@@ -103,8 +103,9 @@ def test_layers_go_from_most_to_least_stable(tmp_path: Path) -> None:
         index_of(lines, "FROM b"),
         index_of(lines, "COPY ca-bundle.crt"),
         index_of(lines, "install-python.sh 3."),
+        index_of(lines, "pip install --target"),
         index_of(lines, "apt-get install -y --no-install-recommends ffmpeg"),
-        index_of(lines, "pip install -r"),
+        index_of(lines, "pip install -r /etc/sieve/requirements.txt"),
         index_of(lines, "RUN echo done"),
         index_of(lines, "LABEL "),
     ]
@@ -137,6 +138,16 @@ def test_pip_requirements_pin_the_kernels_cloudpickle_first() -> None:
     ]
 
 
+def test_sdk_dependencies_are_pinned_to_the_kernel_and_kept_apart_from_the_users() -> None:
+    ctx = make_build_context(Environment())
+    pins = ctx.files["sieve-requirements.txt"].decode().splitlines()
+    assert f"pydantic=={importlib.metadata.version('pydantic')}" in pins
+    assert f"cloudpickle=={KERNEL_CLOUDPICKLE}" in ctx.dockerfile
+    # no user packages: no user pip step at all
+    assert "requirements.txt" not in ctx.files
+    assert "zz-sieve-deps.pth" in ctx.dockerfile
+
+
 def test_context_holds_no_code_only_generated_files() -> None:
     ctx = make_build_context(Environment(python_packages=["six"]), BuildOptions(base_image="b"))
     assert set(ctx.files) <= {
@@ -144,6 +155,7 @@ def test_context_holds_no_code_only_generated_files() -> None:
         "requirements.txt",
         "install-python.sh",
         "ca-bundle.crt",
+        "sieve-requirements.txt",
     }
     copies = [line for line in instructions(ctx.dockerfile) if line.startswith(("COPY", "ADD"))]
     assert all(line.split()[1] in ctx.files for line in copies)
