@@ -1,0 +1,291 @@
+"""The frame protocol and the HMAC handshake of `runtime/protocol.py`, over real socket pairs.
+
+No worker process is involved: one end of a `socket.socketpair()` plays the manager, the other
+the worker, each on its own thread where both must talk at once.
+"""
+
+from __future__ import annotations
+
+import hmac
+import pickle
+import socket
+import struct
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sieve_jupyter.runtime.protocol import (
+    AuthenticationError,
+    Channel,
+    ChannelClosed,
+    authenticate_client,
+    authenticate_server,
+    dumps,
+)
+
+#: the frame prefix as documented in the module: u32 buffer count, u64 body length
+PREFIX = struct.Struct("!IQ")
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[Channel, Channel]]:
+    left, right = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    a, b = Channel(left), Channel(right)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    """Run `target` on a thread; the returned list gets its result or its exception."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(target())
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def joined(thread: threading.Thread, outcome: list[Any]) -> Any:
+    thread.join(30)
+    assert not thread.is_alive(), "the other end never finished"
+    assert len(outcome) == 1
+    return outcome[0]
+
+
+# -- frames ------------------------------------------------------------------------------------
+
+
+def test_large_bytearray_travels_out_of_band_and_arrives_intact(
+    pair: tuple[Channel, Channel],
+) -> None:
+    payload = bytearray(np.random.default_rng(1).integers(0, 256, 5_000_000, dtype=np.uint8))
+    message = ("call", "job-1", (pickle.PickleBuffer(payload),), {"small": b"x" * 10})
+    body, buffers = dumps(message)
+    # the 5 MB stay out of the pickle body: that is what spares a copy
+    assert len(buffers) == 1 and len(body) < 10_000
+    sender, receiver = pair
+    thread, outcome = in_thread(lambda: sender.send(message))
+    received = receiver.recv()
+    assert joined(thread, outcome) is None
+    kind, job, (data,), kwargs = received
+    assert (kind, job, kwargs) == ("call", "job-1", {"small": b"x" * 10})
+    assert bytes(data) == bytes(payload)
+
+
+def test_numpy_arrays_round_trip_with_dtype_shape_and_values(
+    pair: tuple[Channel, Channel],
+) -> None:
+    big = np.arange(3_000_000, dtype=np.float64).reshape(1000, 3000)
+    small = np.array([[1, 2], [3, 4]], dtype=np.int16)
+    strided = big[::2, ::3]  # not contiguous: pickled in band, must still round-trip
+    _, buffers = dumps(big)
+    assert buffers, "a large contiguous array should travel out of band"
+    sender, receiver = pair
+    thread, outcome = in_thread(lambda: sender.send({"big": big, "small": small, "s": strided}))
+    received = receiver.recv()
+    assert joined(thread, outcome) is None
+    for key, original in (("big", big), ("small", small), ("s", strided)):
+        assert received[key].dtype == original.dtype
+        assert received[key].shape == original.shape
+        assert np.array_equal(received[key], original)
+    # arrays rebuilt on received buffers are writable (user code may modify its inputs)
+    received["big"][0, 0] = -1.0
+
+
+def test_many_small_messages_in_one_burst_parse_in_order(pair: tuple[Channel, Channel]) -> None:
+    sender, receiver = pair
+    messages = [("log", f"job-{i}", "stdout", "x" * (i % 7)) for i in range(2000)]
+    # Written before anything is read, so the reader gets many frames per recv() call and must
+    # split them itself (and frames straddle its chunk boundaries).
+    thread, outcome = in_thread(lambda: [sender.send(m) for m in messages])
+    first = receiver.recv()
+    received = [first] + [receiver.recv() for _ in range(len(messages) - 1)]
+    joined(thread, outcome)
+    assert received == messages
+    assert not receiver.pending()
+
+
+def test_pending_reports_a_buffered_next_message(pair: tuple[Channel, Channel]) -> None:
+    sender, receiver = pair
+    for i in range(3):
+        sender.send(("call", i))
+    assert receiver.recv() == ("call", 0)
+    assert receiver.pending()  # the other two arrived with the first read
+    receiver.recv()
+    receiver.recv()
+    assert not receiver.pending()
+
+
+def test_messages_mixing_small_and_out_of_band_frames_stay_in_order(
+    pair: tuple[Channel, Channel],
+) -> None:
+    sender, receiver = pair
+    blob = bytes(range(256)) * 4096  # 1 MiB
+    messages: list[Any] = []
+    for i in range(20):
+        messages.append(("small", i))
+        messages.append(("blob", i, pickle.PickleBuffer(bytearray(blob))))
+    thread, outcome = in_thread(lambda: [sender.send(m) for m in messages])
+    for i in range(20):
+        assert receiver.recv() == ("small", i)
+        kind, index, data = receiver.recv()
+        assert (kind, index) == ("blob", i) and bytes(data) == blob
+    joined(thread, outcome)
+
+
+def test_peer_closing_mid_body_raises_channel_closed() -> None:
+    left, right = socket.socketpair()
+    body = pickle.dumps(("result", "job-1", "x" * 1000), protocol=5)
+    left.sendall(PREFIX.pack(0, len(body)) + body[: len(body) // 2])
+    left.close()
+    channel = Channel(right)
+    with pytest.raises(ChannelClosed):
+        channel.recv()
+    channel.close()
+
+
+def test_peer_closing_mid_prefix_raises_channel_closed() -> None:
+    left, right = socket.socketpair()
+    left.sendall(PREFIX.pack(0, 10)[:5])
+    left.close()
+    channel = Channel(right)
+    with pytest.raises(ChannelClosed):
+        channel.recv()
+    channel.close()
+
+
+def test_peer_closing_mid_large_buffer_raises_channel_closed() -> None:
+    # A buffer bigger than one read chunk is received straight into its own bytearray: that
+    # path must notice the close too, instead of returning a short buffer.
+    left, right = socket.socketpair()
+    body = pickle.dumps("header", protocol=5)
+    size = 4 * 1024 * 1024
+    header = PREFIX.pack(1, len(body)) + struct.pack("!Q", size)
+
+    def write_part() -> None:
+        left.sendall(header + body + b"\0" * (size // 3))
+        left.close()
+
+    thread, outcome = in_thread(write_part)
+    channel = Channel(right)
+    with pytest.raises(ChannelClosed):
+        channel.recv()
+    joined(thread, outcome)
+    channel.close()
+
+
+def test_clean_close_between_frames_raises_channel_closed(pair: tuple[Channel, Channel]) -> None:
+    sender, receiver = pair
+    sender.send("last")
+    sender.close()
+    assert receiver.recv() == "last"
+    with pytest.raises(ChannelClosed):
+        receiver.recv()
+
+
+def test_sending_to_a_closed_peer_raises_channel_closed() -> None:
+    left, right = socket.socketpair()
+    right.close()
+    channel = Channel(left)
+    with pytest.raises(ChannelClosed):
+        for _ in range(100):  # the first send may land in the buffer before the error shows
+            channel.send(b"x" * 100_000)
+    channel.close()
+
+
+def test_unpicklable_message_raises_type_error_and_channel_stays_usable(
+    pair: tuple[Channel, Channel],
+) -> None:
+    sender, receiver = pair
+    with pytest.raises(TypeError):
+        sender.send(("call", threading.Lock()))
+    sender.send(("call", "fine"))  # nothing half-written precedes it
+    assert receiver.recv() == ("call", "fine")
+
+
+def test_lambdas_fall_back_to_cloudpickle(pair: tuple[Channel, Channel]) -> None:
+    sender, receiver = pair
+    offset = 3
+    sender.send(("load", lambda x: x + offset))
+    _, fn = receiver.recv()
+    assert fn(4) == 7
+
+
+# -- authentication -----------------------------------------------------------------------------
+
+
+def handshake(server_secret: bytes, client_secret: bytes) -> tuple[Any, Any]:
+    """Run both sides of the handshake; return (server outcome, client outcome)."""
+    server_sock, client_sock = socket.socketpair()
+    server_sock.settimeout(10)
+    client_sock.settimeout(10)
+
+    def server() -> None:
+        try:
+            authenticate_server(server_sock, server_secret)
+        finally:
+            # as the manager does on failure: the worker must see the refusal, not hang
+            server_sock.close()
+
+    def client() -> None:
+        try:
+            authenticate_client(client_sock, client_secret)
+        finally:
+            client_sock.close()
+
+    threads = [in_thread(server), in_thread(client)]
+    return joined(*threads[0]), joined(*threads[1])
+
+
+def test_matching_secrets_authenticate_both_ways() -> None:
+    assert handshake(b"s" * 32, b"s" * 32) == (None, None)
+
+
+def test_manager_rejects_a_worker_with_the_wrong_secret() -> None:
+    server, client = handshake(b"right" * 6, b"wrong" * 6)
+    assert isinstance(server, AuthenticationError)
+    assert "worker failed the challenge" in str(server)
+    # the worker learns it was refused (the manager hung up: a refusal or a reset, depending
+    # on timing) rather than waiting forever
+    assert isinstance(client, ConnectionError)
+
+
+def test_worker_rejects_a_manager_with_the_wrong_secret() -> None:
+    """A fake manager that does not know the secret cannot make the worker read its pickles,
+    even if it skips checking the worker's answer."""
+    real, fake = b"real-secret" * 3, b"fake-secret" * 3
+    server_sock, client_sock = socket.socketpair()
+    server_sock.settimeout(10)
+    client_sock.settimeout(10)
+
+    def impostor() -> None:
+        server_sock.sendall(b"c" * 32)
+        server_sock.recv(32)  # the worker's answer, ignored
+        theirs = b""
+        while len(theirs) < 32:
+            theirs += server_sock.recv(32 - len(theirs))
+        server_sock.sendall(hmac.new(fake, theirs, "sha256").digest())
+
+    thread, outcome = in_thread(impostor)
+    with pytest.raises(AuthenticationError, match="manager failed the challenge"):
+        authenticate_client(client_sock, real)
+    joined(thread, outcome)
+    server_sock.close()
+    client_sock.close()
+
+
+def test_a_peer_that_hangs_up_during_the_handshake_is_refused() -> None:
+    server_sock, client_sock = socket.socketpair()
+    client_sock.close()
+    with pytest.raises((AuthenticationError, OSError)):
+        authenticate_server(server_sock, b"k" * 32)
+    server_sock.close()
