@@ -68,7 +68,15 @@ def test_bounded_numbers_are_sliders_and_unbounded_are_boxes() -> None:
     k = field("k").control
     assert isinstance(k, widgets.IntSlider)
     assert (k.min, k.max) == (1, 9)  # exclusive bounds 0 < k < 10
-    assert isinstance(field("n").control, widgets.IntText)
+    n = field("n")
+    assert isinstance(n.control, widgets.Text) and n.control.value == ""
+    with pytest.raises(FormInputError, match="n: is required"):
+        n.value()  # a required number starts empty, not as a silent 0
+    n.control.value = "12"
+    assert n.value() == 12
+    n.control.value = "1.5"
+    with pytest.raises(FormInputError, match="not a whole number"):
+        n.value()
 
 
 def test_literal_range_is_a_slider_and_enum_a_dropdown() -> None:
@@ -106,12 +114,20 @@ def test_required_number_left_empty_is_not_possible_but_text_is_flagged() -> Non
 
 def test_optional_can_be_left_empty() -> None:
     maybe = field("maybe")
-    assert maybe.unset_box is not None and maybe.unset_box.value is True
-    assert maybe.control.disabled
-    assert maybe.value() is None
+    assert maybe.value() is None  # an empty box
     maybe.set(7)
-    assert maybe.unset_box.value is False
     assert maybe.value() == 7
+    maybe.set(None)
+    assert maybe.value() is None
+    # a slider cannot be empty: it gets a "None" box instead
+    schema: dict[str, Any] = {"type": "object", "properties": {"s": {
+        "anyOf": [{"type": "integer", "minimum": 0, "maximum": 5}, {"type": "null"}],
+        "default": None}}}
+    slider = make_field("s", schema["properties"]["s"], schema, required=False)
+    assert slider.unset_box is not None and slider.unset_box.value is True
+    assert slider.control.disabled and slider.value() is None
+    slider.set(3)
+    assert slider.unset_box.value is False and slider.value() == 3
 
 
 def test_prose_parameters_get_a_multiline_box() -> None:

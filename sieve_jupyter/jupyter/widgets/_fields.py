@@ -144,7 +144,15 @@ class Field:
             self.unset_box.value = value is None
             if value is None:
                 return
+        if value is None:
+            self._clear()
+            return
         self._write(value)
+
+    def _clear(self) -> None:
+        """Empty the control (for controls that can be empty: text boxes, uploads)."""
+        if isinstance(self.control, (widgets.Text, widgets.Textarea)):
+            self.control.value = ""
 
     def value(self) -> Any:
         """The value to pass, `OMIT` for "use the function's default", or raise `FormInputError`."""
@@ -193,29 +201,54 @@ class NumberField(Field):
             return widgets.FloatSlider(min=low, max=high, step=fstep, value=low,
                                        continuous_update=False, layout=layout,
                                        readout_format=_readout_format(fstep))
-        if integer:
-            return widgets.IntText(value=0, layout=widgets.Layout(width="200px"))
-        return widgets.FloatText(value=0.0, layout=widgets.Layout(width="200px"))
+        # A text box, not IntText/FloatText: those cannot be empty, so a required number would
+        # silently start as 0 and an Optional one could not be left blank.
+        placeholder = "whole number" if integer else "number"
+        return widgets.Text(value="", placeholder=placeholder + (" (empty = None)" if
+                                                                 self.nullable else ""),
+                            layout=widgets.Layout(width="200px"))
+
+    @property
+    def is_slider(self) -> bool:
+        """Both bounds are known, so the control is a slider."""
+        return isinstance(self.control, (widgets.IntSlider, widgets.FloatSlider))
 
     def _needs_unset_box(self) -> bool:
-        return self.nullable or (not self.required and not self.has_default)
+        return self.is_slider and (self.nullable or (not self.required and not self.has_default))
 
     def _read(self) -> Any:
-        value = self.control.value
-        if self.schema.get("type") == "integer" and isinstance(value, float):
-            return int(value) if value.is_integer() else value
-        return value
+        integer = self.schema.get("type") == "integer"
+        if self.is_slider:
+            value = self.control.value
+            return int(value) if integer else float(value)
+        text = str(self.control.value).strip().replace("_", "")
+        if not text:
+            return _EMPTY
+        try:
+            number = float(text)
+        except ValueError:
+            raise FormInputError(self.name, f"{text!r} is not a number.", self._fix_hint()) from None
+        if not integer:
+            return number
+        try:
+            return int(text)
+        except ValueError:
+            if number.is_integer():
+                return int(number)  # "1e3" is a whole number too
+            raise FormInputError(self.name, f"{text!r} is not a whole number.",
+                                 self._fix_hint()) from None
 
     def _write(self, value: Any) -> None:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            integer = self.schema.get("type") == "integer"
-            problems = validate(value, self.schema, self.root)
-            if problems and isinstance(self.control, (widgets.IntSlider, widgets.FloatSlider)):
-                # a slider would silently clamp the value: say so instead
-                raise FormInputError(self.name, "; ".join(problems), self._fix_hint())
-            self.control.value = int(value) if integer else float(value)
-        else:
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
             raise FormInputError(self.name, f"{value!r} is not a number.", self._fix_hint())
+        integer = self.schema.get("type") == "integer"
+        if not self.is_slider:
+            self.control.value = str(int(value) if integer and float(value).is_integer() else value)
+            return
+        problems = validate(value, self.schema, self.root)
+        if problems:  # a slider would silently clamp the value: say so instead
+            raise FormInputError(self.name, "; ".join(problems), self._fix_hint())
+        self.control.value = int(value) if integer else float(value)
 
 
 class BoolField(Field):
@@ -400,6 +433,10 @@ class FileField(Field):
                 out.write(content)
             self._saved = (key, target)
         return self._saved[1]
+
+    def _clear(self) -> None:
+        self.upload.value = ()
+        self.path_text.value = ""
 
     def _write(self, value: Any) -> None:
         if isinstance(value, (bytes, bytearray, memoryview)):

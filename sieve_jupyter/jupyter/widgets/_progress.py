@@ -97,7 +97,8 @@ def _bar_html(counts: FunctionCounts, fraction: float | None = None) -> str:
     """A stacked bar: finished, error, cancelled, processing (or one job's own fraction)."""
     total = max(counts.total, 1)
     if fraction is not None:
-        segments = [(_COLORS["processing"], fraction)]
+        color = _COLORS["finished"] if counts.counts["finished"] else _COLORS["processing"]
+        segments = [(color, fraction)]
     else:
         segments = [(_COLORS[name], counts.counts[name] / total)
                     for name in ("finished", "error", "cancelled", "processing")]
