@@ -117,6 +117,8 @@ def test_form_submit_runs_a_job_and_shows_the_result(kernel: Kernel) -> None:
              and "application/vnd.jupyter.widget-view+json" in m["content"]["data"]]
     assert views, "the form did not display as a widget"
     assert kernel.value("list(f.fields)") == ["x", "y"]
+    assert kernel.value("list(add.form().fields)") == ["x", "y"]  # the handle's method
+    assert kernel.value("list(form('widget-adder').fields)") == ["x", "y"]  # by name
     assert kernel.value("f.fields['y'].control.value") == "2"  # default prefilled
     assert "the first number" in kernel.value("f.fields['x'].help.value")
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import enum
 import time
 from typing import Annotated, Any
 
 import pytest
 from _widget_doubles import FakeHandle
+from pydantic import BaseModel
 from pydantic import Field as PydanticField
 
 from sieve_jupyter.jupyter.widgets import FormInputError, SieveForm, form
@@ -103,3 +105,30 @@ def test_unknown_field_and_bad_target_are_clear() -> None:
         f.set(height=3)
     with pytest.raises(TypeError, match="Fix: decorate it"):
         form(42)
+
+
+class Size(enum.Enum):
+    SMALL = "small"
+    LARGE = "large"
+
+
+class Crop(BaseModel):
+    left: int
+    top: int = 0
+
+
+def test_values_become_the_declared_python_types() -> None:
+    def shape(size: Size, crop: Crop, pair: tuple[int, int] = (1, 2)) -> str:
+        return "ok"
+
+    handle = FakeHandle("shape", inputs_schema(shape), shape)
+    handle.__wrapped__ = shape  # what the real handle exposes
+    f = form(handle)
+    f.set(size="large", crop={"left": 3})
+    values = f.values()
+    assert values["size"] is Size.LARGE
+    assert values["crop"] == Crop(left=3, top=0)
+    assert values["pair"] == (1, 2)
+    f.fields["crop"].control.value = '{"left": "three"}'
+    assert f.submit() is None
+    assert "left" in f.fields["crop"].error.value

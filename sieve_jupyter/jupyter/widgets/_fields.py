@@ -227,7 +227,8 @@ class NumberField(Field):
         try:
             number = float(text)
         except ValueError:
-            raise FormInputError(self.name, f"{text!r} is not a number.", self._fix_hint()) from None
+            raise FormInputError(self.name, f"{text!r} is not a number.",
+                                 self._fix_hint()) from None
         if not integer:
             return number
         try:

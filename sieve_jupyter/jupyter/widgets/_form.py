@@ -7,6 +7,7 @@ single-future `ProgressWidget` under the button (status, logs, then the result o
 from __future__ import annotations
 
 import html
+import typing
 from typing import Any
 
 import ipywidgets as widgets
@@ -16,6 +17,33 @@ from sieve_jupyter.jupyter.widgets._progress import ProgressWidget
 from sieve_jupyter.jupyter.widgets._schema import FormInputError
 
 __all__ = ["SieveForm", "resolve_handle"]
+
+# Field kinds whose form value is JSON-shaped while the function may want a Python type
+# (an Enum member for a dropdown, a pydantic model or tuple for JSON entry).
+_COERCED_KINDS = ("choice", "json")
+
+
+def _type_adapters(handle: Any, fields: dict[str, Field]) -> dict[str, Any]:
+    """pydantic adapters turning form values into the parameters' declared Python types."""
+    target = getattr(handle, "__wrapped__", None)
+    if isinstance(target, type):
+        target = getattr(target, "__predict__", None)
+    if target is None:
+        return {}
+    try:
+        hints = typing.get_type_hints(target, include_extras=True)
+    except Exception:  # unresolvable hints (a forward reference): the worker gets JSON values
+        return {}
+    from pydantic import TypeAdapter
+
+    adapters: dict[str, Any] = {}
+    for name, field in fields.items():
+        if field.kind in _COERCED_KINDS and name in hints:
+            try:
+                adapters[name] = TypeAdapter(hints[name])
+            except Exception:  # a type pydantic cannot handle is passed through as entered
+                continue
+    return adapters
 
 
 def resolve_handle(target: Any) -> Any:
@@ -54,6 +82,7 @@ class SieveForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type
             for name, prop in properties.items()
             if isinstance(prop, dict)
         }
+        self._adapters = _type_adapters(handle, self.fields)
         self.futures: list[Any] = []
         self.progress: ProgressWidget | None = None
         self.submit_button = widgets.Button(description="Submit", button_style="primary",
@@ -104,7 +133,7 @@ class SieveForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type
         first: FormInputError | None = None
         for name, field in self.fields.items():
             try:
-                value = field.value()
+                value = self._coerce(name, field.value())
             except FormInputError as exc:
                 field.show_error(f"{exc.problem} {('Fix: ' + exc.fix) if exc.fix else ''}".strip())
                 first = first or exc
@@ -115,6 +144,20 @@ class SieveForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type
         if first is not None:
             raise first
         return kwargs
+
+    def _coerce(self, name: str, value: Any) -> Any:
+        adapter = self._adapters.get(name)
+        if adapter is None or value is None or value is OMIT:
+            return value
+        from pydantic import ValidationError
+
+        try:
+            return adapter.validate_python(value)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
+            raise FormInputError(name, f"{where + ': ' if where else ''}{first['msg']}.",
+                                 "correct the value as the message says.") from exc
 
     def submit(self) -> Any | None:
         """Validate, push one job and show its progress and result; return its future.
