@@ -10,6 +10,7 @@ with a static HTML copy of the final state, so a saved notebook stays readable w
 from __future__ import annotations
 
 import html
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -161,6 +162,7 @@ class ProgressWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
         self.job_detail = widgets.HTML()
         self.result = widgets.VBox()
         self.ticks = 0
+        self._draw_lock = threading.RLock()
         self.finished = False
         self._displayed = False
         self._errors_drawn = -1
@@ -169,7 +171,7 @@ class ProgressWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
         self._detail_key: tuple[Any, ...] | None = None
         children: list[widgets.Widget] = [self.summary, self.errors]
         if self.single is None:
-            self.job_select.observe(lambda _change: self._draw_detail(force=True), names="value")
+            self.job_select.observe(self._on_pick, names="value")
             inspector = widgets.Accordion(children=[widgets.VBox([self.job_select,
                                                                  self.job_detail])])
             inspector.set_title(0, "Jobs: logs and outputs")
@@ -186,6 +188,11 @@ class ProgressWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
     # -- drawing -------------------------------------------------------------------------------
     def tick(self) -> bool:
         """Redraw what changed; return False once the final state is drawn (for the ticker)."""
+        # the ticker thread and the kernel's main thread (first draw, job picks) both draw
+        with self._draw_lock:
+            return self._tick()
+
+    def _tick(self) -> bool:
         if self.finished:
             return False
         self.ticks += 1
@@ -254,6 +261,10 @@ class ProgressWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
             self.job_select.options = options
             if current is not None and current < len(options):
                 self.job_select.value = current
+
+    def _on_pick(self, _change: dict[str, Any]) -> None:
+        with self._draw_lock:
+            self._draw_detail(force=True)
 
     def _selected(self) -> Future[Any] | None:
         if self.single is not None:
