@@ -197,3 +197,59 @@ def test_future_displays_live_and_awaits_in_async_cells(kernel: Kernel) -> None:
     """)
     assert kernel.value("result") == "HELLO"
     assert sorted(kernel.value("order")) == ["A", "B"]
+
+
+PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00"
+       b"\x90wS\xde\x00\x00\x00\x0cIDATx\x9cc\xf8\xcf\xc0\x00\x00\x03\x01\x01\x00\xc9\xfe\x92\xef"
+       b"\x00\x00\x00\x00IEND\xaeB`\x82")
+
+
+def test_uploaded_image_reaches_the_worker_and_the_result_shows_as_an_image(
+    kernel: Kernel,
+) -> None:
+    kernel.run(SETUP)
+    kernel.run(f"""
+        @sieve.function(name="widget-echo-image")
+        def echo_image(picture: sieve.Image) -> bytes:
+            with open(picture.path, "rb") as handle:
+                return handle.read()
+
+        h = form(echo_image)
+        h.set(picture={PNG!r})
+        h.submit()
+        wait_until(lambda: h.result_widget is not None)
+    """)
+    assert kernel.value("type(h.result_widget).__name__") == "Image"
+    assert kernel.value("bytes(h.result_widget.value)") == PNG
+    assert kernel.value("h.fields['picture'].preview.value == bytes(h.result_widget.value)")
+
+
+def test_saved_notebook_keeps_the_final_progress(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import nbformat
+    from nbclient import NotebookClient
+
+    cells = [
+        SETUP,
+        "@sieve.function(name='widget-saved')\n"
+        "def double(i: int) -> int:\n"
+        "    if i == 7:\n"
+        "        raise KeyError('seven')\n"
+        "    return 2 * i\n",
+        "futures = [double.push(i) for i in range(200)]\nw = progress(futures)\nw",
+        "wait_until(lambda: w.finished)",
+    ]
+    book = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    # the kernel nbclient starts inherits this environment
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    client = NotebookClient(book, timeout=240, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+    saved = tmp_path / "saved.ipynb"
+    nbformat.write(book, saved)
+    output = nbformat.read(saved, as_version=4).cells[2].outputs[0]
+    static = output["data"]["text/html"]
+    assert "200/200" in static and "199 finished" in static
+    assert "KeyError" in static and "seven" in static  # the error, readable without widgets
