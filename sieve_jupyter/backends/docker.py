@@ -11,11 +11,11 @@ from __future__ import annotations
 import atexit
 import contextlib
 import io
-import math
 import os
 import re
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -31,7 +31,6 @@ from sieve_jupyter.backends._base import (
     WORKER_MODULE,
     Backend,
     WorkerLaunch,
-    WorkerProcess,
 )
 from sieve_jupyter.backends._docker_options import DockerOptions
 from sieve_jupyter.backends._docker_owner import (
@@ -40,6 +39,7 @@ from sieve_jupyter.backends._docker_owner import (
     current_owner,
     find_dead_owned,
 )
+from sieve_jupyter.backends._docker_worker import DockerWorker
 from sieve_jupyter.build import (
     IPC_MOUNT,
     LABEL_PREFIX,
@@ -61,93 +61,11 @@ _NVIDIA_FIX = (
     "(`nvidia-ctk runtime configure --runtime=docker`, then restart dockerd), or run this "
     "function with backend='local'."
 )
+_CLOSED = (
+    "backend='docker': the backend is closed (the kernel is shutting down), so no new "
+    "containers start. Fix: create a new DockerBackend (or restart the kernel)."
+)
 _NAME_SAFE = re.compile(r"[^a-zA-Z0-9_.-]")
-
-
-def _exit_code(status: int) -> int:
-    # docker-init reports a worker killed by signal N as 128+N; WorkerProcess wants -N.
-    return -(status - 128) if 128 < status < 128 + 65 else status
-
-
-class DockerWorker(WorkerProcess):
-    """One worker container. A watcher thread copies its output to the boot log, records its
-    exit code and removes it, so an exited worker leaves nothing behind."""
-
-    def __init__(self, client: docker.DockerClient, container_id: str, name: str, image: str,
-                 boot_log: Path) -> None:  # fmt: skip
-        self._api = client.api
-        self.container_id = container_id
-        self.name = name
-        self.image = image
-        self._boot_log = boot_log
-        self._code: int | None = None
-        self._done = threading.Event()
-        self._watcher = threading.Thread(
-            target=self._watch, name=f"sieve-docker-{container_id[:12]}", daemon=True
-        )
-        self._watcher.start()
-
-    @property
-    def description(self) -> str:
-        return f"container {self.container_id[:12]}"
-
-    def _watch(self) -> None:
-        try:
-            try:
-                with open(self._boot_log, "ab", buffering=0) as out:
-                    for chunk in self._api.logs(self.container_id, stream=True, follow=True):
-                        out.write(chunk)
-            except OSError:
-                pass  # the IPC directory was removed by the manager: the output has no reader
-            status = self._api.wait(self.container_id, timeout=None)
-            self._code = _exit_code(int(status.get("StatusCode", -1)))
-        except Exception:  # noqa: BLE001 - engine gone or container removed: report a death
-            self._code = -1 if self._code is None else self._code
-        finally:
-            self._remove()
-            self._done.set()
-
-    def _remove(self) -> None:
-        try:
-            self._api.remove_container(self.container_id, force=True)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as exc:
-            if exc.status_code != 409:  # 409: removal already in progress
-                raise
-
-    def poll(self) -> int | None:
-        return self._code if self._done.is_set() else None
-
-    def terminate(self, grace: float = 2.0) -> None:
-        if not self._done.is_set():
-            try:
-                self._api.stop(self.container_id, timeout=max(0, math.ceil(grace)))
-            except docker.errors.NotFound:
-                pass
-            except docker.errors.APIError:
-                self._remove()
-        self._done.wait(timeout=grace + 10)
-        if not self._done.is_set():
-            self._remove()
-
-    def state(self) -> str:
-        """The engine's view: ``running``, ``exited``, ... or ``removed``."""
-        if self._done.is_set():
-            return "removed"
-        try:
-            info = self._api.inspect_container(self.container_id)
-        except docker.errors.NotFound:
-            return "removed"
-        return str(info["State"]["Status"])
-
-    def details(self) -> dict[str, Any]:
-        return {
-            "container": self.container_id[:12],
-            "container_name": self.name,
-            "container_state": self.state(),
-            "image": self.image,
-        }
 
 
 class DockerBackend(Backend):
@@ -172,6 +90,7 @@ class DockerBackend(Backend):
         self._images: dict[str, str] = {}  # environment hash + options -> tag known to exist
         self._workers: weakref.WeakSet[DockerWorker] = weakref.WeakSet()
         self._owner = current_owner()
+        self._closed = False
         #: tags this backend built (not reused) — what "the same environment never builds
         #: twice" is checked against
         self.built: list[str] = []
@@ -315,6 +234,8 @@ class DockerBackend(Backend):
             BackendError: the container could not start (no NVIDIA runtime for a GPU worker,
                 a bad network name, ...), with the fix.
         """
+        if self._closed:
+            raise BackendError(_CLOSED)
         spec = launch.spec
         options = self.options
         image = self.image_for(spec)
@@ -400,6 +321,9 @@ class DockerBackend(Backend):
             ) from exc
         worker = DockerWorker(client, str(container.id), name, image, launch.ipc_dir / "boot.log")
         self._workers.add(worker)
+        if self._closed:  # closed while this one was starting: it must not outlive the kernel
+            worker.terminate(grace=0)
+            raise BackendError(_CLOSED)
         return worker
 
     def containers(self) -> list[dict[str, Any]]:
@@ -411,17 +335,27 @@ class DockerBackend(Backend):
         )
 
     def close(self) -> None:
-        """Remove every container this kernel started that is still there (at kernel exit)."""
+        """Remove every container this kernel started and start no more (at kernel exit).
+
+        Workers that exit now may be replaced by the manager; closing first makes those
+        replacements fail instead of leaving containers behind.
+        """
+        self._closed = True
         if self._client is None:
             return
         for worker in list(self._workers):
             # best effort at exit; the reaper of the next kernel is the backstop
             with contextlib.suppress(Exception):
                 worker.terminate(grace=1.0)
-        try:
-            leftovers = self.containers()
-        except docker.errors.DockerException:
-            return
-        for container in leftovers:
-            with contextlib.suppress(docker.errors.DockerException):
-                self._client.api.remove_container(container["Id"], force=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                leftovers = self.containers()
+            except docker.errors.DockerException:
+                return
+            if not leftovers:
+                return
+            for container in leftovers:  # a removal may already be in progress: wait for it
+                with contextlib.suppress(docker.errors.DockerException):
+                    self._client.api.remove_container(container["Id"], force=True)
+            time.sleep(0.1)
