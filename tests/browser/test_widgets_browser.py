@@ -66,6 +66,7 @@ def test_progress_of_many_jobs_renders_and_ends_finished(notebook: Any, tmp_path
         "@sieve.function(name='browser-nap')\n"
         "def nap(i: int) -> int:\n"
         "    time.sleep(0.01)\n"
+        "    print(f'napping {i}')\n"
         "    if i % 97 == 13:\n"
         "        raise ValueError(f'odd input {i}')\n"
         "    return i\n"
@@ -83,4 +84,11 @@ def test_progress_of_many_jobs_renders_and_ends_finished(notebook: Any, tmp_path
     assert "odd input 13" in text
     widget.get_by_text("traceback").first.click()  # the worker's traceback, folded by default
     widget.get_by_text(", in nap").first.wait_for()
+    # pick a job: its logs show
+    widget.get_by_text("Jobs: logs and outputs").click()
+    picker = widget.locator("select").first
+    first = picker.locator("option").first.inner_text()
+    assert "browser-nap-14" in first and "error" in first  # failed jobs are listed first
+    picker.select_option(index=0)
+    widget.get_by_text("napping 13").wait_for()
     _screenshot(widget, tmp_path, "widgets-progress")
