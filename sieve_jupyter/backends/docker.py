@@ -168,20 +168,29 @@ class DockerBackend(Backend):
         self.image_for(spec, log)
 
     def image_for(self, spec: FunctionSpec, log: Callable[[str], None] | None = None) -> str:
-        """The tag of `spec`'s image, built first unless the engine already has it."""
+        """The tag of `spec`'s image, built first unless the engine already has it.
+
+        `log` gets each line of progress, newline-terminated (the text a cell shows).
+        """
+
+        def emit(line: str) -> None:
+            if log is not None:
+                log(line + "\n")
+
         options = self.options
         key = f"{spec.environment.content_hash()} {options!r}"
         known = self._images.get(key)
         if known is not None:
+            emit(f"Using image {known} (already built for this environment).")
             return known
         context = make_build_context(spec.environment, options.build_options())
         with self._lock:
             build_lock = self._build_locks.setdefault(context.tag, threading.Lock())
         with build_lock:  # one build per tag, even when several functions prepare at once
             if not self._image_exists(context.tag):
-                self._build(context, options, log or (lambda line: None))
-            elif log is not None:
-                log(f"Using image {context.tag} (already built for this environment).")
+                self._build(context, options, emit)
+            else:
+                emit(f"Using image {context.tag} (already built for this environment).")
         self._images[key] = context.tag
         return context.tag
 

@@ -107,6 +107,19 @@ def test_editing_code_reuses_the_image_and_restarts_nothing_else(
     assert {image.id for image in docker_client.images.list()} == images_before
 
 
+def test_image_preparation_is_reported_to_the_first_job(handles: list[Any]) -> None:
+    @sieve.function(name="docker-first-job", backend="docker", **PACKAGES)
+    def hello() -> str:
+        return "hi"
+
+    handles.append(hello)
+    future = hello.push()
+    assert future.result(timeout=600) == "hi"
+    # the build log (or the note that the image exists) lands with the job that waited for it
+    assert "sieve-jupyter-env:" in future.stdout
+    assert future.stdout.endswith("\n") or "\n" in future.stdout
+
+
 def test_output_and_logs_stream_back_from_the_container(handles: list[Any]) -> None:
     @sieve.function(name="docker-chatty", backend="docker")
     def chatty(n: int) -> Iterator[int]:
