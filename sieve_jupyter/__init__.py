@@ -49,8 +49,10 @@ _EXPORTS: dict[str, str] = {
     "WorkerError": "sieve_jupyter._errors",
     "config": "sieve_jupyter._config",
     "configure": "sieve_jupyter._config",
+    "form": "sieve_jupyter.jupyter.widgets",
     "function": "sieve_jupyter.sdk",
     "gpu": "sieve_jupyter.spec",
+    "progress": "sieve_jupyter.jupyter.widgets",
     "report_progress": "sieve_jupyter.runtime",
 }
 
@@ -103,6 +105,7 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
         WorkerCrashedError,
         WorkerError,
     )
+    from sieve_jupyter.jupyter.widgets import form, progress
     from sieve_jupyter.manager import JobFuture, JobStatus
     from sieve_jupyter.runtime import Audio, FatalException, File, Image, Video, report_progress
     from sieve_jupyter.sdk import Model, function

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import itertools
 import os
+import sys
 import threading
 import time
 import uuid
@@ -79,6 +80,20 @@ class FunctionRecord:
         }
 
 
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+
+
+def _user_stacklevel() -> int:
+    """The `stacklevel` at which a warning points at the user's line (`fn.push(...)` or
+    `fn.run(...)`), past however many of this package's frames lie in between."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
 class _Gpus:
     """The manager's view of GPUs: an allocator built on first use (nvidia-smi runs once)."""
 
@@ -92,7 +107,10 @@ class _Gpus:
             if self._allocator is None:
                 from sieve_jupyter.manager._gpu import GpuAllocator
 
-                self._allocator = GpuAllocator(cpu_fallback=self._config.gpu_fallback == "cpu")
+                self._allocator = GpuAllocator()
+            # Follow the setting as it is now: `sieve.configure(gpu_fallback="cpu")` after a
+            # first GPU error must take effect (the allocator outlives the setting it saw).
+            self._allocator.cpu_fallback = self._config.gpu_fallback == "cpu"
             return self._allocator
 
     def acquire_for(self, spec: FunctionSpec, worker_id: str) -> GpuAssignment | None:
@@ -249,7 +267,9 @@ class Manager:
         self.worker_environment(record.spec)
         backend = self.backend(record.backend)
         for note in backend.check(record.spec):
-            warnings.warn(f"{record.spec.name}: {note}", SieveWarning, stacklevel=4)
+            warnings.warn(
+                f"{record.spec.name}: {note}", SieveWarning, stacklevel=_user_stacklevel()
+            )
         spec = record.spec
         if spec.gpu is not None and not spec.gpu.is_cpu:
             probe = f"{spec.name}-preflight"
@@ -417,8 +437,20 @@ class Manager:
 
 _manager: Manager | None = None
 _manager_lock = threading.Lock()
-#: called with the manager right after it is created (the labextension channel uses it)
-manager_created_hooks: list[Callable[[Manager], None]] = []
+
+
+def _attach_notebook_layer(manager: Manager) -> None:
+    # The notebook layer sits above the manager, so it is reached through this hook, and only
+    # in a Jupyter kernel: worker output then lands in the right cell and the side panel can
+    # connect even when the user only imported the package (no %load_ext).
+    if "ipykernel" in sys.modules:
+        from sieve_jupyter.jupyter import attach_running_kernel
+
+        attach_running_kernel(manager)
+
+
+#: called with the manager right after it is created
+manager_created_hooks: list[Callable[[Manager], None]] = [_attach_notebook_layer]
 
 
 def get_manager() -> Manager:

@@ -103,6 +103,8 @@ class WorkerPool:
                     "handle from the latest run of its cell, or sieve.function.get(name)."
                 )
             self.queue.append(future)
+            if self.state == "stopped":
+                self.state = "idle"  # stopped by the user; a new job starts workers again
             if len(self.workers) < self.size:
                 self._ensure_workers()
             inline = self._assign()
@@ -160,7 +162,10 @@ class WorkerPool:
         few for slow ones (so a second worker is not left idle while calls wait behind a
         long one)."""
         average = self._average_seconds
-        if average is None or average < 0.0001:
+        if average is None:
+            # Until calls have been timed, keep work spread over the pool's workers.
+            return _MAX_WINDOW if self.size == 1 else 2
+        if average < 0.0001:
             return _MAX_WINDOW
         if average > 0.05:
             return 1
@@ -270,9 +275,13 @@ class WorkerPool:
     def _worker_failed_to_start(self, worker: WorkerConnection, exc: BaseException) -> None:
         with self._lock:
             self.workers.pop(worker.worker_id, None)
+            # A worker stopped while it was starting (stop, restart) did not fail: flagging an
+            # error would also make the pool replace its other workers after a stop.
+            stopping = worker.state == WorkerState.RETIRING or self.state == "stopped"
             worker.state = WorkerState.EXITED
-            self.state = "error"
-            self.last_error = f"{type(exc).__name__}: {exc}"
+            if not stopping:
+                self.state = "error"
+                self.last_error = f"{type(exc).__name__}: {exc}"
             doomed = self._take_queue_if_no_worker_left()
         worker.terminate(grace=0.5)
         self.manager.gpus.release(worker.worker_id)
@@ -417,7 +426,8 @@ class WorkerPool:
             worker.inflight.clear()
             worker.outbox.clear()
             self.queue.extendleft(reversed(requeue))
-            if not self.workers:
+            if not self.workers and self.state != "stopped":
+                # (a stopped pool stays stopped: its last worker leaving must not revive it)
                 self.state = "idle" if was_ready or self._retiring else self.state
         worker.close_channels()
         self.manager.gpus.release(worker.worker_id)

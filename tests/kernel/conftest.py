@@ -1,0 +1,26 @@
+"""The kernel tier: a real ipykernel driven over jupyter_client (see _kernel.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from _kernel import KernelSession, start_kernel
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.kernel)
+
+
+@pytest.fixture
+def kernel_session(tmp_path: Path) -> Iterator[KernelSession]:
+    """A fresh kernel per test (workers and registrations do not leak between tests)."""
+    session = start_kernel(tmp_path)
+    try:
+        yield session
+    finally:
+        session.close()

@@ -1,0 +1,67 @@
+"""The demo notebooks run end to end in a real kernel (nbclient), and say what they should."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+
+
+def execute(name: str, tmp_path: Path) -> list[str]:
+    """Run a notebook; return each code cell's text output (streams and text/plain)."""
+    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    NotebookClient(notebook, timeout=180, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    return [_text(cell) for cell in notebook.cells if cell.cell_type == "code"]
+
+
+def _text(cell: Any) -> str:
+    parts = []
+    for output in cell.get("outputs", []):
+        if output["output_type"] == "stream":
+            parts.append(output["text"])
+        elif "data" in output:
+            parts.append(output["data"].get("text/plain", ""))
+            parts.append(output["data"].get("text/html", ""))
+    return "".join(parts)
+
+
+def test_every_demo_notebook_is_tested() -> None:
+    assert {p.name for p in NOTEBOOKS.glob("*.ipynb")} == {
+        "quickstart.ipynb", "batch_frames.ipynb", "chaining.ipynb",
+    }
+
+
+def test_quickstart(tmp_path: Path) -> None:
+    out = execute("quickstart.ipynb", tmp_path)
+    # (a slow machine may first show "starting a worker…" while the cold worker starts)
+    assert out[1].endswith("6\n6\n")
+    assert "[8, 16, 30, 32, 46, 84]" in out[2] and "finished" in out[2]
+    assert "setting up!" in out[3] and "3\n42 finished" in out[3]
+    assert out[4].endswith("42\n")
+    assert "Registered model 'scaler'" in out[6]
+    assert "loading the scale factor once" in out[7] and "42.0" in out[7]
+    for name in ("multiplier", "adder", "scaler"):
+        assert name in out[8]
+    assert "scaler-" in out[9] and "finished" in out[9]
+
+
+def test_batch_frames(tmp_path: Path) -> None:
+    out = execute("batch_frames.ipynb", tmp_path)
+    assert "48 frames of (120, 160, 3)" in out[0]
+    assert "the square moved 138 pixels across 48 frames" in out[3]
+    assert "processed by 2 warm workers" in out[4]
+    assert "[14, 17, 20, 23, 26, 29, 32, 35]" in out[5]
+
+
+@pytest.mark.parametrize("name", ["chaining.ipynb"])
+def test_chaining(tmp_path: Path, name: str) -> None:
+    out = execute(name, tmp_path)
+    assert "+0.333  I love how fast and warm the model stays." in out[1]
+    assert "-0.500  Cold starts are slow and bad." in out[1]
+    assert "review-pipeline" in out[2] and "sentiment" in out[2]
