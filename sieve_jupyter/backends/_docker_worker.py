@@ -1,18 +1,99 @@
-"""One worker container: its exit code, its output, and its removal once it has exited."""
+"""One worker container: how it is configured, and a handle that records its exit code, keeps
+its output in the boot log and removes it once it has exited."""
 
 from __future__ import annotations
 
 import math
+import os
+import re
 import threading
 from pathlib import Path
 from typing import Any
 
 import docker
 import docker.errors
+import docker.types
 
-from sieve_jupyter.backends._base import WorkerProcess
+import sieve_jupyter
+from sieve_jupyter.backends._base import WORKER_MODULE, WorkerLaunch, WorkerProcess
+from sieve_jupyter.backends._docker_options import DockerOptions
+from sieve_jupyter.backends._docker_owner import MANAGED_LABEL, OWNER_LABEL
+from sieve_jupyter.build import IPC_MOUNT, LABEL_PREFIX, RUNTIME_MOUNT, SRC_MOUNT, VENV_PYTHON
 
-__all__ = ["DockerWorker"]
+__all__ = ["DockerWorker", "container_settings"]
+
+_NAME_SAFE = re.compile(r"[^a-zA-Z0-9_.-]")
+
+
+def container_settings(
+    launch: WorkerLaunch, image: str, options: DockerOptions, owner_label: str
+) -> dict[str, Any]:
+    """The ``containers.create`` arguments for one worker (pure: no engine call).
+
+    The IPC directory, this package (read-only) and the source folder are bind-mounted; the
+    container runs as the kernel's uid:gid so the private socket directory is reachable; a GPU
+    worker gets a device request for exactly its assigned cards.
+    """
+    spec = launch.spec
+    package_dir = Path(sieve_jupyter.__file__).resolve().parent
+    mounts = [
+        docker.types.Mount(IPC_MOUNT, str(launch.ipc_dir), type="bind"),
+        docker.types.Mount(
+            f"{RUNTIME_MOUNT}/sieve_jupyter", str(package_dir), type="bind", read_only=True
+        ),
+    ]
+    src = os.getcwd() if options.src_dir is None else options.src_dir
+    if src:
+        mounts.append(docker.types.Mount(SRC_MOUNT, str(Path(src).resolve()), type="bind"))
+    for text in options.mounts:
+        host, target, read_only = DockerOptions.parse_mount(text)
+        mounts.append(docker.types.Mount(target, host, type="bind", read_only=read_only))
+    env = dict(launch.env)
+    env["PYTHONPATH"] = f"{RUNTIME_MOUNT}:{SRC_MOUNT}"
+    uid, gid = os.getuid(), os.getgid()
+    if uid != 0:
+        env.setdefault("HOME", "/tmp")  # the kernel's user has no home in the image
+    device_requests = None
+    if launch.gpu is not None:
+        # inside the container the assigned cards are renumbered from 0
+        env.pop("CUDA_VISIBLE_DEVICES", None)
+        ids = launch.gpu.device_uuids or tuple(str(i) for i in launch.gpu.device_indexes)
+        device_requests = [
+            docker.types.DeviceRequest(
+                driver="nvidia", device_ids=list(ids), capabilities=[["gpu"]]
+            )
+        ]
+    labels = {
+        **dict(options.extra_labels),
+        **dict(launch.labels),
+        MANAGED_LABEL: "1",
+        OWNER_LABEL: owner_label,
+        f"{LABEL_PREFIX}.function": spec.name,
+        f"{LABEL_PREFIX}.worker": launch.worker_id,
+        f"{LABEL_PREFIX}.environment-hash": spec.environment.content_hash(),
+    }
+    return {
+        "image": image,
+        "command": [
+            VENV_PYTHON,
+            "-m",
+            WORKER_MODULE,
+            "--dir",
+            IPC_MOUNT,
+            "--worker-id",
+            launch.worker_id,
+        ],  # fmt: skip
+        "name": _NAME_SAFE.sub("-", f"sieve-{spec.name}-{launch.worker_id}-{os.getpid()}"),
+        "environment": env,
+        "mounts": mounts,
+        "working_dir": SRC_MOUNT if src else None,
+        "user": f"{uid}:{gid}",
+        "labels": labels,
+        "network_mode": options.network_mode,
+        "init": True,  # signals reach the worker (it is not PID 1)
+        "device_requests": device_requests,
+        "detach": True,
+    }
 
 
 def _exit_code(status: int) -> int:

@@ -11,24 +11,19 @@ from __future__ import annotations
 import atexit
 import contextlib
 import io
-import os
-import re
 import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
 import docker.types
 
-import sieve_jupyter
 from sieve_jupyter._errors import BackendError, BuildError, PythonVersionMismatchError
 from sieve_jupyter.backends._base import (
-    WORKER_MODULE,
     Backend,
     WorkerLaunch,
 )
@@ -39,13 +34,8 @@ from sieve_jupyter.backends._docker_owner import (
     current_owner,
     find_dead_owned,
 )
-from sieve_jupyter.backends._docker_worker import DockerWorker
+from sieve_jupyter.backends._docker_worker import DockerWorker, container_settings
 from sieve_jupyter.build import (
-    IPC_MOUNT,
-    LABEL_PREFIX,
-    RUNTIME_MOUNT,
-    SRC_MOUNT,
-    VENV_PYTHON,
     BuildContext,
     BuildLog,
     make_build_context,
@@ -65,7 +55,6 @@ _CLOSED = (
     "backend='docker': the backend is closed (the kernel is shutting down), so no new "
     "containers start. Fix: create a new DockerBackend (or restart the kernel)."
 )
-_NAME_SAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 
 
 class DockerBackend(Backend):
@@ -248,68 +237,11 @@ class DockerBackend(Backend):
         spec = launch.spec
         options = self.options
         image = self.image_for(spec)
-        package_dir = Path(sieve_jupyter.__file__).resolve().parent
-        mounts = [
-            docker.types.Mount(IPC_MOUNT, str(launch.ipc_dir), type="bind"),
-            docker.types.Mount(
-                f"{RUNTIME_MOUNT}/sieve_jupyter", str(package_dir), type="bind", read_only=True
-            ),
-        ]
-        src = os.getcwd() if options.src_dir is None else options.src_dir
-        if src:
-            mounts.append(docker.types.Mount(SRC_MOUNT, str(Path(src).resolve()), type="bind"))
-        for text in options.mounts:
-            host, target, read_only = DockerOptions.parse_mount(text)
-            mounts.append(docker.types.Mount(target, host, type="bind", read_only=read_only))
-        env = dict(launch.env)
-        env["PYTHONPATH"] = f"{RUNTIME_MOUNT}:{SRC_MOUNT}"
-        uid, gid = os.getuid(), os.getgid()
-        if uid != 0:
-            env.setdefault("HOME", "/tmp")  # the kernel's user has no home in the image
-        device_requests = None
-        if launch.gpu is not None:
-            # inside the container the assigned cards are renumbered from 0
-            env.pop("CUDA_VISIBLE_DEVICES", None)
-            ids = launch.gpu.device_uuids or tuple(str(i) for i in launch.gpu.device_indexes)
-            device_requests = [
-                docker.types.DeviceRequest(
-                    driver="nvidia", device_ids=list(ids), capabilities=[["gpu"]]
-                )
-            ]
-        labels = {
-            **dict(options.extra_labels),
-            **dict(launch.labels),
-            MANAGED_LABEL: "1",
-            OWNER_LABEL: self._owner.label,
-            f"{LABEL_PREFIX}.function": spec.name,
-            f"{LABEL_PREFIX}.worker": launch.worker_id,
-            f"{LABEL_PREFIX}.environment-hash": spec.environment.content_hash(),
-        }
-        name = _NAME_SAFE.sub("-", f"sieve-{spec.name}-{launch.worker_id}-{os.getpid()}")
+        settings = container_settings(launch, image, options, self._owner.label)
+        name = settings["name"]
         client = self.client
         try:
-            container = client.containers.create(
-                image,
-                command=[
-                    VENV_PYTHON,
-                    "-m",
-                    WORKER_MODULE,
-                    "--dir",
-                    IPC_MOUNT,
-                    "--worker-id",
-                    launch.worker_id,
-                ],  # fmt: skip
-                name=name,
-                environment=env,
-                mounts=mounts,
-                working_dir=SRC_MOUNT if src else None,
-                user=f"{uid}:{gid}",
-                labels=labels,
-                network_mode=options.network_mode,
-                init=True,  # signals reach the worker (it is not PID 1)
-                device_requests=device_requests,
-                detach=True,
-            )
+            container = client.containers.create(**settings)
         except docker.errors.APIError as exc:
             raise BackendError(
                 f"backend='docker': cannot create the container for {spec.name!r}: "
