@@ -4,8 +4,9 @@
     python benchmarks/bench_docker.py --quick    # fewer samples, for a smoke check
 
 Needs a running Docker engine. Where no registry is reachable, point it at a local base image:
-``SIEVE_TEST_BASE_IMAGE`` (what ``.ci/docker-engine.sh`` makes) is used as the base, with the
-host CA bundle and host networking for the build, as in the docker test tier.
+``SIEVE_TEST_BASE_IMAGE``, else the image ``.ci/docker-engine.sh`` makes when the engine has
+it, is used as the base, with the host CA bundle and host networking for the build, as in the
+docker test tier.
 
 Figures (targets from the issue):
 - warm ``.run()`` p50 through a container vs a local worker, alternating rounds (<= 1.3x);
@@ -26,10 +27,25 @@ from pathlib import Path
 from typing import Any
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
+CI_BASE_IMAGE = "sieve-jupyter-test/base:bookworm"
+
+
+def _local_test_base() -> str | None:
+    """The base image `.ci/docker-engine.sh` makes, if this engine has it."""
+    import docker
+    import docker.errors
+
+    try:
+        docker.from_env().api.inspect_image(CI_BASE_IMAGE)
+    except docker.errors.DockerException:
+        return None
+    return CI_BASE_IMAGE
 
 
 def configure_for_this_machine() -> None:
     base = os.environ.get("SIEVE_TEST_BASE_IMAGE")
+    if not base and not os.environ.get("SIEVE_DOCKER_BASE_IMAGE"):
+        base = _local_test_base()
     if base:
         os.environ.setdefault("SIEVE_DOCKER_BASE_IMAGE", base)
         os.environ.setdefault("SIEVE_DOCKER_BUILD_NETWORK", "host")
