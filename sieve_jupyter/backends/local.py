@@ -23,6 +23,7 @@ from sieve_jupyter.backends._base import (
     WorkerLaunch,
     WorkerProcess,
 )
+from sieve_jupyter.spec import DEFAULT_CUDA_VERSION
 
 if TYPE_CHECKING:
     from sieve_jupyter.spec import FunctionSpec
@@ -92,7 +93,14 @@ class LocalBackend(Backend):
             ignored.append(f"system_packages {list(env.system_packages)}")
         if env.run_commands:
             ignored.append(f"run_commands {list(env.run_commands)}")
-        if env.cuda_version and spec.gpu is not None and not spec.gpu.is_cpu:
+        # The spec fills in a default CUDA version for every GPU function; only one the user
+        # chose is worth a note (a warning on every GPU function would be noise).
+        if (
+            env.cuda_version
+            and env.cuda_version != DEFAULT_CUDA_VERSION
+            and spec.gpu is not None
+            and not spec.gpu.is_cpu
+        ):
             ignored.append(f"cuda_version {env.cuda_version!r}")
         kernel_python = f"{sys.version_info[0]}.{sys.version_info[1]}"
         if env.python_version != kernel_python:
@@ -118,6 +126,10 @@ class LocalBackend(Backend):
         env["PYTHONUNBUFFERED"] = "1"
         # As on Sieve, a function without a GPU request sees no GPU.
         env["CUDA_VISIBLE_DEVICES"] = launch.gpu.visible_devices if launch.gpu else ""
+        if launch.gpu:
+            # The allocator numbers cards as nvidia-smi does (by PCI bus); CUDA would otherwise
+            # number them fastest first, and the worker could land on someone else's card.
+            env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
         boot_log = open(launch.ipc_dir / "boot.log", "wb")  # noqa: SIM115 - child owns it
         try:
             popen = subprocess.Popen(

@@ -252,7 +252,8 @@ class GpuAllocator:
         self, inventory: GpuInventory | None = None, *, cpu_fallback: bool = False
     ) -> None:
         self._inventory = inventory
-        self._cpu_fallback = cpu_fallback
+        #: read at each `acquire`, so the manager can follow `sieve.configure(gpu_fallback=...)`
+        self.cpu_fallback = cpu_fallback
         self._lock = threading.Lock()
         self._cards: list[_Card] | None = None
         self._owners: dict[str, tuple[_Card, GpuRequest]] = {}
@@ -293,7 +294,7 @@ class GpuAllocator:
             card = self._choose(request)
             if card is None:
                 problem = self._problem(request, inventory)
-                if self._cpu_fallback:
+                if self.cpu_fallback:
                     warnings.warn(
                         f"{problem} Running on the CPU instead (cpu fallback is on).",
                         GpuFallbackWarning,

@@ -352,9 +352,13 @@ class WorkerPool:
 
     def _worker_ready(self, worker: WorkerConnection, seconds: float, at: float) -> None:
         with self._lock:
-            worker.state = WorkerState.READY
             worker.setup_seconds = seconds
             worker.setup_at = at
+            if worker.state == WorkerState.RETIRING or self.state == "stopped":
+                # Stopped or replaced while it ran `__setup__`: it is being terminated, and
+                # marking the pool warm would make it replace the workers it just stopped.
+                return
+            worker.state = WorkerState.READY
             self.state = "warm"
             self.last_error = None
             if self._assign():
