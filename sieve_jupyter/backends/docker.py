@@ -214,8 +214,14 @@ class DockerBackend(Backend):
             follow.error = follow.error or str(exc.explanation or exc)
         if follow.error or not self._image_exists(context.tag):
             step = f" at step `{follow.step}`" if follow.step else ""
+            fix = ""
+            if follow.step.startswith("FROM"):
+                fix = (
+                    f" Fix: make {context.base_image} available to the engine (docker pull, or "
+                    "a reachable registry), or set docker_base_image to an image it has."
+                )
             raise BuildError(
-                f"docker build of {context.tag} failed{step}: {follow.error or 'no image'}."
+                f"docker build of {context.tag} failed{step}: {follow.error or 'no image'}.{fix}"
                 f"\n--- last lines of the step ---\n{follow.tail}",
                 step=follow.step,
                 log_tail=follow.tail,

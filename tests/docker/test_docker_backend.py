@@ -80,6 +80,16 @@ def test_failed_build_names_the_step_and_shows_its_output(docker_backend: Any) -
     assert "apt-get install" in str(error)
 
 
+def test_unreachable_base_image_names_the_setting_to_change(docker_env: dict[str, str]) -> None:
+    from sieve_jupyter.backends.docker import DockerBackend, DockerOptions
+
+    backend = DockerBackend(DockerOptions(base_image="sieve-test/no-such-base:1"))
+    with pytest.raises(BuildError) as info:
+        backend.prepare(spec(), lambda line: None)
+    assert info.value.step == "FROM sieve-test/no-such-base:1"
+    assert "docker_base_image" in str(info.value)
+
+
 def test_worker_container_connects_gets_env_and_leaves_nothing(
     docker_backend: Any, docker_client: Any, ipc: Any
 ) -> None:

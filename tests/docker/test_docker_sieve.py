@@ -71,6 +71,19 @@ def test_model_stays_warm_in_its_container(handles: list[Any]) -> None:
     assert worker["container_state"] == "running"
 
 
+def test_configured_default_backend_is_docker(
+    handles: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sieve.config, "backend", "docker")
+
+    @sieve.function(name="docker-by-default")
+    def where() -> bool:
+        return os.path.exists("/.dockerenv")
+
+    handles.append(where)
+    assert where.run() is True
+
+
 def test_pip_and_apt_packages_are_installed(handles: list[Any]) -> None:
     @sieve.function(name="docker-packages", backend="docker", **PACKAGES)
     def versions() -> str:
