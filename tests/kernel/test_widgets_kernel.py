@@ -253,3 +253,35 @@ def test_saved_notebook_keeps_the_final_progress(
     static = output["data"]["text/html"]
     assert "200/200" in static and "199 finished" in static
     assert "KeyError" in static and "seven" in static  # the error, readable without widgets
+
+
+def test_model_form_runs_predict_on_the_warm_worker(kernel: Kernel) -> None:
+    kernel.run(SETUP)
+    kernel.run("""
+        import enum
+
+        class Case(enum.Enum):
+            UPPER = "upper"
+            LOWER = "lower"
+
+        @sieve.Model(name="widget-caser")
+        class Caser:
+            def __setup__(self):
+                self.calls = 0
+
+            def __predict__(self, text: str, case: Case = Case.UPPER) -> str:
+                self.calls += 1
+                return f"{text.upper() if case is Case.UPPER else text.lower()} #{self.calls}"
+
+        m = form(Caser)
+        m.set(text="Hello", case="lower")
+        m.submit()
+        wait_until(lambda: m.result_widget is not None)
+        m.set(text="again", case="upper")
+        m.submit()
+        wait_until(lambda: len(m.futures) == 2 and m.futures[1].done()
+                   and m.result_widget is not None and "#2" in m.result_widget.value)
+    """)
+    # the dropdown's value arrived as the Enum member, and both calls hit one warm instance
+    assert "AGAIN #2" in kernel.value("m.result_widget.value")
+    assert kernel.value("m.futures[0].result()") == "hello #1"

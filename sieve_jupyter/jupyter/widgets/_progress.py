@@ -218,6 +218,8 @@ class ProgressWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
 
     def _summary_html(self, now: float) -> str:
         rows = [_row_html(counts, now, self.single) for counts in self.state.functions.values()]
+        if not rows:
+            rows = ['<div style="color:#777">No jobs to follow.</div>']
         if len(self.state.functions) > 1:
             totals = self.state.totals()
             rows.insert(0, f'<div style="color:#555">{totals["total"]:,} jobs across '
