@@ -11,7 +11,8 @@
     ├── GpuUnavailableError             the requested GPU is not on this machine
     ├── DependencyError                 a local worker cannot honour `python_packages`
     ├── BackendError                    a backend could not prepare or start workers
-    │   └── BuildError                  an image build failed (carries the failing step and log tail)
+    │   └── BuildError                  an image build failed (carries the failing step and
+    │                                   the tail of its log)
     ├── WorkerError                     something went wrong in a worker, not in the user's call
     │   ├── SetupError                  `__setup__` raised (carries the remote traceback)
     │   ├── WorkerCrashedError          the worker process died while running the job

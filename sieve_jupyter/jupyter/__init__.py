@@ -53,7 +53,7 @@ def load_ipython_extension(ipython: Any) -> None:
     if "magics" not in state:
         from sieve_jupyter.jupyter._magics import SieveMagics
 
-        magics = SieveMagics(ipython)
+        magics = SieveMagics(ipython)  # type: ignore[no-untyped-call]
         ipython.register_magics(magics)
         state["magics"] = magics
     attach(ipython)

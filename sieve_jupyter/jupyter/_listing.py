@@ -24,8 +24,10 @@ class Table:
         if not self.rows:
             return self.empty
         widths = [max(len(c), *(len(r[i]) for r in self.rows)) for i, c in enumerate(self.columns)]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(self.columns, widths))]
-        lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in self.rows]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(self.columns, widths, strict=False))]
+        lines += [
+            "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=False)) for row in self.rows
+        ]
         return "\n".join(line.rstrip() for line in lines)
 
     def _repr_html_(self) -> str:

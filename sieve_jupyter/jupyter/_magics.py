@@ -13,7 +13,7 @@ from IPython.core.magic_arguments import argument, magic_arguments, parse_argstr
 
 from sieve_jupyter._config import config, configure
 from sieve_jupyter.jupyter._cells import decorator_settings, find_entry
-from sieve_jupyter.jupyter._listing import functions_table, jobs_table, job_logs
+from sieve_jupyter.jupyter._listing import functions_table, job_logs, jobs_table
 from sieve_jupyter.manager import get_manager
 from sieve_jupyter.sdk import register
 

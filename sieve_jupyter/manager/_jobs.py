@@ -148,7 +148,7 @@ class JobFuture(concurrent.futures.Future[Any]):
             for waiter in self._waiters:
                 waiter.add_cancelled(self)
             self._condition.notify_all()
-        self._invoke_callbacks()
+        self._invoke_callbacks()  # type: ignore[attr-defined]  # Future's own helper
         self._wake_streams()
         return True
 
@@ -236,7 +236,7 @@ class JobFuture(concurrent.futures.Future[Any]):
         except ImportError:
             from IPython.display import display
 
-            display({"text/plain": repr(self)}, raw=True)
+            display({"text/plain": repr(self)}, raw=True)  # type: ignore[no-untyped-call]
             return
         display_future(self)
 

@@ -8,6 +8,7 @@ the kernel's end of their socket closes, so a killed kernel leaves no orphans.
 from __future__ import annotations
 
 import atexit
+import concurrent.futures
 import itertools
 import os
 import sys
@@ -327,11 +328,11 @@ class Manager:
             return
         future.parent_job = parent_job  # type: ignore[attr-defined]
 
-        def done(f: JobFuture) -> None:
+        def done(f: concurrent.futures.Future[Any]) -> None:
             if f.cancelled():
                 from sieve_jupyter._errors import JobCancelledError
 
-                reply(False, JobCancelledError(f"job {f.job_id} was cancelled"))
+                reply(False, JobCancelledError(f"job {future.job_id} was cancelled"))
             elif f.exception() is not None:
                 reply(False, f.exception())
             else:

@@ -380,7 +380,9 @@ class WorkerPool:
             if times is not None:
                 seconds = times[1] - times[0]
                 average = self._average_seconds
-                self._average_seconds = seconds if average is None else 0.8 * average + 0.2 * seconds
+                self._average_seconds = (
+                    seconds if average is None else 0.8 * average + 0.2 * seconds
+                )
             started = self._mark_head_running(worker)
             if worker.state == WorkerState.READY and self.queue:
                 inline = self._assign()

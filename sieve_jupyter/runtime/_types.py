@@ -13,7 +13,8 @@ __all__ = ["Audio", "FatalException", "File", "Image", "Video"]
 
 
 class FatalException(Exception):
-    """Raise from user code to fail the job *and* restart the worker, whatever `restart_on_error` says.
+    """Raise from user code to fail the job *and* restart the worker, even when
+    `restart_on_error` is False.
 
     Use it when the worker's warm state can no longer be trusted (a corrupted model, a wedged GPU).
     """
@@ -33,7 +34,9 @@ class File:
 
     __slots__ = ("_source", "_local")
 
-    def __init__(self, path: str | os.PathLike[str] | None = None, *, url: str | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, url: str | None = None
+    ) -> None:
         source = url if url is not None else path
         if source is None:
             raise ValueError("File: give a local path or a URL, e.g. sieve.File('frame.png')")
@@ -56,7 +59,9 @@ class File:
         return self.path
 
     def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other._source == self._source  # type: ignore[attr-defined]
+        if not isinstance(other, File) or type(other) is not type(self):
+            return False
+        return other._source == self._source
 
     def __hash__(self) -> int:
         return hash((type(self).__name__, self._source))

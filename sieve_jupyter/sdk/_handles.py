@@ -10,7 +10,7 @@ import concurrent.futures
 import functools
 import inspect
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sieve_jupyter._errors import JobCancelledError
 from sieve_jupyter.manager import FunctionRecord, JobFuture, get_manager
@@ -82,14 +82,14 @@ class FunctionHandle:
             order_outputs: yield in input order (True) or as jobs finish (False).
             return_exceptions: yield a job's exception instead of raising it.
         """
-        futures = [self.push(*args) for args in zip(*iterables)]
+        futures = [self.push(*args) for args in zip(*iterables, strict=False)]
 
         def results() -> Iterator[Any]:
             try:
                 source = futures if order_outputs else concurrent.futures.as_completed(futures)
                 for future in source:
                     try:
-                        yield wait_result(future)
+                        yield wait_result(cast(JobFuture, future))
                     except Exception as exc:
                         if not return_exceptions:
                             raise

@@ -40,13 +40,15 @@ def dumps(obj: Any) -> bytes:
     """Pickle a function or class by value (see the module docstring)."""
     module_name = getattr(obj, "__module__", "__main__") or "__main__"
     if not _is_user_module(module_name):
-        return cloudpickle.dumps(obj, protocol=5)
+        data: bytes = cloudpickle.dumps(obj, protocol=5)
+        return data
     module = sys.modules[module_name]
     cloudpickle.register_pickle_by_value(module)
     try:
-        return cloudpickle.dumps(obj, protocol=5)
+        data = cloudpickle.dumps(obj, protocol=5)
     finally:
         cloudpickle.unregister_pickle_by_value(module)
+    return data
 
 
 def code_fingerprint(*functions: Any) -> str:

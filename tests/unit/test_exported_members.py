@@ -46,9 +46,11 @@ EXPORTED = [
     "__version__",
     "config",
     "configure",
+    "form",
     "function",
     "gpu",
     "load_ipython_extension",
+    "progress",
     "report_progress",
     "unload_ipython_extension",
 ]
