@@ -285,3 +285,18 @@ def test_model_form_runs_predict_on_the_warm_worker(kernel: Kernel) -> None:
     # the dropdown's value arrived as the Enum member, and both calls hit one warm instance
     assert "AGAIN #2" in kernel.value("m.result_widget.value")
     assert kernel.value("m.futures[0].result()") == "hello #1"
+
+
+def test_sieve_form_magic_opens_the_form_by_name(kernel: Kernel) -> None:
+    kernel.run(SETUP)
+    kernel.run("""
+        %load_ext sieve_jupyter
+
+        @sieve.function(name="widget-greeter")
+        def greet(name: str = "world") -> str:
+            return f"hello {name}"
+    """)
+    shown = kernel.run("%sieve form widget-greeter")
+    bundles = [m["content"]["data"] for m in shown if m["msg_type"] == "execute_result"]
+    assert bundles and "application/vnd.jupyter.widget-view+json" in bundles[0]
+    assert bundles[0]["text/plain"] == "sieve form for widget-greeter (name)"

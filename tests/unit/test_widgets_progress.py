@@ -163,5 +163,17 @@ def test_progress_rejects_non_futures_with_a_fix() -> None:
 def test_format_seconds() -> None:
     assert format_seconds(None) == "–"
     assert format_seconds(4.21) == "4.2 s"
+    assert format_seconds(4.21, coarse=True) == "4 s"
     assert format_seconds(185) == "3 min 05 s"
     assert format_seconds(3720) == "1 h 02 min"
+
+
+def test_a_waiting_job_does_not_redraw_every_tick() -> None:
+    job = FakeJob("slow")
+    job.start()
+    widget = ProgressWidget([job], events=None, ticker=ManualTicker())
+    changes: list[str] = []
+    widget.summary.observe(lambda change: changes.append(change["new"]), names="value")
+    for _ in range(3):
+        widget.tick()  # back to back: well within one second of the clock
+    assert len(changes) <= 1

@@ -44,12 +44,16 @@ _MAX_LOG_CHARS = 20_000
 _WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
-def format_seconds(seconds: float | None) -> str:
-    """``4.2 s``, ``3 min 05 s``, ``1 h 02 min``; ``–`` when unknown."""
+def format_seconds(seconds: float | None, *, coarse: bool = False) -> str:
+    """``4.2 s`` (``4 s`` when `coarse`), ``3 min 05 s``, ``1 h 02 min``; ``–`` when unknown.
+
+    Running clocks are drawn coarse: a tenth-of-a-second clock would change on every redraw
+    and cost a comm message per widget per tick even while nothing else moves.
+    """
     if seconds is None:
         return "–"
     if seconds < 60:
-        return f"{seconds:.1f} s"
+        return f"{int(seconds)} s" if coarse else f"{seconds:.1f} s"
     minutes, secs = divmod(int(round(seconds)), 60)
     if minutes < 60:
         return f"{minutes} min {secs:02d} s"
@@ -121,7 +125,7 @@ def _row_html(counts: FunctionCounts, now: float, single: Future[Any] | None) ->
         if status in TERMINAL:
             fraction = 1.0 if status == "finished" else None
         label = (f"{html.escape(status)}{f' · {fraction:.0%}' if fraction is not None else ''}"
-                 f"{html.escape(note)} · {format_seconds(elapsed)}")
+                 f"{html.escape(note)} · {format_seconds(elapsed, coarse=status not in TERMINAL)}")
         job_id = getattr(single, "job_id", None)
         head = f"<b>{html.escape(counts.name)}</b>" + (
             f' <span style="color:#777">job {html.escape(str(job_id))}</span>' if job_id else "")
@@ -130,10 +134,11 @@ def _row_html(counts: FunctionCounts, now: float, single: Future[Any] | None) ->
     stats += [f'<span style="color:{_COLORS.get(name, "#555")}">{c[name]:,} {name}</span>'
               for name in ("queued", "processing", "finished", "error", "cancelled")
               if c[name] or name in ("queued", "processing", "finished", "error")]
-    stats.append(f"{format_seconds(elapsed)} elapsed")
+    running = counts.done < counts.total
+    stats.append(f"{format_seconds(elapsed, coarse=running)} elapsed")
     stats.append(f"{rate:.1f}/s" if rate is not None else "–/s")
-    if counts.done < counts.total:
-        stats.append(f"ETA {format_seconds(eta)}")
+    if running:
+        stats.append(f"ETA {format_seconds(eta, coarse=True)}")
     return (f"<div><b>{html.escape(counts.name)}</b> · " + " · ".join(stats) + "</div>"
             + _bar_html(counts))
 
