@@ -300,3 +300,21 @@ def test_sieve_form_magic_opens_the_form_by_name(kernel: Kernel) -> None:
     bundles = [m["content"]["data"] for m in shown if m["msg_type"] == "execute_result"]
     assert bundles and "application/vnd.jupyter.widget-view+json" in bundles[0]
     assert bundles[0]["text/plain"] == "sieve form for widget-greeter (name)"
+
+
+def test_generator_outputs_stream_into_the_form(kernel: Kernel) -> None:
+    kernel.run(SETUP)
+    kernel.run("""
+        @sieve.function(name="widget-counter")
+        def count(n: int = 3):
+            for i in range(n):
+                print(f"step {i}")
+                yield {"step": i}
+
+        c = form(count)
+        c.submit()
+        wait_until(lambda: c.result_widget is not None)
+    """)
+    detail = kernel.value("c.progress.job_detail.value")
+    assert "3 streamed output(s)" in detail and "step 2" in detail
+    assert '"step": 2' in kernel.value("c.result_widget.value")
