@@ -9,10 +9,12 @@ use host networking; workers run with ``network_mode="none"``.
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import socket
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,11 +41,23 @@ def docker_client() -> Any:
         import docker.errors
     except ImportError:
         _unavailable("the docker package is not installed (pip install 'sieve-jupyter[docker]')")
+    client = None
+    problem = ""
     try:
         client = docker.from_env()
         client.ping()
     except docker.errors.DockerException as exc:
-        _unavailable(f"no Docker engine answers ({exc}); run `bash .ci/docker-engine.sh`")
+        problem = str(exc)
+    if problem:
+        if client is not None:
+            client.close()
+        # docker-py leaks the socket of a failed version probe; collect it quietly now rather
+        # than have its ResourceWarning surface in whatever test runs next
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)
+            gc.collect()
+        _unavailable(f"no Docker engine answers ({problem}); run `bash .ci/docker-engine.sh`")
+    assert client is not None
     base = os.environ.get("SIEVE_TEST_BASE_IMAGE", DEFAULT_BASE)
     try:
         client.api.inspect_image(base)

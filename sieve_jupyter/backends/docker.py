@@ -101,10 +101,13 @@ class DockerBackend(Backend):
         """
         with self._lock:
             if self._client is None:
+                client = None
                 try:
                     client = docker.from_env()
                     client.ping()
                 except docker.errors.DockerException as exc:
+                    if client is not None:
+                        client.close()
                     raise BackendError(
                         f"backend='docker': cannot reach a Docker engine ({exc}). Fix: start "
                         "Docker (dockerd), or point DOCKER_HOST at a running engine."
