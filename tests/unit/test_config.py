@@ -1,4 +1,4 @@
-"""`sieve.configure(...)`: unknown keys and bad values fail with the field named, changing nothing."""
+"""`sieve.configure(...)`: unknown keys and bad values name the field and change nothing."""
 
 from __future__ import annotations
 

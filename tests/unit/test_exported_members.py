@@ -60,7 +60,7 @@ NOTEBOOK_ONLY = ("pydantic", "IPython", "ipywidgets", "yaml", "packaging", "dock
 
 
 def test_all_is_the_pinned_sorted_list() -> None:
-    assert EXPORTED == sorted(EXPORTED)
+    assert sorted(EXPORTED) == EXPORTED
     assert sieve_jupyter.__all__ == EXPORTED
 
 
@@ -127,7 +127,8 @@ def test_worker_runtime_imports_only_the_standard_library_and_cloudpickle() -> N
         """
     )
     assert result["third_party"] == ["cloudpickle", "sieve_jupyter"]
-    assert all(m.startswith("sieve_jupyter.runtime") or m == "sieve_jupyter" for m in result["ours"])
+    for module in result["ours"]:
+        assert module == "sieve_jupyter" or module.startswith("sieve_jupyter.runtime"), module
 
 
 def test_worker_starts_where_notebook_packages_are_missing() -> None:

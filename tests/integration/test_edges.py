@@ -1,0 +1,308 @@
+"""Edges of the SDK with real local workers: bad input, big payloads, mass cancellation, progress
+and the manager's event stream."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import sieve_jupyter as sieve
+from sieve_jupyter.manager import Event, JobStatus, get_manager
+
+Unique = Callable[[str], str]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.01)
+
+
+def job_ids() -> list[str]:
+    return [f.job_id for f in get_manager().jobs()]
+
+
+# -- bad input, caught before anything is pushed -----------------------------------------------
+
+
+def test_wrong_arguments_raise_type_error_and_queue_nothing(unique: Unique) -> None:
+    @sieve.function(name=unique("two-args"))
+    def two_args(a: int, b: int = 2) -> int:
+        return a + b
+
+    before = job_ids()
+    with pytest.raises(TypeError, match="too many positional arguments"):
+        two_args.push(1, 2, 3)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'c'"):
+        two_args.push(1, c=3)
+    with pytest.raises(TypeError, match="missing a required argument: 'a'"):
+        two_args.run()
+    assert job_ids() == before
+    assert two_args.workers == []  # not even a worker was started for them
+    assert two_args.run(1, b=5) == 6
+
+
+def test_model_arguments_are_checked_against_predict(unique: Unique) -> None:
+    @sieve.Model(name=unique("predictor"))
+    class Predictor:
+        def __predict__(self, text: str) -> str:
+            return text.upper()
+
+    before = job_ids()
+    with pytest.raises(TypeError, match="Predictor|predictor"):
+        Predictor.push("a", "b")
+    assert job_ids() == before
+    assert Predictor.run(text="ok") == "OK"
+
+
+def test_unpicklable_argument_fails_its_job_and_the_worker_stays_usable(unique: Unique) -> None:
+    @sieve.function(name=unique("echo-pid"))
+    def echo_pid(value: Any) -> tuple[Any, int]:
+        return value, os.getpid()
+
+    lock = threading.Lock()
+    # First job, before the worker is even ready: it is sent later, by the pool's sender.
+    early = echo_pid.push(lock)
+    with pytest.raises(TypeError, match="cannot be sent to the worker") as caught:
+        early.result(timeout=60)
+    assert "lock" in str(caught.value) and "Fix: pass picklable values" in str(caught.value)
+    assert early.status is JobStatus.ERROR
+    _, pid = echo_pid.run(1)
+
+    # Among good jobs pushed in one burst, only the bad one fails, on the same warm worker.
+    futures = [echo_pid.push(v) for v in (1, 2, lock, 4, 5)]
+    outcomes = [f.exception(timeout=60) for f in futures]
+    assert isinstance(outcomes[2], TypeError)
+    assert [f.result() for i, f in enumerate(futures) if i != 2] == [
+        (1, pid),
+        (2, pid),
+        (4, pid),
+        (5, pid),
+    ]
+    assert echo_pid.run("after") == ("after", pid)
+
+
+def test_unknown_function_names_list_the_known_ones(unique: Unique) -> None:
+    name = unique("known")
+
+    @sieve.function(name=name)
+    def known() -> None:
+        pass
+
+    user = sieve.config.user
+    assert sieve.function.get(f"{user}/{name}").name == name
+    assert sieve.function.get(name).name == name
+    for missing in ("nobody/x", "unknown", f"someone-else/{name}"):
+        with pytest.raises(sieve.FunctionNotFoundError) as caught:
+            sieve.function.get(missing)
+        message = str(caught.value)
+        assert repr(missing) in message
+        assert f"{user}/{name}" in message  # the known ones are listed
+    assert issubclass(sieve.FunctionNotFoundError, LookupError)
+
+
+def test_bad_declarations_fail_at_decoration_and_register_nothing(unique: Unique) -> None:
+    before = {r.name for r in get_manager().records()}
+
+    with pytest.raises(sieve.SpecError) as caught:
+
+        @sieve.function(name="alice/slashed")
+        def slashed() -> None:
+            pass
+
+    assert caught.value.field == "name"
+
+    with pytest.raises(sieve.SpecError, match="__predict__"):
+
+        @sieve.Model(name=unique("no-predict"))
+        class NoPredict:
+            def __setup__(self) -> None:
+                pass
+
+    with pytest.raises(sieve.SpecError, match="__setup__"):
+
+        @sieve.Model(name=unique("setup-args"))
+        class SetupArgs:
+            def __setup__(self, weights: str) -> None:
+                pass
+
+            def __predict__(self, x: int) -> int:
+                return x
+
+    with pytest.raises(sieve.SpecError) as caught:
+
+        @sieve.function(name=unique("split-nine"), gpu=sieve.gpu.T4(split=9))
+        def split_nine() -> None:
+            pass
+
+    assert caught.value.field == "gpu.split" and "sieve.gpu.T4(split=2)" in str(caught.value)
+    assert {r.name for r in get_manager().records()} == before
+
+
+# -- big payloads ------------------------------------------------------------------------------
+
+
+def test_hundred_megabyte_array_goes_in_and_comes_back(unique: Unique) -> None:
+    @sieve.function(name=unique("big-arrays"))
+    def big_arrays(data: np.ndarray | None, n: int) -> Any:
+        if data is not None:
+            return float(data.sum()), data.shape, str(data.dtype), int(data[-1])
+        return np.arange(n, dtype=np.int64)
+
+    n = 100 * 1024 * 1024 // 8  # 100 MiB of int64
+    data = np.arange(n, dtype=np.int64)
+    total, shape, dtype, last = big_arrays.run(data, 0)
+    assert total == float(data.sum())
+    assert (shape, dtype, last) == ((n,), "int64", n - 1)
+
+    back = big_arrays.run(None, n)
+    assert back.nbytes == 100 * 1024 * 1024
+    assert np.array_equal(back, data)
+
+
+# -- cancelling many queued jobs ---------------------------------------------------------------
+
+
+def _cancel_most(futures: list[Any]) -> tuple[list[int], list[int]]:
+    """Cancel three in four jobs (interleaved); returns (kept, cancelled) indexes."""
+    kept, cancelled = [], []
+    for index, future in enumerate(futures):
+        if index % 4:
+            assert future.cancel()
+            cancelled.append(index)
+        else:
+            kept.append(index)
+    return kept, cancelled
+
+
+def _ran(directory: Path) -> list[int]:
+    return sorted(int(p.name.removeprefix("ran-")) for p in directory.glob("ran-*"))
+
+
+def test_cancelled_jobs_waiting_for_setup_never_run(unique: Unique, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+
+    @sieve.Model(name=unique("gated-setup"))
+    class GatedSetup:
+        def __setup__(self) -> None:
+            deadline = time.monotonic() + 60
+            while not gate.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+
+        def __predict__(self, index: int) -> int:
+            (tmp_path / f"ran-{index}").touch()
+            time.sleep(0.005)
+            return index
+
+    futures = [GatedSetup.push(i) for i in range(200)]
+    kept, cancelled = _cancel_most(futures)
+    assert len(cancelled) == 150
+    gate.touch()
+    assert [futures[i].result(timeout=60) for i in kept] == kept
+    assert _ran(tmp_path) == kept
+    for index in cancelled:
+        assert futures[index].cancelled() and futures[index].status is JobStatus.CANCELLED
+    with pytest.raises(concurrent.futures.CancelledError):
+        futures[cancelled[0]].result(timeout=1)
+
+
+def test_cancelled_jobs_already_sent_to_the_worker_never_run(
+    unique: Unique, tmp_path: Path
+) -> None:
+    gate_file = tmp_path / "gate"
+    gate_name = unique("gate")
+
+    @sieve.function(name=gate_name)
+    def gate(path: str) -> bool:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return True
+
+    @sieve.function(name=unique("pipelined"))
+    def pipelined(index: int) -> int:
+        if index == 0:
+            # Wait on another function: its answer comes back on the control connection, after
+            # the cancels the test sent there, so they have all arrived when this returns.
+            sieve.function.get(gate_name).run(str(gate_file))
+        (tmp_path / f"ran-{index}").touch()
+        return index
+
+    assert gate.run(str(tmp_path)) is True  # warm
+    # warm, and timed as fast, so the pool sends many calls ahead to the worker: the cancels
+    # must then reach calls the worker already holds
+    assert [pipelined.run(-1) for _ in range(5)] == [-1] * 5
+    futures = [pipelined.push(i) for i in range(200)]
+    wait_for(lambda: futures[0].running())
+    kept, cancelled = _cancel_most(futures)
+    gate_file.touch()
+    assert [futures[i].result(timeout=60) for i in kept] == kept
+    assert _ran(tmp_path) == [-1, *kept]
+    assert all(futures[i].cancelled() for i in cancelled)
+    assert pipelined.run(7) == 7  # the worker is still serving
+
+
+# -- progress and events -----------------------------------------------------------------------
+
+
+def test_progress_and_the_event_stream(unique: Unique) -> None:
+    events: list[Event] = []
+    unsubscribe = get_manager().events.subscribe(events.append)
+    try:
+        name = unique("halfway")
+
+        @sieve.function(name=name)
+        def halfway(x: int) -> int:
+            print(f"working on {x}")
+            sieve.report_progress(0.5, "half")
+            return x * 2
+
+        future = halfway.push(21)
+        assert future.result(timeout=60) == 42
+        assert future.progress == (0.5, "half")
+        job = future.job_id
+        wait_for(
+            lambda: any(
+                e.kind == "job" and e.data["job_id"] == job and e.data["status"] == "finished"
+                for e in events
+            )
+        )
+    finally:
+        unsubscribe()
+
+    snapshot = list(events)
+    for event in snapshot:
+        json.dumps(event.data)  # every payload is JSON-able, for the comm channel
+    functions = [e.data for e in snapshot if e.kind == "function" and e.data["name"] == name]
+    assert functions, "registering and starting workers publish the function"
+    assert {"name", "kind", "backend", "state", "workers", "spec_hash"} <= set(functions[0])
+    assert functions[-1]["state"] == "warm" and functions[-1]["workers"][0]["state"] == "ready"
+
+    jobs = [e.data for e in snapshot if e.kind == "job" and e.data["job_id"] == job]
+    assert jobs[0]["status"] == "queued" and jobs[-1]["status"] == "finished"
+    assert [0.5, "half"] in [j["progress"] for j in jobs]
+    logs = [e.data for e in snapshot if e.kind == "log" and e.data["job_id"] == job]
+    assert "working on 21" in "".join(d["text"] for d in logs)
+    assert all(d["stream"] == "stdout" for d in logs)
+
+    # after unsubscribing nothing more arrives
+    count = len(events)
+    halfway.run(1)
+    assert len(events) == count
+
+
+def test_report_progress_outside_a_worker_is_a_no_op_and_checks_its_range() -> None:
+    sieve.report_progress(0.3, "plain call")
+    with pytest.raises(ValueError, match="0.0..1.0"):
+        sieve.report_progress(1.5)

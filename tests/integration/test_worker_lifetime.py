@@ -1,0 +1,160 @@
+"""Workers belong to their kernel: no orphans, whatever way the kernel ends.
+
+A separate Python process plays the kernel (so it can be SIGKILLed): it starts two warm workers,
+prints their pids, then obeys commands on stdin. Process liveness is read from /proc, where a
+zombie (exited, not yet reaped by whoever adopted it) counts as gone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import sieve_jupyter as sieve
+
+KERNEL = textwrap.dedent(
+    """
+    import json, os, signal, sys, time
+    import sieve_jupyter as sieve
+
+    @sieve.function(name="lifetime", workers=2)
+    def whoami() -> int:
+        return os.getpid()
+
+    def say(**data):
+        print(json.dumps(data), flush=True)
+
+    signal.signal(signal.SIGINT, lambda *_: say(event="interrupted"))
+    whoami.run()
+    deadline = time.monotonic() + 60
+    while sum(w["state"] == "ready" for w in whoami.workers) < 2:
+        assert time.monotonic() < deadline, whoami.workers
+        time.sleep(0.02)
+    say(event="ready", kernel=os.getpid(), workers=[w["pid"] for w in whoami.workers])
+    for line in sys.stdin:
+        if line.strip() == "run":
+            say(event="ran", pid=whoami.run())
+        elif line.strip() == "exit":
+            break
+    """
+)
+
+
+def alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    state = stat.rpartition(")")[2].split()[0]
+    return state not in ("Z", "X")
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
+
+
+class Kernel:
+    """The kernel process and the two-way line protocol to it."""
+
+    def __init__(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", KERNEL],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group, like a kernel under Jupyter
+        )
+        ready = self.read()
+        assert ready["event"] == "ready", ready
+        self.pid: int = ready["kernel"]
+        self.workers: list[int] = ready["workers"]
+        assert len(set(self.workers)) == 2 and all(alive(p) for p in self.workers)
+
+    def read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        assert line, f"the kernel ended early (code {self.process.wait(30)})"
+        data: dict[str, Any] = json.loads(line)
+        return data
+
+    def send(self, command: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+
+    def end(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(30)
+        for stream in (self.process.stdin, self.process.stdout):
+            if stream is not None:
+                stream.close()
+
+
+@pytest.fixture
+def kernel() -> Iterator[Kernel]:
+    started = Kernel()
+    yield started
+    started.end()
+    for pid in started.workers:  # never leave a worker behind, even when a test failed
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_killed_kernel_leaves_no_workers(kernel: Kernel) -> None:
+    os.kill(kernel.pid, signal.SIGKILL)
+    kernel.process.wait(30)
+    wait_for(lambda: not any(alive(p) for p in kernel.workers))
+
+
+def test_kernel_exiting_normally_stops_its_workers(kernel: Kernel) -> None:
+    kernel.send("exit")
+    assert kernel.process.wait(60) == 0
+    wait_for(lambda: not any(alive(p) for p in kernel.workers))
+
+
+def test_workers_have_their_own_session_and_survive_the_interrupt_button(
+    kernel: Kernel,
+) -> None:
+    kernel_session = os.getsid(kernel.pid)
+    for pid in kernel.workers:
+        assert os.getsid(pid) == pid != kernel_session
+        assert os.getpgid(pid) != os.getpgid(kernel.pid)
+    # The notebook's interrupt button signals the kernel's process group.
+    os.killpg(kernel.pid, signal.SIGINT)
+    assert kernel.read() == {"event": "interrupted"}
+    kernel.send("run")
+    ran = kernel.read()
+    assert ran["event"] == "ran" and ran["pid"] in kernel.workers  # the same warm worker
+    assert all(alive(p) for p in kernel.workers)
+
+
+def test_stop_ends_the_worker_processes(unique: Callable[[str], str]) -> None:
+    @sieve.function(name=unique("stoppable"), workers=2)
+    def whoami() -> int:
+        return os.getpid()
+
+    whoami.run()
+    wait_for(lambda: [w["state"] for w in whoami.workers] == ["ready", "ready"])
+    pids = [w["pid"] for w in whoami.workers]
+    assert all(alive(p) for p in pids)
+    whoami.stop()
+    wait_for(lambda: not any(alive(p) for p in pids))
+    wait_for(lambda: whoami.workers == [])
+    assert whoami.state == "stopped"
+    # and the function still works afterwards, on fresh workers
+    assert whoami.run() not in pids
