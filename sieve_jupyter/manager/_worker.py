@@ -135,7 +135,7 @@ class WorkerConnection:
             try:
                 sock, _ = self._listener.accept()
                 break
-            except socket.timeout:
+            except TimeoutError:
                 code = self.process.poll()
                 if code is not None:
                     raise BackendError(
