@@ -173,16 +173,14 @@ class DockerBackend(Backend):
         key = f"{spec.environment.content_hash()} {options!r}"
         known = self._images.get(key)
         if known is not None:
-            emit(f"Using image {known} (already built for this environment).")
             return known
         context = make_build_context(spec.environment, options.build_options())
         with self._lock:
             build_lock = self._build_locks.setdefault(context.tag, threading.Lock())
         with build_lock:  # one build per tag, even when several functions prepare at once
+            # an existing image is used silently: only a real build has something to say
             if not self._image_exists(context.tag):
                 self._build(context, options, emit)
-            else:
-                emit(f"Using image {context.tag} (already built for this environment).")
         self._images[key] = context.tag
         return context.tag
 

@@ -120,17 +120,27 @@ def test_editing_code_reuses_the_image_and_restarts_nothing_else(
     assert {image.id for image in docker_client.images.list()} == images_before
 
 
-def test_image_preparation_is_reported_to_the_first_job(handles: list[Any]) -> None:
-    @sieve.function(name="docker-first-job", backend="docker", **PACKAGES)
+def test_a_build_streams_its_log_to_the_job_that_waits_for_it(
+    handles: list[Any], docker_client: Any
+) -> None:
+    # a run command no earlier build had: only that step runs, the rest comes from the cache
+    marker = f"sieve-build-{os.urandom(4).hex()}"
+
+    @sieve.function(name="docker-first-job", backend="docker", run_commands=[f"echo {marker}"])
     def hello() -> str:
         return "hi"
 
     handles.append(hello)
     future = hello.push()
-    assert future.result(timeout=600) == "hi"
-    # the build log (or the note that the image exists) lands with the job that waited for it
-    assert "sieve-jupyter-env:" in future.stdout
-    assert future.stdout.endswith("\n") or "\n" in future.stdout
+    try:
+        assert future.result(timeout=600) == "hi"
+        assert f"RUN echo {marker}" in future.stdout  # the step, as it ran
+        assert "Built image sieve-jupyter-env:" in future.stdout
+        assert future.stdout.endswith("\n")
+    finally:
+        hello.stop()
+        image = get_manager().backend("docker").image_for(hello.spec)
+        docker_client.images.remove(image, force=True)
 
 
 def test_output_and_logs_stream_back_from_the_container(handles: list[Any]) -> None:
