@@ -20,13 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import docker
 import docker.errors
-import docker.types
 
 from sieve_jupyter._errors import BackendError, BuildError, PythonVersionMismatchError
-from sieve_jupyter.backends._base import (
-    Backend,
-    WorkerLaunch,
-)
+from sieve_jupyter.backends._base import Backend, WorkerLaunch
 from sieve_jupyter.backends._docker_options import DockerOptions
 from sieve_jupyter.backends._docker_owner import (
     MANAGED_LABEL,
@@ -35,11 +31,7 @@ from sieve_jupyter.backends._docker_owner import (
     find_dead_owned,
 )
 from sieve_jupyter.backends._docker_worker import DockerWorker, container_settings
-from sieve_jupyter.build import (
-    BuildContext,
-    BuildLog,
-    make_build_context,
-)
+from sieve_jupyter.build import BuildContext, BuildLog, make_build_context
 
 if TYPE_CHECKING:
     from sieve_jupyter.spec import FunctionSpec
@@ -80,6 +72,7 @@ class DockerBackend(Backend):
         self._workers: weakref.WeakSet[DockerWorker] = weakref.WeakSet()
         self._owner = current_owner()
         self._closed = False
+        self._reaped = False
         #: tags this backend built (not reused) — what "the same environment never builds
         #: twice" is checked against
         self.built: list[str] = []
@@ -113,7 +106,11 @@ class DockerBackend(Backend):
                         "Docker (dockerd), or point DOCKER_HOST at a running engine."
                     ) from exc
                 self._client = client
-                self.reap()
+            if not self._reaped:
+                self._reaped = True
+                # a failed sweep must not stop this kernel from using the engine
+                with contextlib.suppress(docker.errors.DockerException):
+                    self.reap()
             return self._client
 
     def reap(self) -> list[str]:
