@@ -118,16 +118,17 @@ class _StartupNotice(threading.Thread):
         future = self._future
         started = time.monotonic()
         shown = False
+        next_update = started + _SHOW_STARTUP_AFTER
         while future.status.value == "queued":
-            time.sleep(_STARTUP_REFRESH if shown else 0.1)
-            waited = time.monotonic() - started
-            if future.status.value != "queued":
-                break
-            if waited >= _SHOW_STARTUP_AFTER:
-                text = (f"{future.function}: starting a worker and running its setup… "
-                        f"{waited:.1f} s")
-                self._router.display(self._parent, text, self._display_id, update=shown)
-                shown = True
+            time.sleep(0.05)  # short, so "ready" follows the worker's start closely
+            now = time.monotonic()
+            if future.status.value != "queued" or now < next_update:
+                continue
+            next_update = now + _STARTUP_REFRESH
+            text = (f"{future.function}: starting a worker and running its setup… "
+                    f"{now - started:.1f} s")
+            self._router.display(self._parent, text, self._display_id, update=shown)
+            shown = True
         if shown:
             waited = time.monotonic() - started
             self._router.display(

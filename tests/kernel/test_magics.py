@@ -192,3 +192,24 @@ def test_sieve_line_magic_commands(kernel_session: KernelSession) -> None:
     assert not bad.ok and "workers" in bad.error["evalue"]  # type: ignore[index]
     unknown = kernel_session.run("%sieve frobnicate")
     assert not unknown.ok and "unknown command" in unknown.error["evalue"]  # type: ignore[index]
+
+
+def test_long_setup_shows_elapsed_time(kernel_session: KernelSession) -> None:
+    kernel_session.ok(
+        "import time\n"
+        "import sieve_jupyter as sieve\n"
+        "@sieve.Model(name='slow-setup')\n"
+        "class SlowSetup:\n"
+        "    def __setup__(self):\n"
+        "        time.sleep(3)\n"
+        "    def __predict__(self) -> str:\n"
+        "        return 'ready'"
+    )
+    result = kernel_session.ok("print(SlowSetup.run())")
+    # the final "ready" update may trail the cell's reply by a moment
+    kernel_session.drain(until=time.monotonic() + 2)
+    shown = [m["content"]["data"]["text/plain"] for m in kernel_session.messages_for(result.msg_id)
+             if m["msg_type"] in ("display_data", "update_display_data")]
+    assert any("starting a worker and running its setup" in text for text in shown)
+    assert any("worker ready after" in text for text in shown)
+    assert result.stream().strip() == "ready"
