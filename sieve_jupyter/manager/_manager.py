@@ -246,6 +246,7 @@ class Manager:
                 if record.pool is None:
                     record.pool = WorkerPool(self, record, self.backend(record.backend))
                 pool = record.pool
+        pool.ensure_open()  # before a job exists: a refused push leaves no job behind
         spec = record.spec
         future = JobFuture(
             f"{spec.name}-{next(self._job_ids)}",

@@ -95,13 +95,17 @@ class WorkerPool:
 
     # -- submitting --------------------------------------------------------------------------
 
+    def ensure_open(self) -> None:
+        """Raise if this pool takes no new jobs (its registration was replaced or removed)."""
+        if self._closed:
+            raise SieveError(
+                f"{self.spec.name}: this registration was replaced or removed. Fix: use the "
+                "handle from the latest run of its cell, or sieve.function.get(name)."
+            )
+
     def submit(self, future: JobFuture) -> None:
         with self._lock:
-            if self._closed:
-                raise SieveError(
-                    f"{self.spec.name}: this registration was replaced or removed. Fix: use the "
-                    "handle from the latest run of its cell, or sieve.function.get(name)."
-                )
+            self.ensure_open()
             self.queue.append(future)
             if self.state == "stopped":
                 self.state = "idle"  # stopped by the user; a new job starts workers again
@@ -460,6 +464,9 @@ class WorkerPool:
         """Stop taking jobs; finish what is queued and running, then stop the workers."""
         with self._lock:
             self._retiring = True
+            # Replaced: an old handle's job would wait forever here (no worker is started for
+            # a retiring pool), so it is refused at once instead.
+            self._closed = True
             idle = not self.queue and not self._busy()
         if idle:
             self.stop()

@@ -152,9 +152,34 @@ class Worker:
                 if not out:
                     return
                 batch = [out.popleft() for _ in range(len(out))]
-                self._data.send(batch[0] if len(batch) == 1 else ("multi", batch))
+                try:
+                    self._data.send(batch[0] if len(batch) == 1 else ("multi", batch))
+                except ChannelClosed:
+                    raise
+                except Exception:  # noqa: BLE001 - pickling failed; nothing was written
+                    self._send_each(batch)
         except ChannelClosed:
             os._exit(0)  # the manager is gone; nothing left to serve
+
+    def _send_each(self, batch: list[Any]) -> None:
+        """Send messages one at a time: a user's value that cannot be pickled fails its own
+        job (the worker and its warm state carry on) instead of the whole batch or the worker."""
+        for message in batch:
+            try:
+                self._data.send(message)
+            except ChannelClosed:
+                raise
+            except Exception as exc:
+                if message[0] not in ("result", "output"):
+                    raise
+                what = "return value" if message[0] == "result" else "streamed output"
+                error = TypeError(
+                    f"job {message[1]}: its {what} cannot be sent back to the kernel "
+                    f"({type(exc).__name__}: {exc}). Fix: return picklable values (plain "
+                    "data, numpy arrays, sieve.File)."
+                )
+                error.__cause__ = exc
+                self._data.send(("error", message[1], error_info(error), False))
 
     def writer_loop(self) -> None:
         while True:

@@ -93,6 +93,43 @@ def test_unpicklable_argument_fails_its_job_and_the_worker_stays_usable(unique: 
     assert echo_pid.run("after") == ("after", pid)
 
 
+def test_unpicklable_return_value_fails_its_job_and_keeps_the_warm_worker(
+    unique: Unique,
+) -> None:
+    @sieve.Model(name=unique("leaky"))
+    class Leaky:
+        def __setup__(self) -> None:
+            self.setups = getattr(self, "setups", 0) + 1
+
+        def __predict__(self, kind: str) -> Any:
+            if kind == "lock":
+                return threading.Lock()
+            return os.getpid(), self.setups
+
+    pid, setups = Leaky.run("ok")
+    with pytest.raises(TypeError, match="return value cannot be sent back") as caught:
+        Leaky.run("lock")
+    assert "Fix: return picklable values" in str(caught.value)
+    # results batched with the bad one still arrive; no crash, no second __setup__
+    futures = [Leaky.push(k) for k in ("ok", "lock", "ok", "ok")]
+    assert isinstance(futures[1].exception(timeout=60), TypeError)
+    assert [futures[i].result() for i in (0, 2, 3)] == [(pid, setups)] * 3
+    assert Leaky.run("ok") == (pid, setups)
+
+
+def test_unpicklable_streamed_output_fails_its_job(unique: Unique) -> None:
+    @sieve.function(name=unique("leaky-stream"))
+    def leaky_stream(n: int) -> Any:
+        for i in range(n):
+            yield threading.Lock() if i == 1 else i
+
+    future = leaky_stream.push(3)
+    with pytest.raises(TypeError, match="streamed output cannot be sent back"):
+        future.result(timeout=60)
+    assert future.outputs[:1] == [0]
+    assert list(leaky_stream.run(1)) == [0]
+
+
 def test_unknown_function_names_list_the_known_ones(unique: Unique) -> None:
     name = unique("known")
 

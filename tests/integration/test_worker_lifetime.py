@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 import sieve_jupyter as sieve
+from sieve_jupyter.manager import get_manager
 
 KERNEL = textwrap.dedent(
     """
@@ -78,7 +79,11 @@ class Kernel:
             text=True,
             start_new_session=True,  # its own process group, like a kernel under Jupyter
         )
-        ready = self.read()
+        try:
+            ready = self.read()
+        except BaseException:
+            self.end()
+            raise
         assert ready["event"] == "ready", ready
         self.pid: int = ready["kernel"]
         self.workers: list[int] = ready["workers"]
@@ -158,3 +163,36 @@ def test_stop_ends_the_worker_processes(unique: Callable[[str], str]) -> None:
     assert whoami.state == "stopped"
     # and the function still works afterwards, on fresh workers
     assert whoami.run() not in pids
+
+
+def test_a_replaced_registration_refuses_jobs_from_its_old_handle(
+    unique: Callable[[str], str],
+) -> None:
+    name = unique("replaced")
+
+    @sieve.Model(name=name)
+    class Versioned:
+        def __setup__(self) -> None:
+            self.version = 1
+
+        def __predict__(self) -> int:
+            return self.version
+
+    old = Versioned
+    assert old.run() == 1
+
+    @sieve.Model(name=name)  # a changed __setup__: new workers, the old ones retire
+    class Versioned:  # type: ignore[no-redef]
+        def __setup__(self) -> None:
+            self.version = 2
+
+        def __predict__(self) -> int:
+            return self.version
+
+    assert Versioned.run() == 2
+    jobs_before = [f.job_id for f in get_manager().jobs()]
+    # rather than a job that waits forever on a pool that will never start a worker
+    with pytest.raises(sieve.SieveError, match="replaced or removed"):
+        old.push()
+    assert [f.job_id for f in get_manager().jobs()] == jobs_before
+    assert sieve.function.get(name).run() == 2
