@@ -7,180 +7,29 @@
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import html
 import json
 import math
-import os
-import pathlib
-import tempfile
 from typing import Any
 
 import ipywidgets as widgets
 
+from sieve_jupyter.jupyter.widgets._field_base import EMPTY, OMIT, Field
+from sieve_jupyter.jupyter.widgets._file_fields import ExpressionField, FileField
 from sieve_jupyter.jupyter.widgets._schema import (
     FormInputError,
     Schema,
     describe,
-    resolve,
     split_optional,
     validate,
 )
 
 __all__ = ["OMIT", "Field", "make_field"]
 
-
-class _Sentinel:
-    def __init__(self, name: str) -> None:
-        self._name = name
-
-    def __repr__(self) -> str:
-        return self._name
-
-
-OMIT: Any = _Sentinel("OMIT")  # leave the argument out: the function's default applies
-_EMPTY: Any = _Sentinel("EMPTY")  # the control holds nothing
-
-_MEDIA_ACCEPT = {"Image": "image/*", "Video": "video/*", "Audio": "audio/*"}
 # Parameter names that usually carry prose or code, so they get a multi-line box.
 _LONG_TEXT_WORDS = ("text", "prompt", "content", "body", "message", "description", "query",
                     "code", "document", "html", "markdown", "caption", "transcript", "script")
 _FILE_FORMATS = ("sieve-file", "path", "file-path", "binary")
-
-
-class Field:
-    """A labelled input for one parameter.
-
-    Attributes:
-        name: the parameter name.
-        required: the function has no default for it.
-        nullable: ``None`` is an accepted value (``Optional[...]``).
-        control: the main input widget (slider, text box, upload, ...).
-        widget: the row to display: label, control, help text and inline error.
-    """
-
-    kind = "field"
-
-    def __init__(self, name: str, schema: Schema, root: Schema, *, required: bool) -> None:
-        self.name = name
-        self.required = required
-        self.root = root
-        outer = resolve(schema, root)
-        inner, self.nullable = split_optional(schema, root)
-        self.schema: Schema = inner
-        self.has_default = "default" in outer
-        self.default: Any = outer.get("default")
-        self.description: str = str(outer.get("description") or inner.get("description") or "")
-        self.control: widgets.DOMWidget = self._build()
-        # Controls that cannot show "nothing" (sliders, checkboxes) get a box to leave them unset.
-        self.unset_box: widgets.Checkbox | None = None
-        if self._needs_unset_box():
-            self.unset_box = widgets.Checkbox(
-                description="None" if self.nullable else "use default",
-                indent=False,
-                layout=widgets.Layout(width="auto", margin="0 0 0 8px"),
-            )
-            self.unset_box.observe(self._on_unset, names="value")
-        star = ' <span style="color:#d32f2f" title="required">*</span>' if required else ""
-        type_text = html.escape(describe(schema, root))
-        self.label = widgets.HTML(
-            f'<b>{html.escape(name)}</b>{star}<br><span style="color:#777;font-size:0.85em">'
-            f"{type_text}</span>",
-            layout=widgets.Layout(width="190px", min_width="190px"),
-        )
-        self.help = widgets.HTML(
-            f'<span style="color:#666;font-size:0.9em">{html.escape(self.description)}</span>'
-            if self.description
-            else "",
-            layout=widgets.Layout(margin="0 0 0 198px"),
-        )
-        self.error = widgets.HTML("", layout=widgets.Layout(margin="0 0 0 198px"))
-        row = [self.label, *self._row_controls()]
-        if self.unset_box is not None:
-            row.append(self.unset_box)
-        self.widget = widgets.VBox(
-            [widgets.HBox(row, layout=widgets.Layout(align_items="flex-start")), self.help,
-             self.error],
-            layout=widgets.Layout(margin="0 0 6px 0"),
-        )
-        self.widget.add_class("sieve-field")
-        self.reset()
-
-    # -- what subclasses provide ------------------------------------------------------------
-    def _build(self) -> widgets.DOMWidget:
-        raise NotImplementedError
-
-    def _row_controls(self) -> list[widgets.Widget]:
-        return [self.control]
-
-    def _needs_unset_box(self) -> bool:
-        return False
-
-    def _read(self) -> Any:
-        """The control's content as a Python value, or `_EMPTY`."""
-        return getattr(self.control, "value", _EMPTY)
-
-    def _write(self, value: Any) -> None:
-        self.control.value = value
-
-    def _check(self, value: Any) -> list[str]:
-        return validate(value, self.schema, self.root)
-
-    # -- the shared behaviour -----------------------------------------------------------------
-    def reset(self) -> None:
-        """Put the default (or nothing) back into the control."""
-        if self.has_default and self.default is not None:
-            # a default the control cannot show stays in the function: leave the control blank
-            with contextlib.suppress(FormInputError, ValueError, TypeError):
-                self.set(self.default)
-        elif self.unset_box is not None:
-            self.unset_box.value = self.nullable or not self.required
-        self.clear_error()
-
-    def set(self, value: Any) -> None:
-        """Fill the control programmatically (``None`` leaves an Optional field empty)."""
-        if self.unset_box is not None:
-            self.unset_box.value = value is None
-            if value is None:
-                return
-        if value is None:
-            self._clear()
-            return
-        self._write(value)
-
-    def _clear(self) -> None:
-        """Empty the control (for controls that can be empty: text boxes, uploads)."""
-        if isinstance(self.control, (widgets.Text, widgets.Textarea)):
-            self.control.value = ""
-
-    def value(self) -> Any:
-        """The value to pass, `OMIT` for "use the function's default", or raise `FormInputError`."""
-        raw = _EMPTY if self.unset_box is not None and self.unset_box.value else self._read()
-        if raw is _EMPTY:
-            if self.nullable:
-                return None
-            if not self.required:
-                return OMIT
-            raise FormInputError(self.name, "is required.", "enter a value.")
-        problems = self._check(raw)
-        if problems:
-            raise FormInputError(self.name, "; ".join(problems), self._fix_hint())
-        return raw
-
-    def _fix_hint(self) -> str:
-        return f"enter a {describe(self.schema, self.root)}."
-
-    def show_error(self, message: str) -> None:
-        """Show `message` in red under the control."""
-        self.error.value = f'<span style="color:#d32f2f">{html.escape(message)}</span>'
-
-    def clear_error(self) -> None:
-        """Hide the inline error."""
-        self.error.value = ""
-
-    def _on_unset(self, change: dict[str, Any]) -> None:
-        self.control.disabled = bool(change["new"])
 
 
 class NumberField(Field):
@@ -223,7 +72,7 @@ class NumberField(Field):
             return int(value) if integer else float(value)
         text = str(self.control.value).strip().replace("_", "")
         if not text:
-            return _EMPTY
+            return EMPTY
         try:
             number = float(text)
         except ValueError:
@@ -339,7 +188,7 @@ class TextField(Field):
         text = self.control.value
         # An empty box means "nothing" unless the default itself is a (non-empty) string.
         if text == "" and (self.nullable or self.required or not self.has_default):
-            return _EMPTY
+            return EMPTY
         return text
 
     def _write(self, value: Any) -> None:
@@ -358,7 +207,7 @@ class JsonField(Field):
     def _read(self) -> Any:
         text = self.control.value.strip()
         if not text:
-            return _EMPTY
+            return EMPTY
         try:
             return json.loads(text)
         except json.JSONDecodeError as exc:
@@ -377,156 +226,6 @@ class JsonField(Field):
         return f"write JSON matching {describe(self.schema, self.root)}, e.g. " + _json_example(
             self.schema, self.root
         )
-
-
-class FileField(Field):
-    """`sieve.File`/media/`pathlib.Path`/`bytes`: an upload (with a preview for images) or a path.
-
-    Uploaded bytes are written once to a temporary file, which is passed as the declared type
-    (`sieve.File(path)`, `sieve.Image(path)`, `pathlib.Path`, or the bytes themselves).
-    """
-
-    kind = "file"
-
-    def _build(self) -> widgets.DOMWidget:
-        media = str(self.schema.get("x-sieve-type") or "")
-        python_type = str(self.schema.get("x-python-type") or "")
-        self.is_image = media == "Image" or ("PIL" in python_type and "Image" in python_type)
-        accept = "image/*" if self.is_image else _MEDIA_ACCEPT.get(media, "")
-        self.upload = widgets.FileUpload(accept=accept, multiple=False,
-                                         description="Upload", layout=widgets.Layout(width="auto"))
-        self.path_text = widgets.Text(placeholder="or a local path or URL",
-                                      layout=widgets.Layout(width="260px"))
-        self.preview = widgets.Image(layout=widgets.Layout(max_width="240px", max_height="240px",
-                                                           display="none"))
-        self.upload.observe(self._on_upload, names="value")
-        self._saved: tuple[tuple[str, int], str] | None = None
-        return self.upload
-
-    def _row_controls(self) -> list[widgets.Widget]:
-        return [widgets.VBox([widgets.HBox([self.upload, self.path_text]), self.preview])]
-
-    def _on_upload(self, change: dict[str, Any]) -> None:
-        uploads = change["new"]
-        if self.is_image and uploads:
-            self.preview.value = bytes(uploads[0]["content"])
-            self.preview.layout.display = ""
-        else:
-            self.preview.layout.display = "none"
-
-    def _read(self) -> Any:
-        path = self._uploaded_path() or self.path_text.value.strip()
-        if not path:
-            return _EMPTY
-        return path
-
-    def _uploaded_path(self) -> str | None:
-        uploads = self.upload.value
-        if not uploads:
-            return None
-        item = uploads[0]
-        content = bytes(item["content"])
-        key = (str(item["name"]), len(content))
-        if self._saved is None or self._saved[0] != key:
-            folder = tempfile.mkdtemp(prefix="sieve-upload-")
-            target = os.path.join(folder, os.path.basename(str(item["name"])) or "upload")
-            with open(target, "wb") as out:
-                out.write(content)
-            self._saved = (key, target)
-        return self._saved[1]
-
-    def _clear(self) -> None:
-        self.upload.value = ()
-        self.path_text.value = ""
-
-    def _write(self, value: Any) -> None:
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            self.upload.value = ({"name": "upload", "type": "", "size": len(value),
-                                  "content": memoryview(bytes(value)),
-                                  "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
-            return
-        self.path_text.value = os.fspath(value) if not hasattr(value, "_source") else str(
-            value._source
-        )
-
-    def _check(self, value: Any) -> list[str]:
-        is_url = "://" in value
-        if not is_url and not os.path.exists(value):
-            return [f"no file at {value!r}"]
-        local_only = self.schema.get("format") in ("path", "file-path", "binary") or (
-            self.schema.get("x-sieve-type") == "Path")
-        if is_url and local_only:
-            return ["a URL cannot be passed here"]
-        return []
-
-    def _fix_hint(self) -> str:
-        return "upload a file, or give an existing local path (or a URL for sieve.File)."
-
-    def value(self) -> Any:
-        raw = super().value()
-        if raw is None or raw is OMIT:
-            return raw
-        return self._convert(str(raw))
-
-    def _convert(self, path: str) -> Any:
-        fmt = self.schema.get("format")
-        media = self.schema.get("x-sieve-type")
-        if fmt == "binary":
-            with open(path, "rb") as handle:
-                return handle.read()
-        if fmt in ("path", "file-path") or media == "Path":
-            return pathlib.Path(path)
-        if media:
-            from sieve_jupyter import runtime
-
-            cls = getattr(runtime, str(media), runtime.File)
-            return cls(path)
-        if self.is_image:
-            try:
-                from PIL import Image  # only when the function asks for a PIL image
-            except ImportError as exc:
-                raise FormInputError(self.name, "needs Pillow to open the image.",
-                                     "pip install pillow") from exc
-            return Image.open(path)
-        return path
-
-
-class ExpressionField(Field):
-    """A Python type the form cannot edit (an array, a model object): a notebook expression."""
-
-    kind = "expression"
-
-    def _build(self) -> widgets.DOMWidget:
-        return widgets.Text(placeholder="a Python expression, e.g. a variable name",
-                            layout=widgets.Layout(width="420px"))
-
-    def _read(self) -> Any:
-        source = self.control.value.strip()
-        if not source:
-            return _EMPTY
-        namespace: dict[str, Any] = {}
-        try:
-            from IPython.core.getipython import get_ipython
-
-            shell = get_ipython()  # type: ignore[no-untyped-call]
-            if shell is not None:
-                namespace = shell.user_ns
-        except ImportError:  # pragma: no cover - forms only exist inside IPython
-            pass
-        try:
-            return eval(source, namespace)  # noqa: S307 - the user's own expression, in their kernel
-        except Exception as exc:
-            raise FormInputError(
-                self.name, f"the expression {source!r} failed: {type(exc).__name__}: {exc}",
-                "enter an expression that evaluates in the notebook, e.g. a variable name.",
-            ) from exc
-
-    def _write(self, value: Any) -> None:
-        self.control.value = value if isinstance(value, str) else repr(value)
-
-    def _check(self, value: Any) -> list[str]:
-        return []  # only the worker knows whether an arbitrary object fits
-
 
 def make_field(name: str, schema: Schema, root: Schema, *, required: bool) -> Field:
     """Choose the field class for one parameter's schema (see the module docstring)."""
@@ -555,7 +254,6 @@ def make_field(name: str, schema: Schema, root: Schema, *, required: bool) -> Fi
     else:
         cls = JsonField
     return cls(name, schema, root, required=required)
-
 
 def _bounds(schema: Schema, integer: bool) -> tuple[float | None, float | None]:
     """Inclusive slider bounds from (exclusive) minimum/maximum; exclusive int bounds move by 1."""
