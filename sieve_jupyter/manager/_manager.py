@@ -259,9 +259,10 @@ class Manager:
         for hook in self.submit_hooks:
             hook(future)
         self._remember(future)
+        # "queued" goes out before the pool can start the job: published after, it could
+        # arrive after "processing" or even "finished" and leave a listener with a stale state.
+        self.publish_job(future)
         pool.submit(future)
-        if self.events:
-            self.publish_job(future)
         return future
 
     def _preflight(self, record: FunctionRecord) -> None:

@@ -339,6 +339,42 @@ def test_progress_and_the_event_stream(unique: Unique) -> None:
     assert len(events) == count
 
 
+def test_job_events_arrive_in_status_order_on_a_warm_worker(unique: Unique) -> None:
+    @sieve.function(name=unique("quick"))
+    def quick(x: int) -> int:
+        return x
+
+    quick.run(0)  # warm: the next calls are written inline by the pushing thread
+    events: list[Event] = []
+    unsubscribe = get_manager().events.subscribe(events.append)
+    try:
+        futures = [quick.push(i) for i in range(50)]
+        assert [f.result(timeout=60) for f in futures] == list(range(50))
+        wanted = {f.job_id for f in futures}
+        wait_for(
+            lambda: (
+                {
+                    e.data["job_id"]
+                    for e in list(events)
+                    if e.kind == "job" and e.data["status"] == "finished"
+                }
+                >= wanted
+            )
+        )
+    finally:
+        unsubscribe()
+    order = ["queued", "processing", "finished"]
+    for future in futures:
+        seen = [
+            e.data["status"]
+            for e in events
+            if e.kind == "job" and e.data["job_id"] == future.job_id
+        ]
+        # a listener (the side panel) keeps the last status it got: it must be the final one
+        assert seen[0] == "queued" and seen[-1] == "finished", (future.job_id, seen)
+        assert [order.index(s) for s in seen] == sorted(order.index(s) for s in seen)
+
+
 def test_report_progress_outside_a_worker_is_a_no_op_and_checks_its_range() -> None:
     sieve.report_progress(0.3, "plain call")
     with pytest.raises(ValueError, match="0.0..1.0"):
