@@ -24,6 +24,7 @@ from sieve_jupyter._config import Config, config
 from sieve_jupyter._errors import (
     EnvironmentVariableError,
     FunctionNotFoundError,
+    GpuUnavailableError,
     SieveError,
 )
 from sieve_jupyter.backends import Backend, GpuAssignment, create_backend
@@ -275,11 +276,29 @@ class Manager:
             )
         spec = record.spec
         if spec.gpu is not None and not spec.gpu.is_cpu:
-            probe = f"{spec.name}-preflight"
+            # One card (or share) per worker: finding out at the second worker would fail the
+            # push after its job was already queued and running on the first.
+            probes: list[str] = []
             try:
-                self.gpus.acquire_for(spec, probe)
+                for index in range(record.workers):
+                    probes.append(f"{spec.name}-preflight-{index}")
+                    try:
+                        assignment = self.gpus.acquire_for(spec, probes[-1])
+                    except GpuUnavailableError as exc:
+                        if index == 0:
+                            raise
+                        cards = self.gpus._get().inventory.describe()
+                        raise GpuUnavailableError(
+                            f"gpu: workers={record.workers} each need a {spec.gpu} card (or a "
+                            f"share of one), but only {index} can be had here ({cards}). "
+                            f"Fix: workers={index}, or a split such as "
+                            f"sieve.gpu.{spec.gpu.kind}(split={record.workers})."
+                        ) from exc
+                    if assignment is None:
+                        break  # running on the CPU instead (already warned)
             finally:
-                self.gpus.release(probe)
+                for probe in probes:
+                    self.gpus.release(probe)
         record.checked = True
 
     def _remember(self, future: JobFuture) -> None:

@@ -180,6 +180,34 @@ def test_stopping_workers_frees_their_card(unique: Unique, two_t4_cards: None) -
     assert late.run() == "0"
 
 
+def test_more_gpu_workers_than_cards_fail_at_push_before_any_job(unique: Unique) -> None:
+    gpus = get_manager().gpus
+    saved = gpus._allocator
+    gpus._allocator = GpuAllocator(GpuInventory.of([GpuDevice(0, "GPU-0", "Tesla T4", 15360)]))
+    try:
+
+        @sieve.function(name=unique("two-t4"), gpu=sieve.gpu.T4(), workers=2)
+        def two_t4() -> str:
+            return os.environ["CUDA_VISIBLE_DEVICES"]
+
+        jobs_before = get_manager().jobs()
+        with pytest.raises(sieve.GpuUnavailableError) as caught:
+            two_t4.push()
+        message = str(caught.value)
+        assert "workers=2" in message and "sieve.gpu.T4(split=2)" in message
+        assert get_manager().jobs() == jobs_before  # no job ran behind the error
+        assert two_t4.workers == []
+
+        @sieve.function(name=unique("two-halves"), gpu=sieve.gpu.T4(split=2), workers=2)
+        def two_halves() -> str:
+            return os.environ["CUDA_VISIBLE_DEVICES"]
+
+        assert two_halves.run() == "0"
+        two_halves.stop()
+    finally:
+        gpus._allocator = saved
+
+
 # -- dependencies and container-only options ---------------------------------------------------
 
 
