@@ -22,6 +22,8 @@ import {
 } from './protocol';
 
 const nowSeconds = (): number => Date.now() / 1000;
+const OPEN_RETRY_MS = 5000;
+const MAX_OPEN_RETRIES = 5;
 
 export class KernelChannel {
   constructor(readonly model: PanelModel) {}
@@ -66,7 +68,10 @@ export class KernelChannel {
     return this._context?.session?.kernel ?? null;
   }
 
-  private _attach(): void {
+  private _attach(retry = false): void {
+    if (!retry) {
+      this._retries = 0;
+    }
     this._dropComm();
     const kernel = this._kernel;
     if (!this._context) {
@@ -94,6 +99,32 @@ export class KernelChannel {
     }
     this._adopt(comm);
     comm.open(this._subscribeMessage() as unknown as JSONObject);
+    this._watchConnecting(comm);
+  }
+
+  /**
+   * Open the comm again if neither a snapshot nor a close came back: a comm_open sent while
+   * the kernel was still starting can be lost. Gives up (as "not loaded") after a few tries.
+   */
+  private _watchConnecting(comm: Kernel.IComm): void {
+    window.clearTimeout(this._retryTimer);
+    this._retryTimer = window.setTimeout(() => {
+      if (comm !== this._comm || this.model.status !== 'connecting') {
+        return;
+      }
+      if (this._kernel?.status !== 'idle') {
+        // A busy kernel answers comms after the running cell: keep waiting.
+        this._watchConnecting(comm);
+        return;
+      }
+      if (this._retries >= MAX_OPEN_RETRIES) {
+        this._dropComm();
+        this.model.setStatus('not-loaded');
+        return;
+      }
+      this._retries++;
+      this._attach(true);
+    }, OPEN_RETRY_MS);
   }
 
   /** The kernel opened a comm (it just ran `%load_ext`): make it the live one. */
@@ -178,5 +209,7 @@ export class KernelChannel {
   private _context: ISessionContext | null = null;
   private _comm: Kernel.IComm | null = null;
   private _restarting = false;
+  private _retries = 0;
+  private _retryTimer = 0;
   private _registered = new WeakSet<Kernel.IKernelConnection>();
 }

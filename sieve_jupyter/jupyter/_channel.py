@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -120,11 +121,16 @@ def job_row(data: dict[str, Any]) -> JobRow:
 
 
 def form_available() -> bool:
-    """True when the widgets module (which renders a function's form) can be imported."""
+    """True when the panel's "Form" button would work: it runs ``%sieve form NAME`` in the
+    notebook, which needs the ``%sieve`` magic and the widgets module that renders forms."""
     try:
-        return importlib.util.find_spec("sieve_jupyter.jupyter.widgets") is not None
+        if importlib.util.find_spec("sieve_jupyter.jupyter.widgets") is None:
+            return False
     except (ImportError, ValueError):
         return False
+    ipython_module = sys.modules.get("IPython")
+    ipython = ipython_module.get_ipython() if ipython_module is not None else None
+    return ipython is not None and ipython.find_line_magic("sieve") is not None
 
 
 @dataclass(frozen=True)

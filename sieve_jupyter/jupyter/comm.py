@@ -23,7 +23,7 @@ _log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _registered_manager: Any = None  # the comm manager our target is registered with
-_channels: set[PanelChannel] = set()
+_channels: list[PanelChannel] = []  # oldest first
 
 
 def _get_manager() -> ManagerLike:
@@ -35,13 +35,21 @@ def _get_manager() -> ManagerLike:
 
 def _forget(channel: PanelChannel) -> None:
     with _lock:
-        _channels.discard(channel)
+        if channel in _channels:
+            _channels.remove(channel)
+
+
+MAX_CHANNELS = 8
+"""A reloaded page never closes its old comm; past this many, the oldest channels close."""
 
 
 def _new_channel(comm: Any) -> PanelChannel:
     channel = PanelChannel(comm, _get_manager, on_closed=_forget)
     with _lock:
-        _channels.add(channel)
+        _channels.append(channel)
+        stale = _channels[:-MAX_CHANNELS]
+    for old in stale:
+        old.close()
     return channel
 
 

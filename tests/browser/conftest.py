@@ -262,6 +262,52 @@ class Notebook:
         self.page = page
         self.lab = lab
 
+    def open_lab(self, where: str) -> None:
+        """Load JupyterLab at `where` (relative to the server URL) and wait until it is restored."""
+        self.page.goto(f"{self.lab.url}{where}")
+        self.page.wait_for_function(
+            "() => window.jupyterapp !== undefined", timeout=KERNEL_TIMEOUT_MS
+        )
+        self.page.evaluate("async () => { await window.jupyterapp.restored; }")
+
+    def new_notebook(self) -> str:
+        """Create and show another notebook (python3 kernel); returns its path once idle."""
+        path: str = self.page.evaluate(_NEW_NOTEBOOK)
+        self._wait_until_current(path)
+        self.wait_for_idle_kernel()
+        return path
+
+    @property
+    def path(self) -> str:
+        """The path of the notebook being shown."""
+        path: str = self.page.evaluate("() => window.jupyterapp.shell.currentWidget.context.path")
+        return path
+
+    def activate(self, path: str) -> None:
+        """Bring an open notebook to the front (the panel follows the current notebook)."""
+        self.page.evaluate(
+            "async (path) => {"
+            " await window.jupyterapp.commands.execute('docmanager:open', { path });"
+            " }",
+            path,
+        )
+        self._wait_until_current(path)
+        self.wait_for_idle_kernel()
+
+    def reload(self) -> None:
+        """Reload the page on the notebook being shown; its kernel keeps running."""
+        path = self.path
+        self.open_lab("lab")
+        # The saved workspace may bring another notebook to the front; ask for this one.
+        self.activate(path)
+
+    def _wait_until_current(self, path: str) -> None:
+        self.page.wait_for_function(
+            "(path) => window.jupyterapp.shell.currentWidget?.context?.path === path",
+            arg=path,
+            timeout=KERNEL_TIMEOUT_MS,
+        )
+
     def run(self, code: str, *, allow_error: bool = False) -> str:
         """Run `code` in a new cell, wait for it to finish, and return its text output.
 
@@ -304,35 +350,31 @@ class Notebook:
         )
 
 
+_NEW_NOTEBOOK = """
+async () => {
+  const app = window.jupyterapp;
+  const panel = await app.commands.execute('notebook:create-new', { kernelName: 'python3' });
+  await panel.context.ready;
+  await panel.sessionContext.ready;
+  app.shell.activateById(panel.id);
+  return panel.context.path;
+}
+"""
+
+
 @pytest.fixture
 def notebook(page: Any, lab: Lab) -> Iterator[Notebook]:
-    """A fresh notebook (python3 kernel, idle) in a fresh browser context; shut down after."""
+    """A fresh notebook (python3 kernel, idle) in a fresh browser context.
+
+    Every kernel the test started is shut down afterwards, so its workers go with it.
+    """
     page.set_default_timeout(60_000)
-    page.goto(f"{lab.url}lab?reset")
-    page.wait_for_function("() => window.jupyterapp !== undefined", timeout=KERNEL_TIMEOUT_MS)
-    page.evaluate("async () => { await window.jupyterapp.restored; }")
-    page.evaluate(
-        """async () => {
-            const app = window.jupyterapp;
-            const panel = await app.commands.execute('notebook:create-new', {
-                kernelName: 'python3'
-            });
-            await panel.context.ready;
-            await panel.sessionContext.ready;
-            app.shell.activateById(panel.id);
-        }"""
-    )
     book = Notebook(page, lab)
-    book.wait_for_idle_kernel()
+    book.open_lab("lab?reset")
+    book.new_notebook()
     try:
         yield book
     finally:
-        # Shut the kernel down so its workers go with it before the next test starts.
         page.evaluate(
-            """async () => {
-                const panel = window.jupyterapp.shell.currentWidget;
-                if (panel && panel.sessionContext) {
-                    await panel.sessionContext.shutdown();
-                }
-            }"""
+            "async () => { await window.jupyterapp.serviceManager.sessions.shutdownAll(); }"
         )

@@ -118,3 +118,23 @@ def test_a_kernel_that_only_imports_sieve_jupyter_answers_the_panel(notebook: An
         pytest.skip("the manager does not call sieve_jupyter.jupyter.comm.attach_if_in_kernel yet")
     notebook.run(MODEL)
     panel.locator('[data-name="sleeper"]').wait_for()
+
+
+def test_the_panel_reconnects_after_a_page_reload_and_follows_the_current_notebook(
+    notebook: Any,
+) -> None:
+    panel = notebook.show_panel(PANEL_ID)
+    notebook.run(LOAD)
+    notebook.run(MODEL)
+    job = notebook.run("f = Sleeper.push(0)\nf.result(120)\nprint(f.job_id)").strip()
+    first = notebook.path
+
+    notebook.reload()
+    panel = notebook.show_panel(PANEL_ID)
+    panel.locator('[data-name="sleeper"]').wait_for()
+    panel.locator(f'[data-job-id="{job}"][data-status="finished"]').wait_for()
+
+    notebook.new_notebook()
+    panel.get_by_text("has not loaded sieve_jupyter").wait_for()
+    notebook.activate(first)
+    panel.locator('[data-name="sleeper"]').wait_for()

@@ -404,3 +404,16 @@ def test_register_outside_a_kernel_does_nothing(
 
     panel_comm.register(TerminalIPython())
     assert comm_manager.targets == {} and opened == []
+
+
+def test_comms_left_behind_by_reloaded_pages_are_closed_after_a_while(
+    kernel_comms: tuple[CommManager, list[RecordingComm]],
+) -> None:
+    comm_manager, opened = kernel_comms
+    panel_comm.register(IPython())
+    pages = [RecordingComm() for _ in range(panel_comm.MAX_CHANNELS + 2)]
+    for page in pages:
+        comm_manager.targets[protocol.COMM_TARGET](page, {"content": {"data": subscribe()}})
+    assert len(panel_comm.channels()) == panel_comm.MAX_CHANNELS
+    assert opened[0].closed and pages[0].closed
+    assert not pages[-1].closed
