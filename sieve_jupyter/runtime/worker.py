@@ -115,6 +115,9 @@ class Worker:
         self._lock = threading.Lock()
         self._current: str | None = None
         self._interruptible = False
+        #: the main thread is writing a frame: a cancel must wait until the frame is whole
+        self._sending = False
+        self._interrupt_after_send = False
         self._cancel_target: str | None = None
         self._cancelled: set[str] = set()
         self._target: Callable[..., Any] | None = None
@@ -146,6 +149,19 @@ class Worker:
                 self._out_ready.notify()
 
     def _drain(self) -> None:
+        on_main = threading.get_ident() == self._main_thread
+        if on_main:
+            self._sending = True
+        try:
+            self._drain_now()
+        finally:
+            if on_main:
+                self._sending = False
+                if self._interrupt_after_send and self._interruptible:
+                    self._interrupt_after_send = False
+                    raise _Interrupted()
+
+    def _drain_now(self) -> None:
         out = self._out
         try:
             with self._drain_lock:
@@ -224,8 +240,14 @@ class Worker:
                 self._cancelled.add(job_id)
 
     def _on_cancel_signal(self, signum: int, frame: Any) -> None:
-        if self._interruptible and self._cancel_target == self._current:
-            raise _Interrupted()
+        if not self._interruptible or self._cancel_target != self._current:
+            return
+        if self._sending:
+            # Raising inside a socket write would leave half a frame on the data channel and
+            # corrupt it (the kernel would drop the worker): interrupt once the frame is out.
+            self._interrupt_after_send = True
+            return
+        raise _Interrupted()
 
     # -- main thread -------------------------------------------------------------------------
 
@@ -332,6 +354,7 @@ class Worker:
         with self._lock:
             self._current = None
             self._cancel_target = None
+            self._interrupt_after_send = False
 
 
 def _connect(path: Path, secret: bytes) -> Channel:

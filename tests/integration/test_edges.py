@@ -290,6 +290,26 @@ def test_cancelled_jobs_already_sent_to_the_worker_never_run(
     assert pipelined.run(7) == 7  # the worker is still serving
 
 
+def test_cancelling_a_job_that_prints_keeps_the_warm_worker(unique: Unique) -> None:
+    """A cancel lands while the job writes to the socket; the frame must stay whole (half a
+    frame corrupted the channel and cost the warm worker)."""
+
+    @sieve.function(name=unique("chatty"), restart_on_error=False)
+    def chatty(mode: str) -> int:
+        if mode == "pid":
+            return os.getpid()
+        line = "x" * 100_000
+        while True:
+            print(line)
+
+    pid = chatty.run("pid")
+    for _ in range(10):
+        future = chatty.push("talk")
+        wait_for(lambda f=future: len(f.logs) > 3)  # mid-stream
+        assert future.cancel()
+        assert chatty.run("pid") == pid
+
+
 # -- progress and events -----------------------------------------------------------------------
 
 
