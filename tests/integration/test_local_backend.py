@@ -284,28 +284,29 @@ def test_container_only_options_warn_once_per_registration(unique: Unique) -> No
 # -- Python version check ----------------------------------------------------------------------
 
 
-class MinorVersionLiar(LocalBackend):
-    """A local backend whose worker claims another Python minor version (as a container built
-    for another Python would report). The worker is real; only `sys.version_info` is altered."""
+class ScriptedWorker(LocalBackend):
+    """A local backend that starts the real worker after a few lines of Python (`prelude`),
+    to change one thing about the worker's world."""
 
-    name = "minor-version-liar"
+    name = "scripted-worker"
+
+    def __init__(self, prelude: str) -> None:
+        self.prelude = textwrap.dedent(prelude)
 
     def start_worker(self, launch: WorkerLaunch) -> LocalProcess:
-        minor = sys.version_info.minor - 1
-        # after the import (the runtime may look at the real version while loading); the
-        # worker reads .major/.minor/.micro, so a named tuple like the real one
-        code = textwrap.dedent(
+        code = self.prelude + textwrap.dedent(
             f"""
-            import collections, sys
             from sieve_jupyter.runtime.worker import main
-            V = collections.namedtuple("V", "major minor micro releaselevel serial")
-            sys.version_info = V(3, {minor}, 0, "final", 0)
             main(["--dir", {str(launch.ipc_dir)!r}, "--worker-id", {launch.worker_id!r}])
             """
         )
         popen = subprocess.Popen(
             [sys.executable, "-c", code],
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)},
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path),
+                "CUDA_VISIBLE_DEVICES": "",
+            },
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -315,11 +316,58 @@ class MinorVersionLiar(LocalBackend):
 
 
 @pytest.fixture
-def liar_backend(monkeypatch: pytest.MonkeyPatch) -> str:
-    backend = MinorVersionLiar()
-    monkeypatch.setitem(BACKENDS, backend.name, "unused:Unused")  # a name configure accepts
-    monkeypatch.setitem(get_manager()._backends, backend.name, backend)
-    return backend.name
+def scripted_backend(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], str]:
+    def install(prelude: str) -> str:
+        backend = ScriptedWorker(prelude)
+        monkeypatch.setitem(BACKENDS, backend.name, "unused:Unused")  # a name configure accepts
+        monkeypatch.setitem(get_manager()._backends, backend.name, backend)
+        return backend.name
+
+    return install
+
+
+@pytest.fixture
+def liar_backend(scripted_backend: Callable[[str], str]) -> str:
+    """Its worker claims another Python minor version (as a container built for another
+    Python would report); only `sys.version_info` is altered, after the runtime's imports."""
+    minor = sys.version_info.minor - 1
+    return scripted_backend(
+        f"""
+        import collections, sys
+        import sieve_jupyter.runtime.worker
+        V = collections.namedtuple("V", "major minor micro releaselevel serial")
+        sys.version_info = V(3, {minor}, 0, "final", 0)
+        """
+    )
+
+
+def test_worker_serves_without_the_notebook_packages(
+    unique: Unique, scripted_backend: Callable[[str], str]
+) -> None:
+    """What a slim container has: no pydantic, IPython, ipywidgets, yaml or packaging."""
+    backend = scripted_backend(
+        """
+        import sys
+        for name in ("pydantic", "IPython", "ipywidgets", "yaml", "packaging", "numpy"):
+            sys.modules[name] = None  # import now raises ImportError
+        """
+    )
+
+    @sieve.Model(name=unique("slim"), backend=backend)
+    class Slim:
+        def __setup__(self) -> None:
+            self.greeting = "hello"
+
+        def __predict__(self, name: str) -> Any:
+            import sys
+
+            sieve.report_progress(1.0, "done")
+            blocked = [m for m in ("pydantic", "IPython", "ipywidgets") if sys.modules.get(m)]
+            return f"{self.greeting} {name}", blocked
+
+    future = Slim.push("slim")
+    assert future.result(timeout=60) == ("hello slim", [])
+    assert future.progress == (1.0, "done")
 
 
 def test_worker_with_another_python_minor_fails_the_job_with_the_fix(
