@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import struct
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,26 @@ def add(x: int, y: int = 2, note: str = "hi") -> dict:
 """
 
 SCREENSHOTS = os.environ.get("SIEVE_SCREENSHOTS")
+
+
+def _png(width: int = 96, height: int = 64) -> bytes:
+    """A small solid orange PNG, made with the standard library."""
+
+    def chunk(tag: bytes, body: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
+        return struct.pack(">I", len(body)) + tag + body + crc
+
+    rows = b"".join(b"\x00" + b"\xff\x8c\x00" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+PNG = _png()
 
 
 def _screenshot(widget: Any, tmp_path: Path, name: str) -> Path:
@@ -92,3 +114,38 @@ def test_progress_of_many_jobs_renders_and_ends_finished(notebook: Any, tmp_path
     picker.select_option(index=0)
     widget.get_by_text("napping 13").wait_for()
     _screenshot(widget, tmp_path, "widgets-progress")
+
+
+def test_image_upload_previews_and_the_result_shows_as_an_image(
+    notebook: Any, tmp_path: Path
+) -> None:
+    picture = tmp_path / "dot.png"
+    picture.write_bytes(PNG)
+    notebook.run(SETUP)
+    notebook.run(
+        "@sieve.function(name='browser-echo-image')\n"
+        "def echo_image(picture: sieve.Image) -> bytes:\n"
+        "    with open(picture.path, 'rb') as handle:\n"
+        "        return handle.read()\n"
+        "g = form(echo_image)\n"
+        "g"
+    )
+    form = notebook.page.locator(".sieve-form").last
+    form.wait_for()
+    with notebook.page.expect_file_chooser() as chooser:
+        form.get_by_role("button", name="Upload").click()
+    chooser.value.set_files(str(picture))
+    preview = form.locator(".sieve-field img")
+    preview.wait_for()  # the upload shows before anything is submitted
+    form.get_by_role("button", name="Submit").click()
+    form.get_by_text("finished").wait_for()
+    result = form.locator(".sieve-progress img")
+    result.wait_for()
+    assert result.get_attribute("src", timeout=5_000) is not None
+    assert (
+        notebook.run(
+            "print(bytes(g.result_widget.value) == bytes(g.fields['picture'].preview.value))"
+        ).strip()
+        == "True"
+    )
+    _screenshot(form.locator(".sieve-progress"), tmp_path, "widgets-upload")

@@ -41,6 +41,7 @@ class FileField(Field):
         self.path_text = widgets.Text(placeholder="or a local path or URL",
                                       layout=widgets.Layout(width="260px"))
         self.preview = widgets.Image(layout=widgets.Layout(max_width="240px", max_height="240px",
+                                                           align_self="flex-start",
                                                            display="none"))
         self.upload.observe(self._on_upload, names="value")
         self._saved: tuple[tuple[str, int], str] | None = None

@@ -31,12 +31,17 @@ _PRE = ('<pre style="white-space:pre-wrap;word-break:break-word;margin:0;max-hei
         'overflow:auto">{}</pre>')
 
 
+def _image_layout() -> widgets.Layout:
+    # natural size, shrunk to fit: a column flex box would otherwise stretch a small image wide
+    return widgets.Layout(max_width="100%", width="auto", height="auto", align_self="flex-start")
+
+
 def render_value(value: Any) -> widgets.Widget:
     """Return a widget showing `value` as richly as it allows."""
     image = _image_bytes(value)
     if image is not None:
         data, fmt = image
-        return widgets.Image(value=data, format=fmt, layout=widgets.Layout(max_width="100%"))
+        return widgets.Image(value=data, format=fmt, layout=_image_layout())
     media = _file_media(value)
     if media is not None:
         return media
@@ -179,7 +184,7 @@ def _file_media(value: Any) -> widgets.Widget | None:
             with open(local, "rb") as handle:
                 data = handle.read()
             fmt = _IMAGE_EXT.get(ext, _sniff_image(data) or "png")
-            return widgets.Image(value=data, format=fmt, layout=widgets.Layout(max_width="100%"))
+            return widgets.Image(value=data, format=fmt, layout=_image_layout())
     if (isinstance(value, Video) or ext in _VIDEO_EXT) and not too_big and local is not None:
         return widgets.Video.from_file(local, autoplay=False, loop=False)
     if (isinstance(value, Audio) or ext in _AUDIO_EXT) and not too_big and local is not None:
