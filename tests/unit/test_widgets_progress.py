@@ -177,3 +177,19 @@ def test_a_waiting_job_does_not_redraw_every_tick() -> None:
     for _ in range(3):
         widget.tick()  # back to back: well within one second of the clock
     assert len(changes) <= 1
+
+
+def test_a_drawing_failure_is_shown_not_frozen() -> None:
+    class BrokenJob(FakeJob):
+        @property
+        def logs(self) -> list[tuple[str, str]]:  # type: ignore[override]
+            raise RuntimeError("logs unavailable")
+
+        @logs.setter
+        def logs(self, value: list[tuple[str, str]]) -> None:
+            pass
+
+    widget = ProgressWidget([BrokenJob("f")], events=None, ticker=ManualTicker())
+    assert widget.failed is not None
+    assert "progress display stopped: RuntimeError: logs unavailable" in widget.errors.value
+    assert widget.tick() is False

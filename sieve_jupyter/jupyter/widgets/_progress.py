@@ -167,6 +167,7 @@ class ProgressWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
         self.job_detail = widgets.HTML()
         self.result = widgets.VBox()
         self.ticks = 0
+        self.failed: BaseException | None = None  # why drawing stopped, if it did
         self._draw_lock = threading.RLock()
         self.finished = False
         self._displayed = False
@@ -195,7 +196,17 @@ class ProgressWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
         """Redraw what changed; return False once the final state is drawn (for the ticker)."""
         # the ticker thread and the kernel's main thread (first draw, job picks) both draw
         with self._draw_lock:
-            return self._tick()
+            if self.failed is not None:
+                return False
+            try:
+                return self._tick()
+            except Exception as exc:  # say so in the widget: a frozen bar would look like a hang
+                self.failed = exc
+                self.state.close()
+                message = html.escape(f"{type(exc).__name__}: {exc}")
+                self.errors.value = (f'<div style="color:#b71c1c">progress display stopped: '
+                                     f"{message}</div>")
+                return False
 
     def _tick(self) -> bool:
         if self.finished:
