@@ -65,6 +65,8 @@ def dumps(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
 
     try:
         body = pickle.dumps(obj, protocol=5, buffer_callback=keep_large)
+        if b"__main__" in body:  # a notebook-defined Enum member etc.: the worker cannot import it
+            raise pickle.PicklingError("refers to __main__; pickle by value")
     except (pickle.PicklingError, TypeError, AttributeError):
         buffers.clear()
         body = cloudpickle.dumps(obj, protocol=5, buffer_callback=keep_large)
