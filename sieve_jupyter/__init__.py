@@ -32,6 +32,7 @@ _EXPORTS: dict[str, str] = {
     "File": "sieve_jupyter.runtime",
     "FunctionNotFoundError": "sieve_jupyter._errors",
     "FunctionSpec": "sieve_jupyter.spec",
+    "GpuFallbackWarning": "sieve_jupyter._errors",
     "GpuUnavailableError": "sieve_jupyter._errors",
     "Image": "sieve_jupyter.runtime",
     "JobCancelledError": "sieve_jupyter._errors",
@@ -43,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     "RemoteError": "sieve_jupyter._errors",
     "SetupError": "sieve_jupyter._errors",
     "SieveError": "sieve_jupyter._errors",
+    "SieveWarning": "sieve_jupyter._errors",
     "SpecError": "sieve_jupyter._errors",
     "Video": "sieve_jupyter.runtime",
     "WorkerCrashedError": "sieve_jupyter._errors",
@@ -87,26 +89,108 @@ def unload_ipython_extension(ipython: Any) -> None:
 
 
 if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
-    from sieve_jupyter._config import config, configure
-    from sieve_jupyter._errors import (
-        BackendError,
-        BuildError,
-        ConfigurationError,
-        DependencyError,
-        EnvironmentVariableError,
-        FunctionNotFoundError,
-        GpuUnavailableError,
-        JobCancelledError,
-        PythonVersionMismatchError,
-        RemoteError,
-        SetupError,
-        SieveError,
-        SpecError,
-        WorkerCrashedError,
-        WorkerError,
+    from sieve_jupyter._config import (
+        config as config,
     )
-    from sieve_jupyter.jupyter.widgets import form, progress
-    from sieve_jupyter.manager import JobFuture, JobStatus
-    from sieve_jupyter.runtime import Audio, FatalException, File, Image, Video, report_progress
-    from sieve_jupyter.sdk import Model, function
-    from sieve_jupyter.spec import Env, FunctionSpec, Metadata, gpu
+    from sieve_jupyter._config import (
+        configure as configure,
+    )
+    from sieve_jupyter._errors import (
+        BackendError as BackendError,
+    )
+    from sieve_jupyter._errors import (
+        BuildError as BuildError,
+    )
+    from sieve_jupyter._errors import (
+        ConfigurationError as ConfigurationError,
+    )
+    from sieve_jupyter._errors import (
+        DependencyError as DependencyError,
+    )
+    from sieve_jupyter._errors import (
+        EnvironmentVariableError as EnvironmentVariableError,
+    )
+    from sieve_jupyter._errors import (
+        FunctionNotFoundError as FunctionNotFoundError,
+    )
+    from sieve_jupyter._errors import (
+        GpuFallbackWarning as GpuFallbackWarning,
+    )
+    from sieve_jupyter._errors import (
+        GpuUnavailableError as GpuUnavailableError,
+    )
+    from sieve_jupyter._errors import (
+        JobCancelledError as JobCancelledError,
+    )
+    from sieve_jupyter._errors import (
+        PythonVersionMismatchError as PythonVersionMismatchError,
+    )
+    from sieve_jupyter._errors import (
+        RemoteError as RemoteError,
+    )
+    from sieve_jupyter._errors import (
+        SetupError as SetupError,
+    )
+    from sieve_jupyter._errors import (
+        SieveError as SieveError,
+    )
+    from sieve_jupyter._errors import (
+        SieveWarning as SieveWarning,
+    )
+    from sieve_jupyter._errors import (
+        SpecError as SpecError,
+    )
+    from sieve_jupyter._errors import (
+        WorkerCrashedError as WorkerCrashedError,
+    )
+    from sieve_jupyter._errors import (
+        WorkerError as WorkerError,
+    )
+    from sieve_jupyter.jupyter.widgets import (
+        form as form,
+    )
+    from sieve_jupyter.jupyter.widgets import (
+        progress as progress,
+    )
+    from sieve_jupyter.manager import (
+        JobFuture as JobFuture,
+    )
+    from sieve_jupyter.manager import (
+        JobStatus as JobStatus,
+    )
+    from sieve_jupyter.runtime import (
+        Audio as Audio,
+    )
+    from sieve_jupyter.runtime import (
+        FatalException as FatalException,
+    )
+    from sieve_jupyter.runtime import (
+        File as File,
+    )
+    from sieve_jupyter.runtime import (
+        Image as Image,
+    )
+    from sieve_jupyter.runtime import (
+        Video as Video,
+    )
+    from sieve_jupyter.runtime import (
+        report_progress as report_progress,
+    )
+    from sieve_jupyter.sdk import (
+        Model as Model,
+    )
+    from sieve_jupyter.sdk import (
+        function as function,
+    )
+    from sieve_jupyter.spec import (
+        Env as Env,
+    )
+    from sieve_jupyter.spec import (
+        FunctionSpec as FunctionSpec,
+    )
+    from sieve_jupyter.spec import (
+        Metadata as Metadata,
+    )
+    from sieve_jupyter.spec import (
+        gpu as gpu,
+    )

@@ -40,8 +40,9 @@ class Config:
     job_history: int = 10_000
     #: Docker backend: base image override (None: chosen from the spec)
     docker_base_image: str | None = None
-    #: Docker backend: network mode of worker containers ("none", "bridge", "host")
-    docker_network: str = "none"
+    #: Docker backend: network mode of worker containers ("bridge", "none", "host"); bridge by
+    #: default because a `__setup__` usually downloads weights (the kernel socket needs none)
+    docker_network: str = "bridge"
     #: Docker backend: a CA bundle to trust during builds (corporate proxies); None for none
     docker_ca_bundle: str | None = None
 

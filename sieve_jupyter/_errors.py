@@ -22,6 +22,12 @@
     └── JobCancelledError (concurrent.futures.CancelledError)
                                         raised by `.run()` when its job was cancelled
 
+Warnings (said once, the work goes on):
+
+    SieveWarning (UserWarning)          something asked for cannot be honoured here and is
+    │                                   ignored (container-only options on local workers, ...)
+    └── GpuFallbackWarning              a GPU function runs on the CPU (gpu_fallback="cpu")
+
 A user exception raised in a worker re-raises in the kernel with its own type when it can be
 unpickled there; its remote traceback is attached as `__cause__` (a `RemoteTraceback`) and as
 the attribute `remote_traceback`.
@@ -39,6 +45,7 @@ __all__ = [
     "DependencyError",
     "EnvironmentVariableError",
     "FunctionNotFoundError",
+    "GpuFallbackWarning",
     "GpuUnavailableError",
     "JobCancelledError",
     "PythonVersionMismatchError",
@@ -46,6 +53,7 @@ __all__ = [
     "RemoteTraceback",
     "SetupError",
     "SieveError",
+    "SieveWarning",
     "SpecError",
     "WorkerCrashedError",
     "WorkerError",
@@ -181,3 +189,11 @@ class RemoteError(SieveError):
 
 class JobCancelledError(SieveError, concurrent.futures.CancelledError):
     """The job was cancelled before it produced a result."""
+
+
+class SieveWarning(UserWarning):
+    """Something asked for cannot be honoured here and is being ignored (said once)."""
+
+
+class GpuFallbackWarning(SieveWarning):
+    """A GPU function runs on the CPU because `sieve.configure(gpu_fallback="cpu")`."""

@@ -24,6 +24,19 @@ _counter = itertools.count()
 pytest_plugins = ["docker_tier"]
 
 
+#: tiers run cheapest first; the browser tier last (Playwright's sync API leaves an event loop
+#: behind on the main thread, which later asyncio-based tests would trip over)
+_TIER_ORDER = {"unit": 0, "integration": 1, "kernel": 2, "docker": 3, "browser": 4}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def tier(item: pytest.Item) -> int:
+        parts = item.path.relative_to(item.config.rootpath).parts
+        return _TIER_ORDER.get(parts[1], 1) if len(parts) > 2 and parts[0] == "tests" else 1
+
+    items.sort(key=tier)  # stable: the order within a tier is kept
+
+
 @pytest.fixture(params=BEHAVIOUR_BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     """The backend name a behaviour test registers its functions with."""

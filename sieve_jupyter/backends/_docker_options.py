@@ -59,7 +59,7 @@ class DockerOptions:
     cpu_base_template: str = CPU_BASE_TEMPLATE
     gpu_base_template: str = GPU_BASE_TEMPLATE
     ca_bundle: Path | None = None
-    network_mode: str = "none"
+    network_mode: str = "bridge"
     build_network: str | None = None
     src_dir: str | None = None
     mounts: tuple[str, ...] = ()

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sieve_jupyter._errors import GpuUnavailableError
+from sieve_jupyter._errors import GpuFallbackWarning, GpuUnavailableError
 from sieve_jupyter.backends._base import GpuAssignment
 from sieve_jupyter.spec import GpuRequest
 
@@ -36,10 +36,6 @@ NVIDIA_SMI_QUERY = (
     "--query-gpu=index,uuid,name,memory.total",
     "--format=csv,noheader,nounits",
 )
-
-
-class GpuFallbackWarning(UserWarning):
-    """A GPU function runs on the CPU because the allocator was told to fall back."""
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from sieve_jupyter._errors import (
     FunctionNotFoundError,
     GpuUnavailableError,
     SieveError,
+    SieveWarning,
 )
 from sieve_jupyter.backends import Backend, GpuAssignment, create_backend
 from sieve_jupyter.manager._events import EventBus
@@ -39,10 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["FunctionRecord", "Manager", "SieveWarning", "get_manager"]
 
 
-class SieveWarning(UserWarning):
-    """Something the user asked for cannot be honoured here and is being ignored (said once)."""
-
-
 @dataclass(eq=False)
 class FunctionRecord:
     """A registered function: its spec, the object shipped to workers, and its pool."""
@@ -54,6 +51,9 @@ class FunctionRecord:
     workers: int
     #: fingerprint of `__setup__` + environment; equal keys allow a hot swap (see `register`)
     setup_key: str | None = None
+    #: source lines of the user's code by file name, so worker tracebacks can quote them
+    #: where the files do not exist (containers, bundles)
+    sources: dict[str, list[str]] = field(default_factory=dict)
     pool: WorkerPool | None = None
     registered_at: float = field(default_factory=time.time)
     checked: bool = False
@@ -156,6 +156,7 @@ class Manager:
         workers: int | None = None,
         setup_key: str | None = None,
         force_setup: bool = False,
+        sources: dict[str, list[str]] | None = None,
     ) -> tuple[FunctionRecord, str]:
         """Register `obj` under `spec.name`, replacing what was there.
 
@@ -170,6 +171,7 @@ class Manager:
             backend=backend or self.config.backend,
             workers=workers or self.config.workers,
             setup_key=setup_key,
+            sources=sources or {},
         )
         with self._lock:
             old = self._records.get(spec.name)

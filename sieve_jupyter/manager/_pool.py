@@ -91,7 +91,11 @@ class WorkerPool:
         return self.record.payload
 
     def load_options(self) -> dict[str, Any]:
-        return {"kind": self.spec.kind, "restart_on_error": self.spec.restart_on_error}
+        return {
+            "kind": self.spec.kind,
+            "restart_on_error": self.spec.restart_on_error,
+            "sources": self.record.sources,
+        }
 
     # -- submitting --------------------------------------------------------------------------
 
@@ -509,7 +513,7 @@ class WorkerPool:
             if worker.data is None:
                 return
             try:
-                worker.data.send(("swap", self.payload))
+                worker.data.send(("swap", self.payload, self.record.sources))
             except ChannelClosed:
                 pass
 

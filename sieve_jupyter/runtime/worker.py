@@ -18,6 +18,7 @@ import argparse
 import collections
 import inspect
 import io
+import linecache
 import os
 import signal
 import socket
@@ -270,12 +271,13 @@ class Worker:
             elif kind == "load":
                 self._load(message[1], message[2])
             elif kind == "swap":
-                self._swap(message[1])
+                self._swap(message[1], message[2])
             elif kind == "shutdown":
                 return
 
     def _load(self, payload: bytes, options: dict[str, Any]) -> None:
         self._restart_on_error = bool(options.get("restart_on_error", True))
+        _remember_sources(options.get("sources", {}))
         started = time.perf_counter()
         try:
             obj = cloudpickle.loads(payload)
@@ -294,8 +296,9 @@ class Worker:
         self._flush_streams()
         self.send(("ready", time.perf_counter() - started, time.time()))
 
-    def _swap(self, payload: bytes) -> None:
+    def _swap(self, payload: bytes, sources: dict[str, list[str]]) -> None:
         """Hot reload: give the live instance the new class, keeping its `__setup__` state."""
+        _remember_sources(sources)
         try:
             new_class = cloudpickle.loads(payload)
             if self._instance is not None:
@@ -355,6 +358,14 @@ class Worker:
             self._current = None
             self._cancel_target = None
             self._interrupt_after_send = False
+
+
+def _remember_sources(sources: dict[str, list[str]]) -> None:
+    """Give tracebacks the user's source lines even where their files do not exist here (a
+    notebook cell's code in a container): linecache serves these without looking at disk."""
+    for filename, lines in sources.items():
+        if not os.path.exists(filename):
+            linecache.cache[filename] = (sum(map(len, lines)), None, lines, filename)
 
 
 def _connect(path: Path, secret: bytes) -> Channel:

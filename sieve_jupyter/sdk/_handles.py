@@ -15,7 +15,7 @@ from typing import Any, TypeVar, cast
 from sieve_jupyter._errors import JobCancelledError
 from sieve_jupyter.manager import FunctionRecord, JobFuture, get_manager
 from sieve_jupyter.runtime import RemoteFunction, current_context
-from sieve_jupyter.sdk._payload import code_fingerprint, dumps
+from sieve_jupyter.sdk._payload import code_fingerprint, dumps, source_lines
 from sieve_jupyter.spec import FunctionSpec, spec_from_callable
 
 __all__ = ["FunctionHandle", "Model", "ModelHandle", "function", "get"]
@@ -242,6 +242,7 @@ def register(
         workers=workers,
         setup_key=_setup_key(obj, spec),
         force_setup=force_setup,
+        sources=source_lines(obj),
     )
     handle_type = ModelHandle if spec.kind == "model" else FunctionHandle
     return handle_type(obj, spec, record), outcome

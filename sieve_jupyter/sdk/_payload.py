@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import linecache
 import sys
 import sysconfig
 import types
@@ -17,7 +18,7 @@ from typing import Any
 
 import cloudpickle
 
-__all__ = ["code_fingerprint", "dumps"]
+__all__ = ["code_fingerprint", "dumps", "source_lines"]
 
 _INSTALLED_ROOTS = tuple(
     {Path(p).resolve() for key in ("purelib", "platlib", "stdlib", "platstdlib")
@@ -49,6 +50,23 @@ def dumps(obj: Any) -> bytes:
     finally:
         cloudpickle.unregister_pickle_by_value(module)
     return data
+
+
+def source_lines(obj: Any) -> dict[str, list[str]]:
+    """The source lines of the files `obj`'s code was defined in (a notebook cell's lines are
+    in linecache), so a worker that lacks those files can still quote them in tracebacks."""
+    functions = [obj]
+    if inspect.isclass(obj):
+        functions = [v for v in vars(obj).values() if inspect.isfunction(v)]
+    sources: dict[str, list[str]] = {}
+    for fn in functions:
+        code = getattr(inspect.unwrap(fn), "__code__", None)
+        if code is None or code.co_filename in sources:
+            continue
+        lines = linecache.getlines(code.co_filename)
+        if lines:
+            sources[code.co_filename] = lines
+    return sources
 
 
 def code_fingerprint(*functions: Any) -> str:

@@ -30,9 +30,10 @@ def test_environment_variables_set_the_options() -> None:
     assert build.base_image == "local/base:1" and build.ca_bundle == Path("/etc/corp.pem")
 
 
-def test_defaults_run_workers_without_network_from_official_bases() -> None:
+def test_defaults_give_workers_a_network_and_official_bases() -> None:
+    # a __setup__ usually downloads weights; the kernel socket itself needs no network
     options = DockerOptions.from_env({})
-    assert options.network_mode == "none"
+    assert options.network_mode == "bridge"
     assert options.base_image is None
     assert options.cpu_base_template == "python:{python}-slim"
 
@@ -42,11 +43,11 @@ def test_configure_wins_over_environment_variables(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("SIEVE_DOCKER_BASE_IMAGE", "from-env:1")
     assert DockerOptions.current().base_image == "from-env:1"
     _config.config.docker_base_image = "from-configure:1"
-    _config.config.docker_network = "bridge"
+    _config.config.docker_network = "none"
     _config.config.docker_ca_bundle = "/etc/corp.pem"
     options = DockerOptions.current()
     assert options.base_image == "from-configure:1"
-    assert options.network_mode == "bridge"
+    assert options.network_mode == "none"
     assert options.ca_bundle == Path("/etc/corp.pem")
 
 
