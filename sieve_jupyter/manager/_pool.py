@@ -204,6 +204,7 @@ class WorkerPool:
             message: Any = ("call", *calls[0]) if len(calls) == 1 else ("calls", calls)
             try:
                 worker.data.send(message)
+                worker.sent_frame([f.job_id for f in batch])
             except ChannelClosed:
                 return  # the reader notices the exit and requeues these jobs
             except Exception:  # noqa: BLE001 - an argument that cannot be pickled
@@ -218,6 +219,7 @@ class WorkerPool:
         for future in batch:
             try:
                 worker.data.send(("call", future.job_id, future.args, future.kwargs))
+                worker.sent_frame([future.job_id])
             except ChannelClosed:
                 return
             except Exception as exc:  # noqa: BLE001
@@ -353,10 +355,28 @@ class WorkerPool:
             error.__cause__ = RemoteTraceback(info["traceback"])
             worker.exit_expected = True
             self._worker_failed_to_start(worker, error)
+        elif kind == "undecodable":
+            self._calls_undecodable(worker, message[1])
         elif kind == "ucall":
             self.manager.upstream_call(worker, *message[1:])
         elif kind in ("swapped", "swap_failed"):
             self.record.on_swapped(worker, message)
+
+    def _calls_undecodable(self, worker: WorkerConnection, info: dict[str, Any]) -> None:
+        """The worker could not unpickle a frame of calls (a type it cannot import): those
+        jobs fail with the reason; the worker and its warm state carry on."""
+        with self._lock:
+            job_ids = worker.oldest_unfinished_frame()
+        cause = rebuild_exception(info)
+        for job_id in job_ids:
+            error = TypeError(
+                f"job {job_id}: its arguments cannot be rebuilt in the worker "
+                f"({info['type_name']}: {info['message']}). Fix: pass values whose types the "
+                "worker can import (plain data, numpy arrays, sieve.File, or types defined in "
+                "the notebook)."
+            )
+            error.__cause__ = cause
+            self._job_done(worker, job_id, exception=error)
 
     def _worker_ready(self, worker: WorkerConnection, seconds: float, at: float) -> None:
         with self._lock:

@@ -71,6 +71,9 @@ class WorkerConnection:
         self.running_job: str | None = None
         #: jobs assigned by the pool and waiting to be written to the data channel
         self.outbox: collections.deque[JobFuture] = collections.deque()
+        #: job ids of each frame of calls written to the worker, oldest first (trimmed as
+        #: frames complete); names the jobs of a frame the worker could not unpickle
+        self.frames: collections.deque[list[str]] = collections.deque()
         self.send_lock = threading.Lock()
         #: the exit was asked for (stop, restart after an error): no job is blamed for it
         self.exit_expected = False
@@ -179,6 +182,22 @@ class WorkerConnection:
         self.pool.worker_exited(self)
 
     # -- control -----------------------------------------------------------------------------
+
+    def sent_frame(self, job_ids: list[str]) -> None:
+        """Record a frame of calls just written (send lock held, so in channel order)."""
+        frames = self.frames
+        while frames and not any(j in self.inflight for j in frames[0]):
+            frames.popleft()
+        frames.append(job_ids)
+
+    def oldest_unfinished_frame(self) -> list[str]:
+        """The jobs of the oldest frame that still has unfinished jobs: the worker handles
+        frames in order, so that is the one it just failed to read."""
+        for job_ids in self.frames:
+            unfinished = [j for j in job_ids if j in self.inflight]
+            if unfinished:
+                return unfinished
+        return []
 
     def send_control(self, message: Any) -> None:
         if self.control is None:

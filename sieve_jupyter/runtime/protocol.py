@@ -23,6 +23,7 @@ __all__ = [
     "AuthenticationError",
     "Channel",
     "ChannelClosed",
+    "UndecodableMessage",
     "authenticate_client",
     "authenticate_server",
     "dumps",
@@ -42,6 +43,11 @@ _CHUNK = 256 * 1024
 
 class ChannelClosed(ConnectionError):
     """The other end closed the channel (or died)."""
+
+
+class UndecodableMessage(Exception):
+    """A whole frame arrived but could not be unpickled (e.g. it refers to a type this process
+    cannot import). The channel is still in step: the next `recv` reads the next frame."""
 
 
 class AuthenticationError(ConnectionError):
@@ -134,7 +140,10 @@ class Channel:
             self._rpos += _LENGTH.size * n_buffers
         body = self._take(body_len)
         buffers = [self._take(n) for n in lengths]
-        return loads(body, buffers)
+        try:
+            return loads(body, buffers)
+        except Exception as exc:
+            raise UndecodableMessage(f"{type(exc).__name__}: {exc}") from exc
 
     def pending(self) -> bool:
         """Whether bytes of a next message are already buffered (more work is waiting)."""

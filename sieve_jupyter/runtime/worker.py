@@ -34,7 +34,12 @@ import cloudpickle
 
 from sieve_jupyter.runtime import _context
 from sieve_jupyter.runtime._types import FatalException
-from sieve_jupyter.runtime.protocol import Channel, ChannelClosed, authenticate_client
+from sieve_jupyter.runtime.protocol import (
+    Channel,
+    ChannelClosed,
+    UndecodableMessage,
+    authenticate_client,
+)
 
 __all__ = ["main"]
 
@@ -259,6 +264,10 @@ class Worker:
                 message = self._data.recv()
             except ChannelClosed:
                 return
+            except UndecodableMessage as exc:
+                # calls whose arguments cannot be rebuilt here: those jobs fail, we carry on
+                self.send(("undecodable", error_info(exc.__cause__ or exc)))
+                continue
             kind = message[0]
             if kind == "call":
                 self._run_call(message[1], message[2], message[3], self._data.pending())

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import threading
+import types
 import time
 from collections.abc import Callable
 from typing import Any
@@ -89,6 +91,31 @@ def test_unpicklable_argument_fails_its_job_and_the_worker_stays_usable(unique: 
         (5, pid),
     ]
     assert echo_pid.run("after") == ("after", pid)
+
+
+def test_argument_the_worker_cannot_rebuild_fails_its_job_not_the_worker(
+    unique: Unique, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A type from a module only the kernel has: it pickles by reference here, and the worker
+    # cannot import it. Only the jobs of that call fail; the warm worker carries on.
+    module = types.ModuleType("only_in_the_kernel")
+    exec("class Thing:\n    pass", module.__dict__)  # noqa: S102
+    monkeypatch.setitem(sys.modules, "only_in_the_kernel", module)
+
+    @sieve.Model(name=unique("rebuilder"))
+    class Keeper:
+        def __setup__(self) -> None:
+            self.pid = os.getpid()
+
+        def __predict__(self, value: Any) -> int:
+            return self.pid
+
+    pid = Keeper.run(1)
+    failed = Keeper.push(module.Thing())
+    with pytest.raises(TypeError, match="cannot be rebuilt in the worker") as info:
+        failed.result(timeout=60)
+    assert "only_in_the_kernel" in str(info.value)
+    assert Keeper.run(2) == pid  # same warm worker, no restart
 
 
 def test_unpicklable_return_value_fails_its_job_and_keeps_the_warm_worker(
