@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from _timing import percentile, timed_calls
 
 import sieve_jupyter as sieve
 
@@ -59,20 +60,8 @@ def pin(pids: list[int]) -> str:
     return f"kernel on CPU {cpus[0]}, workers on CPU {cpus[1]}"
 
 
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def latency(call: Callable[[], Any], n: int) -> list[float]:
-    for _ in range(min(200, n)):
-        call()
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        call()
-        out.append(time.perf_counter() - t)
-    return out
+    return timed_calls(call, n, warmup=min(200, n))
 
 
 class Peers:

@@ -22,9 +22,10 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from _timing import percentile, timed_calls
 
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 CI_BASE_IMAGE = "sieve-jupyter-test/base:bookworm"
@@ -52,20 +53,6 @@ def configure_for_this_machine() -> None:
         if HOST_CA_BUNDLE.exists():
             os.environ.setdefault("SIEVE_DOCKER_CA_BUNDLE", str(HOST_CA_BUNDLE))
     os.environ.setdefault("SIEVE_DOCKER_NETWORK", "none")
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def timed_calls(call: Callable[[], Any], n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        t = time.perf_counter()
-        call()
-        out.append(time.perf_counter() - t)
-    return out
 
 
 def make_model(name: str, backend: str) -> Any:

@@ -3,6 +3,8 @@
     SieveError                          base of everything raised by sieve-jupyter
     ├── SpecError (ValueError)          a bad decorator argument, magic option or model.yaml;
     │                                   raised at decoration time, names `field` and `fix`
+    ├── InputError (ValueError)         a form field's value does not fit the input's type;
+    │                                   names `field` and `fix`, nothing is pushed
     ├── ConfigurationError (ValueError) a bad `sieve.configure(...)` value
     ├── FunctionNotFoundError (LookupError)
     │                                   `function.get` of a name this kernel has not registered
@@ -47,6 +49,7 @@ __all__ = [
     "FunctionNotFoundError",
     "GpuFallbackWarning",
     "GpuUnavailableError",
+    "InputError",
     "JobCancelledError",
     "PythonVersionMismatchError",
     "RemoteError",
@@ -64,13 +67,8 @@ class SieveError(Exception):
     """Base class of every exception raised by sieve-jupyter."""
 
 
-class SpecError(SieveError, ValueError):
-    """A function's declaration is invalid.
-
-    Attributes:
-        field: the decorator keyword / option / yaml key at fault (e.g. ``"gpu.split"``).
-        fix: one sentence telling the user what to write instead.
-    """
+class _FieldError(SieveError, ValueError):
+    """A value at a named field is wrong; the message says what and how to fix it."""
 
     def __init__(self, field: str, problem: str, fix: str = "") -> None:
         self.field = field
@@ -83,6 +81,25 @@ class SpecError(SieveError, ValueError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.field, self.problem, self.fix))
+
+
+class SpecError(_FieldError):
+    """A function's declaration is invalid.
+
+    Attributes:
+        field: the decorator keyword / option / yaml key at fault (e.g. ``"gpu.split"``).
+        problem: what is wrong with it.
+        fix: one sentence telling the user what to write instead.
+    """
+
+
+class InputError(_FieldError):
+    """A value given for a function's input (in a form) does not fit its type; nothing was
+    pushed.
+
+    Attributes:
+        field: the parameter at fault. problem, fix: as for `SpecError`.
+    """
 
 
 class ConfigurationError(SieveError, ValueError):

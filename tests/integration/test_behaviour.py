@@ -10,23 +10,13 @@ import concurrent.futures
 import os
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support import Unique, wait_for
 
 import sieve_jupyter as sieve
 from sieve_jupyter.manager import JobStatus
-
-Unique = Callable[[str], str]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
 
 
 @pytest.fixture

@@ -8,25 +8,14 @@ import os
 import sys
 import threading
 import types
-import time
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
+from support import Unique, wait_for
 
 import sieve_jupyter as sieve
 from sieve_jupyter.manager import Event, JobStatus, get_manager
-
-Unique = Callable[[str], str]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
 
 
 def job_ids() -> list[str]:

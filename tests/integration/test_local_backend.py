@@ -18,22 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support import Unique, wait_for
 
 import sieve_jupyter as sieve
 from sieve_jupyter.backends import BACKENDS, WorkerLaunch
 from sieve_jupyter.backends.local import LocalBackend, LocalProcess
 from sieve_jupyter.manager import SieveWarning, get_manager
 from sieve_jupyter.manager._gpu import GpuAllocator, GpuDevice, GpuFallbackWarning, GpuInventory
-
-Unique = Callable[[str], str]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 @pytest.fixture

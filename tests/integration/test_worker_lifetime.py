@@ -13,12 +13,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import wait_for
 
 import sieve_jupyter as sieve
 from sieve_jupyter.manager import get_manager
@@ -59,13 +59,6 @@ def alive(pid: int) -> bool:
     state = stat.rpartition(")")[2].split()[0]
     return state not in ("Z", "X")
 
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
 
 
 class Kernel:

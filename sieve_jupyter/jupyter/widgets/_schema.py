@@ -11,12 +11,14 @@ import math
 import re
 from typing import Any
 
+from sieve_jupyter._errors import InputError
+
 __all__ = ["FormInputError", "describe", "resolve", "split_optional", "validate"]
 
 Schema = dict[str, Any]
 
 
-class FormInputError(ValueError):
+class FormInputError(InputError):
     """A form field holds a value the function cannot take; nothing was pushed.
 
     Attributes:
@@ -24,18 +26,6 @@ class FormInputError(ValueError):
         problem: what is wrong with the value.
         fix: one sentence telling the user what to enter instead.
     """
-
-    def __init__(self, field: str, problem: str, fix: str = "") -> None:
-        self.field = field
-        self.problem = problem
-        self.fix = fix
-        text = f"{field}: {problem}"
-        if fix:
-            text += f" Fix: {fix}"
-        super().__init__(text)
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.field, self.problem, self.fix))
 
 
 def resolve(schema: Schema, root: Schema) -> Schema:
