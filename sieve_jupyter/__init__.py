@@ -35,6 +35,7 @@ _EXPORTS: dict[str, str] = {
     "GpuFallbackWarning": "sieve_jupyter._errors",
     "GpuUnavailableError": "sieve_jupyter._errors",
     "Image": "sieve_jupyter.runtime",
+    "InputError": "sieve_jupyter._errors",
     "JobCancelledError": "sieve_jupyter._errors",
     "JobFuture": "sieve_jupyter.manager",
     "JobStatus": "sieve_jupyter.manager",
@@ -118,6 +119,7 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
     )
     from sieve_jupyter._errors import (
         GpuUnavailableError as GpuUnavailableError,
+        InputError as InputError,
     )
     from sieve_jupyter._errors import (
         JobCancelledError as JobCancelledError,

@@ -31,6 +31,7 @@ EXPORTED = [
     "GpuFallbackWarning",
     "GpuUnavailableError",
     "Image",
+    "InputError",
     "JobCancelledError",
     "JobFuture",
     "JobStatus",
