@@ -119,6 +119,8 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
     )
     from sieve_jupyter._errors import (
         GpuUnavailableError as GpuUnavailableError,
+    )
+    from sieve_jupyter._errors import (
         InputError as InputError,
     )
     from sieve_jupyter._errors import (
