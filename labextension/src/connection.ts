@@ -98,8 +98,33 @@ export class KernelChannel {
       return;
     }
     this._adopt(comm);
-    comm.open(this._subscribeMessage() as unknown as JSONObject);
+    comm.open({});
+    void this._subscribeWhenReady(kernel, comm);
     this._watchConnecting(comm);
+  }
+
+  /**
+   * Subscribe once the comm's subshell (if the kernel has subshells) is up. The kernel then
+   * answers on that subshell, so actions such as "cancel" work while a cell keeps the kernel
+   * busy; a subscribe sent earlier would tie the comm to the busy main shell.
+   */
+  private async _subscribeWhenReady(
+    kernel: Kernel.IKernelConnection,
+    comm: Kernel.IComm
+  ): Promise<void> {
+    try {
+      await kernel.info;
+      const subshells = (kernel as { supportsSubshells?: boolean }).supportsSubshells;
+      const started = (comm as { subshellStarted?: Promise<void> }).subshellStarted;
+      if (subshells && started && comm.commsOverSubshells !== 'disabled') {
+        await Promise.race([started, new Promise(resolve => setTimeout(resolve, 5000))]);
+      }
+    } catch {
+      // No kernel info (the kernel went away): the status handlers take it from here.
+    }
+    if (comm === this._comm && !comm.isDisposed) {
+      comm.send(this._subscribeMessage() as unknown as JSONObject);
+    }
   }
 
   /**
@@ -141,7 +166,7 @@ export class KernelChannel {
     this._dropComm();
     this.model.setStatus('connecting');
     this._adopt(comm);
-    comm.send(this._subscribeMessage() as unknown as JSONObject);
+    void this._subscribeWhenReady(kernel, comm);
   }
 
   private _adopt(comm: Kernel.IComm): void {

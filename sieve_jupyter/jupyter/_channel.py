@@ -8,6 +8,7 @@ messages a second. Messages follow ``_channel_protocol``.
 
 from __future__ import annotations
 
+import contextvars
 import importlib.util
 import logging
 import sys
@@ -184,6 +185,7 @@ class PanelChannel:
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._flusher: threading.Thread | None = None
+        self._send_context: contextvars.Context | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -225,6 +227,12 @@ class PanelChannel:
 
     def handle(self, data: Any) -> None:
         """Act on one message from the panel (unknown or other-version messages are ignored)."""
+        # ipykernel routes the panel's next comm messages to the subshell of whatever request
+        # our last send belonged to. Sending in the context of the panel's own message keeps
+        # them on the panel's subshell, so actions work while a cell keeps the kernel busy.
+        context = contextvars.copy_context()
+        with self._lock:
+            self._send_context = context
         if not isinstance(data, dict) or data.get("v") != PROTOCOL_VERSION:
             _log.warning("sieve panel: ignoring a message of another protocol version: %r", data)
             return
@@ -395,5 +403,9 @@ class PanelChannel:
                 return
 
     def _send(self, message: Any) -> None:
-        # Callers hold the lock, so sequence numbers leave in order.
-        self._comm.send(dict(message))
+        # Callers hold the lock, so sequence numbers leave in order (and no two threads enter
+        # the shared context at once).
+        if self._send_context is None:
+            self._comm.send(dict(message))
+        else:
+            self._send_context.run(self._comm.send, dict(message))

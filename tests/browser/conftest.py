@@ -223,7 +223,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 _RUN_CELL = """
-async (code) => {
+async ([code, wait]) => {
   const app = window.jupyterapp;
   const panel = app.shell.currentWidget;
   const notebook = panel.content;
@@ -232,8 +232,12 @@ async (code) => {
   }
   const cell = notebook.activeCell;
   cell.model.sharedModel.setSource(code);
-  await app.commands.execute('notebook:run-cell');
-  return cell.model.outputs.toJSON();
+  const done = app.commands.execute('notebook:run-cell').then(() => cell.model.outputs.toJSON());
+  if (wait) {
+    return await done;
+  }
+  window.__sieveTestRunningCell = done;
+  return null;
 }
 """
 
@@ -314,7 +318,19 @@ class Notebook:
         Raises:
             AssertionError: the cell raised (unless `allow_error`), with the traceback.
         """
-        outputs = self.page.evaluate(_RUN_CELL, code)
+        outputs = self.page.evaluate(_RUN_CELL, [code, True])
+        return self._text(code, outputs, allow_error)
+
+    def start(self, code: str) -> None:
+        """Start running `code` in a new cell and return at once (see `finish`)."""
+        self.page.evaluate(_RUN_CELL, [code, False])
+
+    def finish(self, *, allow_error: bool = False) -> str:
+        """Wait for the cell `start` began and return its text output, like `run`."""
+        outputs = self.page.evaluate("async () => await window.__sieveTestRunningCell")
+        return self._text("(started cell)", outputs, allow_error)
+
+    def _text(self, code: str, outputs: list[dict[str, Any]], allow_error: bool) -> str:
         text, error = _output_text(outputs)
         if error is not None and not allow_error:
             raise AssertionError(f"cell failed:\n{code}\n---\n{error}")

@@ -138,3 +138,15 @@ def test_the_panel_reconnects_after_a_page_reload_and_follows_the_current_notebo
     panel.get_by_text("has not loaded sieve_jupyter").wait_for()
     notebook.activate(first)
     panel.locator('[data-name="sleeper"]').wait_for()
+
+
+def test_a_job_can_be_cancelled_while_the_notebook_waits_for_it(notebook: Any) -> None:
+    panel = notebook.show_panel(PANEL_ID)
+    notebook.run(LOAD)
+    notebook.run(MODEL)
+    notebook.run("slow = Sleeper.push(600)")
+    notebook.start("slow.result()")  # the kernel's main thread now blocks on the job
+    row = panel.locator('[data-status="processing"]')
+    row.get_by_role("button", name="Cancel").click()
+    panel.locator('[data-status="cancelled"]').wait_for()
+    assert "CancelledError" in notebook.finish(allow_error=True)
