@@ -54,7 +54,6 @@ def pin(pids: list[int]) -> str:
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
         return f"not pinned (only CPU {cpus})"
-    os.sched_setaffinity(0, {cpus[0]})
     for pid in pids:
         os.sched_setaffinity(pid, {cpus[1]})
     return f"kernel on CPU {cpus[0]}, workers on CPU {cpus[1]}"

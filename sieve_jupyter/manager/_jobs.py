@@ -145,6 +145,7 @@ class JobFuture(concurrent.futures.Future[Any]):
                 return True
             self._state = _base.CANCELLED_AND_NOTIFIED
             self.finished_at = time.time()
+            self._release_arguments()
             for waiter in self._waiters:
                 waiter.add_cancelled(self)
             self._condition.notify_all()
@@ -164,6 +165,7 @@ class JobFuture(concurrent.futures.Future[Any]):
     def _resolve(self, value: Any = None, exception: BaseException | None = None) -> bool:
         """Finish the job unless it was cancelled meanwhile. Returns whether it took effect."""
         self.finished_at = time.time()
+        self._release_arguments()
         try:
             if exception is not None:
                 self.set_exception(exception)
@@ -174,6 +176,12 @@ class JobFuture(concurrent.futures.Future[Any]):
         finally:
             self._wake_streams()
         return True
+
+    def _release_arguments(self) -> None:
+        # A finished job stays in the history for `%sieve jobs`; its arguments (perhaps large
+        # arrays) are only needed to (re)send the call, so they are not kept alive with it.
+        self.args = ()
+        self.kwargs = {}
 
     def _add_output(self, item: Any) -> None:
         if self._outputs_changed is None:

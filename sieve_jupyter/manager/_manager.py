@@ -8,6 +8,7 @@ the kernel's end of their socket closes, so a killed kernel leaves no orphans.
 from __future__ import annotations
 
 import atexit
+import collections
 import concurrent.futures
 import itertools
 import os
@@ -139,7 +140,8 @@ class Manager:
         self.submit_hooks: list[Callable[[JobFuture], None]] = []
         self._records: dict[str, FunctionRecord] = {}
         self._backends: dict[str, Backend] = {}
-        self._jobs: dict[str, JobFuture] = {}
+        #: recent jobs, oldest first (an OrderedDict: dropping the oldest is O(1))
+        self._jobs: collections.OrderedDict[str, JobFuture] = collections.OrderedDict()
         self._job_ids = itertools.count(1)
         self._lock = threading.RLock()
         self._closed = False
@@ -305,13 +307,16 @@ class Manager:
 
     def _remember(self, future: JobFuture) -> None:
         jobs = self._jobs
-        jobs[future.job_id] = future
-        limit = self.config.job_history
-        if len(jobs) > limit + limit // 10:
-            with self._lock:
-                keep = [(k, f) for k, f in jobs.items() if not f.done()]
-                done = [(k, f) for k, f in jobs.items() if f.done()][-limit:]
-                self._jobs = dict(sorted(keep + done, key=lambda kv: kv[1].submitted_at))
+        with self._lock:
+            jobs[future.job_id] = future
+            limit = self.config.job_history
+            # Forget the oldest finished jobs beyond the limit (amortised O(1) per job); an old
+            # job still running keeps its place, and the ones after it, until it ends.
+            while len(jobs) > limit:
+                oldest = next(iter(jobs.values()))
+                if not oldest.done():
+                    break
+                jobs.popitem(last=False)
 
     def job(self, job_id: str) -> JobFuture:
         try:

@@ -13,6 +13,7 @@ import collections
 import itertools
 import pickle
 import threading
+import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,11 @@ if TYPE_CHECKING:
 
 __all__ = ["WorkerPool"]
 
+#: (job id, value, exception, cancelled, (started, finished) or None) of a job a worker is done with
+_Outcome = tuple[str, Any, "BaseException | None", bool, "tuple[float, float] | None"]
+
+#: how long the sender lets calls for a busy worker pile up before writing them
+_GATHER_SECONDS = 0.0002
 #: most calls in flight per worker (for very fast calls)
 _MAX_WINDOW = 256
 
@@ -235,6 +241,7 @@ class WorkerPool:
     def _send_loop(self) -> None:
         while True:
             with self._lock:
+                woken = False
                 while True:
                     if self._closed and not self.workers:
                         return
@@ -242,8 +249,17 @@ class WorkerPool:
                     if pending:
                         break
                     self._sender_waiting = True
-                    self._wake.wait(1.0)
+                    woken = self._wake.wait(1.0)
                     self._sender_waiting = False
+                    if woken:
+                        break
+            if woken:
+                # Calls reach this thread only while their worker is busy with earlier ones:
+                # a moment's pause lets a burst of pushes pile up into one frame instead of
+                # this thread and the pushing one trading the GIL call by call.
+                time.sleep(_GATHER_SECONDS)
+                with self._lock:
+                    pending = [w for w in self.workers.values() if w.outbox]
             for worker in pending:
                 self._flush(worker)
 
@@ -314,8 +330,14 @@ class WorkerPool:
             _, job_id, value, started_at, finished_at = message
             self._job_done(worker, job_id, value=value, times=(started_at, finished_at))
         elif kind == "multi":
-            for item in message[1]:
-                self.handle_message(worker, item)
+            items = message[1]
+            if all(item[0] == "result" for item in items):  # a burst of fast calls
+                self._jobs_done(
+                    worker, [(m[1], m[2], None, False, (m[3], m[4])) for m in items]
+                )
+            else:
+                for item in items:
+                    self.handle_message(worker, item)
         elif kind == "output":
             future = worker.inflight.get(message[1])
             if future is not None:
@@ -403,21 +425,30 @@ class WorkerPool:
         cancelled: bool = False,
         times: tuple[float, float] | None = None,
     ) -> None:
+        self._jobs_done(worker, [(job_id, value, exception, cancelled, times)])
+
+    def _jobs_done(self, worker: WorkerConnection, outcomes: list[_Outcome]) -> None:
+        """Finish jobs the worker is done with (one lock round for a whole batch of results),
+        then mark the next call running and hand the worker more."""
+        finished: list[tuple[JobFuture, _Outcome]] = []
         with self._lock:
-            future = worker.inflight.pop(job_id, None)
-            if times is not None:
-                seconds = times[1] - times[0]
-                average = self._average_seconds
-                self._average_seconds = (
-                    seconds if average is None else 0.8 * average + 0.2 * seconds
-                )
+            average = self._average_seconds
+            for outcome in outcomes:
+                future = worker.inflight.pop(outcome[0], None)
+                times = outcome[4]
+                if times is not None:
+                    seconds = times[1] - times[0]
+                    average = seconds if average is None else 0.8 * average + 0.2 * seconds
+                if future is not None and not outcome[3]:
+                    finished.append((future, outcome))
+            self._average_seconds = average
             started = self._mark_head_running(worker)
             if worker.state == WorkerState.READY and self.queue:
                 inline = self._assign()
                 if inline is not None and self._sender_waiting:
                     self._wake.notify()  # readers never write calls themselves
             retire_now = self._retiring and not self.queue and not self._busy()
-        if future is not None and not cancelled:
+        for future, (_, value, exception, _, times) in finished:
             if times is not None:
                 if future._state == "PENDING":
                     future._set_started(worker.worker_id)
