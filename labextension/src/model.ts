@@ -193,9 +193,11 @@ export class PanelModel {
     const serverNow = localNow + this._clockOffset;
     const busy = new Set(this._pending.values());
     return this._jobs.map(job => {
+      // A running job's duration grows with the clock; the kernel's figure is from its last
+      // message only.
       let seconds = job.duration;
-      if (seconds === null && job.status === 'processing' && job.started_at !== null) {
-        seconds = serverNow - job.started_at;
+      if (job.status === 'processing' && job.started_at !== null) {
+        seconds = Math.max(0, serverNow - job.started_at);
       }
       const fraction = job.progress?.fraction ?? null;
       const parts: string[] = [];

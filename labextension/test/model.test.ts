@@ -115,6 +115,7 @@ test('deltas update a job in place: status, duration, progress, cancel button', 
 
   const running = job('a', T0, 'processing', {
     started_at: T0 + 1,
+    duration: 0.5, // as of the kernel's last message; the panel's clock moves on
     progress: { fraction: 0.25, message: 'frames' }
   });
   // Both clocks agree here: the kernel's time moved on with the browser's.

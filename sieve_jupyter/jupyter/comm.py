@@ -2,22 +2,21 @@
 
 `register(ipython)` (run by ``%load_ext sieve_jupyter``) registers the comm target, so a panel
 can open a comm to this kernel, and opens one itself, so a panel that is already showing learns
-at once that the kernel is ready. `attach_if_in_kernel` does the same lazily when the manager is
-created in a kernel that only imported sieve_jupyter. `unregister(ipython)` undoes it and closes
-the open channels.
+at once that the kernel is ready. The notebook layer also calls it when the manager is created
+in a kernel that only imported sieve_jupyter. `unregister(ipython)` undoes it and closes the
+open channels.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 from typing import Any
 
 from sieve_jupyter.jupyter._channel import ManagerLike, PanelChannel
 from sieve_jupyter.jupyter._channel_protocol import COMM_TARGET, PROTOCOL_VERSION, HelloMessage
 
-__all__ = ["COMM_TARGET", "attach_if_in_kernel", "channels", "register", "unregister"]
+__all__ = ["COMM_TARGET", "channels", "register", "unregister"]
 
 _log = logging.getLogger(__name__)
 
@@ -102,25 +101,6 @@ def unregister(ipython: Any) -> None:
         channel.close()
     if was_registered:
         manager.unregister_target(COMM_TARGET, _on_panel_open)
-
-
-def attach_if_in_kernel(*_: Any) -> None:
-    """`register` the running kernel's IPython, if this process is a Jupyter kernel.
-
-    Meant for ``sieve_jupyter.manager.manager_created_hooks``: a kernel that only imported
-    sieve_jupyter (no ``%load_ext``) still answers the panel once it defines a function.
-    Cheap and silent elsewhere (worker processes, scripts, terminal IPython).
-    """
-    if "ipykernel" not in sys.modules:
-        return
-    try:
-        from IPython.core.getipython import get_ipython
-
-        ipython: Any = get_ipython()  # type: ignore[no-untyped-call]
-        if ipython is not None:
-            register(ipython)
-    except Exception:  # noqa: BLE001 - the panel is optional; never break the caller
-        _log.warning("sieve panel: could not register the comm target", exc_info=True)
 
 
 def channels() -> list[PanelChannel]:

@@ -6,10 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 PANEL_ID = "sieve-jupyter-panel"
-LOAD = "from sieve_jupyter.jupyter import comm; comm.register(get_ipython())"
+LOAD = "%load_ext sieve_jupyter"
 
 
 MODEL = """
@@ -109,14 +107,7 @@ def test_the_panel_follows_a_kernel_restart(notebook: Any) -> None:
 def test_a_kernel_that_only_imports_sieve_jupyter_answers_the_panel(notebook: Any) -> None:
     panel = notebook.show_panel(PANEL_ID)
     panel.get_by_text("has not loaded sieve_jupyter").wait_for()
-    wired = notebook.run(
-        "from sieve_jupyter.manager import manager_created_hooks\n"
-        "from sieve_jupyter.jupyter.comm import attach_if_in_kernel\n"
-        "print(attach_if_in_kernel in manager_created_hooks)"
-    ).strip()
-    if wired != "True":
-        pytest.skip("the manager does not call sieve_jupyter.jupyter.comm.attach_if_in_kernel yet")
-    notebook.run(MODEL)
+    notebook.run(MODEL)  # no %load_ext: importing and defining a model is enough
     panel.locator('[data-name="sleeper"]').wait_for()
 
 
@@ -150,3 +141,14 @@ def test_a_job_can_be_cancelled_while_the_notebook_waits_for_it(notebook: Any) -
     row.get_by_role("button", name="Cancel").click()
     panel.locator('[data-status="cancelled"]').wait_for()
     assert "CancelledError" in notebook.finish(allow_error=True)
+
+
+def test_the_form_button_shows_the_form_in_the_notebook(notebook: Any) -> None:
+    panel = notebook.show_panel(PANEL_ID)
+    notebook.run(LOAD)
+    notebook.run(MODEL)
+    panel.locator('[data-name="sleeper"]').get_by_role("button", name="Form").click()
+    cell = notebook.page.locator(".jp-CodeCell", has_text="%sieve form sleeper")
+    cell.locator(".jp-OutputArea-output .jupyter-widgets").first.wait_for()
+    assert cell.locator(".jp-OutputArea-output[data-mime-type*='error']").count() == 0
+    _screenshot(notebook, "panel-form")
