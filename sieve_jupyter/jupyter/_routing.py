@@ -30,7 +30,7 @@ class OutputRouter:
         self._shell = shell
         self._kernel = getattr(shell, "kernel", None)
         self._manager = manager
-        self._unsubscribe = manager.events.subscribe(self._on_event)
+        self._unsubscribe = manager.events.subscribe(self._on_event, kinds={"log"})
         manager.submit_hooks.append(self.on_submit)
         self._thread_ident = threading.get_ident()
 

@@ -30,26 +30,49 @@ class EventBus:
     """Fan-out of events to subscribers; a failing subscriber is logged, never propagated."""
 
     def __init__(self) -> None:
-        self._subscribers: tuple[Callable[[Event], None], ...] = ()
+        self._subscribers: tuple[tuple[Callable[[Event], None], frozenset[str] | None], ...] = ()
+        self._wanted: frozenset[str] | None = frozenset()  # None: every kind
         self._lock = threading.Lock()
 
     def __bool__(self) -> bool:
         return bool(self._subscribers)
 
-    def subscribe(self, callback: Callable[[Event], None]) -> Callable[[], None]:
-        """Call `callback(event)` for every event from now on; returns the unsubscribe function."""
+    def wants(self, kind: str) -> bool:
+        """Whether anyone listens for `kind` (so publishers can skip building the event)."""
+        wanted = self._wanted
+        return wanted is None or kind in wanted
+
+    def subscribe(
+        self, callback: Callable[[Event], None], kinds: set[str] | None = None
+    ) -> Callable[[], None]:
+        """Call `callback(event)` for every event (of `kinds`, if given) from now on; returns
+        the unsubscribe function."""
+        entry = (callback, None if kinds is None else frozenset(kinds))
         with self._lock:
-            self._subscribers = (*self._subscribers, callback)
+            self._subscribers = (*self._subscribers, entry)
+            self._recompute()
 
         def unsubscribe() -> None:
             with self._lock:
-                self._subscribers = tuple(s for s in self._subscribers if s is not callback)
+                self._subscribers = tuple(s for s in self._subscribers if s is not entry)
+                self._recompute()
 
         return unsubscribe
 
+    def _recompute(self) -> None:
+        wanted: set[str] = set()
+        for _, kinds in self._subscribers:
+            if kinds is None:
+                self._wanted = None
+                return
+            wanted |= kinds
+        self._wanted = frozenset(wanted)
+
     def emit(self, kind: str, data: dict[str, Any]) -> None:
         event = Event(kind, data)
-        for callback in self._subscribers:
+        for callback, kinds in self._subscribers:
+            if kinds is not None and kind not in kinds:
+                continue
             try:
                 callback(event)
             except Exception:  # noqa: BLE001 - one broken view must not break the manager

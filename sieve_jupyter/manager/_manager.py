@@ -438,21 +438,21 @@ class Manager:
     # -- events ------------------------------------------------------------------------------
 
     def publish_function(self, record: FunctionRecord) -> None:
-        if self.events:
+        if self.events.wants("function"):
             self.events.emit("function", record.describe())
 
     def publish_job(self, future: JobFuture) -> None:
-        if self.events:
+        if self.events.wants("job"):
             self.events.emit("job", future.snapshot())
 
     def publish_output(self, future: JobFuture) -> None:
-        if self.events:
+        if self.events.wants("output"):
             self.events.emit("output", {"job_id": future.job_id, "index": len(future.outputs) - 1})
 
     def publish_log(
         self, pool: WorkerPool, future: JobFuture | None, stream: str, text: str
     ) -> None:
-        if self.events:
+        if self.events.wants("log"):
             self.events.emit(
                 "log",
                 {
