@@ -11,6 +11,7 @@ from typing import Any
 
 from jupyter_client.manager import KernelManager
 
+
 @dataclass
 class CellResult:
     """What one executed cell produced: its reply and the IOPub messages filed under it."""
