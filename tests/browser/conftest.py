@@ -87,8 +87,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def browser_requirements() -> None:
     """Fail (in CI) or skip (elsewhere) when the browser tier cannot run here."""
     reason = _missing_requirement()
-    if reason is None:
-        return
+    if reason is not None:
+        _skip_or_fail(reason)
+
+
+def _skip_or_fail(reason: str) -> None:
     if IN_CI:
         pytest.fail(f"browser tier cannot run: {reason}", pytrace=False)
     pytest.skip(reason)
@@ -104,6 +107,19 @@ def browser_type_launch_args(
         "executable_path": shutil.which(CHROMIUM) or CHROMIUM,
         "args": [*browser_type_launch_args.get("args", []), *CHROMIUM_ARGS],
     }
+
+
+class _WithoutPlaywright:
+    """Stands in for pytest-playwright's `page` so the tier skips (or fails in CI) cleanly."""
+
+    @pytest.fixture
+    def page(self, browser_requirements: None) -> Any:
+        _skip_or_fail("the pytest-playwright plugin is not active: pip install -e '.[browser]'")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not config.pluginmanager.hasplugin("playwright"):
+        config.pluginmanager.register(_WithoutPlaywright(), "sieve-without-playwright")
 
 
 @dataclass
