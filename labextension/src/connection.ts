@@ -98,19 +98,20 @@ export class KernelChannel {
       return;
     }
     this._adopt(comm);
-    comm.open({});
-    void this._subscribeWhenReady(kernel, comm);
+    void this._subscribeWhenReady(kernel, comm, true);
     this._watchConnecting(comm);
   }
 
   /**
-   * Subscribe once the comm's subshell (if the kernel has subshells) is up. The kernel then
-   * answers on that subshell, so actions such as "cancel" work while a cell keeps the kernel
-   * busy; a subscribe sent earlier would tie the comm to the busy main shell.
+   * Open (for comms the panel starts) and subscribe once the comm's subshell, if the kernel has
+   * subshells, is up. The kernel then answers on that subshell, so connecting and actions such
+   * as "cancel" work while a cell keeps the kernel busy; messages sent earlier would go to the
+   * busy main shell and tie the comm to it.
    */
   private async _subscribeWhenReady(
     kernel: Kernel.IKernelConnection,
-    comm: Kernel.IComm
+    comm: Kernel.IComm,
+    open = false
   ): Promise<void> {
     try {
       await kernel.info;
@@ -122,9 +123,13 @@ export class KernelChannel {
     } catch {
       // No kernel info (the kernel went away): the status handlers take it from here.
     }
-    if (comm === this._comm && !comm.isDisposed) {
-      comm.send(this._subscribeMessage() as unknown as JSONObject);
+    if (comm !== this._comm || comm.isDisposed) {
+      return;
     }
+    if (open) {
+      comm.open({});
+    }
+    comm.send(this._subscribeMessage() as unknown as JSONObject);
   }
 
   /**

@@ -303,7 +303,7 @@ class Notebook:
         path: str = self.page.evaluate("() => window.jupyterapp.shell.currentWidget.context.path")
         return path
 
-    def activate(self, path: str) -> None:
+    def activate(self, path: str, *, wait_for_idle: bool = True) -> None:
         """Bring an open notebook to the front (the panel follows the current notebook)."""
         self.page.evaluate(
             "async (path) => {"
@@ -312,14 +312,15 @@ class Notebook:
             path,
         )
         self._wait_until_current(path)
-        self.wait_for_idle_kernel()
+        self.wait_for_idle_kernel(idle=wait_for_idle)
 
-    def reload(self) -> None:
-        """Reload the page on the notebook being shown; its kernel keeps running."""
+    def reload(self, *, wait_for_idle: bool = True) -> None:
+        """Reload the page on the notebook being shown; its kernel keeps running (and may be
+        busy: pass ``wait_for_idle=False`` then)."""
         path = self.path
         self.open_lab("lab")
         # The saved workspace may bring another notebook to the front; ask for this one.
-        self.activate(path)
+        self.activate(path, wait_for_idle=wait_for_idle)
 
     def _wait_until_current(self, path: str) -> None:
         self.page.wait_for_function(
@@ -369,15 +370,16 @@ class Notebook:
         )
         self.wait_for_idle_kernel()
 
-    def wait_for_idle_kernel(self) -> None:
-        """Wait until the notebook's kernel is connected and idle."""
+    def wait_for_idle_kernel(self, *, idle: bool = True) -> None:
+        """Wait until the notebook's kernel is connected (and idle, unless ``idle=False``)."""
         self.page.wait_for_function(
-            """() => {
+            """(idle) => {
                 const panel = window.jupyterapp.shell.currentWidget;
                 const kernel = panel && panel.sessionContext.session?.kernel;
-                return !!kernel && kernel.status === 'idle'
+                return !!kernel && (!idle || kernel.status === 'idle')
                     && kernel.connectionStatus === 'connected';
             }""",
+            arg=idle,
             timeout=KERNEL_TIMEOUT_MS,
         )
 

@@ -143,6 +143,19 @@ def test_a_job_can_be_cancelled_while_the_notebook_waits_for_it(notebook: Any) -
     assert "CancelledError" in notebook.finish(allow_error=True)
 
 
+def test_a_page_reloaded_during_a_long_cell_catches_up_when_the_cell_ends(notebook: Any) -> None:
+    notebook.show_panel(PANEL_ID)
+    notebook.run(LOAD)
+    notebook.run(MODEL)
+    job = notebook.run("slow = Sleeper.push(5)\nprint(slow.job_id)").strip()
+    notebook.start("slow.result()")  # the kernel stays busy through the reload
+
+    # A reloaded page gets no kernel info from a busy kernel, so the panel waits for the cell.
+    notebook.reload(wait_for_idle=False)
+    panel = notebook.show_panel(PANEL_ID)
+    panel.locator(f'[data-job-id="{job}"][data-status="finished"]').wait_for()
+
+
 def test_the_form_button_shows_the_form_in_the_notebook(notebook: Any) -> None:
     panel = notebook.show_panel(PANEL_ID)
     notebook.run(LOAD)
