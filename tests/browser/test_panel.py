@@ -156,6 +156,22 @@ def test_a_page_reloaded_during_a_long_cell_catches_up_when_the_cell_ends(notebo
     panel.locator(f'[data-job-id="{job}"][data-status="finished"]').wait_for()
 
 
+def test_switching_back_to_a_busy_notebook_connects_and_cancels(notebook: Any) -> None:
+    panel = notebook.show_panel(PANEL_ID)
+    notebook.run(LOAD)
+    notebook.run(MODEL)
+    notebook.run("slow = Sleeper.push(600)")
+    busy = notebook.path
+    notebook.start("slow.result()")
+    notebook.new_notebook()
+    panel.get_by_text("has not loaded sieve_jupyter").wait_for()
+
+    notebook.activate(busy, wait_for_idle=False)
+    row = panel.locator('[data-status="processing"]')
+    row.get_by_role("button", name="Cancel").click()
+    panel.locator('[data-status="cancelled"]').wait_for()
+
+
 def test_the_form_button_shows_the_form_in_the_notebook(notebook: Any) -> None:
     panel = notebook.show_panel(PANEL_ID)
     notebook.run(LOAD)
