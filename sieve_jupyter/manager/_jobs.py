@@ -56,6 +56,7 @@ class JobFuture(concurrent.futures.Future[Any]):
         *,
         streaming: bool = False,
         canceller: Callable[[JobFuture], None] | None = None,
+        on_cancelled: Callable[[JobFuture], None] | None = None,
     ) -> None:
         super().__init__()
         self.job_id = job_id
@@ -72,6 +73,7 @@ class JobFuture(concurrent.futures.Future[Any]):
         self.worker_id: str | None = None
         self.context: Any = None
         self._canceller = canceller
+        self._on_cancelled = on_cancelled
         # Streamed outputs get their own condition: Future.result(timeout) treats any notify of
         # the future's condition as "done", so it must only be notified when the job ends.
         self._outputs_changed = threading.Condition() if streaming else None
@@ -151,6 +153,8 @@ class JobFuture(concurrent.futures.Future[Any]):
             self._condition.notify_all()
         self._invoke_callbacks()  # type: ignore[attr-defined]  # Future's own helper
         self._wake_streams()
+        if self._on_cancelled is not None:
+            self._on_cancelled(self)  # e.g. the manager publishes the new status
         return True
 
     # -- transitions driven by the worker pool -----------------------------------------------

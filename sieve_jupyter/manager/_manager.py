@@ -260,6 +260,7 @@ class Manager:
             kwargs,
             streaming=spec.is_generator,
             canceller=pool.cancel,
+            on_cancelled=self.publish_job,
         )
         for hook in self.submit_hooks:
             hook(future)

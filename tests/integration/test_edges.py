@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import threading
+import time
 import types
 from typing import Any
 
@@ -311,3 +312,26 @@ def test_report_progress_outside_a_worker_is_a_no_op_and_checks_its_range() -> N
     sieve.report_progress(0.3, "plain call")
     with pytest.raises(ValueError, match="0.0..1.0"):
         sieve.report_progress(1.5)
+
+
+def test_cancelling_publishes_the_new_status(unique: Unique, tmp_path: Any) -> None:
+    # Listeners (the side panel, progress widgets) learn of a cancel made from code.
+    events: list[dict[str, Any]] = []
+    unsubscribe = get_manager().events.subscribe(lambda e: events.append(e.data), kinds={"job"})
+    try:
+        started = tmp_path / "started"
+
+        @sieve.function(name=unique("cancellable"))
+        def slow(marker: str) -> None:
+            open(marker, "w").close()
+            time.sleep(30)
+
+        running = slow.push(str(started))
+        queued = slow.push(str(tmp_path / "never"))
+        wait_for(started.exists)
+        assert queued.cancel() and running.cancel()
+        for future in (queued, running):
+            wait_for(lambda f=future: any(  # type: ignore[misc]
+                e["job_id"] == f.job_id and e["status"] == "cancelled" for e in events))
+    finally:
+        unsubscribe()
