@@ -351,6 +351,7 @@ class Manager:
                 worker.send_control(("reply", request_id, False, SieveError(str(exc))))
 
         try:
+            self._refuse_self_deadlock(worker, name)
             future = self.submit(name, args, kwargs)
         except Exception as exc:  # noqa: BLE001 - reported to the calling worker
             reply(False, exc)
@@ -368,6 +369,17 @@ class Manager:
                 reply(True, f.result())
 
         future.add_done_callback(done)
+
+    def _refuse_self_deadlock(self, worker: WorkerConnection, name: str) -> None:
+        """A function calling itself from its only worker would wait forever: that worker is
+        busy running the very call that waits. Say so instead of hanging."""
+        record = self.record(name)
+        if record.pool is worker.pool and record.workers == 1:
+            raise SieveError(
+                f"{record.name} calls itself through .run()/.push() from its only worker, which "
+                "is busy running the calling job, so the call would wait forever. Fix: give it "
+                "workers=2 or more, or call the Python function directly."
+            )
 
     # -- lifecycle ---------------------------------------------------------------------------
 

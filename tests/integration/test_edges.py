@@ -335,3 +335,15 @@ def test_cancelling_publishes_the_new_status(unique: Unique, tmp_path: Any) -> N
                 e["job_id"] == f.job_id and e["status"] == "cancelled" for e in events))
     finally:
         unsubscribe()
+
+
+def test_a_function_calling_itself_from_its_only_worker_fails_clearly(unique: Unique) -> None:
+    name = unique("recursive")
+
+    @sieve.function(name=name)
+    def countdown(n: int) -> int:
+        return 0 if n == 0 else 1 + sieve.function.get(name).run(n - 1)
+
+    with pytest.raises(sieve.SieveError, match="calls itself .* would wait forever"):
+        countdown.run(2)
+    assert countdown.run(0) == 0  # the worker is still serving
