@@ -1,10 +1,12 @@
 """Frames and authentication for the kernel <-> worker channel (a Unix domain socket).
 
-A frame is ``[u32 n_buffers][u64 body length][u64 buffer length] * n_buffers`` followed by the
-body (a pickle, protocol 5) and its out-of-band buffers, so large arrays cross the socket without
-being copied into the pickle. Each message is a tuple whose first item names it (see
-`runtime/worker.py` for the vocabulary). Both ends prove they know the worker's secret with an
-HMAC challenge/response before any pickle is read, because pickles execute code.
+A frame is ``[u8 flags][u24 n_buffers][u64 body length][u64 buffer length] * n_buffers`` followed
+by the body (a pickle, protocol 5) and its out-of-band buffers, so large arrays cross the socket
+without being copied into the pickle. The flags say how to handle a frame before it is unpickled
+(`DIRECT_CALL`), so they hold even for a frame that cannot be. Each message is a tuple whose
+first item names it (see `runtime/worker.py` for the vocabulary). Both ends prove they know the
+worker's secret with an HMAC challenge/response before any pickle is read, because pickles
+execute code.
 """
 
 from __future__ import annotations
@@ -12,14 +14,17 @@ from __future__ import annotations
 import hmac
 import os
 import pickle
+import select
 import socket
 import struct
 import threading
+import time
 from typing import Any
 
 import cloudpickle
 
 __all__ = [
+    "DIRECT_CALL",
     "AuthenticationError",
     "Channel",
     "ChannelClosed",
@@ -30,7 +35,11 @@ __all__ = [
     "loads",
 ]
 
-_PREFIX = struct.Struct("!IQ")
+_PREFIX = struct.Struct("!IQ")  # (flags << 24 | n_buffers, body length)
+_PREFIX_SIZE = _PREFIX.size
+_BUFFERS_MASK = (1 << 24) - 1
+#: frame flag: a call whose outcome goes back on the reply channel (see runtime/worker.py)
+DIRECT_CALL = 0x01
 _LENGTH = struct.Struct("!Q")
 _CHALLENGE_BYTES = 32
 _DIGEST = "sha256"
@@ -84,15 +93,48 @@ def loads(body: bytes | bytearray | memoryview, buffers: list[bytearray]) -> Any
     return pickle.loads(body, buffers=buffers)
 
 
-class Channel:
-    """One authenticated socket carrying frames; `send` is thread-safe, `recv` is for one reader."""
+class _PartialFrame:
+    """A frame whose header has been read but whose parts have not all arrived yet."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    __slots__ = ("flags", "sizes", "parts", "into", "got")
+
+    def __init__(self, flags: int, sizes: list[int]) -> None:
+        self.flags = flags
+        self.sizes = sizes  # the body's length, then each out-of-band buffer's
+        self.parts: list[bytearray] = []
+        self.into: bytearray | None = None  # a large part being read straight into place
+        self.got = 0
+
+
+class Channel:
+    """One authenticated socket carrying frames; `send` is thread-safe, `recv` is for one reader.
+
+    `recv` can be interrupted (a `KeyboardInterrupt` raised while it waits) and called again:
+    what was read of a frame is kept, so the channel stays in step.
+
+    `spin`: seconds `recv` polls the socket before it sleeps. Waking a sleeping process on
+    another CPU costs tens of microseconds (more in a VM, where it is an inter-processor
+    interrupt through the hypervisor), several times the rest of a round trip; a side that
+    expects an answer within microseconds polls instead, yielding the CPU between polls so a
+    peer on the same CPU still runs. 0 (the default) never polls.
+    """
+
+    def __init__(self, sock: socket.socket, *, spin: float = 0.0) -> None:
         self._sock = sock
+        self.spin = spin
         self._send_lock = threading.Lock()
         self._closed = False
-        self._rbuf = bytearray()
+        # Bytes read but not yet consumed are `_rbuf[_rpos:_rend]`. The buffer is allocated
+        # once and read into in place: a fresh `recv(n)` per read costs an allocation of `n`
+        # bytes, which for a large `n` is an mmap, its page faults and an munmap every time.
+        self._rbuf = bytearray(_CHUNK)
+        self._rview = memoryview(self._rbuf)
         self._rpos = 0
+        self._rend = 0
+        self._partial: _PartialFrame | None = None
+        self._poller: select.poll | None = None
+        #: the flags of the last frame `recv` read (set even when it could not be unpickled)
+        self.flags = 0
 
     @property
     def socket(self) -> socket.socket:
@@ -101,94 +143,137 @@ class Channel:
     def fileno(self) -> int:
         return self._sock.fileno()
 
-    def send(self, message: Any) -> None:
-        """Pickle and send one message. Raises `ChannelClosed` if the peer is gone."""
-        body, buffers = dumps(message)
-        self.send_raw(body, buffers)
+    # -- sending -----------------------------------------------------------------------------
 
-    def send_raw(self, body: bytes, buffers: list[pickle.PickleBuffer]) -> None:
-        if not buffers:  # the common case: one small write
-            frame = _PREFIX.pack(0, len(body)) + body
-            with self._send_lock:
-                try:
-                    self._sock.sendall(frame)
-                except OSError as exc:
-                    raise ChannelClosed(str(exc)) from exc
-            return
-        views = [b.raw() for b in buffers]
-        header = _PREFIX.pack(len(views), len(body)) + b"".join(
-            _LENGTH.pack(v.nbytes) for v in views
-        )
-        parts: list[bytes | memoryview] = [header, body, *views]
+    def send(self, message: Any, flags: int = 0) -> None:
+        """Pickle and send one message. Raises `ChannelClosed` if the peer is gone, and the
+        pickling error (having written nothing) if the message cannot be pickled."""
+        body, buffers = dumps(message)
+        self._write(_frame_parts(body, buffers, flags))
+
+    def _write(self, parts: list[bytes | memoryview]) -> None:
         with self._send_lock:
             try:
-                _sendall_parts(self._sock, parts)
+                if len(parts) == 1:  # the common case: one small frame
+                    self._sock.sendall(parts[0])
+                elif all(type(part) is bytes for part in parts):
+                    self._sock.sendall(b"".join(parts))
+                else:
+                    _sendall_parts(self._sock, parts)
             except OSError as exc:
                 raise ChannelClosed(str(exc)) from exc
 
+    # -- receiving ---------------------------------------------------------------------------
+
     def recv(self) -> Any:
-        """Block until one whole message arrives and return it. Raises `ChannelClosed` at EOF."""
-        self._fill(_PREFIX.size)
-        n_buffers, body_len = _PREFIX.unpack_from(self._rbuf, self._rpos)
-        self._rpos += _PREFIX.size
-        if n_buffers > _MAX_BUFFERS:
-            raise ChannelClosed(f"corrupt frame: {n_buffers} buffers")
-        lengths: tuple[int, ...] = ()
-        if n_buffers:
-            self._fill(_LENGTH.size * n_buffers)
-            lengths = struct.unpack_from(f"!{n_buffers}Q", self._rbuf, self._rpos)
-            self._rpos += _LENGTH.size * n_buffers
-        body = self._take(body_len)
-        buffers = [self._take(n) for n in lengths]
-        try:
-            return loads(body, buffers)
-        except Exception as exc:
-            raise UndecodableMessage(f"{type(exc).__name__}: {exc}") from exc
+        """Block until one whole message arrives and return it. Raises `ChannelClosed` at EOF,
+        `UndecodableMessage` for a whole frame that cannot be unpickled."""
+        frame = self._partial
+        if frame is None:
+            if self._rend - self._rpos < _PREFIX_SIZE:
+                self._fill(_PREFIX_SIZE)
+            word, body_len = _PREFIX.unpack_from(self._rbuf, self._rpos)
+            self.flags = word >> 24
+            n_buffers = word & _BUFFERS_MASK
+            if not n_buffers and body_len <= len(self._rbuf) - _PREFIX_SIZE:
+                # The common case: unpickle straight from the read buffer (no copy).
+                if self._rend - self._rpos < _PREFIX_SIZE + body_len:
+                    self._fill(_PREFIX_SIZE + body_len)
+                start = self._rpos + _PREFIX_SIZE
+                self._rpos = end = start + body_len
+                return _decode(self._rview[start:end], [])
+            frame = self._partial = self._read_header(n_buffers, body_len)
+        while len(frame.parts) < len(frame.sizes):
+            frame.parts.append(self._read_part(frame, frame.sizes[len(frame.parts)]))
+        self._partial = None
+        self.flags = frame.flags
+        body, *buffers = frame.parts
+        return _decode(body, buffers)
 
     def pending(self) -> bool:
         """Whether bytes of a next message are already buffered (more work is waiting)."""
-        return self._rpos < len(self._rbuf)
+        return self._rpos < self._rend
+
+    def _read_header(self, n_buffers: int, body_len: int) -> _PartialFrame:
+        if n_buffers > _MAX_BUFFERS:
+            raise ChannelClosed(f"corrupt frame: {n_buffers} buffers")
+        size = _PREFIX.size + _LENGTH.size * n_buffers
+        self._fill(size)  # nothing is consumed until the whole header is here
+        lengths = struct.unpack_from(f"!{n_buffers}Q", self._rbuf, self._rpos + _PREFIX.size)
+        self._rpos += size
+        return _PartialFrame(self.flags, [body_len, *lengths])
 
     def _fill(self, need: int) -> None:
-        """Make at least `need` bytes available in the read buffer (reading in large chunks,
-        so a burst of small messages costs one system call, not three per message)."""
-        if len(self._rbuf) - self._rpos >= need:
+        """Make at least `need` bytes available from `_rpos` (reading as much as the socket
+        has, so a burst of small messages costs one system call, not one per message)."""
+        if self._rend - self._rpos >= need:
             return
-        if self._rpos:
-            del self._rbuf[: self._rpos]
-            self._rpos = 0
-        while len(self._rbuf) < need:
-            try:
-                chunk = self._sock.recv(max(_CHUNK, need - len(self._rbuf)))
-            except OSError as exc:
-                raise ChannelClosed(str(exc)) from exc
-            if not chunk:
-                raise ChannelClosed("peer closed the channel")
-            self._rbuf += chunk
+        if self._rpos == self._rend:
+            self._rpos = self._rend = 0
+        elif self._rpos:  # move the unread tail to the front
+            tail = self._rend - self._rpos
+            self._rview[:tail] = self._rview[self._rpos : self._rend]  # (a memmove)
+            self._rpos, self._rend = 0, tail
+        if need > len(self._rbuf):
+            grown = bytearray(need)
+            grown[: self._rend] = self._rview[: self._rend]
+            self._rview.release()
+            self._rbuf, self._rview = grown, memoryview(grown)
+        view = self._rview
+        while self._rend < need:
+            self._rend += self._recv_into(view[self._rend :])
 
-    def _take(self, n: int) -> bytearray:
-        """The next `n` bytes. Large ones are read straight into their own buffer (one copy)."""
-        available = len(self._rbuf) - self._rpos
-        if n <= available or n <= _CHUNK:
-            self._fill(n)
-            out = self._rbuf[self._rpos : self._rpos + n]
-            self._rpos += n
-            return out
-        out = bytearray(n)
-        view = memoryview(out)
-        view[:available] = self._rbuf[self._rpos :]
-        self._rbuf.clear()
-        self._rpos = 0
-        got = available
-        while got < n:
-            try:
-                k = self._sock.recv_into(view[got:], n - got)
-            except OSError as exc:
-                raise ChannelClosed(str(exc)) from exc
-            if k == 0:
-                raise ChannelClosed("peer closed the channel")
-            got += k
+    def _read_part(self, frame: _PartialFrame, n: int) -> bytearray:
+        """The next `n` bytes, as a buffer of their own. Large ones are read straight into it
+        (one copy), keeping their progress in `frame` so an interrupted read can resume."""
+        if frame.into is None:
+            available = self._rend - self._rpos
+            if n <= available or n <= _CHUNK:
+                self._fill(n)
+                out = self._rbuf[self._rpos : self._rpos + n]
+                self._rpos += n
+                return out
+            frame.into = bytearray(n)
+            frame.into[:available] = self._rview[self._rpos : self._rend]
+            frame.got = available
+            self._rpos = self._rend = 0
+        out = frame.into
+        with memoryview(out) as view:
+            while frame.got < n:
+                frame.got += self._recv_into(view[frame.got :])
+        frame.into = None
         return out
+
+    def _recv_into(self, view: memoryview) -> int:
+        if self.spin:
+            got = self._poll_into(view, time.perf_counter() + self.spin)
+            if got:
+                return got
+        try:
+            got = self._sock.recv_into(view)
+        except OSError as exc:
+            raise ChannelClosed(str(exc)) from exc
+        if not got:
+            raise ChannelClosed("peer closed the channel")
+        return got
+
+    def _poll_into(self, view: memoryview, deadline: float) -> int:
+        """Read what has arrived, polling until `deadline`; 0 if nothing came by then."""
+        if self._poller is None:
+            self._poller = select.poll()
+            self._poller.register(self._sock, select.POLLIN)
+        poll = self._poller.poll
+        while not poll(0):  # (cheaper than a failing non-blocking read: no exception)
+            if time.perf_counter() > deadline:
+                return 0
+            os.sched_yield()
+        try:
+            got = self._sock.recv_into(view)
+        except OSError as exc:
+            raise ChannelClosed(str(exc)) from exc
+        if not got:
+            raise ChannelClosed("peer closed the channel")
+        return got
 
     def close(self) -> None:
         if self._closed:
@@ -199,6 +284,25 @@ class Channel:
         except OSError:
             pass
         self._sock.close()
+
+
+def _decode(body: bytes | bytearray | memoryview, buffers: list[bytearray]) -> Any:
+    try:
+        return loads(body, buffers)
+    except Exception as exc:
+        raise UndecodableMessage(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _frame_parts(
+    body: bytes, buffers: list[pickle.PickleBuffer], flags: int = 0
+) -> list[bytes | memoryview]:
+    if not buffers:
+        return [_PREFIX.pack(flags << 24, len(body)) + body]
+    views = [b.raw() for b in buffers]
+    header = _PREFIX.pack(flags << 24 | len(views), len(body)) + b"".join(
+        _LENGTH.pack(v.nbytes) for v in views
+    )
+    return [header, body, *views]
 
 
 def _sendall_parts(sock: socket.socket, parts: list[bytes | memoryview]) -> None:

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import hmac
 import pickle
+import signal
 import socket
 import struct
+import sys
 import threading
+import time
+import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -18,9 +22,11 @@ import numpy as np
 import pytest
 
 from sieve_jupyter.runtime.protocol import (
+    DIRECT_CALL,
     AuthenticationError,
     Channel,
     ChannelClosed,
+    UndecodableMessage,
     authenticate_client,
     authenticate_server,
     dumps,
@@ -218,6 +224,99 @@ def test_lambdas_fall_back_to_cloudpickle(pair: tuple[Channel, Channel]) -> None
     sender.send(("load", lambda x: x + offset))
     _, fn = receiver.recv()
     assert fn(4) == 7
+
+
+class _Interrupted(Exception):
+    pass
+
+
+@pytest.mark.parametrize("size", [1000, 3 * 1024 * 1024], ids=["in-buffer", "out-of-band"])
+def test_an_interrupted_recv_resumes_where_it_stopped(size: int) -> None:
+    # A frame arrives in two pieces; the reader is interrupted (as by the notebook's stop
+    # button) while it waits for the second. Called again, it must return the whole message:
+    # what it had read is kept, so the channel stays in step. A direct call's waiting thread
+    # is interrupted this way.
+    left, right = socket.socketpair()
+    message = ("result", "job-1", pickle.PickleBuffer(bytearray(b"x" * size)), 1.0, 2.0)
+    body, buffers = dumps(message)
+    views = [b.raw() for b in buffers]
+    lengths = b"".join(struct.pack("!Q", v.nbytes) for v in views)
+    frame = PREFIX.pack(len(views), len(body)) + lengths + body + b"".join(map(bytes, views))
+    half = len(frame) // 2
+    second_half = threading.Event()
+
+    def write() -> None:
+        left.sendall(frame[:half])
+        second_half.wait(30)
+        left.sendall(frame[half:])
+
+    def handler(signum: int, frame: Any) -> None:
+        raise _Interrupted()
+
+    main = threading.get_ident()
+    previous = signal.signal(signal.SIGUSR2, handler)
+    receiver = Channel(right)
+    writer, outcome = in_thread(write)
+    try:
+        # the interrupt comes once the reader is waiting for the rest of the frame
+        timer = threading.Timer(0.3, signal.pthread_kill, (main, signal.SIGUSR2))
+        timer.start()
+        with pytest.raises(_Interrupted):
+            receiver.recv()
+        timer.join()
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    second_half.set()
+    kind, job, data, *_ = receiver.recv()
+    assert (kind, job) == ("result", "job-1") and bytes(data) == b"x" * size
+    joined(writer, outcome)
+    Channel(left).send("next")
+    assert receiver.recv() == "next"  # still in step
+    left.close()
+    receiver.close()
+
+
+def test_frame_flags_arrive_with_their_message_even_when_it_cannot_be_unpickled(
+    pair: tuple[Channel, Channel],
+) -> None:
+    sender, receiver = pair
+    sender.send(("call", "job-1", (1,), {}), DIRECT_CALL)
+    sender.send(("call", "job-2", (2,), {}))
+    assert receiver.recv()[1] == "job-1" and receiver.flags == DIRECT_CALL
+    assert receiver.recv()[1] == "job-2" and receiver.flags == 0
+    # a frame whose pickle refers to a module the reader lacks: the flags are still known
+    module = types.ModuleType("gone_by_the_time_it_is_read")
+    exec("class Thing:\n    pass", module.__dict__)  # noqa: S102
+    sys.modules[module.__name__] = module
+    try:
+        sender.send(("call", "job-3", (module.Thing(),), {}), DIRECT_CALL)
+    finally:
+        del sys.modules[module.__name__]
+    sender.send(("call", "job-4", (4,), {}))
+    with pytest.raises(UndecodableMessage, match="gone_by_the_time_it_is_read"):
+        receiver.recv()
+    assert receiver.flags == DIRECT_CALL
+    assert receiver.recv()[1] == "job-4" and receiver.flags == 0  # still in step
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.001, 0.05], ids=["ready", "while-polling", "after"])
+def test_a_polling_channel_receives_whenever_the_message_comes(
+    pair: tuple[Channel, Channel], delay: float
+) -> None:
+    # spin=2 ms: a message within it is read while polling, a later one after falling asleep
+    sender, receiver = pair
+    receiver.spin = 0.002
+
+    def send_later() -> None:
+        time.sleep(delay)
+        sender.send(("result", "job-1", 42))
+
+    thread, outcome = in_thread(send_later)
+    assert receiver.recv() == ("result", "job-1", 42)
+    joined(thread, outcome)
+    sender.close()
+    with pytest.raises(ChannelClosed):  # a peer that leaves while we poll is noticed too
+        receiver.recv()
 
 
 # -- authentication -----------------------------------------------------------------------------
