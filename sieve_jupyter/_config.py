@@ -38,6 +38,10 @@ class Config:
     start_timeout: float = 120.0
     #: finished jobs remembered for `%sieve jobs` and the side panel
     job_history: int = 10_000
+    #: microseconds a waiting side polls before it sleeps: a `.run()` waiting for a quick
+    #: answer, and an idle worker for its next call. Polling spares the cost of waking a
+    #: sleeping process (tens of microseconds); 0 never polls (takes effect for new workers)
+    busy_poll_us: int = 100
     #: Docker backend: base image override (None: chosen from the spec)
     docker_base_image: str | None = None
     #: Docker backend: network mode of worker containers ("bridge", "none", "host"); bridge by
@@ -77,6 +81,15 @@ class Config:
         if not isinstance(self.job_history, int) or self.job_history < 1:
             raise ConfigurationError(
                 f"job_history: must be a positive integer, got {self.job_history!r}."
+            )
+        if (
+            not isinstance(self.busy_poll_us, int)
+            or isinstance(self.busy_poll_us, bool)
+            or not 0 <= self.busy_poll_us <= 10_000
+        ):
+            raise ConfigurationError(
+                f"busy_poll_us: must be an integer from 0 to 10000 microseconds, got "
+                f"{self.busy_poll_us!r}. Fix: sieve.configure(busy_poll_us=0) to never poll."
             )
 
 

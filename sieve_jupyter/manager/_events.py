@@ -31,7 +31,9 @@ class EventBus:
 
     def __init__(self) -> None:
         self._subscribers: tuple[tuple[Callable[[Event], None], frozenset[str] | None], ...] = ()
-        self._wanted: frozenset[str] | None = frozenset()  # None: every kind
+        #: the kinds someone listens for (None: every kind); read it instead of calling `wants`
+        #: where every instruction counts
+        self.wanted: frozenset[str] | None = frozenset()
         self._lock = threading.Lock()
 
     def __bool__(self) -> bool:
@@ -39,7 +41,7 @@ class EventBus:
 
     def wants(self, kind: str) -> bool:
         """Whether anyone listens for `kind` (so publishers can skip building the event)."""
-        wanted = self._wanted
+        wanted = self.wanted
         return wanted is None or kind in wanted
 
     def subscribe(
@@ -63,10 +65,10 @@ class EventBus:
         wanted: set[str] = set()
         for _, kinds in self._subscribers:
             if kinds is None:
-                self._wanted = None
+                self.wanted = None
                 return
             wanted |= kinds
-        self._wanted = frozenset(wanted)
+        self.wanted = frozenset(wanted)
 
     def emit(self, kind: str, data: dict[str, Any]) -> None:
         event = Event(kind, data)

@@ -11,7 +11,7 @@ import concurrent.futures
 import enum
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import _base
 from typing import Any
 
@@ -47,6 +47,18 @@ class JobFuture(concurrent.futures.Future[Any]):
         context: opaque slot for the notebook layer (which cell started the job).
     """
 
+    # Attributes most jobs never change start out as class-level defaults (a `.run()` of a
+    # quick function creates thousands of these per second).
+    logs: Sequence[tuple[str, str]] = ()  # a list once there is something to hold
+    outputs: Sequence[Any] = ()
+    streaming: bool = False
+    progress: tuple[float | None, str] | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    worker_id: str | None = None
+    context: Any = None
+    _outputs_changed: threading.Condition | None = None
+
     def __init__(
         self,
         job_id: str,
@@ -63,20 +75,15 @@ class JobFuture(concurrent.futures.Future[Any]):
         self.function = function
         self.args = args
         self.kwargs = kwargs
-        self.streaming = streaming
-        self.logs: list[tuple[str, str]] = []
-        self.outputs: list[Any] = []
-        self.progress: tuple[float | None, str] | None = None
         self.submitted_at = time.time()
-        self.started_at: float | None = None
-        self.finished_at: float | None = None
-        self.worker_id: str | None = None
-        self.context: Any = None
         self._canceller = canceller
         self._on_cancelled = on_cancelled
-        # Streamed outputs get their own condition: Future.result(timeout) treats any notify of
-        # the future's condition as "done", so it must only be notified when the job ends.
-        self._outputs_changed = threading.Condition() if streaming else None
+        if streaming:
+            self.streaming = True
+            # Streamed outputs get their own condition: Future.result(timeout) treats any
+            # notify of the future's condition as "done", so it must only be notified when the
+            # job ends.
+            self._outputs_changed = threading.Condition()
 
     # -- status ------------------------------------------------------------------------------
 
@@ -160,7 +167,8 @@ class JobFuture(concurrent.futures.Future[Any]):
     # -- transitions driven by the worker pool -----------------------------------------------
 
     def _set_started(self, worker_id: str | None) -> bool:
-        if not self.set_running_or_notify_cancel():
+        """Mark the job running; False if it was cancelled or has already ended."""
+        if self._state != _base.PENDING or not self.set_running_or_notify_cancel():
             return False
         self.started_at = time.time()
         self.worker_id = worker_id
@@ -183,17 +191,31 @@ class JobFuture(concurrent.futures.Future[Any]):
 
     def _release_arguments(self) -> None:
         # A finished job stays in the history for `%sieve jobs`; its arguments (perhaps large
-        # arrays) are only needed to (re)send the call, so they are not kept alive with it.
+        # arrays) are only needed to (re)send the call, and the hooks to cancel it not at all,
+        # so they are not kept alive with it (thousands of finished jobs are).
         self.args = ()
         self.kwargs = {}
+        self._canceller = None
+
+    def _add_log(self, stream: str, text: str) -> None:
+        logs = self.logs
+        if not isinstance(logs, list):
+            logs = self.logs = []
+        logs.append((stream, text))
 
     def _add_output(self, item: Any) -> None:
         if self._outputs_changed is None:
-            self.outputs.append(item)
+            self._append_output(item)
             return
         with self._outputs_changed:
-            self.outputs.append(item)
+            self._append_output(item)
             self._outputs_changed.notify_all()
+
+    def _append_output(self, item: Any) -> None:
+        outputs = self.outputs
+        if not isinstance(outputs, list):
+            outputs = self.outputs = []
+        outputs.append(item)
 
     def _wake_streams(self) -> None:
         if self._outputs_changed is not None:
@@ -228,6 +250,11 @@ class JobFuture(concurrent.futures.Future[Any]):
         exception = self.exception()
         if exception is not None:
             raise exception
+
+    def result(self, timeout: float | None = None) -> Any:
+        if self._state == _base.FINISHED and self._exception is None:
+            return self._result  # (final once set: no need for the lock)
+        return super().result(timeout)
 
     def __await__(self) -> Any:
         return self._wait_async().__await__()

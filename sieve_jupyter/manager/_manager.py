@@ -30,6 +30,7 @@ from sieve_jupyter._errors import (
     SieveWarning,
 )
 from sieve_jupyter.backends import Backend, GpuAssignment, create_backend
+from sieve_jupyter.manager._direct import call_direct
 from sieve_jupyter.manager._events import EventBus
 from sieve_jupyter.manager._jobs import JobFuture
 from sieve_jupyter.manager._pool import WorkerPool
@@ -242,6 +243,34 @@ class Manager:
         self, target: str | FunctionRecord, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> JobFuture:
         """Queue one call; returns its future at once (workers start in the background)."""
+        pool, future = self._new_job(target, args, kwargs)
+        self._accept(future)
+        pool.submit(future)
+        return future
+
+    def run(
+        self, target: str | FunctionRecord, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> JobFuture:
+        """Start one call for a caller that will wait for it (`.run()`); returns its future.
+
+        When a worker is idle, this thread writes the call and reads the outcome itself
+        (`_direct.py`), so the returned future is usually done already; otherwise the job is
+        queued as by `submit`. An interrupt while waiting cancels the job.
+        """
+        pool, future = self._new_job(target, args, kwargs)
+        try:
+            if call_direct(pool, future, self._accept):
+                return future
+        except BaseException:
+            future.cancel()
+            raise
+        self._accept(future)
+        pool.submit(future)
+        return future
+
+    def _new_job(
+        self, target: str | FunctionRecord, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[WorkerPool, JobFuture]:
         record = target if isinstance(target, FunctionRecord) else self.record(target)
         if not record.checked:
             self._preflight(record)
@@ -264,12 +293,14 @@ class Manager:
         )
         for hook in self.submit_hooks:
             hook(future)
+        return pool, future
+
+    def _accept(self, future: JobFuture) -> None:
+        """Enter a new job in the history and announce it (before it can start: published
+        after, "queued" could arrive after "processing" or even "finished" and leave a
+        listener with a stale state; a direct call announces it before writing the call)."""
         self._remember(future)
-        # "queued" goes out before the pool can start the job: published after, it could
-        # arrive after "processing" or even "finished" and leave a listener with a stale state.
         self.publish_job(future)
-        pool.submit(future)
-        return future
 
     def _preflight(self, record: FunctionRecord) -> None:
         """Checks that must pass before any worker starts: env values, backend support, GPUs."""
@@ -312,7 +343,9 @@ class Manager:
             jobs[future.job_id] = future
             limit = self.config.job_history
             # Forget the oldest finished jobs beyond the limit (amortised O(1) per job); an old
-            # job still running keeps its place, and the ones after it, until it ends.
+            # job still running keeps its place, and the ones after it, until it ends. One job
+            # in, one out, rather than in batches: freeing as fast as allocating keeps the
+            # garbage collector's young generation from filling (batches tripled its runs).
             while len(jobs) > limit:
                 oldest = next(iter(jobs.values()))
                 if not oldest.done():
@@ -455,7 +488,8 @@ class Manager:
             self.events.emit("function", record.describe())
 
     def publish_job(self, future: JobFuture) -> None:
-        if self.events.wants("job"):
+        wanted = self.events.wanted
+        if wanted is None or "job" in wanted:
             self.events.emit("job", future.snapshot())
 
     def publish_output(self, future: JobFuture) -> None:

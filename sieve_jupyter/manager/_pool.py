@@ -38,6 +38,8 @@ __all__ = ["WorkerPool"]
 #: (job id, value, exception, cancelled, (started, finished) or None) of a job a worker is done with
 _Outcome = tuple[str, Any, "BaseException | None", bool, "tuple[float, float] | None"]
 
+_READY = WorkerState.READY
+
 #: how long the sender lets calls for a busy worker pile up before writing them
 _GATHER_SECONDS = 0.0002
 #: most calls in flight per worker (for very fast calls)
@@ -101,7 +103,15 @@ class WorkerPool:
             "kind": self.spec.kind,
             "restart_on_error": self.spec.restart_on_error,
             "sources": self.record.sources,
+            "busy_poll": self.manager.config.busy_poll_us / 1e6,
         }
+
+    def reply_poll_seconds(self) -> float:
+        """How long a direct call polls for its outcome before sleeping: the configured time,
+        unless calls of this function usually take longer than that anyway."""
+        budget = self.manager.config.busy_poll_us / 1e6
+        average = self._average_seconds
+        return budget if average is None or average < budget else 0.0
 
     # -- submitting --------------------------------------------------------------------------
 
@@ -231,12 +241,52 @@ class WorkerPool:
             except Exception as exc:  # noqa: BLE001
                 with self._lock:
                     worker.inflight.pop(future.job_id, None)
-                error = TypeError(
-                    f"job {future.job_id}: its arguments cannot be sent to the worker "
-                    f"({type(exc).__name__}: {exc}). Fix: pass picklable values."
-                )
-                error.__cause__ = exc
-                self._finish(future, exception=error)
+                self.fail_unsendable(future, exc)
+
+    def fail_unsendable(self, future: JobFuture, exc: Exception) -> None:
+        """Fail a job whose arguments could not be pickled (nothing of it was written)."""
+        error = TypeError(
+            f"job {future.job_id}: its arguments cannot be sent to the worker "
+            f"({type(exc).__name__}: {exc}). Fix: pass picklable values."
+        )
+        error.__cause__ = exc
+        self._finish(future, exception=error)
+
+    # -- direct calls (see _direct.py) -------------------------------------------------------
+
+    def claim_idle_worker(self, future: JobFuture) -> WorkerConnection | None:
+        """A worker with nothing to do, for a direct call of `future`; None if there is none.
+
+        On success the worker's lane and send lock are held by the calling thread (it writes
+        the call, then releases the send lock) and `future` is the worker's running job.
+        """
+        if self.queue:
+            return None
+        for worker in tuple(self.workers.values()):
+            if worker.state is not _READY or worker.inflight or not worker.lane.acquire(False):
+                continue
+            if worker.send_lock.acquire(False):  # taken before the pool lock, as in _flush
+                with self._lock:
+                    if (worker.state is _READY and not worker.inflight and not worker.outbox
+                            and not self.queue):
+                        worker.inflight[future.job_id] = future
+                        worker.running_job = worker.direct_job = future.job_id
+                        return worker
+                worker.send_lock.release()
+            worker.lane.release()
+        return None
+
+    def unclaim(self, worker: WorkerConnection, future: JobFuture, *, requeue: bool) -> None:
+        """Undo `claim_idle_worker` for a call that was not written. With `requeue` the job
+        stays among the worker's in-flight jobs, not running, so the reader of a worker that
+        is going away puts it back in the queue; otherwise it is dropped (it failed)."""
+        with self._lock:
+            if worker.running_job == future.job_id:
+                worker.running_job = None
+            worker.direct_job = None
+            if not requeue:
+                worker.inflight.pop(future.job_id, None)
+        worker.lane.release()
 
     def _send_loop(self) -> None:
         while True:
@@ -332,7 +382,7 @@ class WorkerPool:
         elif kind == "multi":
             items = message[1]
             if all(item[0] == "result" for item in items):  # a burst of fast calls
-                self._jobs_done(
+                self.jobs_done(
                     worker, [(m[1], m[2], None, False, (m[3], m[4])) for m in items]
                 )
             else:
@@ -378,17 +428,22 @@ class WorkerPool:
             worker.exit_expected = True
             self._worker_failed_to_start(worker, error)
         elif kind == "undecodable":
-            self._calls_undecodable(worker, message[1])
+            self._calls_undecodable(worker, message[1], direct=message[2])
         elif kind == "ucall":
             self.manager.upstream_call(worker, *message[1:])
         elif kind in ("swapped", "swap_failed"):
             self.record.on_swapped(worker, message)
 
-    def _calls_undecodable(self, worker: WorkerConnection, info: dict[str, Any]) -> None:
+    def _calls_undecodable(
+        self, worker: WorkerConnection, info: dict[str, Any], *, direct: bool
+    ) -> None:
         """The worker could not unpickle a frame of calls (a type it cannot import): those
         jobs fail with the reason; the worker and its warm state carry on."""
         with self._lock:
-            job_ids = worker.oldest_unfinished_frame()
+            if direct:
+                job_ids = [worker.direct_job] if worker.direct_job is not None else []
+            else:
+                job_ids = worker.oldest_unfinished_frame()
         cause = rebuild_exception(info)
         for job_id in job_ids:
             error = TypeError(
@@ -425,9 +480,9 @@ class WorkerPool:
         cancelled: bool = False,
         times: tuple[float, float] | None = None,
     ) -> None:
-        self._jobs_done(worker, [(job_id, value, exception, cancelled, times)])
+        self.jobs_done(worker, [(job_id, value, exception, cancelled, times)])
 
-    def _jobs_done(self, worker: WorkerConnection, outcomes: list[_Outcome]) -> None:
+    def jobs_done(self, worker: WorkerConnection, outcomes: list[_Outcome]) -> None:
         """Finish jobs the worker is done with (one lock round for a whole batch of results),
         then mark the next call running and hand the worker more."""
         finished: list[tuple[JobFuture, _Outcome]] = []
@@ -442,18 +497,50 @@ class WorkerPool:
                 if future is not None and not outcome[3]:
                     finished.append((future, outcome))
             self._average_seconds = average
-            started = self._mark_head_running(worker)
-            if worker.state == WorkerState.READY and self.queue:
-                inline = self._assign()
-                if inline is not None and self._sender_waiting:
-                    self._wake.notify()  # readers never write calls themselves
-            retire_now = self._retiring and not self.queue and not self._busy()
+            if worker.direct_job is not None and worker.direct_job not in worker.inflight:
+                worker.direct_job = None
+            started, retire_now = self._hand_on(worker)
         for future, (_, value, exception, _, times) in finished:
             if times is not None:
                 if future._state == "PENDING":
                     future._set_started(worker.worker_id)
                 future.started_at = times[0]  # the worker's own clock reading
             self._finish(future, value=value, exception=exception)
+        self._after_done(started, retire_now)
+
+    def finish_direct(
+        self, worker: WorkerConnection, future: JobFuture, value: Any, started_at: float,
+        finished_at: float,
+    ) -> None:
+        """Settle a direct call that came back with a value: `jobs_done` for the common case
+        of one result and nothing queued behind it, with less bookkeeping."""
+        seconds = finished_at - started_at
+        with self._lock:
+            worker.inflight.pop(future.job_id, None)
+            worker.direct_job = None
+            average = self._average_seconds
+            self._average_seconds = seconds if average is None else 0.8 * average + 0.2 * seconds
+            if worker.inflight or self.queue or self._retiring:
+                started, retire_now = self._hand_on(worker)
+            else:
+                worker.running_job = None
+                started, retire_now = None, False
+        future.started_at = started_at  # the worker's own clock reading
+        self._finish(future, value=value)
+        self._after_done(started, retire_now)
+
+    def _hand_on(self, worker: WorkerConnection) -> tuple[JobFuture | None, bool]:
+        """After some of its jobs finished (lock held): mark the worker's next call running,
+        give it more from the queue. Returns the job that started, if any, and whether a
+        retiring pool has nothing left to do."""
+        started = self._mark_head_running(worker)
+        if worker.state == WorkerState.READY and self.queue:
+            inline = self._assign()
+            if inline is not None and self._sender_waiting:
+                self._wake.notify()  # readers never write calls themselves
+        return started, self._retiring and not self.queue and not self._busy()
+
+    def _after_done(self, started: JobFuture | None, retire_now: bool) -> None:
         if started is not None:
             self.manager.publish_job(started)
         if retire_now:
@@ -468,7 +555,7 @@ class WorkerPool:
 
     def _log(self, future: JobFuture | None, stream: str, text: str) -> None:
         if future is not None:
-            future.logs.append((stream, text))
+            future._add_log(stream, text)
         self.manager.publish_log(self, future, stream, text)
 
     def note_protocol_error(self, worker: WorkerConnection, exc: BaseException) -> None:

@@ -1,10 +1,11 @@
 """The kernel's side of one worker: start it, authenticate it, and read what it says.
 
 A `WorkerConnection` owns the worker's private IPC directory, the listening socket the worker
-connects back to, the two channels (data and control), and a reader thread that turns the
-worker's messages into calls on its `WorkerPool`. It never sends on the data channel from the
-reader thread: the pool's sender does, so a worker that is busy writing results can never
-deadlock against a kernel that is busy writing calls.
+connects back to, the three channels (data, control and reply), and a reader thread that turns
+the worker's messages on the data channel into calls on its `WorkerPool`. It never sends on the
+data channel from the reader thread: the pool's sender does, so a worker that is busy writing
+results can never deadlock against a kernel that is busy writing calls. The reply channel has
+no reader thread: whoever holds `lane` (a thread making a direct call) reads it.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ class WorkerConnection:
         self.process: WorkerProcess | None = None
         self.data: Channel | None = None
         self.control: Channel | None = None
+        self.reply: Channel | None = None
+        #: held by the one thread making a direct call to this worker, until its outcome is read
+        self.lane = threading.Lock()
         self.pid: int | None = None
         self.started_at = time.time()
         self.setup_seconds: float | None = None
@@ -69,6 +73,8 @@ class WorkerConnection:
         #: jobs sent to (or queued for) this worker and not finished, in dispatch order
         self.inflight: dict[str, JobFuture] = {}
         self.running_job: str | None = None
+        #: the job of the direct call in progress (see _direct.py), if any
+        self.direct_job: str | None = None
         #: jobs assigned by the pool and waiting to be written to the data channel
         self.outbox: collections.deque[JobFuture] = collections.deque()
         #: job ids of each frame of calls written to the worker, oldest first (trimmed as
@@ -83,7 +89,7 @@ class WorkerConnection:
     # -- startup (runs on a starter thread) --------------------------------------------------
 
     def launch(self, env: dict[str, str], labels: dict[str, str], timeout: float) -> None:
-        """Start the process, accept its two connections and send it the code to load.
+        """Start the process, accept its three connections and send it the code to load.
 
         Raises:
             BackendError: the worker did not connect (its boot log is in the message).
@@ -97,7 +103,7 @@ class WorkerConnection:
         os.chmod(key, 0o600)
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(str(self.ipc_dir / "sock"))
-        listener.listen(2)
+        listener.listen(3)
         self._listener = listener
         launch = WorkerLaunch(
             spec=self.pool.spec,
@@ -121,6 +127,8 @@ class WorkerConnection:
             )
         self.control = self._accept(secret, timeout)
         self.control.recv()  # ("control", worker_id)
+        self.reply = self._accept(secret, timeout)
+        self.reply.recv()  # ("reply", worker_id)
         listener.close()
         self._listener = None
         os.unlink(key)
@@ -226,7 +234,7 @@ class WorkerConnection:
         self.close_channels()
 
     def close_channels(self) -> None:
-        for channel in (self.data, self.control):
+        for channel in (self.data, self.control, self.reply):
             if channel is not None:
                 channel.close()
         if self._listener is not None:

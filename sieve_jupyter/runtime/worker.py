@@ -1,15 +1,23 @@
 """The worker process: load a function or model by value, run `__setup__` once, serve calls.
 
-Started as ``python -m sieve_jupyter.runtime.worker --dir IPC_DIR --worker-id ID``. It opens two
+Started as ``python -m sieve_jupyter.runtime.worker --dir IPC_DIR --worker-id ID``. It opens three
 authenticated connections to ``IPC_DIR/sock``: the *data* connection (the manager sends `load`,
-`call`, `calls`, `swap`, `shutdown`; the worker sends everything it has to say) and the *control*
-connection (the manager sends `cancel` and replies to upstream calls), read by its own thread so a
-cancel reaches a job while the main thread is busy running it.
+`call`, `calls`, `swap`, `shutdown`; the worker sends everything it has to say), the
+*control* connection (the manager sends `cancel` and replies to upstream calls), read by its own
+thread so a cancel reaches a job while the main thread is busy running it, and the *reply*
+connection, which carries only the outcome of a direct call.
+
+A direct call is a `.run()` that found this worker idle: a `call` frame flagged `DIRECT_CALL`,
+whose sender (the kernel thread that called `.run()`) waits on the reply connection itself. A
+plain result goes back there; anything else the job said (printed text, progress, an error) goes
+on the data connection in order, followed by ``moved(job)`` on the reply connection, so printed
+output is never overtaken by the value it came before.
 
 Worker -> manager messages: ``hello``, ``ready(setup_seconds, setup_at)``, ``setup_failed(info)``,
 ``result(job, value, started_at, finished_at)``, ``multi(messages)``, ``output(job, item)``,
 ``error(job, info, restarting)``, ``skipped(job)``, ``cancelled(job)``, ``log(job, stream, text)``,
-``progress(job, fraction, message)``, ``ucall(request, job, name, args, kwargs)``, ``swapped``.
+``progress(job, fraction, message)``, ``ucall(request, job, name, args, kwargs)``, ``swapped``;
+on the reply connection: ``result(...)`` and ``moved(job)``.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import cloudpickle
 from sieve_jupyter.runtime import _context
 from sieve_jupyter.runtime._types import FatalException
 from sieve_jupyter.runtime.protocol import (
+    DIRECT_CALL,
     Channel,
     ChannelClosed,
     UndecodableMessage,
@@ -102,6 +111,8 @@ class _CapturedStream(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
+        if not self._buffer:  # (the common case, checked without the lock)
+            return
         with self._lock:
             if not self._buffer:
                 return
@@ -114,10 +125,15 @@ class _CapturedStream(io.TextIOBase):
 class Worker:
     """Serves one function or model over the data and control channels."""
 
-    def __init__(self, data: Channel, control: Channel, worker_id: str) -> None:
+    def __init__(self, data: Channel, control: Channel, reply: Channel, worker_id: str) -> None:
         self.worker_id = worker_id
         self._data = data
         self._control = control
+        self._reply = reply
+        #: the job whose outcome goes on the reply connection (a direct call), if any
+        self._direct: str | None = None
+        #: something was sent on the data connection while the direct job ran
+        self._spilled = False
         self._lock = threading.Lock()
         self._current: str | None = None
         self._interruptible = False
@@ -138,6 +154,7 @@ class Worker:
         self._writer_waiting = False
         # Whoever drains takes everything queued so far, so frames leave in message order.
         self._drain_lock = threading.Lock()
+        self._streams: tuple[_CapturedStream, ...] = ()
 
     # -- plumbing ----------------------------------------------------------------------------
 
@@ -147,6 +164,8 @@ class Worker:
 
     def send(self, message: Any, *, defer: bool = False) -> None:
         """Send a message to the manager, or leave it for the writer thread when `defer`."""
+        if self._direct is not None:
+            self._spilled = True
         self._out.append(message)
         if not defer:
             self._drain()
@@ -212,9 +231,14 @@ class Worker:
                 self._writer_waiting = False
             self._drain()
 
+    def capture_output(self) -> None:
+        """Send what user code prints to the manager, tagged with the job that printed it."""
+        self._streams = (_CapturedStream(self, "stdout"), _CapturedStream(self, "stderr"))
+        sys.stdout, sys.stderr = self._streams
+
     def _flush_streams(self) -> None:
-        for stream in (sys.stdout, sys.stderr):
-            if isinstance(stream, _CapturedStream):
+        for stream in self._streams:
+            if stream._buffer:
                 stream.flush()
 
     # -- control thread ----------------------------------------------------------------------
@@ -266,10 +290,16 @@ class Worker:
                 return
             except UndecodableMessage as exc:
                 # calls whose arguments cannot be rebuilt here: those jobs fail, we carry on
-                self.send(("undecodable", error_info(exc.__cause__ or exc)))
+                direct = bool(self._data.flags & DIRECT_CALL)
+                self.send(("undecodable", error_info(exc.__cause__ or exc), direct))
+                if direct:  # its caller waits on the reply connection
+                    self._report_direct(("moved", None))
                 continue
             kind = message[0]
             if kind == "call":
+                if self._data.flags & DIRECT_CALL:
+                    self._direct = message[1]
+                    self._spilled = False
                 self._run_call(message[1], message[2], message[3], self._data.pending())
             elif kind == "calls":
                 calls = message[1]
@@ -286,6 +316,8 @@ class Worker:
 
     def _load(self, payload: bytes, options: dict[str, Any]) -> None:
         self._restart_on_error = bool(options.get("restart_on_error", True))
+        # An idle worker polls for its next call a moment before sleeping (see Channel.spin).
+        self._data.spin = float(options.get("busy_poll", 0.0))
         _remember_sources(options.get("sources", {}))
         started = time.perf_counter()
         try:
@@ -328,7 +360,7 @@ class Worker:
         with self._lock:
             if job_id in self._cancelled:
                 self._cancelled.discard(job_id)
-                self.send(("skipped", job_id), defer=more)
+                self._report(job_id, ("skipped", job_id), more)
                 return
             self._current = job_id
         target = self._target
@@ -348,18 +380,43 @@ class Worker:
                 self._interruptible = False
         except _Interrupted:
             self._finish_job()
-            self.send(("cancelled", job_id), defer=more)
+            self._report(job_id, ("cancelled", job_id), more)
             return
         except BaseException as exc:  # noqa: BLE001 - user errors travel to the kernel
             self._finish_job()
             restarting = isinstance(exc, FatalException) or self._restart_on_error
-            self.send(("error", job_id, error_info(exc), restarting))
+            # (sent at once, never left to the writer: the worker may exit right after)
+            self._report(job_id, ("error", job_id, error_info(exc), restarting), False)
             if restarting:
                 # Warm state may be corrupt: this worker ends and the manager starts a fresh one.
                 os._exit(0)
             return
         self._finish_job()
-        self.send(("result", job_id, value, started, time.time()), defer=more)
+        self._report(job_id, ("result", job_id, value, started, time.time()), more)
+
+    def _report(self, job_id: str, outcome: tuple[Any, ...], more: bool) -> None:
+        """Send a job's outcome: on the reply connection for a direct call that said nothing
+        else; otherwise on the data connection, after everything the job sent there."""
+        if job_id != self._direct:
+            self.send(outcome, defer=more)
+            return
+        if outcome[0] == "result" and not self._spilled:
+            try:
+                self._report_direct(outcome)
+                return
+            except ChannelClosed:
+                raise
+            except Exception:  # noqa: BLE001, S110 - unpicklable value: reported on the data
+                pass  # connection, which turns it into the job's error
+        self.send(outcome)
+        self._report_direct(("moved", job_id))
+
+    def _report_direct(self, message: tuple[Any, ...]) -> None:
+        self._direct = None
+        try:
+            self._reply.send(message)
+        except ChannelClosed:
+            os._exit(0)  # the manager is gone
 
     def _finish_job(self) -> None:
         self._flush_streams()
@@ -399,11 +456,12 @@ def main(argv: list[str] | None = None) -> None:
     data.send(("hello", options.worker_id, (info.major, info.minor, info.micro), os.getpid()))
     control = _connect(options.dir / "sock", secret)
     control.send(("control", options.worker_id))
+    reply = _connect(options.dir / "sock", secret)
+    reply.send(("reply", options.worker_id))
 
-    worker = Worker(data, control, options.worker_id)
+    worker = Worker(data, control, reply, options.worker_id)
     _context.set_context(_context.WorkerContext(worker.send, lambda: worker.current_job))
-    sys.stdout = _CapturedStream(worker, "stdout")
-    sys.stderr = _CapturedStream(worker, "stderr")
+    worker.capture_output()
     threading.Thread(target=worker.control_loop, name="sieve-control", daemon=True).start()
     threading.Thread(target=worker.writer_loop, name="sieve-writer", daemon=True).start()
     worker.serve()

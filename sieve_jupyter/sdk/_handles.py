@@ -66,10 +66,10 @@ class FunctionHandle:
         For a generator function, returns an iterator that yields outputs as they arrive.
         Interrupting the wait (the notebook's stop button) cancels the job.
         """
-        future = self.push(*args, **kwargs)
         if self.spec.is_generator:
-            return _cancel_on_interrupt_iter(future)
-        return wait_result(future)
+            return _cancel_on_interrupt_iter(self.push(*args, **kwargs))
+        self._check_arguments(args, kwargs)
+        return wait_result(get_manager().run(self._record, args, kwargs))
 
     def map(
         self, *iterables: Iterable[Any], order_outputs: bool = True,

@@ -84,7 +84,7 @@ def test_logs_are_captured_per_job(backend: str, unique: Unique) -> None:
         return word
 
     futures = [talk.push(w) for w in ("a", "b", "c")]
-    for word, future in zip(("a", "b", "c"), futures):
+    for word, future in zip(("a", "b", "c"), futures, strict=True):
         assert future.result(timeout=30) == word
         assert future.stdout == f"hello {word}\n"
         assert future.stderr == "to stderr\n"

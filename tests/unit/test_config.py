@@ -62,6 +62,9 @@ def test_a_good_value_beside_an_unknown_key_is_not_applied() -> None:
         ({"user": ""}, "user"),
         ({"start_timeout": 0}, "start_timeout"),
         ({"job_history": 0}, "job_history"),
+        ({"busy_poll_us": -1}, "busy_poll_us"),
+        ({"busy_poll_us": 20_000}, "busy_poll_us"),
+        ({"busy_poll_us": 0.5}, "busy_poll_us"),
         # one bad value among good ones: nothing at all is applied
         ({"user": "fine", "workers": 2, "backend": "nope"}, "backend"),
     ],

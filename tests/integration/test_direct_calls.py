@@ -1,0 +1,304 @@
+"""Direct calls: a `.run()` that finds a worker idle writes the call and reads the outcome on
+the calling thread (manager/_direct.py). Real workers throughout; the behaviour-level tests run
+on every backend.
+
+Whether the direct path was taken is observed with a spy on `WorkerPool.finish_direct` (the
+one place a direct result is settled): the point of the path is speed, which tests never time,
+so without the spy a regression to the queued path would pass unnoticed.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support import Unique, wait_for
+
+import sieve_jupyter as sieve
+from sieve_jupyter import WorkerCrashedError
+from sieve_jupyter.manager import JobStatus, get_manager
+from sieve_jupyter.manager._events import Event
+from sieve_jupyter.manager._pool import WorkerPool
+
+
+@pytest.fixture
+def direct_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Job ids of the `.run()` calls that came back on the direct path."""
+    seen: list[str] = []
+    original = WorkerPool.finish_direct
+
+    def spy(self: WorkerPool, worker: Any, future: Any, *rest: Any) -> None:
+        seen.append(future.job_id)
+        original(self, worker, future, *rest)
+
+    monkeypatch.setattr(WorkerPool, "finish_direct", spy)
+    return seen
+
+
+def latest_job() -> Any:
+    return get_manager().jobs(1)[0]
+
+
+def test_run_on_an_idle_worker_is_a_direct_call_and_a_normal_job(
+    backend: str, unique: Unique, direct_calls: list[str]
+) -> None:
+    @sieve.Model(name=unique("counter"), backend=backend)
+    class Counter:
+        def __setup__(self) -> None:
+            self.calls = 0
+
+        def __predict__(self, step: int) -> int:
+            self.calls += step
+            return self.calls
+
+    assert Counter.run(1) == 1  # the first call waits for the worker to start: queued
+    events: list[Event] = []
+    unsubscribe = get_manager().events.subscribe(events.append, {"job"})
+    try:
+        assert [Counter.run(2) for _ in range(3)] == [3, 5, 7]
+    finally:
+        unsubscribe()
+    assert len(direct_calls) == 3
+    for job_id in direct_calls:
+        job = get_manager().job(job_id)
+        assert job.status is JobStatus.FINISHED and job.result() in (3, 5, 7)
+        assert job.worker_id is not None and job.started_at is not None
+        assert job.finished_at is not None and job.duration is not None
+        seen = [e.data["status"] for e in events if e.data["job_id"] == job_id]
+        assert seen == ["queued", "processing", "finished"]  # in order, each once
+
+
+def test_printed_output_is_complete_when_run_returns(
+    backend: str, unique: Unique, direct_calls: list[str]
+) -> None:
+    @sieve.function(name=unique("chatty"), backend=backend)
+    def chatty(n: int) -> int:
+        for i in range(n):
+            print(f"line {i}")
+        print("to stderr", file=sys.stderr)
+        return n
+
+    chatty.run(0)
+    for n in (1, 3):
+        assert chatty.run(n) == n
+        job = latest_job()  # read at once: no waiting for the output to trickle in
+        assert job.stdout == "".join(f"line {i}\n" for i in range(n))
+        assert job.stderr == "to stderr\n"
+    assert chatty.run(0) == 0  # nothing printed but stderr: still complete
+    assert latest_job().stderr == "to stderr\n"
+
+
+def test_a_worker_dying_during_a_direct_call_fails_only_that_call(
+    backend: str, unique: Unique, direct_calls: list[str]
+) -> None:
+    @sieve.Model(name=unique("fragile"), backend=backend)
+    class Fragile:
+        def __setup__(self) -> None:
+            self.token = os.urandom(8).hex()  # (pids repeat across containers)
+
+        def __predict__(self, die: bool) -> str:
+            if die:
+                os._exit(7)
+            return self.token
+
+    first = Fragile.run(False)
+    with pytest.raises(WorkerCrashedError, match="exit code 7"):
+        Fragile.run(True)
+    assert latest_job().status is JobStatus.ERROR
+    replacement = Fragile.run(False)  # a fresh worker; the lane of the dead one is gone
+    assert replacement != first
+    wait_for(lambda: Fragile.workers[0]["inflight"] == 0)
+    before = len(direct_calls)
+    assert Fragile.run(False) == replacement
+    assert len(direct_calls) == before + 1
+
+
+@pytest.mark.parametrize("restart_on_error", [False, True])
+def test_an_error_in_a_direct_call_keeps_its_type_and_the_restart_policy(
+    unique: Unique, restart_on_error: bool
+) -> None:
+    @sieve.Model(name=unique("picky"), restart_on_error=restart_on_error)
+    class Picky:
+        def __setup__(self) -> None:
+            self.setup_pid = os.getpid()
+            self.calls = 0
+
+        def __predict__(self, value: int) -> tuple[int, int]:
+            self.calls += 1
+            if value < 0:
+                raise ValueError(f"negative: {value}")
+            return self.setup_pid, self.calls
+
+    pid, _ = Picky.run(1)
+    with pytest.raises(ValueError, match="negative: -1") as info:
+        Picky.run(-1)
+    assert "raise ValueError" in info.value.remote_traceback  # type: ignore[attr-defined]
+    after_pid, calls = Picky.run(1)
+    if restart_on_error:
+        assert (after_pid, calls) != (pid, 3)  # a new worker ran __setup__ again
+        assert calls == 1
+    else:
+        assert (after_pid, calls) == (pid, 3)  # the warm state survived the error
+
+
+def test_interrupting_a_direct_call_cancels_it_and_keeps_the_warm_worker(
+    unique: Unique, direct_calls: list[str]
+) -> None:
+    @sieve.Model(name=unique("sleeper"))
+    class Sleeper:
+        def __setup__(self) -> None:
+            self.setups = 1
+            self.pid = os.getpid()
+
+        def __predict__(self, seconds: float) -> tuple[int, int]:
+            time.sleep(seconds)
+            return self.pid, self.setups
+
+    pid, _ = Sleeper.run(0)
+    wait_for(lambda: Sleeper.workers[0]["inflight"] == 0)
+    # The notebook's stop button is a SIGINT to the kernel: here, to this process.
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        Sleeper.run(60)
+    assert time.monotonic() - started < 30  # (a bound on a hang, not a speed requirement)
+    timer.join()
+    cancelled = latest_job()
+    assert cancelled.status is JobStatus.CANCELLED
+    # The worker was interrupted, not replaced, and its lane was handed back.
+    wait_for(lambda: Sleeper.workers[0]["inflight"] == 0)
+    before = len(direct_calls)
+    assert Sleeper.run(0) == (pid, 1)
+    assert len(direct_calls) == before + 1
+
+
+def test_many_threads_calling_run_on_one_worker_all_get_their_own_results(
+    unique: Unique, direct_calls: list[str]
+) -> None:
+    @sieve.function(name=unique("square"))
+    def square(x: int) -> int:
+        return x * x
+
+    square.run(0)
+    results: dict[int, list[int]] = {}
+    pushed = [square.push(x) for x in range(100)]  # pushes in flight alongside the runs
+
+    def caller(base: int) -> None:
+        results[base] = [square.run(base + i) for i in range(150)]
+
+    threads = [threading.Thread(target=caller, args=(k * 1000,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not any(t.is_alive() for t in threads), "a .run() never returned"
+    for base, values in results.items():
+        assert values == [(base + i) ** 2 for i in range(150)]
+    assert [f.result(timeout=60) for f in pushed] == [x * x for x in range(100)]
+    assert direct_calls, "no .run() found the worker idle"
+
+
+def test_argument_the_worker_cannot_rebuild_fails_that_run_only(
+    unique: Unique, monkeypatch: pytest.MonkeyPatch, direct_calls: list[str]
+) -> None:
+    module = types.ModuleType("only_in_this_kernel")
+    exec("class Thing:\n    pass", module.__dict__)  # noqa: S102
+    monkeypatch.setitem(sys.modules, "only_in_this_kernel", module)
+
+    @sieve.function(name=unique("pid-of"))
+    def pid_of(value: Any) -> int:
+        return os.getpid()
+
+    pid = pid_of.run(1)
+    wait_for(lambda: pid_of.workers[0]["inflight"] == 0)
+    with pytest.raises(TypeError, match="cannot be rebuilt in the worker") as info:
+        pid_of.run(module.Thing())
+    assert "only_in_this_kernel" in str(info.value)
+    assert pid_of.run(2) == pid  # the same warm worker carries on, on the direct path
+    assert direct_calls == [latest_job().job_id]
+
+
+def test_a_value_the_kernel_cannot_rebuild_fails_that_run_only(
+    unique: Unique, tmp_path: Path, direct_calls: list[str]
+) -> None:
+    @sieve.function(name=unique("exotic"))
+    def exotic(make: bool, where: str) -> Any:
+        # A type from a module that exists only in the worker's process.
+        if not make:
+            return os.getpid()
+        Path(where, "only_in_the_worker.py").write_text("class Thing:\n    pass\n")
+        sys.path.insert(0, where)
+        import only_in_the_worker  # type: ignore[import-not-found]
+
+        return only_in_the_worker.Thing()
+
+    where = tempfile.mkdtemp(dir=tmp_path)
+    pid = exotic.run(False, where)
+    wait_for(lambda: exotic.workers[0]["inflight"] == 0)
+    with pytest.raises(TypeError, match="cannot be rebuilt in the kernel") as info:
+        exotic.run(True, where)
+    assert "only_in_the_worker" in str(info.value)
+    assert latest_job().status is JobStatus.ERROR
+    assert exotic.run(False, where) == pid
+
+
+def test_runs_without_busy_polling(unique: Unique, direct_calls: list[str]) -> None:
+    previous = sieve.config.busy_poll_us
+    sieve.configure(busy_poll_us=0)
+    try:
+        @sieve.function(name=unique("plain"))
+        def plain(x: int) -> int:
+            return x + 1
+
+        assert [plain.run(i) for i in range(20)] == list(range(1, 21))
+        assert len(direct_calls) >= 19
+    finally:
+        sieve.configure(busy_poll_us=previous)
+
+
+def test_the_job_history_keeps_the_newest_jobs_up_to_its_limit(unique: Unique) -> None:
+    previous = sieve.config.job_history
+    sieve.configure(job_history=25)
+    try:
+        @sieve.function(name=unique("tick"))
+        def tick(x: int) -> int:
+            return x
+
+        runs = [tick.run(i) for i in range(40)]
+        pushed = [tick.push(i) for i in range(40, 60)]
+        assert [f.result(timeout=60) for f in pushed] == list(range(40, 60))
+        assert runs == list(range(40))
+        kept = get_manager().jobs()
+        assert len(kept) == 25
+        assert [job.result() for job in kept] == list(range(59, 34, -1))  # newest first
+    finally:
+        sieve.configure(job_history=previous)
+
+
+def test_an_error_amid_a_burst_of_pushes_fails_only_its_job(unique: Unique) -> None:
+    # The failing call's worker restarts (restart_on_error=True) right after reporting the
+    # error, with later calls already sent to it: the report must not be left behind in the
+    # worker's send queue, or the exit would be blamed on the next job as a crash.
+    @sieve.function(name=unique("seven"))
+    def not_seven(i: int) -> int:
+        if i == 7:
+            raise KeyError("seven")
+        return 2 * i
+
+    not_seven.run(0)
+    futures = [not_seven.push(i) for i in range(60)]
+    outcomes = [f.exception(timeout=120) for f in futures]
+    assert isinstance(outcomes[7], KeyError) and "seven" in str(outcomes[7])
+    assert [i for i, e in enumerate(outcomes) if e is not None] == [7]
+    assert [f.result() for i, f in enumerate(futures) if i != 7] == [
+        2 * i for i in range(60) if i != 7
+    ]
