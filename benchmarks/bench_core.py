@@ -123,7 +123,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--no-pin", action="store_true", help="leave CPU placement to the OS")
+    parser.add_argument("--busy-poll-us", type=int, default=None,
+                        help="sieve.configure(busy_poll_us=...) for this run (0: never poll)")
     args = parser.parse_args()
+    if args.busy_poll_us is not None:
+        sieve.configure(busy_poll_us=args.busy_poll_us)
     n_lat = 1000 if args.quick else 3000
     n_push = 2000 if args.quick else 10_000
     rounds = 2 if args.quick else 3
@@ -166,7 +170,8 @@ def main() -> None:
 
     us = 1e6
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, rounds={rounds}, "
-          f"latency samples={n_lat}, pushes={n_push}, {placement}")
+          f"latency samples={n_lat}, pushes={n_push}, {placement}, "
+          f"busy_poll_us={sieve.config.busy_poll_us}")
     print(f"{'engine':<28}{'p50 us':>10}{'p99 us':>10}{'push/s':>12}{'100MB s':>10}{'cold s':>9}")
     rows = [("raw Pipe round trip", "pipe"), ("ProcessPoolExecutor(1)", "ppe"),
             ("sieve-jupyter local", "sieve"), ("ray actor", "ray"), ("dask", "dask")]

@@ -302,3 +302,29 @@ def test_an_error_amid_a_burst_of_pushes_fails_only_its_job(unique: Unique) -> N
     assert [f.result() for i, f in enumerate(futures) if i != 7] == [
         2 * i for i in range(60) if i != 7
     ]
+
+
+def test_stopping_the_workers_ends_a_waiting_run_with_cancelled(unique: Unique) -> None:
+    @sieve.function(name=unique("long"))
+    def long(seconds: float) -> float:
+        time.sleep(seconds)
+        return seconds
+
+    long.run(0)
+    wait_for(lambda: long.workers[0]["inflight"] == 0)
+    outcome: list[BaseException | float] = []
+
+    def call() -> None:
+        try:
+            outcome.append(long.run(60))
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    wait_for(lambda: latest_job().status is JobStatus.PROCESSING)
+    long.stop()
+    caller.join(30)
+    assert not caller.is_alive(), ".run() kept waiting on a stopped worker"
+    assert isinstance(outcome[0], sieve.JobCancelledError)
+    assert long.run(0.0) == 0.0  # a new job starts a new worker
