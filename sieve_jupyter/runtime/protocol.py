@@ -246,9 +246,7 @@ class Channel:
 
     def _recv_into(self, view: memoryview) -> int:
         if self.spin:
-            got = self._poll_into(view, time.perf_counter() + self.spin)
-            if got:
-                return got
+            self._poll(time.perf_counter() + self.spin)
         try:
             got = self._sock.recv_into(view)
         except OSError as exc:
@@ -257,23 +255,16 @@ class Channel:
             raise ChannelClosed("peer closed the channel")
         return got
 
-    def _poll_into(self, view: memoryview, deadline: float) -> int:
-        """Read what has arrived, polling until `deadline`; 0 if nothing came by then."""
+    def _poll(self, deadline: float) -> None:
+        """Return once the socket has something to read (or is closed), or at `deadline`."""
         if self._poller is None:
             self._poller = select.poll()
             self._poller.register(self._sock, select.POLLIN)
         poll = self._poller.poll
         while not poll(0):  # (cheaper than a failing non-blocking read: no exception)
             if time.perf_counter() > deadline:
-                return 0
+                return
             os.sched_yield()
-        try:
-            got = self._sock.recv_into(view)
-        except OSError as exc:
-            raise ChannelClosed(str(exc)) from exc
-        if not got:
-            raise ChannelClosed("peer closed the channel")
-        return got
 
     def close(self) -> None:
         if self._closed:
