@@ -11,19 +11,12 @@ from __future__ import annotations
 
 import collections
 import itertools
-import pickle
 import threading
 import time
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from sieve_jupyter._errors import (
-    RemoteError,
-    RemoteTraceback,
-    SetupError,
-    SieveError,
-    WorkerCrashedError,
-)
+from sieve_jupyter._errors import SieveError, WorkerCrashedError
 from sieve_jupyter.manager._jobs import JobFuture
 from sieve_jupyter.manager._worker import WorkerConnection, WorkerState
 from sieve_jupyter.runtime.protocol import ChannelClosed
@@ -44,24 +37,6 @@ _READY = WorkerState.READY
 _GATHER_SECONDS = 0.0002
 #: most calls in flight per worker (for very fast calls)
 _MAX_WINDOW = 256
-
-
-def rebuild_exception(info: dict[str, Any]) -> BaseException:
-    """Turn a worker's error report into an exception of the original type when possible."""
-    exc: BaseException | None = None
-    if info.get("pickled"):
-        try:
-            exc = pickle.loads(info["pickled"])
-        except Exception:  # noqa: BLE001 - the type may not exist in the kernel
-            exc = None
-    if not isinstance(exc, BaseException):
-        exc = RemoteError(info["type_name"], info["message"], info["traceback"])
-    exc.__cause__ = RemoteTraceback(info["traceback"])
-    try:
-        exc.remote_traceback = info["traceback"]  # type: ignore[attr-defined]
-    except (AttributeError, TypeError):
-        pass
-    return exc
 
 
 class WorkerPool:
@@ -340,15 +315,13 @@ class WorkerPool:
             env = self.manager.worker_environment(self.spec)
             worker.launch(env, self.manager.labels(self.spec), self.manager.config.start_timeout)
         except BaseException as exc:  # noqa: BLE001 - reported to the jobs waiting on it
-            self._worker_failed_to_start(worker, exc)
+            self.worker_failed_to_start(worker, exc)
 
     def _setup_log(self, text: str) -> None:
         """Build and setup output goes to the job that is waiting for this worker."""
-        with self._lock:
-            waiting = self.queue[0] if self.queue else None
-        self._log(waiting, "stderr" if text.startswith("ERROR") else "stdout", text)
+        self.log(self.waiting_job(), "stderr" if text.startswith("ERROR") else "stdout", text)
 
-    def _worker_failed_to_start(self, worker: WorkerConnection, exc: BaseException) -> None:
+    def worker_failed_to_start(self, worker: WorkerConnection, exc: BaseException) -> None:
         with self._lock:
             self.workers.pop(worker.worker_id, None)
             # A worker stopped while it was starting (stop, restart) did not fail: flagging an
@@ -372,90 +345,26 @@ class WorkerPool:
         self.queue.clear()
         return doomed
 
-    # -- messages from workers (reader threads) ----------------------------------------------
+    # -- outcomes and other news from workers (reader threads, see _messages.py) -------------
 
-    def handle_message(self, worker: WorkerConnection, message: tuple[Any, ...]) -> None:
-        kind = message[0]
-        if kind == "result":
-            _, job_id, value, started_at, finished_at = message
-            self._job_done(worker, job_id, value=value, times=(started_at, finished_at))
-        elif kind == "multi":
-            items = message[1]
-            if all(item[0] == "result" for item in items):  # a burst of fast calls
-                self.jobs_done(
-                    worker, [(m[1], m[2], None, False, (m[3], m[4])) for m in items]
-                )
-            else:
-                for item in items:
-                    self.handle_message(worker, item)
-        elif kind == "output":
-            future = worker.inflight.get(message[1])
-            if future is not None:
-                future._add_output(message[2])
-                self.manager.publish_output(future)
-        elif kind == "error":
-            _, job_id, info, restarting = message
-            if restarting:
-                with self._lock:
-                    worker.state = WorkerState.RETIRING
-                    worker.exit_expected = True
-            self._job_done(worker, job_id, exception=rebuild_exception(info))
-        elif kind == "log":
-            _, job_id, stream, text = message
-            future = worker.inflight.get(job_id) if job_id is not None else None
-            if future is None and job_id is None:
-                with self._lock:
-                    future = self.queue[0] if self.queue else None
-            self._log(future, stream, text)
-        elif kind in ("skipped", "cancelled"):
-            self._job_done(worker, message[1], cancelled=True)
-        elif kind == "progress":
-            _, job_id, fraction, text = message
-            future = worker.inflight.get(job_id)
-            if future is not None:
-                future.progress = (fraction, text)
-                self.manager.publish_job(future)
-        elif kind == "ready":
-            self._worker_ready(worker, message[1], message[2])
-        elif kind == "setup_failed":
-            info = message[1]
-            error = SetupError(
-                f"{self.spec.name}: __setup__ failed in worker {worker.worker_id}: "
-                f"{info['type_name']}: {info['message']}",
-                info["traceback"],
-            )
-            error.__cause__ = RemoteTraceback(info["traceback"])
-            worker.exit_expected = True
-            self._worker_failed_to_start(worker, error)
-        elif kind == "undecodable":
-            self._calls_undecodable(worker, message[1], direct=message[2])
-        elif kind == "ucall":
-            self.manager.upstream_call(worker, *message[1:])
-        elif kind in ("swapped", "swap_failed"):
-            self.record.on_swapped(worker, message)
-
-    def _calls_undecodable(
-        self, worker: WorkerConnection, info: dict[str, Any], *, direct: bool
-    ) -> None:
-        """The worker could not unpickle a frame of calls (a type it cannot import): those
-        jobs fail with the reason; the worker and its warm state carry on."""
+    def waiting_job(self) -> JobFuture | None:
+        """The job that waits longest for a worker (output from `__setup__` belongs to it)."""
         with self._lock:
-            if direct:
-                job_ids = [worker.direct_job] if worker.direct_job is not None else []
-            else:
-                job_ids = worker.oldest_unfinished_frame()
-        cause = rebuild_exception(info)
-        for job_id in job_ids:
-            error = TypeError(
-                f"job {job_id}: its arguments cannot be rebuilt in the worker "
-                f"({info['type_name']}: {info['message']}). Fix: pass values whose types the "
-                "worker can import (plain data, numpy arrays, sieve.File, or types defined in "
-                "the notebook)."
-            )
-            error.__cause__ = cause
-            self._job_done(worker, job_id, exception=error)
+            return self.queue[0] if self.queue else None
 
-    def _worker_ready(self, worker: WorkerConnection, seconds: float, at: float) -> None:
+    def oldest_unfinished_calls(self, worker: WorkerConnection) -> list[str]:
+        """The unfinished jobs of the oldest frame of calls written to `worker`."""
+        with self._lock:
+            return worker.oldest_unfinished_frame()
+
+    def expect_exit(self, worker: WorkerConnection) -> None:
+        """The worker said it is about to exit (restarting after an error): no job is blamed
+        for it, and it takes no new calls meanwhile."""
+        with self._lock:
+            worker.state = WorkerState.RETIRING
+            worker.exit_expected = True
+
+    def worker_ready(self, worker: WorkerConnection, seconds: float, at: float) -> None:
         with self._lock:
             worker.setup_seconds = seconds
             worker.setup_at = at
@@ -470,7 +379,7 @@ class WorkerPool:
                 self._wake.notify()
         self.manager.publish_function(self.record)
 
-    def _job_done(
+    def job_done(
         self,
         worker: WorkerConnection,
         job_id: str,
@@ -553,7 +462,7 @@ class WorkerPool:
         if future._resolve(value, exception):
             self.manager.publish_job(future)
 
-    def _log(self, future: JobFuture | None, stream: str, text: str) -> None:
+    def log(self, future: JobFuture | None, stream: str, text: str) -> None:
         if future is not None:
             future._add_log(stream, text)
         self.manager.publish_log(self, future, stream, text)

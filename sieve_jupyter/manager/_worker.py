@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from sieve_jupyter._errors import BackendError, PythonVersionMismatchError
 from sieve_jupyter.backends import GpuAssignment, WorkerLaunch, WorkerProcess
+from sieve_jupyter.manager._messages import handle_message
 from sieve_jupyter.runtime.protocol import (
     AuthenticationError,
     Channel,
@@ -179,10 +180,10 @@ class WorkerConnection:
 
     def _read_loop(self) -> None:
         assert self.data is not None
-        handle = self.pool.handle_message
+        pool = self.pool
         try:
             while True:
-                handle(self, self.data.recv())
+                handle_message(pool, self, self.data.recv())
         except ChannelClosed:
             pass
         except Exception as exc:  # noqa: BLE001 - a protocol bug must still free the jobs
