@@ -328,3 +328,39 @@ def test_stopping_the_workers_ends_a_waiting_run_with_cancelled(unique: Unique) 
     assert not caller.is_alive(), ".run() kept waiting on a stopped worker"
     assert isinstance(outcome[0], sieve.JobCancelledError)
     assert long.run(0.0) == 0.0  # a new job starts a new worker
+
+
+def test_cancelling_a_running_direct_call_from_elsewhere_interrupts_it(
+    unique: Unique, direct_calls: list[str]
+) -> None:
+    # As the side panel's cancel button does, from another thread than the one in .run().
+    @sieve.Model(name=unique("napper"))
+    class Napper:
+        def __setup__(self) -> None:
+            self.token = os.urandom(8).hex()
+
+        def __predict__(self, seconds: float) -> str:
+            time.sleep(seconds)
+            return self.token
+
+    token = Napper.run(0)
+    wait_for(lambda: Napper.workers[0]["inflight"] == 0)
+    outcome: list[BaseException | str] = []
+
+    def call() -> None:
+        try:
+            outcome.append(Napper.run(60))
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            outcome.append(exc)
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    wait_for(lambda: latest_job().status is JobStatus.PROCESSING)
+    assert latest_job().cancel()
+    caller.join(30)
+    assert not caller.is_alive(), ".run() kept waiting for a cancelled job"
+    assert isinstance(outcome[0], sieve.JobCancelledError)
+    wait_for(lambda: Napper.workers[0]["inflight"] == 0)
+    before = len(direct_calls)
+    assert Napper.run(0) == token  # interrupted, not restarted; the lane is free again
+    assert len(direct_calls) == before + 1
