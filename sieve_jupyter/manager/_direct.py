@@ -20,7 +20,13 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sieve_jupyter.runtime.protocol import DIRECT_CALL, ChannelClosed, UndecodableMessage
+from sieve_jupyter.runtime.protocol import (
+    DIRECT_CALL,
+    Channel,
+    ChannelClosed,
+    UndecodableMessage,
+    encode,
+)
 
 if TYPE_CHECKING:
     from sieve_jupyter.manager._jobs import JobFuture
@@ -50,13 +56,16 @@ def call_direct(
     job_id = future.job_id
     manager = pool.manager
     announced = bool(manager.events)  # someone listens
-    if announced:
-        accept(future)
-        if future._set_started(worker.worker_id):
-            manager.publish_job(future)
+    written = False
     try:
+        if announced:
+            accept(future)
+            if future._set_started(worker.worker_id):
+                manager.publish_job(future)
+        frame = encode(("call", job_id, future.args, future.kwargs), DIRECT_CALL)
         assert worker.data is not None
-        worker.data.send(("call", job_id, future.args, future.kwargs), DIRECT_CALL)
+        written = True  # (a frame is written whole or not at all: see Channel.write)
+        worker.data.write(frame)
     except ChannelClosed:
         # The worker is going away: its reader requeues the job on a replacement.
         if not announced:
@@ -69,6 +78,14 @@ def call_direct(
         pool.unclaim(worker, future, requeue=False)
         pool.fail_unsendable(future, exc)
         return True
+    except BaseException:
+        # Interrupted (the notebook's stop button). The caller cancels the job; if the call
+        # went out, the worker's answer to that is read in the background, freeing the lane.
+        if written:
+            _read_in_background(pool, worker, future)
+        else:
+            pool.unclaim(worker, future, requeue=False)
+        raise
     finally:
         worker.send_lock.release()
     if not announced:
@@ -77,17 +94,14 @@ def call_direct(
     assert worker.reply is not None
     worker.reply.spin = pool.reply_poll_seconds()
     try:
-        message = worker.reply.recv()
+        message = _read_outcome(worker.reply, job_id)
     except (ChannelClosed, UndecodableMessage) as exc:
         _unreadable(pool, worker, future, exc)
         return True
     except BaseException:
         # Interrupted (the notebook's stop button): the caller cancels the job; the outcome
-        # the worker then sends is read here, in the background, so the lane is not left stuck.
-        threading.Thread(
-            target=_read_later, args=(pool, worker, future), name=f"sieve-lane-{job_id}",
-            daemon=True,
-        ).start()
+        # the worker then sends is read in the background, so the lane is not left stuck.
+        _read_in_background(pool, worker, future)
         raise
     _settle(pool, worker, future, message)
     return True
@@ -102,10 +116,26 @@ def _settle(
     # "moved": the outcome follows on the data channel, where the reader thread settles it
 
 
+def _read_outcome(reply: Channel, job_id: str) -> tuple[Any, ...]:
+    """The next message about `job_id` on a reply channel. (Anything else there is the answer
+    to a call abandoned without being written whole, which no one waits for.)"""
+    while True:
+        message: tuple[Any, ...] = reply.recv()
+        if message[1] == job_id or message[1] is None:
+            return message
+
+
+def _read_in_background(pool: WorkerPool, worker: WorkerConnection, future: JobFuture) -> None:
+    threading.Thread(
+        target=_read_later, args=(pool, worker, future), name=f"sieve-lane-{future.job_id}",
+        daemon=True,
+    ).start()
+
+
 def _read_later(pool: WorkerPool, worker: WorkerConnection, future: JobFuture) -> None:
     assert worker.reply is not None
     try:
-        message = worker.reply.recv()
+        message = _read_outcome(worker.reply, future.job_id)
     except (ChannelClosed, UndecodableMessage) as exc:
         _unreadable(pool, worker, future, exc)
         return

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sieve_jupyter._errors import SieveError, WorkerCrashedError
 from sieve_jupyter.manager._jobs import JobFuture
 from sieve_jupyter.manager._worker import WorkerConnection, WorkerState
-from sieve_jupyter.runtime.protocol import ChannelClosed
+from sieve_jupyter.runtime.protocol import ChannelClosed, encode
 
 if TYPE_CHECKING:
     from sieve_jupyter.backends import Backend
@@ -194,12 +194,24 @@ class WorkerPool:
             calls = [(f.job_id, f.args, f.kwargs) for f in batch]
             message: Any = ("call", *calls[0]) if len(calls) == 1 else ("calls", calls)
             try:
-                worker.data.send(message)
-                worker.sent_frame([f.job_id for f in batch])
-            except ChannelClosed:
-                return  # the reader notices the exit and requeues these jobs
+                frame = encode(message)
             except Exception:  # noqa: BLE001 - an argument that cannot be pickled
                 self._send_one_by_one(worker, batch)
+                frame = None
+            except BaseException:
+                # The pushing thread was interrupted before writing anything: the calls go
+                # back to the front of the outbox, for the sender thread.
+                with self._lock:
+                    worker.outbox.extendleft(reversed(batch))
+                    if self._sender_waiting:
+                        self._wake.notify()
+                raise
+            if frame is not None:
+                worker.sent_frame([f.job_id for f in batch])
+                try:
+                    worker.data.write(frame)  # (whole or not at all: see Channel.write)
+                except ChannelClosed:
+                    return  # the reader notices the exit and requeues these jobs
         with self._lock:
             started = self._mark_head_running(worker)
         if started is not None:

@@ -15,6 +15,7 @@ import hmac
 import os
 import pickle
 import select
+import signal
 import socket
 import struct
 import threading
@@ -32,6 +33,7 @@ __all__ = [
     "authenticate_client",
     "authenticate_server",
     "dumps",
+    "encode",
     "loads",
 ]
 
@@ -48,6 +50,14 @@ _OOB_THRESHOLD = 64 * 1024
 _MAX_BUFFERS = 1 << 16
 #: bytes asked of the socket per read
 _CHUNK = 256 * 1024
+#: frames up to this size are written by one system call, which a signal cannot cut in half
+#: (well under a Unix socket's buffer); larger ones hold SIGINT back while they are written
+_ATOMIC_WRITE = 64 * 1024
+_HELD_SIGNALS = {signal.SIGINT}
+#: frames up to this size are written by one system call, which a signal cannot cut in half
+#: (well under a Unix socket's buffer); larger ones hold SIGINT back while they are written
+_ATOMIC_WRITE = 64 * 1024
+_HELD_SIGNALS = {signal.SIGINT}
 
 
 class ChannelClosed(ConnectionError):
@@ -86,6 +96,13 @@ def dumps(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
         buffers.clear()
         body = cloudpickle.dumps(obj, protocol=5, buffer_callback=keep_large)
     return body, buffers
+
+
+def encode(message: Any, flags: int = 0) -> list[bytes | memoryview]:
+    """Pickle `message` into a frame for `Channel.write` (raises, writing nothing, if it cannot
+    be pickled)."""
+    body, buffers = dumps(message)
+    return _frame_parts(body, buffers, flags)
 
 
 def loads(body: bytes | bytearray | memoryview, buffers: list[bytearray]) -> Any:
@@ -148,20 +165,36 @@ class Channel:
     def send(self, message: Any, flags: int = 0) -> None:
         """Pickle and send one message. Raises `ChannelClosed` if the peer is gone, and the
         pickling error (having written nothing) if the message cannot be pickled."""
-        body, buffers = dumps(message)
-        self._write(_frame_parts(body, buffers, flags))
+        self.write(encode(message, flags))
 
-    def _write(self, parts: list[bytes | memoryview]) -> None:
+    def write(self, frame: list[bytes | memoryview]) -> None:
+        """Write one frame made by `encode`. Raises `ChannelClosed` if the peer is gone.
+
+        A frame is never left half written by a `KeyboardInterrupt`: the peer could no longer
+        tell where frames start. A small frame goes out in one system call. For a large one,
+        which can block midway while the peer catches up, the main thread holds SIGINT back
+        until the frame is out (the interrupt then arrives right after); should another
+        signal's handler raise in the middle, the channel is closed.
+        """
+        if len(frame) > 1 and all(type(part) is bytes for part in frame):
+            frame = [b"".join(frame)]
+        pending = [memoryview(part).cast("B") for part in frame]
+        large = len(pending) > 1 or pending[0].nbytes > _ATOMIC_WRITE
+        hold = large and threading.current_thread() is threading.main_thread()
         with self._send_lock:
+            held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS) if hold else None
             try:
-                if len(parts) == 1:  # the common case: one small frame
-                    self._sock.sendall(parts[0])
-                elif all(type(part) is bytes for part in parts):
-                    self._sock.sendall(b"".join(parts))
-                else:
-                    _sendall_parts(self._sock, parts)
+                while pending:
+                    _consume(pending, self._sock.sendmsg(pending[:512]))
             except OSError as exc:
                 raise ChannelClosed(str(exc)) from exc
+            except BaseException:
+                if large:
+                    self.close()
+                raise
+            finally:
+                if held is not None:
+                    signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     # -- receiving ---------------------------------------------------------------------------
 
@@ -296,19 +329,16 @@ def _frame_parts(
     return [header, body, *views]
 
 
-def _sendall_parts(sock: socket.socket, parts: list[bytes | memoryview]) -> None:
-    """`sendmsg` with scatter/gather until everything is written (no joining copies)."""
-    pending = [memoryview(p).cast("B") for p in parts if len(p)]
-    while pending:
-        sent = sock.sendmsg(pending[:512])
-        while sent:
-            head = pending[0]
-            if sent >= head.nbytes:
-                sent -= head.nbytes
-                pending.pop(0)
-            else:
-                pending[0] = head[sent:]
-                sent = 0
+def _consume(pending: list[memoryview], sent: int) -> None:
+    """Drop `sent` bytes from the front of `pending` (what `sendmsg` wrote)."""
+    while sent:
+        head = pending[0]
+        if sent >= head.nbytes:
+            sent -= head.nbytes
+            pending.pop(0)
+        else:
+            pending[0] = head[sent:]
+            sent = 0
 
 
 def _recv_exact_raw(sock: socket.socket, n: int) -> bytes:

@@ -364,3 +364,26 @@ def test_cancelling_a_running_direct_call_from_elsewhere_interrupts_it(
     before = len(direct_calls)
     assert Napper.run(0) == token  # interrupted, not restarted; the lane is free again
     assert len(direct_calls) == before + 1
+
+
+def test_interrupting_a_run_while_its_large_argument_is_written(unique: Unique) -> None:
+    # Wherever the interrupt lands (pickling, writing 100 MB, waiting), the call is cancelled
+    # and the function keeps working: a write cut midway ends that worker, which is replaced.
+    import numpy as np
+
+    @sieve.function(name=unique("total"))
+    def total(values: Any) -> float:
+        return float(values.sum())
+
+    assert total.run(np.ones(4)) == 4.0
+    big = np.ones(100 * 1024 * 1024 // 8)
+    for delay in (0.001, 0.01, 0.03):
+        timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            total.run(big)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            timer.join()
+        assert total.run(np.ones(3)) == 3.0
