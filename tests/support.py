@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 #: the `unique` fixture's type: makes a function name unique to the running test
 Unique = Callable[[str], str]
@@ -17,3 +19,27 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(0.01)
+
+
+def in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
+    """Run `target` on a thread; the returned list gets its result or its exception."""
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(target())
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def joined(thread: threading.Thread, outcome: list[Any]) -> Any:
+    """Wait for an `in_thread` thread (a bound on a hang, not a speed requirement) and return
+    what its target returned or raised."""
+    thread.join(30)
+    assert not thread.is_alive(), "the thread never finished"
+    assert len(outcome) == 1
+    return outcome[0]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Unique, wait_for
+from support import Unique, in_thread, joined, wait_for
 
 import sieve_jupyter as sieve
 from sieve_jupyter import WorkerCrashedError
@@ -312,21 +312,10 @@ def test_stopping_the_workers_ends_a_waiting_run_with_cancelled(unique: Unique) 
 
     long.run(0)
     wait_for(lambda: long.workers[0]["inflight"] == 0)
-    outcome: list[BaseException | float] = []
-
-    def call() -> None:
-        try:
-            outcome.append(long.run(60))
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test
-            outcome.append(exc)
-
-    caller = threading.Thread(target=call)
-    caller.start()
+    caller, outcome = in_thread(lambda: long.run(60))
     wait_for(lambda: latest_job().status is JobStatus.PROCESSING)
     long.stop()
-    caller.join(30)
-    assert not caller.is_alive(), ".run() kept waiting on a stopped worker"
-    assert isinstance(outcome[0], sieve.JobCancelledError)
+    assert isinstance(joined(caller, outcome), sieve.JobCancelledError)
     assert long.run(0.0) == 0.0  # a new job starts a new worker
 
 
@@ -345,21 +334,10 @@ def test_cancelling_a_running_direct_call_from_elsewhere_interrupts_it(
 
     token = Napper.run(0)
     wait_for(lambda: Napper.workers[0]["inflight"] == 0)
-    outcome: list[BaseException | str] = []
-
-    def call() -> None:
-        try:
-            outcome.append(Napper.run(60))
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test
-            outcome.append(exc)
-
-    caller = threading.Thread(target=call)
-    caller.start()
+    caller, outcome = in_thread(lambda: Napper.run(60))
     wait_for(lambda: latest_job().status is JobStatus.PROCESSING)
     assert latest_job().cancel()
-    caller.join(30)
-    assert not caller.is_alive(), ".run() kept waiting for a cancelled job"
-    assert isinstance(outcome[0], sieve.JobCancelledError)
+    assert isinstance(joined(caller, outcome), sieve.JobCancelledError)
     wait_for(lambda: Napper.workers[0]["inflight"] == 0)
     before = len(direct_calls)
     assert Napper.run(0) == token  # interrupted, not restarted; the lane is free again

@@ -15,11 +15,12 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
+from support import in_thread, joined
 
 from sieve_jupyter.runtime.protocol import (
     DIRECT_CALL,
@@ -43,28 +44,6 @@ def pair() -> Iterator[tuple[Channel, Channel]]:
     yield a, b
     a.close()
     b.close()
-
-
-def in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
-    """Run `target` on a thread; the returned list gets its result or its exception."""
-    outcome: list[Any] = []
-
-    def run() -> None:
-        try:
-            outcome.append(target())
-        except BaseException as exc:  # noqa: BLE001 - handed back to the test
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, outcome
-
-
-def joined(thread: threading.Thread, outcome: list[Any]) -> Any:
-    thread.join(30)
-    assert not thread.is_alive(), "the other end never finished"
-    assert len(outcome) == 1
-    return outcome[0]
 
 
 # -- frames ------------------------------------------------------------------------------------
