@@ -11,6 +11,7 @@ execute code.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hmac
 import os
 import pickle
@@ -51,13 +52,10 @@ _MAX_BUFFERS = 1 << 16
 #: bytes asked of the socket per read
 _CHUNK = 256 * 1024
 #: frames up to this size are written by one system call, which a signal cannot cut in half
-#: (well under a Unix socket's buffer); larger ones hold SIGINT back while they are written
+#: (well under a Unix socket's buffer); the main thread leaves larger ones to a helper thread
 _ATOMIC_WRITE = 64 * 1024
-_HELD_SIGNALS = {signal.SIGINT}
-#: frames up to this size are written by one system call, which a signal cannot cut in half
-#: (well under a Unix socket's buffer); larger ones hold SIGINT back while they are written
-_ATOMIC_WRITE = 64 * 1024
-_HELD_SIGNALS = {signal.SIGINT}
+_helper: concurrent.futures.ThreadPoolExecutor | None = None
+_helper_lock = threading.Lock()
 
 
 class ChannelClosed(ConnectionError):
@@ -96,6 +94,14 @@ def dumps(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
         buffers.clear()
         body = cloudpickle.dumps(obj, protocol=5, buffer_callback=keep_large)
     return body, buffers
+
+
+def _helper_writer() -> concurrent.futures.ThreadPoolExecutor:
+    global _helper
+    with _helper_lock:
+        if _helper is None:
+            _helper = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="sieve-write")
+        return _helper
 
 
 def encode(message: Any, flags: int = 0) -> list[bytes | memoryview]:
@@ -170,31 +176,31 @@ class Channel:
     def write(self, frame: list[bytes | memoryview]) -> None:
         """Write one frame made by `encode`. Raises `ChannelClosed` if the peer is gone.
 
-        A frame is never left half written by a `KeyboardInterrupt`: the peer could no longer
-        tell where frames start. A small frame goes out in one system call. For a large one,
-        which can block midway while the peer catches up, the main thread holds SIGINT back
-        until the frame is out (the interrupt then arrives right after); should another
-        signal's handler raise in the middle, the channel is closed.
+        A frame is never left half written by a `KeyboardInterrupt` (the peer could no longer
+        tell where frames start). A small frame goes out in one system call. A large one, which
+        can block midway while the peer catches up, is written by a helper thread when the
+        caller is the main thread (the only one Python interrupts): an interrupt then stops
+        the waiting, not the writing, and propagates while the frame goes out whole.
         """
         if len(frame) > 1 and all(type(part) is bytes for part in frame):
             frame = [b"".join(frame)]
         pending = [memoryview(part).cast("B") for part in frame]
-        large = len(pending) > 1 or pending[0].nbytes > _ATOMIC_WRITE
-        hold = large and threading.current_thread() is threading.main_thread()
+        if (
+            (len(pending) > 1 or pending[0].nbytes > _ATOMIC_WRITE)
+            and threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+        ):
+            _helper_writer().submit(self._write_pending, pending).result()
+        else:
+            self._write_pending(pending)
+
+    def _write_pending(self, pending: list[memoryview]) -> None:
         with self._send_lock:
-            held = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS) if hold else None
             try:
                 while pending:
                     _consume(pending, self._sock.sendmsg(pending[:512]))
             except OSError as exc:
                 raise ChannelClosed(str(exc)) from exc
-            except BaseException:
-                if large:
-                    self.close()
-                raise
-            finally:
-                if held is not None:
-                    signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     # -- receiving ---------------------------------------------------------------------------
 
