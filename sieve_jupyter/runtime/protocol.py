@@ -182,6 +182,13 @@ class Channel:
         caller is the main thread (the only one Python interrupts): an interrupt then stops
         the waiting, not the writing, and propagates while the frame goes out whole.
         """
+        if len(frame) == 1 and len(frame[0]) <= _ATOMIC_WRITE:  # the common case
+            with self._send_lock:
+                try:
+                    self._sock.sendall(frame[0])
+                except OSError as exc:
+                    raise ChannelClosed(str(exc)) from exc
+            return
         if len(frame) > 1 and all(type(part) is bytes for part in frame):
             frame = [b"".join(frame)]
         pending = [memoryview(part).cast("B") for part in frame]
