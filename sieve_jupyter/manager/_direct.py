@@ -68,13 +68,9 @@ def call_direct(
         worker.data.write(frame)
     except ChannelClosed:
         # The worker is going away: its reader requeues the job on a replacement.
-        if not announced:
-            accept(future)
         pool.unclaim(worker, future, requeue=True)
         return True
     except Exception as exc:  # noqa: BLE001 - an argument that cannot be pickled
-        if not announced:
-            accept(future)
         pool.unclaim(worker, future, requeue=False)
         pool.fail_unsendable(future, exc)
         return True
@@ -88,8 +84,9 @@ def call_direct(
         raise
     finally:
         worker.send_lock.release()
+        if not announced:
+            accept(future)
     if not announced:
-        accept(future)
         future._set_started(worker.worker_id)
     assert worker.reply is not None
     worker.reply.spin = pool.reply_poll_seconds()
@@ -154,4 +151,4 @@ def _unreadable(
         "defines its type in the kernel too."
     )
     error.__cause__ = exc.__cause__
-    pool.jobs_done(worker, [(future.job_id, None, error, False, None)])
+    pool.job_done(worker, future.job_id, exception=error)

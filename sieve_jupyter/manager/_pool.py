@@ -78,13 +78,17 @@ class WorkerPool:
             "kind": self.spec.kind,
             "restart_on_error": self.spec.restart_on_error,
             "sources": self.record.sources,
-            "busy_poll": self.manager.config.busy_poll_us / 1e6,
+            "busy_poll": self._busy_poll_seconds,
         }
+
+    @property
+    def _busy_poll_seconds(self) -> float:
+        return self.manager.config.busy_poll_us / 1e6
 
     def reply_poll_seconds(self) -> float:
         """How long a direct call polls for its outcome before sleeping: the configured time,
         unless calls of this function usually take longer than that anyway."""
-        budget = self.manager.config.busy_poll_us / 1e6
+        budget = self._busy_poll_seconds
         average = self._average_seconds
         return budget if average is None or average < budget else 0.0
 
@@ -408,16 +412,13 @@ class WorkerPool:
         then mark the next call running and hand the worker more."""
         finished: list[tuple[JobFuture, _Outcome]] = []
         with self._lock:
-            average = self._average_seconds
             for outcome in outcomes:
                 future = worker.inflight.pop(outcome[0], None)
                 times = outcome[4]
                 if times is not None:
-                    seconds = times[1] - times[0]
-                    average = seconds if average is None else 0.8 * average + 0.2 * seconds
+                    self._timed(times[1] - times[0])
                 if future is not None and not outcome[3]:
                     finished.append((future, outcome))
-            self._average_seconds = average
             if worker.direct_job is not None and worker.direct_job not in worker.inflight:
                 worker.direct_job = None
             started, retire_now = self._hand_on(worker)
@@ -435,12 +436,10 @@ class WorkerPool:
     ) -> None:
         """Settle a direct call that came back with a value: `jobs_done` for the common case
         of one result and nothing queued behind it, with less bookkeeping."""
-        seconds = finished_at - started_at
         with self._lock:
             worker.inflight.pop(future.job_id, None)
             worker.direct_job = None
-            average = self._average_seconds
-            self._average_seconds = seconds if average is None else 0.8 * average + 0.2 * seconds
+            self._timed(finished_at - started_at)
             if worker.inflight or self.queue or self._retiring:
                 started, retire_now = self._hand_on(worker)
             else:
@@ -449,6 +448,11 @@ class WorkerPool:
         future.started_at = started_at  # the worker's own clock reading
         self._finish(future, value=value)
         self._after_done(started, retire_now)
+
+    def _timed(self, seconds: float) -> None:
+        """Fold one call's duration in the worker into the moving average (lock held)."""
+        average = self._average_seconds
+        self._average_seconds = seconds if average is None else 0.8 * average + 0.2 * seconds
 
     def _hand_on(self, worker: WorkerConnection) -> tuple[JobFuture | None, bool]:
         """After some of its jobs finished (lock held): mark the worker's next call running,

@@ -404,8 +404,6 @@ class Worker:
             try:
                 self._report_direct(outcome)
                 return
-            except ChannelClosed:
-                raise
             except Exception:  # noqa: BLE001, S110 - unpicklable value: reported on the data
                 pass  # connection, which turns it into the job's error
         self.send(outcome)

@@ -203,13 +203,22 @@ def _compare(value: float, op: str, bound: float) -> bool:
     return {"≥": value >= bound, ">": value > bound, "≤": value <= bound, "<": value < bound}[op]
 
 
-def _check_string(value: str, schema: Schema, where: str) -> list[str]:
+def _check_size(size: int, schema: Schema, low_key: str, high_key: str, said: str) -> list[str]:
+    """Problems with a length against the schema's bounds under `low_key` / `high_key`;
+    `said` states the length ("is 3 characters long")."""
     problems = []
-    low, high = schema.get("minLength"), schema.get("maxLength")
-    if isinstance(low, int) and len(value) < low:
-        problems.append(f"{where}is {len(value)} characters long; needs at least {low}")
-    if isinstance(high, int) and len(value) > high:
-        problems.append(f"{where}is {len(value)} characters long; allows at most {high}")
+    low, high = schema.get(low_key), schema.get(high_key)
+    if isinstance(low, int) and size < low:
+        problems.append(f"{said}; needs at least {low}")
+    if isinstance(high, int) and size > high:
+        problems.append(f"{said}; allows at most {high}")
+    return problems
+
+
+def _check_string(value: str, schema: Schema, where: str) -> list[str]:
+    problems = _check_size(
+        len(value), schema, "minLength", "maxLength", f"{where}is {len(value)} characters long"
+    )
     pattern = schema.get("pattern")
     if isinstance(pattern, str):
         try:
@@ -222,12 +231,9 @@ def _check_string(value: str, schema: Schema, where: str) -> list[str]:
 
 def _check_array(value: list[Any], schema: Schema, root: Schema, path: str) -> list[str]:
     where = f"{path}: " if path else ""
-    problems = []
-    low, high = schema.get("minItems"), schema.get("maxItems")
-    if isinstance(low, int) and len(value) < low:
-        problems.append(f"{where}has {len(value)} items; needs at least {low}")
-    if isinstance(high, int) and len(value) > high:
-        problems.append(f"{where}has {len(value)} items; allows at most {high}")
+    problems = _check_size(
+        len(value), schema, "minItems", "maxItems", f"{where}has {len(value)} items"
+    )
     prefix = schema.get("prefixItems")
     items = schema.get("items")
     for index, item in enumerate(value):
