@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+import signal
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -74,3 +75,15 @@ def _stop_new_functions() -> Iterator[None]:
 @pytest.fixture
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture
+def interruptible() -> Iterator[None]:
+    """SIGINT raises `KeyboardInterrupt` during the test, as in a notebook kernel. (A suite
+    started in the background by a non-interactive shell inherits SIGINT as *ignored*, and no
+    interrupt could ever be raised.)"""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

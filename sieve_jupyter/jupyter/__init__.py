@@ -41,7 +41,7 @@ def attach_running_kernel(*_: Any) -> None:
         return
     from IPython.core.getipython import get_ipython
 
-    ipython = get_ipython()  # type: ignore[no-untyped-call]
+    ipython = get_ipython()
     if ipython is not None and getattr(ipython, "kernel", None) is not None:
         attach(ipython)
 
@@ -53,7 +53,7 @@ def load_ipython_extension(ipython: Any) -> None:
     if "magics" not in state:
         from sieve_jupyter.jupyter._magics import SieveMagics
 
-        magics = SieveMagics(ipython)  # type: ignore[no-untyped-call]
+        magics = SieveMagics(ipython)
         ipython.register_magics(magics)
         state["magics"] = magics
     attach(ipython)

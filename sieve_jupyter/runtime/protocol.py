@@ -12,18 +12,21 @@ execute code.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import hmac
 import os
 import pickle
+import queue
 import select
 import signal
 import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
-import cloudpickle
+from sieve_jupyter.runtime._pickling import dumps as dumps_by_value
 
 __all__ = [
     "DIRECT_CALL",
@@ -54,8 +57,6 @@ _CHUNK = 256 * 1024
 #: frames up to this size are written by one system call, which a signal cannot cut in half
 #: (well under a Unix socket's buffer); the main thread leaves larger ones to a helper thread
 _ATOMIC_WRITE = 64 * 1024
-_helper: concurrent.futures.ThreadPoolExecutor | None = None
-_helper_lock = threading.Lock()
 
 
 class ChannelClosed(ConnectionError):
@@ -92,16 +93,45 @@ def dumps(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
             raise pickle.PicklingError("refers to __main__; pickle by value")
     except (pickle.PicklingError, TypeError, AttributeError):
         buffers.clear()
-        body = cloudpickle.dumps(obj, protocol=5, buffer_callback=keep_large)
+        body = dumps_by_value(obj, buffer_callback=keep_large)
     return body, buffers
 
 
-def _helper_writer() -> concurrent.futures.ThreadPoolExecutor:
-    global _helper
-    with _helper_lock:
-        if _helper is None:
-            _helper = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="sieve-write")
-        return _helper
+class _MainThreadWriter:
+    """Writes large frames for the main thread (see `Channel.write`), on one daemon thread:
+    a frame being written never keeps the interpreter from exiting, and frames the main thread
+    handed over go out in the order it handed them."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], None], concurrent.futures.Future[None]]]
+        self._jobs = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def run(self, write: Callable[[], None]) -> None:
+        """Run `write` on the helper thread and wait for it (an interrupt stops the waiting)."""
+        done: concurrent.futures.Future[None] = concurrent.futures.Future()
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._serve, name="sieve-write", daemon=True
+                )
+                self._thread.start()
+        self._jobs.put((write, done))
+        done.result()
+
+    def _serve(self) -> None:
+        while True:
+            write, done = self._jobs.get()
+            try:
+                write()
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting caller
+                done.set_exception(exc)
+            else:
+                done.set_result(None)
+
+
+_main_thread_writer = _MainThreadWriter()
 
 
 def encode(message: Any, flags: int = 0) -> list[bytes | memoryview]:
@@ -197,7 +227,7 @@ class Channel:
             and threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
         ):
-            _helper_writer().submit(self._write_pending, pending).result()
+            _main_thread_writer.run(functools.partial(self._write_pending, pending))
         else:
             self._write_pending(pending)
 

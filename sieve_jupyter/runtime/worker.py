@@ -41,6 +41,7 @@ from typing import Any
 import cloudpickle
 
 from sieve_jupyter.runtime import _context
+from sieve_jupyter.runtime._pickling import dumps as dumps_by_value
 from sieve_jupyter.runtime._types import FatalException
 from sieve_jupyter.runtime.protocol import (
     DIRECT_CALL,
@@ -68,7 +69,7 @@ def error_info(exc: BaseException) -> dict[str, Any]:
         tb = tb.tb_next
     text = "".join(traceback.format_exception(type(exc), exc, tb))
     try:
-        pickled: bytes | None = cloudpickle.dumps(exc)
+        pickled: bytes | None = dumps_by_value(exc)
     except Exception:  # noqa: BLE001 - an unpicklable exception is reported by name instead
         pickled = None
     return {

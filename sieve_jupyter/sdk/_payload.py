@@ -18,6 +18,8 @@ from typing import Any
 
 import cloudpickle
 
+from sieve_jupyter.runtime._pickling import dumps as dumps_by_value
+
 __all__ = ["code_fingerprint", "dumps", "source_lines"]
 
 _INSTALLED_ROOTS = tuple(
@@ -41,12 +43,11 @@ def dumps(obj: Any) -> bytes:
     """Pickle a function or class by value (see the module docstring)."""
     module_name = getattr(obj, "__module__", "__main__") or "__main__"
     if not _is_user_module(module_name):
-        data: bytes = cloudpickle.dumps(obj, protocol=5)
-        return data
+        return dumps_by_value(obj)
     module = sys.modules[module_name]
     cloudpickle.register_pickle_by_value(module)
     try:
-        data = cloudpickle.dumps(obj, protocol=5)
+        data = dumps_by_value(obj)
     finally:
         cloudpickle.unregister_pickle_by_value(module)
     return data

@@ -109,6 +109,13 @@ def browser_type_launch_args(
     }
 
 
+@pytest.fixture(scope="session")
+def base_url() -> None:
+    """No base URL: pages are opened by their full address. (This also stands in for
+    pytest-playwright's own fallback fixture, which newer pytest releases reject.)"""
+    return None
+
+
 class _WithoutPlaywright:
     """Stands in for pytest-playwright's `page` so the tier skips (or fails in CI) cleanly."""
 

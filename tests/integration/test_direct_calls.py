@@ -149,6 +149,7 @@ def test_an_error_in_a_direct_call_keeps_its_type_and_the_restart_policy(
         assert (after_pid, calls) == (pid, 3)  # the warm state survived the error
 
 
+@pytest.mark.usefixtures("interruptible")
 def test_interrupting_a_direct_call_cancels_it_and_keeps_the_warm_worker(
     unique: Unique, direct_calls: list[str]
 ) -> None:
@@ -344,6 +345,7 @@ def test_cancelling_a_running_direct_call_from_elsewhere_interrupts_it(
     assert len(direct_calls) == before + 1
 
 
+@pytest.mark.usefixtures("interruptible")
 def test_interrupting_a_run_while_its_large_argument_is_written(unique: Unique) -> None:
     # Wherever the interrupt lands (pickling, writing 100 MB, waiting), the call is cancelled
     # and the function keeps working: a write cut midway ends that worker, which is replaced.

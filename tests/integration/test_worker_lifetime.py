@@ -189,3 +189,46 @@ def test_a_replaced_registration_refuses_jobs_from_its_old_handle(
         old.push()
     assert [f.job_id for f in get_manager().jobs()] == jobs_before
     assert sieve.function.get(name).run() == 2
+
+
+SCRIPT_WITH_LARGE_ARGUMENTS = textwrap.dedent(
+    """
+    import os, signal, threading
+    import sieve_jupyter as sieve
+
+    @sieve.function(name="sizer")
+    def size(data: bytes) -> int:
+        return len(data)
+
+    # Large frames from the main thread are written by a helper thread, which must not keep
+    # the interpreter alive once the script is done, wherever an interrupt landed.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    assert size.run(b"warm") == 4  # later calls find the worker idle: this thread writes them
+    big = b"x" * (64 << 20)
+    for delay in (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02):
+        timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
+        try:
+            timer.start()
+            size.run(big)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            timer.join()
+    assert size.run(b"y" * (1 << 20)) == 1 << 20
+    # Whatever it started, the package never holds up the interpreter's exit.
+    others = [t for t in threading.enumerate() if t is not threading.main_thread()]
+    assert all(t.daemon for t in others), [t.name for t in others if not t.daemon]
+    print("done", flush=True)
+    """
+)
+
+
+def test_a_script_that_sent_large_arguments_exits() -> None:
+    process = subprocess.run(
+        [sys.executable, "-c", SCRIPT_WITH_LARGE_ARGUMENTS],
+        capture_output=True,
+        text=True,
+        timeout=120,  # (a bound on a hang: the script itself takes about a second)
+    )
+    assert process.returncode == 0, process.stderr
+    assert process.stdout == "done\n"

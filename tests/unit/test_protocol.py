@@ -256,6 +256,7 @@ def test_an_interrupted_recv_resumes_where_it_stopped(size: int) -> None:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGUSR2], ids=["SIGINT", "other"])
+@pytest.mark.usefixtures("interruptible")
 def test_an_interrupted_large_write_still_goes_out_whole(signum: int) -> None:
     # The receiver reads nothing at first, so a 16 MiB frame blocks its writer partway. The
     # main thread (where Python raises KeyboardInterrupt, or any signal handler's exception)

@@ -152,7 +152,7 @@ class ExpressionField(Field):
         try:
             from IPython.core.getipython import get_ipython
 
-            shell = get_ipython()  # type: ignore[no-untyped-call]
+            shell = get_ipython()
             if shell is not None:
                 namespace = shell.user_ns
         except ImportError:  # pragma: no cover - forms only exist inside IPython
