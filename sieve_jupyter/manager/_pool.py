@@ -114,6 +114,14 @@ class WorkerPool:
         if inline is not None:
             self._flush(inline)
 
+    def start(self) -> None:
+        """Start workers up to the pool size without waiting for a job (`Manager.warm`)."""
+        with self._lock:
+            self.ensure_open()
+            if self.state == "stopped":
+                self.state = "idle"
+            self._ensure_workers()
+
     def cancel(self, future: JobFuture) -> None:
         """Make sure a cancelled job never starts, and interrupt it if it already has."""
         with self._lock:
@@ -347,6 +355,9 @@ class WorkerPool:
             if not stopping:
                 self.state = "error"
                 self.last_error = f"{type(exc).__name__}: {exc}"
+                remote = getattr(exc, "remote_traceback", "")
+                if remote:  # (what `__setup__` raised, for whoever has no job to show it in)
+                    self.last_error += f"\n\n{remote}"
             doomed = self._take_queue_if_no_worker_left()
         worker.terminate(grace=0.5)
         self.manager.gpus.release(worker.worker_id)
