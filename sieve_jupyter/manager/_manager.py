@@ -271,7 +271,7 @@ class Manager:
     def _new_job(
         self, target: str | FunctionRecord, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[WorkerPool, JobFuture]:
-        pool = self._pool(target)
+        record, pool = self._pool(target)
         pool.ensure_open()  # before a job exists: a refused push leaves no job behind
         spec = record.spec
         future = JobFuture(
@@ -287,7 +287,7 @@ class Manager:
             hook(future)
         return pool, future
 
-    def _pool(self, target: str | FunctionRecord) -> WorkerPool:
+    def _pool(self, target: str | FunctionRecord) -> tuple[FunctionRecord, WorkerPool]:
         """The record's pool, created on first use, after the checks that must pass first."""
         record = target if isinstance(target, FunctionRecord) else self.record(target)
         if not record.checked:
@@ -298,7 +298,7 @@ class Manager:
                 if record.pool is None:
                     record.pool = WorkerPool(self, record, self.backend(record.backend))
                 pool = record.pool
-        return pool
+        return record, pool
 
     def warm(self, target: str | FunctionRecord) -> None:
         """Start a function's workers now instead of on its first job, so `__setup__` runs
@@ -308,7 +308,7 @@ class Manager:
         Raises:
             SieveError: what a push would raise before queuing (a missing Env, a GPU ...).
         """
-        self._pool(target).start()
+        self._pool(target)[1].start()
 
     def _accept(self, future: JobFuture) -> None:
         """Enter a new job in the history and announce it (before it can start: published
