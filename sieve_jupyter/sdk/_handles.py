@@ -274,21 +274,27 @@ class _FunctionDecorator:
         return decorate if obj is None else decorate(obj)
 
     @staticmethod
-    def get(name: str) -> Any:
-        """The function registered as ``"user/name"`` (or ``"name"``) in this kernel.
+    def get(name: str, **options: Any) -> Any:
+        """The function registered as ``"user/name"`` (or ``"name"``) in this kernel, or the
+        one served at ``"http://host:port[/functions/name]"`` (``token=`` for a server that
+        wants one; see `sdk/_remote.py`).
 
         Inside a worker this returns a proxy whose `.run/.push` go through the manager.
 
         Raises:
             FunctionNotFoundError: unknown name; the message lists the known ones.
         """
-        return get(name)
+        return get(name, **options)
 
     def __repr__(self) -> str:
         return "<sieve.function decorator>"
 
 
-def get(name: str) -> Any:
+def get(name: str, **options: Any) -> Any:
+    if name.startswith(("http://", "https://")):
+        from sieve_jupyter.sdk._remote import http_function
+
+        return http_function(name, **options)
     if current_context() is not None:
         return RemoteFunction(name.rpartition("/")[2])
     record = get_manager().record(name)

@@ -9,16 +9,13 @@ would let a caller read the server's own files).
 from __future__ import annotations
 
 import base64
-import binascii
 import mimetypes
 import os
-import re
 import secrets
 import shutil
 import tempfile
 import threading
 import time
-import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,13 +23,12 @@ from typing import Any
 
 from sieve_jupyter.runtime import Audio, File, Image, Video
 from sieve_jupyter.spec import FILE_FORMAT, FunctionSpec
+from sieve_jupyter.spec._dataurl import decode_data_url
 
 __all__ = ["FileStore", "InputError422", "InputPlan", "decode_data_url", "encode_output"]
 
 _FILE_TYPES: dict[str, type[File]] = {"File": File, "Image": Image, "Video": Video,
                                       "Audio": Audio}
-_DATA_URL = re.compile(r"^data:(?P<type>[^;,]*)(?P<params>(;[^;,]*)*?)(?P<b64>;base64)?,",
-                       re.DOTALL)
 
 
 class InputError422(Exception):
@@ -45,26 +41,6 @@ class InputError422(Exception):
 
 def _detail(loc: list[Any], msg: str, kind: str = "value_error") -> dict[str, Any]:
     return {"loc": loc, "msg": msg, "type": kind}
-
-
-def decode_data_url(url: str) -> tuple[str, bytes]:
-    """(media type, bytes) of a ``data:`` URL.
-
-    Raises:
-        ValueError: it is not a well-formed data URL.
-    """
-    match = _DATA_URL.match(url)
-    if match is None:
-        raise ValueError("not a data URL (data:<type>;base64,<data>)")
-    payload = url[match.end():]
-    if match.group("b64"):
-        try:
-            data = base64.b64decode(payload, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise ValueError(f"its base64 is malformed ({exc})") from None
-    else:
-        data = urllib.parse.unquote_to_bytes(payload)
-    return match.group("type") or "application/octet-stream", data
 
 
 @dataclass
