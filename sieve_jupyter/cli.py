@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from sieve_jupyter.export import export_notebook
+    from sieve_jupyter.bundle import export_notebook
 
     notebook = Path(args.notebook)
     output = args.output_dir or str(Path("bundles") / notebook.stem)
@@ -92,7 +92,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from sieve_jupyter.export import read_bundle
+    from sieve_jupyter.bundle import read_bundle
 
     bundle = read_bundle(args.bundle)
     tag = args.tag or Path(bundle.root).name.lower().replace("_", "-")

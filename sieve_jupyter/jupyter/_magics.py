@@ -17,7 +17,7 @@ from sieve_jupyter.jupyter._listing import functions_table, job_logs, jobs_table
 from sieve_jupyter.manager import get_manager
 from sieve_jupyter.sdk import register
 
-__all__ = ["SieveMagics"]
+__all__ = ["EXTRA_COMMANDS", "SieveMagics"]
 
 _HELP = """\
 %sieve ls                      functions and models: kind, backend, workers, state, setup time
@@ -28,7 +28,7 @@ _HELP = """\
 %sieve build NAME              prepare the environment ahead of the first call (docker: build)
 %sieve form NAME               a form generated from the type hints (submit pushes a job)
 %sieve config [KEY=VALUE ...]  show or change settings (backend, workers, user, gpu_fallback, ...)
-%sieve help                    this text
+%sieve help                    this text{extra}
 
 %%sieve_function / %%sieve_model take the decorator's options; see %%sieve_function?"""
 
@@ -65,6 +65,16 @@ def _cell_options(func: Any) -> Any:
     for option in reversed(options):
         func = option(func)
     return magic_arguments()(func)
+
+
+#: `%sieve` subcommands of the layers above this one (export, serve), registered by them:
+#: name -> (handler taking the words after the command, help line)
+EXTRA_COMMANDS: dict[str, tuple[Any, str]] = {}
+
+
+def _help() -> str:
+    extra = "".join(f"\n{line}" for _, line in EXTRA_COMMANDS.values())
+    return _HELP.format(extra=extra)
 
 
 @magics_class
@@ -137,14 +147,16 @@ class SieveMagics(Magics):
             raise UsageError(f"%sieve: {exc}") from None
         command, rest = (words[0], words[1:]) if words else ("help", [])
         handler = getattr(self, f"_cmd_{command}", None)
+        if handler is None and command in EXTRA_COMMANDS:
+            handler = EXTRA_COMMANDS[command][0]
         if handler is None:
-            raise UsageError(f"%sieve {command}: unknown command.\n\n{_HELP}")
+            raise UsageError(f"%sieve {command}: unknown command.\n\n{_help()}")
         return handler(rest)
 
     # -- %sieve subcommands ----------------------------------------------------------------
 
     def _cmd_help(self, rest: list[str]) -> None:
-        print(_HELP)
+        print(_help())
 
     def _cmd_ls(self, rest: list[str]) -> Any:
         return functions_table(get_manager())

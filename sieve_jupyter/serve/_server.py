@@ -108,7 +108,7 @@ def serve_bundle(path: str | os.PathLike[str], settings: ServeSettings) -> int:
         SpecError: the bundle is invalid (the message names the line of sieve.yaml).
         ConfigurationError: a bad setting, or the port is taken.
     """
-    from sieve_jupyter.export import read_bundle
+    from sieve_jupyter.bundle import read_bundle
     from sieve_jupyter.serve._service import Service
 
     settings.validate()

@@ -25,7 +25,7 @@ from sieve_jupyter.serve._io import InputPlan
 from sieve_jupyter.serve._predictions import PredictionStore, iso
 
 if TYPE_CHECKING:
-    from sieve_jupyter.export import Bundle
+    from sieve_jupyter.bundle import Bundle
     from sieve_jupyter.serve._settings import ServeSettings
     from sieve_jupyter.spec import FunctionSpec
 

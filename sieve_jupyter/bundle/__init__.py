@@ -9,7 +9,7 @@ The nbconvert exporter (``--to sieve-bundle``) lives in `_nbconvert` (it needs n
 
 from __future__ import annotations
 
-from sieve_jupyter.export._bundle import (
+from sieve_jupyter.bundle._bundle import (
     Bundle,
     BundleFunction,
     bundle_files,
@@ -17,9 +17,9 @@ from sieve_jupyter.export._bundle import (
     read_bundle,
     write_bundle,
 )
-from sieve_jupyter.export._capture import Capture, Target, capture
-from sieve_jupyter.export._cells import Cell
-from sieve_jupyter.export._export import (
+from sieve_jupyter.bundle._capture import Capture, Target, capture
+from sieve_jupyter.bundle._cells import Cell
+from sieve_jupyter.bundle._export import (
     ExportResult,
     cells_from_history,
     cells_from_notebook,

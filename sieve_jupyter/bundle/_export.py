@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from sieve_jupyter._errors import ExportError
-from sieve_jupyter.export._bundle import MODULE, BundleFunction, bundle_files, write_bundle
-from sieve_jupyter.export._capture import Capture, capture
-from sieve_jupyter.export._cells import Cell
+from sieve_jupyter.bundle._bundle import MODULE, BundleFunction, bundle_files, write_bundle
+from sieve_jupyter.bundle._capture import Capture, capture
+from sieve_jupyter.bundle._cells import Cell
 from sieve_jupyter.spec import FunctionSpec
 
 __all__ = [

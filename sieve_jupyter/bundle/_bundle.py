@@ -31,7 +31,7 @@ import yaml
 import sieve_jupyter
 from sieve_jupyter._errors import SpecError
 from sieve_jupyter.build import BuildOptions, make_bundle_image
-from sieve_jupyter.export._readme import bundle_readme
+from sieve_jupyter.bundle._readme import bundle_readme
 from sieve_jupyter.spec import Environment, FunctionSpec, openapi_document
 from sieve_jupyter.spec._model import canonical_json
 

@@ -12,7 +12,7 @@ from typing import Any
 from nbconvert.exporters import Exporter
 from traitlets import List, Unicode
 
-from sieve_jupyter.export._export import cells_from_notebook, export_cells
+from sieve_jupyter.bundle._export import cells_from_notebook, export_cells
 
 __all__ = ["SieveBundleExporter"]
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sieve_jupyter._errors import ExportError
-from sieve_jupyter.export._cells import (
+from sieve_jupyter.bundle._cells import (
     BUILTIN_NAMES,
     EXPORT_TAG,
     SKIP_TAG,
