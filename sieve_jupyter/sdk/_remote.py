@@ -96,6 +96,20 @@ class _Loop:
             self.loop.call_soon_threadsafe(self.loop.stop)
 
 
+#: kept-alive clients for `run`, shared by the handles on one server (closed at exit)
+_sync_clients: dict[tuple[str, str, float | None], Any] = {}
+_sync_lock = threading.Lock()
+
+
+def _close_sync_clients() -> None:
+    with _sync_lock:
+        for client in _sync_clients.values():
+            client.close()
+        _sync_clients.clear()
+
+
+atexit.register(_close_sync_clients)
+
 _files_dir: str | None = None
 
 
@@ -172,7 +186,6 @@ class HttpFunction:
         token = token if token is not None else os.environ.get(_TOKEN_VARIABLE)
         self._headers = {"authorization": f"Bearer {token}"} if token else {}
         self.timeout = timeout
-        self._client: Any = None
         self._described: dict[str, Any] | None = None
         self._lock = threading.Lock()
 
@@ -185,11 +198,15 @@ class HttpFunction:
         return f"/functions/{self.function}/predictions"
 
     def _http(self) -> Any:
-        if self._client is None:
-            httpx = _httpx()
-            self._client = httpx.Client(base_url=self.base, headers=self._headers,
-                                        timeout=httpx.Timeout(30.0, read=self.timeout))
-        return self._client
+        key = (self.base, self._headers.get("authorization", ""), self.timeout)
+        with _sync_lock:
+            client = _sync_clients.get(key)
+            if client is None:
+                httpx = _httpx()
+                client = _sync_clients[key] = httpx.Client(
+                    base_url=self.base, headers=self._headers,
+                    timeout=httpx.Timeout(30.0, read=self.timeout))
+        return client
 
     def _describe(self) -> dict[str, Any]:
         if self._described is None:
@@ -434,10 +451,6 @@ class HttpFunction:
 
         return results()
 
-    def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
 
 
 def _result(future: JobFuture) -> Any:

@@ -132,6 +132,11 @@ def _coercer(func: Callable[..., Any]) -> Callable[[dict[str, Any]], dict[str, A
         hint = hints.get(name)
         if hint is None or hint is Any:
             continue
+        if getattr(hint, "__module__", "") == "numpy" and getattr(hint, "__name__", "") == (
+            "ndarray"
+        ):
+            adapters[name] = _ArrayAdapter()  # JSON brings nested lists
+            continue
         try:
             adapters[name] = TypeAdapter(hint, config=config)
         except Exception:  # noqa: BLE001 - a type pydantic cannot build: left as it is
@@ -148,6 +153,13 @@ def _coercer(func: Callable[..., Any]) -> Callable[[dict[str, Any]], dict[str, A
         return out
 
     return coerce
+
+
+class _ArrayAdapter:
+    def validate_python(self, value: Any) -> Any:
+        import numpy
+
+        return numpy.asarray(value)
 
 
 _PLAIN = (str, int, bool, type(None))

@@ -236,7 +236,7 @@ class _Api:
             return StreamingResponse(self._stream(prediction), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
         if webhook is not None:
-            self._background(self._webhooks(prediction, dict(request.headers)))
+            self._background(self._webhooks(prediction, prediction.envelope()))
         if request.headers.get("prefer") == "respond-async":
             return _json(prediction.envelope(), 202)
         if not future.done() and not await self._wait(request, future):
@@ -402,7 +402,7 @@ class _Api:
             if not future.done():
                 future.cancel()  # the client went away: nobody wants the result
 
-    async def _webhooks(self, prediction: Prediction, headers: dict[str, str]) -> None:
+    async def _webhooks(self, prediction: Prediction, start: dict[str, Any]) -> None:
         if self._http is None:
             import httpx
 
@@ -410,7 +410,7 @@ class _Api:
         sender = WebhookSender(self._http, prediction, {"user-agent": "sieve-jupyter"})
         future = prediction.future
         sent_logs = sent_outputs = 0
-        await sender.send("start")
+        await sender.send("start", start)
         async for _ in self._changes(prediction):
             if future.done():
                 break

@@ -13,6 +13,7 @@ import asyncio
 import atexit
 import contextlib
 import os
+import signal
 import socket
 import sys
 import threading
@@ -70,12 +71,28 @@ def _write_port_file(path: str, port: int) -> None:
 def _uvicorn_server(app: Any, settings: ServeSettings) -> Any:
     import uvicorn
 
+    class Server(uvicorn.Server):  # type: ignore[misc]
+        @contextlib.contextmanager
+        def capture_signals(self) -> Any:
+            # uvicorn re-raises SIGTERM after a graceful stop, so the process would end
+            # "killed by SIGTERM"; a stop that went as planned exits 0 instead.
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            signals = (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
     config = uvicorn.Config(
         app, log_level="warning", access_log=settings.access_log, lifespan="off",
         timeout_graceful_shutdown=int(GRACE_SECONDS), server_header=False,
         timeout_keep_alive=30,
     )
-    return uvicorn.Server(config)
+    return Server(config)
 
 
 async def _run(service: Any, settings: ServeSettings, sock: socket.socket,

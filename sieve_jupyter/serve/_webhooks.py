@@ -32,8 +32,9 @@ class WebhookSender:
     def wants(self, event: str) -> bool:
         return event in self.prediction.webhook_events
 
-    async def send(self, event: str) -> None:
-        """Send `event` now (start, completed) or within the throttle (output, logs)."""
+    async def send(self, event: str, body: dict[str, Any] | None = None) -> None:
+        """Send `event` now (start, completed) or within the throttle (output, logs), with
+        `body` (the state when the event happened) or the state at sending time."""
         if not self.wants(event):
             return
         loop = asyncio.get_running_loop()
@@ -47,18 +48,19 @@ class WebhookSender:
         elif self._pending is not None:
             self._pending.cancel()
             self._pending = None
-        await self._post(retry=event == "completed")
+        await self._post(retry=event == "completed", body=body)
 
     async def _later(self, wait: float) -> None:
         await asyncio.sleep(wait)
         self._pending = None
         await self._post(retry=False)
 
-    async def _post(self, *, retry: bool) -> None:
+    async def _post(self, *, retry: bool, body: dict[str, Any] | None = None) -> None:
         assert self.prediction.webhook is not None
         async with self._lock:
             self._last_sent = asyncio.get_running_loop().time()
-            body = self.prediction.envelope()
+            if body is None:
+                body = self.prediction.envelope()
             for delay in (*_RETRIES, None) if retry else (None,):
                 try:
                     response = await self.client.post(
