@@ -216,11 +216,11 @@ def export(
 def _source_of(objects: Sequence[Any]) -> tuple[list[Cell], str, Path]:
     """Where the code lives: the running kernel's cells, or the file of the first object."""
     for obj in objects:
-        if obj is None:
-            continue
+        if obj is None or getattr(obj, "__module__", "__main__") == "__main__":
+            continue  # defined in the notebook (or a script run as __main__): its cells
         try:
             filename = inspect.getsourcefile(obj)
-        except TypeError:
+        except (TypeError, OSError):
             filename = None
         if filename and os.path.isfile(filename) and filename.endswith(".py"):
             text = Path(filename).read_text()

@@ -1,0 +1,230 @@
+"""sieve-jupyter: the Sieve programming model, native to Jupyter.
+
+    import sieve_jupyter as sieve
+
+    @sieve.function(name="multiplier")
+    def multiply(x1: int, x2: int) -> int:
+        return x1 * x2
+
+    multiply.run(2, 3)     # 6, from a warm worker process
+
+Names are loaded on first use, so importing the package is cheap: worker processes import
+`sieve_jupyter.runtime` without paying for the notebook-side machinery.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "Audio": "sieve_jupyter.runtime",
+    "BackendError": "sieve_jupyter._errors",
+    "BuildError": "sieve_jupyter._errors",
+    "ConfigurationError": "sieve_jupyter._errors",
+    "DependencyError": "sieve_jupyter._errors",
+    "Env": "sieve_jupyter.spec",
+    "EnvironmentVariableError": "sieve_jupyter._errors",
+    "FatalException": "sieve_jupyter.runtime",
+    "File": "sieve_jupyter.runtime",
+    "FunctionNotFoundError": "sieve_jupyter._errors",
+    "FunctionSpec": "sieve_jupyter.spec",
+    "GpuFallbackWarning": "sieve_jupyter._errors",
+    "GpuUnavailableError": "sieve_jupyter._errors",
+    "Image": "sieve_jupyter.runtime",
+    "InputError": "sieve_jupyter._errors",
+    "JobCancelledError": "sieve_jupyter._errors",
+    "JobFuture": "sieve_jupyter.manager",
+    "JobStatus": "sieve_jupyter.manager",
+    "Metadata": "sieve_jupyter.spec",
+    "Model": "sieve_jupyter.sdk",
+    "PythonVersionMismatchError": "sieve_jupyter._errors",
+    "RemoteError": "sieve_jupyter._errors",
+    "SetupError": "sieve_jupyter._errors",
+    "SieveError": "sieve_jupyter._errors",
+    "SieveWarning": "sieve_jupyter._errors",
+    "SpecError": "sieve_jupyter._errors",
+    "Video": "sieve_jupyter.runtime",
+    "WorkerCrashedError": "sieve_jupyter._errors",
+    "WorkerError": "sieve_jupyter._errors",
+    "ExportError": "sieve_jupyter._errors",
+    "config": "sieve_jupyter._config",
+    "export": "sieve_jupyter.bundle",
+    "configure": "sieve_jupyter._config",
+    "form": "sieve_jupyter.jupyter.widgets",
+    "function": "sieve_jupyter.sdk",
+    "gpu": "sieve_jupyter.spec",
+    "progress": "sieve_jupyter.jupyter.widgets",
+    "report_progress": "sieve_jupyter.runtime",
+}
+
+__all__ = sorted([*_EXPORTS, "__version__", "load_ipython_extension", "unload_ipython_extension"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sieve_jupyter' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return list(__all__)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext sieve_jupyter`: register the magics, the display hooks and the comm channel."""
+    from sieve_jupyter.jupyter import load_ipython_extension as _load
+    from sieve_jupyter.jupyter._magics import EXTRA_COMMANDS
+
+    # The layers above the notebook layer add their own subcommands (imported when used).
+    EXTRA_COMMANDS.setdefault("export", (_export_command, _EXPORT_HELP))
+    EXTRA_COMMANDS.setdefault("serve", (_serve_command, _SERVE_HELP))
+    _load(ipython)
+
+
+_EXPORT_HELP = ("%sieve export NAME... DIR      a bundle of these functions and the cells they "
+                "need (--default, --base-image)")
+_SERVE_HELP = ("%sieve serve NAME... [--port N] serve them over HTTP until the kernel stops "
+               "(--stop NAME to stop)")
+
+
+def _export_command(words: list[str]) -> Any:
+    from sieve_jupyter.bundle._magic import export_command
+
+    return export_command(words)
+
+
+def _serve_command(words: list[str]) -> Any:
+    from sieve_jupyter.serve._magic import serve_command
+
+    return serve_command(words)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """`%unload_ext sieve_jupyter`: remove what `load_ipython_extension` added."""
+    from sieve_jupyter.jupyter import unload_ipython_extension as _unload
+
+    _unload(ipython)
+
+
+if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
+    from sieve_jupyter._config import (
+        config as config,
+    )
+    from sieve_jupyter._config import (
+        configure as configure,
+    )
+    from sieve_jupyter._errors import (
+        BackendError as BackendError,
+    )
+    from sieve_jupyter._errors import (
+        BuildError as BuildError,
+    )
+    from sieve_jupyter._errors import (
+        ConfigurationError as ConfigurationError,
+    )
+    from sieve_jupyter._errors import (
+        DependencyError as DependencyError,
+    )
+    from sieve_jupyter._errors import (
+        EnvironmentVariableError as EnvironmentVariableError,
+    )
+    from sieve_jupyter._errors import (
+        ExportError as ExportError,
+    )
+    from sieve_jupyter._errors import (
+        FunctionNotFoundError as FunctionNotFoundError,
+    )
+    from sieve_jupyter._errors import (
+        GpuFallbackWarning as GpuFallbackWarning,
+    )
+    from sieve_jupyter._errors import (
+        GpuUnavailableError as GpuUnavailableError,
+    )
+    from sieve_jupyter._errors import (
+        InputError as InputError,
+    )
+    from sieve_jupyter._errors import (
+        JobCancelledError as JobCancelledError,
+    )
+    from sieve_jupyter._errors import (
+        PythonVersionMismatchError as PythonVersionMismatchError,
+    )
+    from sieve_jupyter._errors import (
+        RemoteError as RemoteError,
+    )
+    from sieve_jupyter._errors import (
+        SetupError as SetupError,
+    )
+    from sieve_jupyter._errors import (
+        SieveError as SieveError,
+    )
+    from sieve_jupyter._errors import (
+        SieveWarning as SieveWarning,
+    )
+    from sieve_jupyter._errors import (
+        SpecError as SpecError,
+    )
+    from sieve_jupyter._errors import (
+        WorkerCrashedError as WorkerCrashedError,
+    )
+    from sieve_jupyter._errors import (
+        WorkerError as WorkerError,
+    )
+    from sieve_jupyter.bundle import (
+        export as export,
+    )
+    from sieve_jupyter.jupyter.widgets import (
+        form as form,
+    )
+    from sieve_jupyter.jupyter.widgets import (
+        progress as progress,
+    )
+    from sieve_jupyter.manager import (
+        JobFuture as JobFuture,
+    )
+    from sieve_jupyter.manager import (
+        JobStatus as JobStatus,
+    )
+    from sieve_jupyter.runtime import (
+        Audio as Audio,
+    )
+    from sieve_jupyter.runtime import (
+        FatalException as FatalException,
+    )
+    from sieve_jupyter.runtime import (
+        File as File,
+    )
+    from sieve_jupyter.runtime import (
+        Image as Image,
+    )
+    from sieve_jupyter.runtime import (
+        Video as Video,
+    )
+    from sieve_jupyter.runtime import (
+        report_progress as report_progress,
+    )
+    from sieve_jupyter.sdk import (
+        Model as Model,
+    )
+    from sieve_jupyter.sdk import (
+        function as function,
+    )
+    from sieve_jupyter.spec import (
+        Env as Env,
+    )
+    from sieve_jupyter.spec import (
+        FunctionSpec as FunctionSpec,
+    )
+    from sieve_jupyter.spec import (
+        Metadata as Metadata,
+    )
+    from sieve_jupyter.spec import (
+        gpu as gpu,
+    )

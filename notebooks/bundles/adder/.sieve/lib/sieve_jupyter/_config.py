@@ -1,0 +1,118 @@
+"""`sieve.configure(...)`: kernel-wide settings of the manager (default backend, workers, user).
+
+    sieve.configure(backend="docker", workers=2, user="alice", gpu_fallback="cpu")
+    sieve.config.backend            # -> "docker"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+from typing import Any
+
+from sieve_jupyter._errors import ConfigurationError
+
+__all__ = ["Config", "config", "configure"]
+
+
+def _default_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return "user"
+
+
+@dataclasses.dataclass
+class Config:
+    """Settings every function falls back on unless its decorator or magic says otherwise."""
+
+    #: where workers run: "local" (processes of this machine, the default) or "docker"
+    backend: str = "local"
+    #: warm workers per function
+    workers: int = 1
+    #: the owner part of "user/name" in `sieve.function.get`
+    user: str = dataclasses.field(default_factory=_default_user)
+    #: what to do when a function asks for a GPU this machine lacks: "error" or "cpu" (warn, run)
+    gpu_fallback: str = "error"
+    #: seconds a worker may take to start and connect (not counting `__setup__`)
+    start_timeout: float = 120.0
+    #: finished jobs remembered for `%sieve jobs` and the side panel
+    job_history: int = 10_000
+    #: microseconds a waiting side polls before it sleeps: a `.run()` waiting for a quick
+    #: answer, and an idle worker for its next call. Polling spares the cost of waking a
+    #: sleeping process (tens of microseconds); 0 never polls (takes effect for new workers)
+    busy_poll_us: int = 100
+    #: Docker backend: base image override (None: chosen from the spec)
+    docker_base_image: str | None = None
+    #: Docker backend: network mode of worker containers ("bridge", "none", "host"); bridge by
+    #: default because a `__setup__` usually downloads weights (the kernel socket needs none)
+    docker_network: str = "bridge"
+    #: Docker backend: a CA bundle to trust during builds (corporate proxies); None for none
+    docker_ca_bundle: str | None = None
+
+    def validate(self) -> None:
+        from sieve_jupyter.backends import BACKENDS
+
+        if self.backend not in BACKENDS:
+            raise ConfigurationError(
+                f"backend: unknown backend {self.backend!r}. Fix: use one of "
+                f"{', '.join(sorted(BACKENDS))}."
+            )
+        if not isinstance(self.workers, int) or isinstance(self.workers, bool) or not (
+            1 <= self.workers <= 64
+        ):
+            raise ConfigurationError(
+                f"workers: must be an integer from 1 to 64, got {self.workers!r}. "
+                "Fix: sieve.configure(workers=2)."
+            )
+        if not isinstance(self.user, str) or not self.user or "/" in self.user:
+            raise ConfigurationError(
+                f"user: must be a non-empty name without '/', got {self.user!r}. "
+                "Fix: sieve.configure(user='alice')."
+            )
+        if self.gpu_fallback not in ("error", "cpu"):
+            raise ConfigurationError(
+                f"gpu_fallback: must be 'error' or 'cpu', got {self.gpu_fallback!r}."
+            )
+        if not isinstance(self.start_timeout, (int, float)) or self.start_timeout <= 0:
+            raise ConfigurationError(
+                f"start_timeout: must be a positive number of seconds, got {self.start_timeout!r}."
+            )
+        if not isinstance(self.job_history, int) or self.job_history < 1:
+            raise ConfigurationError(
+                f"job_history: must be a positive integer, got {self.job_history!r}."
+            )
+        if (
+            not isinstance(self.busy_poll_us, int)
+            or isinstance(self.busy_poll_us, bool)
+            or not 0 <= self.busy_poll_us <= 10_000
+        ):
+            raise ConfigurationError(
+                f"busy_poll_us: must be an integer from 0 to 10000 microseconds, got "
+                f"{self.busy_poll_us!r}. Fix: sieve.configure(busy_poll_us=0) to never poll."
+            )
+
+
+config = Config()
+
+
+def configure(**settings: Any) -> Config:
+    """Change kernel-wide settings; unknown keys and bad values raise before anything changes.
+
+    Args:
+        **settings: any field of `Config` (backend, workers, user, gpu_fallback, ...).
+
+    Raises:
+        ConfigurationError: an unknown key (the message lists the known ones) or a bad value.
+    """
+    known = {f.name for f in dataclasses.fields(Config)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise ConfigurationError(
+            f"{unknown[0]}: not a setting. Fix: use one of {', '.join(sorted(known))}."
+        )
+    candidate = dataclasses.replace(config, **settings)
+    candidate.validate()
+    for key, value in settings.items():
+        setattr(config, key, value)
+    return config

@@ -1,0 +1,55 @@
+"""Backends start workers: local processes (the default), Docker containers, Ray actors."""
+
+from __future__ import annotations
+
+import importlib
+
+from sieve_jupyter._errors import ConfigurationError
+from sieve_jupyter.backends._base import (
+    Backend,
+    GpuAssignment,
+    WorkerLaunch,
+    WorkerProcess,
+    WorkerProcessState,
+)
+
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "GpuAssignment",
+    "WorkerLaunch",
+    "WorkerProcess",
+    "WorkerProcessState",
+    "create_backend",
+]
+
+#: backend name -> "module:Class", imported only when first used (docker and ray are extras)
+BACKENDS: dict[str, str] = {
+    "local": "sieve_jupyter.backends.local:LocalBackend",
+    "docker": "sieve_jupyter.backends.docker:DockerBackend",
+}
+
+
+def create_backend(name: str) -> Backend:
+    """Instantiate the backend registered under `name`.
+
+    Raises:
+        ConfigurationError: the name is unknown, or the backend's optional dependency is missing.
+    """
+    try:
+        target = BACKENDS[name]
+    except KeyError:
+        known = ", ".join(sorted(BACKENDS))
+        raise ConfigurationError(
+            f"backend: unknown backend {name!r}. Fix: use one of {known}."
+        ) from None
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"backend: the {name!r} backend needs an optional dependency ({exc.name}). "
+            f"Fix: pip install 'sieve-jupyter[{name}]'."
+        ) from exc
+    backend: Backend = getattr(module, class_name)()
+    return backend

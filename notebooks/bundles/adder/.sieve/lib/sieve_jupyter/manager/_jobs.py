@@ -1,0 +1,288 @@
+"""`JobFuture`: a real `concurrent.futures.Future` for one job, with Sieve's job metadata.
+
+The status is derived from the future's own state machine (pending -> running -> finished /
+cancelled), which already rejects illegal transitions, plus whether it finished with an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import enum
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import _base
+from typing import Any
+
+from sieve_jupyter._errors import JobCancelledError
+
+__all__ = ["JobFuture", "JobStatus"]
+
+
+class JobStatus(str, enum.Enum):
+    """Where a job is in its life. The values are what Sieve's API reports."""
+
+    QUEUED = "queued"
+    PROCESSING = "processing"
+    FINISHED = "finished"
+    ERROR = "error"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class JobFuture(concurrent.futures.Future[Any]):
+    """The future of one job: ``result()``, ``as_completed``, ``wait`` and callbacks all work.
+
+    Attributes:
+        job_id: unique within the kernel, e.g. ``"adder-12"``.
+        function: the name of the function or model that runs it.
+        args, kwargs: the call's arguments (kept for display and retries).
+        logs: ``(stream, text)`` pairs the worker printed while running the job.
+        outputs: items streamed so far by a generator function.
+        progress: the last ``(fraction, message)`` the job reported, or ``None``.
+        submitted_at, started_at, finished_at: epoch seconds (``None`` until reached).
+        context: opaque slot for the notebook layer (which cell started the job).
+    """
+
+    # Attributes most jobs never change start out as class-level defaults (a `.run()` of a
+    # quick function creates thousands of these per second).
+    logs: Sequence[tuple[str, str]] = ()  # a list once there is something to hold
+    outputs: Sequence[Any] = ()
+    streaming: bool = False
+    progress: tuple[float | None, str] | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    worker_id: str | None = None
+    context: Any = None
+    _outputs_changed: threading.Condition | None = None
+
+    def __init__(
+        self,
+        job_id: str,
+        function: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        streaming: bool = False,
+        canceller: Callable[[JobFuture], None] | None = None,
+        on_cancelled: Callable[[JobFuture], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.function = function
+        self.args = args
+        self.kwargs = kwargs
+        self.submitted_at = time.time()
+        self._canceller = canceller
+        self._on_cancelled = on_cancelled
+        if streaming:
+            self.streaming = True
+            # Streamed outputs get their own condition: Future.result(timeout) treats any
+            # notify of the future's condition as "done", so it must only be notified when the
+            # job ends.
+            self._outputs_changed = threading.Condition()
+
+    # -- status ------------------------------------------------------------------------------
+
+    @property
+    def status(self) -> JobStatus:
+        state = self._state
+        if state == _base.PENDING:
+            return JobStatus.QUEUED
+        if state == _base.RUNNING:
+            return JobStatus.PROCESSING
+        if state in (_base.CANCELLED, _base.CANCELLED_AND_NOTIFIED):
+            return JobStatus.CANCELLED
+        return JobStatus.ERROR if self._exception is not None else JobStatus.FINISHED
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to finish (or until now while it runs); ``None`` if not started."""
+        if self.started_at is None:
+            return None
+        end = self.finished_at if self.finished_at is not None else time.time()
+        return max(0.0, end - self.started_at)
+
+    @property
+    def stdout(self) -> str:
+        return "".join(text for stream, text in self.logs if stream == "stdout")
+
+    @property
+    def stderr(self) -> str:
+        return "".join(text for stream, text in self.logs if stream == "stderr")
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-able summary, as shown by `%sieve jobs` and the side panel."""
+        error = self._exception
+        return {
+            "job_id": self.job_id,
+            "function": self.function,
+            "status": self.status.value,
+            "submitted_at": self.submitted_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "duration": self.duration,
+            "error": None if error is None else f"{type(error).__name__}: {error}",
+            "progress": None if self.progress is None else list(self.progress),
+            "worker": self.worker_id,
+        }
+
+    # -- cancellation ------------------------------------------------------------------------
+
+    def cancel(self) -> bool:
+        """Cancel the job: a queued job never runs; a running one is interrupted in its worker.
+
+        Returns True if the job is (now) cancelled, False if it had already finished.
+        """
+        with self._condition:
+            if self._state == _base.FINISHED:
+                return False
+            if self._state in (_base.CANCELLED, _base.CANCELLED_AND_NOTIFIED):
+                return True
+        if self._canceller is not None:
+            self._canceller(self)
+        return self._mark_cancelled()
+
+    def _mark_cancelled(self) -> bool:
+        with self._condition:
+            if self._state == _base.FINISHED:
+                return False
+            if self._state in (_base.CANCELLED, _base.CANCELLED_AND_NOTIFIED):
+                return True
+            self._state = _base.CANCELLED_AND_NOTIFIED
+            self.finished_at = time.time()
+            self._release_arguments()
+            for waiter in self._waiters:
+                waiter.add_cancelled(self)
+            self._condition.notify_all()
+        self._invoke_callbacks()  # type: ignore[attr-defined]  # Future's own helper
+        self._wake_streams()
+        if self._on_cancelled is not None:
+            self._on_cancelled(self)  # e.g. the manager publishes the new status
+        return True
+
+    # -- transitions driven by the worker pool -----------------------------------------------
+
+    def _set_started(self, worker_id: str | None) -> bool:
+        """Mark the job running; False if it was cancelled or has already ended."""
+        if self._state != _base.PENDING or not self.set_running_or_notify_cancel():
+            return False
+        self.started_at = time.time()
+        self.worker_id = worker_id
+        return True
+
+    def _resolve(self, value: Any = None, exception: BaseException | None = None) -> bool:
+        """Finish the job unless it was cancelled meanwhile. Returns whether it took effect."""
+        self.finished_at = time.time()
+        self._release_arguments()
+        try:
+            if exception is not None:
+                self.set_exception(exception)
+            else:
+                self.set_result(list(self.outputs) if self.streaming else value)
+        except concurrent.futures.InvalidStateError:
+            return False
+        finally:
+            self._wake_streams()
+        return True
+
+    def _release_arguments(self) -> None:
+        # A finished job stays in the history for `%sieve jobs`; its arguments (perhaps large
+        # arrays) are only needed to (re)send the call, and the hooks to cancel it not at all,
+        # so they are not kept alive with it (thousands of finished jobs are).
+        self.args = ()
+        self.kwargs = {}
+        self._canceller = None
+
+    def _add_log(self, stream: str, text: str) -> None:
+        logs = self.logs
+        if not isinstance(logs, list):
+            logs = self.logs = []
+        logs.append((stream, text))
+
+    def _add_output(self, item: Any) -> None:
+        if self._outputs_changed is None:
+            self._append_output(item)
+            return
+        with self._outputs_changed:
+            self._append_output(item)
+            self._outputs_changed.notify_all()
+
+    def _append_output(self, item: Any) -> None:
+        outputs = self.outputs
+        if not isinstance(outputs, list):
+            outputs = self.outputs = []
+        outputs.append(item)
+
+    def _wake_streams(self) -> None:
+        if self._outputs_changed is not None:
+            with self._outputs_changed:
+                self._outputs_changed.notify_all()
+
+    # -- consuming ---------------------------------------------------------------------------
+
+    def stream(self, timeout: float | None = None) -> Iterator[Any]:
+        """Yield the job's outputs as the worker produces them (generator functions).
+
+        For a plain function, yields its single result. Raises the job's error at the point
+        it happened, and `JobCancelledError` if the job is cancelled.
+        """
+        if not self.streaming:
+            yield self.result(timeout)
+            return
+        index = 0
+        while True:
+            assert self._outputs_changed is not None
+            with self._outputs_changed:
+                while index >= len(self.outputs) and not self.done():
+                    if not self._outputs_changed.wait(timeout):
+                        raise TimeoutError(f"job {self.job_id}: no output within {timeout} s")
+                available = self.outputs[index:]
+            yield from available
+            index += len(available)
+            if self.done() and index >= len(self.outputs):
+                break
+        if self.cancelled():
+            raise JobCancelledError(f"job {self.job_id} was cancelled")
+        exception = self.exception()
+        if exception is not None:
+            raise exception
+
+    def result(self, timeout: float | None = None) -> Any:
+        if self._state == _base.FINISHED and self._exception is None:
+            return self._result  # (final once set: no need for the lock)
+        return super().result(timeout)
+
+    def __await__(self) -> Any:
+        return self._wait_async().__await__()
+
+    async def _wait_async(self) -> Any:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            # Not asyncio (trio through anyio): wait in a worker thread instead.
+            import anyio.to_thread
+
+            return await anyio.to_thread.run_sync(self.result)
+        return await asyncio.wrap_future(self)
+
+    def _ipython_display_(self) -> None:
+        try:
+            from sieve_jupyter.jupyter.widgets import display_future
+        except ImportError:
+            from IPython.display import display
+
+            display({"text/plain": repr(self)}, raw=True)  # type: ignore[no-untyped-call]
+            return
+        display_future(self)
+
+    def __repr__(self) -> str:
+        extra = ""
+        if self.status == JobStatus.ERROR and self._exception is not None:
+            extra = f" {type(self._exception).__name__}"
+        duration = self.duration
+        took = f" {duration:.3f}s" if duration is not None else ""
+        return f"<JobFuture {self.job_id} {self.status.value}{extra}{took}>"

@@ -1,0 +1,15 @@
+"""The Sieve SDK surface: `@function`, `@Model`, their handles, and `function.get`."""
+
+from __future__ import annotations
+
+from sieve_jupyter.sdk._handles import (
+    FunctionHandle,
+    Model,
+    ModelHandle,
+    function,
+    get,
+    register,
+    wait_result,
+)
+
+__all__ = ["FunctionHandle", "Model", "ModelHandle", "function", "get", "register", "wait_result"]
