@@ -74,7 +74,8 @@ _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspat
 def worker_python() -> str | None:
     """The interpreter named by ``SIEVE_WORKER_PYTHON`` when it is not this process's own."""
     python = os.environ.get(WORKER_PYTHON_VARIABLE)
-    if not python or os.path.realpath(python) == os.path.realpath(sys.executable):
+    # (not realpath: two virtualenvs' interpreters link to the same binary, and differ)
+    if not python or os.path.abspath(python) == os.path.abspath(sys.executable):
         return None
     return python
 
