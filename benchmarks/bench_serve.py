@@ -28,7 +28,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-
 import time
 import urllib.request
 from dataclasses import dataclass, field

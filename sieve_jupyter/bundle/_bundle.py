@@ -265,10 +265,10 @@ def _line_of(root: Any, path: Sequence[Any]) -> int | None:
                     child = value_node
                     line = key_node.start_mark.line + 1
                     break
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int):
-            if 0 <= key < len(node.value):
-                child = node.value[key]
-                line = child.start_mark.line + 1
+        elif (isinstance(node, yaml.SequenceNode) and isinstance(key, int)
+              and 0 <= key < len(node.value)):
+            child = node.value[key]
+            line = child.start_mark.line + 1
         if child is None:
             break
         node = child
@@ -312,10 +312,10 @@ def read_bundle(directory: str | os.PathLike[str]) -> Bundle:
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         error = jsonschema.exceptions.best_match(errors) or errors[0]
-        where = list(error.absolute_path)
-        line = _line_of(node, where)
+        location = list(error.absolute_path)
+        line = _line_of(node, location)
         raise SpecError(
-            f"{SPEC_FILE} line {line}: {_dotted(where)}", f"{error.message}.",
+            f"{SPEC_FILE} line {line}: {_dotted(location)}", f"{error.message}.",
             "correct it (the schema is sieve_jupyter/spec/sieve-bundle.schema.json), or export "
             "the bundle again.",
         )

@@ -137,7 +137,7 @@ def capture(
             take(source, f"{name!r}, needed by {_label(statement)}")
 
     ordered = sorted(taken.values(), key=lambda s: s.position)
-    source, report = _assemble(parsed, ordered, whole, needed_by, origin)
+    module, report = _assemble(parsed, ordered, whole, needed_by, origin)
     # Sieve functions the chosen ones call (`tokenize.run(...)`) are served too: a worker
     # reaches them through the server's manager.
     served = [*targets, *(s for s in ordered if s.sieve is not None and s not in targets)]
@@ -147,7 +147,7 @@ def capture(
         for s in served
         if s.sieve is not None and isinstance(s.node, _DEFS) and latest[s.sieve[1]] is s
     ]
-    return Capture(source=source, targets=chosen, report=report)
+    return Capture(source=module, targets=chosen, report=report)
 
 
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -155,7 +155,7 @@ _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 
 def _label(statement: Statement) -> str:
     name = getattr(statement.node, "name", None)
-    if name is not None:
+    if isinstance(name, str):
         return name
     return f"line {statement.first_line}"
 

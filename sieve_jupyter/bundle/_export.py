@@ -151,7 +151,7 @@ def export_notebook(
     import nbformat
 
     notebook_path = Path(path)
-    notebook = nbformat.read(notebook_path, as_version=4)
+    notebook = nbformat.read(notebook_path, as_version=4)  # type: ignore[no-untyped-call]
     options.setdefault("cwd", notebook_path.resolve().parent)
     return export_cells(cells_from_notebook(notebook), directory,
                         origin=notebook_path.name, **options)
@@ -192,8 +192,8 @@ def export(
     items = list(functions) if isinstance(functions, (list, tuple)) else [functions]
     if not items:
         raise ExportError("nothing to export. Fix: pass a function or model (or a list).")
-    names = []
-    objects = []
+    names: list[str] = []
+    objects: list[Any] = []
     for item in items:
         if isinstance(item, str):
             names.append(item.rpartition("/")[2])

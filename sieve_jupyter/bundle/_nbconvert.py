@@ -17,7 +17,7 @@ from sieve_jupyter.bundle._export import cells_from_notebook, export_cells
 __all__ = ["SieveBundleExporter"]
 
 
-class SieveBundleExporter(Exporter):  # type: ignore[misc]  # (nbconvert is untyped)
+class SieveBundleExporter(Exporter):
     """Export a notebook's sieve functions and models as a deployable bundle."""
 
     export_from_notebook = "Sieve bundle"
@@ -35,8 +35,8 @@ class SieveBundleExporter(Exporter):  # type: ignore[misc]  # (nbconvert is unty
     def _file_extension_default(self) -> str:
         return ".yaml"
 
-    def from_notebook_node(
-        self, nb: Any, resources: dict[str, Any] | None = None, **kw: Any
+    def from_notebook_node(  # type: ignore[override]  # (its main output is text, as nbconvert's
+        self, nb: Any, resources: dict[str, Any] | None = None, **kw: Any  # templated ones)
     ) -> tuple[str, dict[str, Any]]:
         nb_copy, resources = super().from_notebook_node(nb, resources, **kw)
         metadata = resources.get("metadata", {})

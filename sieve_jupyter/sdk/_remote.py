@@ -252,8 +252,8 @@ class HttpFunction:
 
     def health(self) -> dict[str, Any]:
         """The server's health-check document."""
-        result: dict[str, Any] = self._http().get("/health-check").json()
-        return result
+        result = self._http().get("/health-check").json()
+        return dict(result)
 
     def __repr__(self) -> str:
         return f"<sieve remote function {self.url}>"
@@ -277,7 +277,7 @@ class HttpFunction:
             if key in value:
                 raise TypeError(f"{described['name']}: got multiple values for {key!r}")
             value[key] = item
-        return _jsonable(value)
+        return {key: _jsonable(item) for key, item in value.items()}
 
     def _request(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         return {"id": uuid.uuid4().hex, "input": self._input(args, kwargs)}

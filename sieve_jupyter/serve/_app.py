@@ -230,7 +230,7 @@ class _Api:
                                   str(request.base_url)),
         )
         self.service.predictions.add(prediction)
-        future.add_done_callback(lambda f: self._done(served, f, uploads))
+        future.add_done_callback(lambda _: self._done(served, future, uploads))
         accept = request.headers.get("accept", "")
         if "text/event-stream" in accept:
             return StreamingResponse(self._stream(prediction), media_type="text/event-stream",

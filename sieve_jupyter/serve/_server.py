@@ -57,8 +57,7 @@ def _asyncio_run(main: Any) -> None:
     except ImportError:
         asyncio.run(main)
         return
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(main)
+    uvloop.run(main)
 
 
 def _write_port_file(path: str, port: int) -> None:
@@ -71,7 +70,7 @@ def _write_port_file(path: str, port: int) -> None:
 def _uvicorn_server(app: Any, settings: ServeSettings) -> Any:
     import uvicorn
 
-    class Server(uvicorn.Server):  # type: ignore[misc]
+    class Server(uvicorn.Server):
         @contextlib.contextmanager
         def capture_signals(self) -> Any:
             # uvicorn re-raises SIGTERM after a graceful stop, so the process would end

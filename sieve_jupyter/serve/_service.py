@@ -193,6 +193,7 @@ class Service:
         """Cog's health-check document, with each function's own state besides."""
         served = list(self.functions.values())
         statuses = [s.status() for s in served]
+        status: str
         for worst in ("SETUP_FAILED", "DEFUNCT", "STARTING"):
             if worst in statuses:
                 status = worst

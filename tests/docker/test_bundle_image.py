@@ -4,7 +4,6 @@ as its command, answers on a published loopback port, stops cleanly, and leaves 
 from __future__ import annotations
 
 import json
-
 import time
 import uuid
 from pathlib import Path
