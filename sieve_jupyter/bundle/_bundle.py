@@ -52,7 +52,7 @@ SPEC_FILE = "sieve.yaml"
 #: What the server's own virtualenv holds, pinned to the exporting environment's versions.
 SERVER_PACKAGES = (
     "fastapi", "starlette", "uvicorn", "httptools", "uvloop", "python-multipart", "httpx",
-    "jsonschema", "pydantic", "PyYAML", "packaging", "anyio", "cloudpickle",
+    "jsonschema", "fastjsonschema", "pydantic", "PyYAML", "packaging", "anyio", "cloudpickle",
 )
 _DOCKERIGNORE = """\
 # Only what the Dockerfile copies belongs in the build context.

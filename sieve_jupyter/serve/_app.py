@@ -29,6 +29,8 @@ __all__ = ["create_app"]
 #: bodies above this are submitted from a thread (pickling a large input must not stall the
 #: event loop)
 _LARGE_BODY = 256 * 1024
+#: seconds a sync prediction runs before its connection is watched for a hang-up
+_LISTEN_AFTER = 0.05
 
 
 def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -337,6 +339,11 @@ class _Api:
     async def _wait(self, request: Request, future: JobFuture) -> bool:
         """Wait for the job; if the client goes away first, cancel it and return False."""
         result = asyncio.wrap_future(future)
+        # A quick job is done before a hang-up could matter: listen for one only after a
+        # moment (a listener is a task of its own, which a quick call need not pay for).
+        done, _ = await asyncio.wait({result}, timeout=_LISTEN_AFTER)
+        if done:
+            return True
         disconnected = asyncio.ensure_future(_disconnect(request))
         done, _ = await asyncio.wait({result, disconnected},
                                      return_when=asyncio.FIRST_COMPLETED)
