@@ -21,7 +21,7 @@ import pytest
 from support import Unique, wait_for
 
 import sieve_jupyter as sieve
-from sieve_jupyter import SieveWarning
+from sieve_jupyter import SieveWarning, _config
 from sieve_jupyter.backends import BACKENDS, WorkerLaunch
 from sieve_jupyter.backends.local import LocalBackend, LocalProcess
 from sieve_jupyter.manager import get_manager
@@ -312,7 +312,9 @@ class ScriptedWorker(LocalBackend):
 def scripted_backend(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], str]:
     def install(prelude: str) -> str:
         backend = ScriptedWorker(prelude)
-        monkeypatch.setitem(BACKENDS, backend.name, "unused:Unused")  # a name configure accepts
+        # a name the settings accept
+        monkeypatch.setattr(_config, "BACKEND_NAMES", (*_config.BACKEND_NAMES, backend.name))
+        monkeypatch.setitem(BACKENDS, backend.name, "unused:Unused")
         monkeypatch.setitem(get_manager()._backends, backend.name, backend)
         return backend.name
 
