@@ -19,8 +19,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from sieve_jupyter._hooks import manager_created_hooks
-
-__version__ = "0.1.0"
+from sieve_jupyter._version import __version__
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {

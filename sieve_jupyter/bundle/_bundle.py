@@ -28,8 +28,8 @@ from typing import Any
 
 import yaml
 
-import sieve_jupyter
 from sieve_jupyter._errors import SpecError
+from sieve_jupyter._version import __version__
 from sieve_jupyter.build import BuildOptions, make_bundle_image
 from sieve_jupyter.bundle._readme import bundle_readme
 from sieve_jupyter.spec import Environment, FunctionSpec, openapi_document
@@ -63,7 +63,7 @@ _DOCKERIGNORE = """\
 .env
 *.env
 """
-_PACKAGE_DIR = Path(sieve_jupyter.__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ class Bundle:
     def openapi(self) -> dict[str, Any]:
         return openapi_document(
             [f.spec for f in self.functions], default=self.default,
-            version=sieve_jupyter.__version__,
+            version=__version__,
         )
 
 
@@ -158,7 +158,7 @@ def spec_document(
 ) -> dict[str, Any]:
     return {
         "bundle_version": BUNDLE_VERSION,
-        "sieve_jupyter": sieve_jupyter.__version__,
+        "sieve_jupyter": __version__,
         "module": MODULE,
         "source": source,
         "default": default,
@@ -187,7 +187,7 @@ def bundle_files(
         "# A sieve-jupyter bundle (schema: sieve_jupyter/spec/sieve-bundle.schema.json).\n"
         + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=100)
     )
-    openapi = openapi_document(specs, default=default, version=sieve_jupyter.__version__)
+    openapi = openapi_document(specs, default=default, version=__version__)
     environment = merged_environment(specs)
     image = make_bundle_image(
         environment,

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import sieve_jupyter
+from sieve_jupyter._version import __version__
 from sieve_jupyter.manager import Event, JobFuture, Manager, get_manager
 from sieve_jupyter.serve._io import InputPlan
 from sieve_jupyter.serve._predictions import PredictionStore, iso
@@ -214,7 +214,7 @@ class Service:
                 "status": setup_status,
                 "logs": "".join("".join(s.setup_logs) for s in served),
             },
-            "version": {"sieve_jupyter": sieve_jupyter.__version__,
+            "version": {"sieve_jupyter": __version__,
                         "python": platform.python_version()},
             "functions": {
                 s.name: {"status": s.status(), "workers": s.workers,

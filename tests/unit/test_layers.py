@@ -16,6 +16,7 @@ LAYERS: dict[str, int] = {
     "runtime": 0,  # inside workers: the standard library and cloudpickle only
     "_errors": 1,
     "_hooks": 1,
+    "_version": 1,
     "_config": 1,
     "spec": 2,
     "build": 3,
