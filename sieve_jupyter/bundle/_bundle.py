@@ -289,7 +289,7 @@ def read_bundle(directory: str | os.PathLike[str]) -> Bundle:
         SpecError: sieve.yaml is missing, is not YAML, or breaks the schema or a spec rule;
             the field names the line (``sieve.yaml line 12: functions[0].spec.kind``).
     """
-    import jsonschema
+    from sieve_jupyter.bundle._schema_check import SchemaCheck
 
     root = Path(directory).resolve()
     path = root / SPEC_FILE
@@ -308,14 +308,12 @@ def read_bundle(directory: str | os.PathLike[str]) -> Bundle:
         where = f"{SPEC_FILE} line {mark.line + 1}" if mark is not None else SPEC_FILE
         raise SpecError(where, f"is not valid YAML ({getattr(exc, 'problem', exc)}).",
                         "fix the YAML syntax.") from None
-    validator = jsonschema.Draft202012Validator(_schema())
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
-    if errors:
-        error = jsonschema.exceptions.best_match(errors) or errors[0]
-        location = list(error.absolute_path)
+    problems = SchemaCheck(_schema()).problems(data)
+    if problems:
+        location = list(problems[0].path)
         line = _line_of(node, location)
         raise SpecError(
-            f"{SPEC_FILE} line {line}: {_dotted(location)}", f"{error.message}.",
+            f"{SPEC_FILE} line {line}: {_dotted(location)}", f"{problems[0].message}.",
             "correct it (the schema is sieve_jupyter/spec/sieve-bundle.schema.json), or export "
             "the bundle again.",
         )

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sieve_jupyter.bundle._schema_check import SchemaCheck, SchemaProblem
 from sieve_jupyter.runtime import Audio, File, Image, Video
 from sieve_jupyter.spec import FILE_FORMAT, FunctionSpec
 from sieve_jupyter.spec._dataurl import decode_data_url
@@ -49,10 +50,7 @@ class InputPlan:
     are files, which go by position."""
 
     spec: FunctionSpec
-    validator: Any = None
-    #: a compiled check for the common case (fastjsonschema, ~15x quicker), or None; the
-    #: validator above still explains what is wrong
-    quick: Any = None
+    validator: SchemaCheck | None = None
     #: input name -> (sieve type name, is a list of files)
     files: dict[str, tuple[str, bool]] = field(default_factory=dict)
     positional: tuple[str, ...] = ()
@@ -60,11 +58,8 @@ class InputPlan:
 
     @classmethod
     def for_spec(cls, spec: FunctionSpec) -> InputPlan:
-        import jsonschema
-
         schema = spec.inputs
-        plan = cls(spec, validator=jsonschema.Draft202012Validator(schema),
-                   quick=_quick_validator(schema))
+        plan = cls(spec, validator=SchemaCheck(schema))
         for name, prop in schema.get("properties", {}).items():
             for candidate, many in ((prop, False), (prop.get("items") or {}, True)):
                 options = [candidate, *candidate.get("anyOf", [])]
@@ -93,32 +88,21 @@ class InputPlan:
             if not isinstance(value[self.var_positional], list):
                 raise InputError422([_detail(["body", "input", self.var_positional],
                                              "must be a list (the *args)", "type_error")])
-        if self.quick is not None:
-            try:
-                self.quick(schema_value)
-                return value
-            except Exception:  # noqa: BLE001, S110 - the full validator says what is wrong
-                pass
-        errors = list(self.validator.iter_errors(schema_value))
-        if errors:
-            raise InputError422([self._describe(error, schema_value) for error in errors])
+        assert self.validator is not None
+        problems = self.validator.problems(schema_value)
+        if problems:
+            raise InputError422([self._describe(p) for p in problems])
         return value
 
-    def _describe(self, error: Any, value: dict[str, Any]) -> dict[str, Any]:
-        path = list(error.absolute_path)
-        if error.validator == "required" and not path:
-            missing = [n for n in error.validator_value if n not in value]
-            name = missing[0] if missing else "input"
-            return _detail(["body", "input", name], "Field required", "missing")
-        if error.validator == "additionalProperties" and not path:
-            known = set(self.spec.inputs.get("properties", {}))
-            extra = sorted(set(value) - known)
-            name = extra[0] if extra else "input"
-            allowed = ", ".join(sorted(known)) or "none"
-            return _detail(["body", "input", name],
-                           f"Extra inputs are not permitted (inputs: {allowed})",
+    def _describe(self, problem: SchemaProblem) -> dict[str, Any]:
+        loc: list[Any] = ["body", "input", *problem.path]
+        if problem.rule == "required":
+            return _detail(loc, "Field required", "missing")
+        if problem.rule == "additionalProperties":
+            allowed = ", ".join(sorted(self.spec.inputs.get("properties", {}))) or "none"
+            return _detail(loc, f"Extra inputs are not permitted (inputs: {allowed})",
                            "extra_forbidden")
-        return _detail(["body", "input", *path], error.message)
+        return _detail(loc, problem.message)
 
     def call(self, value: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The call's positional and keyword arguments for an input object."""
@@ -127,35 +111,6 @@ class InputPlan:
         if self.var_positional is not None:
             args += list(kwargs.pop(self.var_positional, []))
         return tuple(args), kwargs
-
-
-#: keywords whose meaning differs before draft 2020-12 (fastjsonschema's newest is draft 7)
-_NEWER_KEYWORDS = frozenset({"prefixItems", "$defs", "dependentRequired", "dependentSchemas",
-                             "unevaluatedProperties", "unevaluatedItems", "$dynamicRef",
-                             "$anchor", "minContains", "maxContains"})
-
-
-def _keywords(node: Any) -> set[str]:
-    if isinstance(node, dict):
-        found = set(node)
-        for value in node.values():
-            found |= _keywords(value)
-        return found
-    if isinstance(node, list):
-        return set().union(*(_keywords(item) for item in node)) if node else set()
-    return set()
-
-
-def _quick_validator(schema: dict[str, Any]) -> Any:
-    """A compiled validator for schemas that mean the same in draft 7, else None."""
-    if _keywords(schema) & _NEWER_KEYWORDS:
-        return None
-    try:
-        import fastjsonschema
-
-        return fastjsonschema.compile(schema, use_formats=False)
-    except Exception:  # noqa: BLE001 - jsonschema alone is right, only slower
-        return None
 
 
 class Uploads:
