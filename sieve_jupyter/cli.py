@@ -57,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
                        help="how long finished predictions can be fetched")
     serve.add_argument("--port-file", help="write the port here once listening")
     serve.add_argument("--access-log", action="store_true", help="log every request")
+    serve.add_argument("--busy-poll-us", type=int,
+                       help="microseconds workers poll for their next call before sleeping")
 
     build = commands.add_parser("build", help="build a bundle's Docker image")
     build.add_argument("bundle")
@@ -86,7 +88,7 @@ def _serve(args: argparse.Namespace) -> int:
         insecure=args.insecure, queue_size=args.queue_size,
         max_body_bytes=args.max_body_bytes, inline_file_bytes=args.inline_file_bytes,
         keep_seconds=args.keep_seconds, port_file=args.port_file,
-        access_log=args.access_log,
+        access_log=args.access_log, busy_poll_us=args.busy_poll_us,
     )
     return serve_bundle(args.bundle, settings)
 

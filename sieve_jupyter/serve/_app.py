@@ -213,10 +213,18 @@ class _Api:
             uploads.remove()
             return self._not_admitted(served, why)
         args, kwargs = served.plan.call(kwargs_input)
+        # Everything but the call itself is ready before it is made: once the job is out, a
+        # quick worker answers at once, and its reply should find this thread waiting.
+        accept = request.headers.get("accept", "")
+        streaming = "text/event-stream" in accept
+        respond_async = request.headers.get("prefer") == "respond-async"
+        encode = output_encoder(self.settings.inline_file_bytes, self.files,
+                                lambda: str(request.base_url))
+        loop = asyncio.get_running_loop()
+        waiter = None if (streaming or respond_async) else loop.create_future()
         created = time.time()
         try:
             if len(body) > _LARGE_BODY:
-                loop = asyncio.get_running_loop()
                 future = await loop.run_in_executor(
                     None, self.service.submit, served, args, kwargs)
             else:
@@ -225,23 +233,20 @@ class _Api:
             self.service.release(served, None)
             uploads.remove()
             return _json({"status": "failed", "error": f"{type(exc).__name__}: {exc}"}, 503)
-        prediction = Prediction(
-            prediction_id, served.name, value, future, created_at=created, webhook=webhook,
-            webhook_events=events,
-            encode=output_encoder(self.settings.inline_file_bytes, self.files,
-                                  str(request.base_url)),
-        )
-        self.service.predictions.add(prediction)
+        if waiter is not None:
+            future.add_done_callback(lambda _: loop.call_soon_threadsafe(_settle, waiter))
         future.add_done_callback(lambda _: self._done(served, future, uploads))
-        accept = request.headers.get("accept", "")
-        if "text/event-stream" in accept:
+        prediction = Prediction(prediction_id, served.name, value, future, created_at=created,
+                                webhook=webhook, webhook_events=events, encode=encode)
+        self.service.predictions.add(prediction)
+        if streaming:
             return StreamingResponse(self._stream(prediction), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
         if webhook is not None:
             self._background(self._webhooks(prediction, prediction.envelope()))
-        if request.headers.get("prefer") == "respond-async":
+        if waiter is None:
             return _json(prediction.envelope(), 202)
-        if not future.done() and not await self._wait(request, future):
+        if not future.done() and not await self._wait(request, future, waiter):
             return _json(prediction.envelope(), 499)  # (nobody is there to read it)
         return _json(prediction.envelope())
 
@@ -336,23 +341,34 @@ class _Api:
         self.service.release(served, future)
         uploads.remove()
 
-    async def _wait(self, request: Request, future: JobFuture) -> bool:
-        """Wait for the job; if the client goes away first, cancel it and return False."""
-        result = asyncio.wrap_future(future)
-        # A quick job is done before a hang-up could matter: listen for one only after a
-        # moment (a listener is a task of its own, which a quick call need not pay for).
-        done, _ = await asyncio.wait({result}, timeout=_LISTEN_AFTER)
-        if done:
-            return True
-        disconnected = asyncio.ensure_future(_disconnect(request))
-        done, _ = await asyncio.wait({result, disconnected},
-                                     return_when=asyncio.FIRST_COMPLETED)
-        if result in done:
-            disconnected.cancel()
-            return True
-        future.cancel()
-        result.cancel()
-        return False
+    async def _wait(self, request: Request, future: JobFuture,
+                    waiter: asyncio.Future[bool]) -> bool:
+        """Wait for the job; if the client goes away first, cancel it and return False.
+
+        A quick job is done before a hang-up could matter, so the connection is listened to
+        only after a moment (a listener is a task of its own, which a quick call need not pay
+        for)."""
+        loop = asyncio.get_running_loop()
+        listener: list[asyncio.Task[None]] = []
+
+        def listen() -> None:
+            async def hang_up() -> None:
+                await _disconnect(request)
+                if not waiter.done():
+                    waiter.set_result(False)
+
+            listener.append(loop.create_task(hang_up()))
+
+        timer = loop.call_later(_LISTEN_AFTER, listen)
+        try:
+            finished = await waiter
+        finally:
+            timer.cancel()
+            for task in listener:
+                task.cancel()
+        if not finished:
+            future.cancel()
+        return finished
 
     def _background(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -442,6 +458,11 @@ class _Api:
         import shutil
 
         shutil.rmtree(self.upload_root, ignore_errors=True)
+
+
+def _settle(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(True)
 
 
 async def _disconnect(request: Request) -> None:

@@ -200,7 +200,7 @@ class FileStore:
 
 
 def encode_output(value: Any, *, inline_limit: int, store: FileStore,
-                  base_url: str) -> Any:
+                  base_url: Callable[[], str]) -> Any:
     """A result as JSON: each `sieve.File` becomes a data URL (up to `inline_limit` bytes) or
     a link to ``GET /files/{id}``; a URL-backed file stays its URL."""
     if isinstance(value, File):
@@ -212,7 +212,7 @@ def encode_output(value: Any, *, inline_limit: int, store: FileStore,
         if size <= inline_limit:
             data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
             return f"data:{media_type};base64,{data}"
-        return f"{base_url}files/{store.add(path)}"
+        return f"{base_url()}files/{store.add(path)}"
     if isinstance(value, list):
         return [encode_output(v, inline_limit=inline_limit, store=store, base_url=base_url)
                 for v in value]
@@ -222,7 +222,9 @@ def encode_output(value: Any, *, inline_limit: int, store: FileStore,
     return value
 
 
-def output_encoder(inline_limit: int, store: FileStore, base_url: str) -> Callable[[Any], Any]:
+def output_encoder(
+    inline_limit: int, store: FileStore, base_url: Callable[[], str]
+) -> Callable[[Any], Any]:
     def encode(value: Any) -> Any:
         if isinstance(value, (int, float, str, bool, type(None))):
             return value

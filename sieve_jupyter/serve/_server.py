@@ -128,6 +128,10 @@ def serve_bundle(path: str | os.PathLike[str], settings: ServeSettings) -> int:
     from sieve_jupyter.serve._service import Service
 
     settings.validate()
+    if settings.busy_poll_us is not None:
+        from sieve_jupyter._config import configure
+
+        configure(busy_poll_us=settings.busy_poll_us)
     bundle = read_bundle(path)
     service = Service(settings)
     service.add_bundle(bundle)

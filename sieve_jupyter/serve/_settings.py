@@ -58,6 +58,9 @@ class ServeSettings:
     keep_seconds: float = 600.0
     port_file: str | None = None
     access_log: bool = False
+    #: microseconds a waiting side polls before it sleeps (`sieve.configure(busy_poll_us)`);
+    #: None keeps the process's setting
+    busy_poll_us: int | None = None
 
     def validate(self) -> None:
         """Raises `ConfigurationError` naming the setting and the fix."""

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -116,10 +117,17 @@ class Slow:
 
 def test_sigterm_lets_predictions_in_flight_finish(main_bundle: Path) -> None:
     server = Server(main_bundle, env={"GREETING": "hi"})
-    outcome: list[httpx.Response] = []
-    thread = threading.Thread(target=lambda: outcome.append(server.predict(
-        {"id": "last", "input": {"seconds": 1.0, "tag": "finished"}},
-        "/functions/sleeper/predictions")))
+    outcome: list[Any] = []
+
+    def call() -> None:
+        try:
+            outcome.append(server.predict(
+                {"id": "last", "input": {"seconds": 1.0, "tag": "finished"}},
+                "/functions/sleeper/predictions"))
+        except Exception as exc:  # noqa: BLE001 - handed to the assertion below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=call)
     thread.start()
     deadline = time.monotonic() + 60
     while server.client.get("/functions/sleeper/predictions/last").status_code != 200:
@@ -127,8 +135,10 @@ def test_sigterm_lets_predictions_in_flight_finish(main_bundle: Path) -> None:
         time.sleep(0.02)
     server.process.send_signal(signal.SIGTERM)
     thread.join(60)
-    assert outcome and outcome[0].json()["output"] == "finished"
-    assert server.stop() == 0
+    code = server.stop()
+    assert outcome and isinstance(outcome[0], httpx.Response), (outcome, server.output)
+    assert outcome[0].json()["output"] == "finished", server.output
+    assert code == 0, server.output
 
 
 def test_a_public_address_needs_a_token_or_insecure(main_bundle: Path) -> None:
