@@ -221,11 +221,17 @@ def register(
     backend: str | None = None,
     workers: int | None = None,
     force_setup: bool = False,
+    spec: FunctionSpec | None = None,
     **options: Any,
 ) -> tuple[FunctionHandle, str]:
-    """Validate, register with the manager and wrap in a handle. Returns (handle, outcome)."""
-    spec = spec_from_callable(obj, kind=kind, name=name or getattr(obj, "__name__", None),
-                              **options)
+    """Validate, register with the manager and wrap in a handle. Returns (handle, outcome).
+
+    `spec`, when given, is used as it is instead of one built from `options` (a model.yaml
+    model builds its own: base image, mounts).
+    """
+    if spec is None:
+        spec = spec_from_callable(obj, kind=kind, name=name or getattr(obj, "__name__", None),
+                                  **options)
     if backend is not None:
         from sieve_jupyter._config import Config
 
