@@ -55,6 +55,7 @@ _EXPORTS: dict[str, str] = {
     "form": "sieve_jupyter.jupyter.widgets",
     "function": "sieve_jupyter.sdk",
     "gpu": "sieve_jupyter.spec",
+    "load_yaml": "sieve_jupyter.modelyaml",
     "progress": "sieve_jupyter.jupyter.widgets",
     "report_progress": "sieve_jupyter.runtime",
 }
@@ -161,6 +162,9 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
     )
     from sieve_jupyter.manager import (
         JobStatus as JobStatus,
+    )
+    from sieve_jupyter.modelyaml import (
+        load_yaml as load_yaml,
     )
     from sieve_jupyter.runtime import (
         Audio as Audio,

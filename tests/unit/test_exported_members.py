@@ -53,6 +53,7 @@ EXPORTED = [
     "function",
     "gpu",
     "load_ipython_extension",
+    "load_yaml",
     "progress",
     "report_progress",
     "unload_ipython_extension",
