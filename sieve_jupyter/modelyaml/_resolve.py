@@ -162,7 +162,11 @@ def resolve_entry(
         raise ModelYamlError(problems)
 
     parameters, annotations = _call_signature(plan.arguments, code.get("predict"))
-    label = f"{runtime_doc.file}:{format_location(where)}"
+
+    def at(location: Location) -> str:
+        line, column = runtime_doc.position(location)
+        return f"{runtime_doc.file}:{line}:{column}: {format_location(location)}"
+
     worker_functions: dict[str, dict[str, Any]] = {}
     for kind, function in functions.items():
         if function is None:
@@ -171,7 +175,11 @@ def resolve_entry(
             "entrypoint": function.entrypoint,
             "inputs": plan.inputs.get(kind, []),
             "output": function.output.model_dump() if function.output else None,
-            "where": f"{label}.{kind}",
+            # where the worker's messages point
+            "at": {
+                "entrypoint": at((*where, kind, "entrypoint")),
+                "keys": at((*where, kind, "output", "keys")),
+            },
         }
     predict_code = code.get("predict")
     line = document.position(entry.location)[0]

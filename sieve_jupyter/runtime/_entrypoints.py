@@ -41,18 +41,19 @@ def gpu_given() -> bool:
     return bool(glob.glob("/dev/nvidia[0-9]*"))
 
 
-def _import_entrypoint(entrypoint: str, where: str) -> Callable[..., Any]:
+def _import_entrypoint(function: Mapping[str, Any]) -> Callable[..., Any]:
+    entrypoint = function["entrypoint"]
     module_name, _, function_name = entrypoint.partition(":")
     module = importlib.import_module(module_name)
-    function = getattr(module, function_name, None)
-    if function is None or not callable(function):
-        found = "is not callable" if function is not None else "is not defined there"
+    found = getattr(module, function_name, None)
+    if found is None or not callable(found):
+        what = "is not callable" if found is not None else "is not defined there"
         raise ImportError(
-            f"{where}.entrypoint {entrypoint!r}: {function_name} {found} (module "
+            f"{function['at']['entrypoint']}: {function_name} {what} (module "
             f"{getattr(module, '__file__', module_name)}). Fix: point the entrypoint at a "
             "function of that module."
         )
-    return function  # type: ignore[no-any-return]
+    return found  # type: ignore[no-any-return]
 
 
 def _check_output(model: str, function: Mapping[str, Any], result: Any) -> None:
@@ -62,7 +63,7 @@ def _check_output(model: str, function: Mapping[str, Any], result: Any) -> None:
     keys = list(output.get("keys") or ())
     if not keys:
         return
-    where = f"{function['where']}.output.keys"
+    where = function["at"]["keys"]
     items = list(result) if isinstance(result, (list, tuple)) else [result]
     for index, item in enumerate(items):
         label = f"item {index} of " if isinstance(result, (list, tuple)) else ""
@@ -70,16 +71,16 @@ def _check_output(model: str, function: Mapping[str, Any], result: Any) -> None:
             raise ValueError(
                 f"{model}: {label}the output {output.get('name', '')!r} of "
                 f"{function['entrypoint']} is a {type(item).__name__}, not a mapping with the keys "
-                f"{keys} that {where} lists. Fix: return a dict with those keys (a list of dicts, "
-                "one per datapoint), or remove output.keys."
+                f"{keys} ({where}). Fix: return a dict with those keys (a list of dicts, one per "
+                "datapoint), or remove output.keys."
             )
         missing = [key for key in keys if key not in item]
         if missing:
             raise ValueError(
                 f"{model}: {label}the output {output.get('name', '')!r} of "
-                f"{function['entrypoint']} has no key {missing[0]!r} ({where} lists {keys}; it "
-                f"has {sorted(map(str, item))}). Fix: return every listed key, or remove "
-                f"{missing[0]!r} from output.keys."
+                f"{function['entrypoint']} has no key {missing[0]!r}; it has "
+                f"{sorted(map(str, item))} ({where} lists {keys}). Fix: return every listed key, "
+                f"or remove {missing[0]!r} from output.keys."
             )
 
 
@@ -88,7 +89,8 @@ class EntrypointModel:
 
     ``__sieve_entrypoints__`` is the configuration (plain data, see the module docstring):
     ``name``, ``root``, ``device`` ("cpu" or "gpu"), ``files`` (name -> path or URL) and
-    ``functions`` (``load`` and ``predict``: ``entrypoint``, ``inputs``, ``output``, ``where``).
+    ``functions`` (``load`` and ``predict``: ``entrypoint``, ``inputs``, ``output``, and ``at``,
+    the model.yaml positions its messages point to).
     """
 
     __sieve_entrypoints__: ClassVar[dict[str, Any]] = {}
@@ -112,8 +114,7 @@ class EntrypointModel:
         self._sieve_variables = variables
         functions = config["functions"]
         self._sieve_callables = {
-            kind: _import_entrypoint(function["entrypoint"], function["where"])
-            for kind, function in functions.items()
+            kind: _import_entrypoint(function) for kind, function in functions.items()
         }
         load = functions.get("load")
         if load is not None:

@@ -125,9 +125,13 @@ def test_a_missing_output_key_fails_the_job_naming_the_key(
     runtime = RUNTIME.replace("inference:predict", "inference:predict_missing_scores")
     path = write(repository.path / "model.yaml", model_yaml(name, runtime=runtime))
     model = sieve.load_yaml(path)[name]
-    with pytest.raises(ValueError, match="item 0 of the output 'predictions' of "
-                                         "inference:predict_missing_scores has no key 'scores'"):
+    with pytest.raises(ValueError) as info:
         model.run([1.0])
+    assert str(info.value).startswith(
+        f"{name}: item 0 of the output 'predictions' of inference:predict_missing_scores has no "
+        f"key 'scores'; it has ['boxes', 'classes'] ({path}:26:17: "
+        "models[0].runtime.predict.output.keys lists ['boxes', 'classes', 'scores'])."
+    )
 
 
 def test_environment_variables_reach_the_worker_as_declared_secrets(
@@ -302,3 +306,19 @@ def test_check_validates_and_can_run_load_once(
             "    with open(params_url) as f:"))
     [failed] = check(path, runtime=True)
     assert not failed.ok and "RuntimeError: weights are corrupt" in (failed.load_error or "")
+
+
+def test_an_entrypoint_that_is_no_function_fails_setup_pointing_at_its_line(
+    repository: Repository, unique: Unique
+) -> None:
+    # bound by assignment, it passes the static check: the worker finds out when importing it
+    with (repository.path / "inference.py").open("a") as module:
+        module.write("\nNOT_A_FUNCTION = 3\n")
+    name = unique("yolor")
+    runtime = RUNTIME.replace("inference:predict", "inference:NOT_A_FUNCTION")
+    path = write(repository.path / "model.yaml", model_yaml(name, runtime=runtime))
+    model = sieve.load_yaml(path)[name]
+    with pytest.raises(sieve.SetupError) as info:
+        model.run([1.0])
+    assert (f"{path}:18:21: models[0].runtime.predict.entrypoint: NOT_A_FUNCTION is not "
+            "callable") in str(info.value)
