@@ -158,7 +158,9 @@ class _Git:
                 f"{_GIT_TIMEOUT:.0f} s.", "check the network and the URL."
             ) from None
         if done.returncode != 0:
-            message = self.redact((done.stderr or done.stdout).strip())
+            # git's first lines say what happened; the rest is advice about its own command
+            lines = [line.strip() for line in (done.stderr or done.stdout).splitlines()]
+            message = self.redact(" ".join([line for line in lines if line][:2]))
             raise FetchError(message or f"git {args[0]} failed with code {done.returncode}.")
         return done.stdout
 

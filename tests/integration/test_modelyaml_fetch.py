@@ -81,6 +81,20 @@ def test_a_branch_is_cloned_shallow_and_cached_by_commit(
     assert len(checkouts(cache)) == 2
 
 
+def test_an_unreachable_remote_falls_back_to_the_branchs_last_checkout(
+    tmp_path: Path, cache: Path, repository: Repository, unique: Unique
+) -> None:
+    name = unique("yolor")
+    path = write(tmp_path / "model.yaml",
+                 model_yaml(name, repository=remote(repository.url, branch="v1")))
+    assert sieve.load_yaml(path)[name].run([1.0])[0]["boxes"] == [2.0]
+    remove(repository.path)
+    with pytest.warns(sieve.SieveWarning, match="cannot reach the remote .* using the cached "
+                                                "checkout of v1 at " + repository.first[:12]):
+        model = sieve.load_yaml(path)[name]
+    assert model.run([1.0])[0]["boxes"] == [2.0]
+
+
 @pytest.mark.parametrize("abbreviated", [False, True], ids=["full-hash", "short-hash"])
 def test_a_hash_is_verified_and_later_loads_need_no_remote(
     tmp_path: Path, cache: Path, repository: Repository, unique: Unique, abbreviated: bool
