@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sieve_jupyter.modelyaml._check import CheckedModel, describe, run_load
+from sieve_jupyter.modelyaml._check import CheckedModel, describe, report, run_load
 from sieve_jupyter.modelyaml._documents import read_document, select_entries
 from sieve_jupyter.modelyaml._fetch import cache_root
 from sieve_jupyter.modelyaml._resolve import ResolvedModel, resolve_entry
@@ -32,6 +32,7 @@ __all__ = [
     "json_schema",
     "json_schema_text",
     "load_yaml",
+    "report",
     "resolve_yaml",
 ]
 
@@ -118,6 +119,7 @@ def check(
 
     Returns:
         One `CheckedModel` per model; with `runtime`, a failed load is in its ``load_error``.
+        `report(...)` turns them into a command line's output and exit status.
 
     Raises:
         ModelYamlError, SpecError: as `load_yaml`.

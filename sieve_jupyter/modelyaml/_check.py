@@ -7,6 +7,7 @@ the kernel or CLI never imports the model's code itself.
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from sieve_jupyter.modelyaml._adapter import model_class
 from sieve_jupyter.modelyaml._resolve import ResolvedModel
 from sieve_jupyter.runtime._pickling import dumps
 
-__all__ = ["CheckedModel", "run_load"]
+__all__ = ["CheckedModel", "describe", "report", "run_load"]
 
 _SETUP = """\
 import sys, time
@@ -57,8 +58,7 @@ class CheckedModel:
 
 
 def describe(model: ResolvedModel) -> CheckedModel:
-    import inspect
-
+    """What is known about `model` without running it."""
     signature = inspect.Signature(model.parameters)
     return CheckedModel(
         model.name, model.source, str(signature), model.root, model.commit, dict(model.files)
@@ -90,3 +90,23 @@ def run_load(model: ResolvedModel, timeout: float = 3600.0) -> CheckedModel:
     if checked.load_seconds is None:
         checked.load_seconds = time.monotonic() - started
     return checked
+
+
+def report(checked: list[CheckedModel]) -> tuple[str, int]:
+    """The text a command line prints for `checked`, and its exit status (1 if a load failed).
+
+    (A file that does not validate raises before there is anything to report: print the
+    `ModelYamlError` and exit 1.)
+    """
+    lines: list[str] = []
+    for model in checked:
+        where = f"{model.root}" + (f" at {model.commit[:12]}" if model.commit else "")
+        lines.append(f"{model.source}: {model.name}{model.signature} -- code in {where}")
+        for name, path in model.files.items():
+            lines.append(f"    file {name}: {path}")
+        if model.load_error is not None:
+            lines.append("    load FAILED:")
+            lines += [f"      {line}" for line in model.load_error.splitlines()]
+        elif model.load_seconds is not None:
+            lines.append(f"    load ok ({model.load_seconds:.2f} s)")
+    return "\n".join(lines), 0 if all(m.ok for m in checked) else 1

@@ -93,10 +93,7 @@ def read_document(
         raise SpecError(label, f"cannot read {path} ({exc}).", "check the file.") from None
     document = parse_yaml(text, label)
     problems = ModelProblems()
-    substituted = YamlDocument(
-        label, substitute_environment(document, environ, problems),
-        document._values, document._keys,
-    )
+    substituted = document.with_data(substitute_environment(document, environ, problems))
     try:
         content = validate_document(substituted)
     except ModelYamlError as exc:

@@ -46,6 +46,11 @@ class YamlDocument:
     _values: dict[Location, tuple[int, int]] = field(default_factory=dict)
     _keys: dict[Location, tuple[int, int]] = field(default_factory=dict)
 
+    def with_data(self, data: Any) -> YamlDocument:
+        """The same document (positions included) holding `data`, e.g. with variables
+        substituted."""
+        return YamlDocument(self.file, data, self._values, self._keys)
+
     def position(self, location: Sequence[str | int], *, key: bool = False) -> tuple[int, int]:
         """(line, column), 1-based, of the value at `location` (of its key when `key`); a part
         that is absent (a missing key) falls back to the nearest enclosing one."""

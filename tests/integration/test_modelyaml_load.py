@@ -23,7 +23,7 @@ import sieve_jupyter as sieve
 from sieve_jupyter import GpuUnavailableError, JobFuture, SieveWarning
 from sieve_jupyter._errors import ModelYamlError
 from sieve_jupyter.manager import get_manager
-from sieve_jupyter.modelyaml import check
+from sieve_jupyter.modelyaml import check, report
 from sieve_jupyter.sdk import ModelHandle
 
 
@@ -304,8 +304,13 @@ def test_check_validates_and_can_run_load_once(
         (repository.path / "inference.py").read_text().replace(
             "    with open(params_url) as f:", "    raise RuntimeError('weights are corrupt')\n"
             "    with open(params_url) as f:"))
+    text, status = report([ran])
+    assert status == 0 and text.startswith(f"{path}:2: {name}(datapoints: list[float]) -- ")
+    assert "load ok (" in text
     [failed] = check(path, runtime=True)
     assert not failed.ok and "RuntimeError: weights are corrupt" in (failed.load_error or "")
+    text, status = report([failed])
+    assert status == 1 and "load FAILED:" in text and "weights are corrupt" in text
 
 
 def test_an_entrypoint_that_is_no_function_fails_setup_pointing_at_its_line(
