@@ -5,8 +5,9 @@
     │   │                               raised at decoration time, names `field` and `fix`
     │   └── ModelYamlError              a model.yaml is invalid: each problem says
     │                                   FILE:LINE:COL, the key path, what is wrong and the fix
-    ├── InputError (ValueError)         a form field's value does not fit the input's type;
-    │                                   names `field` and `fix`, nothing is pushed
+    ├── InputError (ValueError)         an argument (of a call, or a form field) does not fit
+    │                                   the input's type; names `field` and `fix`, nothing is
+    │                                   queued
     ├── ConfigurationError (ValueError) a bad `sieve.configure(...)` value
     ├── FunctionNotFoundError (LookupError)
     │                                   `function.get` of a name this kernel has not registered
@@ -155,8 +156,8 @@ class ModelYamlError(SpecError):
 
 
 class InputError(_FieldError):
-    """A value given for a function's input (in a form) does not fit its type; nothing was
-    pushed.
+    """A value given for a function's input (a `.run()` / `.push()` argument, or a form field)
+    does not fit its type hint; nothing was queued.
 
     Attributes:
         field: the parameter at fault. problem, fix: as for `SpecError`.
