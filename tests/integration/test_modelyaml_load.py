@@ -115,6 +115,9 @@ def test_call_arguments_are_typed_from_the_predict_functions_hints(
     assert model.run([1.0])[0]["classes"] == [1]
     with pytest.raises(TypeError, match="unexpected keyword argument 'treshold'"):
         model.push([1.0], treshold=2)
+    with pytest.raises(sieve.InputError) as info:  # the hints gate a push, nothing is queued
+        model.push(["not a number"])
+    assert info.value.field.startswith("datapoints")
     assert str(inspect.signature(model.__wrapped__.__predict__)).startswith("(self, datapoints")
 
 
