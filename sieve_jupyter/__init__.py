@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "EnvironmentVariableError": "sieve_jupyter._errors",
     "FatalException": "sieve_jupyter.runtime",
     "File": "sieve_jupyter.runtime",
+    "FunctionHandle": "sieve_jupyter.sdk",
     "FunctionNotFoundError": "sieve_jupyter._errors",
     "FunctionSpec": "sieve_jupyter.spec",
     "GpuFallbackWarning": "sieve_jupyter._errors",
@@ -44,6 +45,7 @@ _EXPORTS: dict[str, str] = {
     "JobStatus": "sieve_jupyter.manager",
     "Metadata": "sieve_jupyter.spec",
     "Model": "sieve_jupyter.sdk",
+    "ModelHandle": "sieve_jupyter.sdk",
     "PythonVersionMismatchError": "sieve_jupyter._errors",
     "RemoteError": "sieve_jupyter._errors",
     "SetupError": "sieve_jupyter._errors",
@@ -216,7 +218,13 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
         report_progress as report_progress,
     )
     from sieve_jupyter.sdk import (
+        FunctionHandle as FunctionHandle,
+    )
+    from sieve_jupyter.sdk import (
         Model as Model,
+    )
+    from sieve_jupyter.sdk import (
+        ModelHandle as ModelHandle,
     )
     from sieve_jupyter.sdk import (
         function as function,

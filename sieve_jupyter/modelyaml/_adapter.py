@@ -73,7 +73,7 @@ def model_spec(model: ResolvedModel, cls: type[Any]) -> FunctionSpec:
 
 def register_model(
     model: ResolvedModel, *, backend: str | None = None, workers: int | None = None
-) -> ModelHandle:
+) -> ModelHandle[..., Any]:
     """Register `model` with this kernel's manager and return its handle.
 
     Loading the same model again always starts fresh workers: its code is imported from the
