@@ -63,6 +63,7 @@ _EXPORTS: dict[str, str] = {
     "function": "sieve_jupyter.sdk",
     "gather": "sieve_jupyter.manager",
     "gpu": "sieve_jupyter.spec",
+    "load_yaml": "sieve_jupyter.modelyaml",
     "progress": "sieve_jupyter.jupyter.widgets",
     "report_progress": "sieve_jupyter.runtime",
     "wait": "sieve_jupyter.manager",
@@ -194,6 +195,9 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
     )
     from sieve_jupyter.manager import (
         wait as wait,
+    )
+    from sieve_jupyter.modelyaml import (
+        load_yaml as load_yaml,
     )
     from sieve_jupyter.runtime import (
         Audio as Audio,

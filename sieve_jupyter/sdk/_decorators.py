@@ -51,17 +51,22 @@ def register(
     backend: str | None = None,
     workers: int | None = None,
     force_setup: bool = False,
+    spec: FunctionSpec | None = None,
     **options: Any,
 ) -> tuple[FunctionHandle[..., Any], Registration]:
     """Validate, register with the manager and wrap in a handle. Returns the handle and what
     the registration did (`Registration`: new, replaced, or swapped into warm workers).
 
+    `spec`, when given, is used as it is instead of one built from `options` (a model.yaml
+    model builds its own: base image, mounts).
+
     Raises:
         SpecError: a bad argument, naming the field and the fix.
         SwapError: new code for warm workers failed to load there; nothing changed.
     """
-    spec = spec_from_callable(obj, kind=kind, name=name or getattr(obj, "__name__", None),
-                              **options)
+    if spec is None:
+        spec = spec_from_callable(obj, kind=kind, name=name or getattr(obj, "__name__", None),
+                                  **options)
     if backend is not None:
         from sieve_jupyter._config import Config
 

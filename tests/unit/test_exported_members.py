@@ -58,6 +58,7 @@ EXPORTED = [
     "gather",
     "gpu",
     "load_ipython_extension",
+    "load_yaml",
     "progress",
     "report_progress",
     "unload_ipython_extension",
