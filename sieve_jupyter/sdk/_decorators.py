@@ -85,7 +85,7 @@ def register(
         force_setup=force_setup,
         sources=source_lines(obj),
     )
-    handle_type = ModelHandle if spec.kind == "model" else FunctionHandle[..., Any]
+    handle_type = ModelHandle if spec.kind == "model" else FunctionHandle
     return handle_type(obj, spec, registration.record), registration
 
 
@@ -161,7 +161,7 @@ def get(name: str) -> FunctionHandle[..., Any]:
         # (duck-typed: the proxy has run / push like a handle)
         return cast("FunctionHandle[..., Any]", RemoteFunction(name.rpartition("/")[2]))
     record = get_manager().record(name)
-    handle_type = ModelHandle if record.spec.kind == "model" else FunctionHandle[..., Any]
+    handle_type = ModelHandle if record.spec.kind == "model" else FunctionHandle
     return handle_type(record.obj, record.spec, record)
 
 
