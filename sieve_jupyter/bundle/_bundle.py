@@ -129,6 +129,12 @@ def merged_environment(specs: Sequence[FunctionSpec]) -> Environment:
             "give them the same python_version (or leave it out), or export them apart.",
         )
     cuda = sorted({s.environment.cuda_version for s in specs if s.environment.cuda_version})
+    bases = sorted({s.environment.base_image for s in specs if s.environment.base_image})
+    if len(bases) > 1:
+        raise SpecError(
+            "base_image", f"the functions of one bundle ask for {', '.join(bases)}.",
+            "give them the same base image, or export them apart.",
+        )
 
     def union(field: str) -> list[str]:
         return list(dict.fromkeys(x for s in specs for x in getattr(s.environment, field)))
@@ -139,6 +145,7 @@ def merged_environment(specs: Sequence[FunctionSpec]) -> Environment:
         system_packages=tuple(union("system_packages")),
         cuda_version=cuda[-1] if cuda else None,
         run_commands=tuple(union("run_commands")),
+        base_image=bases[0] if bases else None,
     )
 
 

@@ -18,7 +18,7 @@ settles the job exactly as for a pushed one. This module does the I/O; the pool 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sieve_jupyter.runtime.messages import Call, Moved, Result, pack, unpack
 from sieve_jupyter.runtime.protocol import (
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["call"]
 
 
-def call(pool: WorkerPool, worker: WorkerConnection, future: JobFuture) -> None:
+def call(pool: WorkerPool, worker: WorkerConnection, future: JobFuture[Any]) -> None:
     """Run `future` on `worker`, whose lane and send lock the pool claimed for this thread.
 
     Returns once the job is settled, or handed to the reader thread (`Moved`, or the worker
@@ -90,12 +90,16 @@ def call(pool: WorkerPool, worker: WorkerConnection, future: JobFuture) -> None:
 
 
 def _settle(
-    pool: WorkerPool, worker: WorkerConnection, future: JobFuture, outcome: Result | Moved
+    pool: WorkerPool, worker: WorkerConnection, future: JobFuture[Any], outcome: Result | Moved
 ) -> None:
-    worker.lane.release()
-    if type(outcome) is Result:
-        pool.finish_direct(worker, future, outcome)
-    # Moved: the outcome follows on the data connection, where the reader thread settles it
+    # (the job is settled before the lane is free: a worker that exits meanwhile waits for the
+    # lane before it blames its running job)
+    try:
+        if type(outcome) is Result:
+            pool.finish_direct(worker, future, outcome)
+        # Moved: the outcome follows on the data connection, where the reader thread settles it
+    finally:
+        worker.lane.release()
 
 
 def _read_outcome(reply: Channel, job_id: str) -> Result | Moved:
@@ -109,14 +113,14 @@ def _read_outcome(reply: Channel, job_id: str) -> Result | Moved:
             return outcome
 
 
-def _read_in_background(pool: WorkerPool, worker: WorkerConnection, future: JobFuture) -> None:
+def _read_in_background(pool: WorkerPool, worker: WorkerConnection, future: JobFuture[Any]) -> None:
     threading.Thread(
         target=_read_later, args=(pool, worker, future), name=f"sieve-lane-{future.job_id}",
         daemon=True,
     ).start()
 
 
-def _read_later(pool: WorkerPool, worker: WorkerConnection, future: JobFuture) -> None:
+def _read_later(pool: WorkerPool, worker: WorkerConnection, future: JobFuture[Any]) -> None:
     assert worker.reply is not None
     try:
         outcome = _read_outcome(worker.reply, future.job_id)
@@ -127,15 +131,17 @@ def _read_later(pool: WorkerPool, worker: WorkerConnection, future: JobFuture) -
 
 
 def _unreadable(
-    pool: WorkerPool, worker: WorkerConnection, future: JobFuture, exc: Exception
+    pool: WorkerPool, worker: WorkerConnection, future: JobFuture[Any], exc: Exception
 ) -> None:
-    worker.lane.release()
-    if isinstance(exc, ChannelClosed):
-        return  # the worker died: its reader blames the running job (this one) and replaces it
-    error = TypeError(
-        f"job {future.job_id}: its return value cannot be rebuilt in the kernel ({exc}). "
-        "Fix: return plain data, numpy arrays or sieve.File, or install the module that "
-        "defines its type in the kernel too."
-    )
-    error.__cause__ = exc.__cause__
-    pool.job_failed(worker, future.job_id, error)
+    try:
+        if isinstance(exc, ChannelClosed):
+            return  # the worker died: its reader blames the running job (this one)
+        error = TypeError(
+            f"job {future.job_id}: its return value cannot be rebuilt in the kernel ({exc}). "
+            "Fix: return plain data, numpy arrays or sieve.File, or install the module that "
+            "defines its type in the kernel too."
+        )
+        error.__cause__ = exc.__cause__
+        pool.job_failed(worker, future.job_id, error)
+    finally:
+        worker.lane.release()

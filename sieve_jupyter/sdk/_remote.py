@@ -350,7 +350,7 @@ class HttpFunction:
         except Exception:  # noqa: BLE001, S110 - the server also cancels on the hang-up
             pass
 
-    def push(self, *args: Any, **kwargs: Any) -> JobFuture:
+    def push(self, *args: Any, **kwargs: Any) -> JobFuture[Any]:
         """Start a prediction and return its `JobFuture` at once.
 
         Raises:
@@ -361,12 +361,12 @@ class HttpFunction:
         loop = _Loop.get()
         task: list[concurrent.futures.Future[None]] = []
 
-        def cancel(_: JobFuture) -> None:
+        def cancel(_: JobFuture[Any]) -> None:
             if task:
                 task[0].cancel()  # hangs up the stream: the server cancels the job
             asyncio.run_coroutine_threadsafe(self._acancel(loop, body["id"]), loop.loop)
 
-        future = JobFuture(body["id"], described["name"], args, kwargs,
+        future: JobFuture[Any] = JobFuture(body["id"], described["name"], args, kwargs,
                            streaming=described["streaming"], canceller=cancel)
         task.append(asyncio.run_coroutine_threadsafe(self._follow(loop, body, future),
                                                      loop.loop))
@@ -379,7 +379,7 @@ class HttpFunction:
         except Exception:  # noqa: BLE001, S110
             pass
 
-    async def _follow(self, loop: _Loop, body: dict[str, Any], future: JobFuture) -> None:
+    async def _follow(self, loop: _Loop, body: dict[str, Any], future: JobFuture[Any]) -> None:
         """Read the prediction's events into its future."""
         client = loop.client(self.base, self._headers)
         deadline = self._deadline()
@@ -408,7 +408,7 @@ class HttpFunction:
             if not future.done():
                 future._resolve(exception=exc)
 
-    def _apply(self, future: JobFuture, event: str, data: Any, schema: dict[str, Any]) -> None:
+    def _apply(self, future: JobFuture[Any], event: str, data: Any, schema: dict[str, Any]) -> None:
         if event == "start":
             future._set_started(None)
         elif event == "log":
@@ -453,7 +453,7 @@ class HttpFunction:
 
 
 
-def _result(future: JobFuture) -> Any:
+def _result(future: JobFuture[Any]) -> Any:
     try:
         return future.result()
     except concurrent.futures.CancelledError:

@@ -337,11 +337,11 @@ class _Api:
         return _json({"status": "failed", "error": f"{served.name} cannot run: {health}"
                       f"{tail}. GET /health-check has the setup logs."}, 503)
 
-    def _done(self, served: Served, future: JobFuture, uploads: Uploads) -> None:
+    def _done(self, served: Served, future: JobFuture[Any], uploads: Uploads) -> None:
         self.service.release(served, future)
         uploads.remove()
 
-    async def _wait(self, request: Request, future: JobFuture,
+    async def _wait(self, request: Request, future: JobFuture[Any],
                     waiter: asyncio.Future[bool]) -> bool:
         """Wait for the job; if the client goes away first, cancel it and return False.
 

@@ -36,7 +36,7 @@ def iso(timestamp: float | None) -> str | None:
     return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat()
 
 
-def status_of(future: JobFuture) -> str:
+def status_of(future: JobFuture[Any]) -> str:
     return _STATUS[future.status]
 
 
@@ -47,7 +47,7 @@ class Prediction:
     id: str
     function: str
     input: dict[str, Any]
-    future: JobFuture
+    future: JobFuture[Any]
     created_at: float = field(default_factory=time.time)
     webhook: str | None = None
     webhook_events: frozenset[str] = frozenset()

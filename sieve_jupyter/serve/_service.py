@@ -237,7 +237,7 @@ class Service:
             served.inflight += 1
         return None
 
-    def release(self, served: Served, future: JobFuture | None) -> None:
+    def release(self, served: Served, future: JobFuture[Any] | None) -> None:
         with self._lock:
             served.inflight -= 1
         if future is not None and future.duration is not None:
@@ -248,7 +248,9 @@ class Service:
         per_worker = served.capacity / max(1, served.workers)
         return max(1, round(served.average_seconds * per_worker / 2))
 
-    def submit(self, served: Served, args: tuple[Any, ...], kwargs: dict[str, Any]) -> JobFuture:
+    def submit(
+        self, served: Served, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> JobFuture[Any]:
         return self.manager.submit(served.name, args, kwargs)
 
     # -- watching jobs (streams, webhooks) ---------------------------------------------------
