@@ -76,7 +76,7 @@ EXTRA_COMMANDS: dict[str, tuple[Any, str]] = {}
 
 def _help() -> str:
     extra = "".join(f"\n{line}" for _, line in EXTRA_COMMANDS.values())
-    return _HELP.format(extra=extra)
+    return _HELP.replace("{extra}", extra)  # (the help text has braces of its own)
 
 
 @magics_class
