@@ -10,8 +10,11 @@ import asyncio
 import hmac
 import json
 import secrets
+import shutil
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -63,10 +66,7 @@ class _Api:
         from sieve_jupyter.serve._io import FileStore
 
         self.files = FileStore(self.settings.keep_seconds)
-        import tempfile
-        from pathlib import Path
-
-        self.upload_root = Path(tempfile.mkdtemp(prefix="sieve-serve-"))
+        self.uploads = _UploadRoot()
 
     # -- guards ------------------------------------------------------------------------------
 
@@ -187,7 +187,7 @@ class _Api:
             body = await self.body(request)
         except _TooLarge:
             return self.too_large()
-        uploads = Uploads(self.upload_root)
+        uploads = Uploads(self.uploads)
         try:
             request_data, uploaded = await self._parse(request, body, served, uploads)
             prediction_id = request_data.get("id") or path_id or secrets.token_hex(13)
@@ -455,9 +455,24 @@ class _Api:
                 task.cancel()
         if self._http is not None:
             await self._http.aclose()
-        import shutil
+        self.uploads.remove()
 
-        shutil.rmtree(self.upload_root, ignore_errors=True)
+
+class _UploadRoot:
+    """The server's private folder for uploaded input files, made when the first one comes."""
+
+    def __init__(self) -> None:
+        self._path: Path | None = None
+
+    def __call__(self) -> Path:
+        if self._path is None:
+            self._path = Path(tempfile.mkdtemp(prefix="sieve-serve-"))
+        return self._path
+
+    def remove(self) -> None:
+        if self._path is not None:
+            shutil.rmtree(self._path, ignore_errors=True)
+            self._path = None
 
 
 def _settle(waiter: asyncio.Future[bool]) -> None:

@@ -116,13 +116,13 @@ class InputPlan:
 class Uploads:
     """The private folder of one prediction's input files, removed when it is done."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Callable[[], Path]) -> None:
         self.root = root
         self.folder: Path | None = None
 
     def save(self, data: bytes, media_type: str, filename: str = "") -> str:
         if self.folder is None:
-            self.folder = Path(tempfile.mkdtemp(prefix="upload-", dir=self.root))
+            self.folder = Path(tempfile.mkdtemp(prefix="upload-", dir=self.root()))
         suffix = Path(filename).suffix or (mimetypes.guess_extension(media_type) or "")
         name = Path(filename).name if filename else f"input{suffix}"
         path = self.folder / f"{secrets.token_hex(4)}-{name}"
