@@ -12,6 +12,8 @@
     │                                   environment; raised before any worker starts
     ├── GpuUnavailableError             the requested GPU is not on this machine
     ├── DependencyError                 a local worker cannot honour `python_packages`
+    ├── InstallationError               a module of sieve-jupyter itself cannot be imported:
+    │                                   the installation is incomplete (no extra brings it back)
     ├── BackendError                    a backend could not prepare or start workers
     │   └── BuildError                  an image build failed (carries the failing step and
     │                                   the tail of its log)
@@ -50,6 +52,7 @@ __all__ = [
     "GpuFallbackWarning",
     "GpuUnavailableError",
     "InputError",
+    "InstallationError",
     "JobCancelledError",
     "PythonVersionMismatchError",
     "RemoteError",
@@ -120,6 +123,12 @@ class GpuUnavailableError(SieveError):
 
 class DependencyError(SieveError):
     """A local worker runs in the kernel's environment and a required package is missing."""
+
+
+class InstallationError(SieveError):
+    """A module of sieve-jupyter itself is missing or cannot be imported: the installation (or
+    the distribution it came from) is incomplete. No optional extra provides it, so the message
+    says how to reinstall instead."""
 
 
 class BackendError(SieveError):

@@ -32,6 +32,7 @@ EXPORTED = [
     "GpuUnavailableError",
     "Image",
     "InputError",
+    "InstallationError",
     "JobCancelledError",
     "JobFuture",
     "JobStatus",
