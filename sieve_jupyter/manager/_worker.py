@@ -132,7 +132,10 @@ class WorkerConnection:
         self.reply.recv()  # ("reply", worker_id)
         listener.close()
         self._listener = None
-        os.unlink(key)
+        # Nothing uses the directory by name once the worker is connected (the boot log is
+        # read only while it connects; open files live on): removing it now, key included,
+        # leaves nothing behind even when this process is killed without running any cleanup.
+        shutil.rmtree(self.ipc_dir, ignore_errors=True)
         self.state = WorkerState.SETUP
         threading.Thread(
             target=self._read_loop, name=f"sieve-reader-{self.worker_id}", daemon=True
