@@ -5,8 +5,8 @@ or other users of the machine, put in /tmp can neither hide nor fake a leftover)
 workers, crashes one, has one exit after an error, stops a function, stops a worker while it is
 still starting, fails two starts (a worker that exits before connecting, one that never
 connects in time), submits a form with an uploaded file, then exits with workers still running;
-another kernel is killed outright. Afterwards its ``TMPDIR`` must be empty and every worker
-process gone.
+another kernel, with local or Docker workers, is killed outright. Afterwards its ``TMPDIR``
+must be empty and every worker process gone.
 
 To catch a worker while it starts, a ``sitecustomize`` module on the kernel's path (workers get
 the kernel's path) holds workers of some functions before they connect, as a slow machine would.
@@ -187,16 +187,18 @@ KILLED_KERNEL = textwrap.dedent(
     import json, os, sys, time
     import sieve_jupyter as sieve
 
-    @sieve.function(name="temp-killed", workers=2)
+    @sieve.function(name="temp-killed", workers=2, backend=sys.argv[1])
     def whoami() -> int:
         return os.getpid()
 
     whoami.run()
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120
     while [w["state"] for w in whoami.workers] != ["ready", "ready"]:
         assert time.monotonic() < deadline, whoami.workers
         time.sleep(0.01)
-    print(json.dumps({"pids": [w["pid"] for w in whoami.workers]}), flush=True)
+    # (a container's worker pids are the container's own: only local ones are checked)
+    pids = [w["pid"] for w in whoami.workers] if sys.argv[1] == "local" else []
+    print(json.dumps({"pids": pids}), flush=True)
     sys.stdin.read()  # until killed
     """
 )
@@ -253,11 +255,14 @@ def test_workers_and_uploads_leave_nothing_in_the_temporary_directory(
     assert leftovers(private_tmp) == []
 
 
+@pytest.mark.parametrize("backend", ["local", pytest.param("docker", marks=pytest.mark.docker)])
 def test_a_killed_kernel_leaves_nothing_in_the_temporary_directory(
-    private_tmp: Path, tmp_path: Path
+    backend: str, private_tmp: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
+    if backend == "docker":
+        request.getfixturevalue("docker_env")  # engine, base image and settings, or skip
     kernel = subprocess.Popen(
-        [sys.executable, "-c", KILLED_KERNEL],
+        [sys.executable, "-c", KILLED_KERNEL, backend],
         env=kernel_environment(private_tmp, tmp_path),
         cwd=tmp_path,
         stdin=subprocess.PIPE,
@@ -283,3 +288,11 @@ def test_a_killed_kernel_leaves_nothing_in_the_temporary_directory(
         for pid in pids:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+        if backend == "docker":
+            from sieve_jupyter.backends.docker import DockerBackend
+
+            reaper = DockerBackend()  # removes the killed kernel's containers, as the next
+            try:  # kernel's first use of Docker would
+                reaper.reap()
+            finally:
+                reaper.close()
