@@ -16,8 +16,9 @@ from sieve_jupyter._errors import RemoteError, RemoteTraceback, SetupError
 if TYPE_CHECKING:
     from sieve_jupyter.manager._pool import WorkerPool
     from sieve_jupyter.manager._worker import WorkerConnection
+    from sieve_jupyter.runtime.protocol import Channel
 
-__all__ = ["handle_message", "rebuild_exception"]
+__all__ = ["handle_message", "handle_results", "rebuild_exception"]
 
 
 def handle_message(pool: WorkerPool, worker: WorkerConnection, message: tuple[Any, ...]) -> None:
@@ -25,13 +26,6 @@ def handle_message(pool: WorkerPool, worker: WorkerConnection, message: tuple[An
     if kind == "result":
         _, job_id, value, started_at, finished_at = message
         pool.job_done(worker, job_id, value=value, times=(started_at, finished_at))
-    elif kind == "multi":
-        items = message[1]
-        if all(item[0] == "result" for item in items):  # a burst of fast calls
-            pool.jobs_done(worker, [(m[1], m[2], None, False, (m[3], m[4])) for m in items])
-        else:
-            for item in items:
-                handle_message(pool, worker, item)
     elif kind == "output":
         future = worker.inflight.get(message[1])
         if future is not None:
@@ -66,6 +60,25 @@ def handle_message(pool: WorkerPool, worker: WorkerConnection, message: tuple[An
         pool.manager.upstream_call(worker, *message[1:])
     elif kind in ("swapped", "swap_failed"):
         pool.record.on_swapped(worker, message)
+
+
+def handle_results(
+    pool: WorkerPool, worker: WorkerConnection, first: tuple[Any, ...], data: Channel
+) -> tuple[Any, ...] | None:
+    """Settle `first` (a result) and the results right behind it that are already buffered on
+    `data`, together. Returns the message that ended the run of results, if one was read."""
+    results = [first]
+    following: tuple[Any, ...] | None = None
+    try:
+        while data.pending():
+            message = data.recv()
+            if message[0] != "result":
+                following = message
+                break
+            results.append(message)
+    finally:  # (also when the worker died mid-frame: what arrived whole still counts)
+        pool.jobs_done(worker, [(m[1], m[2], None, False, (m[3], m[4])) for m in results])
+    return following
 
 
 def rebuild_exception(info: dict[str, Any]) -> BaseException:

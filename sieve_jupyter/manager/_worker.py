@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from sieve_jupyter._errors import BackendError, PythonVersionMismatchError
 from sieve_jupyter.backends import GpuAssignment, WorkerLaunch, WorkerProcess
-from sieve_jupyter.manager._messages import handle_message
+from sieve_jupyter.manager._messages import handle_message, handle_results
 from sieve_jupyter.runtime.protocol import (
     AuthenticationError,
     Channel,
@@ -182,11 +182,19 @@ class WorkerConnection:
     # -- reading -----------------------------------------------------------------------------
 
     def _read_loop(self) -> None:
-        assert self.data is not None
+        data = self.data
+        assert data is not None
         pool = self.pool
         try:
             while True:
-                handle_message(pool, self, self.data.recv())
+                message = data.recv()
+                if message[0] == "result" and data.pending():
+                    # A burst of results already here: settle them in one round (one lock
+                    # round in the pool), then whatever message ended the burst.
+                    message = handle_results(pool, self, message, data)
+                    if message is None:
+                        continue
+                handle_message(pool, self, message)
         except ChannelClosed:
             pass
         except Exception as exc:  # noqa: BLE001 - a protocol bug must still free the jobs

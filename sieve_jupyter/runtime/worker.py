@@ -14,7 +14,7 @@ on the data connection in order, followed by ``moved(job)`` on the reply connect
 output is never overtaken by the value it came before.
 
 Worker -> manager messages: ``hello``, ``ready(setup_seconds, setup_at)``, ``setup_failed(info)``,
-``result(job, value, started_at, finished_at)``, ``multi(messages)``, ``output(job, item)``,
+``result(job, value, started_at, finished_at)``, ``output(job, item)``,
 ``error(job, info, restarting)``, ``skipped(job)``, ``cancelled(job)``, ``log(job, stream, text)``,
 ``progress(job, fraction, message)``, ``ucall(request, job, name, args, kwargs)``, ``swapped``;
 on the reply connection: ``result(...)`` and ``moved(job)``.
@@ -23,7 +23,6 @@ on the reply connection: ``result(...)`` and ``moved(job)``.
 from __future__ import annotations
 
 import argparse
-import collections
 import inspect
 import io
 import linecache
@@ -147,14 +146,6 @@ class Worker:
         self._instance: Any = None
         self._restart_on_error = True
         self._main_thread = threading.get_ident()
-        # Outgoing messages. While more calls are already waiting, results are left here for
-        # the writer thread, which sends whatever has piled up as one frame; when the worker is
-        # about to go idle, the main thread sends at once (no extra thread hop for `.run()`).
-        self._out: collections.deque[Any] = collections.deque()
-        self._out_ready = threading.Condition()
-        self._writer_waiting = False
-        # Whoever drains takes everything queued so far, so frames leave in message order.
-        self._drain_lock = threading.Lock()
         self._streams: tuple[_CapturedStream, ...] = ()
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -163,23 +154,18 @@ class Worker:
     def current_job(self) -> str | None:
         return self._current
 
-    def send(self, message: Any, *, defer: bool = False) -> None:
-        """Send a message to the manager, or leave it for the writer thread when `defer`."""
+    def send(self, message: Any) -> None:
+        """Send a message to the manager now. Nothing waits in this process to be sent later:
+        a worker can die at any moment (a segfault, the out-of-memory killer), and what it has
+        written to the socket still reaches the kernel, so no finished job's result is lost
+        and the kernel knows exactly which job was running."""
         if self._direct is not None:
             self._spilled = True
-        self._out.append(message)
-        if not defer:
-            self._drain()
-        elif self._writer_waiting:
-            with self._out_ready:
-                self._out_ready.notify()
-
-    def _drain(self) -> None:
         on_main = threading.get_ident() == self._main_thread
         if on_main:
             self._sending = True
         try:
-            self._drain_now()
+            self._send_now(message)
         finally:
             if on_main:
                 self._sending = False
@@ -187,33 +173,17 @@ class Worker:
                     self._interrupt_after_send = False
                     raise _Interrupted()
 
-    def _drain_now(self) -> None:
-        out = self._out
+    def _send_now(self, message: Any) -> None:
         try:
-            with self._drain_lock:
-                if not out:
-                    return
-                batch = [out.popleft() for _ in range(len(out))]
-                try:
-                    self._data.send(batch[0] if len(batch) == 1 else ("multi", batch))
-                except ChannelClosed:
-                    raise
-                except Exception:  # noqa: BLE001 - pickling failed; nothing was written
-                    self._send_each(batch)
-        except ChannelClosed:
-            os._exit(0)  # the manager is gone; nothing left to serve
-
-    def _send_each(self, batch: list[Any]) -> None:
-        """Send messages one at a time: a user's value that cannot be pickled fails its own
-        job (the worker and its warm state carry on) instead of the whole batch or the worker."""
-        for message in batch:
             try:
                 self._data.send(message)
             except ChannelClosed:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - pickling failed; nothing was written
                 if message[0] not in ("result", "output"):
                     raise
+                # A user's value that cannot be pickled fails its own job; the worker and its
+                # warm state carry on.
                 what = "return value" if message[0] == "result" else "streamed output"
                 error = TypeError(
                     f"job {message[1]}: its {what} cannot be sent back to the kernel "
@@ -222,15 +192,8 @@ class Worker:
                 )
                 error.__cause__ = exc
                 self._data.send(("error", message[1], error_info(error), False))
-
-    def writer_loop(self) -> None:
-        while True:
-            with self._out_ready:
-                while not self._out:
-                    self._writer_waiting = True
-                    self._out_ready.wait()
-                self._writer_waiting = False
-            self._drain()
+        except ChannelClosed:
+            os._exit(0)  # the manager is gone; nothing left to serve
 
     def capture_output(self) -> None:
         """Send what user code prints to the manager, tagged with the job that printed it."""
@@ -301,13 +264,11 @@ class Worker:
                 if self._data.flags & DIRECT_CALL:
                     self._direct = message[1]
                     self._spilled = False
-                self._run_call(message[1], message[2], message[3], self._data.pending())
+                self._run_call(message[1], message[2], message[3])
             elif kind == "calls":
                 calls = message[1]
-                last = len(calls) - 1
-                for index, (job_id, args, kwargs) in enumerate(calls):
-                    more = index < last or self._data.pending()
-                    self._run_call(job_id, args, kwargs, more)
+                for job_id, args, kwargs in calls:
+                    self._run_call(job_id, args, kwargs)
             elif kind == "load":
                 self._load(message[1], message[2])
             elif kind == "swap":
@@ -354,14 +315,13 @@ class Worker:
         self.send(("swapped", time.time()))
 
     def _run_call(
-        self, job_id: str, args: tuple[Any, ...], kwargs: dict[str, Any], more: bool
+        self, job_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        """Run one call. `more`: further calls are already waiting, so the result may wait for
-        the writer thread to batch it with theirs."""
+        """Run one call and report its outcome."""
         with self._lock:
             if job_id in self._cancelled:
                 self._cancelled.discard(job_id)
-                self._report(job_id, ("skipped", job_id), more)
+                self._report(job_id, ("skipped", job_id))
                 return
             self._current = job_id
         target = self._target
@@ -381,25 +341,24 @@ class Worker:
                 self._interruptible = False
         except _Interrupted:
             self._finish_job()
-            self._report(job_id, ("cancelled", job_id), more)
+            self._report(job_id, ("cancelled", job_id))
             return
         except BaseException as exc:  # noqa: BLE001 - user errors travel to the kernel
             self._finish_job()
             restarting = isinstance(exc, FatalException) or self._restart_on_error
-            # (sent at once, never left to the writer: the worker may exit right after)
-            self._report(job_id, ("error", job_id, error_info(exc), restarting), False)
+            self._report(job_id, ("error", job_id, error_info(exc), restarting))
             if restarting:
                 # Warm state may be corrupt: this worker ends and the manager starts a fresh one.
                 os._exit(0)
             return
         self._finish_job()
-        self._report(job_id, ("result", job_id, value, started, time.time()), more)
+        self._report(job_id, ("result", job_id, value, started, time.time()))
 
-    def _report(self, job_id: str, outcome: tuple[Any, ...], more: bool) -> None:
+    def _report(self, job_id: str, outcome: tuple[Any, ...]) -> None:
         """Send a job's outcome: on the reply connection for a direct call that said nothing
         else; otherwise on the data connection, after everything the job sent there."""
         if job_id != self._direct:
-            self.send(outcome, defer=more)
+            self.send(outcome)
             return
         if outcome[0] == "result" and not self._spilled:
             try:
@@ -462,7 +421,6 @@ def main(argv: list[str] | None = None) -> None:
     _context.set_context(_context.WorkerContext(worker.send, lambda: worker.current_job))
     worker.capture_output()
     threading.Thread(target=worker.control_loop, name="sieve-control", daemon=True).start()
-    threading.Thread(target=worker.writer_loop, name="sieve-writer", daemon=True).start()
     worker.serve()
     os._exit(0)
 
