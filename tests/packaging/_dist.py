@@ -3,8 +3,10 @@ installed distributions its fixtures hand to the tests (see conftest.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,10 +43,26 @@ def run(
     env: dict[str, str] | None = None,
     timeout: float = 300,
 ) -> subprocess.CompletedProcess[str]:
-    """Run `command`; fail with its output if it fails."""
-    done = subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    """Run `command`; fail with its output if it fails. It runs in its own process group,
+    killed whole if the test stops waiting (pip, for one, works in a child process that
+    would otherwise go on writing into a folder the teardown has removed)."""
+    process = subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except BaseException:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+    done = subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
     assert done.returncode == 0, (
         f"{' '.join(command)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}"
     )

@@ -24,6 +24,10 @@ from _dist import REPO, Built, Installed, tracked_files
 
 EXTENSION = "sieve-jupyter"
 
+#: The first test also waits for the session's build and install (half a minute here; several
+#: minutes when the side panel must be built or pip's cache is cold): a bound on a hang.
+pytestmark = pytest.mark.timeout(900)
+
 
 def package_modules() -> list[str]:
     """Every module of the package, by git's list of its files."""
