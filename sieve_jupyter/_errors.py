@@ -20,6 +20,8 @@
     ├── WorkerError                     something went wrong in a worker, not in the user's call
     │   ├── SetupError                  `__setup__` raised (carries the remote traceback)
     │   ├── WorkerCrashedError          the worker process died while running the job
+    │   ├── SwapError                   re-registered code (a hot swap) failed to load in a warm
+    │   │                               worker; nothing changed, the previous code answers
     │   └── PythonVersionMismatchError  the worker's Python minor version differs from the kernel's
     ├── RemoteError                     a user exception whose type could not be rebuilt in the
     │                                   kernel; carries `type_name`, `message`, `traceback`
@@ -61,6 +63,7 @@ __all__ = [
     "SieveError",
     "SieveWarning",
     "SpecError",
+    "SwapError",
     "WorkerCrashedError",
     "WorkerError",
 ]
@@ -177,6 +180,11 @@ class SetupError(WorkerError):
 
 class WorkerCrashedError(WorkerError):
     """The worker process died (segfault, ``os._exit``, OOM kill) while running the job."""
+
+
+class SwapError(WorkerError):
+    """New code for a warm model (a re-run cell with an unchanged ``__setup__``) failed to load
+    in a worker. The registration is unchanged: the previous code still answers calls."""
 
 
 class PythonVersionMismatchError(WorkerError):

@@ -7,6 +7,7 @@ turns an `ImportError` into advice asks `installation_error` first.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from sieve_jupyter._errors import InstallationError
@@ -36,10 +37,9 @@ def installation_error(exc: ImportError, needed_by: str) -> InstallationError | 
     module = own_missing_module(exc)
     if module is None:
         return None
-    import sieve_jupyter
-
-    where = Path(sieve_jupyter.__file__).resolve().parent
-    version = sieve_jupyter.__version__
+    where = Path(__file__).resolve().parent  # (this module sits at the package's root)
+    # The package itself is always initialised before any of its modules (no import needed).
+    version = getattr(sys.modules.get(_PACKAGE), "__version__", "")
     return InstallationError(
         f"{needed_by} cannot load: {module} is part of sieve-jupyter itself, and the "
         f"installation at {where} cannot import it ({exc}). No extra installs it: this "

@@ -56,6 +56,8 @@ class JobFuture(concurrent.futures.Future[Any]):
     started_at: float | None = None
     finished_at: float | None = None
     worker_id: str | None = None
+    #: the job whose code called this one from inside its worker (chaining), if any
+    parent_job: str | None = None
     context: Any = None
     _outputs_changed: threading.Condition | None = None
 
@@ -268,16 +270,6 @@ class JobFuture(concurrent.futures.Future[Any]):
 
             return await anyio.to_thread.run_sync(self.result)
         return await asyncio.wrap_future(self)
-
-    def _ipython_display_(self) -> None:
-        try:
-            from sieve_jupyter.jupyter.widgets import display_future
-        except ImportError:
-            from IPython.display import display
-
-            display({"text/plain": repr(self)}, raw=True)  # type: ignore[no-untyped-call]
-            return
-        display_future(self)
 
     def __repr__(self) -> str:
         extra = ""

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar, cast
 
 from sieve_jupyter._errors import JobCancelledError
-from sieve_jupyter.manager import FunctionRecord, JobFuture, get_manager
+from sieve_jupyter.manager import FunctionRecord, JobFuture, Registration, get_manager
 from sieve_jupyter.runtime import RemoteFunction, current_context
 from sieve_jupyter.sdk._payload import code_fingerprint, dumps, source_lines
 from sieve_jupyter.spec import FunctionSpec, spec_from_callable
@@ -129,12 +129,6 @@ class FunctionHandle:
     def workers(self) -> list[dict[str, Any]]:
         return list(self._record.describe()["workers"])
 
-    def form(self) -> Any:
-        """An ipywidgets form built from the type hints; Submit pushes a job."""
-        from sieve_jupyter.jupyter.widgets import form
-
-        return form(self)
-
     # -- display and pickling ----------------------------------------------------------------
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -222,8 +216,14 @@ def register(
     workers: int | None = None,
     force_setup: bool = False,
     **options: Any,
-) -> tuple[FunctionHandle, str]:
-    """Validate, register with the manager and wrap in a handle. Returns (handle, outcome)."""
+) -> tuple[FunctionHandle, Registration]:
+    """Validate, register with the manager and wrap in a handle. Returns the handle and what
+    the registration did (`Registration`: new, replaced, or swapped into warm workers).
+
+    Raises:
+        SpecError: a bad argument, naming the field and the fix.
+        SwapError: new code for warm workers failed to load there; nothing changed.
+    """
     spec = spec_from_callable(obj, kind=kind, name=name or getattr(obj, "__name__", None),
                               **options)
     if backend is not None:
@@ -234,7 +234,7 @@ def register(
         from sieve_jupyter._config import Config
 
         Config(workers=workers).validate()
-    record, outcome = get_manager().register(
+    registration = get_manager().register(
         spec,
         obj,
         dumps(obj),
@@ -245,7 +245,7 @@ def register(
         sources=source_lines(obj),
     )
     handle_type = ModelHandle if spec.kind == "model" else FunctionHandle
-    return handle_type(obj, spec, record), outcome
+    return handle_type(obj, spec, registration.record), registration
 
 
 def _decorator(kind: str, name: str | None, settings: dict[str, Any]) -> Callable[[Any], Any]:

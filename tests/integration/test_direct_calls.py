@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Unique, in_thread, joined, wait_for
+from support import Unique, call_interrupted, in_thread, joined, wait_for
 
 import sieve_jupyter as sieve
 from sieve_jupyter import WorkerCrashedError
@@ -358,12 +358,5 @@ def test_interrupting_a_run_while_its_large_argument_is_written(unique: Unique) 
     assert total.run(np.ones(4)) == 4.0
     big = np.ones(100 * 1024 * 1024 // 8)
     for delay in (0.001, 0.01, 0.03):
-        timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
-        timer.start()
-        try:
-            total.run(big)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            timer.join()
+        call_interrupted(delay, lambda: total.run(big))
         assert total.run(np.ones(3)) == 3.0

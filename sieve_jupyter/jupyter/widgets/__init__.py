@@ -4,8 +4,6 @@
     sieve.progress(futures)        # live per-function progress of one or many futures
     display_future(future)         # what a JobFuture shows as a cell's output
 
-    async for f in as_completed(futures): ...   # await futures from async cells (anyio)
-
 Widgets redraw from one throttled thread (a few times per second), so following 10,000 futures
 costs the kernel and the frontend a bounded number of messages.
 """
@@ -16,7 +14,6 @@ from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import Any
 
-from sieve_jupyter.jupyter.widgets._async import as_completed, gather, wait
 from sieve_jupyter.jupyter.widgets._form import SieveForm, resolve_handle
 from sieve_jupyter.jupyter.widgets._progress import ProgressWidget
 from sieve_jupyter.jupyter.widgets._schema import FormInputError
@@ -25,12 +22,9 @@ __all__ = [
     "FormInputError",
     "ProgressWidget",
     "SieveForm",
-    "as_completed",
     "display_future",
     "form",
-    "gather",
     "progress",
-    "wait",
 ]
 
 
