@@ -3,8 +3,9 @@
     SieveError                          base of everything raised by sieve-jupyter
     ├── SpecError (ValueError)          a bad decorator argument, magic option or model.yaml;
     │                                   raised at decoration time, names `field` and `fix`
-    ├── InputError (ValueError)         a form field's value does not fit the input's type;
-    │                                   names `field` and `fix`, nothing is pushed
+    ├── InputError (ValueError)         an argument (of a call, or a form field) does not fit
+    │                                   the input's type; names `field` and `fix`, nothing is
+    │                                   queued
     ├── ConfigurationError (ValueError) a bad `sieve.configure(...)` value
     ├── FunctionNotFoundError (LookupError)
     │                                   `function.get` of a name this kernel has not registered
@@ -100,8 +101,8 @@ class SpecError(_FieldError):
 
 
 class InputError(_FieldError):
-    """A value given for a function's input (in a form) does not fit its type; nothing was
-    pushed.
+    """A value given for a function's input (a `.run()` / `.push()` argument, or a form field)
+    does not fit its type hint; nothing was queued.
 
     Attributes:
         field: the parameter at fault. problem, fix: as for `SpecError`.

@@ -92,10 +92,14 @@ def call(pool: WorkerPool, worker: WorkerConnection, future: JobFuture) -> None:
 def _settle(
     pool: WorkerPool, worker: WorkerConnection, future: JobFuture, outcome: Result | Moved
 ) -> None:
-    worker.lane.release()
-    if type(outcome) is Result:
-        pool.finish_direct(worker, future, outcome)
-    # Moved: the outcome follows on the data connection, where the reader thread settles it
+    # (the job is settled before the lane is free: a worker that exits meanwhile waits for the
+    # lane before it blames its running job)
+    try:
+        if type(outcome) is Result:
+            pool.finish_direct(worker, future, outcome)
+        # Moved: the outcome follows on the data connection, where the reader thread settles it
+    finally:
+        worker.lane.release()
 
 
 def _read_outcome(reply: Channel, job_id: str) -> Result | Moved:
@@ -129,13 +133,15 @@ def _read_later(pool: WorkerPool, worker: WorkerConnection, future: JobFuture) -
 def _unreadable(
     pool: WorkerPool, worker: WorkerConnection, future: JobFuture, exc: Exception
 ) -> None:
-    worker.lane.release()
-    if isinstance(exc, ChannelClosed):
-        return  # the worker died: its reader blames the running job (this one) and replaces it
-    error = TypeError(
-        f"job {future.job_id}: its return value cannot be rebuilt in the kernel ({exc}). "
-        "Fix: return plain data, numpy arrays or sieve.File, or install the module that "
-        "defines its type in the kernel too."
-    )
-    error.__cause__ = exc.__cause__
-    pool.job_failed(worker, future.job_id, error)
+    try:
+        if isinstance(exc, ChannelClosed):
+            return  # the worker died: its reader blames the running job (this one)
+        error = TypeError(
+            f"job {future.job_id}: its return value cannot be rebuilt in the kernel ({exc}). "
+            "Fix: return plain data, numpy arrays or sieve.File, or install the module that "
+            "defines its type in the kernel too."
+        )
+        error.__cause__ = exc.__cause__
+        pool.job_failed(worker, future.job_id, error)
+    finally:
+        worker.lane.release()

@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 __all__ = ["PoolWorkers"]
 
+#: seconds a worker's exit waits for a direct call's caller to finish reading its reply
+#: connection (it ends at once when the worker is gone; this only bounds a bug)
+_LANE_WAIT = 30.0
+
 
 class PoolWorkers(PoolBase):
     """Starting, replacing and stopping the workers of a pool."""
@@ -106,6 +110,24 @@ class PoolWorkers(PoolBase):
     def worker_exited(self, worker: WorkerConnection) -> None:
         """The worker's channel closed: blame its running job unless the exit was expected."""
         code = worker.exit_code(wait=0.5 if worker.exit_expected else 2.0)
+        # A direct call's caller may still be reading the reply connection, where a result the
+        # worker wrote just before it died can wait: let it finish first (it reads to the end
+        # of the connection, which the worker's death closed), so that result is not lost.
+        lane = worker.lane.acquire(timeout=_LANE_WAIT)
+        try:
+            was_ready = self._settle_exit(worker, code)
+        finally:
+            if lane:
+                worker.lane.release()
+        with self.lock:
+            if self.state != "stopped" and not self._retiring and (was_ready or self.queue):
+                # Stay warm: replace the worker now (restart_on_error, FatalException, crash).
+                self._start_workers()
+        self.publish_function()
+
+    def _settle_exit(self, worker: WorkerConnection, code: int | None) -> bool:
+        """Fail the job the worker died running (if its exit was not expected), queue the
+        others again, and let go of the worker. Returns whether it had been ready."""
         with self.lock:
             self.workers.pop(worker.worker_id, None)
             was_ready = worker.state in (WorkerState.READY, WorkerState.RETIRING)
@@ -127,11 +149,7 @@ class PoolWorkers(PoolBase):
                 f"{crashed.job_id} ({_describe_exit(code)}). The worker is replaced; other "
                 "queued jobs were not affected."
             ))
-        with self.lock:
-            if self.state != "stopped" and not self._retiring and (was_ready or self.queue):
-                # Stay warm: replace the worker now (restart_on_error, FatalException, crash).
-                self._start_workers()
-        self.publish_function()
+        return was_ready
 
     # -- stopping, restarting, swapping ------------------------------------------------------
 

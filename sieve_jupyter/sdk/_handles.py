@@ -9,6 +9,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import inspect
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar, cast
 
@@ -16,9 +17,15 @@ from sieve_jupyter._errors import JobCancelledError
 from sieve_jupyter.manager import FunctionRecord, JobFuture, Registration, get_manager
 from sieve_jupyter.runtime import RemoteFunction, current_context
 from sieve_jupyter.sdk._payload import code_fingerprint, dumps, source_lines
-from sieve_jupyter.spec import FunctionSpec, spec_from_callable
+from sieve_jupyter.spec import ArgumentChecker, FunctionSpec, spec_from_callable
 
 __all__ = ["FunctionHandle", "Model", "ModelHandle", "function", "get"]
+
+#: each registration's argument checker, made on its first call (weakly held: a replaced
+#: registration takes its checker along)
+_checkers: weakref.WeakKeyDictionary[FunctionRecord, ArgumentChecker] = (
+    weakref.WeakKeyDictionary()
+)
 
 T = TypeVar("T")
 
@@ -30,8 +37,6 @@ class FunctionHandle:
         self.__wrapped__ = obj
         self.spec = spec
         self._record = record
-        self._signature = _call_signature(obj, spec)
-        self._checked_shapes: set[tuple[int, tuple[str, ...]]] = set()
         functools.update_wrapper(self, obj, updated=())
 
     # -- identity ----------------------------------------------------------------------------
@@ -57,7 +62,7 @@ class FunctionHandle:
             TypeError: the arguments do not fit the signature (nothing is queued).
             SieveError: the function cannot start (missing Env, GPU, dependency ...).
         """
-        self._check_arguments(args, kwargs)
+        args, kwargs = self._checked(args, kwargs)
         return get_manager().submit(self._record, args, kwargs)
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
@@ -68,7 +73,7 @@ class FunctionHandle:
         """
         if self.spec.is_generator:
             return _cancel_on_interrupt_iter(self.push(*args, **kwargs))
-        self._check_arguments(args, kwargs)
+        args, kwargs = self._checked(args, kwargs)
         return wait_result(get_manager().run(self._record, args, kwargs))
 
     def map(
@@ -101,15 +106,19 @@ class FunctionHandle:
 
         return results()
 
-    def _check_arguments(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        shape = (len(args), tuple(kwargs))
-        if shape in self._checked_shapes:
-            return
-        try:
-            self._signature.bind(*args, **kwargs)
-        except TypeError as exc:
-            raise TypeError(f"{self.name}{self._signature}: {exc}") from None
-        self._checked_shapes.add(shape)
+    def _checked(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The call's arguments, checked against the hints (and coerced: a path for a
+        `sieve.File`, an int for a float) before anything is queued."""
+        checker = _checkers.get(self._record)
+        if checker is None:
+            checker = _checkers[self._record] = ArgumentChecker(
+                self.name,
+                self.__wrapped__.__predict__ if self.spec.kind == "model" else self.__wrapped__,
+                drop_first=self.spec.kind == "model",
+            )
+        return checker.check(args, kwargs)
 
     # -- workers -----------------------------------------------------------------------------
 
@@ -162,14 +171,6 @@ class ModelHandle(FunctionHandle):
         if name.startswith("__") or name in ("spec", "_record"):
             raise AttributeError(name)
         return getattr(self.__wrapped__, name)
-
-
-def _call_signature(obj: Any, spec: FunctionSpec) -> inspect.Signature:
-    if spec.kind != "model":
-        return inspect.signature(obj)
-    signature = inspect.signature(obj.__predict__)
-    parameters = list(signature.parameters.values())[1:]  # drop self
-    return signature.replace(parameters=parameters)
 
 
 def wait_result(future: JobFuture) -> Any:
