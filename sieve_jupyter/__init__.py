@@ -33,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "EnvironmentVariableError": "sieve_jupyter._errors",
     "FatalException": "sieve_jupyter.runtime",
     "File": "sieve_jupyter.runtime",
+    "FunctionHandle": "sieve_jupyter.sdk",
     "FunctionNotFoundError": "sieve_jupyter._errors",
     "FunctionSpec": "sieve_jupyter.spec",
     "GpuFallbackWarning": "sieve_jupyter._errors",
@@ -45,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     "JobStatus": "sieve_jupyter.manager",
     "Metadata": "sieve_jupyter.spec",
     "Model": "sieve_jupyter.sdk",
+    "ModelHandle": "sieve_jupyter.sdk",
     "PythonVersionMismatchError": "sieve_jupyter._errors",
     "RemoteError": "sieve_jupyter._errors",
     "SetupError": "sieve_jupyter._errors",
@@ -62,6 +64,7 @@ _EXPORTS: dict[str, str] = {
     "function": "sieve_jupyter.sdk",
     "gather": "sieve_jupyter.manager",
     "gpu": "sieve_jupyter.spec",
+    "load_yaml": "sieve_jupyter.modelyaml",
     "progress": "sieve_jupyter.jupyter.widgets",
     "report_progress": "sieve_jupyter.runtime",
     "wait": "sieve_jupyter.manager",
@@ -197,6 +200,9 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
     from sieve_jupyter.manager import (
         wait as wait,
     )
+    from sieve_jupyter.modelyaml import (
+        load_yaml as load_yaml,
+    )
     from sieve_jupyter.runtime import (
         Audio as Audio,
     )
@@ -216,7 +222,13 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
         report_progress as report_progress,
     )
     from sieve_jupyter.sdk import (
+        FunctionHandle as FunctionHandle,
+    )
+    from sieve_jupyter.sdk import (
         Model as Model,
+    )
+    from sieve_jupyter.sdk import (
+        ModelHandle as ModelHandle,
     )
     from sieve_jupyter.sdk import (
         function as function,

@@ -93,6 +93,8 @@ class LocalBackend(Backend):
             ignored.append(f"system_packages {list(env.system_packages)}")
         if env.run_commands:
             ignored.append(f"run_commands {list(env.run_commands)}")
+        if env.base_image:
+            ignored.append(f"base_image {env.base_image!r}")
         # The spec fills in a default CUDA version for every GPU function; only one the user
         # chose is worth a note (a warning on every GPU function would be noise).
         if (

@@ -27,6 +27,8 @@ _HELP = """\
 %sieve restart NAME            fresh workers; __setup__ runs again
 %sieve build NAME              prepare the environment ahead of the first call (docker: build)
 %sieve form NAME               a form generated from the type hints (submit pushes a job)
+%sieve load FILE [--name N] [--backend B] [--workers N] [--refresh]
+                               load the models of a model.yaml (returns {name: model})
 %sieve config [KEY=VALUE ...]  show or change settings (backend, workers, user, gpu_fallback, ...)
 %sieve help                    this text
 
@@ -210,6 +212,38 @@ class SieveMagics(Magics):
         from sieve_jupyter.jupyter.widgets import form
 
         return form(rest[0])
+
+    def _cmd_load(self, rest: list[str]) -> Any:
+        usage = "%sieve load FILE [--name NAME] [--backend B] [--workers N] [--refresh]"
+        words, options, refresh = list(rest), {}, False
+        path = None
+        while words:
+            word = words.pop(0)
+            if word == "--refresh":
+                refresh = True
+            elif word in ("--name", "--backend", "--workers"):
+                if not words:
+                    raise UsageError(f"{usage}: {word} needs a value.")
+                options[word[2:]] = words.pop(0)
+            elif path is None and not word.startswith("-"):
+                path = word
+            else:
+                raise UsageError(f"{usage}: unexpected {word!r}.")
+        if path is None:
+            raise UsageError(f"{usage}: give the model.yaml to load.")
+        if "workers" in options and not options["workers"].isdigit():
+            raise UsageError(f"{usage}: --workers takes a number.")
+        from sieve_jupyter.modelyaml import load_yaml
+
+        models = load_yaml(
+            path, name=options.get("name"), backend=options.get("backend"),
+            workers=int(options["workers"]) if "workers" in options else None, refresh=refresh,
+        )
+        for handle in models.values():
+            record = handle._record
+            print(f"Loaded model {handle.name!r} ({record.backend}, {record.workers} worker"
+                  f"{'s' if record.workers != 1 else ''}): {handle.name}{handle.spec.signature}")
+        return models
 
     def _cmd_config(self, rest: list[str]) -> Any:
         if not rest:

@@ -41,7 +41,7 @@ class OutputRouter:
 
     # -- submission (the cell's thread) -----------------------------------------------------
 
-    def on_submit(self, future: JobFuture) -> None:
+    def on_submit(self, future: JobFuture[Any]) -> None:
         if threading.get_ident() != self._thread_ident:
             return  # a job pushed by another job (chaining) or a thread: no cell of its own
         parent = self._current_parent()
@@ -107,7 +107,7 @@ class OutputRouter:
 class _StartupNotice(threading.Thread):
     """Shows `adder: starting worker… 3.5 s` under the cell while the job waits for a worker."""
 
-    def __init__(self, router: OutputRouter, future: JobFuture, parent: Any) -> None:
+    def __init__(self, router: OutputRouter, future: JobFuture[Any], parent: Any) -> None:
         super().__init__(name=f"sieve-startup-{future.job_id}", daemon=True)
         self._router = router
         self._future = future

@@ -18,7 +18,7 @@ settles the job exactly as for a pushed one. This module does the I/O; the pool 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sieve_jupyter.runtime.messages import Call, Moved, Result, pack, unpack
 from sieve_jupyter.runtime.protocol import (
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["call"]
 
 
-def call(pool: WorkerPool, worker: WorkerConnection, future: JobFuture) -> None:
+def call(pool: WorkerPool, worker: WorkerConnection, future: JobFuture[Any]) -> None:
     """Run `future` on `worker`, whose lane and send lock the pool claimed for this thread.
 
     Returns once the job is settled, or handed to the reader thread (`Moved`, or the worker
@@ -90,7 +90,7 @@ def call(pool: WorkerPool, worker: WorkerConnection, future: JobFuture) -> None:
 
 
 def _settle(
-    pool: WorkerPool, worker: WorkerConnection, future: JobFuture, outcome: Result | Moved
+    pool: WorkerPool, worker: WorkerConnection, future: JobFuture[Any], outcome: Result | Moved
 ) -> None:
     # (the job is settled before the lane is free: a worker that exits meanwhile waits for the
     # lane before it blames its running job)
@@ -113,14 +113,14 @@ def _read_outcome(reply: Channel, job_id: str) -> Result | Moved:
             return outcome
 
 
-def _read_in_background(pool: WorkerPool, worker: WorkerConnection, future: JobFuture) -> None:
+def _read_in_background(pool: WorkerPool, worker: WorkerConnection, future: JobFuture[Any]) -> None:
     threading.Thread(
         target=_read_later, args=(pool, worker, future), name=f"sieve-lane-{future.job_id}",
         daemon=True,
     ).start()
 
 
-def _read_later(pool: WorkerPool, worker: WorkerConnection, future: JobFuture) -> None:
+def _read_later(pool: WorkerPool, worker: WorkerConnection, future: JobFuture[Any]) -> None:
     assert worker.reply is not None
     try:
         outcome = _read_outcome(worker.reply, future.job_id)
@@ -131,7 +131,7 @@ def _read_later(pool: WorkerPool, worker: WorkerConnection, future: JobFuture) -
 
 
 def _unreadable(
-    pool: WorkerPool, worker: WorkerConnection, future: JobFuture, exc: Exception
+    pool: WorkerPool, worker: WorkerConnection, future: JobFuture[Any], exc: Exception
 ) -> None:
     try:
         if isinstance(exc, ChannelClosed):

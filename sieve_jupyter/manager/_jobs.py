@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import _base
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sieve_jupyter._errors import JobCancelledError
 
@@ -33,8 +33,13 @@ class JobStatus(str, enum.Enum):
         return self.value
 
 
-class JobFuture(concurrent.futures.Future[Any]):
+T = TypeVar("T")
+
+
+class JobFuture(concurrent.futures.Future[T]):
     """The future of one job: ``result()``, ``as_completed``, ``wait`` and callbacks all work.
+
+    Generic in what the job returns: ``multiply.push(2, 3)`` is a ``JobFuture[int]``.
 
     Attributes:
         job_id: unique within the kernel, e.g. ``"adder-12"``.
@@ -69,8 +74,8 @@ class JobFuture(concurrent.futures.Future[Any]):
         kwargs: dict[str, Any],
         *,
         streaming: bool = False,
-        canceller: Callable[[JobFuture], None] | None = None,
-        on_cancelled: Callable[[JobFuture], None] | None = None,
+        canceller: Callable[[JobFuture[Any]], None] | None = None,
+        on_cancelled: Callable[[JobFuture[Any]], None] | None = None,
     ) -> None:
         super().__init__()
         self.job_id = job_id
@@ -184,7 +189,7 @@ class JobFuture(concurrent.futures.Future[Any]):
             if exception is not None:
                 self.set_exception(exception)
             else:
-                self.set_result(list(self.outputs) if self.streaming else value)
+                self.set_result(cast(T, list(self.outputs) if self.streaming else value))
         except concurrent.futures.InvalidStateError:
             return False
         finally:
@@ -253,9 +258,9 @@ class JobFuture(concurrent.futures.Future[Any]):
         if exception is not None:
             raise exception
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | None = None) -> T:
         if self._state == _base.FINISHED and self._exception is None:
-            return self._result  # (final once set: no need for the lock)
+            return cast(T, self._result)  # (final once set: no need for the lock)
         return super().result(timeout)
 
     def __await__(self) -> Any:

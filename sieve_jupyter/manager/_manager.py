@@ -77,11 +77,11 @@ class Manager:
         self.gpus = ManagerGpus(self.config)
         #: called with each new JobFuture on the submitting thread (the notebook layer uses it
         #: to remember which cell started the job)
-        self.submit_hooks: list[Callable[[JobFuture], None]] = []
+        self.submit_hooks: list[Callable[[JobFuture[Any]], None]] = []
         self._records: dict[str, FunctionRecord] = {}
         self._backends: dict[str, Backend] = {}
         #: recent jobs, oldest first (an OrderedDict: dropping the oldest is O(1))
-        self._jobs: collections.OrderedDict[str, JobFuture] = collections.OrderedDict()
+        self._jobs: collections.OrderedDict[str, JobFuture[Any]] = collections.OrderedDict()
         self._job_ids = itertools.count(1)
         self._lock = threading.RLock()
         self._closed = False
@@ -200,7 +200,7 @@ class Manager:
 
     def submit(
         self, target: str | FunctionRecord, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> JobFuture:
+    ) -> JobFuture[Any]:
         """Queue one call; returns its future at once (workers start in the background)."""
         pool, future = self._new_job(target, args, kwargs)
         self._accept(future)
@@ -209,7 +209,7 @@ class Manager:
 
     def run(
         self, target: str | FunctionRecord, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> JobFuture:
+    ) -> JobFuture[Any]:
         """Start one call for a caller that will wait for it (`.run()`); returns its future.
 
         When a worker is idle, this thread writes the call and reads the outcome itself
@@ -229,7 +229,7 @@ class Manager:
 
     def _new_job(
         self, target: str | FunctionRecord, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[WorkerPool, JobFuture]:
+    ) -> tuple[WorkerPool, JobFuture[Any]]:
         record = target if isinstance(target, FunctionRecord) else self.record(target)
         if not record.checked:
             self._preflight(record)
@@ -241,7 +241,7 @@ class Manager:
                 pool = record.pool
         pool.ensure_open()  # before a job exists: a refused push leaves no job behind
         spec = record.spec
-        future = JobFuture(
+        future: JobFuture[Any] = JobFuture(
             f"{spec.name}-{next(self._job_ids)}",
             spec.name,
             args,
@@ -254,7 +254,7 @@ class Manager:
             hook(future)
         return pool, future
 
-    def _accept(self, future: JobFuture) -> None:
+    def _accept(self, future: JobFuture[Any]) -> None:
         """Enter a new job in the history and announce it (before it can start: published
         after, "queued" could arrive after "processing" or even "finished")."""
         self._remember(future)
@@ -272,7 +272,7 @@ class Manager:
         self.gpus.check_workers(record.spec, record.workers)
         record.checked = True
 
-    def _remember(self, future: JobFuture) -> None:
+    def _remember(self, future: JobFuture[Any]) -> None:
         jobs = self._jobs
         with self._lock:
             jobs[future.job_id] = future
@@ -287,7 +287,7 @@ class Manager:
                     break
                 jobs.popitem(last=False)
 
-    def job(self, job_id: str) -> JobFuture:
+    def job(self, job_id: str) -> JobFuture[Any]:
         try:
             return self._jobs[job_id]
         except KeyError:
@@ -295,7 +295,7 @@ class Manager:
                 f"no job {job_id!r} in this kernel. Fix: `%sieve jobs` lists the recent ones."
             ) from None
 
-    def jobs(self, limit: int | None = None) -> list[JobFuture]:
+    def jobs(self, limit: int | None = None) -> list[JobFuture[Any]]:
         """Recent jobs, newest first."""
         jobs = list(self._jobs.values())
         jobs.reverse()

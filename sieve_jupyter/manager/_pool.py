@@ -41,7 +41,7 @@ class WorkerPool(PoolWorkers):
 
     # -- submitting --------------------------------------------------------------------------
 
-    def submit(self, future: JobFuture) -> None:
+    def submit(self, future: JobFuture[Any]) -> None:
         """Queue a job; the caller's thread writes it at once if a worker is idle."""
         with self.lock:
             self.ensure_open()
@@ -55,7 +55,7 @@ class WorkerPool(PoolWorkers):
         if inline is not None:
             self._flush(inline)
 
-    def try_direct(self, future: JobFuture) -> bool:
+    def try_direct(self, future: JobFuture[Any]) -> bool:
         """Run `future` as a direct call if a worker is idle (see `_direct.py`); False, having
         done nothing, if none is."""
         worker = self._claim_idle_worker(future)
@@ -64,7 +64,7 @@ class WorkerPool(PoolWorkers):
         _direct.call(self, worker, future)
         return True
 
-    def cancel(self, future: JobFuture) -> None:
+    def cancel(self, future: JobFuture[Any]) -> None:
         """Make sure a cancelled job never starts, and interrupt it if it already has."""
         with self.lock:
             try:
@@ -154,7 +154,7 @@ class WorkerPool(PoolWorkers):
         if started is not None:
             self.publish_job(started)
 
-    def _write_one_by_one(self, worker: WorkerConnection, batch: list[JobFuture]) -> None:
+    def _write_one_by_one(self, worker: WorkerConnection, batch: list[JobFuture[Any]]) -> None:
         assert worker.data is not None
         for future in batch:
             try:
@@ -169,7 +169,7 @@ class WorkerPool(PoolWorkers):
             with self.lock:
                 worker.jobs.written([future.job_id])
 
-    def fail_unsendable(self, future: JobFuture, exc: Exception) -> None:
+    def fail_unsendable(self, future: JobFuture[Any], exc: Exception) -> None:
         """Fail a job whose arguments could not be pickled (nothing of it was written)."""
         error = TypeError(
             f"job {future.job_id}: its arguments cannot be sent to the worker "
@@ -205,7 +205,7 @@ class WorkerPool(PoolWorkers):
 
     # -- direct calls (the I/O is in _direct.py) ---------------------------------------------
 
-    def _claim_idle_worker(self, future: JobFuture) -> WorkerConnection | None:
+    def _claim_idle_worker(self, future: JobFuture[Any]) -> WorkerConnection | None:
         """A worker with nothing to do, for a direct call of `future`; None if there is none.
 
         On success the worker's lane and send lock are held by the calling thread (it writes
@@ -216,22 +216,27 @@ class WorkerPool(PoolWorkers):
         for worker in tuple(self.workers.values()):
             if not worker.ready or not worker.jobs.idle or not worker.lane.acquire(False):
                 continue
-            if worker.send_lock.acquire(False):  # taken before the pool lock, as in _flush
-                with self.lock:
-                    if worker.ready and worker.jobs.idle and not self.queue:
-                        worker.jobs.claim_direct(future)
-                        return worker
-                worker.send_lock.release()
+            # An idle worker's send lock is held at most by a writer finishing up (the frame
+            # whose answer just made the worker idle, or a swap): wait for it rather than
+            # queue a call that could go straight out. Taken before the pool lock, as in _flush.
+            worker.send_lock.acquire()
+            with self.lock:
+                if worker.ready and worker.jobs.idle and not self.queue:
+                    worker.jobs.claim_direct(future)
+                    return worker
+            worker.send_lock.release()
             worker.lane.release()
         return None
 
-    def unclaim(self, worker: WorkerConnection, future: JobFuture, *, requeue: bool) -> None:
+    def unclaim(self, worker: WorkerConnection, future: JobFuture[Any], *, requeue: bool) -> None:
         """Undo `_claim_idle_worker` for a call that was not written (lane released)."""
         with self.lock:
             worker.jobs.unclaim_direct(future, requeue=requeue)
         worker.lane.release()
 
-    def finish_direct(self, worker: WorkerConnection, future: JobFuture, result: Result) -> None:
+    def finish_direct(
+        self, worker: WorkerConnection, future: JobFuture[Any], result: Result
+    ) -> None:
         """Settle a direct call that came back with a value: `jobs_done` for the common case
         of one result and nothing queued behind it, with less bookkeeping."""
         with self.lock:
@@ -251,7 +256,7 @@ class WorkerPool(PoolWorkers):
     def jobs_done(self, worker: WorkerConnection, results: list[Result]) -> None:
         """Finish jobs that returned (one lock round for a whole burst), then mark the next
         call running and hand the worker more."""
-        finished: list[tuple[JobFuture, Result]] = []
+        finished: list[tuple[JobFuture[Any], Result]] = []
         with self.lock:
             for result in results:
                 future = worker.jobs.finish(result.job)
@@ -314,7 +319,7 @@ class WorkerPool(PoolWorkers):
         average = self._average_seconds
         self._average_seconds = seconds if average is None else 0.8 * average + 0.2 * seconds
 
-    def _hand_on(self, worker: WorkerConnection) -> tuple[JobFuture | None, bool]:
+    def _hand_on(self, worker: WorkerConnection) -> tuple[JobFuture[Any] | None, bool]:
         """After some of its jobs finished (lock held): mark the worker's next call running,
         give it more from the queue. Returns the job that started, if any, and whether a
         retiring pool has nothing left to do."""
@@ -325,7 +330,7 @@ class WorkerPool(PoolWorkers):
                 self._wake.notify()  # readers never write calls themselves
         return started, self._retiring and not self.queue and not self._busy()
 
-    def _after_done(self, started: JobFuture | None, retire_now: bool) -> None:
+    def _after_done(self, started: JobFuture[Any] | None, retire_now: bool) -> None:
         if started is not None:
             self.publish_job(started)
         if retire_now:

@@ -51,7 +51,7 @@ class PoolHost(Protocol):
 
     def submit(
         self, target: str | FunctionRecord, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> JobFuture: ...
+    ) -> JobFuture[Any]: ...
 
 
 class PoolBase:
@@ -63,7 +63,7 @@ class PoolBase:
         self.record = record
         self.backend = backend
         self.size = record.workers
-        self.queue: collections.deque[JobFuture] = collections.deque()
+        self.queue: collections.deque[JobFuture[Any]] = collections.deque()
         self.workers: dict[str, WorkerConnection] = {}
         self.state = "idle"  # idle, starting, warm, error, stopped
         self.last_error: str | None = None
@@ -125,7 +125,7 @@ class PoolBase:
 
     # -- events ------------------------------------------------------------------------------
 
-    def publish_job(self, future: JobFuture) -> None:
+    def publish_job(self, future: JobFuture[Any]) -> None:
         wanted = self.events.wanted
         if wanted is None or "job" in wanted:
             self.events.emit("job", future.snapshot())
@@ -145,7 +145,7 @@ class PoolBase:
             )
 
 
-    def log(self, future: JobFuture | None, stream: str, text: str) -> None:
+    def log(self, future: JobFuture[Any] | None, stream: str, text: str) -> None:
         if future is not None:
             future._add_log(stream, text)
         if self.events.wants("log"):
@@ -157,13 +157,13 @@ class PoolBase:
             })
 
 
-    def _waiting_job(self) -> JobFuture | None:
+    def _waiting_job(self) -> JobFuture[Any] | None:
         with self.lock:
             return self.queue[0] if self.queue else None
 
 
     def _finish(
-        self, future: JobFuture, value: Any = None, exception: BaseException | None = None
+        self, future: JobFuture[Any], value: Any = None, exception: BaseException | None = None
     ) -> None:
         if future._resolve(value, exception):
             self.publish_job(future)

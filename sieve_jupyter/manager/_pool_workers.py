@@ -83,7 +83,7 @@ class PoolWorkers(PoolBase):
             if not stopping:
                 self.state = "error"
                 self.last_error = f"{type(exc).__name__}: {exc}"
-            doomed: list[JobFuture] = []
+            doomed: list[JobFuture[Any]] = []
             if all(w.state is WorkerState.EXITED for w in self.workers.values()):
                 doomed, self.queue = list(self.queue), collections.deque()
         worker.terminate(grace=0.5)

@@ -9,7 +9,7 @@ methods are the transitions, so no other module touches these fields.
 from __future__ import annotations
 
 import collections
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from sieve_jupyter.manager._jobs import JobFuture
@@ -25,9 +25,9 @@ class WorkerJobs:
     def __init__(self, worker_id: str) -> None:
         self.worker_id = worker_id
         #: every unfinished job of this worker, in the order it will run them
-        self._inflight: dict[str, JobFuture] = {}
+        self._inflight: dict[str, JobFuture[Any]] = {}
         #: assigned, not yet written to the data connection (a suffix of `_inflight`)
-        self._outbox: collections.deque[JobFuture] = collections.deque()
+        self._outbox: collections.deque[JobFuture[Any]] = collections.deque()
         self._running: str | None = None
         #: the job of the direct call in progress (see _direct.py), if any
         self._direct: str | None = None
@@ -44,7 +44,7 @@ class WorkerJobs:
     def __contains__(self, job_id: object) -> bool:
         return job_id in self._inflight
 
-    def get(self, job_id: str | None) -> JobFuture | None:
+    def get(self, job_id: str | None) -> JobFuture[Any] | None:
         return self._inflight.get(job_id) if job_id is not None else None
 
     @property
@@ -61,18 +61,18 @@ class WorkerJobs:
 
     # -- queued calls ------------------------------------------------------------------------
 
-    def assign(self, future: JobFuture) -> None:
+    def assign(self, future: JobFuture[Any]) -> None:
         """`future` goes to this worker; it waits in the outbox until written."""
         self._inflight[future.job_id] = future
         self._outbox.append(future)
 
-    def take_unwritten(self) -> list[JobFuture]:
+    def take_unwritten(self) -> list[JobFuture[Any]]:
         """The calls waiting to be written, in order; the caller writes them as one frame."""
         batch = list(self._outbox)
         self._outbox.clear()
         return batch
 
-    def put_back(self, batch: list[JobFuture]) -> None:
+    def put_back(self, batch: list[JobFuture[Any]]) -> None:
         """Calls taken but not written (the writer was interrupted): first in line again."""
         self._outbox.extendleft(reversed(batch))
 
@@ -98,12 +98,12 @@ class WorkerJobs:
 
     # -- direct calls ------------------------------------------------------------------------
 
-    def claim_direct(self, future: JobFuture) -> None:
+    def claim_direct(self, future: JobFuture[Any]) -> None:
         """`future` is written now by its caller, who reads the outcome itself."""
         self._inflight[future.job_id] = future
         self._running = self._direct = future.job_id
 
-    def unclaim_direct(self, future: JobFuture, *, requeue: bool) -> None:
+    def unclaim_direct(self, future: JobFuture[Any], *, requeue: bool) -> None:
         """The direct call was not written. With `requeue` it stays in flight, not running, so
         the exit of a worker that is going away puts it back in the queue."""
         if self._running == future.job_id:
@@ -114,14 +114,14 @@ class WorkerJobs:
 
     # -- outcomes ----------------------------------------------------------------------------
 
-    def finish(self, job_id: str) -> JobFuture | None:
+    def finish(self, job_id: str) -> JobFuture[Any] | None:
         """The worker is done with `job_id`; returns its future (None if already settled)."""
         future = self._inflight.pop(job_id, None)
         if self._direct == job_id:
             self._direct = None
         return future
 
-    def start_next(self) -> JobFuture | None:
+    def start_next(self) -> JobFuture[Any] | None:
         """After jobs finished: the oldest written job is the one running now. Returns it if
         it just became `processing`."""
         for future in self._inflight.values():
@@ -134,11 +134,13 @@ class WorkerJobs:
         self._running = None
         return None
 
-    def settle_exit(self, *, blame_running: bool) -> tuple[JobFuture | None, list[JobFuture]]:
+    def settle_exit(
+        self, *, blame_running: bool
+    ) -> tuple[JobFuture[Any] | None, list[JobFuture[Any]]]:
         """The worker is gone: returns the job it was running (if it is to blame) and the
         unfinished others, in order, to run elsewhere. Leaves this object empty."""
-        crashed: JobFuture | None = None
-        others: list[JobFuture] = []
+        crashed: JobFuture[Any] | None = None
+        others: list[JobFuture[Any]] = []
         for job_id, future in self._inflight.items():
             if job_id == self._running and blame_running:
                 crashed = future
@@ -149,7 +151,7 @@ class WorkerJobs:
         self._running = self._direct = None
         return crashed, others
 
-    def take_all(self) -> list[JobFuture]:
+    def take_all(self) -> list[JobFuture[Any]]:
         """Every unfinished job (the pool is stopping and cancels them)."""
         jobs = list(self._inflight.values())
         self._inflight.clear()

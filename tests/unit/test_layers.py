@@ -23,9 +23,11 @@ LAYERS: dict[str, int] = {
     "backends": 4,
     "manager": 5,
     "sdk": 6,
+    # loading a model.yaml registers models through the SDK, and `%sieve load` (the notebook
+    # layer) calls it; writing one is part of export
+    "modelyaml": 6,
     "jupyter": 7,
     # what sits on top of the notebook layer: deployment and the command line
-    "modelyaml": 8,
     "export": 8,
     "serve": 8,
     "deploy": 8,
