@@ -15,6 +15,8 @@
     │                                   environment; raised before any worker starts
     ├── GpuUnavailableError             the requested GPU is not on this machine
     ├── DependencyError                 a local worker cannot honour `python_packages`
+    ├── ExportError                     code cannot be captured into a bundle (a name it needs
+    │                                   is undefined, a cell cannot be read); names the cell
     ├── InstallationError               a module of sieve-jupyter itself cannot be imported:
     │                                   the installation is incomplete (no extra brings it back)
     ├── BackendError                    a backend could not prepare or start workers
@@ -55,6 +57,7 @@ __all__ = [
     "ConfigurationError",
     "DependencyError",
     "EnvironmentVariableError",
+    "ExportError",
     "FunctionNotFoundError",
     "GpuFallbackWarning",
     "GpuUnavailableError",
@@ -185,6 +188,11 @@ class GpuUnavailableError(SieveError):
 
 class DependencyError(SieveError):
     """A local worker runs in the kernel's environment and a required package is missing."""
+
+
+class ExportError(SieveError):
+    """Code cannot be captured into a bundle; the message names the cell and the name at fault
+    and says how to fix it."""
 
 
 class InstallationError(SieveError):

@@ -7,10 +7,10 @@ turns an `ImportError` into advice asks `installation_error` first.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from sieve_jupyter._errors import InstallationError
+from sieve_jupyter._version import __version__
 
 __all__ = ["installation_error", "own_missing_module"]
 
@@ -38,13 +38,11 @@ def installation_error(exc: ImportError, needed_by: str) -> InstallationError | 
     if module is None:
         return None
     where = Path(__file__).resolve().parent  # (this module sits at the package's root)
-    # The package itself is always initialised before any of its modules (no import needed).
-    version = getattr(sys.modules.get(_PACKAGE), "__version__", "")
     return InstallationError(
         f"{needed_by} cannot load: {module} is part of sieve-jupyter itself, and the "
         f"installation at {where} cannot import it ({exc}). No extra installs it: this "
         "installation of sieve-jupyter is incomplete. Fix: reinstall it "
-        f"(pip install --force-reinstall --no-deps 'sieve-jupyter=={version}'; in a source "
+        f"(pip install --force-reinstall --no-deps 'sieve-jupyter=={__version__}'; in a source "
         "checkout, restore the missing files first: git status lists them). If it is still "
         "missing after that, the wheel or sdist was built without it: report it to the "
         "sieve-jupyter project."

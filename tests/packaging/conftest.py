@@ -8,8 +8,9 @@ installed (not editable) into a fresh virtualenv.
   backend comes pinned with the test extras, so building reaches no network. Without a prebuilt
   labextension, the build runs the JupyterLab extension build itself (Node, npm registry).
 - `installed` (session): a fresh virtualenv (without a pip of its own) holding the wheel and
-  its ``jupyter`` and ``docker`` extras, installed by this environment's pip, with its cache and
-  with requirements/test.txt as constraints, so only what the cache lacks is downloaded.
+  its user extras (``jupyter``, ``docker``, ``serve``, ``export``), installed by this
+  environment's pip, with its cache and with requirements/test.txt as constraints, so only what
+  the cache lacks is downloaded.
 
 Everything is made under one temporary folder, removed at the end of the session. Every test
 here is marked ``packaging``. Without git, or without Node when the labextension must be built,
@@ -37,8 +38,9 @@ from _dist import (
     unavailable,
 )
 
-#: the extras a user installs to use everything the package has (notebook side, Docker)
-USER_EXTRAS = "jupyter,docker"
+#: the extras a user installs to use everything the package has (notebook side, Docker, the
+#: HTTP server, exporting bundles): every module must import with them (ray: no module yet)
+USER_EXTRAS = "jupyter,docker,serve,export"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

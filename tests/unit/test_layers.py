@@ -17,6 +17,7 @@ LAYERS: dict[str, int] = {
     "_errors": 1,
     "_imports": 1,
     "_hooks": 1,
+    "_version": 1,
     "_config": 1,
     "spec": 2,
     "build": 3,
@@ -29,6 +30,7 @@ LAYERS: dict[str, int] = {
     "jupyter": 7,
     # what sits on top of the notebook layer: deployment and the command line
     "export": 8,
+    "bundle": 8,  # the export layer's package (`export` would shadow `sieve.export`)
     "serve": 8,
     "deploy": 8,
     "cli": 8,
