@@ -112,4 +112,5 @@ def test_a_broken_model_yaml_is_refused_before_serving_with_its_line(tmp_path: P
     assert "did you mean inference:predict?" in done.stderr
     assert "serving" not in done.stdout
     bundle_option = script("serve", str(tmp_path), "--name", "x", cwd=tmp_path)
-    assert bundle_option.returncode != 0
+    assert bundle_option.returncode == 2
+    assert "--name applies to a model.yaml" in bundle_option.stderr
