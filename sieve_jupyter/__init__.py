@@ -111,7 +111,7 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 _EXPORT_HELP = ("%sieve export NAME... DIR      a bundle of these functions and the cells they "
-                "need (--default, --base-image)")
+                "need (--default, --base-image; --format model.yaml: a model.yaml instead)")
 _SERVE_HELP = ("%sieve serve NAME... [--port N] serve them over HTTP until the kernel stops "
                "(--stop NAME to stop)")
 
