@@ -17,7 +17,11 @@ from typing import Any
 
 from sieve_jupyter._errors import JobCancelledError
 
-__all__ = ["JobFuture", "JobStatus"]
+__all__ = ["JobFuture", "JobStatus", "failure_hooks"]
+
+#: called with a job's exception before its future holds it, so nothing can see the exception
+#: before the hooks have (the notebook layer attaches how IPython shows it)
+failure_hooks: list[Callable[[BaseException], None]] = []
 
 
 class JobStatus(str, enum.Enum):
@@ -180,6 +184,8 @@ class JobFuture(concurrent.futures.Future[Any]):
         self._release_arguments()
         try:
             if exception is not None:
+                for hook in failure_hooks:
+                    hook(exception)
                 self.set_exception(exception)
             else:
                 self.set_result(list(self.outputs) if self.streaming else value)

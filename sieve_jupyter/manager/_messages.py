@@ -78,12 +78,21 @@ def rebuild_exception(info: dict[str, Any]) -> BaseException:
             exc = None
     if not isinstance(exc, BaseException):
         exc = RemoteError(info["type_name"], info["message"], info["traceback"])
-    exc.__cause__ = RemoteTraceback(info["traceback"])
+    exc.__cause__ = _remote_cause(info)
     try:
         exc.remote_traceback = info["traceback"]  # type: ignore[attr-defined]
     except (AttributeError, TypeError):
         pass
     return exc
+
+
+def _remote_cause(info: dict[str, Any]) -> RemoteTraceback:
+    """The worker's traceback as a cause, with its frames kept apart (``frames``, ``chain``)
+    for the notebook, which shows them as IPython shows local ones."""
+    cause = RemoteTraceback(info["traceback"])
+    cause.frames = info.get("frames") or []  # type: ignore[attr-defined]
+    cause.chain = info.get("chain") or []  # type: ignore[attr-defined]
+    return cause
 
 
 def _setup_failed(pool: WorkerPool, worker: WorkerConnection, info: dict[str, Any]) -> None:
@@ -92,7 +101,7 @@ def _setup_failed(pool: WorkerPool, worker: WorkerConnection, info: dict[str, An
         f"{info['type_name']}: {info['message']}",
         info["traceback"],
     )
-    error.__cause__ = RemoteTraceback(info["traceback"])
+    error.__cause__ = _remote_cause(info)
     worker.exit_expected = True
     pool.worker_failed_to_start(worker, error)
 
