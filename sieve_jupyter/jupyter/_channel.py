@@ -128,6 +128,7 @@ class PanelChannel:
         self._pending_jobs: dict[str, JobRow] = {}
         self._counts = JobCounter()
         self._generation = 0  # counts snapshots: a delta read before one is dropped
+        self._listed_running: set[str] = set()  # jobs the panel shows as running
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._flusher: threading.Thread | None = None
@@ -220,6 +221,8 @@ class PanelChannel:
         with self._lock:
             if self._closed:
                 return
+            self._listed_running.clear()
+            self._note_running(jobs)
             # Events that arrived meanwhile are pending and recounted: counting is idempotent.
             self._counts.reset(history)
             for row in self._pending_jobs.values():
@@ -328,9 +331,12 @@ class PanelChannel:
                 key=lambda j: (j["submitted_at"] or 0.0, j["job_id"]),
                 reverse=True,
             )
+            # ... and jobs the panel lists as running, which must hear that they stopped.
             jobs = newest[: self._job_limit] + [
-                j for j in newest[self._job_limit :] if j["status"] == "processing"
+                j for j in newest[self._job_limit :]
+                if j["status"] == "processing" or j["job_id"] in self._listed_running
             ]
+            self._note_running(jobs)
             self._pending_functions.clear()
             self._pending_jobs.clear()
         # Outside our lock: reading a job's exception takes the future's, which the manager's
@@ -352,6 +358,14 @@ class PanelChannel:
             }
             self._send(delta)
             return True
+
+    def _note_running(self, jobs: list[JobRow]) -> None:
+        """Remember which jobs the panel now lists as running (lock held)."""
+        for job in jobs:
+            if job["status"] == "processing":
+                self._listed_running.add(job["job_id"])
+            else:
+                self._listed_running.discard(job["job_id"])
 
     def _with_error_text(self, row: JobRow) -> JobRow:
         """A failed job's error as the panel's tooltip shows it: the worker's frames named as

@@ -215,6 +215,21 @@ def test_running_jobs_are_always_listed_beyond_the_newest() -> None:
     (delta,) = comm.of_type("delta")
     assert [j["job_id"] for j in delta["jobs"]] == ["new-4", "new-3", "old"]
 
+    # once it stops, the panel hears it however many newer jobs came meanwhile
+    for i in range(5):
+        manager.push(f"newer-{i}", T0 + 20 + i)
+    manager.set_status(old, "cancelled")
+    channel.flush()
+    last = comm.of_type("delta")[-1]
+    assert [(j["job_id"], j["status"]) for j in last["jobs"]] == [
+        ("newer-4", "queued"), ("newer-3", "queued"), ("old", "cancelled")]
+    manager.set_status(old, "cancelled")  # told once: not carried again
+    manager.push("newest", T0 + 30)
+    for i in range(3):
+        manager.push(f"late-{i}", T0 + 31 + i)
+    channel.flush()
+    assert "old" not in [j["job_id"] for j in comm.of_type("delta")[-1]["jobs"]]
+
 
 def test_job_counts_follow_every_status_change_once() -> None:
     manager = Manager()
