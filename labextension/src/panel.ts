@@ -248,20 +248,20 @@ export class SievePanel extends Widget {
     const top = node.appendChild(el('div', 'jp-SievePanel-line'));
     const dot = top.appendChild(el('span', 'jp-SievePanel-dot'));
     top.appendChild(el('span', 'jp-SievePanel-name', name));
-    const kind = top.appendChild(el('span', 'jp-SievePanel-kind'));
-    const backend = top.appendChild(el('span', 'jp-SievePanel-backend'));
     const state = top.appendChild(el('span', 'jp-SievePanel-state'));
 
-    const bottom = node.appendChild(
-      el('div', 'jp-SievePanel-line jp-SievePanel-sub')
+    const details = node.appendChild(
+      el('div', 'jp-SievePanel-line jp-SievePanel-sub jp-SievePanel-details')
     );
-    const details = bottom.appendChild(el('span', 'jp-SievePanel-details'));
+    const kind = details.appendChild(el('span', 'jp-SievePanel-kind'));
+    const backend = details.appendChild(el('span', 'jp-SievePanel-backend'));
     const workers = details.appendChild(el('span', 'jp-SievePanel-workers'));
     const since = details.appendChild(el('span', 'jp-SievePanel-since'));
     since.title = 'time since the last __setup__';
-    const counts = node.appendChild(
-      el('div', 'jp-SievePanel-line jp-SievePanel-sub jp-SievePanel-counts')
+    const bottom = node.appendChild(
+      el('div', 'jp-SievePanel-line jp-SievePanel-sub')
     );
+    const counts = bottom.appendChild(el('span', 'jp-SievePanel-counts'));
     const actions = bottom.appendChild(el('span', 'jp-SievePanel-actions'));
     const restart = actions.appendChild(
       iconButton(refreshIcon, 'Restart', 'restart', () =>
@@ -304,7 +304,6 @@ export class SievePanel extends Widget {
           view.sinceSetup ? `setup ${view.sinceSetup} ago` : 'not set up'
         );
         setText(counts, view.counts);
-        counts.hidden = !view.counts;
         restart.disabled = stop.disabled = view.busy !== null;
         restart.classList.toggle('jp-mod-busy', view.busy === 'restart');
         stop.classList.toggle('jp-mod-busy', view.busy === 'stop');
