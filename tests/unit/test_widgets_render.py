@@ -97,7 +97,7 @@ def test_boxes_are_drawn_over_the_input_image(tmp_path: pathlib.Path) -> None:
     assert isinstance(shown, widgets.VBox)
     drawn, viewer = shown.children
     assert 'viewBox="0 0 320 200"' in drawn.value
-    assert drawn.value.count("<rect") == 2
+    assert drawn.value.count("<rect") == 4  # two boxes, each with its label tag
     assert 'x="200" y="50" width="100" height="140"' in drawn.value
     assert "car 0.91" in drawn.value and "data:image/png;base64," in drawn.value
     assert viewer.outputs[0]["data"]["application/json"] == detections

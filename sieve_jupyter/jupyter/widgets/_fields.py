@@ -246,8 +246,11 @@ class JsonField(Field):
         return f"enter JSON, e.g. {_json_example(self.schema, self.root)}"
 
     def _build(self) -> widgets.DOMWidget:
-        return widgets.Textarea(value="", placeholder=_json_example(self.schema, self.root),
-                                rows=2, layout=widgets.Layout(width="100%", max_width="420px"))
+        example = _json_example(self.schema, self.root)
+        layout = widgets.Layout(width="100%", max_width="420px")
+        if self.schema.get("type") == "array" and len(example) < 40:
+            return widgets.Text(value="", placeholder=example, layout=layout)  # a short list
+        return widgets.Textarea(value="", placeholder=example, rows=2, layout=layout)
 
     def _read(self) -> Any:
         text = self.control.value.strip()

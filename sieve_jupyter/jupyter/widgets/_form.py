@@ -125,15 +125,16 @@ class SieveForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type
         doc = str(getattr(spec, "doc", "") or "").strip()
         summary = doc.split("\n\n", 1)[0].replace("\n", " ") if doc else ""
         signature = str(getattr(spec, "signature", "") or "")
-        parts = [f'<div class="sieve-title">{html.escape(title)}'
-                 + (f' <span class="sieve-muted" style="font-weight:normal;font-size:0.8em">'
-                    f"{html.escape(name)}</span>" if title != name else "") + "</div>"]
+        parts = [f'<span class="sieve-title">{html.escape(title)}</span>']
+        if title != name:
+            parts.append(f'<span class="sieve-muted">{html.escape(name)}</span>')
         if summary:
-            parts.append(f'<div class="sieve-muted">{html.escape(summary)}</div>')
+            parts.append(f'<span class="sieve-muted">{html.escape(summary)}</span>')
         if signature:
             parts.append('<details class="sieve-signature"><summary class="sieve-muted">'
                          f"signature</summary><code>{html.escape(name + signature)}</code>"
                          "</details>")
+        parts = ['<div class="sieve-header">', *parts, "</div>"]
         return "".join(parts)
 
     def set(self, **values: Any) -> SieveForm:

@@ -193,7 +193,7 @@ def boxes_html(data: bytes, fmt: str, boxes: list[tuple[list[float], str]]) -> s
         return None
     width, height = size
     stroke = max(2.0, min(width, height) / 200)
-    font = max(12.0, min(width, height) / 28)
+    font = max(11.0, min(width, height) / 30)
     shapes = []
     for index, ((x1, y1, x2, y2), label) in enumerate(boxes):
         color = _BOX_COLORS[index % len(_BOX_COLORS)]
@@ -201,9 +201,13 @@ def boxes_html(data: bytes, fmt: str, boxes: list[tuple[list[float], str]]) -> s
                       f'height="{max(y2 - y1, 0):g}" fill="none" stroke="{color}" '
                       f'stroke-width="{stroke:g}"/>')
         if label:
-            shapes.append(f'<text x="{x1 + stroke:g}" y="{max(y1 - stroke, font):g}" '
-                          f'fill="{color}" font-size="{font:g}" font-family="sans-serif" '
-                          f'paint-order="stroke" stroke="black" stroke-width="{stroke / 2:g}">'
+            # a filled tag on the box's top edge (inside it when the box touches the top)
+            tag_w, tag_h = len(label) * font * 0.62 + font * 0.6, font * 1.35
+            tag_y = y1 - tag_h if y1 >= tag_h else y1
+            shapes.append(f'<rect x="{x1 - stroke / 2:g}" y="{tag_y:g}" width="{tag_w:g}" '
+                          f'height="{tag_h:g}" fill="{color}"/>')
+            shapes.append(f'<text x="{x1 + font * 0.3:g}" y="{tag_y + font * 1.02:g}" '
+                          f'fill="#000" font-size="{font:g}" font-family="sans-serif">'
                           f"{html.escape(label)}</text>")
     source = f"data:image/{fmt};base64,{base64.b64encode(data).decode()}"
     return (f'<div class="sieve-boxes" style="position:relative;display:inline-block;'

@@ -75,17 +75,17 @@ def bar_html(counts: FunctionCounts | None = None, *, fraction: float | None = N
                  for name in ("finished", "error", "cancelled", "processing")]
         inner = "".join(
             f'<div{stripes if name == "processing" else ""} '
-            f'style="width:{share * 100:.2f}%;background:{COLORS[name]}"></div>'
+            f'style="width:{share * 100:.2f}%;background-color:{COLORS[name]}"></div>'
             for name, share in parts if share > 0)
     elif fraction is not None:
         inner = (f'<div{stripes} style="width:{max(0.0, min(fraction, 1.0)) * 100:.2f}%;'
-                 f'background:{COLORS[color]}"></div>')
+                 f'background-color:{COLORS[color]}"></div>')
     else:
         moving = ' class="sieve-stripes sieve-indeterminate"' if running else ""
-        inner = (f'<div{moving} style="width:100%;background:{COLORS[color]}"></div>'
+        inner = (f'<div{moving} style="width:100%;background-color:{COLORS[color]}"></div>'
                  if running else "")
     return ('<div class="sieve-bar" style="display:flex;height:10px;width:100%;'
-            f'border-radius:2px;overflow:hidden;background:{COLORS["track"]};margin:3px 0 6px">'
+            f'border-radius:2px;overflow:hidden;background-color:{COLORS["track"]};margin:3px 0 6px">'
             f"{inner}</div>")
 
 

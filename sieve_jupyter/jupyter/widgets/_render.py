@@ -68,22 +68,25 @@ def render_value(value: Any, inputs: dict[str, Any] | None = None) -> widgets.Wi
         return widgets.HTML(_pre(repr(value)))
     if isinstance(value, (dict, list, tuple)) and _is_json(value):
         drawn = _boxes_over_input(value, inputs or {})
-        viewer = _json_viewer(value)
-        return widgets.VBox([drawn, viewer]) if drawn is not None else viewer
+        if drawn is None:
+            return _json_viewer(value)
+        return widgets.VBox([drawn, _json_viewer(value, expanded=False)])
     array = _array_view(value)
     if array is not None:
         return array
     return _rich_output(value)
 
 
-def _json_viewer(value: Any) -> widgets.Output:
-    """JupyterLab's JSON viewer (collapsible, searchable); plain JSON text elsewhere."""
+def _json_viewer(value: Any, *, expanded: bool | None = None) -> widgets.Output:
+    """JupyterLab's JSON viewer (collapsible, searchable); plain JSON text elsewhere. Small
+    values open unfolded."""
     out = widgets.Output()
     text = json.dumps(value, indent=2, ensure_ascii=False)
+    opened = len(text) < 2000 if expanded is None else expanded
     out.outputs = ({
         "output_type": "display_data",
         "data": {"application/json": value, "text/plain": _truncate(text)},
-        "metadata": {"application/json": {"expanded": len(text) < 2000}},
+        "metadata": {"application/json": {"expanded": opened}},
     },)
     out.add_class("sieve-json")
     return out

@@ -37,7 +37,7 @@ def plural(count: int, noun: str) -> str:
 
 
 _CSS = """
-.sieve-widget .jupyter-widget-html-content { line-height: 1.45; }
+.sieve-widget .widget-html > .widget-html-content { line-height: 1.45; }
 .sieve-widget .sieve-muted { color: var(--jp-ui-font-color2, #616161); }
 .sieve-widget .sieve-error { color: var(--jp-error-color1, #d32f2f); }
 .sieve-widget details > summary { cursor: pointer; list-style: none; }
@@ -80,20 +80,32 @@ _CSS = """
 }
 .sieve-widget button.sieve-disclosure:hover,
 .sieve-widget button.sieve-disclosure:focus { background: none; box-shadow: none; }
+.sieve-widget button.sieve-disclosure:focus:not(:focus-visible) { outline: none; }
 .sieve-form { border: var(--jp-border-width, 1px) solid var(--jp-border-color2, #e0e0e0);
   border-radius: 2px; padding: 8px 12px; background: var(--jp-layout-color0, transparent); }
+.sieve-form .sieve-header { display: flex; flex-wrap: wrap; align-items: baseline; gap: 0 10px; }
 .sieve-form .sieve-title { font-size: var(--jp-content-font-size2, 1.2em); font-weight: 600; }
-.sieve-form .sieve-fields { grid-gap: 4px 12px; align-items: start; margin: 6px 0 2px; }
-.sieve-form .sieve-label .jupyter-widget-html-content {
+.sieve-form .sieve-signature { margin-left: auto; }
+.sieve-form .sieve-signature[open] { flex-basis: 100%; margin-left: 0; }
+.sieve-form .sieve-signature code { white-space: pre-wrap; }
+.sieve-form .sieve-fields { grid-gap: 2px 12px; align-items: start; margin: 4px 0 2px; }
+.sieve-form .sieve-label > .widget-html-content {
   line-height: var(--jp-widgets-inline-height, 28px); white-space: nowrap;
 }
 .sieve-form .sieve-label b { font-weight: 600; }
 .sieve-form .sieve-required { color: var(--jp-error-color1, #d32f2f); }
 .sieve-form .sieve-cell { margin: 0; }
-.sieve-form .sieve-cell > .jupyter-widgets { margin-top: 0; margin-bottom: 0; }
-.sieve-form .sieve-caption .jupyter-widget-html-content,
-.sieve-form .sieve-field-error .jupyter-widget-html-content {
-  font-size: var(--jp-ui-font-size0, 11px); line-height: 1.35; padding: 0 0 2px 2px;
+.sieve-form .sieve-cell > .jupyter-widgets,
+.sieve-form .sieve-cell > .widget-hbox > .jupyter-widgets { margin-top: 0; margin-bottom: 0; }
+.sieve-form .sieve-caption > .widget-label, .sieve-form .sieve-field-error > .widget-label {
+  display: none;
+}
+.sieve-form .sieve-caption, .sieve-form .sieve-field-error {
+  height: auto; min-height: 0; margin-top: 0; margin-bottom: 0;
+}
+.sieve-form .sieve-caption > .widget-html-content,
+.sieve-form .sieve-field-error > .widget-html-content {
+  font-size: var(--jp-ui-font-size0, 11px); line-height: 1.3; padding: 1px 0 2px 2px;
 }
 .sieve-form .sieve-caption { color: var(--jp-ui-font-color2, #616161); }
 .sieve-form .sieve-field-error { color: var(--jp-error-color1, #d32f2f); }
@@ -102,7 +114,7 @@ _CSS = """
 }
 .sieve-form button.sieve-step { width: 26px; padding: 0; min-width: 26px; }
 .sieve-form .sieve-actions { margin-top: 4px; align-items: center; }
-.sieve-form .sieve-message .jupyter-widget-html-content { line-height: 1.35; }
+.sieve-form .sieve-message > .widget-html-content { line-height: 1.35; }
 """
 
 
