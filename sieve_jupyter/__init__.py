@@ -15,7 +15,10 @@ Names are loaded on first use, so importing the package is cheap: worker process
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import TYPE_CHECKING, Any
+
+from sieve_jupyter._hooks import manager_created_hooks
 
 __version__ = "0.1.0"
 
@@ -30,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "EnvironmentVariableError": "sieve_jupyter._errors",
     "FatalException": "sieve_jupyter.runtime",
     "File": "sieve_jupyter.runtime",
+    "FunctionHandle": "sieve_jupyter.sdk",
     "FunctionNotFoundError": "sieve_jupyter._errors",
     "FunctionSpec": "sieve_jupyter.spec",
     "GpuFallbackWarning": "sieve_jupyter._errors",
@@ -41,6 +45,7 @@ _EXPORTS: dict[str, str] = {
     "JobStatus": "sieve_jupyter.manager",
     "Metadata": "sieve_jupyter.spec",
     "Model": "sieve_jupyter.sdk",
+    "ModelHandle": "sieve_jupyter.sdk",
     "PythonVersionMismatchError": "sieve_jupyter._errors",
     "RemoteError": "sieve_jupyter._errors",
     "SetupError": "sieve_jupyter._errors",
@@ -49,14 +54,18 @@ _EXPORTS: dict[str, str] = {
     "SpecError": "sieve_jupyter._errors",
     "Video": "sieve_jupyter.runtime",
     "WorkerCrashedError": "sieve_jupyter._errors",
+    "SwapError": "sieve_jupyter._errors",
     "WorkerError": "sieve_jupyter._errors",
+    "as_completed": "sieve_jupyter.manager",
     "config": "sieve_jupyter._config",
     "configure": "sieve_jupyter._config",
     "form": "sieve_jupyter.jupyter.widgets",
     "function": "sieve_jupyter.sdk",
+    "gather": "sieve_jupyter.manager",
     "gpu": "sieve_jupyter.spec",
     "progress": "sieve_jupyter.jupyter.widgets",
     "report_progress": "sieve_jupyter.runtime",
+    "wait": "sieve_jupyter.manager",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__", "load_ipython_extension", "unload_ipython_extension"])
@@ -73,6 +82,18 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return list(__all__)
+
+
+def _attach_notebook_layer(manager: Any) -> None:
+    # In a Jupyter kernel, worker output lands in the right cell and the side panel can connect
+    # as soon as the manager exists, even when the user only imported the package.
+    if "ipykernel" in sys.modules:
+        from sieve_jupyter.jupyter import attach_running_kernel
+
+        attach_running_kernel(manager)
+
+
+manager_created_hooks.append(_attach_notebook_layer)
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -145,6 +166,9 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
         SpecError as SpecError,
     )
     from sieve_jupyter._errors import (
+        SwapError as SwapError,
+    )
+    from sieve_jupyter._errors import (
         WorkerCrashedError as WorkerCrashedError,
     )
     from sieve_jupyter._errors import (
@@ -161,6 +185,15 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
     )
     from sieve_jupyter.manager import (
         JobStatus as JobStatus,
+    )
+    from sieve_jupyter.manager import (
+        as_completed as as_completed,
+    )
+    from sieve_jupyter.manager import (
+        gather as gather,
+    )
+    from sieve_jupyter.manager import (
+        wait as wait,
     )
     from sieve_jupyter.runtime import (
         Audio as Audio,
@@ -181,7 +214,13 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
         report_progress as report_progress,
     )
     from sieve_jupyter.sdk import (
+        FunctionHandle as FunctionHandle,
+    )
+    from sieve_jupyter.sdk import (
         Model as Model,
+    )
+    from sieve_jupyter.sdk import (
+        ModelHandle as ModelHandle,
     )
     from sieve_jupyter.sdk import (
         function as function,

@@ -12,7 +12,10 @@ from typing import Any
 
 from sieve_jupyter._errors import ConfigurationError
 
-__all__ = ["Config", "config", "configure"]
+__all__ = ["BACKEND_NAMES", "Config", "config", "configure"]
+
+#: the backends a setting may name (backends/__init__.py maps each to its class)
+BACKEND_NAMES = ("docker", "local")
 
 
 def _default_user() -> str:
@@ -51,12 +54,10 @@ class Config:
     docker_ca_bundle: str | None = None
 
     def validate(self) -> None:
-        from sieve_jupyter.backends import BACKENDS
-
-        if self.backend not in BACKENDS:
+        if self.backend not in BACKEND_NAMES:
             raise ConfigurationError(
                 f"backend: unknown backend {self.backend!r}. Fix: use one of "
-                f"{', '.join(sorted(BACKENDS))}."
+                f"{', '.join(BACKEND_NAMES)}."
             )
         if not isinstance(self.workers, int) or isinstance(self.workers, bool) or not (
             1 <= self.workers <= 64

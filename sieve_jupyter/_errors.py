@@ -3,8 +3,9 @@
     SieveError                          base of everything raised by sieve-jupyter
     ├── SpecError (ValueError)          a bad decorator argument, magic option or model.yaml;
     │                                   raised at decoration time, names `field` and `fix`
-    ├── InputError (ValueError)         a form field's value does not fit the input's type;
-    │                                   names `field` and `fix`, nothing is pushed
+    ├── InputError (ValueError)         an argument (of a call, or a form field) does not fit
+    │                                   the input's type; names `field` and `fix`, nothing is
+    │                                   queued
     ├── ConfigurationError (ValueError) a bad `sieve.configure(...)` value
     ├── FunctionNotFoundError (LookupError)
     │                                   `function.get` of a name this kernel has not registered
@@ -18,6 +19,8 @@
     ├── WorkerError                     something went wrong in a worker, not in the user's call
     │   ├── SetupError                  `__setup__` raised (carries the remote traceback)
     │   ├── WorkerCrashedError          the worker process died while running the job
+    │   ├── SwapError                   re-registered code (a hot swap) failed to load in a warm
+    │   │                               worker; nothing changed, the previous code answers
     │   └── PythonVersionMismatchError  the worker's Python minor version differs from the kernel's
     ├── RemoteError                     a user exception whose type could not be rebuilt in the
     │                                   kernel; carries `type_name`, `message`, `traceback`
@@ -58,6 +61,7 @@ __all__ = [
     "SieveError",
     "SieveWarning",
     "SpecError",
+    "SwapError",
     "WorkerCrashedError",
     "WorkerError",
 ]
@@ -94,8 +98,8 @@ class SpecError(_FieldError):
 
 
 class InputError(_FieldError):
-    """A value given for a function's input (in a form) does not fit its type; nothing was
-    pushed.
+    """A value given for a function's input (a `.run()` / `.push()` argument, or a form field)
+    does not fit its type hint; nothing was queued.
 
     Attributes:
         field: the parameter at fault. problem, fix: as for `SpecError`.
@@ -168,6 +172,11 @@ class SetupError(WorkerError):
 
 class WorkerCrashedError(WorkerError):
     """The worker process died (segfault, ``os._exit``, OOM kill) while running the job."""
+
+
+class SwapError(WorkerError):
+    """New code for a warm model (a re-run cell with an unchanged ``__setup__``) failed to load
+    in a worker. The registration is unchanged: the previous code still answers calls."""
 
 
 class PythonVersionMismatchError(WorkerError):

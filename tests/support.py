@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -43,3 +45,23 @@ def joined(thread: threading.Thread, outcome: list[Any]) -> Any:
     assert not thread.is_alive(), "the thread never finished"
     assert len(outcome) == 1
     return outcome[0]
+
+
+def call_interrupted(delay: float, target: Callable[[], Any]) -> Any:
+    """Call `target()` with a SIGINT sent to this process after `delay` seconds, as the
+    notebook's stop button does; return its result or the `KeyboardInterrupt`.
+
+    The interrupt always lands inside this call, wherever it falls: when `target` returns
+    before it fires, it surfaces while the timer is joined, which is caught here too, instead of
+    escaping into whatever runs next (pytest itself takes a stray one as "stop the session").
+    """
+    timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
+    try:
+        try:
+            timer.start()
+            return target()
+        finally:
+            timer.join()
+            time.sleep(0.05)  # (the interrupt is handled by now: it cannot reach the caller)
+    except KeyboardInterrupt as interrupt:
+        return interrupt

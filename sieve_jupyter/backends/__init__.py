@@ -10,7 +10,6 @@ from sieve_jupyter.backends._base import (
     GpuAssignment,
     WorkerLaunch,
     WorkerProcess,
-    WorkerProcessState,
 )
 
 __all__ = [
@@ -19,11 +18,11 @@ __all__ = [
     "GpuAssignment",
     "WorkerLaunch",
     "WorkerProcess",
-    "WorkerProcessState",
     "create_backend",
 ]
 
-#: backend name -> "module:Class", imported only when first used (docker and ray are extras)
+#: backend name -> "module:Class", imported only when first used (docker and ray are extras);
+#: the names are those `sieve.configure(backend=...)` accepts (`_config.BACKEND_NAMES`)
 BACKENDS: dict[str, str] = {
     "local": "sieve_jupyter.backends.local:LocalBackend",
     "docker": "sieve_jupyter.backends.docker:DockerBackend",

@@ -8,7 +8,6 @@ the manager's job and is the same for every backend.
 from __future__ import annotations
 
 import abc
-import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sieve_jupyter.spec import FunctionSpec
 
-__all__ = ["Backend", "GpuAssignment", "WorkerLaunch", "WorkerProcess", "WorkerProcessState"]
+__all__ = ["Backend", "GpuAssignment", "WorkerLaunch", "WorkerProcess"]
 
 #: Module run (``python -m``) to start a worker; see sieve_jupyter/runtime/worker.py.
 WORKER_MODULE = "sieve_jupyter.runtime.worker"
@@ -55,12 +54,6 @@ class WorkerLaunch:
     gpu: GpuAssignment | None = None
     #: labels identifying the owning kernel, function and spec (for containers, reapers)
     labels: Mapping[str, str] = field(default_factory=dict)
-
-
-class WorkerProcessState(enum.Enum):
-    STARTING = "starting"
-    RUNNING = "running"
-    EXITED = "exited"
 
 
 class WorkerProcess(abc.ABC):

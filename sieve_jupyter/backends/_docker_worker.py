@@ -14,7 +14,6 @@ import docker
 import docker.errors
 import docker.types
 
-import sieve_jupyter
 from sieve_jupyter.backends._base import WORKER_MODULE, WorkerLaunch, WorkerProcess
 from sieve_jupyter.backends._docker_options import DockerOptions
 from sieve_jupyter.backends._docker_owner import MANAGED_LABEL, OWNER_LABEL
@@ -35,7 +34,7 @@ def container_settings(
     worker gets a device request for exactly its assigned cards.
     """
     spec = launch.spec
-    package_dir = Path(sieve_jupyter.__file__).resolve().parent
+    package_dir = Path(__file__).resolve().parents[1]  # sieve_jupyter/
     mounts = [
         docker.types.Mount(IPC_MOUNT, str(launch.ipc_dir), type="bind"),
         docker.types.Mount(

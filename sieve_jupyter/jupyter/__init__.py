@@ -32,11 +32,28 @@ def attach(ipython: Any) -> None:
     state = _attached.setdefault(id(ipython), {})
     if "router" not in state:
         state["router"] = OutputRouter(ipython, manager)
+    if "display" not in state:
+        from sieve_jupyter.manager import JobFuture
+
+        # A future left as a cell's last expression shows as a live status widget.
+        ipython.display_formatter.ipython_display_formatter.for_type(JobFuture[Any], _display_job)
+        state["display"] = True
     if "comm" not in state and getattr(ipython, "kernel", None) is not None:
         from sieve_jupyter.jupyter import comm
 
         comm.register(ipython)
         state["comm"] = True
+
+
+def _display_job(future: Any) -> None:
+    try:
+        from sieve_jupyter.jupyter.widgets import display_future
+    except ImportError:  # no ipywidgets: the text form
+        from IPython.display import display
+
+        display({"text/plain": repr(future)}, raw=True)  # type: ignore[no-untyped-call]
+        return
+    display_future(future)
 
 
 def attach_running_kernel(*_: Any) -> None:
@@ -75,6 +92,10 @@ def unload_ipython_extension(ipython: Any) -> None:
     router = state.get("router")
     if router is not None:
         router.close()
+    if state.get("display"):
+        from sieve_jupyter.manager import JobFuture
+
+        ipython.display_formatter.ipython_display_formatter.pop(JobFuture[Any], None)
     if state.get("comm"):
         from sieve_jupyter.jupyter import comm
 

@@ -97,7 +97,7 @@ class SieveMagics(Magics):
         exec(code, namespace)  # noqa: S102 - this is the user's own cell
         obj = namespace[entry]
         try:
-            handle, outcome = register(
+            handle, registration = register(
                 obj, kind=kind, name=settings.pop("name", None), **settings
             )
         except Exception:
@@ -108,20 +108,25 @@ class SieveMagics(Magics):
                 namespace[entry] = previous
             raise
         namespace[entry] = handle
-        print(self._outcome_text(handle, outcome))
+        print(self._outcome_text(handle, registration))
 
     @staticmethod
-    def _outcome_text(handle: Any, outcome: str) -> str:
+    def _outcome_text(handle: Any, registration: Any) -> str:
         what = f"{handle.kind} {handle.name!r}"
-        record = handle._record
+        record = registration.record
         backend = record.backend
+        outcome = registration.outcome
+        if outcome == "swapped" and not registration.swapped_workers:
+            return (f"Updated {what}: its workers exited meanwhile; the next call starts fresh "
+                    "ones with the new code.")
         if outcome == "swapped":
-            workers = record.pool.live_workers() if record.pool is not None else []
+            took = registration.swapped_workers
+            workers = [w for w in record.pool.live_workers() if w.worker_id in took]
             ages = [time.time() - w.setup_at for w in workers if w.setup_at]
             ago = f", it ran {_ago(max(ages))} ago" if ages else ""
-            noun = "worker" if len(workers) == 1 else "workers"
-            return (f"Updated {what}: new code swapped into {len(workers)} warm {noun}; "
-                    f"__setup__ kept{ago}.")
+            noun = "worker" if len(took) == 1 else "workers"
+            return (f"Updated {what}: the new code now answers calls on {len(took)} warm "
+                    f"{noun} ({', '.join(took)}); __setup__ kept{ago}.")
         if outcome == "replaced":
             return (f"Replaced {what} ({backend}); the previous workers retire after their jobs "
                     "and the next call starts fresh ones.")

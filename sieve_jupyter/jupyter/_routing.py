@@ -77,7 +77,7 @@ class OutputRouter:
 
     # -- submission (the cell's thread) -----------------------------------------------------
 
-    def on_submit(self, future: JobFuture) -> None:
+    def on_submit(self, future: JobFuture[Any]) -> None:
         if threading.get_ident() != self._thread_ident:
             return  # a job pushed by another job (chaining) or a thread: no cell of its own
         parent = self._current_parent()
@@ -151,10 +151,10 @@ class OutputRouter:
 class _Notice:
     """The start-up notice of one function in one cell."""
 
-    def __init__(self, parent: Any, future: JobFuture) -> None:
+    def __init__(self, parent: Any, future: JobFuture[Any]) -> None:
         self.parent = parent
         self.function = future.function
-        self.first = future  # the cell's first job for it: waiting for the worker
+        self.first: JobFuture[Any] = future  # its first job here, waiting for the worker
         self.display_id = uuid.uuid4().hex
         self.shown = False
         self.shown_at = 0.0
@@ -190,7 +190,7 @@ class _StartupNotices:
                 notice.finished = True
                 self._flush(notice)
 
-    def expect(self, parent: Any, future: JobFuture) -> None:
+    def expect(self, parent: Any, future: JobFuture[Any]) -> None:
         """A job of a function without a warm worker was pushed from this cell."""
         key = (_cell_id(parent), future.function)
         with self._lock:
@@ -203,7 +203,7 @@ class _StartupNotices:
                                                 daemon=True)
                 self._thread.start()
 
-    def hold(self, parent: Any, future: JobFuture, stream: str, text: str) -> bool:
+    def hold(self, parent: Any, future: JobFuture[Any], stream: str, text: str) -> bool:
         """Hold back output while this cell's notice for the function may still appear."""
         key = (_cell_id(parent), future.function)
         with self._lock:

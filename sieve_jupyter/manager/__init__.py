@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from sieve_jupyter.manager._async import as_completed, gather, wait
 from sieve_jupyter.manager._events import Event, EventBus
 from sieve_jupyter.manager._jobs import JobFuture, JobStatus
 from sieve_jupyter.manager._manager import (
-    FunctionRecord,
     Manager,
-    SieveWarning,
+    Registration,
     get_manager,
     manager_created_hooks,
 )
+from sieve_jupyter.manager._record import FunctionRecord
 
 __all__ = [
     "Event",
@@ -19,7 +20,10 @@ __all__ = [
     "JobFuture",
     "JobStatus",
     "Manager",
-    "SieveWarning",
+    "Registration",
+    "as_completed",
+    "gather",
     "get_manager",
     "manager_created_hooks",
+    "wait",
 ]

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import _base
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sieve_jupyter._errors import JobCancelledError
 
@@ -37,8 +37,13 @@ class JobStatus(str, enum.Enum):
         return self.value
 
 
-class JobFuture(concurrent.futures.Future[Any]):
+T = TypeVar("T")
+
+
+class JobFuture(concurrent.futures.Future[T]):
     """The future of one job: ``result()``, ``as_completed``, ``wait`` and callbacks all work.
+
+    Generic in what the job returns: ``multiply.push(2, 3)`` is a ``JobFuture[int]``.
 
     Attributes:
         job_id: unique within the kernel, e.g. ``"adder-12"``.
@@ -60,6 +65,8 @@ class JobFuture(concurrent.futures.Future[Any]):
     started_at: float | None = None
     finished_at: float | None = None
     worker_id: str | None = None
+    #: the job whose code called this one from inside its worker (chaining), if any
+    parent_job: str | None = None
     context: Any = None
     _outputs_changed: threading.Condition | None = None
 
@@ -71,8 +78,8 @@ class JobFuture(concurrent.futures.Future[Any]):
         kwargs: dict[str, Any],
         *,
         streaming: bool = False,
-        canceller: Callable[[JobFuture], None] | None = None,
-        on_cancelled: Callable[[JobFuture], None] | None = None,
+        canceller: Callable[[JobFuture[Any]], None] | None = None,
+        on_cancelled: Callable[[JobFuture[Any]], None] | None = None,
     ) -> None:
         super().__init__()
         self.job_id = job_id
@@ -188,7 +195,7 @@ class JobFuture(concurrent.futures.Future[Any]):
                     hook(exception)
                 self.set_exception(exception)
             else:
-                self.set_result(list(self.outputs) if self.streaming else value)
+                self.set_result(cast(T, list(self.outputs) if self.streaming else value))
         except concurrent.futures.InvalidStateError:
             return False
         finally:
@@ -257,9 +264,9 @@ class JobFuture(concurrent.futures.Future[Any]):
         if exception is not None:
             raise exception
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | None = None) -> T:
         if self._state == _base.FINISHED and self._exception is None:
-            return self._result  # (final once set: no need for the lock)
+            return cast(T, self._result)  # (final once set: no need for the lock)
         return super().result(timeout)
 
     def __await__(self) -> Any:
@@ -275,20 +282,10 @@ class JobFuture(concurrent.futures.Future[Any]):
             return await anyio.to_thread.run_sync(self.result)
         return await asyncio.wrap_future(self)
 
-    def _ipython_display_(self) -> None:
-        try:
-            from sieve_jupyter.jupyter.widgets import display_future
-        except ImportError:
-            from IPython.display import display
-
-            display({"text/plain": repr(self)}, raw=True)  # type: ignore[no-untyped-call]
-            return
-        display_future(self)
-
     def __repr__(self) -> str:
         extra = ""
         if self.status == JobStatus.ERROR and self._exception is not None:
             extra = f" {type(self._exception).__name__}"
         duration = self.duration
         took = f" {duration:.3f}s" if duration is not None else ""
-        return f"<JobFuture {self.job_id} {self.status.value}{extra}{took}>"
+        return f"<JobFuture[Any] {self.job_id} {self.status.value}{extra}{took}>"

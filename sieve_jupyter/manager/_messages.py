@@ -1,79 +1,186 @@
-"""What the kernel does with each message a worker sends on its data channel.
+"""What the kernel does with each message a worker sends on its data connection.
 
-`handle_message` runs on the worker's reader thread (`WorkerConnection`) and turns the worker's
-messages (the vocabulary is in `runtime/worker.py`) into calls on the worker's pool: jobs that
-finished or failed, streamed output, progress, printed text, readiness, calls to other
-functions. A job's exception comes back as its original type when the kernel can rebuild it.
+`handle` runs on the worker's reader thread (`WorkerConnection`) and turns each message of the
+vocabulary (`runtime/messages.py`) into a call on the worker's pool: jobs that finished or
+failed, streamed output, progress, printed text, readiness, swaps, and calls to other functions
+(`UpstreamCall`, answered on the control connection). A job's exception comes back as its
+original type when the kernel can rebuild it.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import pickle
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sieve_jupyter._errors import RemoteError, RemoteTraceback, SetupError
+from sieve_jupyter._errors import (
+    JobCancelledError,
+    RemoteError,
+    RemoteTraceback,
+    SetupError,
+    SieveError,
+)
+from sieve_jupyter.runtime.messages import (
+    Cancelled,
+    Error,
+    ErrorInfo,
+    Log,
+    Message,
+    Output,
+    Progress,
+    Ready,
+    Reply,
+    Result,
+    SetupFailed,
+    Skipped,
+    SwapFailed,
+    Swapped,
+    Undecodable,
+    UpstreamCall,
+)
 
 if TYPE_CHECKING:
     from sieve_jupyter.manager._pool import WorkerPool
     from sieve_jupyter.manager._worker import WorkerConnection
 
-__all__ = ["handle_message", "rebuild_exception"]
+__all__ = ["handle", "rebuild_exception"]
 
 
-def handle_message(pool: WorkerPool, worker: WorkerConnection, message: tuple[Any, ...]) -> None:
-    kind = message[0]
-    if kind == "result":
-        _, job_id, value, started_at, finished_at = message
-        pool.job_done(worker, job_id, value=value, times=(started_at, finished_at))
-    elif kind == "multi":
-        items = message[1]
-        if all(item[0] == "result" for item in items):  # a burst of fast calls
-            pool.jobs_done(worker, [(m[1], m[2], None, False, (m[3], m[4])) for m in items])
+def handle(pool: WorkerPool, worker: WorkerConnection, message: Message) -> None:
+    """Act on one message from `worker` (on its reader thread)."""
+    handler = _HANDLERS.get(type(message))
+    if handler is None:
+        raise ValueError(f"a worker sent {type(message).__name__} on its data connection")
+    handler(pool, worker, message)
+
+
+def _result(pool: WorkerPool, worker: WorkerConnection, message: Result) -> None:
+    pool.jobs_done(worker, [message])
+
+
+def _error(pool: WorkerPool, worker: WorkerConnection, message: Error) -> None:
+    if message.restarting:
+        pool.expect_exit(worker)
+    pool.job_failed(worker, message.job, rebuild_exception(message.error))
+
+
+def _cancelled(pool: WorkerPool, worker: WorkerConnection, message: Skipped | Cancelled) -> None:
+    pool.job_cancelled(worker, message.job)
+
+
+def _output(pool: WorkerPool, worker: WorkerConnection, message: Output) -> None:
+    pool.job_output(worker, message.job, message.item)
+
+
+def _log(pool: WorkerPool, worker: WorkerConnection, message: Log) -> None:
+    pool.job_log(worker, message.job, message.stream, message.text)
+
+
+def _progress(pool: WorkerPool, worker: WorkerConnection, message: Progress) -> None:
+    pool.job_progress(worker, message.job, message.fraction, message.message)
+
+
+def _ready(pool: WorkerPool, worker: WorkerConnection, message: Ready) -> None:
+    pool.worker_ready(worker, message.setup_seconds, message.setup_at)
+
+
+def _setup_failed(pool: WorkerPool, worker: WorkerConnection, message: SetupFailed) -> None:
+    info = message.error
+    error = SetupError(
+        f"{pool.spec.name}: __setup__ failed in worker {worker.worker_id}: "
+        f"{info['type_name']}: {info['message']}",
+        info["traceback"],
+    )
+    error.__cause__ = _remote_cause(info)
+    pool.worker_failed_to_start(worker, error, expected_exit=True)
+
+
+def _swapped(pool: WorkerPool, worker: WorkerConnection, message: Swapped) -> None:
+    pool.swap_answered(worker, message.swap, None)
+
+
+def _swap_failed(pool: WorkerPool, worker: WorkerConnection, message: SwapFailed) -> None:
+    pool.swap_answered(worker, message.swap, message.error)
+
+
+def _undecodable(pool: WorkerPool, worker: WorkerConnection, message: Undecodable) -> None:
+    """The worker could not unpickle a frame of calls (a type it cannot import): those jobs
+    fail with the reason; the worker and its warm state carry on."""
+    info = message.error
+    cause = rebuild_exception(info)
+    for job_id in pool.undecodable_calls(worker, direct=message.direct):
+        error = TypeError(
+            f"job {job_id}: its arguments cannot be rebuilt in the worker "
+            f"({info['type_name']}: {info['message']}). Fix: pass values whose types the "
+            "worker can import (plain data, numpy arrays, sieve.File, or types defined in the "
+            "notebook)."
+        )
+        error.__cause__ = cause
+        pool.job_failed(worker, job_id, error)
+
+
+def _upstream_call(pool: WorkerPool, worker: WorkerConnection, message: UpstreamCall) -> None:
+    """A function called another one from inside its worker: run it and reply when it ends."""
+
+    def reply(ok: bool, value: Any) -> None:
+        try:
+            worker.send_control(Reply(message.request, ok, value))
+        except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be pickled
+            worker.send_control(Reply(message.request, False, SieveError(str(exc))))
+
+    host = pool.host
+    try:
+        record = host.record(message.name)
+        if record.pool is pool and record.workers == 1:
+            # Its only worker is busy running the very call that would wait: say so instead
+            # of hanging forever.
+            raise SieveError(
+                f"{record.name} calls itself through .run()/.push() from its only worker, "
+                "which is busy running the calling job, so the call would wait forever. Fix: "
+                "give it workers=2 or more, or call the Python function directly."
+            )
+        future = host.submit(record, message.args, message.kwargs)
+    except Exception as exc:  # noqa: BLE001 - reported to the calling worker
+        reply(False, exc)
+        return
+    future.parent_job = message.job
+
+    def done(f: concurrent.futures.Future[Any]) -> None:
+        if f.cancelled():
+            reply(False, JobCancelledError(f"job {future.job_id} was cancelled"))
+        elif f.exception() is not None:
+            reply(False, f.exception())
         else:
-            for item in items:
-                handle_message(pool, worker, item)
-    elif kind == "output":
-        future = worker.inflight.get(message[1])
-        if future is not None:
-            future._add_output(message[2])
-            pool.manager.publish_output(future)
-    elif kind == "error":
-        _, job_id, info, restarting = message
-        if restarting:
-            pool.expect_exit(worker)
-        pool.job_done(worker, job_id, exception=rebuild_exception(info))
-    elif kind == "log":
-        _, job_id, stream, text = message
-        if job_id is None:  # printed by `__setup__`: the job waiting for the worker gets it
-            pool.log(pool.waiting_job(), stream, text)
-        else:
-            pool.log(worker.inflight.get(job_id), stream, text)
-    elif kind in ("skipped", "cancelled"):
-        pool.job_done(worker, message[1], cancelled=True)
-    elif kind == "progress":
-        _, job_id, fraction, text = message
-        future = worker.inflight.get(job_id)
-        if future is not None:
-            future.progress = (fraction, text)
-            pool.manager.publish_job(future)
-    elif kind == "ready":
-        pool.worker_ready(worker, message[1], message[2])
-    elif kind == "setup_failed":
-        _setup_failed(pool, worker, message[1])
-    elif kind == "undecodable":
-        _calls_undecodable(pool, worker, message[1], direct=message[2])
-    elif kind == "ucall":
-        pool.manager.upstream_call(worker, *message[1:])
-    elif kind in ("swapped", "swap_failed"):
-        pool.record.on_swapped(worker, message)
+            reply(True, f.result())
+
+    future.add_done_callback(done)
 
 
-def rebuild_exception(info: dict[str, Any]) -> BaseException:
+_HANDLERS: dict[type[Any], Callable[[WorkerPool, WorkerConnection, Any], None]] = {
+    Result: _result,
+    Error: _error,
+    Skipped: _cancelled,
+    Cancelled: _cancelled,
+    Output: _output,
+    Log: _log,
+    Progress: _progress,
+    Ready: _ready,
+    SetupFailed: _setup_failed,
+    Swapped: _swapped,
+    SwapFailed: _swap_failed,
+    Undecodable: _undecodable,
+    UpstreamCall: _upstream_call,
+}
+
+
+def rebuild_exception(info: ErrorInfo) -> BaseException:
     """Turn a worker's error report into an exception of the original type when possible."""
     exc: BaseException | None = None
-    if info.get("pickled"):
+    pickled = info["pickled"]
+    if pickled:
         try:
-            exc = pickle.loads(info["pickled"])
+            exc = pickle.loads(pickled)  # noqa: S301 - from our authenticated worker
         except Exception:  # noqa: BLE001 - the type may not exist in the kernel
             exc = None
     if not isinstance(exc, BaseException):
@@ -86,42 +193,10 @@ def rebuild_exception(info: dict[str, Any]) -> BaseException:
     return exc
 
 
-def _remote_cause(info: dict[str, Any]) -> RemoteTraceback:
+def _remote_cause(info: ErrorInfo) -> RemoteTraceback:
     """The worker's traceback as a cause, with its frames kept apart (``frames``, ``chain``)
     for the notebook, which shows them as IPython shows local ones."""
     cause = RemoteTraceback(info["traceback"])
     cause.frames = info.get("frames") or []  # type: ignore[attr-defined]
     cause.chain = info.get("chain") or []  # type: ignore[attr-defined]
     return cause
-
-
-def _setup_failed(pool: WorkerPool, worker: WorkerConnection, info: dict[str, Any]) -> None:
-    error = SetupError(
-        f"{pool.spec.name}: __setup__ failed in worker {worker.worker_id}: "
-        f"{info['type_name']}: {info['message']}",
-        info["traceback"],
-    )
-    error.__cause__ = _remote_cause(info)
-    worker.exit_expected = True
-    pool.worker_failed_to_start(worker, error)
-
-
-def _calls_undecodable(
-    pool: WorkerPool, worker: WorkerConnection, info: dict[str, Any], *, direct: bool
-) -> None:
-    """The worker could not unpickle a frame of calls (a type it cannot import): those jobs
-    fail with the reason; the worker and its warm state carry on."""
-    if direct:
-        job_ids = [worker.direct_job] if worker.direct_job is not None else []
-    else:
-        job_ids = pool.oldest_unfinished_calls(worker)
-    cause = rebuild_exception(info)
-    for job_id in job_ids:
-        error = TypeError(
-            f"job {job_id}: its arguments cannot be rebuilt in the worker "
-            f"({info['type_name']}: {info['message']}). Fix: pass values whose types the "
-            "worker can import (plain data, numpy arrays, sieve.File, or types defined in the "
-            "notebook)."
-        )
-        error.__cause__ = cause
-        pool.job_done(worker, job_id, exception=error)

@@ -1,16 +1,15 @@
-"""The kernel's side of one worker: start it, authenticate it, and read what it says.
+"""The kernel's side of one worker: its process, its three connections, its reader thread.
 
 A `WorkerConnection` owns the worker's private IPC directory, the listening socket the worker
-connects back to, the three channels (data, control and reply), and a reader thread that turns
-the worker's messages on the data channel into calls on its `WorkerPool`. It never sends on the
-data channel from the reader thread: the pool's sender does, so a worker that is busy writing
-results can never deadlock against a kernel that is busy writing calls. The reply channel has
-no reader thread: whoever holds `lane` (a thread making a direct call) reads it.
+connects back to, the three channels (data, control and reply), its lifecycle state and its jobs
+(`WorkerJobs`), and a reader thread that hands each message on the data connection to
+`_messages.handle`. The reader never writes calls itself: the pool's threads do, so a worker busy
+writing results can never deadlock against a kernel busy writing calls. The reply channel has no
+reader thread: whoever holds `lane` (a thread making a direct call) reads it.
 """
 
 from __future__ import annotations
 
-import collections
 import enum
 import os
 import shutil
@@ -24,7 +23,9 @@ from typing import TYPE_CHECKING, Any
 
 from sieve_jupyter._errors import BackendError, PythonVersionMismatchError
 from sieve_jupyter.backends import GpuAssignment, WorkerLaunch, WorkerProcess
-from sieve_jupyter.manager._messages import handle_message
+from sieve_jupyter.manager import _messages
+from sieve_jupyter.manager._worker_jobs import WorkerJobs
+from sieve_jupyter.runtime.messages import Hello, Load, Message, Result, Shutdown, pack, unpack
 from sieve_jupyter.runtime.protocol import (
     AuthenticationError,
     Channel,
@@ -33,7 +34,6 @@ from sieve_jupyter.runtime.protocol import (
 )
 
 if TYPE_CHECKING:
-    from sieve_jupyter.manager._jobs import JobFuture
     from sieve_jupyter.manager._pool import WorkerPool
 
 __all__ = ["WorkerConnection", "WorkerState"]
@@ -43,8 +43,17 @@ class WorkerState(str, enum.Enum):
     STARTING = "starting"  # process launched, not yet connected
     SETUP = "setup"  # connected, running __setup__
     READY = "ready"  # warm, serving calls
-    RETIRING = "retiring"  # told to stop or restarting after an error; takes no new calls
+    RETIRING = "retiring"  # stopping, or restarting after an error; takes no new calls
     EXITED = "exited"
+
+
+_NEXT_STATES = {
+    WorkerState.STARTING: {WorkerState.SETUP, WorkerState.RETIRING, WorkerState.EXITED},
+    WorkerState.SETUP: {WorkerState.READY, WorkerState.RETIRING, WorkerState.EXITED},
+    WorkerState.READY: {WorkerState.RETIRING, WorkerState.EXITED},
+    WorkerState.RETIRING: {WorkerState.RETIRING, WorkerState.EXITED},
+    WorkerState.EXITED: {WorkerState.EXITED},
+}
 
 
 def _ipc_root() -> str:
@@ -60,32 +69,53 @@ class WorkerConnection:
         self.pool = pool
         self.worker_id = worker_id
         self.gpu = gpu
-        self.state = WorkerState.STARTING
+        self._state = WorkerState.STARTING
+        #: the jobs assigned to this worker (changed only with the pool's lock held)
+        self.jobs = WorkerJobs(worker_id)
         self.process: WorkerProcess | None = None
         self.data: Channel | None = None
         self.control: Channel | None = None
         self.reply: Channel | None = None
         #: held by the one thread making a direct call to this worker, until its outcome is read
         self.lane = threading.Lock()
+        #: held while a frame of calls is written to the data channel (frames stay whole and
+        #: in the order their jobs were assigned)
+        self.send_lock = threading.Lock()
         self.pid: int | None = None
         self.started_at = time.time()
         self.setup_seconds: float | None = None
         self.setup_at: float | None = None
-        #: jobs sent to (or queued for) this worker and not finished, in dispatch order
-        self.inflight: dict[str, JobFuture] = {}
-        self.running_job: str | None = None
-        #: the job of the direct call in progress (see _direct.py), if any
-        self.direct_job: str | None = None
-        #: jobs assigned by the pool and waiting to be written to the data channel
-        self.outbox: collections.deque[JobFuture] = collections.deque()
-        #: job ids of each frame of calls written to the worker, oldest first (trimmed as
-        #: frames complete); names the jobs of a frame the worker could not unpickle
-        self.frames: collections.deque[list[str]] = collections.deque()
-        self.send_lock = threading.Lock()
         #: the exit was asked for (stop, restart after an error): no job is blamed for it
         self.exit_expected = False
         self.ipc_dir = Path(tempfile.mkdtemp(prefix="sj-", dir=_ipc_root()))
         self._listener: socket.socket | None = None
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> WorkerState:
+        return self._state
+
+    def move_to(self, state: WorkerState) -> None:
+        """Change the lifecycle state (pool lock held).
+
+        Raises:
+            RuntimeError: the transition is not one a worker makes (a bug in the caller).
+        """
+        if state not in _NEXT_STATES[self._state]:
+            raise RuntimeError(f"worker {self.worker_id}: {self._state.value} -> {state.value}")
+        self._state = state
+
+    @property
+    def ready(self) -> bool:
+        return self._state is WorkerState.READY
+
+    def retire(self, *, expected: bool = True) -> None:
+        """Take no new calls; with `expected`, the coming exit blames no job (pool lock held)."""
+        if self._state is not WorkerState.EXITED:
+            self._state = WorkerState.RETIRING
+        if expected:
+            self.exit_expected = True
 
     # -- startup (runs on a starter thread) --------------------------------------------------
 
@@ -106,40 +136,30 @@ class WorkerConnection:
         listener.bind(str(self.ipc_dir / "sock"))
         listener.listen(3)
         self._listener = listener
-        launch = WorkerLaunch(
-            spec=self.pool.spec,
-            worker_id=self.worker_id,
-            ipc_dir=self.ipc_dir,
-            env=env,
-            gpu=self.gpu,
-            labels=labels,
-        )
-        self.process = self.pool.backend.start_worker(launch)
-        self.data = self._accept(secret, timeout)
-        hello = self.data.recv()
-        _, _, version, pid = hello
-        self.pid = pid
-        if tuple(version[:2]) != sys.version_info[:2]:
-            raise PythonVersionMismatchError(
-                f"worker {self.worker_id} runs Python {version[0]}.{version[1]} but the kernel "
-                f"runs {sys.version_info[0]}.{sys.version_info[1]}; code travels by value "
-                "(cloudpickle), which needs the same minor version. Fix: use a worker image or "
-                "interpreter with the kernel's Python version."
+        self.process = self.pool.backend.start_worker(
+            WorkerLaunch(
+                spec=self.pool.spec,
+                worker_id=self.worker_id,
+                ipc_dir=self.ipc_dir,
+                env=env,
+                gpu=self.gpu,
+                labels=labels,
             )
-        self.control = self._accept(secret, timeout)
-        self.control.recv()  # ("control", worker_id)
-        self.reply = self._accept(secret, timeout)
-        self.reply.recv()  # ("reply", worker_id)
+        )
+        self.data = self._accept(secret, timeout, "data")
+        self.control = self._accept(secret, timeout, "control")
+        self.reply = self._accept(secret, timeout, "reply")
         listener.close()
         self._listener = None
         os.unlink(key)
-        self.state = WorkerState.SETUP
+        with self.pool.lock:
+            self.move_to(WorkerState.SETUP)
         threading.Thread(
             target=self._read_loop, name=f"sieve-reader-{self.worker_id}", daemon=True
         ).start()
-        self.data.send(("load", self.pool.payload, self.pool.load_options()))
+        self.data.send(pack(Load(self.pool.payload, self.pool.load_options())))
 
-    def _accept(self, secret: bytes, timeout: float) -> Channel:
+    def _accept(self, secret: bytes, timeout: float, connection: str) -> Channel:
         assert self._listener is not None and self.process is not None
         deadline = time.monotonic() + timeout
         self._listener.settimeout(0.1)
@@ -162,11 +182,25 @@ class WorkerConnection:
         sock.settimeout(timeout)
         try:
             authenticate_server(sock, secret)
-        except (AuthenticationError, OSError) as exc:
+            channel = Channel(sock)
+            hello = unpack(channel.recv())
+        except (AuthenticationError, OSError, ValueError) as exc:
             sock.close()
             raise BackendError(f"worker {self.worker_id} failed authentication: {exc}") from exc
         sock.settimeout(None)
-        return Channel(sock)
+        if not isinstance(hello, Hello) or hello.connection != connection:
+            channel.close()
+            raise BackendError(f"worker {self.worker_id}: expected its {connection} connection")
+        if tuple(hello.python[:2]) != sys.version_info[:2]:
+            channel.close()
+            raise PythonVersionMismatchError(
+                f"worker {self.worker_id} runs Python {hello.python[0]}.{hello.python[1]} but "
+                f"the kernel runs {sys.version_info[0]}.{sys.version_info[1]}; code travels by "
+                "value (cloudpickle), which needs the same minor version. Fix: use a worker "
+                "image or interpreter with the kernel's Python version."
+            )
+        self.pid = hello.pid
+        return channel
 
     def _boot_log_tail(self) -> str:
         log = self.ipc_dir / "boot.log"
@@ -176,43 +210,52 @@ class WorkerConnection:
             return ""
         return f"\nIts output:\n{text}" if text.strip() else ""
 
-    # -- reading -----------------------------------------------------------------------------
+    # -- reading (the reader thread) ---------------------------------------------------------
 
     def _read_loop(self) -> None:
-        assert self.data is not None
-        pool = self.pool
+        data = self.data
+        assert data is not None
         try:
             while True:
-                handle_message(pool, self, self.data.recv())
+                message = unpack(data.recv())
+                if type(message) is Result and data.pending():
+                    # A burst of results already here: settle them in one round (one lock
+                    # round in the pool), then whatever message ended the burst.
+                    following = self._read_results(message, data)
+                    if following is None:
+                        continue
+                    message = following
+                _messages.handle(self.pool, self, message)
         except ChannelClosed:
             pass
         except Exception as exc:  # noqa: BLE001 - a protocol bug must still free the jobs
-            self.pool.note_protocol_error(self, exc)
+            self.pool.note_protocol_error(exc)
         self.pool.worker_exited(self)
+
+    def _read_results(self, first: Result, data: Channel) -> Message | None:
+        """Settle `first` and the results right behind it that are already buffered, together.
+        Returns the message that ended the run of results, if one was read."""
+        results = [first]
+        following: Message | None = None
+        try:
+            while data.pending():
+                message = unpack(data.recv())
+                if type(message) is not Result:
+                    following = message
+                    break
+                results.append(message)
+        finally:  # (also when the worker died mid-frame: what arrived whole still counts)
+            self.pool.jobs_done(self, results)
+        return following
 
     # -- control -----------------------------------------------------------------------------
 
-    def sent_frame(self, job_ids: list[str]) -> None:
-        """Record a frame of calls just written (send lock held, so in channel order)."""
-        frames = self.frames
-        while frames and not any(j in self.inflight for j in frames[0]):
-            frames.popleft()
-        frames.append(job_ids)
-
-    def oldest_unfinished_frame(self) -> list[str]:
-        """The jobs of the oldest frame that still has unfinished jobs: the worker handles
-        frames in order, so that is the one it just failed to read."""
-        for job_ids in self.frames:
-            unfinished = [j for j in job_ids if j in self.inflight]
-            if unfinished:
-                return unfinished
-        return []
-
-    def send_control(self, message: Any) -> None:
+    def send_control(self, message: Message) -> None:
+        """Send on the control connection (cancels, replies); a gone worker is ignored."""
         if self.control is None:
             return
         try:
-            self.control.send(message)
+            self.control.send(pack(message))
         except ChannelClosed:
             pass
 
@@ -229,7 +272,7 @@ class WorkerConnection:
     def terminate(self, grace: float = 2.0) -> None:
         """Stop the worker and remove its IPC directory. Safe to call more than once."""
         self.exit_expected = True
-        self.send_control(("shutdown",))
+        self.send_control(Shutdown())
         if self.process is not None:
             self.process.terminate(grace)
         self.close_channels()
@@ -247,12 +290,12 @@ class WorkerConnection:
         details = self.process.details() if self.process is not None else {}
         return {
             "id": self.worker_id,
-            "state": self.state.value,
+            "state": self._state.value,
             "setup_seconds": self.setup_seconds,
             "setup_at": self.setup_at,
             "pid": self.pid,
             "description": self.process.description if self.process is not None else "",
-            "inflight": len(self.inflight),
+            "inflight": len(self.jobs),
             "gpu": self.gpu.visible_devices if self.gpu is not None else None,
             **details,
         }

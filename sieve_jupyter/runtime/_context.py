@@ -13,13 +13,17 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from sieve_jupyter.runtime.messages import Message, Progress, UpstreamCall
+
 __all__ = ["RemoteFunction", "WorkerContext", "current_context", "report_progress"]
 
 
 class WorkerContext:
     """The running worker, as seen by user code. Set once by `runtime/worker.py`."""
 
-    def __init__(self, send: Callable[[Any], None], current_job: Callable[[], str | None]) -> None:
+    def __init__(
+        self, send: Callable[[Message], None], current_job: Callable[[], str | None]
+    ) -> None:
         self._send = send
         self._current_job = current_job
         self._ids = itertools.count(1)
@@ -33,7 +37,7 @@ class WorkerContext:
         with self._lock:
             request_id = next(self._ids)
             self._pending[request_id] = future
-        self._send(("ucall", request_id, self._current_job(), name, args, kwargs))
+        self._send(UpstreamCall(request_id, self._current_job(), name, args, kwargs))
         return future
 
     def resolve(self, request_id: int, ok: bool, value: Any) -> None:
@@ -54,7 +58,7 @@ class WorkerContext:
                 future.set_exception(exc)
 
     def progress(self, fraction: float | None, message: str) -> None:
-        self._send(("progress", self._current_job(), fraction, message))
+        self._send(Progress(self._current_job(), fraction, message))
 
 
 _current: WorkerContext | None = None

@@ -321,11 +321,11 @@ class Channel:
         return out
 
     def _recv_into(self, view: memoryview) -> int:
-        if self.spin:
-            self._poll(time.perf_counter() + self.spin)
         try:
+            if self.spin:
+                self._poll(time.perf_counter() + self.spin)
             got = self._sock.recv_into(view)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # (ValueError: closed here, its descriptor is -1)
             raise ChannelClosed(str(exc)) from exc
         if not got:
             raise ChannelClosed("peer closed the channel")

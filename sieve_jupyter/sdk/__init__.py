@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-from sieve_jupyter.sdk._handles import (
-    FunctionHandle,
-    Model,
-    ModelHandle,
-    function,
-    get,
-    register,
-    wait_result,
-)
+from sieve_jupyter.sdk._decorators import Model, function, get, register
+from sieve_jupyter.sdk._handles import FunctionHandle, ModelHandle, wait_result
 
 __all__ = ["FunctionHandle", "Model", "ModelHandle", "function", "get", "register", "wait_result"]

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 __all__ = ["handle_html", "handle_summary", "handle_text"]
 
 
-def handle_summary(handle: FunctionHandle) -> dict[str, Any]:
+def handle_summary(handle: FunctionHandle[..., Any]) -> dict[str, Any]:
     spec = handle.spec
     info = handle._record.describe()
     env = spec.environment
@@ -33,7 +33,7 @@ def handle_summary(handle: FunctionHandle) -> dict[str, Any]:
     }
 
 
-def handle_text(handle: FunctionHandle) -> str:
+def handle_text(handle: FunctionHandle[..., Any]) -> str:
     s = handle_summary(handle)
     return (
         f"<sieve {s['kind']} {s['signature']} backend={s['backend']} state={s['state']} "
@@ -41,7 +41,7 @@ def handle_text(handle: FunctionHandle) -> str:
     )
 
 
-def handle_html(handle: FunctionHandle) -> str:
+def handle_html(handle: FunctionHandle[..., Any]) -> str:
     s = handle_summary(handle)
     rows = "".join(
         f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"

@@ -11,6 +11,7 @@ Pure data: nothing here does I/O or starts anything. Every invalid value raises
 
 from __future__ import annotations
 
+from sieve_jupyter.spec._arguments import ArgumentChecker
 from sieve_jupyter.spec._callable import OPTIONS, spec_from_callable
 from sieve_jupyter.spec._cuda import CUDA_VERSIONS, DEFAULT_CUDA_VERSION, resolve_cuda_version
 from sieve_jupyter.spec._docstring import parse_docstring
@@ -27,6 +28,7 @@ __all__ = [
     "MAX_SPLIT",
     "OPTIONS",
     "RESERVED_INPUTS",
+    "ArgumentChecker",
     "Env",
     "Environment",
     "FunctionSpec",

@@ -40,6 +40,7 @@ __all__ = [
     "RESERVED_INPUTS",
     "inputs_schema",
     "output_schema",
+    "resolve_hints",
     "type_schema",
 ]
 
@@ -105,7 +106,7 @@ def _opaque(annotation: Any) -> Any:
 # --- schemas ----------------------------------------------------------------------------------
 
 
-def _resolve_hints(func: Callable[..., Any]) -> dict[str, Any]:
+def resolve_hints(func: Callable[..., Any]) -> dict[str, Any]:
     """Type hints with `Annotated` kept; annotations that cannot be resolved stay as strings."""
     try:
         return typing.get_type_hints(func, include_extras=True)
@@ -248,7 +249,7 @@ def inputs_schema(
         )
     ):
         params = params[1:]
-    hints = _resolve_hints(func)
+    hints = resolve_hints(func)
     descriptions, _ = parse_docstring(doc if doc is not None else inspect.getdoc(func))
 
     fields: dict[str, tuple[Any, FieldInfo]] = {}
@@ -322,7 +323,7 @@ def output_schema(
     func: Callable[..., Any], *, is_generator: bool = False, doc: str | None = None
 ) -> dict[str, Any]:
     """The JSON Schema of `func`'s return value; for a generator, of each item it yields."""
-    hints = _resolve_hints(func)
+    hints = resolve_hints(func)
     _, description = parse_docstring(doc if doc is not None else inspect.getdoc(func))
     if "return" not in hints:
         return {"description": description} if description else {}

@@ -16,6 +16,7 @@ import pytest
 
 from sieve_jupyter._errors import BackendError, BuildError, PythonVersionMismatchError
 from sieve_jupyter.backends import GpuAssignment, WorkerLaunch
+from sieve_jupyter.runtime.messages import Hello, unpack
 from sieve_jupyter.spec import Environment, FunctionSpec
 
 KERNEL_PYTHON = f"{sys.version_info.major}.{sys.version_info.minor}"
@@ -98,9 +99,9 @@ def test_worker_container_connects_gets_env_and_leaves_nothing(
         launch(ipc, the_spec, env={"SIEVE_TEST_VALUE": "42"}, labels={"sieve.kernel": "k1"})
     )
     channel = ipc.accept()
-    hello = channel.recv()
-    assert hello[0] == "hello" and hello[1] == "w1"
-    assert tuple(hello[2][:2]) == sys.version_info[:2]
+    hello = unpack(channel.recv())
+    assert isinstance(hello, Hello) and hello.worker == "w1" and hello.connection == "data"
+    assert tuple(hello.python[:2]) == sys.version_info[:2]
     container = docker_client.containers.get(worker.container_id)
     assert container.labels["sieve.kernel"] == "k1"
     assert container.labels["io.sieve-jupyter.function"] == "probe"

@@ -21,10 +21,12 @@ import pytest
 from support import Unique, wait_for
 
 import sieve_jupyter as sieve
+from sieve_jupyter import SieveWarning, _config
 from sieve_jupyter.backends import BACKENDS, WorkerLaunch
 from sieve_jupyter.backends.local import LocalBackend, LocalProcess
-from sieve_jupyter.manager import SieveWarning, get_manager
-from sieve_jupyter.manager._gpu import GpuAllocator, GpuDevice, GpuFallbackWarning, GpuInventory
+from sieve_jupyter.manager import get_manager
+from sieve_jupyter.manager._gpu import GpuAllocator, GpuFallbackWarning
+from sieve_jupyter.manager._gpu_inventory import GpuDevice, GpuInventory
 
 
 @pytest.fixture
@@ -62,7 +64,7 @@ def gpu_environment() -> dict[str, str]:
 
 def test_gpu_request_without_a_gpu_fails_at_push_and_starts_nothing(unique: Unique) -> None:
     manager = get_manager()
-    if manager.gpus._get().inventory.devices:
+    if manager.gpus.allocator.inventory.devices:
         pytest.skip("this machine has a GPU")
 
     @sieve.function(name=unique("needs-t4"), gpu=sieve.gpu.T4())
@@ -85,7 +87,7 @@ def test_gpu_fallback_to_cpu_warns_and_runs_without_a_visible_gpu(
     unique: Unique, gpu_fallback: None
 ) -> None:
     manager = get_manager()
-    if manager.gpus._get().inventory.devices:
+    if manager.gpus.allocator.inventory.devices:
         pytest.skip("this machine has a GPU")
 
     @sieve.function(name=unique("t4-or-cpu"), gpu=sieve.gpu.T4())
@@ -166,7 +168,7 @@ def test_stopping_workers_frees_their_card(unique: Unique, two_t4_cards: None) -
         late.push()
     first.stop()
     assert first.state == "stopped"
-    wait_for(lambda: not get_manager().gpus._get().assignments())
+    wait_for(lambda: not get_manager().gpus.allocator.assignments())
     assert first.workers == [] and first.state == "stopped"  # and no replacement started
     assert late.run() == "0"
 
@@ -310,7 +312,9 @@ class ScriptedWorker(LocalBackend):
 def scripted_backend(monkeypatch: pytest.MonkeyPatch) -> Callable[[str], str]:
     def install(prelude: str) -> str:
         backend = ScriptedWorker(prelude)
-        monkeypatch.setitem(BACKENDS, backend.name, "unused:Unused")  # a name configure accepts
+        # a name the settings accept
+        monkeypatch.setattr(_config, "BACKEND_NAMES", (*_config.BACKEND_NAMES, backend.name))
+        monkeypatch.setitem(BACKENDS, backend.name, "unused:Unused")
         monkeypatch.setitem(get_manager()._backends, backend.name, backend)
         return backend.name
 

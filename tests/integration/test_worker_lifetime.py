@@ -193,7 +193,7 @@ def test_a_replaced_registration_refuses_jobs_from_its_old_handle(
 
 SCRIPT_WITH_LARGE_ARGUMENTS = textwrap.dedent(
     """
-    import os, signal, threading
+    import os, signal, threading, time
     import sieve_jupyter as sieve
 
     @sieve.function(name="sizer")
@@ -208,12 +208,14 @@ SCRIPT_WITH_LARGE_ARGUMENTS = textwrap.dedent(
     for delay in (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02):
         timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT))
         try:
-            timer.start()
-            size.run(big)
+            try:
+                timer.start()
+                size.run(big)
+            finally:  # (a call done before the interrupt fires gets it here)
+                timer.join()
+                time.sleep(0.05)
         except KeyboardInterrupt:
             pass
-        finally:
-            timer.join()
     assert size.run(b"y" * (1 << 20)) == 1 << 20
     # Whatever it started, the package never holds up the interpreter's exit.
     others = [t for t in threading.enumerate() if t is not threading.main_thread()]

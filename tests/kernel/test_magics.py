@@ -69,6 +69,7 @@ class Counter:
     kernel_session.ok(cell.format(version="v1"))
     first = kernel_session.ok("print(Counter.run())").stream().strip()
     rerun = kernel_session.ok(cell.format(version="v2"))
+    assert "the new code now answers calls on 1 warm worker (counter-w1)" in rerun.stream()
     assert "__setup__ kept" in rerun.stream()
     second = kernel_session.ok("print(Counter.run())").stream().strip()
     assert first.startswith("v1:") and second.startswith("v2:")
@@ -84,6 +85,36 @@ class Counter:
     assert "Replaced" in forced.stream()
     fourth = kernel_session.ok("print(Counter.run())").stream().strip()
     assert fourth.split(":")[1] != third.split(":")[1]
+
+
+def test_a_swap_that_fails_in_the_worker_shows_why_and_changes_nothing(
+    kernel_session: KernelSession, tmp_path: Path
+) -> None:
+    kernel_session.ok("%load_ext sieve_jupyter")
+    cell = """%%sieve_model --name swapper
+import os
+class Swapper:
+    def __setup__(self):
+        self.setup_id = os.urandom(4).hex()
+    def __predict__(self) -> str:
+        return {body} + ":" + self.setup_id
+"""
+    kernel_session.ok(cell.format(body="'v1'"))
+    first = kernel_session.ok("print(Swapper.run())").stream().strip()
+    # A module only the kernel has (its worker started before the path was added).
+    folder = tmp_path / "kernel-only"
+    folder.mkdir()
+    (folder / "only_in_the_kernel.py").write_text("VALUE = 'v2'\n")
+    kernel_session.ok(f"import sys; sys.path.insert(0, {str(folder)!r})\n"
+                      "import only_in_the_kernel")
+    failed = kernel_session.run(cell.format(body="only_in_the_kernel.VALUE"))
+    assert not failed.ok and failed.error["ename"] == "SwapError"  # type: ignore[index]
+    shown = "\n".join(failed.error["traceback"])  # type: ignore[index]
+    assert "failed to load in worker swapper-w1" in shown
+    assert "No module named 'only_in_the_kernel'" in shown
+    assert "the previous code still answers calls on worker swapper-w1" in shown
+    # The name still means the previous code, and so does the warm worker.
+    assert kernel_session.ok("print(Swapper.run())").stream().strip() == first
 
 
 def test_bad_option_and_ambiguous_cell_register_nothing(kernel_session: KernelSession) -> None:

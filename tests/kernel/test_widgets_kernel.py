@@ -117,7 +117,6 @@ def test_form_submit_runs_a_job_and_shows_the_result(kernel: Kernel) -> None:
              and "application/vnd.jupyter.widget-view+json" in m["content"]["data"]]
     assert views, "the form did not display as a widget"
     assert kernel.value("list(f.fields)") == ["x", "y"]
-    assert kernel.value("list(add.form().fields)") == ["x", "y"]  # the handle's method
     assert kernel.value("list(form('widget-adder').fields)") == ["x", "y"]  # by name
     assert kernel.value("f.fields['y'].control.value") == "2"  # default prefilled
     assert "the first number" in kernel.value("f.fields['x'].help.value")
@@ -193,7 +192,7 @@ def test_future_displays_live_and_awaits_in_async_cells(kernel: Kernel) -> None:
     assert any("application/vnd.jupyter.widget-view+json" in b for b in bundles)
     assert any("widget-echo" in b.get("text/html", "") for b in bundles)  # saved-notebook view
     kernel.run("""
-        from sieve_jupyter.jupyter.widgets import as_completed
+        from sieve_jupyter import as_completed
         result = await job
         order = [f.result() async for f in as_completed([echo.push(w) for w in ("a", "b")])]
     """)

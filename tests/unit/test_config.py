@@ -97,3 +97,10 @@ def test_bad_backend_in_a_decorator_fails_at_decoration(unique: Any) -> None:
         @sieve.function(name=unique("badworkers"), workers=0)
         def g() -> None:
             pass
+
+
+def test_every_backend_a_setting_may_name_exists() -> None:
+    from sieve_jupyter._config import BACKEND_NAMES
+    from sieve_jupyter.backends import BACKENDS
+
+    assert sorted(BACKEND_NAMES) == sorted(BACKENDS)

@@ -10,10 +10,9 @@ import pytest
 
 from sieve_jupyter import GpuUnavailableError
 from sieve_jupyter.backends import GpuAssignment
-from sieve_jupyter.manager._gpu import (
-    GpuAllocator,
+from sieve_jupyter.manager._gpu import GpuAllocator, GpuFallbackWarning
+from sieve_jupyter.manager._gpu_inventory import (
     GpuDevice,
-    GpuFallbackWarning,
     GpuInventory,
     device_matches,
     parse_nvidia_smi,
@@ -122,7 +121,7 @@ def test_device_matches(kind: str, name: str, memory: int, rank: int | None) -> 
 
 
 def test_every_gpu_kind_can_match_something() -> None:
-    from sieve_jupyter.manager._gpu import _KIND_PATTERNS
+    from sieve_jupyter.manager._gpu_inventory import _KIND_PATTERNS
 
     assert set(GPU_KINDS) - {"CPU"} == set(_KIND_PATTERNS)
 

@@ -2,9 +2,7 @@
 
     sieve.form(fn)                 # a form: fill in, Submit pushes a job, the result shows
     sieve.progress(futures)        # live per-function progress of one or many futures
-    display_future(future)         # what a JobFuture shows as a cell's output
-
-    async for f in as_completed(futures): ...   # await futures from async cells (anyio)
+    display_future(future)         # what a JobFuture[Any] shows as a cell's output
 
 Widgets redraw from one throttled thread (a few times per second), so following 10,000 futures
 costs the kernel and the frontend a bounded number of messages. This module imports ipywidgets
@@ -18,7 +16,6 @@ from collections.abc import Iterable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from sieve_jupyter.jupyter.widgets._async import as_completed, gather, wait
 from sieve_jupyter.jupyter.widgets._schema import FormInputError
 
 if TYPE_CHECKING:
@@ -29,12 +26,9 @@ __all__ = [
     "FormInputError",
     "ProgressWidget",
     "SieveForm",
-    "as_completed",
     "display_future",
     "form",
-    "gather",
     "progress",
-    "wait",
 ]
 
 

@@ -84,9 +84,8 @@ def bar_html(counts: FunctionCounts | None = None, *, fraction: float | None = N
         moving = ' class="sieve-stripes sieve-indeterminate"' if running else ""
         inner = (f'<div{moving} style="width:100%;background-color:{COLORS[color]}"></div>'
                  if running else "")
-    return ('<div class="sieve-bar" style="display:flex;height:10px;width:100%;'
-            f'border-radius:2px;overflow:hidden;background-color:{COLORS["track"]};margin:3px 0 6px">'
-            f"{inner}</div>")
+    return ('<div class="sieve-bar" style="display:flex;height:10px;width:100%;border-radius:2px;'
+            f'overflow:hidden;background-color:{COLORS["track"]};margin:3px 0 6px">{inner}</div>')
 
 
 def _head(left: str, right: str) -> str:

@@ -82,7 +82,7 @@ class ProgressState:
     """Thread-safe per-function counts for a fixed set of futures.
 
     Args:
-        futures: the futures to follow (any `concurrent.futures.Future`; `JobFuture`s add
+        futures: the futures to follow (any `concurrent.futures.Future`; `JobFuture[Any]`s add
             job ids, function names, logs and timing).
         events: an event bus with ``subscribe(callback) -> unsubscribe`` delivering
             ``Event(kind="job", data=snapshot)``; the manager's by default when available.

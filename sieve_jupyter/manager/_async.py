@@ -1,6 +1,6 @@
 """Wait for futures from async code (anyio: asyncio or trio), without blocking the event loop.
 
-    async for future in sieve_widgets.as_completed(futures):
+    async for future in sieve.as_completed(futures):
         print(future.result())
 
 Done callbacks put finished futures on a thread-safe queue; the async side drains it from a

@@ -8,7 +8,7 @@ from typing import Any
 
 import anyio
 
-from sieve_jupyter.jupyter.widgets import as_completed, gather, wait
+from sieve_jupyter import as_completed, gather, wait
 
 
 def finish_later(futures: list[Future[Any]], delay: float = 0.05) -> None:

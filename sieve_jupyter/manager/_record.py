@@ -1,0 +1,52 @@
+"""`FunctionRecord`: one registration, as the manager keeps it."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sieve_jupyter.manager._pool import WorkerPool
+    from sieve_jupyter.spec import FunctionSpec
+
+__all__ = ["FunctionRecord"]
+
+
+@dataclass(eq=False)
+class FunctionRecord:
+    """A registered function: its spec, the object shipped to workers, and its pool."""
+
+    spec: FunctionSpec
+    obj: Any
+    payload: bytes
+    backend: str
+    workers: int
+    #: fingerprint of `__setup__` + environment; equal keys allow a hot swap (see `register`)
+    setup_key: str | None = None
+    #: source lines of the user's code by file name, so worker tracebacks can quote them
+    #: where the files do not exist (containers, bundles)
+    sources: dict[str, list[str]] = field(default_factory=dict)
+    pool: WorkerPool | None = None
+    registered_at: float = field(default_factory=time.time)
+    #: the checks before a first worker starts passed (see `Manager._preflight`)
+    checked: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able snapshot: the data of a ``function`` event."""
+        pool = self.pool
+        return {
+            "name": self.spec.name,
+            "kind": self.spec.kind,
+            "backend": self.backend,
+            "state": pool.state if pool is not None else "idle",
+            "workers": pool.describe() if pool is not None else [],
+            "size": self.workers,
+            "spec_hash": self.spec.environment.content_hash(),
+            "queued": len(pool.queue) if pool is not None else 0,
+            "error": pool.last_error if pool is not None else None,
+        }

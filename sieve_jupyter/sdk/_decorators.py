@@ -1,0 +1,186 @@
+"""`@sieve.function`, `@sieve.Model` and `sieve.function.get`: registering code and finding it.
+
+The decorators validate their options into a `FunctionSpec`, register the object with the
+manager and return a typed handle (`_handles.py`). Re-registering a model whose `__setup__` and
+environment did not change swaps the new code into its warm workers (`Manager.register`).
+
+Type checkers: a decorated function's handle is typed by its signature. A decorated *class* is
+typed by its `__predict__` where the checker applies class decorators (pyright does; mypy keeps
+the class's own type, so write ``Adder = sieve.Model(name="adder")(AdderClass)`` for mypy).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
+
+from sieve_jupyter.manager import Registration, get_manager
+from sieve_jupyter.runtime import RemoteFunction, current_context
+from sieve_jupyter.sdk._handles import FunctionHandle, ModelHandle
+from sieve_jupyter.sdk._payload import code_fingerprint, dumps, source_lines
+from sieve_jupyter.spec import FunctionSpec, spec_from_callable
+
+__all__ = ["Model", "function", "get", "register"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+
+def _setup_key(obj: Any, spec: FunctionSpec) -> str:
+    """What must be unchanged for re-registration to keep the warm instance."""
+    parts = [
+        spec.environment.content_hash(),
+        repr(spec.gpu),
+        repr(spec.env),
+    ]
+    if inspect.isclass(obj):
+        parts.append(code_fingerprint(
+            getattr(obj, "__setup__", None), getattr(obj, "__init__", None)
+            if "__init__" in vars(obj) else None,
+        ))
+    return "|".join(parts)
+
+
+def register(
+    obj: Any,
+    *,
+    kind: str,
+    name: str | None,
+    backend: str | None = None,
+    workers: int | None = None,
+    force_setup: bool = False,
+    **options: Any,
+) -> tuple[FunctionHandle[..., Any], Registration]:
+    """Validate, register with the manager and wrap in a handle. Returns the handle and what
+    the registration did (`Registration`: new, replaced, or swapped into warm workers).
+
+    Raises:
+        SpecError: a bad argument, naming the field and the fix.
+        SwapError: new code for warm workers failed to load there; nothing changed.
+    """
+    spec = spec_from_callable(obj, kind=kind, name=name or getattr(obj, "__name__", None),
+                              **options)
+    if backend is not None:
+        from sieve_jupyter._config import Config
+
+        Config(backend=backend).validate()
+    if workers is not None:
+        from sieve_jupyter._config import Config
+
+        Config(workers=workers).validate()
+    registration = get_manager().register(
+        spec,
+        obj,
+        dumps(obj),
+        backend=backend,
+        workers=workers,
+        setup_key=_setup_key(obj, spec),
+        force_setup=force_setup,
+        sources=source_lines(obj),
+    )
+    handle_type = ModelHandle if spec.kind == "model" else FunctionHandle[..., Any]
+    return handle_type(obj, spec, registration.record), registration
+
+
+class _Predictor(Protocol[P, R_co]):
+    """A model class, seen by its `__predict__` (which gives the handle its type)."""
+
+    def __predict__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+
+
+class _Decorate(Protocol):
+    """What ``@sieve.function(name=...)`` and ``@sieve.Model(name=...)`` return."""
+
+    @overload
+    def __call__(self, obj: type[_Predictor[P, R]], /) -> ModelHandle[P, R]: ...
+
+    @overload
+    def __call__(self, obj: Callable[P, R], /) -> FunctionHandle[P, R]: ...
+
+
+def _decorator(kind: str, name: str | None, settings: dict[str, Any]) -> _Decorate:
+    def decorate(obj: Any) -> Any:
+        handle, _ = register(obj, kind=kind, name=name, **settings)
+        return handle
+
+    return cast(_Decorate, decorate)
+
+
+class _FunctionDecorator:
+    """``@sieve.function(name=..., ...)`` and ``sieve.function.get("user/name")``."""
+
+    @overload
+    def __call__(self, obj: type[_Predictor[P, R]], /) -> ModelHandle[P, R]: ...
+
+    @overload
+    def __call__(self, obj: Callable[P, R], /) -> FunctionHandle[P, R]: ...
+
+    @overload
+    def __call__(self, obj: None = None, /, *, name: str | None = None,
+                 **settings: Any) -> _Decorate: ...
+
+    def __call__(self, obj: Any = None, /, *, name: str | None = None,
+                 **settings: Any) -> Any:
+        """Register a function (or a class with `__setup__`/`__predict__`) as a Sieve function.
+
+        Keyword-only, as in Sieve: ``name``, ``gpu``, ``python_version``, ``python_packages``,
+        ``system_packages``, ``cuda_version``, ``run_commands``, ``environment_variables``,
+        ``metadata``, ``restart_on_error``; plus ``backend`` and ``workers`` for this kernel.
+
+        Raises:
+            SpecError: a bad argument, naming the field and the fix (at decoration time).
+        """
+        decorate = _decorator("function", name, settings)
+        return decorate if obj is None else decorate(obj)
+
+    @staticmethod
+    def get(name: str) -> FunctionHandle[..., Any]:
+        """The function registered as ``"user/name"`` (or ``"name"``) in this kernel.
+
+        Inside a worker this returns a proxy whose `.run/.push` go through the manager.
+
+        Raises:
+            FunctionNotFoundError: unknown name; the message lists the known ones.
+        """
+        return get(name)
+
+    def __repr__(self) -> str:
+        return "<sieve.function decorator>"
+
+
+def get(name: str) -> FunctionHandle[..., Any]:
+    """The handle of a registered function (or, inside a worker, a proxy through the kernel)."""
+    if current_context() is not None:
+        # (duck-typed: the proxy has run / push like a handle)
+        return cast("FunctionHandle[..., Any]", RemoteFunction(name.rpartition("/")[2]))
+    record = get_manager().record(name)
+    handle_type = ModelHandle if record.spec.kind == "model" else FunctionHandle[..., Any]
+    return handle_type(record.obj, record.spec, record)
+
+
+function = _FunctionDecorator()
+
+
+@overload
+def Model(obj: type[_Predictor[P, R]], /) -> ModelHandle[P, R]: ...  # noqa: N802
+
+
+@overload
+def Model(  # noqa: N802
+    obj: None = None, /, *, name: str | None = None, **settings: Any
+) -> _Decorate: ...
+
+
+def Model(obj: Any = None, /, *, name: str | None = None, **settings: Any) -> Any:  # noqa: N802
+    """``@sieve.Model(name=..., ...)``: register a class with `__setup__` and `__predict__`.
+
+    Takes the same keywords as `sieve.function`. `__setup__` runs once per worker; each
+    `.run()`/`.push()` calls `__predict__` on the warm instance.
+
+    Raises:
+        SpecError: a bad argument, a class without `__predict__`, a `__setup__` with arguments.
+    """
+    decorate = _decorator("model", name, settings)
+    return decorate if obj is None else decorate(obj)
