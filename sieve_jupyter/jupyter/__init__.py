@@ -36,7 +36,7 @@ def attach(ipython: Any) -> None:
         from sieve_jupyter.manager import JobFuture
 
         # A future left as a cell's last expression shows as a live status widget.
-        ipython.display_formatter.ipython_display_formatter.for_type(JobFuture[Any], _display_job)
+        ipython.display_formatter.ipython_display_formatter.for_type(JobFuture, _display_job)
         state["display"] = True
     if "comm" not in state and getattr(ipython, "kernel", None) is not None:
         from sieve_jupyter.jupyter import comm
@@ -95,7 +95,7 @@ def unload_ipython_extension(ipython: Any) -> None:
     if state.get("display"):
         from sieve_jupyter.manager import JobFuture
 
-        ipython.display_formatter.ipython_display_formatter.pop(JobFuture[Any], None)
+        ipython.display_formatter.ipython_display_formatter.pop(JobFuture, None)
     if state.get("comm"):
         from sieve_jupyter.jupyter import comm
 
