@@ -303,7 +303,10 @@ export class SievePanel extends Widget {
           since,
           view.sinceSetup ? `setup ${view.sinceSetup} ago` : 'not set up'
         );
+        // (the line is cut to the panel's width: its tooltip has all of it)
+        setAttr(details, 'title', details.textContent);
         setText(counts, view.counts);
+        setAttr(counts, 'title', view.counts);
         restart.disabled = stop.disabled = view.busy !== null;
         restart.classList.toggle('jp-mod-busy', view.busy === 'restart');
         stop.classList.toggle('jp-mod-busy', view.busy === 'stop');

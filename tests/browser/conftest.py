@@ -440,8 +440,11 @@ def set_theme(page: Any, theme: str) -> None:
         " await window.jupyterapp.commands.execute('apputils:change-theme', { theme }); }",
         theme,
     )
+    # (the theme is in place once JupyterLab's splash, shown while it changes, is gone)
     page.wait_for_function(
-        "(theme) => document.body.dataset.jpThemeName === theme", arg=theme
+        "(theme) => document.body.dataset.jpThemeName === theme"
+        " && !document.querySelector('#jupyterlab-splash')",
+        arg=theme,
     )
 
 
