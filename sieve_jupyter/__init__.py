@@ -19,8 +19,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from sieve_jupyter._hooks import manager_created_hooks
-
-__version__ = "0.1.0"
+from sieve_jupyter._version import __version__
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -56,13 +55,16 @@ _EXPORTS: dict[str, str] = {
     "WorkerCrashedError": "sieve_jupyter._errors",
     "SwapError": "sieve_jupyter._errors",
     "WorkerError": "sieve_jupyter._errors",
+    "ExportError": "sieve_jupyter._errors",
     "as_completed": "sieve_jupyter.manager",
     "config": "sieve_jupyter._config",
+    "export": "sieve_jupyter.bundle",
     "configure": "sieve_jupyter._config",
     "form": "sieve_jupyter.jupyter.widgets",
     "function": "sieve_jupyter.sdk",
     "gather": "sieve_jupyter.manager",
     "gpu": "sieve_jupyter.spec",
+    "load_yaml": "sieve_jupyter.modelyaml",
     "progress": "sieve_jupyter.jupyter.widgets",
     "report_progress": "sieve_jupyter.runtime",
     "wait": "sieve_jupyter.manager",
@@ -99,8 +101,30 @@ manager_created_hooks.append(_attach_notebook_layer)
 def load_ipython_extension(ipython: Any) -> None:
     """`%load_ext sieve_jupyter`: register the magics, the display hooks and the comm channel."""
     from sieve_jupyter.jupyter import load_ipython_extension as _load
+    from sieve_jupyter.jupyter._magics import EXTRA_COMMANDS
 
+    # The layers above the notebook layer add their own subcommands (imported when used).
+    EXTRA_COMMANDS.setdefault("export", (_export_command, _EXPORT_HELP))
+    EXTRA_COMMANDS.setdefault("serve", (_serve_command, _SERVE_HELP))
     _load(ipython)
+
+
+_EXPORT_HELP = ("%sieve export NAME... DIR      a bundle of these functions and the cells they "
+                "need (--default, --base-image)")
+_SERVE_HELP = ("%sieve serve NAME... [--port N] serve them over HTTP until the kernel stops "
+               "(--stop NAME to stop)")
+
+
+def _export_command(words: list[str]) -> Any:
+    from sieve_jupyter.bundle._magic import export_command
+
+    return export_command(words)
+
+
+def _serve_command(words: list[str]) -> Any:
+    from sieve_jupyter.serve._magic import serve_command
+
+    return serve_command(words)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
@@ -131,6 +155,9 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
     )
     from sieve_jupyter._errors import (
         EnvironmentVariableError as EnvironmentVariableError,
+    )
+    from sieve_jupyter._errors import (
+        ExportError as ExportError,
     )
     from sieve_jupyter._errors import (
         FunctionNotFoundError as FunctionNotFoundError,
@@ -174,6 +201,9 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
     from sieve_jupyter._errors import (
         WorkerError as WorkerError,
     )
+    from sieve_jupyter.bundle import (
+        export as export,
+    )
     from sieve_jupyter.jupyter.widgets import (
         form as form,
     )
@@ -194,6 +224,9 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
     )
     from sieve_jupyter.manager import (
         wait as wait,
+    )
+    from sieve_jupyter.modelyaml import (
+        load_yaml as load_yaml,
     )
     from sieve_jupyter.runtime import (
         Audio as Audio,

@@ -2,7 +2,9 @@
 
     SieveError                          base of everything raised by sieve-jupyter
     ├── SpecError (ValueError)          a bad decorator argument, magic option or model.yaml;
-    │                                   raised at decoration time, names `field` and `fix`
+    │   │                               raised at decoration time, names `field` and `fix`
+    │   └── ModelYamlError              a model.yaml is invalid: each problem says
+    │                                   FILE:LINE:COL, the key path, what is wrong and the fix
     ├── InputError (ValueError)         an argument (of a call, or a form field) does not fit
     │                                   the input's type; names `field` and `fix`, nothing is
     │                                   queued
@@ -13,6 +15,8 @@
     │                                   environment; raised before any worker starts
     ├── GpuUnavailableError             the requested GPU is not on this machine
     ├── DependencyError                 a local worker cannot honour `python_packages`
+    ├── ExportError                     code cannot be captured into a bundle (a name it needs
+    │                                   is undefined, a cell cannot be read); names the cell
     ├── BackendError                    a backend could not prepare or start workers
     │   └── BuildError                  an image build failed (carries the failing step and
     │                                   the tail of its log)
@@ -41,6 +45,8 @@ the attribute `remote_traceback`.
 from __future__ import annotations
 
 import concurrent.futures
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
@@ -49,11 +55,13 @@ __all__ = [
     "ConfigurationError",
     "DependencyError",
     "EnvironmentVariableError",
+    "ExportError",
     "FunctionNotFoundError",
     "GpuFallbackWarning",
     "GpuUnavailableError",
     "InputError",
     "JobCancelledError",
+    "ModelYamlError",
     "PythonVersionMismatchError",
     "RemoteError",
     "RemoteTraceback",
@@ -64,6 +72,7 @@ __all__ = [
     "SwapError",
     "WorkerCrashedError",
     "WorkerError",
+    "YamlProblem",
 ]
 
 
@@ -97,6 +106,58 @@ class SpecError(_FieldError):
     """
 
 
+@dataclass(frozen=True)
+class YamlProblem:
+    """One problem in a model.yaml, where it is and how to fix it.
+
+    Attributes:
+        file: the file as the user named it (e.g. ``model.yaml``).
+        line, column: 1-based position of the value (or key) at fault.
+        key_path: where in the document, e.g. ``models[0].runtime.load.entrypoint``.
+        problem: what is wrong. fix: what to write instead.
+    """
+
+    file: str
+    line: int
+    column: int
+    key_path: str
+    problem: str
+    fix: str = ""
+
+    def __str__(self) -> str:
+        text = f"{self.file}:{self.line}:{self.column}: {self.key_path or '(document)'}: "
+        text += self.problem
+        return f"{text} Fix: {self.fix}" if self.fix else text
+
+
+class ModelYamlError(SpecError):
+    """A model.yaml cannot be loaded; raised before anything is cloned, built or run where
+    the problem allows it.
+
+    Attributes:
+        problems: every problem found (at least one), each a `YamlProblem`.
+        field, problem, fix: those of the first problem (``field`` is its key path).
+    """
+
+    def __init__(self, problems: Sequence[YamlProblem]) -> None:
+        if not problems:
+            raise ValueError("ModelYamlError needs at least one problem")
+        self.problems = tuple(problems)
+        first = self.problems[0]
+        super().__init__(first.key_path, first.problem, first.fix)
+        if len(self.problems) > 1:
+            lines = [f"{len(self.problems)} problems:", *(f"  {p}" for p in self.problems)]
+            self.args = ("\n".join(lines),)
+        else:
+            self.args = (str(first),)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.problems,))
+
+
 class InputError(_FieldError):
     """A value given for a function's input (a `.run()` / `.push()` argument, or a form field)
     does not fit its type hint; nothing was queued.
@@ -124,6 +185,11 @@ class GpuUnavailableError(SieveError):
 
 class DependencyError(SieveError):
     """A local worker runs in the kernel's environment and a required package is missing."""
+
+
+class ExportError(SieveError):
+    """Code cannot be captured into a bundle; the message names the cell and the name at fault
+    and says how to fix it."""
 
 
 class BackendError(SieveError):

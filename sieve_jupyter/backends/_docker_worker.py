@@ -29,9 +29,9 @@ def container_settings(
 ) -> dict[str, Any]:
     """The ``containers.create`` arguments for one worker (pure: no engine call).
 
-    The IPC directory, this package (read-only) and the source folder are bind-mounted; the
-    container runs as the kernel's uid:gid so the private socket directory is reachable; a GPU
-    worker gets a device request for exactly its assigned cards.
+    The IPC directory, this package (read-only), the source folder and the spec's `mounts` are
+    bind-mounted; the container runs as the kernel's uid:gid so the private socket directory is
+    reachable; a GPU worker gets a device request for exactly its assigned cards.
     """
     spec = launch.spec
     package_dir = Path(__file__).resolve().parents[1]  # sieve_jupyter/
@@ -47,6 +47,11 @@ def container_settings(
     for text in options.mounts:
         host, target, read_only = DockerOptions.parse_mount(text)
         mounts.append(docker.types.Mount(target, host, type="bind", read_only=read_only))
+    # what the function reads from the host (a model.yaml's checkout and files), at the same
+    # path so the paths the worker was given stay valid
+    for text in spec.mounts:
+        path = text.removesuffix(":ro")
+        mounts.append(docker.types.Mount(path, path, type="bind", read_only=path != text))
     env = dict(launch.env)
     env["PYTHONPATH"] = f"{RUNTIME_MOUNT}:{SRC_MOUNT}"
     uid, gid = os.getuid(), os.getgid()

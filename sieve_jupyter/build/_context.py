@@ -185,7 +185,8 @@ def make_build_context(
     base = choose_base_image(
         python,
         environment.cuda_version,
-        base_image=options.base_image,
+        # the environment's own base (a model.yaml's runtime.image) is the more specific choice
+        base_image=environment.base_image or options.base_image,
         cpu_template=options.cpu_base_template,
         gpu_template=options.gpu_base_template,
     )

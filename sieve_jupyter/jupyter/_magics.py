@@ -17,7 +17,7 @@ from sieve_jupyter.jupyter._listing import functions_table, job_logs, jobs_table
 from sieve_jupyter.manager import get_manager
 from sieve_jupyter.sdk import register
 
-__all__ = ["SieveMagics"]
+__all__ = ["EXTRA_COMMANDS", "SieveMagics"]
 
 _HELP = """\
 %sieve ls                      functions and models: kind, backend, workers, state, setup time
@@ -27,8 +27,10 @@ _HELP = """\
 %sieve restart NAME            fresh workers; __setup__ runs again
 %sieve build NAME              prepare the environment ahead of the first call (docker: build)
 %sieve form NAME               a form generated from the type hints (submit pushes a job)
+%sieve load FILE [--name N] [--backend B] [--workers N] [--refresh]
+                               load the models of a model.yaml (returns {name: model})
 %sieve config [KEY=VALUE ...]  show or change settings (backend, workers, user, gpu_fallback, ...)
-%sieve help                    this text
+%sieve help                    this text{extra}
 
 %%sieve_function / %%sieve_model take the decorator's options; see %%sieve_function?"""
 
@@ -65,6 +67,16 @@ def _cell_options(func: Any) -> Any:
     for option in reversed(options):
         func = option(func)
     return magic_arguments()(func)
+
+
+#: `%sieve` subcommands of the layers above this one (export, serve), registered by them:
+#: name -> (handler taking the words after the command, help line)
+EXTRA_COMMANDS: dict[str, tuple[Any, str]] = {}
+
+
+def _help() -> str:
+    extra = "".join(f"\n{line}" for _, line in EXTRA_COMMANDS.values())
+    return _HELP.replace("{extra}", extra)  # (the help text has braces of its own)
 
 
 @magics_class
@@ -142,14 +154,16 @@ class SieveMagics(Magics):
             raise UsageError(f"%sieve: {exc}") from None
         command, rest = (words[0], words[1:]) if words else ("help", [])
         handler = getattr(self, f"_cmd_{command}", None)
+        if handler is None and command in EXTRA_COMMANDS:
+            handler = EXTRA_COMMANDS[command][0]
         if handler is None:
-            raise UsageError(f"%sieve {command}: unknown command.\n\n{_HELP}")
+            raise UsageError(f"%sieve {command}: unknown command.\n\n{_help()}")
         return handler(rest)
 
     # -- %sieve subcommands ----------------------------------------------------------------
 
     def _cmd_help(self, rest: list[str]) -> None:
-        print(_HELP)
+        print(_help())
 
     def _cmd_ls(self, rest: list[str]) -> Any:
         return functions_table(get_manager())
@@ -210,6 +224,38 @@ class SieveMagics(Magics):
         from sieve_jupyter.jupyter.widgets import form
 
         return form(rest[0])
+
+    def _cmd_load(self, rest: list[str]) -> Any:
+        usage = "%sieve load FILE [--name NAME] [--backend B] [--workers N] [--refresh]"
+        words, options, refresh = list(rest), {}, False
+        path = None
+        while words:
+            word = words.pop(0)
+            if word == "--refresh":
+                refresh = True
+            elif word in ("--name", "--backend", "--workers"):
+                if not words:
+                    raise UsageError(f"{usage}: {word} needs a value.")
+                options[word[2:]] = words.pop(0)
+            elif path is None and not word.startswith("-"):
+                path = word
+            else:
+                raise UsageError(f"{usage}: unexpected {word!r}.")
+        if path is None:
+            raise UsageError(f"{usage}: give the model.yaml to load.")
+        if "workers" in options and not options["workers"].isdigit():
+            raise UsageError(f"{usage}: --workers takes a number.")
+        from sieve_jupyter.modelyaml import load_yaml
+
+        models = load_yaml(
+            path, name=options.get("name"), backend=options.get("backend"),
+            workers=int(options["workers"]) if "workers" in options else None, refresh=refresh,
+        )
+        for handle in models.values():
+            record = handle._record
+            print(f"Loaded model {handle.name!r} ({record.backend}, {record.workers} worker"
+                  f"{'s' if record.workers != 1 else ''}): {handle.name}{handle.spec.signature}")
+        return models
 
     def _cmd_config(self, rest: list[str]) -> Any:
         if not rest:

@@ -288,4 +288,4 @@ class JobFuture(concurrent.futures.Future[T]):
             extra = f" {type(self._exception).__name__}"
         duration = self.duration
         took = f" {duration:.3f}s" if duration is not None else ""
-        return f"<JobFuture[Any] {self.job_id} {self.status.value}{extra}{took}>"
+        return f"<JobFuture {self.job_id} {self.status.value}{extra}{took}>"

@@ -35,6 +35,16 @@ class PoolWorkers(PoolBase):
 
     # -- worker lifecycle --------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Start workers up to the pool size without waiting for a job (`Manager.warm`)."""
+        with self.lock:
+            self.ensure_open()
+            if self.state == "stopped":
+                self.state = "idle"
+            started = self._start_workers()
+        if started:
+            self.publish_function()
+
     def _start_workers(self) -> bool:
         """Start workers up to the pool size (lock held). Returns whether any started."""
         if self._retiring or self.state == "stopped":
@@ -83,6 +93,9 @@ class PoolWorkers(PoolBase):
             if not stopping:
                 self.state = "error"
                 self.last_error = f"{type(exc).__name__}: {exc}"
+                remote = getattr(exc, "remote_traceback", "")
+                if remote:  # (what `__setup__` raised, for whoever has no job to show it in)
+                    self.last_error += f"\n\n{remote}"
             doomed: list[JobFuture[Any]] = []
             if all(w.state is WorkerState.EXITED for w in self.workers.values()):
                 doomed, self.queue = list(self.queue), collections.deque()

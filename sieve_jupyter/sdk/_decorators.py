@@ -51,17 +51,22 @@ def register(
     backend: str | None = None,
     workers: int | None = None,
     force_setup: bool = False,
+    spec: FunctionSpec | None = None,
     **options: Any,
 ) -> tuple[FunctionHandle[..., Any], Registration]:
     """Validate, register with the manager and wrap in a handle. Returns the handle and what
     the registration did (`Registration`: new, replaced, or swapped into warm workers).
 
+    `spec`, when given, is used as it is instead of one built from `options` (a model.yaml
+    model builds its own: base image, mounts).
+
     Raises:
         SpecError: a bad argument, naming the field and the fix.
         SwapError: new code for warm workers failed to load there; nothing changed.
     """
-    spec = spec_from_callable(obj, kind=kind, name=name or getattr(obj, "__name__", None),
-                              **options)
+    if spec is None:
+        spec = spec_from_callable(obj, kind=kind, name=name or getattr(obj, "__name__", None),
+                                  **options)
     if backend is not None:
         from sieve_jupyter._config import Config
 
@@ -80,7 +85,7 @@ def register(
         force_setup=force_setup,
         sources=source_lines(obj),
     )
-    handle_type = ModelHandle if spec.kind == "model" else FunctionHandle[..., Any]
+    handle_type = ModelHandle if spec.kind == "model" else FunctionHandle
     return handle_type(obj, spec, registration.record), registration
 
 
@@ -136,27 +141,35 @@ class _FunctionDecorator:
         return decorate if obj is None else decorate(obj)
 
     @staticmethod
-    def get(name: str) -> FunctionHandle[..., Any]:
-        """The function registered as ``"user/name"`` (or ``"name"``) in this kernel.
+    def get(name: str, **options: Any) -> FunctionHandle[..., Any]:
+        """The function registered as ``"user/name"`` (or ``"name"``) in this kernel, or the
+        one served at ``"http://host:port[/functions/name]"`` (``token=`` for a server that
+        wants one; see `sdk/_remote.py`).
 
         Inside a worker this returns a proxy whose `.run/.push` go through the manager.
 
         Raises:
             FunctionNotFoundError: unknown name; the message lists the known ones.
         """
-        return get(name)
+        return get(name, **options)
 
     def __repr__(self) -> str:
         return "<sieve.function decorator>"
 
 
-def get(name: str) -> FunctionHandle[..., Any]:
-    """The handle of a registered function (or, inside a worker, a proxy through the kernel)."""
+def get(name: str, **options: Any) -> FunctionHandle[..., Any]:
+    """The handle of a registered function (or, inside a worker, a proxy through the kernel;
+    for an http(s) URL, a handle on the function a server serves there)."""
+    if name.startswith(("http://", "https://")):
+        from sieve_jupyter.sdk._remote import http_function
+
+        # (duck-typed: run / push / map like a handle, with the same futures and errors)
+        return cast("FunctionHandle[..., Any]", http_function(name, **options))
     if current_context() is not None:
         # (duck-typed: the proxy has run / push like a handle)
         return cast("FunctionHandle[..., Any]", RemoteFunction(name.rpartition("/")[2]))
     record = get_manager().record(name)
-    handle_type = ModelHandle if record.spec.kind == "model" else FunctionHandle[..., Any]
+    handle_type = ModelHandle if record.spec.kind == "model" else FunctionHandle
     return handle_type(record.obj, record.spec, record)
 
 

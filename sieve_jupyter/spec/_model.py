@@ -19,6 +19,8 @@ from sieve_jupyter.spec._validate import (
     check_bool,
     check_env_name,
     check_function_name,
+    check_image_reference,
+    check_mount,
     check_python_version,
     check_requirement,
     check_run_command,
@@ -221,6 +223,10 @@ class Environment:
     #: a full CUDA release (see `CUDA_VERSIONS`), or None for a CPU-only base image
     cuda_version: str | None = None
     run_commands: tuple[str, ...] = ()
+    #: the image to build on (a model.yaml's ``runtime.image``); None lets the backend choose
+    #: (official Python or CUDA images, or its configured base). It must provide the kernel's
+    #: Python, or apt to install it.
+    base_image: str | None = None
 
     def __post_init__(self) -> None:
         _set(self, "python_version", check_python_version(self.python_version))
@@ -250,6 +256,8 @@ class Environment:
                 self.run_commands, "run_commands", check_run_command, example='["echo hi"]'
             ),
         )
+        if self.base_image is not None:
+            _set(self, "base_image", check_image_reference(self.base_image, "base_image"))
 
     @property
     def needs_cuda(self) -> bool:
@@ -257,13 +265,18 @@ class Environment:
         return self.cuda_version is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "python_version": self.python_version,
             "python_packages": list(self.python_packages),
             "system_packages": list(self.system_packages),
             "cuda_version": self.cuda_version,
             "run_commands": list(self.run_commands),
         }
+        # Only when set: every environment without one keeps the hash (and image tag) it had
+        # before the field existed.
+        if self.base_image is not None:
+            data["base_image"] = self.base_image
+        return data
 
     @classmethod
     def from_dict(cls, data: Any) -> Environment:
@@ -314,6 +327,10 @@ class FunctionSpec:
     is_generator: bool = False
     signature: str = "()"
     doc: str = ""
+    #: absolute host paths the worker reads besides its pickled code (a model.yaml's checkout
+    #: and files), each ``PATH`` or ``PATH:ro``: a container gets each bind-mounted at the same
+    #: path, so paths in the code stay valid; local workers see them already
+    mounts: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_function_name(self.name)
@@ -338,6 +355,11 @@ class FunctionSpec:
         _set(self, "output", _json_clean(self.output, "output"))
         check_str(self.signature, "signature")
         check_str(self.doc, "doc")
+        _set(
+            self,
+            "mounts",
+            check_str_list(self.mounts, "mounts", check_mount, example='["/data:ro"]'),
+        )
 
     __hash__ = None  # type: ignore[assignment]  # holds dicts; compare with ==, key by name
 
@@ -360,6 +382,8 @@ class FunctionSpec:
             "is_generator": self.is_generator,
             "signature": self.signature,
             "doc": self.doc,
+            # only when there are some, so specs of decorated functions read as before
+            **({"mounts": list(self.mounts)} if self.mounts else {}),
         }
 
     @classmethod

@@ -19,6 +19,8 @@ __all__ = [
     "check_bool",
     "check_env_name",
     "check_function_name",
+    "check_image_reference",
+    "check_mount",
     "check_python_version",
     "check_requirement",
     "check_run_command",
@@ -39,6 +41,14 @@ _APT_RE = re.compile(r"^[a-z0-9][a-z0-9+.\-]+(:[a-z0-9\-]+)?(=[A-Za-z0-9.+:~\-]+
 #: pip options allowed as entries of `python_packages` (they go into requirements.txt).
 _PIP_OPTIONS = ("--index-url", "--extra-index-url", "--find-links", "-f", "--pre")
 _URL_PREFIXES = ("git+", "hg+", "svn+", "bzr+", "http://", "https://", "file:")
+#: A Docker image reference: ``[host[:port]/]path[:tag][@digest]`` (the distribution grammar).
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE_RE = re.compile(
+    r"^(?:[a-zA-Z0-9](?:[a-zA-Z0-9.-]*[a-zA-Z0-9])?(?::[0-9]+)?/)?"
+    rf"{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?$"
+)
 
 
 def current_python_version() -> str:
@@ -202,3 +212,28 @@ def check_run_command(value: str, field: str) -> str:
             "give each command its own list entry (join steps with '&&' to share a shell).",
         )
     return value.strip()
+
+
+def check_image_reference(value: Any, field: str) -> str:
+    """A Docker image reference such as ``python:3.11-slim`` or ``ghcr.io/org/img@sha256:...``."""
+    text = check_str(value, field, allow_empty=False, example='"python:3.11-slim"')
+    if not _IMAGE_RE.match(text):
+        raise SpecError(
+            field,
+            f"{text!r} is not a Docker image reference.",
+            "write [registry/]name[:tag] in lowercase, e.g. \"pytorch/pytorch:2.3.1-cuda12.1-"
+            'cudnn8-runtime" or "python:3.11-slim".',
+        )
+    return text
+
+
+def check_mount(value: str, field: str) -> str:
+    """A host path a worker reads at the same path: absolute, optionally ending in ``:ro``."""
+    path = value[: -len(":ro")] if value.endswith(":ro") else value
+    if not path.startswith("/") or "\0" in path:
+        raise SpecError(
+            field,
+            f"{value!r} is not an absolute host path.",
+            'give an absolute path, optionally ending in ":ro" for read-only, e.g. "/data:ro".',
+        )
+    return value

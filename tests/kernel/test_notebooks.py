@@ -56,7 +56,7 @@ def _text(cell: Any) -> str:
 
 def test_every_demo_notebook_is_tested() -> None:
     assert {p.name for p in NOTEBOOKS.glob("*.ipynb")} == {
-        "quickstart.ipynb", "batch_frames.ipynb", "chaining.ipynb",
+        "quickstart.ipynb", "batch_frames.ipynb", "chaining.ipynb", "deploy.ipynb",
     }
 
 
@@ -92,3 +92,15 @@ def test_chaining(tmp_path: Path, name: str) -> None:
     assert "+0.333  I love how fast and warm the model stays." in out[1]
     assert "-0.500  Cold starts are slow and bad." in out[1]
     assert "review-pipeline" in out[2] and "sentiment" in out[2]
+
+
+def test_deploy(tmp_path: Path) -> None:
+    out = execute("deploy.ipynb", tmp_path)
+    assert out[1].endswith("3\n") or "3" in out[1]
+    assert "Exported adder" in out[2] and "taken whole" in out[2]
+    assert "Dockerfile" in out[2] and "sieve.yaml" in out[2]
+    assert "ready: loading the offset once" in out[3]
+    assert '"status":"succeeded"' in out[4] and '"output":5' in out[4]
+    assert "3\n42 finished\nInputError: x2:" in out[5]
+    assert "server exited with 0" in out[6]
+    assert (tmp_path / "bundles" / "adder" / "sieve.yaml").exists()

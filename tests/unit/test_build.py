@@ -78,6 +78,17 @@ def test_explicit_base_image_overrides_cpu_and_gpu_defaults() -> None:
         assert "install-python.sh" in ctx.files
 
 
+def test_an_environments_own_base_image_wins_over_the_configured_one() -> None:
+    # a model.yaml's runtime.image is more specific than a kernel-wide docker_base_image
+    env = Environment(base_image="pytorch/pytorch:2.3.1-cuda12.1-cudnn8-runtime")
+    ctx = make_build_context(env, BuildOptions(base_image="registry.example/team/base:1"))
+    assert ctx.base_image == "pytorch/pytorch:2.3.1-cuda12.1-cudnn8-runtime"
+    assert ctx.dockerfile.splitlines()[2] == f"FROM {ctx.base_image}"
+    assert ctx.labels["io.sieve-jupyter.base-image"] == ctx.base_image
+    assert "install-python.sh" in ctx.files  # it may lack the kernel's Python
+    assert ctx.tag != make_build_context(Environment()).tag
+
+
 def test_base_templates_are_overridable() -> None:
     options = BuildOptions(
         cpu_base_template="mirror.example/python:{python}-bookworm",

@@ -53,6 +53,17 @@ def test_extra_mounts_and_no_source_mount(tmp_path: Path) -> None:
     assert mounts["/in"]["Source"] == "/data" and mounts["/in"]["ReadOnly"]
 
 
+def test_the_specs_host_paths_are_mounted_at_the_same_path(tmp_path: Path) -> None:
+    checkout, weights = tmp_path / "checkout", tmp_path / "weights.pt"
+    spec = FunctionSpec(name="yolor", mounts=(f"{checkout}:ro", str(weights)))
+    launch = WorkerLaunch(spec=spec, worker_id="w1", ipc_dir=tmp_path / "ipc")
+    options = DockerOptions(network_mode="none", src_dir="")
+    mounts = mounts_by_target(container_settings(launch, "img:1", options, "host/boot/1/2"))
+    assert mounts[str(checkout)]["Source"] == str(checkout) and mounts[str(checkout)]["ReadOnly"]
+    assert mounts[str(weights)]["Source"] == str(weights)
+    assert not mounts[str(weights)]["ReadOnly"]
+
+
 def test_runs_as_the_kernel_user_with_its_env_and_network(tmp_path: Path) -> None:
     config = settings(tmp_path, env={"API_KEY": "k"})
     assert config["user"] == f"{os.getuid()}:{os.getgid()}"

@@ -24,6 +24,7 @@ EXPORTED = [
     "DependencyError",
     "Env",
     "EnvironmentVariableError",
+    "ExportError",
     "FatalException",
     "File",
     "FunctionHandle",
@@ -53,11 +54,13 @@ EXPORTED = [
     "as_completed",
     "config",
     "configure",
+    "export",
     "form",
     "function",
     "gather",
     "gpu",
     "load_ipython_extension",
+    "load_yaml",
     "progress",
     "report_progress",
     "unload_ipython_extension",
@@ -119,7 +122,7 @@ def test_importing_the_package_loads_nothing_else() -> None:
         """
     )
     # (the hook list the notebook layer registers in: a few lines of the standard library)
-    assert result["loaded"] == ["sieve_jupyter", "sieve_jupyter._hooks"]
+    assert result["loaded"] == ["sieve_jupyter", "sieve_jupyter._hooks", "sieve_jupyter._version"]
 
 
 def test_worker_runtime_imports_only_the_standard_library_and_cloudpickle() -> None:
@@ -138,9 +141,9 @@ def test_worker_runtime_imports_only_the_standard_library_and_cloudpickle() -> N
     )
     assert result["third_party"] == ["cloudpickle", "sieve_jupyter"]
     for module in result["ours"]:
-        assert module in ("sieve_jupyter", "sieve_jupyter._hooks") or module.startswith(
-            "sieve_jupyter.runtime"
-        ), module
+        assert module in (
+            "sieve_jupyter", "sieve_jupyter._hooks", "sieve_jupyter._version"
+        ) or module.startswith("sieve_jupyter.runtime"), module
 
 
 def test_worker_starts_where_notebook_packages_are_missing() -> None:

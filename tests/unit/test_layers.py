@@ -16,16 +16,20 @@ LAYERS: dict[str, int] = {
     "runtime": 0,  # inside workers: the standard library and cloudpickle only
     "_errors": 1,
     "_hooks": 1,
+    "_version": 1,
     "_config": 1,
     "spec": 2,
     "build": 3,
     "backends": 4,
     "manager": 5,
     "sdk": 6,
+    # loading a model.yaml registers models through the SDK, and `%sieve load` (the notebook
+    # layer) calls it; writing one is part of export
+    "modelyaml": 6,
     "jupyter": 7,
     # what sits on top of the notebook layer: deployment and the command line
-    "modelyaml": 8,
     "export": 8,
+    "bundle": 8,  # the export layer's package (`export` would shadow `sieve.export`)
     "serve": 8,
     "deploy": 8,
     "cli": 8,

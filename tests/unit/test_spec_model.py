@@ -181,7 +181,42 @@ def test_environment_holds_only_image_inputs() -> None:
         "system_packages",
         "cuda_version",
         "run_commands",
+        "base_image",
     }
+
+
+def test_an_environment_without_a_base_image_keeps_the_hash_it_had_before_that_field() -> None:
+    # image tags derive from this hash: adding the field must not rebuild anyone's images
+    env = Environment(python_version="3.11", python_packages=("numpy",))
+    assert "base_image" not in env.to_dict()
+    assert env.content_hash() == "a5540d907eca8765d25c3e8cbc3a5a5662900934460a14ffa4a5b6d660ffcd66"
+
+
+def test_a_base_image_round_trips_and_changes_the_hash() -> None:
+    env = Environment(python_version="3.11", base_image="pytorch/pytorch:2.3.1-cuda12.1-runtime")
+    assert Environment.from_dict(env.to_dict()) == env
+    assert env.content_hash() != dataclasses.replace(env, base_image=None).content_hash()
+
+
+@pytest.mark.parametrize("image", ["Not An Image", "python:3.11 slim", "https://x/y", ""])
+def test_a_bad_base_image_names_the_field_and_fix(image: str) -> None:
+    with pytest.raises(SpecError) as info:
+        Environment(base_image=image)
+    assert info.value.field == "base_image" and info.value.fix
+
+
+def test_mounts_round_trip_and_are_left_out_when_empty() -> None:
+    assert "mounts" not in FunctionSpec(name="f").to_dict()
+    spec = FunctionSpec(name="f", mounts=["/srv/checkout:ro", "/data/weights.pt"])
+    assert spec.mounts == ("/srv/checkout:ro", "/data/weights.pt")
+    assert FunctionSpec.from_json(spec.to_json()) == spec
+
+
+@pytest.mark.parametrize("mount", ["relative/path", "C:/data", "/ok\0nul"])
+def test_a_mount_must_be_an_absolute_host_path(mount: str) -> None:
+    with pytest.raises(SpecError) as info:
+        FunctionSpec(name="f", mounts=[mount])
+    assert info.value.field == "mounts[0]" and "absolute" in str(info.value)
 
 
 def test_content_hash_is_stable_and_hex() -> None:

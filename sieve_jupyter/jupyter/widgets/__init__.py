@@ -2,7 +2,7 @@
 
     sieve.form(fn)                 # a form: fill in, Submit pushes a job, the result shows
     sieve.progress(futures)        # live per-function progress of one or many futures
-    display_future(future)         # what a JobFuture[Any] shows as a cell's output
+    display_future(future)         # what a JobFuture shows as a cell's output
 
 Widgets redraw from one throttled thread (a few times per second), so following 10,000 futures
 costs the kernel and the frontend a bounded number of messages. This module imports ipywidgets
