@@ -39,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "GpuUnavailableError": "sieve_jupyter._errors",
     "Image": "sieve_jupyter.runtime",
     "InputError": "sieve_jupyter._errors",
+    "InstallationError": "sieve_jupyter._errors",
     "JobCancelledError": "sieve_jupyter._errors",
     "JobFuture": "sieve_jupyter.manager",
     "JobStatus": "sieve_jupyter.manager",
@@ -170,6 +171,9 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
     )
     from sieve_jupyter._errors import (
         InputError as InputError,
+    )
+    from sieve_jupyter._errors import (
+        InstallationError as InstallationError,
     )
     from sieve_jupyter._errors import (
         JobCancelledError as JobCancelledError,

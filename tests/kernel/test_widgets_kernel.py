@@ -62,7 +62,9 @@ class Kernel:
 
     def close(self) -> None:
         self.client.stop_channels()
-        self.manager.shutdown_kernel(now=True)
+        # A shutdown request, as Jupyter's "Shut Down Kernel" sends: the kernel runs its exit
+        # handlers, which stop its workers and remove the files uploaded through forms.
+        self.manager.shutdown_kernel(now=False)
 
 
 @pytest.fixture(scope="module")

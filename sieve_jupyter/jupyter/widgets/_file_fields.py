@@ -10,7 +10,9 @@ import datetime
 import html
 import os
 import pathlib
+import shutil
 import tempfile
+import weakref
 from typing import Any
 
 import ipywidgets as widgets
@@ -97,6 +99,9 @@ class FileField(Field):
         key = (str(item["name"]), len(content))
         if self._saved is None or self._saved[0] != key:
             folder = tempfile.mkdtemp(prefix="sieve-upload-")
+            # Jobs pushed with this file may still be waiting to run: it goes with the field
+            # (once its form is closed and collected) or at interpreter exit, whichever is first.
+            weakref.finalize(self, shutil.rmtree, folder, True)
             target = os.path.join(folder, os.path.basename(str(item["name"])) or "upload")
             with open(target, "wb") as out:
                 out.write(content)
