@@ -20,6 +20,8 @@
     ├── DeployError                     a deployment could not be started or changed (its
     │                                   setup failed, its image did not build): says why, and
     │                                   which version still serves
+    ├── InstallationError               a module of sieve-jupyter itself cannot be imported:
+    │                                   the installation is incomplete (no extra brings it back)
     ├── BackendError                    a backend could not prepare or start workers
     │   └── BuildError                  an image build failed (carries the failing step and
     │                                   the tail of its log)
@@ -64,6 +66,7 @@ __all__ = [
     "GpuFallbackWarning",
     "GpuUnavailableError",
     "InputError",
+    "InstallationError",
     "JobCancelledError",
     "ModelYamlError",
     "PythonVersionMismatchError",
@@ -200,6 +203,12 @@ class DeployError(SieveError):
     """A deployment could not be started or changed: a new version's setup failed, its image
     did not build, its server exited. The message says why and which version (if any) still
     serves the name; a failed redeploy leaves the old version as it was."""
+
+
+class InstallationError(SieveError):
+    """A module of sieve-jupyter itself is missing or cannot be imported: the installation (or
+    the distribution it came from) is incomplete. No optional extra provides it, so the message
+    says how to reinstall instead."""
 
 
 class BackendError(SieveError):

@@ -29,7 +29,10 @@ from sieve_jupyter.serve._settings import ServeSettings
 if TYPE_CHECKING:
     from sieve_jupyter.serve._service import Service
 
-__all__ = ["BackgroundServer", "bind", "inherited", "serve_bundle", "serve_functions"]
+__all__ = [
+    "BackgroundServer", "bind", "inherited", "serve_bundle", "serve_functions",
+    "serve_modelyaml",
+]
 
 #: seconds a stopping server waits for the predictions in flight
 GRACE_SECONDS = 30.0
@@ -205,6 +208,36 @@ def serve_bundle(
     service.add_bundle(bundle)
     if prepare is not None:
         prepare(service)
+    return _serve_foreground(service, settings)
+
+
+def serve_modelyaml(
+    path: str | os.PathLike[str], settings: ServeSettings, *, name: str | None = None
+) -> int:
+    """Serve the models of a model.yaml until SIGTERM/SIGINT (or POST /shutdown). Returns 0.
+
+    They are loaded as `sieve.load_yaml` loads them (fetched, checked, registered with this
+    process's manager, `settings.workers` each) and served as a bundle's functions are.
+
+    Raises:
+        ModelYamlError: a problem in the file (``FILE:LINE:COL``, key path, fix).
+        ConfigurationError: a bad setting, or the port is taken.
+    """
+    from sieve_jupyter.modelyaml import load_yaml
+    from sieve_jupyter.serve._service import Service
+
+    settings.validate()
+    if settings.busy_poll_us is not None:
+        from sieve_jupyter._config import configure
+
+        configure(busy_poll_us=settings.busy_poll_us)
+    models = load_yaml(path, name=name, workers=settings.workers)
+    service = Service(settings)
+    service.add_registered(list(models), owned=True)
+    return _serve_foreground(service, settings)
+
+
+def _serve_foreground(service: Any, settings: ServeSettings) -> int:
     sock = inherited(settings.fd) if settings.fd is not None else bind(settings.host,
                                                                          settings.port)
     names = ", ".join(service.functions)

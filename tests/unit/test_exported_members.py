@@ -37,6 +37,7 @@ EXPORTED = [
     "GpuUnavailableError",
     "Image",
     "InputError",
+    "InstallationError",
     "JobCancelledError",
     "JobFuture",
     "JobStatus",
