@@ -1,0 +1,191 @@
+"""Local deployments (the embedded default, no Docker): a detached server per version, found
+by name from any process, redeployed without a failed call, and gone without a trace when
+undeployed or killed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from _deployed import adder_cells, cli, exported, processes_under, run_script
+
+import sieve_jupyter as sieve
+from sieve_jupyter._errors import SieveWarning
+from sieve_jupyter.backends._identity import ProcessIdentity
+from sieve_jupyter.deploy import deploy_bundle
+from sieve_jupyter.deploy._registry import LocalRegistry
+
+SCRIPT = '''\
+import sieve_jupyter as sieve
+
+@sieve.Model(name="adder")
+class Adder:
+    def __setup__(self):
+        print("setting up the adder")
+
+    def __predict__(self, x1: int, x2: int) -> int:
+        return x1 + x2
+
+if __name__ == "__main__":
+    sieve.configure(user="alice")
+    print(Adder.deploy())
+'''
+
+CALLER = '''\
+import json
+import sieve_jupyter as sieve
+
+adder = sieve.function.get("alice/adder")
+print(json.dumps({"run": adder.run(1, 2), "push": adder.push(2, 3).result(),
+                  "version": adder.version}))
+'''
+
+
+def _deploy(cells: list[str], path: Path, **options: Any) -> sieve.DeployResult:
+    bundle = exported(cells, path)
+    options.setdefault("backend", "local")
+    options.setdefault("workers", 1)
+    return deploy_bundle(bundle.files, bundle.functions, bundle.default,
+                         log=lambda line: None, **options)
+
+
+def test_a_script_deploys_and_exits_and_another_process_calls_it_by_name(
+        tmp_path: Path) -> None:
+    deployed = run_script(SCRIPT, tmp_path / "deploy_adder.py")
+    assert "Deployed alice/adder version 1-" in deployed.stdout
+
+    first = json.loads(run_script(CALLER, tmp_path / "caller.py").stdout)
+    second = json.loads(run_script(CALLER, tmp_path / "caller2.py").stdout)
+    assert (first["run"], first["push"]) == (3, 5)
+    assert second == first
+
+    listed = json.loads(cli("deployments", "--json").stdout)
+    assert [(d["name"], d["backend"], d["health"], d["token"]) for d in listed] == [
+        ("alice/adder", "local", "READY", False)]
+    assert listed[0]["version"] == first["version"]
+    logs = cli("logs", "alice/adder", "-n", "200").stdout
+    # warm: setup ran once, in the deployment, for both callers
+    assert logs.count("setting up the adder") == 1
+    assert "worker adder-w1 ready" in logs
+
+    entry, = LocalRegistry().entries()
+    server = ProcessIdentity.parse(entry["process"])
+    assert server is not None and server.is_alive()
+    undeployed = cli("undeploy", "alice/adder")
+    assert undeployed.returncode == 0, undeployed.stderr
+    assert "Undeployed alice/adder" in undeployed.stdout
+    assert not server.is_alive()
+    assert LocalRegistry().entries() == []
+    assert processes_under(tmp_path) == []
+    with pytest.raises(sieve.FunctionNotFoundError, match="deployments: none"):
+        sieve.function.get("alice/adder")
+
+
+def test_a_redeploy_under_a_client_loop_loses_no_call(tmp_path: Path) -> None:
+    sieve.configure(user="alice")
+    first = _deploy(adder_cells(offset=0, delay=0.2), tmp_path / "v1.ipynb")
+    assert first.outcome == "new"
+    again = _deploy(adder_cells(offset=0, delay=0.2), tmp_path / "v1.ipynb")
+    assert again.outcome == "unchanged" and again.version == first.version
+    assert "unchanged" in str(again)
+
+    handle = sieve.function.get("alice/adder")  # obtained before the redeploy
+    results: list[int] = []
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    def loop(push: bool) -> None:
+        while not stop.is_set():
+            try:
+                results.append(handle.push(1, 2).result() if push else handle.run(1, 2))
+            except BaseException as exc:  # noqa: BLE001 - every failure is the finding
+                failures.append(exc)
+
+    threads = [threading.Thread(target=loop, args=(push,)) for push in (False, True, True)]
+    for thread in threads:
+        thread.start()
+    try:
+        while len(results) < 5:
+            time.sleep(0.05)
+        second = _deploy(adder_cells(offset=100, delay=0.2), tmp_path / "v2.ipynb")
+        seen = len(results)
+        while len(results) < seen + 6:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(60)
+    assert failures == []
+    assert second.outcome == "updated" and second.version.startswith("2-")
+    assert [r.version for r in second.retired] == [first.version]
+    assert set(results) == {3, 103}
+    assert results[-3:] == [103, 103, 103]
+    assert handle.version == second.version  # the handle followed the name
+    assert [e["version"] for e in LocalRegistry().entries()] == [second.version]
+    with pytest.raises(sieve.FunctionNotFoundError, match="has no version '1'"):
+        sieve.function.get("alice/adder:1")
+    assert sieve.function.get("alice/adder:2").run(1, 1) == 102
+
+
+def test_a_redeploy_whose_setup_fails_leaves_the_old_version_serving(tmp_path: Path) -> None:
+    sieve.configure(user="alice")
+    first = _deploy(adder_cells(offset=0), tmp_path / "v1.ipynb")
+    broken = adder_cells(offset=5, setup='raise RuntimeError("no weights here")')
+    with pytest.raises(sieve.DeployError, match="no weights here") as caught:
+        _deploy(broken, tmp_path / "v2.ipynb", timeout=120)
+    assert f"version {first.version} keeps serving" in str(caught.value)
+    assert [e["version"] for e in LocalRegistry().entries()] == [first.version]
+    assert sieve.function.get("alice/adder").run(1, 2) == 3
+    # the failed version left no folder behind
+    versions = LocalRegistry().root / "alice" / "adder"
+    assert sorted(p.name for p in versions.iterdir()) == [first.version]
+
+
+def test_two_users_deployments_of_one_name_stay_apart(tmp_path: Path) -> None:
+    sieve.configure(user="alice")
+    alice = _deploy(adder_cells(offset=0), tmp_path / "alice.ipynb")
+    sieve.configure(user="bob")
+    bob = _deploy(adder_cells(offset=0), tmp_path / "bob.ipynb")
+    assert bob.outcome == "new" and bob.url != alice.url
+    assert [d.key for d in sieve.deployments()] == ["alice/adder", "bob/adder"]
+    assert sieve.function.get("adder").url == bob.url  # (this process is bob now)
+    assert sieve.function.get("alice/adder").url == alice.url
+    sieve.undeploy("alice/adder", log=lambda line: None)
+    assert [d.key for d in sieve.deployments()] == ["bob/adder"]
+    assert sieve.function.get("bob/adder").run(2, 2) == 4
+
+
+def test_a_killed_server_is_detected_and_its_entry_cleaned(tmp_path: Path) -> None:
+    sieve.configure(user="alice")
+    result = _deploy(adder_cells(offset=0), tmp_path / "v1.ipynb")
+    pid = result.deployment.pid
+    assert pid is not None
+    directory = Path(result.deployment.directory or "")
+    assert directory.is_dir()
+    os.kill(pid, signal.SIGKILL)
+    identity = ProcessIdentity.parse(result.deployment.process or "")
+    assert identity is not None
+    while identity.is_alive():
+        time.sleep(0.05)
+    with pytest.warns(SieveWarning, match=f"alice/adder version {result.version} had stopped"):
+        assert sieve.deployments() == []
+    assert LocalRegistry().entries() == []
+    assert not directory.exists()
+    with pytest.raises(sieve.FunctionNotFoundError, match="alice/adder"):
+        sieve.function.get("alice/adder")
+
+
+def test_a_name_found_nowhere_lists_what_exists(tmp_path: Path) -> None:
+    sieve.configure(user="alice")
+    _deploy(adder_cells(offset=0), tmp_path / "v1.ipynb")
+    with pytest.raises(sieve.FunctionNotFoundError) as caught:
+        sieve.function.get("alice/nothing")
+    assert "deployments: alice/adder" in str(caught.value)
+    with pytest.raises(sieve.FunctionNotFoundError, match="deployments: alice/adder"):
+        sieve.undeploy("alice/nothing", log=lambda line: None)
