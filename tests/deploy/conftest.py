@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _deployed import processes_under
+from support import processes_under
 
 from sieve_jupyter._config import config, configure
 from sieve_jupyter._errors import SieveWarning

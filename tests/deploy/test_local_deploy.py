@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _deployed import adder_cells, cli, exported, processes_under, run_script
+from _deployed import adder_cells, cli, exported, run_script
+from support import processes_under
 
 import sieve_jupyter as sieve
 from sieve_jupyter._errors import SieveWarning
@@ -189,3 +190,23 @@ def test_a_name_found_nowhere_lists_what_exists(tmp_path: Path) -> None:
     assert "deployments: alice/adder" in str(caught.value)
     with pytest.raises(sieve.FunctionNotFoundError, match="deployments: alice/adder"):
         sieve.undeploy("alice/nothing", log=lambda line: None)
+
+
+def test_chained_calls_reach_a_deployment(tmp_path: Path, unique: Any) -> None:
+    sieve.configure(user="alice")
+    _deploy(adder_cells(offset=0), tmp_path / "adder.ipynb")
+    caller = [
+        "import sieve_jupyter as sieve",
+        '@sieve.function(name="twice")\ndef twice(x: int) -> int:\n'
+        '    return sieve.function.get("alice/adder").run(x, x)',
+    ]
+    _deploy(caller, tmp_path / "twice.ipynb")
+    # a deployment's function calls another deployment by name
+    assert sieve.function.get("alice/twice").run(4) == 8
+
+    @sieve.function(name=unique("chain"))
+    def chain(x: int) -> int:
+        return int(sieve.function.get("alice/adder").run(x, 1))
+
+    # a kernel's worker calls a deployment by name (through the kernel's manager)
+    assert chain.run(2) == 3
