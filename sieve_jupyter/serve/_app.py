@@ -397,8 +397,11 @@ class _Api:
         try:
             while True:
                 changed.clear()
+                # (read before the yield: a job that ends while the caller looks is seen on
+                # the next round, never skipped -- the caller would miss its end)
+                done = future.done()
                 yield
-                if future.done():
+                if done:
                     return
                 await changed.wait()
         finally:
@@ -428,6 +431,7 @@ class _Api:
                     if not future.streaming and prediction.status == "succeeded":
                         yield _sse_event("output", {"chunk": prediction.output(), "index": 0})
                     yield _sse_event("completed", prediction.envelope())
+                    return
         finally:
             if not future.done():
                 future.cancel()  # the client went away: nobody wants the result
