@@ -43,11 +43,13 @@ def notebook(cells: list[str], path: Path) -> Path:
     return path
 
 
-def exported(cells: list[str], path: Path) -> Any:
-    """The bundle files of a notebook made of `cells` (not written anywhere)."""
+def exported(cells: list[str], path: Path, backend: str = "local") -> Any:
+    """The bundle files of a notebook made of `cells` (not written anywhere), for `backend`
+    (a Docker deployment's image is built as the Docker backend builds)."""
     from sieve_jupyter.bundle import export_notebook
+    from sieve_jupyter.deploy._deploy import _export_options
 
-    return export_notebook(notebook(cells, path), None)
+    return export_notebook(notebook(cells, path), None, **_export_options(backend))
 
 
 def run_script(source: str, path: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
