@@ -210,3 +210,34 @@ def test_chained_calls_reach_a_deployment(tmp_path: Path, unique: Any) -> None:
 
     # a kernel's worker calls a deployment by name (through the kernel's manager)
     assert chain.run(2) == 3
+
+
+def test_secrets_reach_the_deployment_but_no_file_and_another_interface_needs_a_token(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "s3cr3t-" + os.urandom(8).hex()
+    monkeypatch.setenv("GREETING_KEY", secret)
+    cells = [
+        "import os\n\nimport sieve_jupyter as sieve",
+        '@sieve.function(name="greeter", environment_variables=[sieve.Env(name="GREETING_KEY")])\n'
+        'def greeter(name: str) -> str:\n'
+        '    print("greeting", name)\n'
+        '    return name + ":" + str(len(os.environ["GREETING_KEY"]))',
+    ]
+    sieve.configure(user="alice")
+    result = _deploy(cells, tmp_path / "greeter.ipynb", host="0.0.0.0")  # noqa: S104
+    token = result.deployment.token
+    assert token is not None and len(token) >= 32
+    assert "It wants a token" in str(result)
+    assert sieve.function.get("alice/greeter").run("ann") == f"ann:{len(secret)}"
+    import httpx
+
+    refused = httpx.post(f"{result.url}/predictions", json={"input": {"name": "x"}}, timeout=30)
+    assert refused.status_code == 401
+    listed = cli("deployments", "--json")
+    assert token not in listed.stdout and json.loads(listed.stdout)[0]["token"] is True
+    registry = LocalRegistry()
+    assert oct(registry.path.stat().st_mode & 0o777) == "0o600"
+    assert token in registry.path.read_text()  # (kept for function.get, readable by you only)
+    for path in registry.root.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path

@@ -114,6 +114,7 @@ def test_deploy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert out[8].strip() == "5"  # another process called it by name
     assert "/adder" in out[9] and "READY" in out[9]
     assert "Undeployed " in out[10]
+    assert (tmp_path / "bundles" / "adder" / "sieve.yaml").exists()
 
 
 def _undeploy_all() -> list[str]:
@@ -126,4 +127,3 @@ def _undeploy_all() -> list[str]:
         undeploy(key, log=lambda line: None)
     assert left == []
     return left
-    assert (tmp_path / "bundles" / "adder" / "sieve.yaml").exists()
