@@ -96,7 +96,7 @@ class _FieldError(SieveError, ValueError):
         self.fix = fix
         text = f"{field}: {problem}"
         if fix:
-            text += f" Fix: {fix}"
+            text += f"{'' if problem.endswith(('.', '!', '?')) else '.'} Fix: {fix}"
         super().__init__(text)
 
     def __reduce__(self) -> tuple[Any, ...]:
