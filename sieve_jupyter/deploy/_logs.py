@@ -29,11 +29,14 @@ def deployment_logs(name: str, *, lines: int = 100, follow: bool = False) -> Ite
     ref = parse_name(name, config.user)
     catalog = Catalog()
     deployment = catalog.find(ref)
-    yield from _tail(catalog, deployment, lines)
     if not follow:
+        yield from _tail(catalog, deployment, lines)
         return
+    tail = lines
     while True:
-        yield from _follow(catalog, deployment)
+        # (the last lines and what follows come from one reader, so nothing written between
+        # them is lost)
+        yield from _follow(catalog, deployment, tail)
         if ref.version is not None:
             return  # one version: its log ends with it
         try:
@@ -42,10 +45,11 @@ def deployment_logs(name: str, *, lines: int = 100, follow: bool = False) -> Ite
             yield f"--- {ref.key} is no longer deployed ---\n"
             return
         if successor.version == deployment.version:
+            tail = 0  # (its server is restarting: what it said is shown already)
+            time.sleep(_POLL_SECONDS)
             continue
         yield f"--- {ref.key}: version {successor.version} now serves ---\n"
-        deployment = successor
-        yield from _tail(catalog, deployment, lines)
+        deployment, tail = successor, lines
 
 
 def _tail(catalog: Catalog, deployment: Deployment, lines: int) -> Iterator[str]:
@@ -60,27 +64,29 @@ def _tail(catalog: Catalog, deployment: Deployment, lines: int) -> Iterator[str]
     yield from kind.logs(deployment, lines)
 
 
-def _follow(catalog: Catalog, deployment: Deployment) -> Iterator[str]:
-    """What the version writes from now on, until its server ends."""
+def _follow(catalog: Catalog, deployment: Deployment, lines: int) -> Iterator[str]:
+    """The version's last `lines`, then what it writes from now on, until its server ends."""
     if deployment.backend == "docker":
         from sieve_jupyter.deploy._docker import docker_kind
 
         kind = docker_kind(catalog.registry, required=True)
         assert kind is not None
-        yield from kind.engine.logs(deployment.container or "", lines=0, follow=True)
+        yield from kind.engine.logs(deployment.container or "", lines=lines, follow=True)
         return
     _, path = catalog.local.logs(deployment, 0)
-    yield from _follow_file(path, lambda: catalog.local.alive(deployment)[0])
+    yield from _follow_file(path, lambda: catalog.local.alive(deployment)[0], lines)
 
 
-def _follow_file(path: Path, alive: Callable[[], bool]) -> Iterator[str]:
+def _follow_file(path: Path, alive: Callable[[], bool], lines: int) -> Iterator[str]:
     try:
         handle = path.open("r", errors="replace")
     except OSError:
         return
     with handle:
-        handle.seek(0, 2)
-        partial = ""
+        text = handle.read()  # (up to the end as it is now; the rest is read as it comes)
+        *complete, partial = text.split("\n")
+        for line in complete[-lines:] if lines else []:
+            yield line + "\n"
         while True:
             chunk = handle.read()
             if chunk:

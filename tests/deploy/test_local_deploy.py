@@ -241,3 +241,33 @@ def test_secrets_reach_the_deployment_but_no_file_and_another_interface_needs_a_
     for path in registry.root.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_a_crashed_worker_is_replaced_and_the_logs_follow_it(tmp_path: Path) -> None:
+    from sieve_jupyter.deploy import deployment_logs
+
+    cells = [
+        "import os\n\nimport sieve_jupyter as sieve",
+        '@sieve.function(name="fragile")\ndef fragile(crash: bool) -> int:\n'
+        '    print("fragile called, crash =", crash)\n'
+        '    if crash:\n        os._exit(3)\n    return os.getpid()',
+    ]
+    sieve.configure(user="alice")
+    _deploy(cells, tmp_path / "fragile.ipynb")
+    followed: list[str] = []
+    follower = threading.Thread(
+        target=lambda: followed.extend(deployment_logs("alice/fragile", lines=1000, follow=True)))
+    follower.start()
+    handle = sieve.function.get("alice/fragile")
+    first = handle.run(False)
+    with pytest.raises(sieve.SieveError):
+        handle.run(True)
+    second = handle.run(False)  # a new worker took the crashed one's place
+    assert second != first
+    sieve.undeploy("alice/fragile", log=lambda line: None)
+    follower.join(60)
+    assert not follower.is_alive()
+    text = "".join(followed)
+    assert "fragile called, crash = True" in text
+    assert "worker fragile-w1 exited" in text or "crashed" in text
+    assert text.rstrip().endswith("--- alice/fragile is no longer deployed ---")
