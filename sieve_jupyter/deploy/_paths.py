@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import sys
 from pathlib import Path
 
 __all__ = ["DIR_VARIABLE", "READONLY_VARIABLE", "deployments_dir", "read_only", "slug"]
@@ -26,9 +27,26 @@ def deployments_dir() -> Path:
     value = os.environ.get(DIR_VARIABLE)
     if value:
         return Path(value)
-    from jupyter_core.paths import jupyter_data_dir
+    return _jupyter_data_dir() / "sieve-jupyter" / "deployments"
 
-    return Path(jupyter_data_dir()) / "sieve-jupyter" / "deployments"
+
+def _jupyter_data_dir() -> Path:
+    """``jupyter --data-dir``; without Jupyter installed (a plain script, a server), the same
+    folder by Jupyter's rules, so every process of the user finds the same registry."""
+    try:
+        from jupyter_core.paths import jupyter_data_dir
+    except ImportError:
+        pass
+    else:
+        return Path(jupyter_data_dir())
+    if os.environ.get("JUPYTER_DATA_DIR"):
+        return Path(os.environ["JUPYTER_DATA_DIR"])
+    home = Path.home()
+    if sys.platform == "darwin":
+        return home / "Library" / "Jupyter"
+    if os.name == "nt":
+        return Path(os.environ.get("APPDATA") or home) / "jupyter"
+    return Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share") / "jupyter"
 
 
 def read_only() -> bool:

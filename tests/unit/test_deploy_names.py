@@ -125,3 +125,22 @@ def test_a_deploy_lock_held_by_a_live_process_is_waited_for(tmp_path: Path) -> N
     with (pytest.raises(DeployError, match="another process .* has been deploying it"),
           registry.deploying("alice/adder", timeout=0.3)):
         pass
+
+
+def test_without_jupyter_the_registry_is_where_jupyter_would_put_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from sieve_jupyter.deploy._paths import deployments_dir
+
+    monkeypatch.delenv("SIEVE_DEPLOYMENTS_DIR", raising=False)
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "data"))
+    with_jupyter = deployments_dir()
+    monkeypatch.setitem(sys.modules, "jupyter_core.paths", None)  # (as if not installed)
+    assert deployments_dir() == with_jupyter == tmp_path / "data" / "sieve-jupyter" / \
+        "deployments"
+    monkeypatch.delenv("JUPYTER_DATA_DIR")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    if sys.platform.startswith("linux"):
+        assert deployments_dir() == tmp_path / "xdg" / "jupyter" / "sieve-jupyter" / \
+            "deployments"
