@@ -271,3 +271,22 @@ def test_a_crashed_worker_is_replaced_and_the_logs_follow_it(tmp_path: Path) -> 
     assert "fragile called, crash = True" in text
     assert "worker fragile-w1 exited" in text or "crashed" in text
     assert text.rstrip().endswith("--- alice/fragile is no longer deployed ---")
+
+
+def test_the_command_line_deploys_a_notebook_and_says_when_nothing_changed(
+        tmp_path: Path) -> None:
+    from _deployed import notebook
+
+    path = notebook(adder_cells(offset=0), tmp_path / "adder.ipynb")
+    first = cli("deploy", str(path), "--user", "alice")
+    assert first.returncode == 0, first.stderr
+    assert "Deployed alice/adder version 1-" in first.stdout
+    again = cli("deploy", str(path), "--user", "alice")
+    assert again.returncode == 0 and "alice/adder is unchanged" in again.stdout
+    assert sieve.function.get("alice/adder").run(2, 2) == 4
+    bundle = tmp_path / "bundle"
+    from sieve_jupyter.bundle import export_notebook
+
+    export_notebook(path, bundle)
+    refused = cli("deploy", str(bundle), "--name", "adder")
+    assert refused.returncode == 2 and "a bundle is deployed whole" in refused.stderr
