@@ -30,8 +30,11 @@ pytest_plugins = ["docker_tier"]
 _TIER_ORDER = {"unit": 0, "integration": 1, "kernel": 2, "docker": 3, "packaging": 4, "browser": 5}
 
 
-#: tiers whose folder marks every test in it (so `-m "not docker"` leaves the folder out)
-_FOLDER_MARKERS = ("kernel", "docker", "browser", "serve", "packaging")
+#: the marker each tier's folder gives every test in it (so `-m "not docker"` leaves it out)
+_FOLDER_MARKERS = {
+    "kernel": "kernel", "docker": "docker", "browser": "browser", "serve": "serve",
+    "packaging": "packaging", "deploy": "serve",  # (deployments are served bundles)
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -40,8 +43,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return parts[1] if len(parts) > 2 and parts[0] == "tests" else ""
 
     for item in items:
-        if folder(item) in _FOLDER_MARKERS:
-            item.add_marker(getattr(pytest.mark, folder(item)))
+        marker = _FOLDER_MARKERS.get(folder(item))
+        if marker is not None:
+            item.add_marker(getattr(pytest.mark, marker))
     items.sort(key=lambda item: _TIER_ORDER.get(folder(item), 1))  # stable within a tier
 
 

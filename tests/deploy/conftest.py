@@ -20,13 +20,6 @@ from sieve_jupyter._config import config, configure
 from sieve_jupyter._errors import SieveWarning
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.serve)
-
-
 @pytest.fixture(autouse=True)
 def deployments_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A Jupyter data directory of this test's own; afterwards every deployment in it is
