@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import cloudpickle
 
-from sieve_jupyter.runtime import _context
+from sieve_jupyter.runtime import _context, _files, _shm
 from sieve_jupyter.runtime._output import CapturedStream
 from sieve_jupyter.runtime._tracebacks import error_info, remember_sources
 from sieve_jupyter.runtime._types import FatalException
@@ -67,8 +67,10 @@ from sieve_jupyter.runtime.protocol import (
     DIRECT_CALL,
     Channel,
     ChannelClosed,
+    ShmLink,
     UndecodableMessage,
     authenticate_client,
+    join,
 )
 
 __all__ = ["main"]
@@ -243,6 +245,14 @@ class Worker:
         self._restart_on_error = options["restart_on_error"]
         # An idle worker polls for its next call a moment before sleeping (see Channel.spin).
         self._data.spin = options["busy_poll"]
+        # Files this worker sends take their content along when the kernel cannot see them.
+        by_content = options.get("files_by_content", False)
+        self._data.files_by_content = self._reply.files_by_content = by_content
+        if options.get("shared_memory", False) and _shm.available():
+            # Large buffers cross through shared memory; its notices go on the data
+            # connection, which the kernel always reads.
+            link = ShmLink(keep_seconds=options.get("shm_keep_seconds"))
+            join(link, [self._data, self._control, self._reply], notices=self._data)
         remember_sources(options["sources"])
         started = time.perf_counter()
         try:
@@ -346,7 +356,8 @@ def _connect(
     authenticate_client(sock, secret)
     channel = Channel(sock)
     python = sys.version_info
-    channel.send(pack(Hello(worker_id, connection, python[:3], os.getpid())))
+    channel.send(pack(Hello(worker_id, connection, python[:3], os.getpid(),
+                            _files.filesystem_id(), _shm.available())))
     return channel
 
 
