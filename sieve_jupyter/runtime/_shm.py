@@ -121,7 +121,8 @@ class _Segment:
     """A segment this process owns. Its descriptor is closed once the peer has it (the
     mappings hold the memory), so a segment costs no descriptor in steady state."""
 
-    __slots__ = ("busy", "fd", "generation", "id", "idle_since", "mapping", "size", "view")
+    __slots__ = ("busy", "fd", "generation", "id", "idle_since", "mapping", "size", "view",
+                 "writing")
 
     def __init__(self, segment_id: int, size: int, name: str) -> None:
         fd = os.memfd_create(f"{name}-{segment_id}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
@@ -138,6 +139,9 @@ class _Segment:
         self.view = self.mapping.view(size)
         self.generation = 0
         self.busy = False
+        #: a writer holds its lease and has not sent (or given back) its frame yet: the link
+        #: closing meanwhile leaves the segment to that writer (see `ShmLink.close`)
+        self.writing = False
         self.idle_since = time.monotonic()
 
     @property
@@ -235,13 +239,13 @@ class ShmLink:
                 if fits and (best is None or segment.size < best.size):
                     best = segment
             if best is not None:
-                best.busy = True
+                best.busy = best.writing = True
                 best.generation = (best.generation + 1) & 0xFFFFFFFF
                 return Lease(best)
             segment_id = self._next_id
             self._next_id += 1
         segment = _Segment(segment_id, -(-nbytes // _MIN_SEGMENT) * _MIN_SEGMENT, self.name)
-        segment.busy = True
+        segment.busy = segment.writing = True
         with self._lock:
             if self._closed:
                 segment.close()
@@ -253,12 +257,21 @@ class ShmLink:
         """The frame of `lease` went out: the peer has the segment now, so its descriptor is
         not needed any more (the mappings keep the memory)."""
         segment = lease.segment
-        if segment.fd is not None:
-            os.close(segment.fd)
-            segment.fd = None
+        with self._lock:
+            segment.writing = False
+            if segment.fd is not None:
+                os.close(segment.fd)
+                segment.fd = None
+            if self._closed:  # (the peer went while this frame was written)
+                segment.close()
 
     def give_back(self, lease: Lease) -> None:
         """The frame of `lease` never reached the peer: the segment is free again."""
+        with self._lock:
+            lease.segment.writing = False
+            if self._closed:
+                lease.segment.close()
+                return
         self._free([(lease.id, lease.generation)])
 
     def released(self, pairs: list[tuple[int, int]]) -> None:
@@ -344,6 +357,8 @@ class ShmLink:
 
     def _lease_done(self, segment_id: int, generation: int) -> None:
         # (runs wherever the last view was dropped: no locks here)
+        if self._closed:
+            return  # (the peer is gone, and its segments with it)
         self._releases.append((segment_id, generation))
         _notices.wake()
 
@@ -374,10 +389,13 @@ class ShmLink:
         stay mapped as long as something here still uses their memory."""
         with self._lock:
             self._closed = True
-            owned, self._owned = list(self._owned.values()), {}
+            # A segment a writer still holds is closed by that writer (`sent`, `give_back`):
+            # closing its descriptor here could close another file that took its number.
+            owned = [s for s in self._owned.values() if not s.writing]
+            self._owned = {}
             self._mapped.clear()
-        for segment in owned:
-            segment.close()
+            for segment in owned:
+                segment.close()
         self._releases.clear()
         self._retired.clear()
 

@@ -41,6 +41,7 @@ from sieve_jupyter.runtime._types import FatalException
 from sieve_jupyter.runtime.messages import (
     Call,
     Calls,
+    CallTuple,
     Cancel,
     Cancelled,
     Error,
@@ -232,14 +233,20 @@ class Worker:
                     self._spilled = False
                 self._run_call(*message)
             elif isinstance(message, Calls):
-                for call in message.calls:
-                    self._run_call(*call)
+                self._run_calls(message.calls)
             elif isinstance(message, Load):
                 self._load(message.payload, message.options)
             elif isinstance(message, Swap):
                 self._swap(message)
             elif isinstance(message, Shutdown):
                 return
+            # Not kept while the next frame is awaited: arguments may lease the kernel's
+            # shared memory, which goes back to the kernel only once nothing refers to them.
+            del message
+
+    def _run_calls(self, calls: list[CallTuple]) -> None:
+        while calls:  # (each call's arguments are dropped once it has run)
+            self._run_call(*calls.pop(0))
 
     def _load(self, payload: bytes, options: LoadOptions) -> None:
         self._restart_on_error = options["restart_on_error"]

@@ -229,6 +229,31 @@ def test_closing_frees_the_owners_segments_and_keeps_views_valid() -> None:
     assert memfd_mappings(sender.link) == 0
 
 
+@pytest.mark.parametrize("outcome", ["sent", "given back"])
+def test_a_link_closed_while_a_frame_is_written_leaves_its_segment_to_the_writer(
+    outcome: str,
+) -> None:
+    # A worker dies while the kernel's sender is between leasing and sending: the reader
+    # thread closes the link. The writer still uses the segment's descriptor, so closing it
+    # then could close another file that took its number; the writer closes it when it is done.
+    link = ShmLink()
+    lease = link.lease(4 << 20)
+    fd = lease.fd
+    lease.put(0, memoryview(b"x" * 4096))
+    link.close()
+    assert os.fstat(fd).st_size == lease.size  # still the writer's
+    assert memfd_mappings(link) == 1
+    if outcome == "sent":
+        link.sent(lease)
+    else:
+        link.give_back(lease)
+    assert lease.segment.fd is None
+    del lease
+    gc.collect()
+    assert memfd_mappings(link) == 0
+    assert link.counts() == {"busy": 0, "free": 0, "mapped": 0}
+
+
 def test_an_unlinked_channel_keeps_large_parts_in_the_stream() -> None:
     left, right = socket.socketpair()
     sender, receiver = Channel(left), Channel(right)
