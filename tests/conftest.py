@@ -27,15 +27,22 @@ pytest_plugins = ["docker_tier"]
 
 #: tiers run cheapest first; the browser tier last (Playwright's sync API leaves an event loop
 #: behind on the main thread, which later asyncio-based tests would trip over)
-_TIER_ORDER = {"unit": 0, "integration": 1, "kernel": 2, "docker": 3, "browser": 4}
+_TIER_ORDER = {"unit": 0, "integration": 1, "kernel": 2, "docker": 3, "packaging": 4, "browser": 5}
+
+
+#: tiers whose folder marks every test in it (so `-m "not docker"` leaves the folder out)
+_FOLDER_MARKERS = ("kernel", "docker", "browser", "serve", "packaging")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def tier(item: pytest.Item) -> int:
+    def folder(item: pytest.Item) -> str:
         parts = item.path.relative_to(item.config.rootpath).parts
-        return _TIER_ORDER.get(parts[1], 1) if len(parts) > 2 and parts[0] == "tests" else 1
+        return parts[1] if len(parts) > 2 and parts[0] == "tests" else ""
 
-    items.sort(key=tier)  # stable: the order within a tier is kept
+    for item in items:
+        if folder(item) in _FOLDER_MARKERS:
+            item.add_marker(getattr(pytest.mark, folder(item)))
+    items.sort(key=lambda item: _TIER_ORDER.get(folder(item), 1))  # stable within a tier
 
 
 @pytest.fixture(params=BEHAVIOUR_BACKENDS)

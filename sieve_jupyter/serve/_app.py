@@ -243,7 +243,7 @@ class _Api:
             return StreamingResponse(self._stream(prediction), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
         if webhook is not None:
-            self._background(self._webhooks(prediction, prediction.envelope()))
+            self._background(self._webhooks(prediction, prediction.start_envelope()))
         if waiter is None:
             return _json(prediction.envelope(), 202)
         if not future.done() and not await self._wait(request, future, waiter):
