@@ -104,8 +104,10 @@ def main() -> None:
         from bench_docker import configure_for_this_machine
 
         configure_for_this_machine()
-        d_one = sieve.function(name="bench-large-total-docker", backend="docker")(total)
-        d_trip = sieve.function(name="bench-large-identity-docker", backend="docker")(identity)
+        options: dict[str, Any] = {"backend": "docker",
+                                   "python_packages": [f"numpy=={np.__version__}"]}
+        d_one = sieve.function(name="bench-large-total-docker", **options)(total)
+        d_trip = sieve.function(name="bench-large-identity-docker", **options)(identity)
         d_one.run(big)
         d_trip.run(big)
         engines["sieve docker"] = {"one": lambda: d_one.run(big), "trip": lambda: d_trip.run(big)}
