@@ -167,7 +167,7 @@ class Manager:
         with self._lock:
             record = self._records.pop(name, None)
         if record is not None and record.pool is not None:
-            record.pool.stop()
+            record.pool.close()
         self.events.emit("function_removed", {"name": name})
 
     def record(self, name: str) -> FunctionRecord:

@@ -96,6 +96,9 @@ class PoolBase:
     def stop(self, *, cancel_pending: bool = True) -> None:
         raise NotImplementedError  # PoolWorkers
 
+    def close(self) -> None:
+        raise NotImplementedError  # PoolWorkers
+
     @property
     def spec(self) -> FunctionSpec:
         return self.record.spec

@@ -179,6 +179,13 @@ class PoolWorkers(PoolBase):
         if idle:
             self.stop()
 
+    def close(self) -> None:
+        """Stop for good (the registration is removed): no new jobs, the workers stopped, and
+        the sender thread ends once they are gone."""
+        with self.lock:
+            self._closed = True
+        self.stop()
+
     def stop(self, *, cancel_pending: bool = True) -> None:
         """Stop all workers now; queued and running jobs are cancelled."""
         with self.lock:

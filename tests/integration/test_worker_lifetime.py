@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,22 @@ def test_stop_ends_the_worker_processes(unique: Callable[[str], str]) -> None:
     assert whoami.state == "stopped"
     # and the function still works afterwards, on fresh workers
     assert whoami.run() not in pids
+
+
+def test_removing_a_function_ends_its_workers_and_its_pool_threads(
+    unique: Callable[[str], str],
+) -> None:
+    name = unique("removable")
+
+    @sieve.function(name=name)
+    def whoami() -> int:
+        return os.getpid()
+
+    pid = whoami.run()
+    get_manager().unregister(name)
+    wait_for(lambda: not alive(pid))
+    # (a stopped pool may start workers again; a removed one never will, so nothing waits)
+    wait_for(lambda: not [t for t in threading.enumerate() if t.name.endswith(f"-{name}")])
 
 
 def test_a_replaced_registration_refuses_jobs_from_its_old_handle(
