@@ -18,30 +18,33 @@ made across a redeploy do not fail.
 from __future__ import annotations
 
 import asyncio
-import atexit
-import base64
 import concurrent.futures
-import json
 import os
-import shutil
-import tempfile
 import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from sieve_jupyter._config import config
 from sieve_jupyter._errors import (
     InputError,
     JobCancelledError,
-    RemoteError,
-    RemoteTraceback,
     SetupError,
     SieveError,
 )
 from sieve_jupyter.manager import JobFuture
+from sieve_jupyter.sdk._remote_wire import (
+    _decode,
+    _events,
+    _httpx,
+    _jsonable,
+    _Loop,
+    _remote_error,
+    _sync_clients,
+    _sync_lock,
+)
 
 __all__ = ["DRAINING_HEADER", "HttpFunction", "Locate", "http_function"]
 
@@ -57,129 +60,6 @@ Locate = Callable[[], "tuple[str, str | None]"]
 
 class _Moved(Exception):
     """The server at hand will not take the call; the handle now points elsewhere."""
-
-
-def _httpx() -> Any:
-    try:
-        import httpx
-    except ImportError:  # pragma: no cover - httpx is a dependency
-        raise SieveError("calling a served function needs httpx. Fix: pip install httpx.") from None
-    return httpx
-
-
-class _Loop:
-    """One event loop thread that reads every pushed job's event stream."""
-
-    _instance: _Loop | None = None
-    _lock = threading.Lock()
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="sieve-http",
-                                       daemon=True)
-        self.thread.start()
-        self.clients: dict[str, Any] = {}
-
-    @classmethod
-    def get(cls) -> _Loop:
-        with cls._lock:
-            if cls._instance is None:
-                cls._instance = cls()
-                atexit.register(cls._instance.close)
-            return cls._instance
-
-    def client(self, base: str, headers: dict[str, str]) -> Any:
-        client = self.clients.get(base)
-        if client is None:
-            httpx = _httpx()
-            limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
-            client = self.clients[base] = httpx.AsyncClient(
-                base_url=base, headers=headers, limits=limits,
-                timeout=httpx.Timeout(30.0, read=None),
-            )
-        return client
-
-    def close(self) -> None:
-        async def shut() -> None:
-            for client in self.clients.values():
-                await client.aclose()
-
-        if self.thread.is_alive():
-            try:
-                asyncio.run_coroutine_threadsafe(shut(), self.loop).result(5)
-            except Exception:  # noqa: BLE001, S110 - best effort at exit
-                pass
-            self.loop.call_soon_threadsafe(self.loop.stop)
-
-
-#: kept-alive clients for `run`, shared by the handles on one server (closed at exit)
-_sync_clients: dict[tuple[str, str, float | None], Any] = {}
-_sync_lock = threading.Lock()
-
-
-def _close_sync_clients() -> None:
-    with _sync_lock:
-        for client in _sync_clients.values():
-            client.close()
-        _sync_clients.clear()
-
-
-atexit.register(_close_sync_clients)
-
-_files_dir: str | None = None
-
-
-def _save_data_url(url: str) -> str:
-    from sieve_jupyter.spec._dataurl import decode_data_url
-
-    global _files_dir
-    if _files_dir is None:
-        _files_dir = tempfile.mkdtemp(prefix="sieve-remote-")
-        atexit.register(shutil.rmtree, _files_dir, True)
-    media_type, data = decode_data_url(url)
-    import mimetypes
-
-    suffix = mimetypes.guess_extension(media_type) or ""
-    path = os.path.join(_files_dir, f"{uuid.uuid4().hex}{suffix}")
-    with open(path, "wb") as f:
-        f.write(data)
-    return path
-
-
-def _is_file(schema: dict[str, Any]) -> bool:
-    return schema.get("format") == "sieve-file" or any(
-        isinstance(o, dict) and o.get("format") == "sieve-file" for o in schema.get("anyOf", []))
-
-
-def _decode(value: Any, schema: dict[str, Any]) -> Any:
-    """An output as the function returned it: file outputs become `sieve.File`s."""
-    from sieve_jupyter.runtime import File
-
-    if isinstance(value, str) and _is_file(schema):
-        if value.startswith("data:"):
-            return File(_save_data_url(value))
-        return File(url=value)
-    if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [_decode(v, schema["items"]) for v in value]
-    return value
-
-
-def _remote_error(envelope: dict[str, Any]) -> BaseException:
-    message = envelope.get("error") or "the prediction failed"
-    logs = envelope.get("logs") or ""
-    index = logs.rfind("Traceback (most recent call last):")
-    traceback = logs[index:] if index >= 0 else ""
-    type_name = "Exception"
-    if traceback:
-        last = traceback.rstrip().splitlines()[-1]
-        head = last.split(":", 1)[0].strip()
-        if head and " " not in head:
-            type_name = head
-    error = RemoteError(type_name, message, traceback)
-    if traceback:
-        error.__cause__ = RemoteTraceback(traceback)
-        error.remote_traceback = traceback  # type: ignore[attr-defined]
-    return error
 
 
 class HttpFunction:
@@ -567,47 +447,6 @@ def _result(future: JobFuture[Any]) -> Any:
         return future.result()
     except concurrent.futures.CancelledError:
         raise JobCancelledError(f"job {future.job_id} was cancelled") from None
-
-
-async def _events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, Any]]:
-    """(event, data) pairs of a server-sent event stream."""
-    event = "message"
-    data: list[str] = []
-    async for line in lines:
-        if not line:
-            if data:
-                yield event, json.loads("\n".join(data))
-            event, data = "message", []
-        elif line.startswith("event:"):
-            event = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].lstrip())
-
-
-def _jsonable(value: Any) -> Any:
-    """Arguments as JSON: `sieve.File`s become data URLs (or their URL), paths too."""
-    import pathlib
-
-    from sieve_jupyter.runtime import File
-
-    if isinstance(value, File):
-        if value.url is not None:
-            return value.url
-        value = pathlib.Path(value.path)
-    if isinstance(value, pathlib.PurePath):
-        import mimetypes
-
-        media_type = mimetypes.guess_type(str(value))[0] or "application/octet-stream"
-        data = base64.b64encode(pathlib.Path(value).read_bytes()).decode("ascii")
-        return f"data:{media_type};base64,{data}"
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    tolist = getattr(value, "tolist", None)
-    if callable(tolist):
-        return tolist()
-    return value
 
 
 def http_function(url: str, **options: Any) -> HttpFunction:
