@@ -39,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "GpuUnavailableError": "sieve_jupyter._errors",
     "Image": "sieve_jupyter.runtime",
     "InputError": "sieve_jupyter._errors",
+    "InstallationError": "sieve_jupyter._errors",
     "JobCancelledError": "sieve_jupyter._errors",
     "JobFuture": "sieve_jupyter.manager",
     "JobStatus": "sieve_jupyter.manager",
@@ -110,7 +111,7 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 _EXPORT_HELP = ("%sieve export NAME... DIR      a bundle of these functions and the cells they "
-                "need (--default, --base-image)")
+                "need (--default, --base-image; --format model.yaml: a model.yaml instead)")
 _SERVE_HELP = ("%sieve serve NAME... [--port N] serve them over HTTP until the kernel stops "
                "(--stop NAME to stop)")
 
@@ -170,6 +171,9 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
     )
     from sieve_jupyter._errors import (
         InputError as InputError,
+    )
+    from sieve_jupyter._errors import (
+        InstallationError as InstallationError,
     )
     from sieve_jupyter._errors import (
         JobCancelledError as JobCancelledError,

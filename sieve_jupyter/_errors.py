@@ -17,6 +17,8 @@
     ├── DependencyError                 a local worker cannot honour `python_packages`
     ├── ExportError                     code cannot be captured into a bundle (a name it needs
     │                                   is undefined, a cell cannot be read); names the cell
+    ├── InstallationError               a module of sieve-jupyter itself cannot be imported:
+    │                                   the installation is incomplete (no extra brings it back)
     ├── BackendError                    a backend could not prepare or start workers
     │   └── BuildError                  an image build failed (carries the failing step and
     │                                   the tail of its log)
@@ -60,6 +62,7 @@ __all__ = [
     "GpuFallbackWarning",
     "GpuUnavailableError",
     "InputError",
+    "InstallationError",
     "JobCancelledError",
     "ModelYamlError",
     "PythonVersionMismatchError",
@@ -89,7 +92,7 @@ class _FieldError(SieveError, ValueError):
         self.fix = fix
         text = f"{field}: {problem}"
         if fix:
-            text += f" Fix: {fix}"
+            text += f"{'' if problem.endswith(('.', '!', '?')) else '.'} Fix: {fix}"
         super().__init__(text)
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -190,6 +193,12 @@ class DependencyError(SieveError):
 class ExportError(SieveError):
     """Code cannot be captured into a bundle; the message names the cell and the name at fault
     and says how to fix it."""
+
+
+class InstallationError(SieveError):
+    """A module of sieve-jupyter itself is missing or cannot be imported: the installation (or
+    the distribution it came from) is incomplete. No optional extra provides it, so the message
+    says how to reinstall instead."""
 
 
 class BackendError(SieveError):

@@ -27,7 +27,7 @@ pytest_plugins = ["docker_tier"]
 
 #: tiers run cheapest first; the browser tier last (Playwright's sync API leaves an event loop
 #: behind on the main thread, which later asyncio-based tests would trip over)
-_TIER_ORDER = {"unit": 0, "integration": 1, "kernel": 2, "docker": 3, "browser": 4}
+_TIER_ORDER = {"unit": 0, "integration": 1, "kernel": 2, "docker": 3, "packaging": 4, "browser": 5}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

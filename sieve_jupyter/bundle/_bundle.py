@@ -216,19 +216,23 @@ def bundle_files(
     return dict(sorted(files.items()))
 
 
-def write_bundle(files: dict[str, bytes], directory: str | os.PathLike[str]) -> Path:
+def write_bundle(
+    files: dict[str, bytes], directory: str | os.PathLike[str], *, marker: str = SPEC_FILE,
+    what: str = "a bundle",
+) -> Path:
     """Write `files` as the bundle at `directory`, replacing a bundle that was there.
 
     The new bundle is written beside it and moved into place, so a failed write leaves the old
-    one as it was.
+    one as it was. `marker` is the file that shows a folder is one (and `what` says what that
+    is): a folder without it is never replaced.
 
     Raises:
         FileExistsError: `directory` exists, is not empty and is not a bundle.
     """
     target = Path(directory).resolve()
-    if target.exists() and any(target.iterdir()) and not (target / SPEC_FILE).exists():
+    if target.exists() and any(target.iterdir()) and not (target / marker).exists():
         raise FileExistsError(
-            f"{target} exists and is not a bundle (no {SPEC_FILE}). Fix: choose an empty or "
+            f"{target} exists and is not {what} (no {marker}). Fix: choose an empty or "
             "new folder."
         )
     target.parent.mkdir(parents=True, exist_ok=True)

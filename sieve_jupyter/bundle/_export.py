@@ -25,6 +25,7 @@ from sieve_jupyter.bundle._cells import Cell
 from sieve_jupyter.spec import FunctionSpec
 
 __all__ = [
+    "FORMATS",
     "ExportResult",
     "cells_from_history",
     "cells_from_notebook",
@@ -44,21 +45,33 @@ _IMPORT_SCRIPT = textwrap.dedent("""\
 """)
 
 
+#: what an export can write: a bundle (sieve.yaml, Dockerfile, ...) or a model.yaml and its code
+FORMATS = ("bundle", "model.yaml")
+
+
 @dataclass(frozen=True)
 class ExportResult:
-    """What an export made: the bundle's folder, its functions, and the capture report."""
+    """What an export made: the bundle's folder, its functions, and the capture report.
+
+    `format` is ``"bundle"`` or ``"model.yaml"``; `notes` are what the format could not carry
+    over (a model.yaml has no place for packages, say), one sentence each.
+    """
 
     path: Path | None
     functions: tuple[BundleFunction, ...]
     default: str
     capture: Capture
     files: dict[str, bytes]
+    format: str = "bundle"
+    notes: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         names = ", ".join(f.name for f in self.functions)
         where = f" in {self.path}" if self.path is not None else ""
-        return (f"Exported {names}{where} (default: {self.default}).\n"
-                + self.capture.report_text())
+        what = " as a model.yaml" if self.format == "model.yaml" else ""
+        notes = "".join(f"\nNote: {note}" for note in self.notes)
+        return (f"Exported {names}{what}{where} (default: {self.default}).\n"
+                + self.capture.report_text() + notes)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(str(self))
@@ -100,15 +113,25 @@ def export_cells(
     cwd: str | os.PathLike[str] | None = None,
     base_image: str | None = None,
     ca_bundle: str | os.PathLike[str] | None = None,
+    format: str = "bundle",
 ) -> ExportResult:
-    """Capture `cells` and write the bundle (to `directory`; None only builds the files).
+    """Capture `cells` and write the bundle (to `directory`; None only builds the files);
+    with ``format="model.yaml"``, a model.yaml and its code instead (see `_modelyaml`).
 
     Raises:
-        ExportError: the code cannot be captured or does not import on its own.
-        SpecError: `default` is not exported, or the functions cannot share an image.
+        ExportError: the code cannot be captured or does not import on its own; for a
+            model.yaml, a function it cannot call by name (the message says which and why).
+        SpecError: `default` is not exported, the functions cannot share an image, or an
+            unknown `format` (or ``ca_bundle`` with a model.yaml, which has no Dockerfile).
     """
     from sieve_jupyter._errors import SpecError
 
+    if format not in FORMATS:
+        raise SpecError("format", f"{format!r} is not an export format.",
+                        "use format='bundle' (the default) or format='model.yaml'.")
+    if format == "model.yaml" and ca_bundle is not None:
+        raise SpecError("ca_bundle", "applies to a bundle's Dockerfile; a model.yaml has none.",
+                        "leave it out (the Docker backend takes SIEVE_DOCKER_CA_BUNDLE).")
     captured = capture(cells, names, origin=origin)
     specs = _specs(captured.source, [t.entry for t in captured.targets],
                    Path(cwd) if cwd is not None else None)
@@ -123,6 +146,14 @@ def export_cells(
             raise SpecError("default", f"{default!r} is not among the exported functions "
                             f"({', '.join(by_name)}).", "name one of them.")
         default = by_entry[default]
+    if format == "model.yaml":
+        from sieve_jupyter.bundle._modelyaml import MARKER, modelyaml_files
+
+        exported = modelyaml_files(captured, functions, origin=origin, base_image=base_image)
+        path = (write_bundle(exported.files, directory, marker=MARKER,
+                             what="a model.yaml export") if directory is not None else None)
+        return ExportResult(path=path, functions=functions, default=default, capture=captured,
+                            files=exported.files, format=format, notes=exported.notes)
     files = bundle_files(
         captured.source, functions, default=default, source=origin, base_image=base_image,
         ca_bundle=Path(ca_bundle) if ca_bundle is not None else None,
@@ -184,7 +215,8 @@ def export(
             the default function (it also answers ``/predictions``).
         directory: where the bundle goes (an existing bundle there is replaced).
         **options: ``default``, ``base_image`` and ``ca_bundle`` (for the image), as for
-            `sieve-jupyter export`.
+            `sieve-jupyter export`; ``format="model.yaml"`` writes a model.yaml and its code
+            (``src/``) instead of a bundle, loadable with `sieve.load_yaml`.
 
     Raises:
         ExportError: the code cannot be captured (the message names the cell and the name).

@@ -1,4 +1,5 @@
-"""``%sieve export NAME... DIR``: the export command of the notebook's magic."""
+"""``%sieve export NAME... DIR [--format model.yaml]``: the export command of the notebook's
+magic."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ def export_command(words: list[str]) -> ExportResult:
     parser.add_argument("--default")
     parser.add_argument("--base-image")
     parser.add_argument("--ca-bundle")
+    parser.add_argument("--format", choices=["bundle", "model.yaml"])
     try:
         args = parser.parse_args(words)
     except (argparse.ArgumentError, SystemExit) as exc:
@@ -29,7 +31,8 @@ def export_command(words: list[str]) -> ExportResult:
     *names, directory = args.items
     options: dict[str, Any] = {k: v for k, v in (("default", args.default),
                                                  ("base_image", args.base_image),
-                                                 ("ca_bundle", args.ca_bundle)) if v}
+                                                 ("ca_bundle", args.ca_bundle),
+                                                 ("format", args.format)) if v}
     result = export(names, directory, **options)
     print(result)
     return result

@@ -1,8 +1,10 @@
-"""``jupyter nbconvert --to sieve-bundle NOTEBOOK --output-dir DIR``: the bundle exporter.
+"""``jupyter nbconvert --to sieve-bundle NOTEBOOK --output-dir DIR``: the bundle exporter
+(``--to sieve-modelyaml``, or ``--SieveBundleExporter.format=model.yaml``: a model.yaml and its
+code instead).
 
 nbconvert writes an exporter's main output as ``<name><extension>`` and its ``outputs``
-resources beside it, so the main output is ``sieve.yaml`` and every other file of the bundle is
-a resource. The capture report goes to nbconvert's log.
+resources beside it, so the main output is ``sieve.yaml`` (``model.yaml``) and every other file
+is a resource. The capture report (and a model.yaml's notes) go to nbconvert's log.
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 from nbconvert.exporters import Exporter
-from traitlets import List, Unicode
+from traitlets import List, Unicode, default
 
 from sieve_jupyter.bundle._export import cells_from_notebook, export_cells
 
-__all__ = ["SieveBundleExporter"]
+__all__ = ["SieveBundleExporter", "SieveModelYamlExporter"]
 
 
 class SieveBundleExporter(Exporter):
@@ -31,6 +33,8 @@ class SieveBundleExporter(Exporter):
                          help="Base image of the bundle's Dockerfile.").tag(config=True)
     ca_bundle = Unicode(None, allow_none=True,
                         help="A CA bundle the image must trust (TLS proxies).").tag(config=True)
+    format = Unicode("bundle", help="What to write: a bundle, or a model.yaml and its code "
+                     "(model.yaml).").tag(config=True)
 
     def _file_extension_default(self) -> str:
         return ".yaml"
@@ -45,13 +49,26 @@ class SieveBundleExporter(Exporter):
             cells_from_notebook(nb_copy), None,
             names=list(self.names) if self.names else None, default=self.default,
             origin=f"{name}.ipynb", cwd=metadata.get("path") or None,
-            base_image=self.base_image, ca_bundle=self.ca_bundle,
+            base_image=self.base_image, ca_bundle=self.ca_bundle, format=self.format,
         )
         for line in result.capture.report:
             self.log.info("sieve-bundle: %s", line)
+        for note in result.notes:
+            self.log.warning("sieve-bundle: %s", note)
         files = dict(result.files)
-        main = files.pop("sieve.yaml").decode()
+        stem = "model" if self.format == "model.yaml" else "sieve"
+        main = files.pop(f"{stem}.yaml").decode()
         resources["outputs"] = {**resources.get("outputs", {}), **files}
-        resources["unique_key"] = "sieve"
+        resources["unique_key"] = stem
         resources["output_extension"] = ".yaml"
         return main, resources
+
+
+class SieveModelYamlExporter(SieveBundleExporter):
+    """Export a notebook's sieve functions and models as a model.yaml and its code."""
+
+    export_from_notebook = "Sieve model.yaml"
+
+    @default("format")
+    def _model_yaml(self) -> str:
+        return "model.yaml"

@@ -122,7 +122,9 @@ class PoolWorkers(PoolBase):
 
     def worker_exited(self, worker: WorkerConnection) -> None:
         """The worker's channel closed: blame its running job unless the exit was expected."""
-        code = worker.exit_code(wait=0.5 if worker.exit_expected else 2.0)
+        # (how it died is what the blamed job's error says: worth waiting for the backend to
+        # learn it, which a busy machine or a container's teardown can make slow)
+        code = worker.exit_code(wait=0.5 if worker.exit_expected else 15.0)
         # A direct call's caller may still be reading the reply connection, where a result the
         # worker wrote just before it died can wait: let it finish first (it reads to the end
         # of the connection, which the worker's death closed), so that result is not lost.

@@ -20,7 +20,6 @@ import dataclasses
 import datetime
 import decimal
 import enum
-import importlib
 import inspect
 import math
 import pathlib
@@ -30,7 +29,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sieve_jupyter.runtime import File, RemoteFunction
+from sieve_jupyter.runtime import File
+from sieve_jupyter.runtime._exported import EntryNotFound, exported
 
 __all__ = ["BundleEntry", "load_entry", "to_json"]
 
@@ -53,28 +53,17 @@ def load_entry(src: str, module: str, entry: str, kind: str) -> Any:
     """Import `module` from the folder `src` and wrap its `entry` for serving."""
     if src not in sys.path:
         sys.path.insert(0, src)
-    namespace = importlib.import_module(module)
     try:
-        obj = getattr(namespace, entry)
-    except AttributeError:
+        # (the module's other sieve handles are reached through the server's manager)
+        obj = exported(module, entry)
+    except EntryNotFound:
         raise LookupError(
             f"{module}.py defines no {entry!r}. Fix: export the bundle again, or correct "
             "`entry` in sieve.yaml."
         ) from None
-    if _is_handle(obj):
-        obj = obj.__wrapped__  # the decorated function or class behind a sieve handle
-    # The module's other sieve handles (`tokenize.run(...)` in a model) are reached through
-    # the server's manager, as in a kernel, instead of by workers started in this worker.
-    for key, value in list(vars(namespace).items()):
-        if _is_handle(value):
-            setattr(namespace, key, RemoteFunction(value.name))
     if kind == "model" or inspect.isclass(obj):
         return _served_model(obj)
     return _served_function(obj, obj)
-
-
-def _is_handle(obj: Any) -> bool:
-    return type(obj).__module__.startswith("sieve_jupyter.sdk") and hasattr(obj, "__wrapped__")
 
 
 def _served_function(target: Callable[..., Any], annotated: Callable[..., Any]) -> Any:

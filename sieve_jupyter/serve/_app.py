@@ -240,7 +240,7 @@ class _Api:
             return StreamingResponse(self._stream(prediction), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
         if webhook is not None:
-            self._background(self._webhooks(prediction, prediction.envelope()))
+            self._background(self._webhooks(prediction, prediction.start_envelope()))
         if not sync:
             return _json(prediction.envelope(), 202)
         if waiter is not None and not await self._wait(request.receive, future, waiter):

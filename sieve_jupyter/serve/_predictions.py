@@ -119,6 +119,20 @@ class Prediction:
             "completed_at": iso(finished),
         }
 
+    def start_envelope(self) -> dict[str, Any]:
+        """The prediction as it stands when it starts (the ``start`` webhook's body): whether
+        the job is already done by the time the webhook is sent does not change what it says."""
+        started = self.future.started_at
+        return {
+            **self.envelope(),
+            "status": "starting" if started is None else "processing",
+            "output": None,
+            "error": None,
+            "logs": "",
+            "metrics": {},
+            "completed_at": None,
+        }
+
 
 class PredictionStore:
     """Predictions by id: running ones, and finished ones for `keep_seconds` (at most

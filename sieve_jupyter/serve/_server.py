@@ -23,7 +23,7 @@ from typing import Any
 
 from sieve_jupyter.serve._settings import ServeSettings
 
-__all__ = ["BackgroundServer", "bind", "serve_bundle", "serve_functions"]
+__all__ = ["BackgroundServer", "bind", "serve_bundle", "serve_functions", "serve_modelyaml"]
 
 #: seconds a stopping server waits for the predictions in flight
 GRACE_SECONDS = 30.0
@@ -135,6 +135,36 @@ def serve_bundle(path: str | os.PathLike[str], settings: ServeSettings) -> int:
     bundle = read_bundle(path)
     service = Service(settings)
     service.add_bundle(bundle)
+    return _serve_foreground(service, settings)
+
+
+def serve_modelyaml(
+    path: str | os.PathLike[str], settings: ServeSettings, *, name: str | None = None
+) -> int:
+    """Serve the models of a model.yaml until SIGTERM/SIGINT (or POST /shutdown). Returns 0.
+
+    They are loaded as `sieve.load_yaml` loads them (fetched, checked, registered with this
+    process's manager, `settings.workers` each) and served as a bundle's functions are.
+
+    Raises:
+        ModelYamlError: a problem in the file (``FILE:LINE:COL``, key path, fix).
+        ConfigurationError: a bad setting, or the port is taken.
+    """
+    from sieve_jupyter.modelyaml import load_yaml
+    from sieve_jupyter.serve._service import Service
+
+    settings.validate()
+    if settings.busy_poll_us is not None:
+        from sieve_jupyter._config import configure
+
+        configure(busy_poll_us=settings.busy_poll_us)
+    models = load_yaml(path, name=name, workers=settings.workers)
+    service = Service(settings)
+    service.add_registered(list(models), owned=True)
+    return _serve_foreground(service, settings)
+
+
+def _serve_foreground(service: Any, settings: ServeSettings) -> int:
     sock = bind(settings.host, settings.port)
     names = ", ".join(service.functions)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host

@@ -106,11 +106,14 @@ class Service:
         self.default = self.settings.default or bundle.default
         self._check_default()
 
-    def add_registered(self, names: Sequence[str]) -> None:
-        """Serve functions already registered with the manager (a kernel's)."""
+    def add_registered(self, names: Sequence[str], *, owned: bool = False) -> None:
+        """Serve functions already registered with the manager (a kernel's, or the models of
+        a model.yaml); `owned`: this server unregisters them when it stops."""
         for name in names:
             record = self.manager.record(name)
             self._add(record.spec, record.workers)
+            if owned:
+                self._registered.append(name)
         self.default = self.settings.default or names[0]
         self._check_default()
 

@@ -62,3 +62,21 @@ def test_serve_a_kernel_function_until_stopped(kernel_session: KernelSession) ->
         raise AssertionError("the server still answers")
     except httpx.TransportError:
         pass
+
+
+def test_export_to_a_model_yaml_and_load_it_back(kernel_session: KernelSession,
+                                                 tmp_path: Path) -> None:
+    for cell in CELLS:
+        kernel_session.ok(cell)
+    exported = kernel_session.ok("%sieve export adder models/adder --format model.yaml")
+    assert "Exported adder as a model.yaml" in exported.stream()
+    assert (tmp_path / "models" / "adder" / "src" / "sieve_entrypoints.py").is_file()
+    again = kernel_session.ok('r = sieve.export(Adder, "models/again", format="model.yaml"); '
+                              "print(sorted(r.files))")
+    assert "'model.yaml', 'src/main.py', 'src/sieve_entrypoints.py'" in again.stream()
+    # loading replaces the kernel's own adder with the exported one, which answers the same
+    loaded = kernel_session.ok('models = %sieve load models/adder/model.yaml\n'
+                               'print(models["adder"].run(1, 2), models["adder"].run(x1=1, x2=2))')
+    assert loaded.stream().split()[-2:] == ["103", "103"]
+    bad = kernel_session.run("%sieve export adder models/x --format yaml")
+    assert not bad.ok and "UsageError" in bad.error["ename"]  # type: ignore[index]

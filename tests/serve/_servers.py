@@ -73,16 +73,24 @@ def notebook(cells: list[str], path: Path) -> Path:
     return path
 
 
+#: the `sieve-jupyter` console script of this environment
+SCRIPT = Path(sys.executable).with_name("sieve-jupyter")
+
+
 class Server:
-    """`sieve-jupyter serve BUNDLE` in a subprocess; `url`, `client`, `stop()`."""
+    """`sieve-jupyter serve BUNDLE` in a subprocess; `url`, `client`, `stop()`.
+
+    `command` is how the CLI is started (default ``python -m sieve_jupyter.cli``; `SCRIPT` is
+    the installed console script)."""
 
     def __init__(self, bundle: Path, *args: str, env: dict[str, str] | None = None,
-                 wait_ready: bool = True) -> None:
+                 wait_ready: bool = True, command: list[str] | None = None) -> None:
         self.port_file = bundle.parent / f"{bundle.name}-{uuid.uuid4().hex[:8]}.port"
         self.port_file.unlink(missing_ok=True)
         environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        command = command or [sys.executable, "-m", "sieve_jupyter.cli"]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "sieve_jupyter.cli", "serve", str(bundle), "--port", "0",
+            [*command, "serve", str(bundle), "--port", "0",
              "--port-file", str(self.port_file), *args],
             env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             start_new_session=True,

@@ -34,6 +34,7 @@ EXPORTED = [
     "GpuUnavailableError",
     "Image",
     "InputError",
+    "InstallationError",
     "JobCancelledError",
     "JobFuture",
     "JobStatus",

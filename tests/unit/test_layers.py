@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "sieve_jupyter"
 LAYERS: dict[str, int] = {
     "runtime": 0,  # inside workers: the standard library and cloudpickle only
     "_errors": 1,
+    "_imports": 1,
     "_hooks": 1,
     "_version": 1,
     "_config": 1,
