@@ -30,12 +30,23 @@ pytest_plugins = ["docker_tier"]
 _TIER_ORDER = {"unit": 0, "integration": 1, "kernel": 2, "docker": 3, "packaging": 4, "browser": 5}
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def tier(item: pytest.Item) -> int:
-        parts = item.path.relative_to(item.config.rootpath).parts
-        return _TIER_ORDER.get(parts[1], 1) if len(parts) > 2 and parts[0] == "tests" else 1
+#: the marker each tier's folder gives every test in it (so `-m "not docker"` leaves it out)
+_FOLDER_MARKERS = {
+    "kernel": "kernel", "docker": "docker", "browser": "browser", "serve": "serve",
+    "packaging": "packaging", "deploy": "serve",  # (deployments are served bundles)
+}
 
-    items.sort(key=tier)  # stable: the order within a tier is kept
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def folder(item: pytest.Item) -> str:
+        parts = item.path.relative_to(item.config.rootpath).parts
+        return parts[1] if len(parts) > 2 and parts[0] == "tests" else ""
+
+    for item in items:
+        marker = _FOLDER_MARKERS.get(folder(item))
+        if marker is not None:
+            item.add_marker(getattr(pytest.mark, marker))
+    items.sort(key=lambda item: _TIER_ORDER.get(folder(item), 1))  # stable within a tier
 
 
 @pytest.fixture(params=BEHAVIOUR_BACKENDS)
