@@ -29,7 +29,6 @@ from sieve_jupyter.runtime.protocol import (
     Channel,
     ChannelClosed,
     UndecodableMessage,
-    encode,
 )
 
 if TYPE_CHECKING:
@@ -58,8 +57,8 @@ def call(
     try:
         if listened and future._set_started(worker.worker_id):
             pool.publish_job(future)  # before the call: listeners see the states in order
-        frame = encode(pack(Call(job_id, future.args, future.kwargs)), DIRECT_CALL)
         assert worker.data is not None
+        frame = worker.data.encode(pack(Call(job_id, future.args, future.kwargs)), DIRECT_CALL)
         written = True  # (a frame is written whole or not at all: see Channel.write)
         worker.data.write(frame)
     except ChannelClosed:

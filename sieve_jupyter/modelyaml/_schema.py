@@ -266,6 +266,13 @@ def _problem(document: YamlDocument, error: Any) -> YamlProblem:
     if kind == "missing":
         return document.problem(location, "is required.", f"add it{_example(example)}.")
     value = error.get("input")
+    if kind == "string_type" and isinstance(value, (int, float)) and not isinstance(value, bool):
+        # e.g. a commit hash of digits only: YAML reads it as a number (and 0-prefixed ones
+        # as octal, another number than the one written)
+        return document.problem(
+            location, f"must be text, but YAML reads it as the number {value!r}.",
+            "put the value in quotes as you wrote it (hash: \"0123abcd\").",
+        )
     if kind in _TYPE_NAMES:
         return document.problem(
             location, f"must be {_TYPE_NAMES[kind]}, got {_describe(value)}.",

@@ -49,7 +49,8 @@ def write(path: Path, text: str) -> Path:
 
 
 def remote(url: str, **keys: str) -> str:
-    lines = [f"      {k}: {v}" for k, v in keys.items()]
+    # (quoted, as the docs say: a commit's first ten characters are sometimes all digits)
+    lines = [f'      {k}: "{v}"' for k, v in keys.items()]
     return "    repository:\n" + "\n".join([f"      url: {url}", *lines]) + "\n"
 
 

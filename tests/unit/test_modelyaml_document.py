@@ -91,6 +91,9 @@ def test_all_problems_are_reported_at_once_in_file_order() -> None:
         ("models:\n  - name: m\n    repository: {url: x, hash: main}\n"
          "    runtime: {predict: {entrypoint: a:b}}\n",
          "model.yaml:3:32: models[0].repository.hash:", "is not a commit hash"),
+        ("models:\n  - name: m\n    repository: {url: x, hash: 1234567890}\n"
+         "    runtime: {predict: {entrypoint: a:b}}\n",
+         "model.yaml:3:32: models[0].repository.hash:", "YAML reads it as the number 1234567890"),
         ("models:\n  - name: m\n    runtime: {predict: {entrypoint: a:b, inputs: [{name: 1x, "
          "value: 2}]}}\n", "model.yaml:3:58: models[0].runtime.predict.inputs[0].name:",
          "Python identifier"),
