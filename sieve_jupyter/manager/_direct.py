@@ -17,7 +17,10 @@ settles the job exactly as for a pushed one. This module does the I/O; the pool 
 
 from __future__ import annotations
 
+import os
+import select
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from sieve_jupyter.runtime.messages import Call, Moved, Result, pack, unpack
@@ -36,12 +39,17 @@ if TYPE_CHECKING:
 __all__ = ["call"]
 
 
-def call(pool: WorkerPool, worker: WorkerConnection, future: JobFuture[Any]) -> None:
+def call(
+    pool: WorkerPool, worker: WorkerConnection, future: JobFuture[Any], wait: float | None = None
+) -> None:
     """Run `future` on `worker`, whose lane and send lock the pool claimed for this thread.
 
     Returns once the job is settled, or handed to the reader thread (`Moved`, or the worker
     died: the pool's usual crash handling settles it). An interrupt while waiting propagates
-    at once; a helper thread then reads the outcome, so the lane is freed.
+    at once; a helper thread then reads the outcome, so the lane is freed. With `wait`, this
+    thread waits that many seconds at most: a call still running then is left to a helper
+    thread, which settles the job when its outcome comes (an event loop must not stall on a
+    slow call).
     """
     job_id = future.job_id
     listened = bool(pool.events)
@@ -75,6 +83,9 @@ def call(pool: WorkerPool, worker: WorkerConnection, future: JobFuture[Any]) -> 
         future._set_started(worker.worker_id)
     assert worker.reply is not None
     worker.reply.spin = pool.reply_poll_seconds()
+    if wait is not None and not _answered_within(worker.reply, wait):
+        _read_in_background(pool, worker, future)
+        return
     try:
         outcome = _read_outcome(worker.reply, job_id)
     except (ChannelClosed, UndecodableMessage) as exc:
@@ -99,6 +110,25 @@ def _settle(
         # Moved: the outcome follows on the data connection, where the reader thread settles it
     finally:
         worker.lane.release()
+
+
+def _answered_within(reply: Channel, seconds: float) -> bool:
+    """Whether something to read (the outcome, or the channel's end) reaches `reply` within
+    `seconds`: polls for the channel's `spin` as `recv` would, then sleeps on the socket for
+    the rest."""
+    if reply.pending():
+        return True
+    poller = select.poll()
+    poller.register(reply.fileno(), select.POLLIN)
+    now = time.perf_counter()
+    deadline = now + seconds
+    spin_until = min(deadline, now + reply.spin)
+    while not poller.poll(0):
+        now = time.perf_counter()
+        if now >= spin_until:
+            return bool(poller.poll(max(0.0, deadline - now) * 1000.0))
+        os.sched_yield()
+    return True
 
 
 def _read_outcome(reply: Channel, job_id: str) -> Result | Moved:

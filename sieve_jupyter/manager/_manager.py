@@ -208,18 +208,25 @@ class Manager:
         return future
 
     def run(
-        self, target: str | FunctionRecord, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self,
+        target: str | FunctionRecord,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        wait: float | None = None,
     ) -> JobFuture[Any]:
         """Start one call for a caller that will wait for it (`.run()`); returns its future.
 
         When a worker is idle, this thread writes the call and reads the outcome itself
         (`_direct.py`), so the returned future is usually done already; otherwise the job is
-        queued as by `submit`. An interrupt while waiting cancels the job.
+        queued as by `submit`. An interrupt while waiting cancels the job. `wait` bounds the
+        time this thread spends waiting (an event loop's thread): a call still running then
+        finishes in the background, and a function whose calls usually take longer is queued.
         """
         pool, future = self._new_job(target, args, kwargs)
         self._accept(future)
         try:
-            direct = pool.try_direct(future)
+            direct = pool.try_direct(future, wait)
         except BaseException:
             future.cancel()
             raise

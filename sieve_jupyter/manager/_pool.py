@@ -55,13 +55,18 @@ class WorkerPool(PoolWorkers):
         if inline is not None:
             self._flush(inline)
 
-    def try_direct(self, future: JobFuture[Any]) -> bool:
+    def try_direct(self, future: JobFuture[Any], wait: float | None = None) -> bool:
         """Run `future` as a direct call if a worker is idle (see `_direct.py`); False, having
-        done nothing, if none is."""
+        done nothing, if none is. With `wait` (seconds the caller waits at most), also False
+        when this function's calls usually take longer than that."""
+        if wait is not None:
+            average = self._average_seconds
+            if average is not None and average > wait:
+                return False
         worker = self._claim_idle_worker(future)
         if worker is None:
             return False
-        _direct.call(self, worker, future)
+        _direct.call(self, worker, future, wait)
         return True
 
     def cancel(self, future: JobFuture[Any]) -> None:

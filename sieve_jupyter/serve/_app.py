@@ -1,7 +1,10 @@
 """The HTTP API: Cog's prediction API over a `Service`, as a FastAPI app.
 
 Routes take the raw request (no FastAPI body models) so the envelope, the 422 detail and the
-status codes are exactly Cog's, and so a quick call pays for nothing it does not use.
+status codes are exactly Cog's, and so a quick call pays for nothing it does not use: the
+prediction routes skip FastAPI's per-request machinery (`_http.FastPathApp`), and a sync
+prediction that finds a worker idle is answered on the event loop's thread when it is quick
+(`Service.run`).
 """
 
 from __future__ import annotations
@@ -17,11 +20,19 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
+from starlette.types import Receive
 
 from sieve_jupyter.manager import JobFuture
 from sieve_jupyter.sdk._remote import DRAINING_HEADER
+from sieve_jupyter.serve._http import (
+    Disconnected,
+    FastPathApp,
+    Incoming,
+    JsonResponse,
+    TooLarge,
+)
 from sieve_jupyter.serve._io import InputError422, Uploads, output_encoder, to_files
 from sieve_jupyter.serve._predictions import TERMINAL, Prediction
 from sieve_jupyter.serve._service import Served, Service
@@ -37,17 +48,11 @@ _LARGE_BODY = 256 * 1024
 _LISTEN_AFTER = 0.05
 
 
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
-    return Response(body, status_code=status, media_type="application/json", headers=headers)
+_json = JsonResponse
 
 
 def _sse_event(event: str, data: Any) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class _Api:
@@ -71,36 +76,20 @@ class _Api:
 
     # -- guards ------------------------------------------------------------------------------
 
-    def refused(self, request: Request) -> Response | None:
-        """401 unless the bearer token matches (when the server has one)."""
+    def refused_request(self, request: Request) -> Response | None:
+        return self.refused(request.headers.get("authorization"))
+
+    def refused(self, authorization: str | None) -> Response | None:
+        """401 unless `authorization` (the header) has the bearer token, when the server has
+        one."""
         expected = self._expected
         if expected is None:
             return None
-        given = request.headers.get("authorization", "").encode()
-        if hmac.compare_digest(given, expected):
+        if hmac.compare_digest((authorization or "").encode(), expected):
             return None
         return _json({"detail": "Missing or wrong bearer token. Send `Authorization: Bearer "
                                 "<token>` with the server's SIEVE_SERVE_TOKEN."}, 401,
                      {"WWW-Authenticate": "Bearer"})
-
-    async def body(self, request: Request) -> bytes:
-        limit = self.settings.max_body_bytes
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limit:
-            raise _TooLarge
-        if length is not None:
-            data = await request.body()
-            if len(data) > limit:
-                raise _TooLarge
-            return data
-        chunks = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _TooLarge
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     def too_large(self) -> Response:
         return _json({"detail": f"The request body is larger than this server accepts "
@@ -111,7 +100,7 @@ class _Api:
     # -- routes ------------------------------------------------------------------------------
 
     async def index(self, request: Request) -> Response:
-        if (refused := self.refused(request)) is not None:
+        if (refused := self.refused_request(request)) is not None:
             return refused
         return _json({
             "docs_url": None, "openapi_url": "/openapi.json", "shutdown_url": "/shutdown",
@@ -127,36 +116,36 @@ class _Api:
         return _json(self.service.health())
 
     async def openapi_json(self, request: Request) -> Response:
-        if (refused := self.refused(request)) is not None:
+        if (refused := self.refused_request(request)) is not None:
             return refused
         return _json(self.openapi)
 
     async def shutdown(self, request: Request) -> Response:
-        if (refused := self.refused(request)) is not None:
+        if (refused := self.refused_request(request)) is not None:
             return refused
         if self.shutdown_callback is not None:
             asyncio.get_running_loop().call_soon(self.shutdown_callback)
         return _json({})
 
     async def file(self, request: Request) -> Response:
-        if (refused := self.refused(request)) is not None:
+        if (refused := self.refused_request(request)) is not None:
             return refused
         path = self.files.path(request.path_params["file_id"])
         if path is None:
             return _json({"detail": "No such file (or it expired)."}, 404)
         return FileResponse(path)
 
-    def served(self, request: Request) -> Served | None:
+    def served(self, request: Incoming) -> Served | None:
         name = request.path_params.get("name")
         return self.service.functions.get(name if name is not None else self.service.default)
 
-    def no_function(self, request: Request) -> Response:
+    def no_function(self, request: Incoming) -> Response:
         names = ", ".join(self.service.functions)
         return _json({"detail": f"No function {request.path_params.get('name')!r} here "
                                 f"(functions: {names})."}, 404)
 
     async def get_prediction(self, request: Request) -> Response:
-        if (refused := self.refused(request)) is not None:
+        if (refused := self.refused_request(request)) is not None:
             return refused
         prediction = self.service.predictions.get(request.path_params["prediction_id"])
         if prediction is None:
@@ -164,7 +153,7 @@ class _Api:
         return _json(prediction.envelope())
 
     async def cancel(self, request: Request) -> Response:
-        if (refused := self.refused(request)) is not None:
+        if (refused := self.refused_request(request)) is not None:
             return refused
         prediction = self.service.predictions.get(request.path_params["prediction_id"])
         if prediction is None:
@@ -172,8 +161,11 @@ class _Api:
         prediction.future.cancel()
         return _json({})
 
-    async def create(self, request: Request) -> Response:
-        if (refused := self.refused(request)) is not None:
+    async def create_route(self, request: Request) -> Response:
+        return await self.create(Incoming.of(request))
+
+    async def create(self, request: Incoming) -> Response:
+        if (refused := self.refused(request.header(b"authorization"))) is not None:
             return refused
         served = self.served(request)
         if served is None:
@@ -185,9 +177,11 @@ class _Api:
                 status = 200 if existing.status in TERMINAL else 202
                 return _json(existing.envelope(), status)
         try:
-            body = await self.body(request)
-        except _TooLarge:
+            body = await request.body(self.settings.max_body_bytes)
+        except TooLarge:
             return self.too_large()
+        except Disconnected:
+            return _json({}, 499)  # (nobody is there to read it)
         uploads = Uploads(self.uploads)
         try:
             request_data, uploaded = await self._parse(request, body, served, uploads)
@@ -216,25 +210,28 @@ class _Api:
         args, kwargs = served.plan.call(kwargs_input)
         # Everything but the call itself is ready before it is made: once the job is out, a
         # quick worker answers at once, and its reply should find this thread waiting.
-        accept = request.headers.get("accept", "")
-        streaming = "text/event-stream" in accept
-        respond_async = request.headers.get("prefer") == "respond-async"
-        encode = output_encoder(self.settings.inline_file_bytes, self.files,
-                                lambda: str(request.base_url))
+        streaming = "text/event-stream" in (request.header(b"accept") or "")
+        sync = not streaming and request.header(b"prefer") != "respond-async"
+        encode = output_encoder(self.settings.inline_file_bytes, self.files, request.base_url)
         loop = asyncio.get_running_loop()
-        waiter = None if (streaming or respond_async) else loop.create_future()
         created = time.time()
         try:
             if len(body) > _LARGE_BODY:
                 future = await loop.run_in_executor(
                     None, self.service.submit, served, args, kwargs)
+            elif sync and webhook is None and served.inflight == 1:
+                # Nothing else of this function is in flight: a quick call is answered on
+                # this thread (a webhook's `start` must be sent before the call ends).
+                future = self.service.run(served, args, kwargs)
             else:
                 future = self.service.submit(served, args, kwargs)
         except Exception as exc:  # noqa: BLE001 - e.g. the function was stopped
             self.service.release(served, None)
             uploads.remove()
             return _json({"status": "failed", "error": f"{type(exc).__name__}: {exc}"}, 503)
-        if waiter is not None:
+        waiter: asyncio.Future[bool] | None = None
+        if sync and not future.done():
+            waiter = loop.create_future()
             future.add_done_callback(lambda _: loop.call_soon_threadsafe(_settle, waiter))
         future.add_done_callback(lambda _: self._done(served, future, uploads))
         prediction = Prediction(prediction_id, served.name, value, future, created_at=created,
@@ -245,20 +242,20 @@ class _Api:
                                      headers={"Cache-Control": "no-cache"})
         if webhook is not None:
             self._background(self._webhooks(prediction, prediction.start_envelope()))
-        if waiter is None:
+        if not sync:
             return _json(prediction.envelope(), 202)
-        if not future.done() and not await self._wait(request, future, waiter):
+        if waiter is not None and not await self._wait(request.receive, future, waiter):
             return _json(prediction.envelope(), 499)  # (nobody is there to read it)
         return _json(prediction.envelope())
 
     # -- helpers -----------------------------------------------------------------------------
 
     async def _parse(
-        self, request: Request, body: bytes, served: Served, uploads: Uploads
+        self, request: Incoming, body: bytes, served: Served, uploads: Uploads
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        content_type = request.headers.get("content-type", "")
+        content_type = request.header(b"content-type") or ""
         if content_type.startswith("multipart/form-data"):
-            return await self._parse_multipart(request, served, uploads)
+            return await self._parse_multipart(request.request(body), served, uploads)
         if not body:
             return {}, {}
         try:
@@ -348,7 +345,7 @@ class _Api:
         self.service.release(served, future)
         uploads.remove()
 
-    async def _wait(self, request: Request, future: JobFuture[Any],
+    async def _wait(self, receive: Receive, future: JobFuture[Any],
                     waiter: asyncio.Future[bool]) -> bool:
         """Wait for the job; if the client goes away first, cancel it and return False.
 
@@ -360,7 +357,7 @@ class _Api:
 
         def listen() -> None:
             async def hang_up() -> None:
-                await _disconnect(request)
+                await _disconnect(receive)
                 if not waiter.done():
                     waiter.set_result(False)
 
@@ -491,18 +488,24 @@ def _settle(waiter: asyncio.Future[bool]) -> None:
         waiter.set_result(True)
 
 
-async def _disconnect(request: Request) -> None:
+async def _disconnect(receive: Receive) -> None:
     while True:
-        message = await request.receive()
+        message = await receive()
         if message["type"] == "http.disconnect":
             return
 
 
-def create_app(service: Service, *, shutdown: Callable[[], None] | None = None) -> FastAPI:
+def create_app(service: Service, *, shutdown: Callable[[], None] | None = None) -> FastPathApp:
     """The FastAPI app answering for `service` (Cog's routes, per function and default)."""
     api = _Api(service, shutdown)
-    app = FastAPI(title="sieve-jupyter", openapi_url=None, docs_url=None, redoc_url=None)
+    app = FastPathApp(title="sieve-jupyter", openapi_url=None, docs_url=None, redoc_url=None)
     app.state.api = api
+    # The hot routes, found without FastAPI's routing (they are registered below as well, so
+    # a request the fast path does not take is answered the same way).
+    app.fast_routes = {"/predictions": {}}
+    for name in service.functions:
+        app.fast_routes[f"/functions/{name}/predictions"] = {"name": name}
+    app.fast_handler = api.create
     add = app.add_api_route
     add("/", api.index, methods=["GET"])
     add("/health-check", api.health, methods=["GET"])
@@ -510,8 +513,8 @@ def create_app(service: Service, *, shutdown: Callable[[], None] | None = None) 
     add("/shutdown", api.shutdown, methods=["POST"])
     add("/files/{file_id}", api.file, methods=["GET"])
     for base in ("/predictions", "/functions/{name}/predictions"):
-        add(base, api.create, methods=["POST"])
-        add(base + "/{prediction_id}", api.create, methods=["PUT"])
+        add(base, api.create_route, methods=["POST"])
+        add(base + "/{prediction_id}", api.create_route, methods=["PUT"])
         add(base + "/{prediction_id}", api.get_prediction, methods=["GET"])
         add(base + "/{prediction_id}/cancel", api.cancel, methods=["POST"])
     return app

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import gc
 import os
 import signal
 import socket
@@ -168,6 +169,11 @@ async def _run(service: Any, settings: ServeSettings, sock: socket.socket,
     app = create_app(service, shutdown=shutdown)
     server = _uvicorn_server(app, settings, drain)
     service.start()
+    # What exists now (FastAPI, pydantic, the manager) lives as long as the server: keep it
+    # out of the collector's full passes, whose cost grows with it and lands on whichever
+    # request happens to trigger one.
+    gc.collect()
+    gc.freeze()
     port = sock.getsockname()[1]
     if settings.port_file:
         _write_port_file(settings.port_file, port)

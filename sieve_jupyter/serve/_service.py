@@ -29,7 +29,10 @@ if TYPE_CHECKING:
     from sieve_jupyter.serve._settings import ServeSettings
     from sieve_jupyter.spec import FunctionSpec
 
-__all__ = ["Served", "Service"]
+__all__ = ["DIRECT_WAIT", "Served", "Service"]
+
+#: seconds the event loop's thread may wait for a quick prediction's answer (`Service.run`)
+DIRECT_WAIT = 0.001
 
 
 @dataclass(eq=False)
@@ -276,6 +279,17 @@ class Service:
         self, served: Served, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> JobFuture[Any]:
         return self.manager.submit(served.name, args, kwargs)
+
+    def run(
+        self, served: Served, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> JobFuture[Any]:
+        """Like `submit`, for a caller on the event loop that waits for the answer: when a
+        worker is idle, this thread writes the call and waits up to `DIRECT_WAIT` seconds for
+        its answer (handing it to the loop costs a thread switch and a wake-up of the loop,
+        more than a quick call itself); a call still running then finishes in the
+        background, and a function whose calls usually take longer is queued as by
+        `submit`."""
+        return self.manager.run(served.name, args, kwargs, wait=DIRECT_WAIT)
 
     # -- watching jobs (streams, webhooks) ---------------------------------------------------
 

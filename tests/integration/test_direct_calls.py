@@ -364,3 +364,46 @@ def test_interrupting_a_run_while_its_large_argument_is_written(unique: Unique) 
     for delay in (0.001, 0.01, 0.03):
         call_interrupted(delay, lambda: total.run(big))
         assert total.run(np.ones(3)) == 3.0
+
+
+def test_a_bounded_run_hands_a_slow_call_on_and_queues_a_slow_function(
+    unique: Unique, tmp_path: Path, direct_calls: list[str]
+) -> None:
+    # A server's event loop waits on a direct call for `wait` seconds at most: a call still
+    # running then settles in the background, and once the function's calls are known to take
+    # longer than that, its calls are queued instead (the loop never waits on them).
+    @sieve.function(name=unique("held"))
+    def held(flag: str, seconds: float) -> str:
+        while flag and not Path(flag).exists():
+            time.sleep(0.01)
+        time.sleep(seconds)
+        return flag
+
+    name = held.name
+    manager = get_manager()
+    assert held.run("", 0) == ""
+    wait_for(lambda: held.workers[0]["inflight"] == 0)
+    flag = tmp_path / "go"
+    late = threading.Timer(60, flag.touch)  # (were `wait` ignored: a failure, not a hang)
+    late.start()
+    try:
+        future = manager.run(name, (str(flag), 0), {}, wait=0.01)
+        assert not future.done()  # it waits for the flag, which only this test makes
+        flag.touch()
+    finally:
+        late.cancel()
+    assert future.result(timeout=60) == str(flag)
+    assert future.job_id in direct_calls  # settled by the helper that read its outcome
+    wait_for(lambda: held.workers[0]["inflight"] == 0)
+    assert manager.run(name, ("", 0), {}, wait=10).result() == ""  # the lane was handed back
+    assert len(direct_calls) == 2
+
+    for _ in range(3):
+        held.run("", 0.2)  # calls of this function now take longer than 0.01 s
+    wait_for(lambda: held.workers[0]["inflight"] == 0)
+    before = len(direct_calls)
+    queued = manager.run(name, ("", 0), {}, wait=0.01)
+    assert queued.result(timeout=60) == ""
+    assert len(direct_calls) == before  # not a direct call
+    assert held.run("", 0) == ""  # while an unbounded .run() still is one
+    assert len(direct_calls) == before + 1

@@ -175,6 +175,33 @@ def test_a_dropped_sync_connection_cancels_its_job(main_server: Server) -> None:
     assert body["status"] == "canceled"
 
 
+def test_a_long_sync_prediction_leaves_the_server_free_meanwhile(main_server: Server) -> None:
+    # A sync call may be made from the event loop's own thread (a bounded direct call): one
+    # that runs long must not hold up the other requests while it does.
+    outcome: dict[str, httpx.Response] = {}
+
+    def call() -> None:
+        outcome["answer"] = main_server.predict({"id": "long-sync", "input": {"seconds": 60}},
+                                                "/functions/sleeper/predictions")
+
+    caller = threading.Thread(target=call)
+    caller.start()
+    try:
+        with httpx.Client(base_url=main_server.url, timeout=10) as other:
+            deadline = time.monotonic() + 60
+            while other.get("/functions/sleeper/predictions/long-sync").status_code != 200:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            answer = other.post("/functions/multiplier/predictions",
+                                json={"input": {"x1": 3, "x2": 4}})
+            assert answer.json()["output"] == 12
+            assert other.get("/health-check").status_code == 200
+    finally:
+        main_server.client.post("/functions/sleeper/predictions/long-sync/cancel")
+        caller.join(60)
+    assert outcome["answer"].json()["status"] == "canceled"
+
+
 def wait_status(server: Server, path: str, status: str) -> dict[str, Any]:
     deadline = time.monotonic() + 60
     while True:
