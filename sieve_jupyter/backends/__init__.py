@@ -8,7 +8,10 @@ from sieve_jupyter._errors import ConfigurationError
 from sieve_jupyter.backends._base import (
     Backend,
     GpuAssignment,
+    LinkLaunch,
+    LinkReceiver,
     WorkerLaunch,
+    WorkerLink,
     WorkerProcess,
 )
 
@@ -16,7 +19,10 @@ __all__ = [
     "BACKENDS",
     "Backend",
     "GpuAssignment",
+    "LinkLaunch",
+    "LinkReceiver",
     "WorkerLaunch",
+    "WorkerLink",
     "WorkerProcess",
     "create_backend",
 ]
