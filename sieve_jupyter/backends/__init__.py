@@ -32,6 +32,7 @@ __all__ = [
 BACKENDS: dict[str, str] = {
     "local": "sieve_jupyter.backends.local:LocalBackend",
     "docker": "sieve_jupyter.backends.docker:DockerBackend",
+    "ray": "sieve_jupyter.backends.ray:RayBackend",
 }
 
 
