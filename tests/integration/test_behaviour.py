@@ -10,6 +10,7 @@ import concurrent.futures
 import os
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,11 +21,12 @@ from sieve_jupyter.manager import JobStatus
 
 
 @pytest.fixture
-def shared_dir() -> Path:
+def shared_dir() -> Iterator[Path]:
     """A directory both the test and its workers see (containers get it mounted at the same
-    path by the docker tier's settings)."""
+    path by the docker tier's settings; Ray workers run on this machine)."""
     root = Path(os.environ.get("SIEVE_TEST_SHARED_DIR", tempfile.gettempdir()))
-    return Path(tempfile.mkdtemp(prefix="sieve-test-", dir=root))
+    with tempfile.TemporaryDirectory(prefix="sieve-test-", dir=root) as folder:
+        yield Path(folder)
 
 
 def test_run_push_and_futures(backend: str, unique: Unique) -> None:
