@@ -19,8 +19,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from sieve_jupyter._hooks import manager_created_hooks
-
-__version__ = "0.1.0"
+from sieve_jupyter._version import __version__
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
@@ -40,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "GpuUnavailableError": "sieve_jupyter._errors",
     "Image": "sieve_jupyter.runtime",
     "InputError": "sieve_jupyter._errors",
+    "InstallationError": "sieve_jupyter._errors",
     "JobCancelledError": "sieve_jupyter._errors",
     "JobFuture": "sieve_jupyter.manager",
     "JobStatus": "sieve_jupyter.manager",
@@ -56,8 +56,10 @@ _EXPORTS: dict[str, str] = {
     "WorkerCrashedError": "sieve_jupyter._errors",
     "SwapError": "sieve_jupyter._errors",
     "WorkerError": "sieve_jupyter._errors",
+    "ExportError": "sieve_jupyter._errors",
     "as_completed": "sieve_jupyter.manager",
     "config": "sieve_jupyter._config",
+    "export": "sieve_jupyter.bundle",
     "configure": "sieve_jupyter._config",
     "form": "sieve_jupyter.jupyter.widgets",
     "function": "sieve_jupyter.sdk",
@@ -100,8 +102,30 @@ manager_created_hooks.append(_attach_notebook_layer)
 def load_ipython_extension(ipython: Any) -> None:
     """`%load_ext sieve_jupyter`: register the magics, the display hooks and the comm channel."""
     from sieve_jupyter.jupyter import load_ipython_extension as _load
+    from sieve_jupyter.jupyter._magics import EXTRA_COMMANDS
 
+    # The layers above the notebook layer add their own subcommands (imported when used).
+    EXTRA_COMMANDS.setdefault("export", (_export_command, _EXPORT_HELP))
+    EXTRA_COMMANDS.setdefault("serve", (_serve_command, _SERVE_HELP))
     _load(ipython)
+
+
+_EXPORT_HELP = ("%sieve export NAME... DIR      a bundle of these functions and the cells they "
+                "need (--default, --base-image; --format model.yaml: a model.yaml instead)")
+_SERVE_HELP = ("%sieve serve NAME... [--port N] serve them over HTTP until the kernel stops "
+               "(--stop NAME to stop)")
+
+
+def _export_command(words: list[str]) -> Any:
+    from sieve_jupyter.bundle._magic import export_command
+
+    return export_command(words)
+
+
+def _serve_command(words: list[str]) -> Any:
+    from sieve_jupyter.serve._magic import serve_command
+
+    return serve_command(words)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
@@ -134,6 +158,9 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
         EnvironmentVariableError as EnvironmentVariableError,
     )
     from sieve_jupyter._errors import (
+        ExportError as ExportError,
+    )
+    from sieve_jupyter._errors import (
         FunctionNotFoundError as FunctionNotFoundError,
     )
     from sieve_jupyter._errors import (
@@ -144,6 +171,9 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
     )
     from sieve_jupyter._errors import (
         InputError as InputError,
+    )
+    from sieve_jupyter._errors import (
+        InstallationError as InstallationError,
     )
     from sieve_jupyter._errors import (
         JobCancelledError as JobCancelledError,
@@ -174,6 +204,9 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
     )
     from sieve_jupyter._errors import (
         WorkerError as WorkerError,
+    )
+    from sieve_jupyter.bundle import (
+        export as export,
     )
     from sieve_jupyter.jupyter.widgets import (
         form as form,

@@ -15,6 +15,10 @@
     │                                   environment; raised before any worker starts
     ├── GpuUnavailableError             the requested GPU is not on this machine
     ├── DependencyError                 a local worker cannot honour `python_packages`
+    ├── ExportError                     code cannot be captured into a bundle (a name it needs
+    │                                   is undefined, a cell cannot be read); names the cell
+    ├── InstallationError               a module of sieve-jupyter itself cannot be imported:
+    │                                   the installation is incomplete (no extra brings it back)
     ├── BackendError                    a backend could not prepare or start workers
     │   └── BuildError                  an image build failed (carries the failing step and
     │                                   the tail of its log)
@@ -53,10 +57,12 @@ __all__ = [
     "ConfigurationError",
     "DependencyError",
     "EnvironmentVariableError",
+    "ExportError",
     "FunctionNotFoundError",
     "GpuFallbackWarning",
     "GpuUnavailableError",
     "InputError",
+    "InstallationError",
     "JobCancelledError",
     "ModelYamlError",
     "PythonVersionMismatchError",
@@ -86,7 +92,7 @@ class _FieldError(SieveError, ValueError):
         self.fix = fix
         text = f"{field}: {problem}"
         if fix:
-            text += f" Fix: {fix}"
+            text += f"{'' if problem.endswith(('.', '!', '?')) else '.'} Fix: {fix}"
         super().__init__(text)
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -182,6 +188,17 @@ class GpuUnavailableError(SieveError):
 
 class DependencyError(SieveError):
     """A local worker runs in the kernel's environment and a required package is missing."""
+
+
+class ExportError(SieveError):
+    """Code cannot be captured into a bundle; the message names the cell and the name at fault
+    and says how to fix it."""
+
+
+class InstallationError(SieveError):
+    """A module of sieve-jupyter itself is missing or cannot be imported: the installation (or
+    the distribution it came from) is incomplete. No optional extra provides it, so the message
+    says how to reinstall instead."""
 
 
 class BackendError(SieveError):

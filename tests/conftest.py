@@ -29,7 +29,9 @@ pytest_plugins = ["docker_tier", "ray_tier"]
 
 #: tiers run cheapest first; the browser tier last (Playwright's sync API leaves an event loop
 #: behind on the main thread, which later asyncio-based tests would trip over)
-_TIER_ORDER = {"unit": 0, "integration": 1, "kernel": 2, "docker": 3, "ray": 3, "browser": 4}
+_TIER_ORDER = {
+    "unit": 0, "integration": 1, "kernel": 2, "docker": 3, "ray": 3, "packaging": 4, "browser": 5,
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

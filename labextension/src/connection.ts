@@ -1,10 +1,11 @@
 /**
  * The comm between the panel and the current notebook's kernel.
  *
- * Either side may open it: the panel opens one whenever it starts following a kernel (and after
- * a restart); the kernel opens one when `%load_ext sieve_jupyter` runs, which reaches the panel
- * through the comm target registered here. Only one comm is live at a time; it reuses the
- * notebook's own kernel connection.
+ * Only the panel opens it: whenever it starts following a kernel (and after a restart), and
+ * again when the kernel's beacon says the comm target now exists (the kernel ran
+ * `%load_ext sieve_jupyter` or created its manager). The kernel never opens a comm, so
+ * frontends without this panel (nbconvert, papermill, consoles) see nothing. Only one comm is
+ * live at a time; it reuses the notebook's own kernel connection.
  */
 
 import { ISessionContext } from '@jupyterlab/apputils';
@@ -18,6 +19,7 @@ import {
   IActionMessage,
   ISubscribeMessage,
   PROTOCOL_VERSION,
+  beaconOf,
   isKernelMessage
 } from './protocol';
 
@@ -43,6 +45,14 @@ export class KernelChannel {
       context.statusChanged.connect(this._onStatusChanged, this);
     }
     this._attach();
+  }
+
+  /** Ask the kernel again with the model's (new) job limit. */
+  resubscribe(): void {
+    const comm = this._comm;
+    if (comm && !comm.isDisposed && this.model.status === 'connected') {
+      comm.send(this._subscribeMessage() as unknown as JSONObject);
+    }
   }
 
   /** Ask the kernel to cancel a job, or restart or stop a function's workers. */
@@ -82,23 +92,18 @@ export class KernelChannel {
       this.model.setStatus('no-kernel');
       return;
     }
-    if (!this._registered.has(kernel)) {
-      this._registered.add(kernel);
-      kernel.registerCommTarget(COMM_TARGET, (comm, msg) =>
-        this._onKernelOpenedComm(kernel, comm, msg)
-      );
-    }
+    this._listen(kernel);
     this.model.setStatus('connecting');
     let comm: Kernel.IComm;
     try {
       comm = kernel.createComm(COMM_TARGET);
-    } catch (error) {
+    } catch {
       // Comms are disabled on this connection (e.g. a console-only view of the kernel).
       this.model.setStatus('not-loaded');
       return;
     }
     this._adopt(comm);
-    void this._subscribeWhenReady(kernel, comm, true);
+    void this._subscribeWhenReady(kernel, comm);
     this._watchConnecting(comm);
   }
 
@@ -110,15 +115,19 @@ export class KernelChannel {
    */
   private async _subscribeWhenReady(
     kernel: Kernel.IKernelConnection,
-    comm: Kernel.IComm,
-    open = false
+    comm: Kernel.IComm
   ): Promise<void> {
     try {
       await kernel.info;
-      const subshells = (kernel as { supportsSubshells?: boolean }).supportsSubshells;
-      const started = (comm as { subshellStarted?: Promise<void> }).subshellStarted;
+      const subshells = (kernel as { supportsSubshells?: boolean })
+        .supportsSubshells;
+      const started = (comm as { subshellStarted?: Promise<void> })
+        .subshellStarted;
       if (subshells && started && comm.commsOverSubshells !== 'disabled') {
-        await Promise.race([started, new Promise(resolve => setTimeout(resolve, 5000))]);
+        await Promise.race([
+          started,
+          new Promise(resolve => setTimeout(resolve, 5000))
+        ]);
       }
     } catch {
       // No kernel info (the kernel went away): the status handlers take it from here.
@@ -126,9 +135,7 @@ export class KernelChannel {
     if (comm !== this._comm || comm.isDisposed) {
       return;
     }
-    if (open) {
-      comm.open({});
-    }
+    comm.open({});
     comm.send(this._subscribeMessage() as unknown as JSONObject);
   }
 
@@ -157,21 +164,38 @@ export class KernelChannel {
     }, OPEN_RETRY_MS);
   }
 
-  /** The kernel opened a comm (it just ran `%load_ext`): make it the live one. */
-  private _onKernelOpenedComm(
-    kernel: Kernel.IKernelConnection,
-    comm: Kernel.IComm,
-    msg: JupyterMessage.ICommOpenMsg
-  ): void {
-    if (kernel !== this._kernel) {
-      // Another notebook's kernel: the panel opens its own comm when it follows that one.
-      comm.close();
+  /** Watch a kernel's IOPub stream for its beacon (once per kernel connection). */
+  private _listen(kernel: Kernel.IKernelConnection): void {
+    if (this._listening.has(kernel)) {
       return;
     }
-    this._dropComm();
-    this.model.setStatus('connecting');
-    this._adopt(comm);
-    void this._subscribeWhenReady(kernel, comm);
+    this._listening.add(kernel);
+    kernel.iopubMessage.connect(this._onIOPub, this);
+    kernel.disposed.connect(() => {
+      kernel.iopubMessage.disconnect(this._onIOPub, this);
+    });
+  }
+
+  /**
+   * The kernel announced its comm target (it just loaded sieve_jupyter): open the comm now,
+   * unless one is live already. The comm goes over its own subshell, so this connects while
+   * the cell that loaded sieve_jupyter is still running.
+   */
+  private _onIOPub(
+    kernel: Kernel.IKernelConnection,
+    msg: JupyterMessage.IIOPubMessage
+  ): void {
+    if (kernel !== this._kernel || !beaconOf(msg)) {
+      return;
+    }
+    if (
+      this.model.status === 'connected' &&
+      this._comm &&
+      !this._comm.isDisposed
+    ) {
+      return;
+    }
+    this._attach();
   }
 
   private _adopt(comm: Kernel.IComm): void {
@@ -182,10 +206,6 @@ export class KernelChannel {
       }
       const data = msg.content.data;
       if (!isKernelMessage(data)) {
-        return;
-      }
-      if (data.type === 'hello') {
-        comm.send(this._subscribeMessage() as unknown as JSONObject);
         return;
       }
       if (this.model.apply(data, nowSeconds()) === 'resubscribe') {
@@ -215,7 +235,11 @@ export class KernelChannel {
   }
 
   private _subscribeMessage(): ISubscribeMessage {
-    return { v: PROTOCOL_VERSION, type: 'subscribe', job_limit: this.model.jobLimit };
+    return {
+      v: PROTOCOL_VERSION,
+      type: 'subscribe',
+      job_limit: this.model.jobLimit
+    };
   }
 
   private _onKernelChanged(): void {
@@ -241,5 +265,5 @@ export class KernelChannel {
   private _restarting = false;
   private _retries = 0;
   private _retryTimer = 0;
-  private _registered = new WeakSet<Kernel.IKernelConnection>();
+  private _listening = new WeakSet<Kernel.IKernelConnection>();
 }

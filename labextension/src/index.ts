@@ -9,10 +9,11 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { LabIcon } from '@jupyterlab/ui-components';
 
 import { KernelChannel } from './connection';
-import { PanelModel } from './model';
+import { DEFAULT_JOB_LIMIT, PanelModel } from './model';
 import { PANEL_ID, SievePanel } from './panel';
 
 export { PanelModel } from './model';
@@ -32,25 +33,68 @@ const sieveIcon = new LabIcon({
 
 /** The line a notebook cell runs to show a function's form (quoted when it needs to be). */
 export function formMagic(name: string): string {
-  return /^[\w./-]+$/.test(name) ? `%sieve form ${name}` : `%sieve form ${JSON.stringify(name)}`;
+  return /^[\w./-]+$/.test(name)
+    ? `%sieve form ${name}`
+    : `%sieve form ${JSON.stringify(name)}`;
 }
 
+/** The plugin id; its settings schema is `schema/panel.json`. */
+const PLUGIN_ID = 'sieve-jupyter:panel';
+
 const plugin: JupyterFrontEndPlugin<void> = {
-  id: 'sieve-jupyter:panel',
-  description: 'A side panel with the functions, workers and jobs of the current kernel.',
+  id: PLUGIN_ID,
+  description:
+    'A side panel with the functions, workers and jobs of the current kernel.',
   autoStart: true,
   requires: [INotebookTracker],
-  optional: [ILayoutRestorer],
+  optional: [ILayoutRestorer, ISettingRegistry],
   activate: (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
-    restorer: ILayoutRestorer | null
+    restorer: ILayoutRestorer | null,
+    settingRegistry: ISettingRegistry | null
   ) => {
     const model = new PanelModel();
     const channel = new KernelChannel(model);
 
+    if (settingRegistry) {
+      void settingRegistry
+        .load(PLUGIN_ID)
+        .then(settings => {
+          const apply = () => {
+            const limit = settings.get('jobLimit').composite;
+            const changed = model.setJobLimit(
+              typeof limit === 'number' ? limit : DEFAULT_JOB_LIMIT
+            );
+            if (changed) {
+              channel.resubscribe();
+            }
+          };
+          apply();
+          settings.changed.connect(apply);
+        })
+        .catch(reason => {
+          console.error(
+            'sieve-jupyter: could not load the panel settings',
+            reason
+          );
+        });
+    }
+
     app.commands.addCommand(OPEN_FORM, {
       label: 'Show a Sieve function form in the notebook',
+      describedBy: {
+        args: {
+          type: 'object',
+          properties: {
+            name: {
+              type: 'string',
+              description: 'The registered name of the function or model'
+            }
+          },
+          required: ['name']
+        }
+      },
       execute: async args => {
         const notebook = tracker.currentWidget;
         const name = args['name'];
@@ -58,7 +102,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
           return;
         }
         NotebookActions.insertBelow(notebook.content);
-        notebook.content.activeCell?.model.sharedModel.setSource(formMagic(name));
+        notebook.content.activeCell?.model.sharedModel.setSource(
+          formMagic(name)
+        );
         await NotebookActions.run(notebook.content, notebook.sessionContext);
       }
     });
@@ -75,10 +121,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     app.commands.addCommand(SHOW_PANEL, {
       label: 'Show the Sieve panel',
+      describedBy: { args: { type: 'object', properties: {} } },
       execute: () => app.shell.activateById(PANEL_ID)
     });
 
-    const follow = () => channel.follow(tracker.currentWidget?.sessionContext ?? null);
+    const follow = () =>
+      channel.follow(tracker.currentWidget?.sessionContext ?? null);
     tracker.currentChanged.connect(follow);
     follow();
   }

@@ -1,14 +1,16 @@
 /**
  * The panel's state: what the kernel told it, folded into rows ready to render.
  *
- * Pure TypeScript with no JupyterLab imports, so the unit tests run it under plain Node.
+ * No JupyterLab imports (only Lumino's signals), so the unit tests run it under plain Node.
  */
+
+import { ISignal, Signal } from '@lumino/signaling';
 
 import {
   ActionName,
-  DEFAULT_JOB_LIMIT,
   IFeatures,
   IFunctionRow,
+  IJobCounts,
   IJobRow,
   KernelMessage,
   PROTOCOL_VERSION
@@ -28,16 +30,21 @@ export interface IFunctionView {
   kind: string;
   backend: string;
   state: string;
+  /** "1 worker", "2 workers" */
   workers: string;
   workersDetail: string;
   sinceSetup: string;
+  /** "2 running · 10 queued · 340 finished · 4 errors", or "" before the first job. */
+  counts: string;
   error: string;
-  busy: boolean;
+  /** The restart or stop in flight, if any. */
+  busy: 'restart' | 'stop' | null;
 }
 
 export interface IJobView {
   jobId: string;
-  shortId: string;
+  /** The job id without its function's name: "#12" for "resize-12". */
+  label: string;
   function: string;
   status: string;
   duration: string;
@@ -48,29 +55,80 @@ export interface IJobView {
   busy: boolean;
 }
 
+/** The outcome of an action the panel asked for, once the kernel answered. */
+export interface IActionOutcome {
+  action: ActionName;
+  target: string;
+  ok: boolean;
+  error: string | null;
+}
+
 /** What `apply` asks of the connection: nothing, or a fresh subscribe after a gap. */
 export type ApplyOutcome = 'ok' | 'ignored' | 'resubscribe';
 
-const ACTIVE_STATUSES = new Set(['queued', 'processing']);
+export const DEFAULT_JOB_LIMIT = 50;
 
-/** A short human duration: 0.4s, 12s, 3m 05s, 2h 14m. */
+const ACTIVE_STATUSES = new Set(['queued', 'processing']);
+/** Running jobs first, then queued ones, then the rest. */
+const STATUS_RANK: Record<string, number> = { processing: 0, queued: 1 };
+
+/** "1 error", "4 errors": the one plural style the panel and the widgets use. */
+export function plural(count: number, noun: string): string {
+  return `${count.toLocaleString('en-US')} ${noun}${count === 1 ? '' : 's'}`;
+}
+
+/** A short human duration: 340 ms, 4.2 s, 12 s, 3 min 05 s, 2 h 14 min. */
 export function formatDuration(seconds: number | null): string {
   if (seconds === null || !isFinite(seconds) || seconds < 0) {
     return '';
   }
+  if (seconds < 1) {
+    return `${Math.round(seconds * 1000)} ms`;
+  }
   if (seconds < 10) {
-    return `${seconds.toFixed(1)}s`;
+    return `${seconds.toFixed(1)} s`;
   }
   if (seconds < 60) {
-    return `${Math.floor(seconds)}s`;
+    return `${Math.floor(seconds)} s`;
   }
   const minutes = Math.floor(seconds / 60);
   if (minutes < 60) {
     const rest = Math.floor(seconds - minutes * 60);
-    return `${minutes}m ${String(rest).padStart(2, '0')}s`;
+    return `${minutes} min ${String(rest).padStart(2, '0')} s`;
   }
   const hours = Math.floor(minutes / 60);
-  return `${hours}h ${String(minutes - hours * 60).padStart(2, '0')}m`;
+  return `${hours} h ${String(minutes - hours * 60).padStart(2, '0')} min`;
+}
+
+/** "2 running · 10 queued · 340 finished · 4 errors" (zero counts left out). */
+export function countsText(counts: IJobCounts | undefined): string {
+  if (!counts) {
+    return '';
+  }
+  const parts: string[] = [];
+  if (counts.processing) {
+    parts.push(`${counts.processing.toLocaleString('en-US')} running`);
+  }
+  if (counts.queued) {
+    parts.push(`${counts.queued.toLocaleString('en-US')} queued`);
+  }
+  if (counts.finished) {
+    parts.push(`${counts.finished.toLocaleString('en-US')} finished`);
+  }
+  if (counts.error) {
+    parts.push(plural(counts.error, 'error'));
+  }
+  if (counts.cancelled) {
+    parts.push(`${counts.cancelled.toLocaleString('en-US')} cancelled`);
+  }
+  return parts.join(' · ');
+}
+
+function jobLabel(job: IJobRow): string {
+  const prefix = `${job.function}-`;
+  return job.job_id.startsWith(prefix)
+    ? `#${job.job_id.slice(prefix.length)}`
+    : job.job_id;
 }
 
 export class PanelModel {
@@ -78,26 +136,48 @@ export class PanelModel {
   /** The last failed action, shown until the next one succeeds. */
   lastError: string | null = null;
   features: IFeatures = { form: false };
-  jobLimit = DEFAULT_JOB_LIMIT;
+  /** The sequence number of the last message folded in (for tests and diagnostics). */
+  seq: number | null = null;
 
-  /**
-   * Register a listener called after every change; returns a function that removes it.
-   */
-  onChange(listener: () => void): () => void {
-    this._listeners.add(listener);
-    return () => this._listeners.delete(listener);
+  /** Emitted after every change of what the panel shows. */
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
+  /** Emitted when the kernel answers an action (a restart done, a cancel refused...). */
+  get actionFinished(): ISignal<this, IActionOutcome> {
+    return this._actionFinished;
+  }
+
+  /** How many jobs (besides running ones) the panel asks for and keeps. */
+  get jobLimit(): number {
+    return this._jobLimit;
+  }
+
+  /** Change the bound (from the extension's settings); returns whether it changed. */
+  setJobLimit(limit: number): boolean {
+    const bounded = Math.max(1, Math.floor(limit));
+    if (bounded === this._jobLimit) {
+      return false;
+    }
+    this._jobLimit = bounded;
+    this._trimJobs();
+    this._changed.emit();
+    return true;
   }
 
   /** Enter a connection state; anything but `connected` forgets the kernel's data. */
   setStatus(status: ConnectionStatus): void {
     if (status !== 'connected') {
       this._functions.clear();
+      this._counts.clear();
       this._jobs = [];
       this._lastSeq = null;
+      this.seq = null;
       this._pending.clear();
     }
     this.status = status;
-    this._emit();
+    this._changed.emit();
   }
 
   /**
@@ -118,7 +198,7 @@ export class PanelModel {
         for (const row of msg.functions) {
           this._functions.set(row.name, row);
         }
-        this.jobLimit = msg.job_limit;
+        this._counts = new Map(Object.entries(msg.counts));
         this._jobs = [];
         this._mergeJobs(msg.jobs);
         this.features = msg.features;
@@ -134,20 +214,37 @@ export class PanelModel {
         this._clockOffset = msg.server_time - localNow;
         for (const name of msg.removed_functions) {
           this._functions.delete(name);
+          this._counts.delete(name);
         }
         for (const row of msg.functions) {
           this._functions.set(row.name, row);
         }
+        for (const [name, counts] of Object.entries(msg.counts)) {
+          this._counts.set(name, counts);
+        }
         this._mergeJobs(msg.jobs);
         break;
-      case 'result':
+      case 'result': {
+        const pending = this._pending.get(msg.request_id);
         this._pending.delete(msg.request_id);
-        this.lastError = msg.ok ? null : msg.error ?? 'the kernel refused the action';
+        this.lastError = msg.ok
+          ? null
+          : (msg.error ?? 'the kernel refused the action');
+        if (pending) {
+          this._actionFinished.emit({
+            action: pending.action,
+            target: pending.target,
+            ok: msg.ok,
+            error: msg.error
+          });
+        }
         break;
+      }
       default:
         return 'ignored';
     }
-    this._emit();
+    this.seq = this._lastSeq;
+    this._changed.emit();
     return 'ok';
   }
 
@@ -156,15 +253,20 @@ export class PanelModel {
    */
   beginAction(action: ActionName, target: string): string {
     const requestId = `${action}:${target}:${++this._requestCounter}`;
-    this._pending.set(requestId, `${action}:${target}`);
-    this._emit();
+    this._pending.set(requestId, { action, target });
+    this._changed.emit();
     return requestId;
   }
 
   /** Functions and models, sorted by name. */
   functionViews(localNow: number): IFunctionView[] {
     const serverNow = localNow + this._clockOffset;
-    const busy = new Set(this._pending.values());
+    const busy = new Map<string, 'restart' | 'stop'>();
+    for (const { action, target } of this._pending.values()) {
+      if (action === 'restart' || action === 'stop') {
+        busy.set(target, action);
+      }
+    }
     return [...this._functions.values()]
       .sort((a, b) => a.name.localeCompare(b.name))
       .map(row => {
@@ -177,49 +279,65 @@ export class PanelModel {
           kind: row.kind,
           backend: row.backend,
           state: row.state,
-          workers: String(row.workers.length),
+          workers: plural(row.workers.length, 'worker'),
           workersDetail: row.workers
-            .map(w => `${w.id}: ${w.state}${w.description ? ` (${w.description})` : ''}`)
+            .map(
+              w =>
+                `${w.id}: ${w.state}${w.description ? ` (${w.description})` : ''}`
+            )
             .join('\n'),
-          sinceSetup: lastSetup === null ? '' : formatDuration(serverNow - lastSetup),
+          sinceSetup:
+            lastSetup === null ? '' : formatDuration(serverNow - lastSetup),
+          counts: countsText(this._counts.get(row.name)),
           error: row.error ?? '',
-          busy: busy.has(`restart:${row.name}`) || busy.has(`stop:${row.name}`)
+          busy: busy.get(row.name) ?? null
         };
       });
   }
 
-  /** Jobs, newest first, at most `jobLimit`. */
+  /**
+   * Jobs as the panel lists them: running ones first (all of them, however many; the longest
+   * running on top, so rows keep their places while others start), then queued ones, then
+   * the rest, newest first.
+   */
   jobViews(localNow: number): IJobView[] {
     const serverNow = localNow + this._clockOffset;
-    const busy = new Set(this._pending.values());
-    return this._jobs.map(job => {
-      // A running job's duration grows with the clock; the kernel's figure is from its last
-      // message only.
-      let seconds = job.duration;
-      if (job.status === 'processing' && job.started_at !== null) {
-        seconds = Math.max(0, serverNow - job.started_at);
+    const busy = new Set<string>();
+    for (const { action, target } of this._pending.values()) {
+      if (action === 'cancel_job') {
+        busy.add(target);
       }
-      const fraction = job.progress?.fraction ?? null;
-      const parts: string[] = [];
-      if (fraction !== null) {
-        parts.push(`${Math.round(fraction * 100)}%`);
-      }
-      if (job.progress?.message) {
-        parts.push(job.progress.message);
-      }
-      return {
-        jobId: job.job_id,
-        shortId: job.job_id.length > 16 ? `${job.job_id.slice(0, 15)}…` : job.job_id,
-        function: job.function,
-        status: job.status,
-        duration: formatDuration(seconds),
-        progress: parts.join(' '),
-        fraction,
-        error: job.error ?? '',
-        cancellable: ACTIVE_STATUSES.has(job.status),
-        busy: busy.has(`cancel_job:${job.job_id}`)
-      };
-    });
+    }
+    return [...this._jobs]
+      .sort((a, b) => rank(a) - rank(b) || withinGroup(a, b))
+      .map(job => {
+        // A running job's duration grows with the clock; the kernel's figure is from its
+        // last message only.
+        let seconds = job.duration;
+        if (job.status === 'processing' && job.started_at !== null) {
+          seconds = Math.max(0, serverNow - job.started_at);
+        }
+        const fraction = job.progress?.fraction ?? null;
+        const parts: string[] = [];
+        if (fraction !== null) {
+          parts.push(`${Math.round(fraction * 100)}%`);
+        }
+        if (job.progress?.message) {
+          parts.push(job.progress.message);
+        }
+        return {
+          jobId: job.job_id,
+          label: jobLabel(job),
+          function: job.function,
+          status: job.status,
+          duration: formatDuration(seconds),
+          progress: parts.join(' '),
+          fraction,
+          error: job.error ?? '',
+          cancellable: ACTIVE_STATUSES.has(job.status),
+          busy: busy.has(job.job_id)
+        };
+      });
   }
 
   /** True while some job may still change, so the panel keeps its clocks ticking. */
@@ -235,25 +353,49 @@ export class PanelModel {
     for (const row of rows) {
       byId.set(row.job_id, row);
     }
-    this._jobs = [...byId.values()]
-      .sort((a, b) => {
-        const dt = (b.submitted_at ?? 0) - (a.submitted_at ?? 0);
-        return dt !== 0 ? dt : b.job_id.localeCompare(a.job_id);
-      })
-      .slice(0, this.jobLimit);
+    this._jobs = [...byId.values()];
+    this._trimJobs();
   }
 
-  private _emit(): void {
-    for (const listener of [...this._listeners]) {
-      listener();
-    }
+  /** Keep every running job, and the newest `jobLimit` of the others. */
+  private _trimJobs(): void {
+    const running = this._jobs.filter(job => job.status === 'processing');
+    const others = this._jobs
+      .filter(job => job.status !== 'processing')
+      .sort(newestFirst)
+      .slice(0, this._jobLimit);
+    this._jobs = [...running, ...others];
   }
 
+  private _changed = new Signal<this, void>(this);
+  private _actionFinished = new Signal<this, IActionOutcome>(this);
   private _functions = new Map<string, IFunctionRow>();
+  private _counts = new Map<string, IJobCounts>();
   private _jobs: IJobRow[] = [];
+  private _jobLimit = DEFAULT_JOB_LIMIT;
   private _lastSeq: number | null = null;
   private _clockOffset = 0;
-  private _pending = new Map<string, string>();
+  private _pending = new Map<string, { action: ActionName; target: string }>();
   private _requestCounter = 0;
-  private _listeners = new Set<() => void>();
+}
+
+function rank(job: IJobRow): number {
+  return STATUS_RANK[job.status] ?? 2;
+}
+
+function withinGroup(a: IJobRow, b: IJobRow): number {
+  if (a.status === 'processing' && b.status === 'processing') {
+    const dt = (a.started_at ?? 0) - (b.started_at ?? 0);
+    return dt !== 0
+      ? dt
+      : a.job_id.localeCompare(b.job_id, 'en', { numeric: true });
+  }
+  return newestFirst(a, b);
+}
+
+function newestFirst(a: IJobRow, b: IJobRow): number {
+  const dt = (b.submitted_at ?? 0) - (a.submitted_at ?? 0);
+  return dt !== 0
+    ? dt
+    : b.job_id.localeCompare(a.job_id, 'en', { numeric: true });
 }

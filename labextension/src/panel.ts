@@ -1,14 +1,31 @@
 /**
- * The "Sieve" side panel: two lists (functions and models; jobs) drawn from the PanelModel.
- * Each entry takes two short lines, so the panel reads well at a side bar's width.
+ * The "Sieve" side panel: the functions and models of the current kernel, and its jobs, one
+ * line each, drawn from the PanelModel.
  *
- * Plain DOM, redrawn whole on each change: the lists are bounded and updates are throttled by
- * the kernel, so this stays cheap and keeps the widget free of a framework.
+ * Rows are keyed (`KeyedList`): an update patches the rows that changed and leaves the others,
+ * and every button, where they are, so a click is never lost to a redraw however fast deltas
+ * arrive. Looks follow JupyterLab's own side panels (the running-sessions list): theme
+ * variables, `jp-Button` buttons with LabIcons, a colored dot per status.
  */
 
+import { Notification } from '@jupyterlab/apputils';
+import {
+  LabIcon,
+  closeIcon,
+  editIcon,
+  refreshIcon,
+  stopIcon
+} from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
-import { ConnectionStatus, IFunctionView, IJobView, PanelModel } from './model';
+import { IRow, KeyedList } from './keyedlist';
+import {
+  ConnectionStatus,
+  IActionOutcome,
+  IFunctionView,
+  IJobView,
+  PanelModel
+} from './model';
 import { ActionName } from './protocol';
 
 export const PANEL_ID = 'sieve-jupyter-panel';
@@ -20,7 +37,8 @@ export interface IPanelActions {
   openForm: ((name: string) => void) | null;
 }
 
-const STATUS_TEXT: Record<Exclude<ConnectionStatus, 'connected'>, string> = {
+const STATUS_TEXT: Record<ConnectionStatus, string> = {
+  connected: '',
   'no-notebook': 'Open a notebook to see its Sieve functions and jobs.',
   'no-kernel': 'This notebook has no running kernel.',
   connecting: 'Connecting to the kernel…',
@@ -28,6 +46,16 @@ const STATUS_TEXT: Record<Exclude<ConnectionStatus, 'connected'>, string> = {
     'The kernel has not loaded sieve_jupyter. Run %load_ext sieve_jupyter ' +
     '(or import sieve_jupyter and define a function) in this notebook.',
   restarting: 'The kernel is restarting…'
+};
+
+/** The short word beside each job's dot. */
+const JOB_STATUS_WORD: Record<string, string> = {
+  processing: 'running'
+};
+
+const DONE_TEXT: Record<'restart' | 'stop', [string, string]> = {
+  restart: ['Restarting', 'Restarted the workers of'],
+  stop: ['Stopping', 'Stopped the workers of']
 };
 
 function el<K extends keyof HTMLElementTagNameMap>(
@@ -45,8 +73,50 @@ function el<K extends keyof HTMLElementTagNameMap>(
   return node;
 }
 
-function sinceText(view: IFunctionView): string {
-  return view.sinceSetup ? `setup ${view.sinceSetup} ago` : 'not set up';
+/** Set a text or attribute only when it differs (an unchanged DOM stays untouched). */
+function setText(node: HTMLElement, text: string): void {
+  if (node.textContent !== text) {
+    node.textContent = text;
+  }
+}
+
+function setAttr(node: HTMLElement, name: string, value: string | null): void {
+  if (value === null || value === '') {
+    if (node.hasAttribute(name)) {
+      node.removeAttribute(name);
+    }
+  } else if (node.getAttribute(name) !== value) {
+    node.setAttribute(name, value);
+  }
+}
+
+function setClass(node: HTMLElement, className: string): void {
+  if (node.className !== className) {
+    node.className = className;
+  }
+}
+
+/** A small JupyterLab icon button; the label is its accessible name and tooltip. */
+function iconButton(
+  icon: LabIcon,
+  label: string,
+  action: string,
+  onClick: () => void
+): HTMLButtonElement {
+  const button = el(
+    'button',
+    'jp-Button jp-mod-minimal jp-mod-small jp-SievePanel-button'
+  );
+  button.type = 'button';
+  button.dataset.action = action;
+  button.setAttribute('aria-label', label);
+  button.title = label;
+  icon.element({ container: button, tag: null, elementSize: 'normal' });
+  button.addEventListener('click', event => {
+    event.stopPropagation();
+    onClick();
+  });
+  return button;
 }
 
 export class SievePanel extends Widget {
@@ -58,184 +128,248 @@ export class SievePanel extends Widget {
     this.id = PANEL_ID;
     this.addClass('jp-SievePanel');
     this.title.caption = 'Sieve: functions, workers and jobs';
-    this._unsubscribe = this._model.onChange(() => this._render());
+
+    const node = this.node;
+    node.appendChild(el('h2', 'jp-SievePanel-header', 'Sieve'));
+    this._message = node.appendChild(el('p', 'jp-SievePanel-message'));
+    this._error = node.appendChild(el('p', 'jp-SievePanel-error'));
+    this._content = node.appendChild(el('div', 'jp-SievePanel-content'));
+
+    const functions = this._content.appendChild(el('section', ''));
+    functions.appendChild(
+      el('h3', 'jp-SievePanel-section', 'Functions and models')
+    );
+    this._functionsEmpty = functions.appendChild(
+      el(
+        'p',
+        'jp-SievePanel-empty',
+        'No functions yet: decorate one with @sieve.function.'
+      )
+    );
+    this._functions = new KeyedList<IFunctionView>(
+      functions.appendChild(
+        el('div', 'jp-SievePanel-list jp-SievePanel-functions')
+      ),
+      view => view.name,
+      view => this._functionRow(view)
+    );
+
+    const jobs = this._content.appendChild(el('section', ''));
+    const jobsHeading = jobs.appendChild(
+      el('h3', 'jp-SievePanel-section', 'Jobs')
+    );
+    this._jobsNote = jobsHeading.appendChild(
+      el('span', 'jp-SievePanel-sectionNote')
+    );
+    this._jobsEmpty = jobs.appendChild(
+      el('p', 'jp-SievePanel-empty', 'No jobs yet.')
+    );
+    this._jobs = new KeyedList<IJobView>(
+      jobs.appendChild(el('div', 'jp-SievePanel-list jp-SievePanel-jobs')),
+      view => view.jobId,
+      view => this._jobRow(view)
+    );
+
+    this._model.changed.connect(this._render, this);
+    this._model.actionFinished.connect(this._onActionFinished, this);
     this._render();
-    // Durations and "since setup" move with the clock even when no message arrives.
-    // Only their cells change, so a click is never lost to a redraw.
-    this._timer = window.setInterval(() => this._tick(), 1000);
+    // Durations and "since setup" move with the clock even when no message arrives; keyed
+    // rows make this redraw patch a few text nodes.
+    this._timer = window.setInterval(() => {
+      if (this.isVisible && this._model.status === 'connected') {
+        this._render();
+      }
+    }, 1000);
   }
 
   dispose(): void {
+    if (this.isDisposed) {
+      return;
+    }
     window.clearInterval(this._timer);
-    this._unsubscribe();
+    this._model.changed.disconnect(this._render, this);
+    this._model.actionFinished.disconnect(this._onActionFinished, this);
     super.dispose();
   }
 
   private _render(): void {
-    const node = this.node;
-    node.replaceChildren();
-    node.appendChild(el('h2', 'jp-SievePanel-title', 'Sieve'));
-    if (this._model.status !== 'connected') {
-      const message = el('p', 'jp-SievePanel-message', STATUS_TEXT[this._model.status]);
-      message.dataset.status = this._model.status;
-      node.appendChild(message);
+    const model = this._model;
+    const connected = model.status === 'connected';
+    this.node.dataset.status = model.status;
+    setAttr(
+      this.node,
+      'data-seq',
+      model.seq === null ? null : String(model.seq)
+    );
+    this._message.hidden = connected;
+    this._message.dataset.status = model.status;
+    setText(this._message, connected ? '' : STATUS_TEXT[model.status]);
+    this._error.hidden = !connected || !model.lastError;
+    setText(this._error, model.lastError ?? '');
+    this._content.hidden = !connected;
+    if (!connected) {
+      this._functions.clear();
+      this._jobs.clear();
       return;
     }
     const now = Date.now() / 1000;
-    if (this._model.lastError) {
-      node.appendChild(el('p', 'jp-SievePanel-error', this._model.lastError));
-    }
-    node.appendChild(el('h3', 'jp-SievePanel-heading', 'Functions and models'));
-    node.appendChild(this._functionsList(this._model.functionViews(now)));
-    node.appendChild(el('h3', 'jp-SievePanel-heading', 'Jobs'));
-    node.appendChild(this._jobsList(this._model.jobViews(now)));
+    const functions = model.functionViews(now);
+    this._functionsEmpty.hidden = functions.length > 0;
+    this._functions.update(functions);
+    const jobs = model.jobViews(now);
+    this._jobsEmpty.hidden = jobs.length > 0;
+    this._jobs.update(jobs);
+    setText(
+      this._jobsNote,
+      jobs.length ? `running and last ${model.jobLimit}` : ''
+    );
   }
 
-  private _tick(): void {
-    if (!this.isVisible || this._model.status !== 'connected') {
+  private _onActionFinished(_: PanelModel, outcome: IActionOutcome): void {
+    if (!outcome.ok) {
+      Notification.error(outcome.error ?? `${outcome.action} failed`, {
+        autoClose: 8000
+      });
       return;
     }
-    const now = Date.now() / 1000;
-    for (const view of this._model.functionViews(now)) {
-      const cell = this.node.querySelector(
-        `[data-name="${CSS.escape(view.name)}"] .jp-SievePanel-since`
+    if (outcome.action === 'restart' || outcome.action === 'stop') {
+      Notification.success(
+        `${DONE_TEXT[outcome.action][1]} ${outcome.target}.`,
+        { autoClose: 4000 }
       );
-      if (cell && cell.textContent !== sinceText(view)) {
-        cell.textContent = sinceText(view);
-      }
-    }
-    if (!this._model.hasActiveJobs) {
-      return;
-    }
-    for (const view of this._model.jobViews(now)) {
-      const cell = this.node.querySelector(
-        `[data-job-id="${CSS.escape(view.jobId)}"] .jp-SievePanel-duration`
-      );
-      if (cell && cell.textContent !== view.duration) {
-        cell.textContent = view.duration;
-      }
     }
   }
 
-  private _button(label: string, title: string, disabled: boolean, run: () => void) {
-    const button = el('button', 'jp-SievePanel-button', label);
-    button.title = title;
-    button.disabled = disabled;
-    button.dataset.action = label.toLowerCase();
-    button.addEventListener('click', event => {
-      event.stopPropagation();
-      run();
-    });
-    return button;
-  }
+  private _functionRow(first: IFunctionView): IRow<IFunctionView> {
+    const name = first.name;
+    const node = el('div', 'jp-SievePanel-item jp-SievePanel-function');
+    node.dataset.name = name;
 
-  private _functionsList(rows: IFunctionView[]): HTMLElement {
-    if (!rows.length) {
-      return el('p', 'jp-SievePanel-empty', 'No functions yet: decorate one with @sieve.function.');
-    }
-    const list = el('div', 'jp-SievePanel-list jp-SievePanel-functions');
-    for (const row of rows) {
-      const item = el('div', 'jp-SievePanel-item');
-      item.dataset.name = row.name;
-      item.dataset.state = row.state;
+    const top = node.appendChild(el('div', 'jp-SievePanel-line'));
+    const dot = top.appendChild(el('span', 'jp-SievePanel-dot'));
+    top.appendChild(el('span', 'jp-SievePanel-name', name));
+    const state = top.appendChild(el('span', 'jp-SievePanel-state'));
 
-      const top = el('div', 'jp-SievePanel-line');
-      top.appendChild(el('span', 'jp-SievePanel-name', row.name));
-      top.appendChild(el('span', 'jp-SievePanel-kind', row.kind));
-      top.appendChild(el('span', 'jp-SievePanel-backend', row.backend));
-      const state = el('span', `jp-SievePanel-state jp-mod-${row.state}`, row.state);
-      if (row.error) {
-        state.title = row.error;
-      }
-      top.appendChild(state);
-      item.appendChild(top);
-
-      const bottom = el('div', 'jp-SievePanel-line jp-SievePanel-sub');
-      const count = Number(row.workers);
-      const workers = el(
-        'span',
-        'jp-SievePanel-workers',
-        `${row.workers} worker${count === 1 ? '' : 's'}`
-      );
-      workers.title = row.workersDetail;
-      bottom.appendChild(workers);
-      const since = el('span', 'jp-SievePanel-since', sinceText(row));
-      since.title = 'time since the last __setup__';
-      bottom.appendChild(since);
-      const actions = el('span', 'jp-SievePanel-actions');
-      actions.appendChild(
-        this._button('Restart', `Restart the workers of ${row.name}`, row.busy, () =>
-          this._actions.run('restart', row.name)
+    const details = node.appendChild(
+      el('div', 'jp-SievePanel-line jp-SievePanel-sub jp-SievePanel-details')
+    );
+    const kind = details.appendChild(el('span', 'jp-SievePanel-kind'));
+    const backend = details.appendChild(el('span', 'jp-SievePanel-backend'));
+    const workers = details.appendChild(el('span', 'jp-SievePanel-workers'));
+    const since = details.appendChild(el('span', 'jp-SievePanel-since'));
+    since.title = 'time since the last __setup__';
+    const bottom = node.appendChild(
+      el('div', 'jp-SievePanel-line jp-SievePanel-sub')
+    );
+    const counts = bottom.appendChild(el('span', 'jp-SievePanel-counts'));
+    const actions = bottom.appendChild(el('span', 'jp-SievePanel-actions'));
+    const restart = actions.appendChild(
+      iconButton(refreshIcon, 'Restart', 'restart', () =>
+        this._actions.run('restart', name)
+      )
+    );
+    const stop = actions.appendChild(
+      iconButton(stopIcon, 'Stop', 'stop', () =>
+        this._actions.run('stop', name)
+      )
+    );
+    const openForm = this._actions.openForm;
+    const form = openForm
+      ? actions.appendChild(
+          iconButton(editIcon, 'Form', 'form', () => openForm(name))
         )
-      );
-      actions.appendChild(
-        this._button('Stop', `Stop the workers of ${row.name}`, row.busy, () =>
-          this._actions.run('stop', row.name)
-        )
-      );
-      const openForm = this._actions.openForm;
-      if (openForm && this._model.features.form) {
-        actions.appendChild(
-          this._button('Form', `Show the form of ${row.name} in the notebook`, false, () =>
-            openForm(row.name)
-          )
+      : null;
+
+    return {
+      node,
+      update: view => {
+        node.dataset.state = view.state;
+        setClass(dot, `jp-SievePanel-dot jp-mod-${view.state}`);
+        setAttr(dot, 'title', view.state);
+        setText(kind, view.kind);
+        setText(backend, view.backend);
+        const stateText = view.busy
+          ? `${DONE_TEXT[view.busy][0].toLowerCase()}…`
+          : view.state;
+        setText(state, stateText);
+        setClass(
+          state,
+          `jp-SievePanel-state jp-mod-${view.busy ? 'starting' : view.state}`
         );
+        setAttr(state, 'title', view.error || null);
+        setText(workers, view.workers);
+        setAttr(workers, 'title', view.workersDetail);
+        setText(
+          since,
+          view.sinceSetup ? `setup ${view.sinceSetup} ago` : 'not set up'
+        );
+        // (the line is cut to the panel's width: its tooltip has all of it)
+        setAttr(details, 'title', details.textContent);
+        setText(counts, view.counts);
+        setAttr(counts, 'title', view.counts);
+        restart.disabled = stop.disabled = view.busy !== null;
+        restart.classList.toggle('jp-mod-busy', view.busy === 'restart');
+        stop.classList.toggle('jp-mod-busy', view.busy === 'stop');
+        if (form) {
+          form.hidden = !this._model.features.form;
+        }
       }
-      bottom.appendChild(actions);
-      item.appendChild(bottom);
-      list.appendChild(item);
-    }
-    return list;
+    };
   }
 
-  private _jobsList(rows: IJobView[]): HTMLElement {
-    if (!rows.length) {
-      return el('p', 'jp-SievePanel-empty', 'No jobs yet.');
-    }
-    const list = el('div', 'jp-SievePanel-list jp-SievePanel-jobs');
-    for (const row of rows) {
-      const item = el('div', 'jp-SievePanel-item');
-      item.dataset.jobId = row.jobId;
-      item.dataset.status = row.status;
-
-      const top = el('div', 'jp-SievePanel-line');
-      const id = el('span', 'jp-SievePanel-jobid', row.shortId);
-      id.title = row.jobId;
-      top.appendChild(id);
-      top.appendChild(el('span', 'jp-SievePanel-function', row.function));
-      const status = el('span', `jp-SievePanel-status jp-mod-${row.status}`, row.status);
-      if (row.error) {
-        status.title = row.error;
+  private _jobRow(first: IJobView): IRow<IJobView> {
+    const jobId = first.jobId;
+    const node = el('div', 'jp-SievePanel-item jp-SievePanel-job');
+    node.dataset.jobId = jobId;
+    const dot = node.appendChild(el('span', 'jp-SievePanel-dot'));
+    node.appendChild(el('span', 'jp-SievePanel-function', first.function));
+    const id = node.appendChild(el('span', 'jp-SievePanel-jobid'));
+    id.title = jobId;
+    const progress = node.appendChild(el('span', 'jp-SievePanel-progress'));
+    const bar = progress.appendChild(el('progress', ''));
+    bar.max = 1;
+    const progressText = progress.appendChild(el('span', ''));
+    const status = node.appendChild(el('span', 'jp-SievePanel-status'));
+    const duration = node.appendChild(el('span', 'jp-SievePanel-duration'));
+    const cancel = node.appendChild(
+      iconButton(closeIcon, 'Cancel', 'cancel', () =>
+        this._actions.run('cancel_job', jobId)
+      )
+    );
+    return {
+      node,
+      update: view => {
+        node.dataset.status = view.status;
+        setAttr(node, 'title', view.error || null);
+        setClass(dot, `jp-SievePanel-dot jp-mod-${view.status}`);
+        setAttr(dot, 'title', view.status);
+        setText(id, view.label);
+        setText(status, JOB_STATUS_WORD[view.status] ?? view.status);
+        setClass(status, `jp-SievePanel-status jp-mod-${view.status}`);
+        setText(duration, view.duration);
+        const showProgress =
+          view.status === 'processing' &&
+          (view.fraction !== null || !!view.progress);
+        progress.hidden = !showProgress;
+        bar.hidden = view.fraction === null;
+        if (view.fraction !== null && bar.value !== view.fraction) {
+          bar.value = view.fraction;
+        }
+        setText(progressText, view.progress);
+        setAttr(progressText, 'title', view.progress || null);
+        cancel.hidden = !view.cancellable;
+        cancel.disabled = view.busy;
       }
-      top.appendChild(status);
-      item.appendChild(top);
-
-      const bottom = el('div', 'jp-SievePanel-line jp-SievePanel-sub');
-      bottom.appendChild(el('span', 'jp-SievePanel-duration', row.duration));
-      const progress = el('span', 'jp-SievePanel-progress');
-      if (row.fraction !== null) {
-        const bar = el('progress', '');
-        bar.max = 1;
-        bar.value = row.fraction;
-        progress.appendChild(bar);
-      }
-      progress.appendChild(el('span', '', row.progress));
-      bottom.appendChild(progress);
-      const actions = el('span', 'jp-SievePanel-actions');
-      if (row.cancellable) {
-        actions.appendChild(
-          this._button('Cancel', `Cancel job ${row.jobId}`, row.busy, () =>
-            this._actions.run('cancel_job', row.jobId)
-          )
-        );
-      }
-      bottom.appendChild(actions);
-      item.appendChild(bottom);
-      list.appendChild(item);
-    }
-    return list;
+    };
   }
 
+  private _message: HTMLParagraphElement;
+  private _error: HTMLParagraphElement;
+  private _content: HTMLDivElement;
+  private _functionsEmpty: HTMLParagraphElement;
+  private _jobsEmpty: HTMLParagraphElement;
+  private _jobsNote: HTMLSpanElement;
+  private _functions: KeyedList<IFunctionView>;
+  private _jobs: KeyedList<IJobView>;
   private _timer: number;
-  private _unsubscribe: () => void;
 }

@@ -1,27 +1,39 @@
 /**
  * The messages between a kernel and the "Sieve" panel, defined once for TypeScript.
  *
- * The Python twin is sieve_jupyter/jupyter/_channel_protocol.py. The block between the
+ * The Python twin is sieve_jupyter/jupyter/_channel_protocol.py. The panel always opens the
+ * comm; the kernel announces that its comm target exists with a "beacon" on IOPub (an
+ * update_display_data for a display id no output shows, carrying a hello message). The block between the
  * PROTOCOL-SPEC markers is plain JSON: tests/unit/test_comm_protocol.py reads it and compares
  * it with the Python definitions, and the type assertions at the end of this file make the
  * compiler compare it with the interfaces below. Keep all three in step.
  */
 
 // PROTOCOL-SPEC-BEGIN
+// prettier-ignore
 export const PROTOCOL = {
   "version": 1,
   "target": "sieve_jupyter.panel",
+  "beacon": {
+    "displayId": "sieve_jupyter.panel",
+    "mime": "application/vnd.sieve-jupyter.hello+json"
+  },
   "kernelMessages": {
-    "delta": ["functions", "jobs", "removed_functions", "seq", "server_time", "type", "v"],
+    "delta": [
+      "counts", "functions", "jobs", "removed_functions", "seq", "server_time", "type", "v"
+    ],
     "hello": ["type", "v"],
     "result": ["error", "ok", "request_id", "type", "v"],
-    "snapshot": ["features", "functions", "job_limit", "jobs", "seq", "server_time", "type", "v"]
+    "snapshot": [
+      "counts", "features", "functions", "job_limit", "jobs", "seq", "server_time", "type", "v"
+    ]
   },
   "panelMessages": {
     "action": ["action", "request_id", "target", "type", "v"],
     "subscribe": ["job_limit", "type", "v"]
   },
   "records": {
+    "counts": ["cancelled", "error", "finished", "processing", "queued"],
     "features": ["form"],
     "function": ["backend", "error", "kind", "name", "spec_hash", "state", "workers"],
     "job": [
@@ -39,7 +51,8 @@ export const PROTOCOL = {
 
 export const PROTOCOL_VERSION = PROTOCOL.version;
 export const COMM_TARGET = PROTOCOL.target;
-export const DEFAULT_JOB_LIMIT = 50;
+export const BEACON_DISPLAY_ID = PROTOCOL.beacon.displayId;
+export const BEACON_MIME = PROTOCOL.beacon.mime;
 
 export type FunctionState = (typeof PROTOCOL.functionStates)[number];
 export type JobStatus = (typeof PROTOCOL.jobStatuses)[number];
@@ -80,6 +93,14 @@ export interface IJobRow {
   progress: IProgress | null;
 }
 
+export interface IJobCounts {
+  queued: number;
+  processing: number;
+  finished: number;
+  error: number;
+  cancelled: number;
+}
+
 export interface IFeatures {
   form: boolean;
 }
@@ -96,6 +117,7 @@ export interface ISnapshotMessage {
   server_time: number;
   functions: IFunctionRow[];
   jobs: IJobRow[];
+  counts: Record<string, IJobCounts>;
   job_limit: number;
   features: IFeatures;
 }
@@ -108,6 +130,7 @@ export interface IDeltaMessage {
   functions: IFunctionRow[];
   removed_functions: string[];
   jobs: IJobRow[];
+  counts: Record<string, IJobCounts>;
 }
 
 export interface IResultMessage {
@@ -132,8 +155,28 @@ export interface IActionMessage {
   target: string;
 }
 
-export type KernelMessage = IHelloMessage | ISnapshotMessage | IDeltaMessage | IResultMessage;
+export type KernelMessage =
+  IHelloMessage | ISnapshotMessage | IDeltaMessage | IResultMessage;
 export type PanelMessage = ISubscribeMessage | IActionMessage;
+
+/** The hello message of a kernel's beacon, if this IOPub message is one. */
+export function beaconOf(msg: {
+  header: { msg_type: string };
+  content: unknown;
+}): IHelloMessage | null {
+  if (msg.header.msg_type !== 'update_display_data') {
+    return null;
+  }
+  const content = msg.content as {
+    data?: Record<string, unknown>;
+    transient?: { display_id?: unknown };
+  };
+  if (content.transient?.display_id !== BEACON_DISPLAY_ID) {
+    return null;
+  }
+  const hello = content.data?.[BEACON_MIME];
+  return isKernelMessage(hello) && hello.type === 'hello' ? hello : null;
+}
 
 /** True when the value looks like a message of this protocol version from the kernel. */
 export function isKernelMessage(value: unknown): value is KernelMessage {
@@ -150,8 +193,10 @@ export function isKernelMessage(value: unknown): value is KernelMessage {
 
 // Compile-time checks: each interface has exactly the fields the spec block lists.
 type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-type Fields<K extends keyof typeof PROTOCOL, N extends keyof (typeof PROTOCOL)[K]> =
-  (typeof PROTOCOL)[K][N] extends readonly (infer F)[] ? F : never;
+type Fields<
+  K extends keyof typeof PROTOCOL,
+  N extends keyof (typeof PROTOCOL)[K]
+> = (typeof PROTOCOL)[K][N] extends readonly (infer F)[] ? F : never;
 type Check<T extends true> = T;
 
 export type ProtocolChecks = [
@@ -159,6 +204,7 @@ export type ProtocolChecks = [
   Check<Same<keyof IFunctionRow, Fields<'records', 'function'>>>,
   Check<Same<keyof IProgress, Fields<'records', 'progress'>>>,
   Check<Same<keyof IJobRow, Fields<'records', 'job'>>>,
+  Check<Same<keyof IJobCounts, Fields<'records', 'counts'>>>,
   Check<Same<keyof IFeatures, Fields<'records', 'features'>>>,
   Check<Same<keyof IHelloMessage, Fields<'kernelMessages', 'hello'>>>,
   Check<Same<keyof ISnapshotMessage, Fields<'kernelMessages', 'snapshot'>>>,

@@ -6,34 +6,52 @@
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
 
-import { PanelModel, formatDuration } from '../src/model';
+import { IActionOutcome, PanelModel, formatDuration } from '../src/model';
 import {
+  BEACON_DISPLAY_ID,
+  BEACON_MIME,
   IDeltaMessage,
   IFunctionRow,
   IJobRow,
   ISnapshotMessage,
   PROTOCOL,
   PROTOCOL_VERSION,
+  beaconOf,
   isKernelMessage
 } from '../src/protocol';
 
 const T0 = 1_700_000_000;
 
-function fn(name: string, state = 'warm', setupAt: number | null = T0): IFunctionRow {
+function fn(
+  name: string,
+  state = 'warm',
+  setupAt: number | null = T0
+): IFunctionRow {
   return {
     name,
     kind: 'model',
     backend: 'local',
     state,
     workers: [
-      { id: `${name}-1`, state, setup_seconds: 1.5, setup_at: setupAt, description: 'pid 1' }
+      {
+        id: `${name}-1`,
+        state,
+        setup_seconds: 1.5,
+        setup_at: setupAt,
+        description: 'pid 1'
+      }
     ],
     spec_hash: 'abc',
     error: null
   };
 }
 
-function job(id: string, submitted: number, status = 'queued', extra: Partial<IJobRow> = {}) {
+function job(
+  id: string,
+  submitted: number,
+  status = 'queued',
+  extra: Partial<IJobRow> = {}
+) {
   const row: IJobRow = {
     job_id: id,
     function: 'echo',
@@ -57,6 +75,7 @@ function snapshot(extra: Partial<ISnapshotMessage> = {}): ISnapshotMessage {
     server_time: T0,
     functions: [],
     jobs: [],
+    counts: {},
     job_limit: 50,
     features: { form: false },
     ...extra
@@ -72,6 +91,7 @@ function delta(seq: number, extra: Partial<IDeltaMessage> = {}): IDeltaMessage {
     functions: [],
     removed_functions: [],
     jobs: [],
+    counts: {},
     ...extra
   };
 }
@@ -79,24 +99,28 @@ function delta(seq: number, extra: Partial<IDeltaMessage> = {}): IDeltaMessage {
 test('a snapshot connects the panel and lists functions by name', () => {
   const model = new PanelModel();
   model.setStatus('connecting');
-  const outcome = model.apply(snapshot({ functions: [fn('zeta'), fn('alpha', 'starting')] }), T0);
+  const outcome = model.apply(
+    snapshot({ functions: [fn('zeta'), fn('alpha', 'starting')] }),
+    T0
+  );
   assert.equal(outcome, 'ok');
   assert.equal(model.status, 'connected');
   const rows = model.functionViews(T0 + 75);
   assert.deepEqual(
     rows.map(r => [r.name, r.state, r.workers]),
     [
-      ['alpha', 'starting', '1'],
-      ['zeta', 'warm', '1']
+      ['alpha', 'starting', '1 worker'],
+      ['zeta', 'warm', '1 worker']
     ]
   );
-  assert.equal(rows[1].sinceSetup, '1m 15s');
+  assert.equal(rows[1].sinceSetup, '1 min 15 s');
 });
 
 test('jobs are listed newest first and bounded by the job limit', () => {
   const model = new PanelModel();
+  model.setJobLimit(5);
   const jobs = Array.from({ length: 8 }, (_, i) => job(`job-${i}`, T0 + i));
-  model.apply(snapshot({ jobs, job_limit: 5 }), T0);
+  model.apply(snapshot({ jobs }), T0);
   assert.deepEqual(
     model.jobViews(T0).map(j => j.jobId),
     ['job-7', 'job-6', 'job-5', 'job-4', 'job-3']
@@ -122,14 +146,17 @@ test('deltas update a job in place: status, duration, progress, cancel button', 
   model.apply(delta(1, { jobs: [running], server_time: T0 + 3 }), T0 + 3);
   let view = model.jobViews(T0 + 3)[0];
   assert.equal(view.status, 'processing');
-  assert.equal(view.duration, '2.0s');
+  assert.equal(view.duration, '2.0 s');
   assert.equal(view.progress, '25% frames');
   assert.equal(view.fraction, 0.25);
 
-  model.apply(delta(2, { jobs: [job('a', T0, 'cancelled', { duration: 4 })] }), T0 + 5);
+  model.apply(
+    delta(2, { jobs: [job('a', T0, 'cancelled', { duration: 4 })] }),
+    T0 + 5
+  );
   view = model.jobViews(T0 + 5)[0];
   assert.equal(view.status, 'cancelled');
-  assert.equal(view.duration, '4.0s');
+  assert.equal(view.duration, '4.0 s');
   assert.equal(view.cancellable, false);
   assert.equal(model.jobViews(T0).length, 1);
 });
@@ -137,9 +164,15 @@ test('deltas update a job in place: status, duration, progress, cancel button', 
 test('a gap in the sequence asks for a fresh snapshot and changes nothing', () => {
   const model = new PanelModel();
   model.apply(snapshot({ seq: 10, functions: [fn('echo')] }), T0);
-  assert.equal(model.apply(delta(11, { removed_functions: ['echo'] }), T0), 'ok');
+  assert.equal(
+    model.apply(delta(11, { removed_functions: ['echo'] }), T0),
+    'ok'
+  );
   assert.equal(model.functionViews(T0).length, 0);
-  assert.equal(model.apply(delta(13, { functions: [fn('late')] }), T0), 'resubscribe');
+  assert.equal(
+    model.apply(delta(13, { functions: [fn('late')] }), T0),
+    'resubscribe'
+  );
   assert.equal(model.functionViews(T0).length, 0);
 });
 
@@ -164,8 +197,14 @@ test('leaving the connected state forgets the old kernel', () => {
 test('times follow the kernel clock, not the browser clock', () => {
   const model = new PanelModel();
   // The browser runs 100 s behind the kernel.
-  model.apply(snapshot({ server_time: T0 + 100, functions: [fn('echo', 'warm', T0 + 90)] }), T0);
-  assert.equal(model.functionViews(T0 + 5)[0].sinceSetup, `${(15).toFixed(0)}s`);
+  model.apply(
+    snapshot({
+      server_time: T0 + 100,
+      functions: [fn('echo', 'warm', T0 + 90)]
+    }),
+    T0
+  );
+  assert.equal(model.functionViews(T0 + 5)[0].sinceSetup, '15 s');
 });
 
 test('an action is busy until its result; a failure is shown', () => {
@@ -173,39 +212,155 @@ test('an action is busy until its result; a failure is shown', () => {
   model.apply(snapshot({ functions: [fn('echo')], jobs: [job('a', T0)] }), T0);
   const cancel = model.beginAction('cancel_job', 'a');
   const restart = model.beginAction('restart', 'echo');
+  const outcomes: IActionOutcome[] = [];
+  model.actionFinished.connect((_, outcome) => outcomes.push(outcome));
   assert.equal(model.jobViews(T0)[0].busy, true);
-  assert.equal(model.functionViews(T0)[0].busy, true);
-  model.apply({ v: 1, type: 'result', request_id: cancel, ok: true, error: null }, T0);
+  assert.equal(model.functionViews(T0)[0].busy, 'restart');
+  model.apply(
+    { v: 1, type: 'result', request_id: cancel, ok: true, error: null },
+    T0
+  );
   assert.equal(model.jobViews(T0)[0].busy, false);
-  model.apply({ v: 1, type: 'result', request_id: restart, ok: false, error: 'no such' }, T0);
-  assert.equal(model.functionViews(T0)[0].busy, false);
+  model.apply(
+    { v: 1, type: 'result', request_id: restart, ok: false, error: 'no such' },
+    T0
+  );
+  assert.equal(model.functionViews(T0)[0].busy, null);
   assert.equal(model.lastError, 'no such');
+  assert.deepEqual(outcomes, [
+    { action: 'cancel_job', target: 'a', ok: true, error: null },
+    { action: 'restart', target: 'echo', ok: false, error: 'no such' }
+  ]);
 });
 
-test('listeners hear every change until they unsubscribe', () => {
+test('listeners hear every change until they disconnect', () => {
   const model = new PanelModel();
   let calls = 0;
-  const off = model.onChange(() => calls++);
+  const listener = () => calls++;
+  model.changed.connect(listener);
   model.setStatus('connecting');
   model.apply(snapshot(), T0);
-  off();
+  model.changed.disconnect(listener);
   model.apply(delta(1), T0);
   assert.equal(calls, 2);
+  assert.equal(model.seq, 1);
+});
+
+test('running jobs come first and are always listed, however many others there are', () => {
+  const model = new PanelModel();
+  model.setJobLimit(3);
+  const old = job('echo-1', T0, 'processing', { started_at: T0 + 1 });
+  const later = job('echo-2', T0 + 1, 'processing', { started_at: T0 + 2 });
+  const done = Array.from({ length: 5 }, (_, i) =>
+    job(`echo-${i + 10}`, T0 + 10 + i, 'finished')
+  );
+  const queued = job('echo-20', T0 + 20);
+  model.apply(snapshot({ jobs: [...done, queued, later, old] }), T0);
+  assert.deepEqual(
+    model.jobViews(T0 + 30).map(j => [j.label, j.status]),
+    [
+      ['#1', 'processing'],
+      ['#2', 'processing'],
+      ['#20', 'queued'],
+      ['#14', 'finished'],
+      ['#13', 'finished']
+    ]
+  );
+  // Once it ends, a job that ran long falls back to its place among the others.
+  model.apply(
+    delta(1, { jobs: [{ ...old, status: 'finished', duration: 0.25 }] }),
+    T0
+  );
+  const views = model.jobViews(T0 + 30);
+  assert.deepEqual(
+    views.map(j => j.label),
+    ['#2', '#20', '#14', '#13']
+  );
+});
+
+test('job counts per function read as one line, zero counts left out', () => {
+  const model = new PanelModel();
+  const counts = {
+    queued: 10,
+    processing: 2,
+    finished: 340,
+    error: 1,
+    cancelled: 0
+  };
+  model.apply(
+    snapshot({ functions: [fn('echo'), fn('idle')], counts: { echo: counts } }),
+    T0
+  );
+  const [echo, idle] = model.functionViews(T0);
+  assert.equal(echo.counts, '2 running · 10 queued · 340 finished · 1 error');
+  assert.equal(idle.counts, '');
+  model.apply(
+    delta(1, { counts: { echo: { ...counts, error: 4, queued: 0 } } }),
+    T0
+  );
+  assert.equal(
+    model.functionViews(T0)[0].counts,
+    '2 running · 340 finished · 4 errors'
+  );
+});
+
+test('a changed job limit keeps the newest jobs', () => {
+  const model = new PanelModel();
+  const jobs = Array.from({ length: 8 }, (_, i) => job(`job-${i}`, T0 + i));
+  model.apply(snapshot({ jobs }), T0);
+  assert.equal(model.setJobLimit(2), true);
+  assert.equal(model.setJobLimit(2), false);
+  assert.deepEqual(
+    model.jobViews(T0).map(j => j.jobId),
+    ['job-7', 'job-6']
+  );
+});
+
+test('a kernel beacon is recognised by its display id and hello', () => {
+  const hello = { v: PROTOCOL_VERSION, type: 'hello' };
+  const beacon = {
+    header: { msg_type: 'update_display_data' },
+    content: {
+      data: { [BEACON_MIME]: hello },
+      metadata: {},
+      transient: { display_id: BEACON_DISPLAY_ID }
+    }
+  };
+  assert.deepEqual(beaconOf(beacon), hello);
+  assert.equal(
+    beaconOf({ ...beacon, header: { msg_type: 'display_data' } }),
+    null
+  );
+  assert.equal(
+    beaconOf({
+      ...beacon,
+      content: { ...beacon.content, transient: { display_id: 'other' } }
+    }),
+    null
+  );
 });
 
 test('messages of another protocol version or unknown type are not kernel messages', () => {
-  assert.equal(isKernelMessage({ ...snapshot(), v: PROTOCOL_VERSION + 1 }), false);
-  assert.equal(isKernelMessage({ v: PROTOCOL_VERSION, type: 'surprise' }), false);
+  assert.equal(
+    isKernelMessage({ ...snapshot(), v: PROTOCOL_VERSION + 1 }),
+    false
+  );
+  assert.equal(
+    isKernelMessage({ v: PROTOCOL_VERSION, type: 'surprise' }),
+    false
+  );
   assert.equal(isKernelMessage(null), false);
   for (const type of Object.keys(PROTOCOL.kernelMessages)) {
     assert.equal(isKernelMessage({ v: PROTOCOL_VERSION, type }), true, type);
   }
 });
 
-test('durations read naturally', () => {
+test('durations read naturally, under a second in milliseconds', () => {
   assert.equal(formatDuration(null), '');
-  assert.equal(formatDuration(0.42), '0.4s');
-  assert.equal(formatDuration(42.9), '42s');
-  assert.equal(formatDuration(185), '3m 05s');
-  assert.equal(formatDuration(2 * 3600 + 14 * 60), '2h 14m');
+  assert.equal(formatDuration(0.0042), '4 ms');
+  assert.equal(formatDuration(0.42), '420 ms');
+  assert.equal(formatDuration(4.25), '4.3 s');
+  assert.equal(formatDuration(42.9), '42 s');
+  assert.equal(formatDuration(185), '3 min 05 s');
+  assert.equal(formatDuration(2 * 3600 + 14 * 60), '2 h 14 min');
 });

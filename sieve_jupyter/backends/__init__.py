@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 from sieve_jupyter._errors import ConfigurationError
+from sieve_jupyter._imports import installation_error
 from sieve_jupyter.backends._base import (
     Backend,
     GpuAssignment,
@@ -34,13 +35,17 @@ BACKENDS: dict[str, str] = {
     "docker": "sieve_jupyter.backends.docker:DockerBackend",
     "ray": "sieve_jupyter.backends.ray:RayBackend",
 }
+#: backend name -> the extra that installs its third-party dependencies (absent: core only)
+_EXTRAS: dict[str, str] = {"docker": "docker", "ray": "ray"}
 
 
 def create_backend(name: str) -> Backend:
     """Instantiate the backend registered under `name`.
 
     Raises:
-        ConfigurationError: the name is unknown, or the backend's optional dependency is missing.
+        ConfigurationError: the name is unknown, or a third-party module the backend needs is
+            missing (the message names the extra that installs it).
+        InstallationError: a module of sieve-jupyter itself is missing (a broken installation).
     """
     try:
         target = BACKENDS[name]
@@ -53,9 +58,19 @@ def create_backend(name: str) -> Backend:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
+        broken = installation_error(exc, f"the {name!r} backend")
+        if broken is not None:
+            raise broken from exc
+        missing = exc.name or str(exc)
+        extra = _EXTRAS.get(name)
+        if extra is None:
+            raise ConfigurationError(
+                f"backend: the {name!r} backend cannot import {missing}, a dependency of "
+                "sieve-jupyter. Fix: pip install 'sieve-jupyter' (it installs what is missing)."
+            ) from exc
         raise ConfigurationError(
-            f"backend: the {name!r} backend needs an optional dependency ({exc.name}). "
-            f"Fix: pip install 'sieve-jupyter[{name}]'."
+            f"backend: the {name!r} backend needs an optional dependency ({missing}). "
+            f"Fix: pip install 'sieve-jupyter[{extra}]'."
         ) from exc
     backend: Backend = getattr(module, class_name)()
     return backend

@@ -19,7 +19,7 @@ from sieve_jupyter.backends._docker_options import DockerOptions
 from sieve_jupyter.backends._docker_owner import MANAGED_LABEL, OWNER_LABEL
 from sieve_jupyter.build import IPC_MOUNT, LABEL_PREFIX, RUNTIME_MOUNT, SRC_MOUNT, VENV_PYTHON
 
-__all__ = ["DockerWorker", "container_settings"]
+__all__ = ["DockerWorker", "container_settings", "remove_container"]
 
 _NAME_SAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 
@@ -144,13 +144,7 @@ class DockerWorker(WorkerProcess):
             self._done.set()
 
     def _remove(self) -> None:
-        try:
-            self._api.remove_container(self.container_id, force=True)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as exc:
-            if exc.status_code != 409:  # 409: removal already in progress
-                raise
+        remove_container(self._api, self.container_id)
 
     def poll(self) -> int | None:
         return self._code if self._done.is_set() else None
@@ -184,3 +178,17 @@ class DockerWorker(WorkerProcess):
             "container_state": self.state(),
             "image": self.image,
         }
+
+
+def remove_container(api: Any, container_id: str) -> bool:
+    """Remove a container (stopping it first); False if it is gone already or another
+    process is removing it (a reaping kernel, the watcher of another worker)."""
+    try:
+        api.remove_container(container_id, force=True)
+    except docker.errors.NotFound:
+        return False
+    except docker.errors.APIError as exc:
+        if exc.status_code != 409:  # 409: removal already in progress
+            raise
+        return False
+    return True

@@ -30,7 +30,11 @@ from sieve_jupyter.backends._docker_owner import (
     current_owner,
     find_dead_owned,
 )
-from sieve_jupyter.backends._docker_worker import DockerWorker, container_settings
+from sieve_jupyter.backends._docker_worker import (
+    DockerWorker,
+    container_settings,
+    remove_container,
+)
 from sieve_jupyter.build import BuildContext, BuildLog, make_build_context
 
 if TYPE_CHECKING:
@@ -119,11 +123,8 @@ class DockerBackend(Backend):
         listed = client.api.containers(all=True, filters={"label": MANAGED_LABEL})
         removed = []
         for container_id in find_dead_owned(listed, self._owner):
-            try:
-                client.api.remove_container(container_id, force=True)
+            if remove_container(client.api, container_id):
                 removed.append(container_id)
-            except docker.errors.NotFound:
-                pass
         return removed
 
     # -- environment ---------------------------------------------------------------------------

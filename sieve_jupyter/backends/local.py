@@ -65,13 +65,33 @@ class LocalProcess(WorkerProcess):
         return {"pid": self._popen.pid}
 
 
+#: Names another interpreter for local workers (a server keeps its own packages apart from the
+#: user's: a bundle's image runs its server in one virtualenv and the workers in another).
+WORKER_PYTHON_VARIABLE = "SIEVE_WORKER_PYTHON"
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def worker_python() -> str | None:
+    """The interpreter named by ``SIEVE_WORKER_PYTHON`` when it is not this process's own."""
+    python = os.environ.get(WORKER_PYTHON_VARIABLE)
+    # (not realpath: two virtualenvs' interpreters link to the same binary, and differ)
+    if not python or os.path.abspath(python) == os.path.abspath(sys.executable):
+        return None
+    return python
+
+
 class LocalBackend(Backend):
-    """Runs workers as local processes with the kernel's interpreter."""
+    """Runs workers as local processes with the kernel's interpreter (or the one named by
+    ``SIEVE_WORKER_PYTHON``)."""
 
     name = "local"
 
     def check(self, spec: FunctionSpec) -> list[str]:
         """Raise for missing pip requirements; return notes on container-only options."""
+        if worker_python() is not None:
+            # Another environment: its packages cannot be read from here, and the worker's
+            # Python version is checked when it connects.
+            return []
         missing, mismatched = _unmet_requirements(spec.environment.python_packages)
         if missing:
             raise DependencyError(
@@ -121,10 +141,18 @@ class LocalBackend(Backend):
     def start_worker(self, launch: WorkerLaunch) -> LocalProcess:
         env = dict(os.environ)
         env.update(launch.env)
-        # Code pickled by reference (functions from the kernel's own modules) must import in
-        # the worker exactly as in the kernel.
-        paths = [p or os.getcwd() for p in sys.path]
-        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        python = worker_python()
+        if python is None:
+            # Code pickled by reference (functions from the kernel's own modules) must import
+            # in the worker exactly as in the kernel.
+            paths = [p or os.getcwd() for p in sys.path]
+            env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        elif os.path.basename(_PACKAGE_PARENT) in ("site-packages", "dist-packages"):
+            # This package is installed among others: the other interpreter has its own copy.
+            env.pop("PYTHONPATH", None)
+        else:
+            # Another interpreter keeps its own packages: it gets this package, nothing else.
+            env["PYTHONPATH"] = _PACKAGE_PARENT
         env["PYTHONUNBUFFERED"] = "1"
         # As on Sieve, a function without a GPU request sees no GPU.
         env["CUDA_VISIBLE_DEVICES"] = launch.gpu.visible_devices if launch.gpu else ""
@@ -136,7 +164,7 @@ class LocalBackend(Backend):
         try:
             popen = subprocess.Popen(
                 [
-                    sys.executable,
+                    python or sys.executable,
                     "-m",
                     WORKER_MODULE,
                     "--dir",

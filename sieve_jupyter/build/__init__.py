@@ -13,6 +13,13 @@ from sieve_jupyter.build._bases import (
     choose_base_image,
     cuda_ubuntu_release,
 )
+from sieve_jupyter.build._bundle import (
+    BUNDLE_DIR,
+    BUNDLE_PORT,
+    SERVER_VENV,
+    BundleImage,
+    make_bundle_image,
+)
 from sieve_jupyter.build._context import (
     BUILD_SCHEMA,
     IPC_MOUNT,
@@ -28,18 +35,23 @@ from sieve_jupyter.build._log import BuildLog
 
 __all__ = [
     "BUILD_SCHEMA",
+    "BUNDLE_DIR",
+    "BUNDLE_PORT",
     "CPU_BASE_TEMPLATE",
     "GPU_BASE_TEMPLATE",
     "IPC_MOUNT",
     "LABEL_PREFIX",
     "RUNTIME_MOUNT",
+    "SERVER_VENV",
     "SRC_MOUNT",
     "VENV_PYTHON",
     "BaseImage",
     "BuildContext",
     "BuildLog",
     "BuildOptions",
+    "BundleImage",
     "choose_base_image",
     "cuda_ubuntu_release",
     "make_build_context",
+    "make_bundle_image",
 ]

@@ -1,9 +1,9 @@
 """The notebook layer: magics, output routing, widgets and the side panel's comm channel.
 
 `%load_ext sieve_jupyter` registers the magics and attaches the rest. In a Jupyter kernel the
-output routing and the panel channel are attached as soon as the manager starts, even without
-`%load_ext`, so `import sieve_jupyter as sieve` alone already shows worker output in the right
-cell.
+output routing, the traceback display and the panel channel are attached as soon as the
+manager starts, even without `%load_ext`, so `import sieve_jupyter as sieve` alone already
+shows worker output in the right cell and job errors like local ones.
 """
 
 from __future__ import annotations
@@ -18,9 +18,13 @@ _attached: dict[int, dict[str, Any]] = {}
 
 
 def attach(ipython: Any) -> None:
-    """Route worker output to cells and open the panel channel on this shell (idempotent)."""
+    """Route worker output to cells, show job errors as IPython shows local ones, and register
+    the panel's comm target on this shell (idempotent)."""
+    from sieve_jupyter.jupyter import _tracebacks
     from sieve_jupyter.jupyter._routing import OutputRouter
     from sieve_jupyter.manager import get_manager
+
+    _tracebacks.install()
 
     # Creating the manager runs its hooks, which attach to this shell too: get it first so the
     # check below sees their work and nothing is attached twice.

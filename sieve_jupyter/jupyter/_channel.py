@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from sieve_jupyter.jupyter._channel_counts import JobCounter
 from sieve_jupyter.jupyter._channel_protocol import (
     ACTIONS,
     DEFAULT_JOB_LIMIT,
@@ -32,6 +33,7 @@ from sieve_jupyter.jupyter._channel_protocol import (
     SnapshotMessage,
 )
 from sieve_jupyter.jupyter._channel_rows import function_row, job_row
+from sieve_jupyter.jupyter._tracebacks import error_text
 
 __all__ = ["CommLike", "ManagerLike", "PanelChannel"]
 
@@ -124,6 +126,9 @@ class PanelChannel:
         # name -> latest row, or None once removed; job_id -> latest row
         self._pending_functions: dict[str, FunctionRow | None] = {}
         self._pending_jobs: dict[str, JobRow] = {}
+        self._counts = JobCounter()
+        self._generation = 0  # counts snapshots: a delta read before one is dropped
+        self._listed_running: set[str] = set()  # jobs the panel shows as running
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._flusher: threading.Thread | None = None
@@ -206,11 +211,24 @@ class PanelChannel:
         # Read the manager without holding our lock: its threads call `_on_event`, which takes
         # our lock, while possibly holding theirs.
         functions = [function_row(f) for f in manager.functions()]
-        jobs = [job_row(j.snapshot()) for j in manager.jobs(self._job_limit)]
+        history = [j.snapshot() for j in manager.jobs()]
+        # The newest jobs, and every running one however old (the panel lists them all).
+        listed = history[: self._job_limit] + [
+            s for s in history[self._job_limit :] if s.get("status") == "processing"
+        ]
+        jobs = [self._with_error_text(job_row(s)) for s in listed]
         features: Features = {"form": form_available()}
         with self._lock:
             if self._closed:
                 return
+            self._listed_running.clear()
+            self._note_running(jobs)
+            # Events that arrived meanwhile are pending and recounted: counting is idempotent.
+            self._counts.reset(history)
+            for row in self._pending_jobs.values():
+                self._counts.record(row["job_id"], row["function"], row["status"])
+            self._counts.take_changed()
+            self._generation += 1
             self._seq += 1
             snapshot: SnapshotMessage = {
                 "v": PROTOCOL_VERSION,
@@ -219,6 +237,7 @@ class PanelChannel:
                 "server_time": self._clock(),
                 "functions": functions,
                 "jobs": jobs,
+                "counts": self._counts.all(),
                 "job_limit": self._job_limit,
                 "features": features,
             }
@@ -283,9 +302,11 @@ class PanelChannel:
                     self._pending_functions[row["name"]] = row
                 elif kind == "function_removed":
                     self._pending_functions[str(data["name"])] = None
+                    self._counts.forget(str(data["name"]))
                 elif kind == "job":
                     job = job_row(data)
                     self._pending_jobs[job["job_id"]] = job
+                    self._counts.record(job["job_id"], job["function"], job["status"])
                 else:
                     return  # logs and outputs show under their cell, not in the panel
         except (KeyError, TypeError):
@@ -300,16 +321,30 @@ class PanelChannel:
                 return False
             if not self._pending_functions and not self._pending_jobs:
                 return False
+            generation = self._generation
             functions = [row for row in self._pending_functions.values() if row is not None]
             removed = [name for name, row in self._pending_functions.items() if row is None]
-            # Only the newest jobs fit in the panel's bounded list; older ones would fall off.
-            jobs = sorted(
+            # Only the newest jobs fit in the panel's bounded list (older ones would fall off),
+            # except running ones, which it always lists.
+            newest = sorted(
                 self._pending_jobs.values(),
                 key=lambda j: (j["submitted_at"] or 0.0, j["job_id"]),
                 reverse=True,
-            )[: self._job_limit]
+            )
+            # ... and jobs the panel lists as running, which must hear that they stopped.
+            jobs = newest[: self._job_limit] + [
+                j for j in newest[self._job_limit :]
+                if j["status"] == "processing" or j["job_id"] in self._listed_running
+            ]
+            self._note_running(jobs)
             self._pending_functions.clear()
             self._pending_jobs.clear()
+        # Outside our lock: reading a job's exception takes the future's, which the manager's
+        # threads may hold while they publish events (which take ours).
+        jobs = [self._with_error_text(j) for j in jobs]
+        with self._lock:
+            if self._closed or generation != self._generation:
+                return False  # a snapshot went out meanwhile, newer than these rows
             self._seq += 1
             delta: DeltaMessage = {
                 "v": PROTOCOL_VERSION,
@@ -319,9 +354,31 @@ class PanelChannel:
                 "functions": functions,
                 "removed_functions": removed,
                 "jobs": jobs,
+                "counts": self._counts.take_changed(),
             }
             self._send(delta)
             return True
+
+    def _note_running(self, jobs: list[JobRow]) -> None:
+        """Remember which jobs the panel now lists as running (lock held)."""
+        for job in jobs:
+            if job["status"] == "processing":
+                self._listed_running.add(job["job_id"])
+            else:
+                self._listed_running.discard(job["job_id"])
+
+    def _with_error_text(self, row: JobRow) -> JobRow:
+        """A failed job's error as the panel's tooltip shows it: the worker's frames named as
+        IPython names them, then ``Type: message``."""
+        if row["status"] != "error" or self._manager is None:
+            return row
+        try:
+            exc = self._manager.job(row["job_id"]).exception(timeout=0)
+        except Exception:  # noqa: BLE001 - pruned from the history: keep the short error
+            return row
+        if exc is not None:
+            row["error"] = error_text(exc)
+        return row
 
     def _ensure_flusher(self) -> None:
         if self._interval is None or self._flusher is not None:

@@ -4,10 +4,11 @@ The TypeScript twin lives in ``labextension/src/protocol.ts``; ``tests/unit/test
 compares `PROTOCOL` (derived from the TypedDicts below) with the spec block in that file, so a
 field added on one side and forgotten on the other fails the tests.
 
-Flow: the panel sends ``subscribe`` (as the comm's open data, or later on an open comm); the
-kernel answers with a ``snapshot`` and then ``delta`` messages whose ``seq`` counts up by one.
-A panel that sees a gap subscribes again. ``action`` requests get a ``result`` with the same
-``request_id``.
+Flow: the panel opens the comm (the kernel never does; its beacon on IOPub tells a panel that
+the target now exists) and sends ``subscribe`` (as the comm's open data, or later on an open
+comm); the kernel answers with a ``snapshot`` and then ``delta`` messages whose ``seq`` counts
+up by one. A panel that sees a gap subscribes again. ``action`` requests get a ``result`` with
+the same ``request_id``.
 """
 
 from __future__ import annotations
@@ -18,10 +19,18 @@ PROTOCOL_VERSION = 1
 """Bumped on any incompatible change; each side ignores messages of another version."""
 
 COMM_TARGET = "sieve_jupyter.panel"
-"""The comm target name, registered by both the kernel and the panel."""
+"""The comm target name, registered by the kernel; only the panel opens comms to it."""
+
+BEACON_DISPLAY_ID = "sieve_jupyter.panel"
+"""The display id of the kernel's beacon: an ``update_display_data`` no output ever shows,
+published when the kernel registers `COMM_TARGET`, so a panel showing this kernel connects."""
+
+BEACON_MIME = "application/vnd.sieve-jupyter.hello+json"
+"""The beacon's one MIME type; its data is a `HelloMessage`."""
 
 DEFAULT_JOB_LIMIT = 50
-"""How many jobs, newest first, the panel shows unless it asks for another bound."""
+"""How many jobs, newest first, the panel shows unless it asks for another bound (the panel's
+``jobLimit`` setting; running jobs are always listed on top of these)."""
 
 MAX_JOB_LIMIT = 500
 
@@ -80,6 +89,16 @@ class JobRow(TypedDict):
     progress: Progress | None
 
 
+class JobCounts(TypedDict):
+    """How many of a function's jobs stand in each status (the jobs this kernel remembers)."""
+
+    queued: int
+    processing: int
+    finished: int
+    error: int
+    cancelled: int
+
+
 class Features(TypedDict):
     """What the kernel offers beyond the basics, so the panel can hide what would not work."""
 
@@ -87,7 +106,8 @@ class Features(TypedDict):
 
 
 class SnapshotMessage(TypedDict):
-    """kernel -> panel: the whole state, after every ``subscribe``."""
+    """kernel -> panel: the whole state, after every ``subscribe``: the newest `job_limit` jobs
+    plus every running one, and the job counts of every function."""
 
     v: int
     type: Literal["snapshot"]
@@ -95,12 +115,14 @@ class SnapshotMessage(TypedDict):
     server_time: float
     functions: list[FunctionRow]
     jobs: list[JobRow]
+    counts: dict[str, JobCounts]
     job_limit: int
     features: Features
 
 
 class DeltaMessage(TypedDict):
-    """kernel -> panel: what changed since the previous message (upserts and removals)."""
+    """kernel -> panel: what changed since the previous message (upserts and removals; `counts`
+    holds the functions whose counts moved)."""
 
     v: int
     type: Literal["delta"]
@@ -109,6 +131,7 @@ class DeltaMessage(TypedDict):
     functions: list[FunctionRow]
     removed_functions: list[str]
     jobs: list[JobRow]
+    counts: dict[str, JobCounts]
 
 
 class ResultMessage(TypedDict):
@@ -122,7 +145,8 @@ class ResultMessage(TypedDict):
 
 
 class HelloMessage(TypedDict):
-    """kernel -> panel: the open data of a comm the kernel opens (on ``%load_ext``)."""
+    """kernel -> panel: the beacon's data (on IOPub, not on the comm), sent when the kernel
+    registers the comm target."""
 
     v: int
     type: Literal["hello"]
@@ -161,6 +185,7 @@ RECORDS: dict[str, type[Any]] = {
     "function": FunctionRow,
     "progress": Progress,
     "job": JobRow,
+    "counts": JobCounts,
     "features": Features,
 }
 
@@ -172,6 +197,7 @@ def _fields(typed_dict: type[Any]) -> list[str]:
 PROTOCOL: dict[str, Any] = {
     "version": PROTOCOL_VERSION,
     "target": COMM_TARGET,
+    "beacon": {"displayId": BEACON_DISPLAY_ID, "mime": BEACON_MIME},
     "kernelMessages": {name: _fields(td) for name, td in sorted(KERNEL_MESSAGES.items())},
     "panelMessages": {name: _fields(td) for name, td in sorted(PANEL_MESSAGES.items())},
     "records": {name: _fields(td) for name, td in sorted(RECORDS.items())},

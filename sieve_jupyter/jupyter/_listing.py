@@ -7,6 +7,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from sieve_jupyter.jupyter._tracebacks import error_text
 from sieve_jupyter.manager import Manager
 
 __all__ = ["Table", "functions_table", "job_logs", "jobs_table"]
@@ -105,8 +106,8 @@ def job_logs(manager: Manager, job_id: str) -> str:
         parts.append("".join(prefix + line for line in text.splitlines(keepends=True)).rstrip("\n"))
     if not future.logs:
         parts.append("(no output)")
-    if future.done() and not future.cancelled() and future.exception() is not None:
+    if future.done() and not future.cancelled():
         exc = future.exception()
-        remote = getattr(exc, "remote_traceback", None) or getattr(exc, "traceback", None)
-        parts.append(remote.rstrip() if remote else f"{type(exc).__name__}: {exc}")
+        if exc is not None:
+            parts.append(error_text(exc))
     return "\n".join(parts)

@@ -17,7 +17,7 @@ from sieve_jupyter.jupyter._listing import functions_table, job_logs, jobs_table
 from sieve_jupyter.manager import get_manager
 from sieve_jupyter.sdk import register
 
-__all__ = ["SieveMagics"]
+__all__ = ["EXTRA_COMMANDS", "SieveMagics"]
 
 _HELP = """\
 %sieve ls                      functions and models: kind, backend, workers, state, setup time
@@ -30,7 +30,7 @@ _HELP = """\
 %sieve load FILE [--name N] [--backend B] [--workers N] [--refresh]
                                load the models of a model.yaml (returns {name: model})
 %sieve config [KEY=VALUE ...]  show or change settings (backend, workers, user, gpu_fallback, ...)
-%sieve help                    this text
+%sieve help                    this text{extra}
 
 %%sieve_function / %%sieve_model take the decorator's options; see %%sieve_function?"""
 
@@ -67,6 +67,16 @@ def _cell_options(func: Any) -> Any:
     for option in reversed(options):
         func = option(func)
     return magic_arguments()(func)
+
+
+#: `%sieve` subcommands of the layers above this one (export, serve), registered by them:
+#: name -> (handler taking the words after the command, help line)
+EXTRA_COMMANDS: dict[str, tuple[Any, str]] = {}
+
+
+def _help() -> str:
+    extra = "".join(f"\n{line}" for _, line in EXTRA_COMMANDS.values())
+    return _HELP.replace("{extra}", extra)  # (the help text has braces of its own)
 
 
 @magics_class
@@ -144,14 +154,16 @@ class SieveMagics(Magics):
             raise UsageError(f"%sieve: {exc}") from None
         command, rest = (words[0], words[1:]) if words else ("help", [])
         handler = getattr(self, f"_cmd_{command}", None)
+        if handler is None and command in EXTRA_COMMANDS:
+            handler = EXTRA_COMMANDS[command][0]
         if handler is None:
-            raise UsageError(f"%sieve {command}: unknown command.\n\n{_HELP}")
+            raise UsageError(f"%sieve {command}: unknown command.\n\n{_help()}")
         return handler(rest)
 
     # -- %sieve subcommands ----------------------------------------------------------------
 
     def _cmd_help(self, rest: list[str]) -> None:
-        print(_HELP)
+        print(_help())
 
     def _cmd_ls(self, rest: list[str]) -> Any:
         return functions_table(get_manager())

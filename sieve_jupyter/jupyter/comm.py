@@ -1,10 +1,16 @@
 """The kernel side of the JupyterLab "Sieve" panel's comm target.
 
-`register(ipython)` (run by ``%load_ext sieve_jupyter``) registers the comm target, so a panel
-can open a comm to this kernel, and opens one itself, so a panel that is already showing learns
-at once that the kernel is ready. The notebook layer also calls it when the manager is created
-in a kernel that only imported sieve_jupyter. `unregister(ipython)` undoes it and closes the
-open channels.
+`register(ipython)` (run by ``%load_ext sieve_jupyter``, and by the notebook layer when the
+manager is created in a kernel that only imported sieve_jupyter) registers the comm target, so a
+panel can open a comm to this kernel. `unregister(ipython)` undoes it and closes the open
+channels.
+
+The kernel never opens a comm itself: a frontend without the panel (nbclient, nbconvert,
+papermill, a console) has no handler for it and says so. A panel that is already showing this
+kernel learns that the target exists from a *beacon* instead: an ``update_display_data`` for a
+display id no output ever shows (`BEACON_DISPLAY_ID`). The messaging protocol makes an update of
+an unknown display a no-op for every frontend, while the panel sees it on the kernel's IOPub
+stream and opens its comm then, on its own subshell, so it connects during a long cell too.
 """
 
 from __future__ import annotations
@@ -14,9 +20,15 @@ import threading
 from typing import Any
 
 from sieve_jupyter.jupyter._channel import ManagerLike, PanelChannel
-from sieve_jupyter.jupyter._channel_protocol import COMM_TARGET, PROTOCOL_VERSION, HelloMessage
+from sieve_jupyter.jupyter._channel_protocol import (
+    BEACON_DISPLAY_ID,
+    BEACON_MIME,
+    COMM_TARGET,
+    PROTOCOL_VERSION,
+    HelloMessage,
+)
 
-__all__ = ["COMM_TARGET", "channels", "register", "unregister"]
+__all__ = ["BEACON_DISPLAY_ID", "COMM_TARGET", "announce", "channels", "register", "unregister"]
 
 _log = logging.getLogger(__name__)
 
@@ -66,7 +78,8 @@ def _comm_manager(ipython: Any) -> Any:
 
 
 def register(ipython: Any) -> None:
-    """Register the panel's comm target on this kernel and greet a panel already showing it.
+    """Register the panel's comm target on this kernel and announce it to a panel already
+    showing the kernel (see the module docstring).
 
     Idempotent; does nothing outside a kernel (e.g. terminal IPython).
     """
@@ -79,13 +92,32 @@ def register(ipython: Any) -> None:
             return
         _registered_manager = manager
     manager.register_target(COMM_TARGET, _on_panel_open)
-    import comm as comm_package
+    announce(ipython.kernel)
 
-    # A panel that tried before this point was told "not loaded"; this comm reaches it now.
-    # Frontends without the panel close it, which closes the channel.
+
+def announce(kernel: Any) -> None:
+    """Publish the beacon: a panel that was told "not loaded" opens its comm again.
+
+    Sent straight on IOPub rather than through IPython's display machinery, so no
+    ``%%capture`` or output widget can record it as an output.
+    """
     hello: HelloMessage = {"v": PROTOCOL_VERSION, "type": "hello"}
-    greeting = comm_package.create_comm(target_name=COMM_TARGET, data=dict(hello))
-    _new_channel(greeting).start()
+    content = {
+        "data": {BEACON_MIME: dict(hello)},
+        "metadata": {},
+        "transient": {"display_id": BEACON_DISPLAY_ID},
+    }
+    try:
+        try:
+            parent = kernel.get_parent("shell")
+        except TypeError:  # older ipykernel
+            parent = kernel.get_parent()
+        kernel.session.send(
+            kernel.iopub_socket, "update_display_data", content, parent=parent,
+            ident=b"update_display_data",
+        )
+    except Exception:  # noqa: BLE001 - a panel that misses it connects on its next attempt
+        _log.debug("could not announce the panel target", exc_info=True)
 
 
 def unregister(ipython: Any) -> None:

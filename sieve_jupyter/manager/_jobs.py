@@ -17,7 +17,11 @@ from typing import Any, TypeVar, cast
 
 from sieve_jupyter._errors import JobCancelledError
 
-__all__ = ["JobFuture", "JobStatus"]
+__all__ = ["JobFuture", "JobStatus", "failure_hooks"]
+
+#: called with a job's exception before its future holds it, so nothing can see the exception
+#: before the hooks have (the notebook layer attaches how IPython shows it)
+failure_hooks: list[Callable[[BaseException], None]] = []
 
 
 class JobStatus(str, enum.Enum):
@@ -187,6 +191,8 @@ class JobFuture(concurrent.futures.Future[T]):
         self._release_arguments()
         try:
             if exception is not None:
+                for hook in failure_hooks:
+                    hook(exception)
                 self.set_exception(exception)
             else:
                 self.set_result(cast(T, list(self.outputs) if self.streaming else value))

@@ -230,15 +230,7 @@ class Manager:
     def _new_job(
         self, target: str | FunctionRecord, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[WorkerPool, JobFuture[Any]]:
-        record = target if isinstance(target, FunctionRecord) else self.record(target)
-        if not record.checked:
-            self._preflight(record)
-        pool = record.pool
-        if pool is None:
-            with self._lock:
-                if record.pool is None:
-                    record.pool = WorkerPool(self, record, self.backend(record.backend))
-                pool = record.pool
+        record, pool = self._pool(target)
         pool.ensure_open()  # before a job exists: a refused push leaves no job behind
         spec = record.spec
         future: JobFuture[Any] = JobFuture(
@@ -253,6 +245,29 @@ class Manager:
         for hook in self.submit_hooks:
             hook(future)
         return pool, future
+
+    def _pool(self, target: str | FunctionRecord) -> tuple[FunctionRecord, WorkerPool]:
+        """The record's pool, created on first use, after the checks that must pass first."""
+        record = target if isinstance(target, FunctionRecord) else self.record(target)
+        if not record.checked:
+            self._preflight(record)
+        pool = record.pool
+        if pool is None:
+            with self._lock:
+                if record.pool is None:
+                    record.pool = WorkerPool(self, record, self.backend(record.backend))
+                pool = record.pool
+        return record, pool
+
+    def warm(self, target: str | FunctionRecord) -> None:
+        """Start a function's workers now instead of on its first job, so `__setup__` runs
+        ahead of the first call (a server is ready only once it has). How it goes is told by
+        `function` events (state starting, then warm or error).
+
+        Raises:
+            SieveError: what a push would raise before queuing (a missing Env, a GPU ...).
+        """
+        self._pool(target)[1].start()
 
     def _accept(self, future: JobFuture[Any]) -> None:
         """Enter a new job in the history and announce it (before it can start: published

@@ -94,7 +94,7 @@ def _setup_failed(pool: WorkerPool, worker: Worker, message: SetupFailed) -> Non
         f"{info['type_name']}: {info['message']}",
         info["traceback"],
     )
-    error.__cause__ = RemoteTraceback(info["traceback"])
+    error.__cause__ = _remote_cause(info)
     pool.worker_failed_to_start(worker, error, expected_exit=True)
 
 
@@ -187,9 +187,18 @@ def rebuild_exception(info: ErrorInfo) -> BaseException:
             exc = None
     if not isinstance(exc, BaseException):
         exc = RemoteError(info["type_name"], info["message"], info["traceback"])
-    exc.__cause__ = RemoteTraceback(info["traceback"])
+    exc.__cause__ = _remote_cause(info)
     try:
         exc.remote_traceback = info["traceback"]  # type: ignore[attr-defined]
     except (AttributeError, TypeError):
         pass
     return exc
+
+
+def _remote_cause(info: ErrorInfo) -> RemoteTraceback:
+    """The worker's traceback as a cause, with its frames kept apart (``frames``, ``chain``)
+    for the notebook, which shows them as IPython shows local ones."""
+    cause = RemoteTraceback(info["traceback"])
+    cause.frames = info.get("frames") or []  # type: ignore[attr-defined]
+    cause.chain = info.get("chain") or []  # type: ignore[attr-defined]
+    return cause

@@ -36,6 +36,16 @@ class PoolWorkers(PoolBase):
 
     # -- worker lifecycle --------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Start workers up to the pool size without waiting for a job (`Manager.warm`)."""
+        with self.lock:
+            self.ensure_open()
+            if self.state == "stopped":
+                self.state = "idle"
+            started = self._start_workers()
+        if started:
+            self.publish_function()
+
     def _start_workers(self) -> bool:
         """Start workers up to the pool size (lock held). Returns whether any started."""
         if self._retiring or self.state == "stopped":
@@ -90,6 +100,9 @@ class PoolWorkers(PoolBase):
             if not stopping:
                 self.state = "error"
                 self.last_error = f"{type(exc).__name__}: {exc}"
+                remote = getattr(exc, "remote_traceback", "")
+                if remote:  # (what `__setup__` raised, for whoever has no job to show it in)
+                    self.last_error += f"\n\n{remote}"
             doomed: list[JobFuture[Any]] = []
             if all(w.state is WorkerState.EXITED for w in self.workers.values()):
                 doomed, self.queue = list(self.queue), collections.deque()
@@ -116,7 +129,9 @@ class PoolWorkers(PoolBase):
 
     def worker_exited(self, worker: Worker) -> None:
         """The worker's channel closed: blame its running job unless the exit was expected."""
-        reason = worker.exit_reason(wait=0.5 if worker.exit_expected else 2.0)
+        # (how it died is what the blamed job's error says: worth waiting for the backend to
+        # learn it, which a busy machine or a container's teardown can make slow)
+        reason = worker.exit_reason(wait=0.5 if worker.exit_expected else 15.0)
         # A direct call's caller may still be reading the reply connection, where a result the
         # worker wrote just before it died can wait: let it finish first (it reads to the end
         # of the connection, which the worker's death closed), so that result is not lost.

@@ -102,7 +102,10 @@ class WorkerConnection(Worker):
         self.reply = self._accept(secret, timeout, "reply")
         listener.close()
         self._listener = None
-        os.unlink(key)
+        # Nothing uses the directory by name once the worker is connected (the boot log is
+        # read only while it connects; open files live on): removing it now, key included,
+        # leaves nothing behind even when this process is killed without running any cleanup.
+        shutil.rmtree(self.ipc_dir, ignore_errors=True)
         with self.pool.lock:
             self.move_to(WorkerState.SETUP)
         threading.Thread(

@@ -8,6 +8,7 @@ sieve-jupyter is installed. Never import the rest of the package from here.
 from __future__ import annotations
 
 from sieve_jupyter.runtime._context import RemoteFunction, current_context, report_progress
+from sieve_jupyter.runtime._exported import load_exported
 from sieve_jupyter.runtime._types import Audio, FatalException, File, Image, Video
 
 __all__ = [
@@ -18,5 +19,6 @@ __all__ = [
     "RemoteFunction",
     "Video",
     "current_context",
+    "load_exported",
     "report_progress",
 ]

@@ -214,7 +214,9 @@ def entrypoint_model_class(
     namespace = {
         "__sieve_entrypoints__": config,
         "__predict__": __predict__,
-        "__doc__": doc or None,
+        # The docstring is __predict__'s: a spec reads the class's and __predict__'s both (so
+        # the same text twice), and None would let the class inherit EntrypointModel's own.
+        "__doc__": "",
         "__module__": __name__,
         "__qualname__": class_name,
     }

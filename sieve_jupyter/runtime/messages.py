@@ -25,6 +25,7 @@ __all__ = [
     "Calls",
     "Cancel",
     "Cancelled",
+    "ChainedError",
     "Error",
     "ErrorInfo",
     "Hello",
@@ -36,6 +37,7 @@ __all__ = [
     "Output",
     "Progress",
     "Ready",
+    "RemoteFrame",
     "Reply",
     "Result",
     "SetupFailed",
@@ -51,13 +53,29 @@ __all__ = [
 ]
 
 
+#: one frame of the user's code: (file name, line number, function, source line)
+RemoteFrame = tuple[str, int, str, str]
+
+
+class ChainedError(TypedDict):
+    """An exception that led to a reported one (its cause or context)."""
+
+    type_name: str
+    message: str
+    frames: list[RemoteFrame]
+    relation: Literal["cause", "context"]  # how it led to the next exception
+
+
 class ErrorInfo(TypedDict):
-    """An exception described so the kernel can rebuild it (`pickled`) or at least report it."""
+    """An exception described so the kernel can rebuild it (`pickled`) or at least report it,
+    and show it as IPython shows a local one (`frames`, `chain`)."""
 
     type_name: str  # "module.QualName"
     message: str
     traceback: str  # formatted in the worker, the user's frames only
     pickled: bytes | None  # None when the exception cannot be pickled
+    frames: list[RemoteFrame]  # the user's frames, innermost last
+    chain: list[ChainedError]  # the exceptions before this one, oldest first
 
 
 class LoadOptions(TypedDict):

@@ -141,22 +141,30 @@ class _FunctionDecorator:
         return decorate if obj is None else decorate(obj)
 
     @staticmethod
-    def get(name: str) -> FunctionHandle[..., Any]:
-        """The function registered as ``"user/name"`` (or ``"name"``) in this kernel.
+    def get(name: str, **options: Any) -> FunctionHandle[..., Any]:
+        """The function registered as ``"user/name"`` (or ``"name"``) in this kernel, or the
+        one served at ``"http://host:port[/functions/name]"`` (``token=`` for a server that
+        wants one; see `sdk/_remote.py`).
 
         Inside a worker this returns a proxy whose `.run/.push` go through the manager.
 
         Raises:
             FunctionNotFoundError: unknown name; the message lists the known ones.
         """
-        return get(name)
+        return get(name, **options)
 
     def __repr__(self) -> str:
         return "<sieve.function decorator>"
 
 
-def get(name: str) -> FunctionHandle[..., Any]:
-    """The handle of a registered function (or, inside a worker, a proxy through the kernel)."""
+def get(name: str, **options: Any) -> FunctionHandle[..., Any]:
+    """The handle of a registered function (or, inside a worker, a proxy through the kernel;
+    for an http(s) URL, a handle on the function a server serves there)."""
+    if name.startswith(("http://", "https://")):
+        from sieve_jupyter.sdk._remote import http_function
+
+        # (duck-typed: run / push / map like a handle, with the same futures and errors)
+        return cast("FunctionHandle[..., Any]", http_function(name, **options))
     if current_context() is not None:
         # (duck-typed: the proxy has run / push like a handle)
         return cast("FunctionHandle[..., Any]", RemoteFunction(name.rpartition("/")[2]))

@@ -17,6 +17,7 @@ from sieve_jupyter.spec._cuda import CUDA_VERSIONS, DEFAULT_CUDA_VERSION, resolv
 from sieve_jupyter.spec._docstring import parse_docstring
 from sieve_jupyter.spec._gpu import GPU_KINDS, MAX_SPLIT, GpuKind, GpuRequest, coerce_gpu, gpu
 from sieve_jupyter.spec._model import KINDS, Env, Environment, FunctionSpec, Metadata
+from sieve_jupyter.spec._openapi import PREDICTION_STATUSES, WEBHOOK_EVENTS, openapi_document
 from sieve_jupyter.spec._schema import FILE_FORMAT, RESERVED_INPUTS, type_schema
 
 __all__ = [
@@ -26,8 +27,10 @@ __all__ = [
     "GPU_KINDS",
     "KINDS",
     "MAX_SPLIT",
+    "PREDICTION_STATUSES",
     "OPTIONS",
     "RESERVED_INPUTS",
+    "WEBHOOK_EVENTS",
     "ArgumentChecker",
     "Env",
     "Environment",
@@ -37,6 +40,7 @@ __all__ = [
     "Metadata",
     "coerce_gpu",
     "gpu",
+    "openapi_document",
     "parse_docstring",
     "resolve_cuda_version",
     "spec_from_callable",

@@ -6,6 +6,9 @@
   helpers to run a cell and read its output (`Notebook.run`) and to open a side panel.
 - `browser_type_launch_args`: pytest-playwright launches ``/usr/bin/chromium`` (or
   ``$SIEVE_CHROMIUM``); Playwright's own browser download is never used.
+- `screenshot` (per test): ``screenshot(locator, name)`` saves ``name-light.png`` and
+  ``name-dark.png`` (JupyterLab's light and dark themes) into ``screenshots/`` under pytest's
+  base temporary folder (or ``$SIEVE_SCREENSHOTS``), for a person to look at.
 
 Every test in this folder is marked ``browser``. In CI (``CI=true``) a missing Chromium,
 Playwright or installed labextension fails the tests; elsewhere they skip with the reason.
@@ -24,7 +27,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,6 +110,12 @@ def browser_type_launch_args(
         "executable_path": shutil.which(CHROMIUM) or CHROMIUM,
         "args": [*browser_type_launch_args.get("args", []), *CHROMIUM_ARGS],
     }
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args: dict[str, Any]) -> dict[str, Any]:
+    """A screen tall enough that a form with its result fits in one screenshot."""
+    return {**browser_context_args, "viewport": {"width": 1280, "height": 1400}}
 
 
 @pytest.fixture(scope="session")
@@ -419,3 +428,58 @@ def notebook(page: Any, lab: Lab) -> Iterator[Notebook]:
         page.evaluate(
             "async () => { await window.jupyterapp.serviceManager.sessions.shutdownAll(); }"
         )
+
+
+THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
+
+
+def set_theme(page: Any, theme: str) -> None:
+    """Switch JupyterLab's theme and wait until it applies."""
+    page.evaluate(
+        "async (theme) => {"
+        " await window.jupyterapp.commands.execute('apputils:change-theme', { theme }); }",
+        theme,
+    )
+    # (the theme is in place once JupyterLab's splash, shown while it changes, is gone)
+    page.wait_for_function(
+        "(theme) => document.body.dataset.jpThemeName === theme"
+        " && !document.querySelector('#jupyterlab-splash')",
+        arg=theme,
+    )
+
+
+@pytest.fixture(scope="session")
+def screenshot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the screenshots of a session go (printed at the end of the run)."""
+    chosen = os.environ.get("SIEVE_SCREENSHOTS")
+    folder = Path(chosen) if chosen else tmp_path_factory.getbasetemp() / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def screenshot(notebook: Notebook, screenshot_dir: Path) -> Iterator[Callable[[Any, str], None]]:
+    """``screenshot(locator, name)``: the locator's element (or the page, for None) in the light
+    and the dark theme; the theme is light again afterwards."""
+
+    def take(target: Any, name: str) -> None:
+        for suffix, theme in THEMES.items():
+            set_theme(notebook.page, theme)
+            path = screenshot_dir / f"{name}-{suffix}.png"
+            if target is None:
+                notebook.page.screenshot(path=str(path))
+            else:
+                target.scroll_into_view_if_needed()
+                target.screenshot(path=str(path))
+        set_theme(notebook.page, THEMES["light"])
+
+    yield take
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    chosen = os.environ.get("SIEVE_SCREENSHOTS")
+    base = getattr(config, "_tmp_path_factory", None)
+    folder = Path(chosen) if chosen else (
+        base.getbasetemp() / "screenshots" if base is not None else None)
+    if folder is not None and folder.is_dir() and any(folder.glob("*.png")):
+        terminalreporter.write_line(f"browser screenshots: {folder}")

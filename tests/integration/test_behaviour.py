@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,10 +24,12 @@ from sieve_jupyter.manager import JobStatus
 @pytest.fixture
 def shared_dir() -> Iterator[Path]:
     """A directory both the test and its workers see (containers get it mounted at the same
-    path by the docker tier's settings; Ray workers run on this machine)."""
+    path by the docker tier's settings; Ray workers run on this machine); removed after the
+    test."""
     root = Path(os.environ.get("SIEVE_TEST_SHARED_DIR", tempfile.gettempdir()))
-    with tempfile.TemporaryDirectory(prefix="sieve-test-", dir=root) as folder:
-        yield Path(folder)
+    folder = Path(tempfile.mkdtemp(prefix="sieve-test-", dir=root))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_run_push_and_futures(backend: str, unique: Unique) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pathlib
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal
 
 import pytest
 from pydantic import Field
@@ -23,7 +23,7 @@ def untyped(a, b: Any, c: int, *rest: int, **extra: str) -> None:  # type: ignor
 def mixed(
     frames: list[sieve.Image],
     scale: float,
-    mask: Optional[sieve.File] = None,
+    mask: sieve.File | None = None,
     where: pathlib.Path | None = None,
     strength: Annotated[float, Field(ge=0, le=1)] = 0.5,
 ) -> None:

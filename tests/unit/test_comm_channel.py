@@ -64,6 +64,10 @@ class Job:
         self.job_id = job_id
         self.submitted_at = submitted_at
         self.status = status
+        self.error: BaseException | None = None
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        return self.error
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -74,7 +78,7 @@ class Job:
             "started_at": None,
             "finished_at": None,
             "duration": None,
-            "error": None,
+            "error": None if self.error is None else f"{type(self.error).__name__}: {self.error}",
             "progress": [0.5, "half"] if self.status == "processing" else None,
             "worker": None,
         }
@@ -188,6 +192,85 @@ def test_subscribing_sends_a_snapshot_of_functions_and_newest_jobs() -> None:
     assert [j["job_id"] for j in snapshot["jobs"]] == ["job-4", "job-3", "job-2"]
     assert sorted(snapshot["jobs"][0]) == protocol.PROTOCOL["records"]["job"]
     assert snapshot["job_limit"] == 3
+    assert snapshot["counts"] == {
+        "echo": {"queued": 5, "processing": 0, "finished": 0, "error": 0, "cancelled": 0}
+    }
+    assert sorted(snapshot["counts"]["echo"]) == protocol.PROTOCOL["records"]["counts"]
+
+
+def test_running_jobs_are_always_listed_beyond_the_newest() -> None:
+    manager = Manager()
+    old = manager.push("old", T0)
+    manager.set_status(old, "processing")
+    for i in range(5):
+        manager.push(f"job-{i}", T0 + 1 + i)
+    channel, comm = open_channel(manager, job_limit=2)
+    (snapshot,) = comm.sent
+    assert [j["job_id"] for j in snapshot["jobs"]] == ["job-4", "job-3", "old"]
+
+    for i in range(5):
+        manager.push(f"new-{i}", T0 + 10 + i)
+    manager.set_status(old, "processing")  # e.g. it reported progress
+    channel.flush()
+    (delta,) = comm.of_type("delta")
+    assert [j["job_id"] for j in delta["jobs"]] == ["new-4", "new-3", "old"]
+
+    # once it stops, the panel hears it however many newer jobs came meanwhile
+    for i in range(5):
+        manager.push(f"newer-{i}", T0 + 20 + i)
+    manager.set_status(old, "cancelled")
+    channel.flush()
+    last = comm.of_type("delta")[-1]
+    assert [(j["job_id"], j["status"]) for j in last["jobs"]] == [
+        ("newer-4", "queued"), ("newer-3", "queued"), ("old", "cancelled")]
+    manager.set_status(old, "cancelled")  # told once: not carried again
+    manager.push("newest", T0 + 30)
+    for i in range(3):
+        manager.push(f"late-{i}", T0 + 31 + i)
+    channel.flush()
+    assert "old" not in [j["job_id"] for j in comm.of_type("delta")[-1]["jobs"]]
+
+
+def test_job_counts_follow_every_status_change_once() -> None:
+    manager = Manager()
+    done = manager.push("done", T0)
+    manager.set_status(done, "finished")
+    channel, comm = open_channel(manager)
+    jobs = [manager.push(f"job-{i}", T0 + i) for i in range(4)]
+    manager.set_status(jobs[0], "processing")
+    manager.set_status(jobs[0], "processing")  # a progress report: no move
+    manager.set_status(jobs[1], "processing")
+    manager.set_status(jobs[1], "error")
+    manager.set_status(jobs[2], "cancelled")
+    manager.set_status(jobs[2], "cancelled")  # the panel's own refresh after a cancel
+    channel.flush()
+    assert channel.flush() is False
+    (delta,) = comm.of_type("delta")
+    assert delta["counts"] == {
+        "echo": {"queued": 1, "processing": 1, "finished": 1, "error": 1, "cancelled": 1}
+    }
+    manager.set_status(jobs[0], "finished")
+    channel.flush()
+    assert comm.of_type("delta")[-1]["counts"]["echo"]["finished"] == 2
+
+
+def test_a_failed_job_carries_its_worker_frames_for_the_tooltip() -> None:
+    from sieve_jupyter._errors import RemoteTraceback
+
+    manager = Manager()
+    channel, comm = open_channel(manager)
+    job = manager.push("bad", T0)
+    error = ValueError("odd input 13")
+    cause = RemoteTraceback("Traceback ...")
+    cause.frames = [("/home/me/resize.py", 7, "resize", "raise ValueError(i)")]  # type: ignore[attr-defined]
+    error.__cause__ = cause
+    job.error = error
+    manager.set_status(job, "error")
+    channel.flush()
+    (delta,) = comm.of_type("delta")
+    assert delta["jobs"][0]["error"] == (
+        "File /home/me/resize.py:7, in resize\n    raise ValueError(i)\nValueError: odd input 13"
+    )
 
 
 def test_a_burst_of_job_events_becomes_one_delta_with_the_latest_state() -> None:
@@ -337,8 +420,22 @@ class CommManager:
         self.targets.pop(name)
 
 
+class Session:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+
+    def send(self, socket: Any, msg_type: str, content: dict[str, Any], **_: Any) -> None:
+        self.sent.append((msg_type, content))
+
+
 class Kernel:
-    pass
+    iopub_socket = object()
+
+    def __init__(self) -> None:
+        self.session = Session()
+
+    def get_parent(self, channel: str = "shell") -> dict[str, Any]:
+        return {}
 
 
 class IPython:
@@ -366,31 +463,38 @@ def kernel_comms(monkeypatch: pytest.MonkeyPatch) -> tuple[CommManager, list[Rec
     panel_comm.unregister(IPython())
 
 
-def test_register_lets_a_panel_open_the_comm_and_greets_a_panel_already_showing(
+def test_register_lets_a_panel_open_the_comm_and_announces_it_without_opening_one(
     kernel_comms: tuple[CommManager, list[RecordingComm]],
 ) -> None:
     comm_manager, opened = kernel_comms
+    IPython.kernel.session.sent.clear()
     panel_comm.register(IPython())
-    panel_comm.register(IPython())  # a second %load_ext or the lazy hook: no second greeting
+    panel_comm.register(IPython())  # a second %load_ext or the lazy hook: no second beacon
     assert set(comm_manager.targets) == {protocol.COMM_TARGET}
-    (greeting,) = opened
-    assert greeting.target_name == protocol.COMM_TARGET
-    assert greeting.open_data == {"v": protocol.PROTOCOL_VERSION, "type": "hello"}
+    assert opened == []  # the kernel never opens a comm itself
+    ((msg_type, content),) = IPython.kernel.session.sent
+    assert msg_type == "update_display_data"
+    assert content["transient"] == {"display_id": protocol.BEACON_DISPLAY_ID}
+    assert content["data"] == {
+        protocol.BEACON_MIME: {"v": protocol.PROTOCOL_VERSION, "type": "hello"}
+    }
 
     from_panel = RecordingComm()
     comm_manager.targets[protocol.COMM_TARGET](from_panel, {"content": {"data": subscribe()}})
     assert [m["type"] for m in from_panel.sent] == ["snapshot"]
-    assert len(panel_comm.channels()) == 2
+    assert len(panel_comm.channels()) == 1
 
 
 def test_unregister_closes_every_channel_and_removes_the_target(
     kernel_comms: tuple[CommManager, list[RecordingComm]],
 ) -> None:
-    comm_manager, opened = kernel_comms
+    comm_manager, _ = kernel_comms
     panel_comm.register(IPython())
+    from_panel = RecordingComm()
+    comm_manager.targets[protocol.COMM_TARGET](from_panel, {"content": {"data": subscribe()}})
     panel_comm.unregister(IPython())
     assert comm_manager.targets == {}
-    assert opened[0].closed
+    assert from_panel.closed
     assert panel_comm.channels() == []
 
 
@@ -415,5 +519,5 @@ def test_comms_left_behind_by_reloaded_pages_are_closed_after_a_while(
     for page in pages:
         comm_manager.targets[protocol.COMM_TARGET](page, {"content": {"data": subscribe()}})
     assert len(panel_comm.channels()) == panel_comm.MAX_CHANNELS
-    assert opened[0].closed and pages[0].closed
-    assert not pages[-1].closed
+    assert pages[0].closed and pages[1].closed
+    assert not pages[2].closed and not pages[-1].closed

@@ -14,7 +14,8 @@ TS_PROTOCOL = Path(__file__).parents[2] / "labextension" / "src" / "protocol.ts"
 def _typescript_spec() -> dict[str, object]:
     text = TS_PROTOCOL.read_text(encoding="utf-8")
     match = re.search(
-        r"// PROTOCOL-SPEC-BEGIN\s*export const PROTOCOL =(.*?)as const;\s*// PROTOCOL-SPEC-END",
+        r"// PROTOCOL-SPEC-BEGIN\s*(?:// prettier-ignore\s*)?export const PROTOCOL ="
+        r"(.*?)as const;\s*// PROTOCOL-SPEC-END",
         text,
         re.DOTALL,
     )
@@ -39,6 +40,10 @@ def test_every_message_names_its_version_and_type() -> None:
             assert {"v", "type"} <= set(fields), name
 
 
-def test_the_typescript_default_job_limit_matches() -> None:
-    text = TS_PROTOCOL.read_text(encoding="utf-8")
-    assert f"DEFAULT_JOB_LIMIT = {protocol.DEFAULT_JOB_LIMIT};" in text
+def test_the_panel_settings_default_job_limit_matches() -> None:
+    schema = json.loads((TS_PROTOCOL.parents[1] / "schema" / "panel.json").read_text("utf-8"))
+    job_limit = schema["properties"]["jobLimit"]
+    assert job_limit["default"] == protocol.DEFAULT_JOB_LIMIT
+    assert job_limit["maximum"] == protocol.MAX_JOB_LIMIT
+    model = (TS_PROTOCOL.parent / "model.ts").read_text(encoding="utf-8")
+    assert f"DEFAULT_JOB_LIMIT = {protocol.DEFAULT_JOB_LIMIT};" in model

@@ -24,6 +24,7 @@ EXPORTED = [
     "DependencyError",
     "Env",
     "EnvironmentVariableError",
+    "ExportError",
     "FatalException",
     "File",
     "FunctionHandle",
@@ -33,6 +34,7 @@ EXPORTED = [
     "GpuUnavailableError",
     "Image",
     "InputError",
+    "InstallationError",
     "JobCancelledError",
     "JobFuture",
     "JobStatus",
@@ -53,6 +55,7 @@ EXPORTED = [
     "as_completed",
     "config",
     "configure",
+    "export",
     "form",
     "function",
     "gather",
@@ -120,7 +123,7 @@ def test_importing_the_package_loads_nothing_else() -> None:
         """
     )
     # (the hook list the notebook layer registers in: a few lines of the standard library)
-    assert result["loaded"] == ["sieve_jupyter", "sieve_jupyter._hooks"]
+    assert result["loaded"] == ["sieve_jupyter", "sieve_jupyter._hooks", "sieve_jupyter._version"]
 
 
 def test_worker_runtime_imports_only_the_standard_library_and_cloudpickle() -> None:
@@ -139,9 +142,9 @@ def test_worker_runtime_imports_only_the_standard_library_and_cloudpickle() -> N
     )
     assert result["third_party"] == ["cloudpickle", "sieve_jupyter"]
     for module in result["ours"]:
-        assert module in ("sieve_jupyter", "sieve_jupyter._hooks") or module.startswith(
-            "sieve_jupyter.runtime"
-        ), module
+        assert module in (
+            "sieve_jupyter", "sieve_jupyter._hooks", "sieve_jupyter._version"
+        ) or module.startswith("sieve_jupyter.runtime"), module
 
 
 def test_worker_starts_where_notebook_packages_are_missing() -> None:

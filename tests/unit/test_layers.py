@@ -15,7 +15,9 @@ PACKAGE = Path(__file__).resolve().parents[2] / "sieve_jupyter"
 LAYERS: dict[str, int] = {
     "runtime": 0,  # inside workers: the standard library and cloudpickle only
     "_errors": 1,
+    "_imports": 1,
     "_hooks": 1,
+    "_version": 1,
     "_config": 1,
     "spec": 2,
     "build": 3,
@@ -28,6 +30,7 @@ LAYERS: dict[str, int] = {
     "jupyter": 7,
     # what sits on top of the notebook layer: deployment and the command line
     "export": 8,
+    "bundle": 8,  # the export layer's package (`export` would shadow `sieve.export`)
     "serve": 8,
     "deploy": 8,
     "cli": 8,

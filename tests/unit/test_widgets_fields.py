@@ -11,6 +11,7 @@ import pytest
 from pydantic import Field as PydanticField
 
 import sieve_jupyter as sieve
+from sieve_jupyter.jupyter.widgets._field_base import message_of
 from sieve_jupyter.jupyter.widgets._fields import OMIT, Field, make_field
 from sieve_jupyter.jupyter.widgets._schema import FormInputError
 from sieve_jupyter.spec._schema import inputs_schema
@@ -70,13 +71,34 @@ def test_bounded_numbers_are_sliders_and_unbounded_are_boxes() -> None:
     assert (k.min, k.max) == (1, 9)  # exclusive bounds 0 < k < 10
     n = field("n")
     assert isinstance(n.control, widgets.Text) and n.control.value == ""
-    with pytest.raises(FormInputError, match="n: is required"):
+    with pytest.raises(FormInputError) as info:
         n.value()  # a required number starts empty, not as a silent 0
+    assert message_of(info.value) == "n is required: enter a whole number"
     n.control.value = "12"
     assert n.value() == 12
     n.control.value = "1.5"
-    with pytest.raises(FormInputError, match="not a whole number"):
+    with pytest.raises(FormInputError, match="'1.5' is not a whole number"):
         n.value()
+    n.control.value = "ten"
+    with pytest.raises(FormInputError) as info:
+        n.value()
+    assert message_of(info.value) == "'ten' is not a whole number"
+
+
+def test_number_boxes_have_step_buttons() -> None:
+    n = field("n")
+    minus, plus = n.steps
+    plus.click()  # from empty: from 0
+    assert n.control.value == "1"
+    n.control.value = "41"
+    plus.click()
+    assert n.value() == 42
+    minus.click()
+    minus.click()
+    assert n.value() == 40
+    bounded = make_field("b", {"type": "number", "minimum": 0}, {}, required=True)
+    bounded.steps[0].click()
+    assert bounded.value() == 0  # never below its bound
 
 
 def test_literal_range_is_a_slider_and_enum_a_dropdown() -> None:
@@ -142,8 +164,7 @@ def test_constraint_violation_names_field_and_fix() -> None:
     with pytest.raises(FormInputError) as info:
         name.value()
     assert info.value.field == "name"
-    assert "at least 2" in info.value.problem
-    assert info.value.fix
+    assert message_of(info.value) == "name is 1 character long; needs at least 2"
 
 
 def test_json_entry_is_parsed_and_validated() -> None:
@@ -165,6 +186,7 @@ def test_file_upload_becomes_a_sieve_file(tmp_path: pathlib.Path) -> None:
     assert isinstance(doc.control, widgets.FileUpload)
     assert doc.value() is None  # Optional, nothing uploaded
     doc.set(b"hello")
+    assert doc.file_name.value == "upload · 5 bytes"  # what was uploaded, shown beside it
     value = doc.value()
     assert type(value) is sieve.File
     assert pathlib.Path(value.path).read_bytes() == b"hello"
@@ -175,8 +197,33 @@ def test_file_upload_becomes_a_sieve_file(tmp_path: pathlib.Path) -> None:
     other.set(str(target))
     assert other.value() == sieve.File(str(target))
     other.set(str(tmp_path / "missing.txt"))
-    with pytest.raises(FormInputError, match="no file"):
+    with pytest.raises(FormInputError) as info:
         other.value()
+    assert message_of(info.value) == (
+        f"doc: there is no file at {str(tmp_path / 'missing.txt')!r}: "
+        "upload a file or enter an existing path or URL")
+
+
+def test_a_required_file_says_how_to_give_one() -> None:
+    def detect(image: sieve.Image) -> None:
+        pass
+
+    schema = inputs_schema(detect)
+    image = make_field("image", schema["properties"]["image"], schema, required=True)
+    assert not image.recheck()
+    assert image.error.value == "image is required: upload a file or enter a path or URL"
+    image.set(PNG)  # fixed: the error goes at once
+    assert not image.showing_error and image.error.value == ""
+
+
+def test_an_error_follows_edits_and_goes_once_the_field_is_fixed() -> None:
+    n = field("n")
+    n.control.value = "ten"
+    assert not n.recheck() and n.error.value == "'ten' is not a whole number"
+    n.control.value = "1.5"  # still wrong: the message follows
+    assert n.error.value == "'1.5' is not a whole number"
+    n.control.value = "3"
+    assert not n.showing_error
 
 
 def test_image_upload_previews_and_passes_an_image() -> None:

@@ -74,10 +74,11 @@ def test_widget_shows_counts_errors_and_eta() -> None:
     widget.tick()
     text = widget.summary.value
     assert "resize" in text and "2/4" in text
-    assert "1 queued" in text and "1 processing" in text and "1 finished" in text
+    assert "1 queued" in text and "1 running" in text and "1 finished" in text
     assert "1 error" in text and "ETA" in text and "elapsed" in text
-    assert "bad frame 7" in widget.errors.value
-    assert "Traceback" in widget.errors.value and "boom" in widget.errors.value
+    assert "sieve-stripes" in text  # the running part of the bar moves
+    assert "1 error</b>" in widget.errors.value and "bad frame 7" in widget.errors.value
+    assert "<details" in widget.errors.value  # folded like every other detail
     jobs[2].finish(3)
     jobs[3].finish(4)
     assert widget.tick() is False  # final state drawn; the ticker drops it
@@ -129,8 +130,10 @@ def test_single_future_renders_its_result() -> None:
     assert "50%" in widget.summary.value and "halfway" in widget.summary.value
     job.finish({"sum": 3})
     widget.tick()
-    assert "finished" in widget.summary.value
-    assert '"sum": 3' in widget.result.children[0].value
+    assert "finished" in widget.summary.value and "sieve-stripes" not in widget.summary.value
+    heading, value = widget.result.children
+    assert "Result" in heading.value
+    assert value.outputs[0]["data"]["application/json"] == {"sum": 3}
 
 
 def test_single_future_error_shows_traceback() -> None:
@@ -139,7 +142,7 @@ def test_single_future_error_shows_traceback() -> None:
     job.fail(boom())
     widget.tick()
     shown = widget.result.children[0].value
-    assert "ValueError" in shown and "bad frame 7" in shown and "Traceback" in shown
+    assert "ValueError: bad frame 7" in shown
 
 
 def test_static_fallback_holds_the_final_state() -> None:
@@ -152,7 +155,7 @@ def test_static_fallback_holds_the_final_state() -> None:
     bundle = widget._bundle()
     assert "application/vnd.jupyter.widget-view+json" in bundle
     assert "3/3" in bundle["text/html"] and "bad frame 7" in bundle["text/html"]
-    assert bundle["text/plain"] == "sieve progress: 3 job(s): 2 finished, 1 error"
+    assert bundle["text/plain"] == "sieve progress: 3 jobs: 2 finished, 1 error"
 
 
 def test_progress_rejects_non_futures_with_a_fix() -> None:
@@ -193,3 +196,26 @@ def test_a_drawing_failure_is_shown_not_frozen() -> None:
     assert widget.failed is not None
     assert "progress display stopped: RuntimeError: logs unavailable" in widget.errors.value
     assert widget.tick() is False
+
+
+def test_a_shown_widget_claims_its_jobs_output_and_counts_who_printed() -> None:
+    from sieve_jupyter.jupyter._routing import _Route
+
+    bus = EventBus()
+    jobs = [FakeJob("chatty", bus) for _ in range(3)]
+    for job in jobs:
+        job.context = _Route({"header": {"msg_id": "cell-1"}})  # what the router notes
+    widget = ProgressWidget(jobs, events=bus, ticker=ManualTicker())
+    assert all(job.context.claimed for job in jobs)
+    widget.claim_output()  # what displaying it does: the count of who printed shows
+    for job in jobs[:2]:
+        job.logs.append(("stdout", "hello\n"))
+        bus.publish("log", {"job_id": job.job_id, "stream": "stdout", "text": "hello\n"})
+    bus.publish("log", {"job_id": jobs[0].job_id, "stream": "stdout", "text": "again\n"})
+    widget.tick()
+    assert "2 jobs printed output: pick one under Jobs" in widget.printed.value
+    assert widget.printed.layout.display != "none"
+    widget.toggle_jobs()
+    assert widget.inspector.layout.display != "none"
+    labels = [label for label, _ in widget.job_select.options]
+    assert jobs[0].job_id in labels[0] and len(labels) == 3  # the ones that printed first

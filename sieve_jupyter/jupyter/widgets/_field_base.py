@@ -1,14 +1,19 @@
-"""The form field base: a labelled control for one parameter, its inline error, and reading it.
+"""The form field base: one row per parameter (a label, then the control with its help as a
+caption under it and its error under that), and reading the value.
 
 `Field.value()` returns the Python value to pass, `OMIT` to let the function's own default
 apply, or raises `FormInputError` naming the field; subclasses only say how to build, read and
 fill their control (`_fields.py` for values, `_file_fields.py` for files and expressions).
+Messages read as a sentence with a subject and the advice for that control
+(``image is required: upload a file or enter a path or URL``); once shown, an error follows
+every change of its field and goes away as soon as the field is fixed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import html
+from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
@@ -22,7 +27,7 @@ from sieve_jupyter.jupyter.widgets._schema import (
     validate,
 )
 
-__all__ = ["EMPTY", "OMIT", "Field"]
+__all__ = ["EMPTY", "OMIT", "Field", "message_of"]
 
 
 class _Sentinel:
@@ -36,6 +41,13 @@ class _Sentinel:
 OMIT: Any = _Sentinel("OMIT")  # leave the argument out: the function's default applies
 EMPTY: Any = _Sentinel("EMPTY")  # the control holds nothing
 
+_VERBS = ("is ", "are ", "does ", "has ", "must ", "allows ", "takes ")
+
+
+def message_of(error: FormInputError) -> str:
+    """What a field shows: the problem, then the advice (``x is required: enter a number``)."""
+    return f"{error.problem}: {error.fix}" if error.fix else error.problem
+
 
 class Field:
     """A labelled input for one parameter.
@@ -45,10 +57,13 @@ class Field:
         required: the function has no default for it.
         nullable: ``None`` is an accepted value (``Optional[...]``).
         control: the main input widget (slider, text box, upload, ...).
-        widget: the row to display: label, control, help text and inline error.
+        label: the row's label (the type is its tooltip).
+        widget: the rest of the row: the control(s), the help caption, the inline error.
     """
 
     kind = "field"
+    #: what to do when a required field is empty (said after "NAME is required: ")
+    required_hint = "enter a value"
 
     def __init__(self, name: str, schema: Schema, root: Schema, *, required: bool) -> None:
         self.name = name
@@ -60,46 +75,51 @@ class Field:
         self.has_default = "default" in outer
         self.default: Any = outer.get("default")
         self.description: str = str(outer.get("description") or inner.get("description") or "")
+        self.type_text = describe(schema, root)
         self.control: widgets.DOMWidget = self._build()
         # Controls that cannot show "nothing" (sliders, checkboxes) get a box to leave them unset.
         self.unset_box: widgets.Checkbox | None = None
         if self._needs_unset_box():
             self.unset_box = widgets.Checkbox(
-                description="None" if self.nullable else "use default",
+                description="None" if self.nullable else "default",
+                tooltip="pass None" if self.nullable else "leave it to the function's default",
                 indent=False,
                 layout=widgets.Layout(width="auto", margin="0 0 0 8px"),
             )
             self.unset_box.observe(self._on_unset, names="value")
-        star = ' <span style="color:#d32f2f" title="required">*</span>' if required else ""
-        type_text = html.escape(describe(schema, root))
-        self.label = widgets.HTML(
-            f'<b>{html.escape(name)}</b>{star}<br><span style="color:#777;font-size:0.85em">'
-            f"{type_text}</span>",
-            layout=widgets.Layout(width="190px", min_width="190px"),
-        )
-        self.help = widgets.HTML(
-            f'<span style="color:#666;font-size:0.9em">{html.escape(self.description)}</span>'
-            if self.description
-            else "",
-            layout=widgets.Layout(margin="0 0 0 198px"),
-        )
-        self.error = widgets.HTML("", layout=widgets.Layout(margin="0 0 0 198px"))
-        row = [self.label, *self._row_controls()]
+        star = ' <span class="sieve-required" title="required">*</span>' if required else ""
+        tooltip = html.escape(f"{name}: {self.type_text}")
+        self.label = widgets.HTML(f'<span title="{tooltip}"><b>{html.escape(name)}</b>{star}'
+                                  "</span>")
+        self.label.add_class("sieve-label")
+        self.help = widgets.HTML(html.escape(self.description),
+                                 layout=widgets.Layout(display="" if self.description else "none"))
+        self.help.add_class("sieve-caption")
+        self.error = widgets.HTML("", layout=widgets.Layout(display="none"))
+        self.error.add_class("sieve-field-error")
+        row = list(self._row_controls())
         if self.unset_box is not None:
             row.append(self.unset_box)
         self.widget = widgets.VBox(
-            [widgets.HBox(row, layout=widgets.Layout(align_items="flex-start")), self.help,
+            [widgets.HBox(row, layout=widgets.Layout(align_items="center")), self.help,
              self.error],
-            layout=widgets.Layout(margin="0 0 6px 0"),
         )
         self.widget.add_class("sieve-field")
+        self.widget.add_class("sieve-cell")
+        self.on_validity: Callable[[Field], None] | None = None
         self.reset()
+        for source in self._watched():
+            source.observe(self._on_edit, names="value")
 
     # -- what subclasses provide ------------------------------------------------------------
     def _build(self) -> widgets.DOMWidget:
         raise NotImplementedError
 
     def _row_controls(self) -> list[widgets.Widget]:
+        return [self.control]
+
+    def _watched(self) -> list[widgets.Widget]:
+        """The widgets whose edits re-check a field that shows an error."""
         return [self.control]
 
     def _needs_unset_box(self) -> bool:
@@ -150,22 +170,58 @@ class Field:
                 return None
             if not self.required:
                 return OMIT
-            raise FormInputError(self.name, "is required.", "enter a value.")
+            raise FormInputError(self.name, f"{self.name} is required", self.required_hint)
         problems = self._check(raw)
         if problems:
-            raise FormInputError(self.name, "; ".join(problems), self._fix_hint())
+            raise FormInputError(self.name, self._with_subject("; ".join(problems)),
+                                 self._fix_hint())
         return raw
 
+    def _with_subject(self, problem: str) -> str:
+        """Messages from the schema checks start with a verb or a location: give them the
+        field's name as their subject."""
+        if problem.startswith(_VERBS):
+            return f"{self.name} {problem}"
+        if problem[:1].isalpha() and not problem.startswith(("'", '"')):
+            return f"{self.name}: {problem}"
+        return f"{self.name}{problem}" if problem.startswith(("[", ".")) else problem
+
     def _fix_hint(self) -> str:
-        return f"enter a {describe(self.schema, self.root)}."
+        return ""
+
+    @property
+    def showing_error(self) -> bool:
+        """True while the field shows an error."""
+        return bool(self.error.layout.display != "none")
 
     def show_error(self, message: str) -> None:
         """Show `message` in red under the control."""
-        self.error.value = f'<span style="color:#d32f2f">{html.escape(message)}</span>'
+        self.error.value = html.escape(message, quote=False)
+        self.error.layout.display = ""
+        self.widget.add_class("sieve-invalid")
 
     def clear_error(self) -> None:
         """Hide the inline error."""
         self.error.value = ""
+        self.error.layout.display = "none"
+        self.widget.remove_class("sieve-invalid")
+
+    def recheck(self) -> bool:
+        """Validate again, updating the error shown; True when the field is valid."""
+        try:
+            self.value()
+        except FormInputError as exc:
+            self.show_error(message_of(exc))
+            return False
+        self.clear_error()
+        return True
+
+    def _on_edit(self, _change: dict[str, Any]) -> None:
+        if self.showing_error:
+            self.recheck()
+            if self.on_validity is not None:
+                self.on_validity(self)
 
     def _on_unset(self, change: dict[str, Any]) -> None:
         self.control.disabled = bool(change["new"])
+        self._on_edit(change)

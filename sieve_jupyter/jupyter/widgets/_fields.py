@@ -33,16 +33,26 @@ _FILE_FORMATS = ("sieve-file", "path", "file-path", "binary")
 
 
 class NumberField(Field):
-    """`int`/`float`: a slider when both bounds are known, a number box otherwise."""
+    """`int`/`float`: a slider when both bounds are known, otherwise a number box with step
+    buttons (a text box, so an optional number can be left empty)."""
 
     kind = "number"
 
+    @property
+    def integer(self) -> bool:
+        return self.schema.get("type") == "integer"
+
+    @property
+    def required_hint(self) -> str:  # type: ignore[override]
+        return "enter a whole number" if self.integer else "enter a number"
+
     def _build(self) -> widgets.DOMWidget:
-        integer = self.schema.get("type") == "integer"
+        integer = self.integer
         low, high = _bounds(self.schema, integer)
-        layout = widgets.Layout(width="420px")
+        self.steps: list[widgets.Button] = []
         if low is not None and high is not None and high >= low:
             step = self.schema.get("multipleOf")
+            layout = widgets.Layout(width="100%", max_width="420px")
             if integer:
                 return widgets.IntSlider(min=int(low), max=int(high), step=int(step or 1),
                                          value=int(low), continuous_update=False, layout=layout)
@@ -52,10 +62,37 @@ class NumberField(Field):
                                        readout_format=_readout_format(fstep))
         # A text box, not IntText/FloatText: those cannot be empty, so a required number would
         # silently start as 0 and an Optional one could not be left blank.
-        placeholder = "whole number" if integer else "number"
-        return widgets.Text(value="", placeholder=placeholder + (" (empty = None)" if
-                                                                 self.nullable else ""),
-                            layout=widgets.Layout(width="200px"))
+        placeholder = ("whole number" if integer else "number") + (
+            " or empty for None" if self.nullable else "")
+        box = widgets.Text(value="", placeholder=placeholder,
+                           layout=widgets.Layout(width="160px"))
+        self._step = float(self.schema.get("multipleOf") or (1 if integer else 0.1))
+        self._low, self._high = low, high
+        for sign, icon, tip in ((-1, "minus", "smaller"), (1, "plus", "larger")):
+            button = widgets.Button(icon=icon, tooltip=f"{tip} by {self._step:g}",
+                                    layout=widgets.Layout(width="26px", padding="0"))
+            button.add_class("sieve-step")
+            button.on_click(lambda _b, sign=sign: self.step(sign))
+            self.steps.append(button)
+        return box
+
+    def _row_controls(self) -> list[widgets.Widget]:
+        return [self.control, *self.steps]
+
+    def step(self, sign: int) -> None:
+        """One step up (`sign` 1) or down (-1), from the box's number, the default or 0."""
+        try:
+            current = self._read()
+        except FormInputError:
+            return  # the box holds no number: its error says so
+        if current is EMPTY:
+            current = self.default if isinstance(self.default, (int, float)) else 0
+        value = float(current) + sign * self._step
+        if self._low is not None:
+            value = max(value, self._low)
+        if self._high is not None:
+            value = min(value, self._high)
+        self._write(int(round(value)) if self.integer else round(value, 10))
 
     @property
     def is_slider(self) -> bool:
@@ -66,7 +103,7 @@ class NumberField(Field):
         return self.is_slider and (self.nullable or (not self.required and not self.has_default))
 
     def _read(self) -> Any:
-        integer = self.schema.get("type") == "integer"
+        integer = self.integer
         if self.is_slider:
             value = self.control.value
             return int(value) if integer else float(value)
@@ -76,8 +113,8 @@ class NumberField(Field):
         try:
             number = float(text)
         except ValueError:
-            raise FormInputError(self.name, f"{text!r} is not a number.",
-                                 self._fix_hint()) from None
+            kind = "a whole number" if integer else "a number"
+            raise FormInputError(self.name, f"{text!r} is not {kind}") from None
         if not integer:
             return number
         try:
@@ -85,19 +122,18 @@ class NumberField(Field):
         except ValueError:
             if number.is_integer():
                 return int(number)  # "1e3" is a whole number too
-            raise FormInputError(self.name, f"{text!r} is not a whole number.",
-                                 self._fix_hint()) from None
+            raise FormInputError(self.name, f"{text!r} is not a whole number") from None
 
     def _write(self, value: Any) -> None:
         if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise FormInputError(self.name, f"{value!r} is not a number.", self._fix_hint())
-        integer = self.schema.get("type") == "integer"
+            raise FormInputError(self.name, f"{value!r} is not a number", self.required_hint)
+        integer = self.integer
         if not self.is_slider:
             self.control.value = str(int(value) if integer and float(value).is_integer() else value)
             return
         problems = validate(value, self.schema, self.root)
         if problems:  # a slider would silently clamp the value: say so instead
-            raise FormInputError(self.name, "; ".join(problems), self._fix_hint())
+            raise FormInputError(self.name, self._with_subject("; ".join(problems)))
         self.control.value = int(value) if integer else float(value)
 
 
@@ -120,6 +156,7 @@ class ChoiceField(Field):
     """`Literal`/`Enum`: a dropdown, or a selection slider for a range of numbers."""
 
     kind = "choice"
+    required_hint = "pick one of the listed values"
 
     def _build(self) -> widgets.DOMWidget:
         values = list(self.schema.get("enum") or [])
@@ -131,9 +168,10 @@ class ChoiceField(Field):
             ordered = sorted(options, key=lambda o: o[1])
             return widgets.SelectionSlider(options=ordered, value=ordered[0][1],
                                            continuous_update=False,
-                                           layout=widgets.Layout(width="420px"))
+                                           layout=widgets.Layout(width="100%",
+                                                                 max_width="420px"))
         return widgets.Dropdown(options=options, value=values[0] if values else None,
-                                layout=widgets.Layout(width="280px"))
+                                layout=widgets.Layout(width="220px"))
 
     def _needs_unset_box(self) -> bool:
         return self.nullable or (not self.required and not self.has_default)
@@ -142,8 +180,8 @@ class ChoiceField(Field):
         value = getattr(value, "value", value)  # an Enum member stands for its value
         if value not in list(self.schema.get("enum") or []):
             allowed = ", ".join(repr(v) for v in self.schema.get("enum") or [])
-            raise FormInputError(self.name, f"{value!r} is not one of {allowed}.",
-                                 "pick one of the listed values.")
+            raise FormInputError(self.name, f"{value!r} is not one of {allowed}",
+                                 "pick one of the listed values")
         self.control.value = value
 
 
@@ -160,13 +198,15 @@ class ConstField(Field):
 
     def _write(self, value: Any) -> None:
         if value != self.schema.get("const"):
-            raise FormInputError(self.name, f"only {self.schema.get('const')!r} is allowed.")
+            raise FormInputError(self.name,
+                                 f"{self.name} takes only {self.schema.get('const')!r}")
 
 
 class TextField(Field):
     """`str`: a text box, multi-line when the parameter looks like prose or code."""
 
     kind = "text"
+    required_hint = "enter some text"
 
     def _build(self) -> widgets.DOMWidget:
         name = self.name.lower()
@@ -180,9 +220,10 @@ class TextField(Field):
         ) and not (isinstance(max_len, int) and max_len < 80)
         placeholder = "(empty = None)" if self.nullable else ""
         if multiline:
-            return widgets.Textarea(value="", placeholder=placeholder,
-                                    layout=widgets.Layout(width="420px", height="80px"))
-        return widgets.Text(value="", placeholder=placeholder, layout=widgets.Layout(width="420px"))
+            return widgets.Textarea(value="", placeholder=placeholder, rows=3,
+                                    layout=widgets.Layout(width="100%", max_width="420px"))
+        return widgets.Text(value="", placeholder=placeholder,
+                            layout=widgets.Layout(width="100%", max_width="420px"))
 
     def _read(self) -> Any:
         text = self.control.value
@@ -200,9 +241,16 @@ class JsonField(Field):
 
     kind = "json"
 
+    @property
+    def required_hint(self) -> str:  # type: ignore[override]
+        return f"enter JSON, e.g. {_json_example(self.schema, self.root)}"
+
     def _build(self) -> widgets.DOMWidget:
-        return widgets.Textarea(value="", placeholder=_json_example(self.schema, self.root),
-                                layout=widgets.Layout(width="420px", height="64px"))
+        example = _json_example(self.schema, self.root)
+        layout = widgets.Layout(width="100%", max_width="420px")
+        if self.schema.get("type") == "array" and len(example) < 40:
+            return widgets.Text(value="", placeholder=example, layout=layout)  # a short list
+        return widgets.Textarea(value="", placeholder=example, rows=2, layout=layout)
 
     def _read(self) -> Any:
         text = self.control.value.strip()
@@ -215,7 +263,8 @@ class JsonField(Field):
                 return text  # a free-form parameter (Any) takes plain text too
             raise FormInputError(
                 self.name,
-                f"is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}).",
+                f"{self.name} is not valid JSON ({exc.msg} at line {exc.lineno}, "
+                f"column {exc.colno})",
                 f"write JSON, e.g. {_json_example(self.schema, self.root)}",
             ) from exc
 
@@ -226,6 +275,7 @@ class JsonField(Field):
         return f"write JSON matching {describe(self.schema, self.root)}, e.g. " + _json_example(
             self.schema, self.root
         )
+
 
 def make_field(name: str, schema: Schema, root: Schema, *, required: bool) -> Field:
     """Choose the field class for one parameter's schema (see the module docstring)."""

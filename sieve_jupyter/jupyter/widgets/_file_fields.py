@@ -7,9 +7,12 @@ type the schema only names (`x-python-type`) is entered as an expression of the 
 from __future__ import annotations
 
 import datetime
+import html
 import os
 import pathlib
+import shutil
 import tempfile
+import weakref
 from typing import Any
 
 import ipywidgets as widgets
@@ -30,6 +33,7 @@ class FileField(Field):
     """
 
     kind = "file"
+    required_hint = "upload a file or enter a path or URL"
 
     def _build(self) -> widgets.DOMWidget:
         media = str(self.schema.get("x-sieve-type") or "")
@@ -39,24 +43,46 @@ class FileField(Field):
         self.upload = widgets.FileUpload(accept=accept, multiple=False,
                                          description="Upload", layout=widgets.Layout(width="auto"))
         self.path_text = widgets.Text(placeholder="or a local path or URL",
-                                      layout=widgets.Layout(width="260px"))
-        self.preview = widgets.Image(layout=widgets.Layout(max_width="240px", max_height="240px",
+                                      layout=widgets.Layout(width="240px"))
+        self.file_name = widgets.HTML(layout=widgets.Layout(display="none"))
+        self.file_name.add_class("sieve-caption")
+        self.preview = widgets.Image(layout=widgets.Layout(max_width="160px", max_height="120px",
                                                            align_self="flex-start",
                                                            display="none"))
         self.upload.observe(self._on_upload, names="value")
+        self.path_text.observe(self._on_path, names="value")
         self._saved: tuple[tuple[str, int], str] | None = None
         return self.upload
 
     def _row_controls(self) -> list[widgets.Widget]:
-        return [widgets.VBox([widgets.HBox([self.upload, self.path_text]), self.preview])]
+        row = widgets.HBox([self.upload, self.path_text, self.file_name],
+                           layout=widgets.Layout(align_items="center"))
+        return [widgets.VBox([row, self.preview])]
+
+    def _watched(self) -> list[widgets.Widget]:
+        return [self.upload, self.path_text]
 
     def _on_upload(self, change: dict[str, Any]) -> None:
         uploads = change["new"]
+        if uploads:
+            item = uploads[0]
+            name = html.escape(str(item.get("name") or "upload"))
+            self.file_name.value = f"{name} · {_size(len(bytes(item['content'])))}"
+            self.file_name.layout.display = ""
+            if self.path_text.value:
+                self.path_text.value = ""  # the upload is what will be sent
+        else:
+            self.file_name.value = ""
+            self.file_name.layout.display = "none"
         if self.is_image and uploads:
             self.preview.value = bytes(uploads[0]["content"])
             self.preview.layout.display = ""
         else:
             self.preview.layout.display = "none"
+
+    def _on_path(self, change: dict[str, Any]) -> None:
+        if change["new"] and self.upload.value:
+            self.upload.value = ()  # a path typed in replaces the upload
 
     def _read(self) -> Any:
         path = self._uploaded_path() or self.path_text.value.strip()
@@ -73,6 +99,9 @@ class FileField(Field):
         key = (str(item["name"]), len(content))
         if self._saved is None or self._saved[0] != key:
             folder = tempfile.mkdtemp(prefix="sieve-upload-")
+            # Jobs pushed with this file may still be waiting to run: it goes with the field
+            # (once its form is closed and collected) or at interpreter exit, whichever is first.
+            weakref.finalize(self, shutil.rmtree, folder, True)
             target = os.path.join(folder, os.path.basename(str(item["name"])) or "upload")
             with open(target, "wb") as out:
                 out.write(content)
@@ -96,15 +125,15 @@ class FileField(Field):
     def _check(self, value: Any) -> list[str]:
         is_url = "://" in value
         if not is_url and not os.path.exists(value):
-            return [f"no file at {value!r}"]
+            return [f"there is no file at {value!r}"]
         local_only = self.schema.get("format") in ("path", "file-path", "binary") or (
             self.schema.get("x-sieve-type") == "Path")
         if is_url and local_only:
-            return ["a URL cannot be passed here"]
+            return ["takes a local file, not a URL"]
         return []
 
     def _fix_hint(self) -> str:
-        return "upload a file, or give an existing local path (or a URL for sieve.File)."
+        return "upload a file or enter an existing path or URL"
 
     def value(self) -> Any:
         raw = super().value()
@@ -129,20 +158,29 @@ class FileField(Field):
             try:
                 from PIL import Image  # only when the function asks for a PIL image
             except ImportError as exc:
-                raise FormInputError(self.name, "needs Pillow to open the image.",
+                raise FormInputError(self.name, f"{self.name} needs Pillow to open the image",
                                      "pip install pillow") from exc
             return Image.open(path)
         return path
+
+
+def _size(count: int) -> str:
+    if count < 1024:
+        return f"{count} bytes"
+    if count < 1024 * 1024:
+        return f"{count / 1024:.0f} KB"
+    return f"{count / (1024 * 1024):.1f} MB"
 
 
 class ExpressionField(Field):
     """A Python type the form cannot edit (an array, a model object): a notebook expression."""
 
     kind = "expression"
+    required_hint = "enter a Python expression, e.g. a variable name"
 
     def _build(self) -> widgets.DOMWidget:
         return widgets.Text(placeholder="a Python expression, e.g. a variable name",
-                            layout=widgets.Layout(width="420px"))
+                            layout=widgets.Layout(width="100%", max_width="420px"))
 
     def _read(self) -> Any:
         source = self.control.value.strip()
@@ -161,8 +199,8 @@ class ExpressionField(Field):
             return eval(source, namespace)  # noqa: S307 - the user's own expression, in their kernel
         except Exception as exc:
             raise FormInputError(
-                self.name, f"the expression {source!r} failed: {type(exc).__name__}: {exc}",
-                "enter an expression that evaluates in the notebook, e.g. a variable name.",
+                self.name, f"{self.name}: {source!r} failed ({type(exc).__name__}: {exc})",
+                "enter an expression that evaluates in this notebook, e.g. a variable name",
             ) from exc
 
     def _write(self, value: Any) -> None:

@@ -1,7 +1,10 @@
-"""A form for a Sieve function: one field per parameter, Submit pushes a job, the result shows.
+"""A form for a Sieve function: one row per parameter, Submit pushes a job, the result shows.
 
-Invalid input is reported next to its field and nothing is pushed. A pushed job is followed by a
-single-future `ProgressWidget` under the button (status, logs, then the result or the error).
+As compact as magicgui's forms: the function's title and docstring summary on top (the
+signature folded away), then one row per field (label, control, the help as a caption under
+it; the type in the label's tooltip). Invalid input is reported under its field and nothing is
+pushed. A pushed job is followed by a single-future `ProgressWidget` under the buttons
+(status, logs, then the result under its own heading, or the error).
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from sieve_jupyter.jupyter.widgets._field_base import message_of
 from sieve_jupyter.jupyter.widgets._fields import OMIT, Field, make_field
 from sieve_jupyter.jupyter.widgets._progress import ProgressWidget
 from sieve_jupyter.jupyter.widgets._schema import FormInputError
+from sieve_jupyter.jupyter.widgets._style import INLINE, style_widget
 
 __all__ = ["SieveForm", "resolve_handle"]
 
@@ -91,27 +96,46 @@ class SieveForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type
         self.submit_button.on_click(lambda _button: self.submit())
         self.reset_button.on_click(lambda _button: self.reset())
         self.message = widgets.HTML()
+        self.message.add_class("sieve-message")
         self.output = widgets.VBox()
         header = widgets.HTML(self._header_html(spec))
-        body: list[widgets.Widget] = [f.widget for f in self.fields.values()]
-        if not body:
-            body = [widgets.HTML('<span style="color:#777">This function takes no inputs.</span>')]
-        super().__init__([header, *body,
-                          widgets.HBox([self.submit_button, self.reset_button, self.message]),
-                          self.output],
-                         layout=widgets.Layout(border="1px solid #ddd", padding="8px"))
+        cells: list[widgets.Widget] = []
+        for field in self.fields.values():
+            field.on_validity = self._on_field_validity
+            cells += [field.label, field.widget]
+        body: widgets.Widget
+        if cells:
+            body = widgets.GridBox(cells, layout=widgets.Layout(
+                grid_template_columns="max-content minmax(0, 1fr)", width="100%"))
+            body.add_class("sieve-fields")
+        else:
+            body = widgets.HTML(f'<span style="{INLINE["muted"]}">This function takes no '
+                                "inputs.</span>")
+        actions = widgets.HBox([self.submit_button, self.reset_button, self.message])
+        actions.add_class("sieve-actions")
+        super().__init__([style_widget(), header, body, actions, self.output])
+        self.add_class("sieve-widget")
         self.add_class("sieve-form")
 
     @staticmethod
     def _header_html(spec: Any) -> str:
+        name = str(spec.name)
+        metadata = getattr(spec, "metadata", None)
+        title = str(getattr(metadata, "title", "") or "") or name
         doc = str(getattr(spec, "doc", "") or "").strip()
-        summary = doc.split("\n\n", 1)[0] if doc else ""
+        summary = doc.split("\n\n", 1)[0].replace("\n", " ") if doc else ""
         signature = str(getattr(spec, "signature", "") or "")
-        sig = f' <code style="color:#555">{html.escape(signature)}</code>' if signature else ""
-        text = (f'<div style="color:#555;margin-top:2px">{html.escape(summary)}</div>'
-                if summary else "")
-        return (f'<div style="margin-bottom:8px"><b style="font-size:1.1em">'
-                f"{html.escape(str(spec.name))}</b>{sig}{text}</div>")
+        parts = [f'<span class="sieve-title">{html.escape(title)}</span>']
+        if title != name:
+            parts.append(f'<span class="sieve-muted">{html.escape(name)}</span>')
+        if summary:
+            parts.append(f'<span class="sieve-muted">{html.escape(summary)}</span>')
+        if signature:
+            parts.append('<details class="sieve-signature"><summary class="sieve-muted">'
+                         f"signature</summary><code>{html.escape(name + signature)}</code>"
+                         "</details>")
+        parts = ['<div class="sieve-header">', *parts, "</div>"]
+        return "".join(parts)
 
     def set(self, **values: Any) -> SieveForm:
         """Fill fields programmatically, e.g. ``form.set(x=3, prompt="hi")``; returns the form."""
@@ -135,7 +159,7 @@ class SieveForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type
             try:
                 value = self._coerce(name, field.value())
             except FormInputError as exc:
-                field.show_error(f"{exc.problem} {('Fix: ' + exc.fix) if exc.fix else ''}".strip())
+                field.show_error(message_of(exc))
                 first = first or exc
                 continue
             field.clear_error()
@@ -144,6 +168,17 @@ class SieveForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type
         if first is not None:
             raise first
         return kwargs
+
+    def _on_field_validity(self, _field: Field) -> None:
+        """A field with an error was edited: once none shows one, the form's note goes too."""
+        invalid = [name for name, field in self.fields.items() if field.showing_error]
+        self.message.value = self._fix_note(invalid) if invalid else ""
+
+    @staticmethod
+    def _fix_note(invalid: list[str]) -> str:
+        noun = "input" if len(invalid) == 1 else "inputs"
+        return (f'<span style="{INLINE["error"]}">Fix the marked {noun}: '
+                f"{html.escape(', '.join(invalid))}</span>")
 
     def _coerce(self, name: str, value: Any) -> Any:
         adapter = self._adapters.get(name)
@@ -156,8 +191,7 @@ class SieveForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type
         except ValidationError as exc:
             first = exc.errors()[0]
             where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first["loc"])
-            raise FormInputError(name, f"{where + ': ' if where else ''}{first['msg']}.",
-                                 "correct the value as the message says.") from exc
+            raise FormInputError(name, f"{name}{where}: {first['msg']}") from exc
 
     def submit(self) -> Any | None:
         """Validate, push one job and show its progress and result; return its future.
@@ -167,24 +201,22 @@ class SieveForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type
         """
         try:
             kwargs = self.values()
-        except FormInputError as exc:
-            self.message.value = (f'<span style="color:#d32f2f">Fix the marked input: '
-                                  f"{html.escape(exc.field)}</span>")
+        except FormInputError:
+            invalid = [name for name, field in self.fields.items() if field.showing_error]
+            self.message.value = self._fix_note(invalid)
             return None
         try:
             future = self.handle.push(**kwargs)
         except Exception as exc:  # e.g. a missing secret or a stopped function: show, don't raise
             self.message.value = (
-                f'<span style="color:#d32f2f">Could not push: {html.escape(type(exc).__name__)}: '
-                f"{html.escape(str(exc))}</span>"
+                f'<span style="{INLINE["error"]}">Could not push: '
+                f"{html.escape(type(exc).__name__)}: {html.escape(str(exc))}</span>"
             )
             return None
         self.futures.append(future)
-        job_id = getattr(future, "job_id", "")
-        self.message.value = (
-            f'<span style="color:#555">pushed job {html.escape(str(job_id))}</span>'
-        )
-        self.progress = ProgressWidget([future], show_result=True)
+        self.message.value = ""
+        self.progress = ProgressWidget([future], show_result=True, inputs=kwargs)
+        self.progress.claim_output()  # what the job prints shows here, under the form
         self.output.children = (self.progress,)
         return future
 
@@ -199,7 +231,7 @@ class SieveForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type
         """The widget showing the latest job's result or error, once it is done."""
         if self.progress is None or not self.progress.result.children:
             return None
-        return self.progress.result.children[0]
+        return self.progress.result.children[-1]
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any]:
         bundle = dict(super()._repr_mimebundle_(**kwargs) or {})

@@ -216,8 +216,10 @@ def _check_size(size: int, schema: Schema, low_key: str, high_key: str, said: st
 
 
 def _check_string(value: str, schema: Schema, where: str) -> list[str]:
+    count = len(value)
     problems = _check_size(
-        len(value), schema, "minLength", "maxLength", f"{where}is {len(value)} characters long"
+        count, schema, "minLength", "maxLength",
+        f"{where}is {count} character{'' if count == 1 else 's'} long",
     )
     pattern = schema.get("pattern")
     if isinstance(pattern, str):
@@ -232,7 +234,8 @@ def _check_string(value: str, schema: Schema, where: str) -> list[str]:
 def _check_array(value: list[Any], schema: Schema, root: Schema, path: str) -> list[str]:
     where = f"{path}: " if path else ""
     problems = _check_size(
-        len(value), schema, "minItems", "maxItems", f"{where}has {len(value)} items"
+        len(value), schema, "minItems", "maxItems",
+        f"{where}has {len(value)} item{'' if len(value) == 1 else 's'}",
     )
     prefix = schema.get("prefixItems")
     items = schema.get("items")

@@ -96,6 +96,9 @@ class ProgressState:
         self.functions: dict[str, FunctionCounts] = {}
         self.errors: list[Future[Any]] = []  # in the order they failed
         self.processing: dict[Any, Future[Any]] = {}  # insertion-ordered: oldest first
+        #: the jobs that printed something, in the order they first did
+        self.printed_futures: list[Future[Any]] = []
+        self._printed: set[Any] = set()
         self._status: dict[Any, str] = {}
         self._function_of: dict[Any, str] = {}
         self._by_key: dict[Any, Future[Any]] = {}
@@ -138,6 +141,13 @@ class ProgressState:
             self.processing[key] = future
         elif status == "error":
             self.errors.append(future)
+        try:
+            printed = bool(getattr(future, "logs", None))
+        except Exception:  # noqa: BLE001 - a future that cannot say: it has not printed
+            printed = False
+        if printed:
+            self._printed.add(key)
+            self.printed_futures.append(future)
 
     def _apply(self, key: Any, status: str, finished_at: float | None = None) -> bool:
         """Move one job to `status` if that is a step forward; O(1). Caller holds the lock."""
@@ -160,12 +170,20 @@ class ProgressState:
         self.version += 1
         return True
 
+    @property
+    def printed(self) -> int:
+        """How many of the jobs printed something."""
+        return len(self.printed_futures)
+
     def on_event(self, event: Any) -> None:
-        """Manager event callback: a ``job`` event moves that job's counts (others are ignored)."""
-        if getattr(event, "kind", None) != "job":
-            return
+        """Manager event callback: a ``job`` event moves that job's counts, a ``log`` event
+        notes that the job printed (others are ignored)."""
+        kind = getattr(event, "kind", None)
         data = getattr(event, "data", None)
-        if not isinstance(data, dict):
+        if kind == "log" and isinstance(data, dict):
+            self._note_printed(data.get("job_id"))
+            return
+        if kind != "job" or not isinstance(data, dict):
             return
         key = data.get("job_id")
         status = data.get("status")
@@ -173,6 +191,16 @@ class ProgressState:
             if key in self._status and isinstance(status, str) and status not in TERMINAL:
                 # terminal moves come from the done callback, which can read the exception
                 self._apply(key, status)
+
+    def _note_printed(self, key: Any) -> None:
+        if key is None or key in self._printed:
+            return
+        with self._lock:
+            future = self._by_key.get(key)
+            if future is not None and key not in self._printed:
+                self._printed.add(key)
+                self.printed_futures.append(future)
+                self.version += 1
 
     def on_done(self, future: Future[Any]) -> None:
         """Done callback: record the final state of one future."""

@@ -1,0 +1,506 @@
+"""`sieve.function.get("http://host:port[/functions/name]")`: a handle on a served function.
+
+`run` / `push` / `map` behave as a local handle's: `push` returns a real `JobFuture` (status,
+job_id, logs, outputs streamed as they come, `cancel()` that reaches the worker), a failure
+raises `RemoteError` with the server's traceback, and an input the server rejects (422) raises
+`InputError` naming the field before anything runs. A server still running its setup (503) or
+with a full queue (429) is waited for, up to ``sieve.config.start_timeout``.
+
+`run` is one HTTP request on a kept-alive connection; each `push` is a request whose answer is
+Cog's server-sent events, read by one background thread for all of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import base64
+import concurrent.futures
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+import urllib.parse
+import uuid
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any
+
+from sieve_jupyter._config import config
+from sieve_jupyter._errors import (
+    InputError,
+    JobCancelledError,
+    RemoteError,
+    RemoteTraceback,
+    SetupError,
+    SieveError,
+)
+from sieve_jupyter.manager import JobFuture
+
+__all__ = ["HttpFunction", "http_function"]
+
+_TOKEN_VARIABLE = "SIEVE_SERVE_TOKEN"
+
+
+def _httpx() -> Any:
+    try:
+        import httpx
+    except ImportError:  # pragma: no cover - httpx is a dependency
+        raise SieveError("calling a served function needs httpx. Fix: pip install httpx.") from None
+    return httpx
+
+
+class _Loop:
+    """One event loop thread that reads every pushed job's event stream."""
+
+    _instance: _Loop | None = None
+    _lock = threading.Lock()
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="sieve-http",
+                                       daemon=True)
+        self.thread.start()
+        self.clients: dict[str, Any] = {}
+
+    @classmethod
+    def get(cls) -> _Loop:
+        with cls._lock:
+            if cls._instance is None:
+                cls._instance = cls()
+                atexit.register(cls._instance.close)
+            return cls._instance
+
+    def client(self, base: str, headers: dict[str, str]) -> Any:
+        client = self.clients.get(base)
+        if client is None:
+            httpx = _httpx()
+            limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+            client = self.clients[base] = httpx.AsyncClient(
+                base_url=base, headers=headers, limits=limits,
+                timeout=httpx.Timeout(30.0, read=None),
+            )
+        return client
+
+    def close(self) -> None:
+        async def shut() -> None:
+            for client in self.clients.values():
+                await client.aclose()
+
+        if self.thread.is_alive():
+            try:
+                asyncio.run_coroutine_threadsafe(shut(), self.loop).result(5)
+            except Exception:  # noqa: BLE001, S110 - best effort at exit
+                pass
+            self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+#: kept-alive clients for `run`, shared by the handles on one server (closed at exit)
+_sync_clients: dict[tuple[str, str, float | None], Any] = {}
+_sync_lock = threading.Lock()
+
+
+def _close_sync_clients() -> None:
+    with _sync_lock:
+        for client in _sync_clients.values():
+            client.close()
+        _sync_clients.clear()
+
+
+atexit.register(_close_sync_clients)
+
+_files_dir: str | None = None
+
+
+def _save_data_url(url: str) -> str:
+    from sieve_jupyter.spec._dataurl import decode_data_url
+
+    global _files_dir
+    if _files_dir is None:
+        _files_dir = tempfile.mkdtemp(prefix="sieve-remote-")
+        atexit.register(shutil.rmtree, _files_dir, True)
+    media_type, data = decode_data_url(url)
+    import mimetypes
+
+    suffix = mimetypes.guess_extension(media_type) or ""
+    path = os.path.join(_files_dir, f"{uuid.uuid4().hex}{suffix}")
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def _is_file(schema: dict[str, Any]) -> bool:
+    return schema.get("format") == "sieve-file" or any(
+        isinstance(o, dict) and o.get("format") == "sieve-file" for o in schema.get("anyOf", []))
+
+
+def _decode(value: Any, schema: dict[str, Any]) -> Any:
+    """An output as the function returned it: file outputs become `sieve.File`s."""
+    from sieve_jupyter.runtime import File
+
+    if isinstance(value, str) and _is_file(schema):
+        if value.startswith("data:"):
+            return File(_save_data_url(value))
+        return File(url=value)
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        return [_decode(v, schema["items"]) for v in value]
+    return value
+
+
+def _remote_error(envelope: dict[str, Any]) -> BaseException:
+    message = envelope.get("error") or "the prediction failed"
+    logs = envelope.get("logs") or ""
+    index = logs.rfind("Traceback (most recent call last):")
+    traceback = logs[index:] if index >= 0 else ""
+    type_name = "Exception"
+    if traceback:
+        last = traceback.rstrip().splitlines()[-1]
+        head = last.split(":", 1)[0].strip()
+        if head and " " not in head:
+            type_name = head
+    error = RemoteError(type_name, message, traceback)
+    if traceback:
+        error.__cause__ = RemoteTraceback(traceback)
+        error.remote_traceback = traceback  # type: ignore[attr-defined]
+    return error
+
+
+class HttpFunction:
+    """A function served over HTTP, called like a local handle (see the module docstring)."""
+
+    def __init__(self, url: str, *, token: str | None = None,
+                 timeout: float | None = None) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise SieveError(f"{url!r} is not an http(s) URL. Fix: "
+                             "sieve.function.get('http://127.0.0.1:8000').")
+        path = parts.path.rstrip("/")
+        function = None
+        if "/functions/" in path:
+            path, _, function = path.partition("/functions/")
+            function = function.split("/")[0]
+        self.base = f"{parts.scheme}://{parts.netloc}{path}"
+        self.function = function
+        self.url = url
+        token = token if token is not None else os.environ.get(_TOKEN_VARIABLE)
+        self._headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.timeout = timeout
+        self._described: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+
+    # -- what it is --------------------------------------------------------------------------
+
+    @property
+    def predictions(self) -> str:
+        if self.function is None:
+            return "/predictions"
+        return f"/functions/{self.function}/predictions"
+
+    def _http(self) -> Any:
+        key = (self.base, self._headers.get("authorization", ""), self.timeout)
+        with _sync_lock:
+            client = _sync_clients.get(key)
+            if client is None:
+                httpx = _httpx()
+                client = _sync_clients[key] = httpx.Client(
+                    base_url=self.base, headers=self._headers,
+                    timeout=httpx.Timeout(30.0, read=self.timeout))
+        return client
+
+    def _describe(self) -> dict[str, Any]:
+        if self._described is None:
+            with self._lock:
+                if self._described is None:
+                    self._described = self._fetch_description()
+        return self._described
+
+    def _fetch_description(self) -> dict[str, Any]:
+        from sieve_jupyter.spec._openapi import _component_name
+
+        client = self._http()
+        index = self._checked(client.get("/"))
+        name = self.function or index["default"]
+        if name not in index.get("functions", {}):
+            known = ", ".join(index.get("functions", {})) or "none"
+            raise SieveError(f"{self.base} serves no function {name!r} (functions: {known}).")
+        schemas = self._checked(client.get("/openapi.json"))["components"]["schemas"]
+        component = _component_name(name)
+        inputs = schemas[f"{component}Input"]
+        output = schemas[f"{component}Output"]
+        streaming = output.get("x-cog-array-type") == "iterator"
+        order = sorted(inputs.get("properties", {}),
+                       key=lambda k: inputs["properties"][k].get("x-order", 0))
+        return {"name": name, "inputs": inputs, "order": order, "streaming": streaming,
+                "output": output.get("items", {}) if streaming else output}
+
+    def _checked(self, response: Any) -> Any:
+        if response.status_code == 401:
+            raise SieveError(f"{self.base} wants a token (401). Fix: "
+                             "sieve.function.get(url, token=...) or set SIEVE_SERVE_TOKEN.")
+        if response.status_code >= 400:
+            raise SieveError(f"{self.base}: {response.status_code} {response.text[:500]}")
+        return response.json()
+
+    @property
+    def name(self) -> str:
+        return str(self._describe()["name"])
+
+    @property
+    def is_generator(self) -> bool:
+        return bool(self._describe()["streaming"])
+
+    def health(self) -> dict[str, Any]:
+        """The server's health-check document."""
+        result = self._http().get("/health-check").json()
+        return dict(result)
+
+    def __repr__(self) -> str:
+        return f"<sieve remote function {self.url}>"
+
+    # -- calling -----------------------------------------------------------------------------
+
+    def _input(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        described = self._describe()
+        order: list[str] = described["order"]
+        var = described["inputs"].get("x-var-positional")
+        value: dict[str, Any] = {}
+        for index, arg in enumerate(args):
+            if index < len(order):
+                value[order[index]] = arg
+            elif isinstance(var, dict):
+                value.setdefault(var["name"], []).append(arg)
+            else:
+                raise TypeError(f"{described['name']}: takes {len(order)} positional "
+                                f"arguments ({', '.join(order)}) but {len(args)} were given")
+        for key, item in kwargs.items():
+            if key in value:
+                raise TypeError(f"{described['name']}: got multiple values for {key!r}")
+            value[key] = item
+        return {key: _jsonable(item) for key, item in value.items()}
+
+    def _request(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        return {"id": uuid.uuid4().hex, "input": self._input(args, kwargs)}
+
+    def _deadline(self) -> float:
+        return time.monotonic() + float(config.start_timeout)
+
+    def _wait_or_raise(self, response: Any, deadline: float) -> float | None:
+        """Seconds to wait before trying again (503 setting up, 429 full), or raise."""
+        status = response.status_code
+        retry = response.headers.get("retry-after")
+        if status in (429, 503) and retry is not None and time.monotonic() < deadline:
+            return min(float(retry), 1.0) if status == 503 else float(retry)
+        if status == 422:
+            detail = response.json().get("detail") or [{}]
+            first = detail[0]
+            loc = first.get("loc", [])
+            field = str(loc[-1]) if loc else "input"
+            raise InputError(field, str(first.get("msg", "invalid")) + ".",
+                             "pass a value that fits the function's type hints.")
+        if status == 503:
+            raise SetupError(f"{self.base}: {response.json().get('error', 'not ready')}")
+        self._checked(response)
+        return None
+
+    def _outcome(self, envelope: dict[str, Any]) -> Any:
+        status = envelope.get("status")
+        if status == "succeeded":
+            output = envelope.get("output")
+            schema = self._describe()["output"]
+            if self.is_generator:
+                return [_decode(item, schema) for item in output or []]
+            return _decode(output, schema)
+        if status == "canceled":
+            raise JobCancelledError(f"job {envelope.get('id')} was cancelled")
+        raise _remote_error(envelope)
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the function on the server and wait for its result (an iterator of outputs for
+        a generator). An interrupt cancels the prediction."""
+        if self.is_generator:
+            future = self.push(*args, **kwargs)
+
+            def stream() -> Iterator[Any]:
+                try:
+                    yield from future.stream()
+                except KeyboardInterrupt:
+                    future.cancel()
+                    raise
+
+            return stream()
+        body = self._request(args, kwargs)
+        client = self._http()
+        deadline = self._deadline()
+        while True:
+            try:
+                response = client.post(self.predictions, json=body)
+            except KeyboardInterrupt:
+                self._cancel_id(body["id"])
+                raise
+            if response.status_code == 200:
+                return self._outcome(response.json())
+            wait = self._wait_or_raise(response, deadline)
+            if wait is not None:
+                time.sleep(wait)
+
+    def _cancel_id(self, prediction_id: str) -> None:
+        try:
+            self._http().post(f"{self.predictions}/{prediction_id}/cancel")
+        except Exception:  # noqa: BLE001, S110 - the server also cancels on the hang-up
+            pass
+
+    def push(self, *args: Any, **kwargs: Any) -> JobFuture[Any]:
+        """Start a prediction and return its `JobFuture` at once.
+
+        Raises:
+            TypeError: more positional arguments than the function takes.
+        """
+        body = self._request(args, kwargs)
+        described = self._describe()
+        loop = _Loop.get()
+        task: list[concurrent.futures.Future[None]] = []
+
+        def cancel(_: JobFuture[Any]) -> None:
+            if task:
+                task[0].cancel()  # hangs up the stream: the server cancels the job
+            asyncio.run_coroutine_threadsafe(self._acancel(loop, body["id"]), loop.loop)
+
+        future: JobFuture[Any] = JobFuture(body["id"], described["name"], args, kwargs,
+                           streaming=described["streaming"], canceller=cancel)
+        task.append(asyncio.run_coroutine_threadsafe(self._follow(loop, body, future),
+                                                     loop.loop))
+        return future
+
+    async def _acancel(self, loop: _Loop, prediction_id: str) -> None:
+        try:
+            await loop.client(self.base, self._headers).post(
+                f"{self.predictions}/{prediction_id}/cancel")
+        except Exception:  # noqa: BLE001, S110
+            pass
+
+    async def _follow(self, loop: _Loop, body: dict[str, Any], future: JobFuture[Any]) -> None:
+        """Read the prediction's events into its future."""
+        client = loop.client(self.base, self._headers)
+        deadline = self._deadline()
+        schema = self._describe()["output"]
+        try:
+            while True:
+                headers = {"accept": "text/event-stream"}
+                async with client.stream("POST", self.predictions, json=body,
+                                         headers=headers) as response:
+                    if response.status_code == 200:
+                        async for event, data in _events(response.aiter_lines()):
+                            self._apply(future, event, data, schema)
+                        if not future.done():
+                            future._resolve(exception=SieveError(
+                                f"{self.base}: the server closed the stream of job "
+                                f"{future.job_id} before it ended"))
+                        return
+                    await response.aread()
+                wait = self._wait_or_raise(response, deadline)
+                if wait is not None:
+                    await asyncio.sleep(wait)
+        except asyncio.CancelledError:
+            future._mark_cancelled()
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the future reports it
+            if not future.done():
+                future._resolve(exception=exc)
+
+    def _apply(self, future: JobFuture[Any], event: str, data: Any, schema: dict[str, Any]) -> None:
+        if event == "start":
+            future._set_started(None)
+        elif event == "log":
+            future._add_log(data.get("source", "stdout"), data.get("data", ""))
+        elif event == "output" and future.streaming:
+            future._add_output(_decode(data.get("chunk"), schema))
+        elif event == "completed":
+            if future.status.value == "queued":
+                future._set_started(None)
+            status = data.get("status")
+            if status == "canceled":
+                future._mark_cancelled()
+            elif status == "succeeded":
+                if future.streaming:
+                    future._resolve(None)
+                else:
+                    future._resolve(_decode(data.get("output"), schema))
+            else:
+                future._resolve(exception=_remote_error(data))
+
+    def map(self, *iterables: Iterable[Any], order_outputs: bool = True,
+            return_exceptions: bool = False) -> Iterator[Any]:
+        """Run over the inputs in parallel, as a local handle's `map`."""
+        futures = [self.push(*args) for args in zip(*iterables, strict=False)]
+
+        def results() -> Iterator[Any]:
+            try:
+                source = futures if order_outputs else concurrent.futures.as_completed(futures)
+                for future in source:
+                    try:
+                        yield _result(future)  # type: ignore[arg-type]
+                    except Exception as exc:
+                        if not return_exceptions:
+                            raise
+                        yield exc
+            finally:
+                for future in futures:
+                    if not future.done():
+                        future.cancel()
+
+        return results()
+
+
+
+def _result(future: JobFuture[Any]) -> Any:
+    try:
+        return future.result()
+    except concurrent.futures.CancelledError:
+        raise JobCancelledError(f"job {future.job_id} was cancelled") from None
+
+
+async def _events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, Any]]:
+    """(event, data) pairs of a server-sent event stream."""
+    event = "message"
+    data: list[str] = []
+    async for line in lines:
+        if not line:
+            if data:
+                yield event, json.loads("\n".join(data))
+            event, data = "message", []
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
+
+
+def _jsonable(value: Any) -> Any:
+    """Arguments as JSON: `sieve.File`s become data URLs (or their URL), paths too."""
+    import pathlib
+
+    from sieve_jupyter.runtime import File
+
+    if isinstance(value, File):
+        if value.url is not None:
+            return value.url
+        value = pathlib.Path(value.path)
+    if isinstance(value, pathlib.PurePath):
+        import mimetypes
+
+        media_type = mimetypes.guess_type(str(value))[0] or "application/octet-stream"
+        data = base64.b64encode(pathlib.Path(value).read_bytes()).decode("ascii")
+        return f"data:{media_type};base64,{data}"
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    tolist = getattr(value, "tolist", None)
+    if callable(tolist):
+        return tolist()
+    return value
+
+
+def http_function(url: str, **options: Any) -> HttpFunction:
+    """The handle for a served function at `url` (see `HttpFunction`)."""
+    return HttpFunction(url, **options)

@@ -1,0 +1,197 @@
+"""The worker's half of a served bundle: import the user's module, call, answer in JSON.
+
+A server never imports user code (its own packages stay apart from the user's), so what it
+registers with the manager is a `BundleEntry`: a pickle that, when the *worker* loads it,
+imports the bundle's module from ``src/`` and returns the function (or model class) wrapped so
+that:
+
+- arguments that arrive as JSON values are validated into the declared types (pydantic, in the
+  worker, where the user's types exist: a dict becomes the user's model, a string a datetime);
+- results become JSON values plus `sieve.File`s (which the server turns into data URLs or
+  file links), so the server can unpickle every answer without the user's packages.
+
+Imports nothing of the serving stack (no FastAPI): this module runs inside workers.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import datetime
+import decimal
+import enum
+import inspect
+import math
+import pathlib
+import sys
+import typing
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from sieve_jupyter.runtime import File
+from sieve_jupyter.runtime._exported import EntryNotFound, exported
+
+__all__ = ["BundleEntry", "load_entry", "to_json"]
+
+
+@dataclasses.dataclass(frozen=True)
+class BundleEntry:
+    """What a server registers for one function of a bundle; a worker that unpickles it gets
+    the wrapped function or model class (see the module docstring)."""
+
+    src: str
+    module: str
+    entry: str
+    kind: str
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (load_entry, (self.src, self.module, self.entry, self.kind))
+
+
+def load_entry(src: str, module: str, entry: str, kind: str) -> Any:
+    """Import `module` from the folder `src` and wrap its `entry` for serving."""
+    if src not in sys.path:
+        sys.path.insert(0, src)
+    try:
+        # (the module's other sieve handles are reached through the server's manager)
+        obj = exported(module, entry)
+    except EntryNotFound:
+        raise LookupError(
+            f"{module}.py defines no {entry!r}. Fix: export the bundle again, or correct "
+            "`entry` in sieve.yaml."
+        ) from None
+    if kind == "model" or inspect.isclass(obj):
+        return _served_model(obj)
+    return _served_function(obj, obj)
+
+
+def _served_function(target: Callable[..., Any], annotated: Callable[..., Any]) -> Any:
+    coerce = _coercer(annotated)
+
+    def served(*args: Any, **kwargs: Any) -> Any:
+        if coerce is not None:
+            kwargs = coerce(kwargs)
+        value = target(*args, **kwargs)
+        if inspect.isgenerator(value):
+            return _stream(value)
+        return to_json(value)
+
+    served.__name__ = getattr(target, "__name__", "served")
+    served.__qualname__ = getattr(target, "__qualname__", served.__name__)
+    return served
+
+
+def _served_model(cls: type) -> type:
+    predict = cls.__predict__  # type: ignore[attr-defined]
+
+    class Served:
+        def __init__(self) -> None:
+            self.instance = cls()
+            self.__predict__ = _served_function(self.instance.__predict__, predict)
+
+        def __setup__(self) -> None:
+            setup = getattr(self.instance, "__setup__", None)
+            if setup is not None:
+                setup()
+
+    Served.__name__ = Served.__qualname__ = cls.__name__
+    return Served
+
+
+def _stream(items: Iterator[Any]) -> Iterator[Any]:
+    for item in items:
+        yield to_json(item)
+
+
+def _coercer(func: Callable[..., Any]) -> Callable[[dict[str, Any]], dict[str, Any]] | None:
+    """Validate keyword arguments into the declared types (None: nothing to do, or no
+    pydantic in this worker)."""
+    try:
+        from pydantic import ConfigDict, TypeAdapter
+    except ImportError:  # pragma: no cover - the image's SDK dependencies bring it
+        return None
+    try:
+        hints = typing.get_type_hints(func, include_extras=True)
+    except Exception:  # noqa: BLE001 - unresolvable hints: values pass as they came
+        return None
+    config = ConfigDict(arbitrary_types_allowed=True)
+    adapters: dict[str, Any] = {}
+    for name in inspect.signature(func).parameters:
+        hint = hints.get(name)
+        if hint is None or hint is Any:
+            continue
+        if getattr(hint, "__module__", "") == "numpy" and getattr(hint, "__name__", "") == (
+            "ndarray"
+        ):
+            adapters[name] = _ArrayAdapter()  # JSON brings nested lists
+            continue
+        try:
+            adapters[name] = TypeAdapter(hint, config=config)
+        except Exception:  # noqa: BLE001 - a type pydantic cannot build: left as it is
+            continue
+    if not adapters:
+        return None
+
+    def coerce(kwargs: dict[str, Any]) -> dict[str, Any]:
+        out = dict(kwargs)
+        for name, value in kwargs.items():
+            adapter = adapters.get(name)
+            if adapter is not None:
+                out[name] = adapter.validate_python(value)
+        return out
+
+    return coerce
+
+
+class _ArrayAdapter:
+    def validate_python(self, value: Any) -> Any:
+        import numpy
+
+        return numpy.asarray(value)
+
+
+_PLAIN = (str, int, bool, type(None))
+
+
+def to_json(value: Any) -> Any:
+    """`value` as JSON values (and `sieve.File`s): numpy arrays and scalars, pydantic models,
+    dataclasses, enums, dates, UUIDs, decimals, bytes (a data URL) and paths (a `File`).
+
+    Raises:
+        TypeError: a value of a type that has no JSON form, naming the type and the fix.
+    """
+    if isinstance(value, _PLAIN):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, File):
+        return value
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [to_json(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): to_json(item) for key, item in value.items()}
+    if isinstance(value, pathlib.PurePath):
+        return File(str(value))
+    if isinstance(value, enum.Enum):
+        return to_json(value.value)
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, (uuid.UUID, decimal.Decimal)):
+        return str(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        data = base64.b64encode(bytes(value)).decode("ascii")
+        return f"data:application/octet-stream;base64,{data}"
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    dump = getattr(value, "model_dump", None)  # pydantic v2
+    if callable(dump):
+        return to_json(dump(mode="json"))
+    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars, torch tensors
+    if callable(tolist):
+        return to_json(tolist())
+    raise TypeError(
+        f"an output of type {type(value).__module__}.{type(value).__qualname__} has no JSON "
+        "form. Fix: return plain data (numbers, strings, lists, dicts), a numpy array, a "
+        "pydantic model, a dataclass or a sieve.File."
+    )

@@ -1,0 +1,41 @@
+"""``%sieve serve NAME... [--port N]``: serve a kernel's functions until the kernel stops."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from sieve_jupyter.serve._server import BackgroundServer, _servers, serve_functions
+
+__all__ = ["serve_command"]
+
+
+def serve_command(words: list[str]) -> BackgroundServer | None:
+    """Start (or with ``--stop``, stop) a server for functions registered in this kernel."""
+    from IPython.core.error import UsageError
+
+    parser = argparse.ArgumentParser(prog="%sieve serve", add_help=False, exit_on_error=False)
+    parser.add_argument("names", nargs="+")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--insecure", action="store_true")
+    parser.add_argument("--stop", action="store_true")
+    try:
+        args = parser.parse_args(words)
+    except (argparse.ArgumentError, SystemExit) as exc:
+        raise UsageError(f"%sieve serve NAME... [--port N]: {exc}") from None
+    if args.stop:
+        server = _servers.pop(tuple(args.names), None)
+        if server is None:
+            raise UsageError(f"%sieve serve --stop: no server for {', '.join(args.names)}.")
+        server.stop()
+        print(f"Stopped serving {', '.join(args.names)}.")
+        return None
+    settings: dict[str, Any] = {"port": args.port, "host": args.host,
+                                "insecure": args.insecure}
+    server = serve_functions(args.names, **settings)
+    print(f"Serving {', '.join(args.names)} at {server.url} until the kernel stops "
+          f"(%sieve serve --stop {' '.join(args.names)}).\n"
+          f"curl -s {server.url}/predictions -H 'content-type: application/json' "
+          "-d '{\"input\": {...}}'")
+    return server

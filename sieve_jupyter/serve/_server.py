@@ -1,0 +1,251 @@
+"""Running a server: a bundle in the foreground (``sieve-jupyter serve``, a container's command)
+or a kernel's functions on a background thread (``%sieve serve NAME``).
+
+The listening socket is bound before anything else, so the port (0 picks a free one) is known
+and reported at once: on stdout, and in ``--port-file`` (written atomically) for a supervisor.
+SIGTERM and SIGINT stop taking requests, let the ones in flight finish (up to a grace period),
+then stop the workers; the exit code is 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import contextlib
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sieve_jupyter.serve._settings import ServeSettings
+
+__all__ = ["BackgroundServer", "bind", "serve_bundle", "serve_functions", "serve_modelyaml"]
+
+#: seconds a stopping server waits for the predictions in flight
+GRACE_SECONDS = 30.0
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on (host, port); port 0 picks a free one."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        from sieve_jupyter._errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"port: cannot listen on {host}:{port} ({exc.strerror}). Fix: another --port, or "
+            "--port 0 to pick a free one."
+        ) from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _asyncio_run(main: Any) -> None:
+    """Run `main` on uvloop where it is installed (the serve extra brings it): on the plain
+    asyncio loop each answer on a kept-alive connection waited ~40 ms here."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
+
+
+def _write_port_file(path: str, port: int) -> None:
+    target = Path(path)
+    staging = target.with_name(f".{target.name}.{os.getpid()}")
+    staging.write_text(f"{port}\n")
+    staging.replace(target)
+
+
+def _uvicorn_server(app: Any, settings: ServeSettings) -> Any:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Any:
+            # uvicorn re-raises SIGTERM after a graceful stop, so the process would end
+            # "killed by SIGTERM"; a stop that went as planned exits 0 instead.
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            signals = (signal.SIGINT, signal.SIGTERM)
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=settings.access_log, lifespan="off",
+        timeout_graceful_shutdown=int(GRACE_SECONDS), server_header=False,
+        timeout_keep_alive=30,
+    )
+    return Server(config)
+
+
+async def _run(service: Any, settings: ServeSettings, sock: socket.socket,
+               announce: str) -> None:
+    from sieve_jupyter.serve._app import create_app
+
+    server: Any = None
+
+    def shutdown() -> None:
+        server.should_exit = True
+
+    app = create_app(service, shutdown=shutdown)
+    server = _uvicorn_server(app, settings)
+    service.start()
+    port = sock.getsockname()[1]
+    if settings.port_file:
+        _write_port_file(settings.port_file, port)
+    print(announce.format(port=port), flush=True)
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        await app.state.api.close()
+        service.stop()
+
+
+def serve_bundle(path: str | os.PathLike[str], settings: ServeSettings) -> int:
+    """Serve the bundle at `path` until SIGTERM/SIGINT (or POST /shutdown). Returns 0.
+
+    Raises:
+        SpecError: the bundle is invalid (the message names the line of sieve.yaml).
+        ConfigurationError: a bad setting, or the port is taken.
+    """
+    from sieve_jupyter.bundle import read_bundle
+    from sieve_jupyter.serve._service import Service
+
+    settings.validate()
+    if settings.busy_poll_us is not None:
+        from sieve_jupyter._config import configure
+
+        configure(busy_poll_us=settings.busy_poll_us)
+    bundle = read_bundle(path)
+    service = Service(settings)
+    service.add_bundle(bundle)
+    return _serve_foreground(service, settings)
+
+
+def serve_modelyaml(
+    path: str | os.PathLike[str], settings: ServeSettings, *, name: str | None = None
+) -> int:
+    """Serve the models of a model.yaml until SIGTERM/SIGINT (or POST /shutdown). Returns 0.
+
+    They are loaded as `sieve.load_yaml` loads them (fetched, checked, registered with this
+    process's manager, `settings.workers` each) and served as a bundle's functions are.
+
+    Raises:
+        ModelYamlError: a problem in the file (``FILE:LINE:COL``, key path, fix).
+        ConfigurationError: a bad setting, or the port is taken.
+    """
+    from sieve_jupyter.modelyaml import load_yaml
+    from sieve_jupyter.serve._service import Service
+
+    settings.validate()
+    if settings.busy_poll_us is not None:
+        from sieve_jupyter._config import configure
+
+        configure(busy_poll_us=settings.busy_poll_us)
+    models = load_yaml(path, name=name, workers=settings.workers)
+    service = Service(settings)
+    service.add_registered(list(models), owned=True)
+    return _serve_foreground(service, settings)
+
+
+def _serve_foreground(service: Any, settings: ServeSettings) -> int:
+    sock = bind(settings.host, settings.port)
+    names = ", ".join(service.functions)
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    announce = (f"sieve-jupyter: serving {names} (default {service.default}) on "
+                f"http://{host}:{{port}}")
+    try:
+        _asyncio_run(_run(service, settings, sock, announce))
+    finally:
+        sock.close()
+    return 0
+
+
+class BackgroundServer:
+    """A server for functions registered in this process, on a daemon thread; stopped by
+    `stop()` or when the process exits."""
+
+    def __init__(self, names: Sequence[str], settings: ServeSettings) -> None:
+        from sieve_jupyter.serve._app import create_app
+        from sieve_jupyter.serve._service import Service
+
+        settings.validate()
+        self.settings = settings
+        self.service = Service(settings)
+        self.service.add_registered(list(names))
+        self.sock = bind(settings.host, settings.port)
+        self.port: int = self.sock.getsockname()[1]
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        self.url = f"http://{host}:{self.port}"
+        self.app = create_app(self.service, shutdown=self.stop)
+        self.server = _uvicorn_server(self.app, settings)
+        self.server.config.timeout_graceful_shutdown = 2
+        self._thread = threading.Thread(target=self._main, name="sieve-serve", daemon=True)
+        self.service.start()
+        self._thread.start()
+        atexit.register(self.stop)
+
+    def _main(self) -> None:
+        async def main() -> None:
+            try:
+                await self.server.serve(sockets=[self.sock])
+            finally:
+                await self.app.state.api.close()
+
+        _asyncio_run(main())
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop serving (the functions and their workers stay, as the kernel's)."""
+        self.server.should_exit = True
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+        self.service.stop()
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        atexit.unregister(self.stop)
+
+    def __repr__(self) -> str:
+        state = "serving" if self.running else "stopped"
+        return (f"<sieve server {state} {', '.join(self.service.functions)} at {self.url}>")
+
+
+_servers: dict[tuple[str, ...], BackgroundServer] = {}
+
+
+def serve_functions(names: Sequence[str], **settings: Any) -> BackgroundServer:
+    """Serve functions registered in this process over HTTP, from a background thread.
+
+    Args:
+        names: the functions (the first also answers /predictions).
+        **settings: `ServeSettings` fields (``port=0`` picks a free port).
+    """
+    key = tuple(names)
+    old = _servers.pop(key, None)
+    if old is not None:
+        old.stop()
+    settings.setdefault("port", 0)
+    server = BackgroundServer(names, ServeSettings(**settings))
+    _servers[key] = server
+    if sys.flags.interactive:  # pragma: no cover - a hint in terminals
+        print(f"serving {', '.join(names)} at {server.url}")
+    return server

@@ -1,0 +1,90 @@
+"""What a server can be told: where it listens, its limits, its token; checked before it starts."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+
+from sieve_jupyter._errors import ConfigurationError
+
+__all__ = ["TOKEN_VARIABLE", "ServeSettings"]
+
+#: With this set, every route but /health-check needs ``Authorization: Bearer <token>``.
+TOKEN_VARIABLE = "SIEVE_SERVE_TOKEN"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclasses.dataclass
+class ServeSettings:
+    """A server's settings (``sieve-jupyter serve`` flags; see docs/serving.md).
+
+    Attributes:
+        host: the address to bind; loopback unless told otherwise.
+        port: the port; 0 picks a free one (reported on stdout and in `port_file`).
+        workers: warm workers per function.
+        default: the function that also answers /predictions (None: the bundle's default).
+        token: the bearer token every route but /health-check requires (None: none);
+            defaults to ``SIEVE_SERVE_TOKEN``.
+        insecure: allow a non-loopback `host` without a token.
+        max_body_bytes: larger request bodies get 413.
+        queue_size: predictions that may wait per function beyond one per worker; more get 429.
+        inline_file_bytes: file outputs up to this size are data URLs, larger ones links to
+            ``GET /files/{id}``.
+        keep_seconds: how long a finished prediction (and its output files) can be fetched.
+        port_file: a file to write the chosen port to, once listening.
+        access_log: log every request (off: it costs time on every call).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    default: str | None = None
+    token: str | None = dataclasses.field(
+        default_factory=lambda: os.environ.get(TOKEN_VARIABLE) or None
+    )
+    insecure: bool = False
+    max_body_bytes: int = 100 * 1024 * 1024
+    queue_size: int = 64
+    inline_file_bytes: int = 5 * 1024 * 1024
+    keep_seconds: float = 600.0
+    port_file: str | None = None
+    access_log: bool = False
+    #: microseconds a waiting side polls before it sleeps (`sieve.configure(busy_poll_us)`);
+    #: None keeps the process's setting
+    busy_poll_us: int | None = None
+
+    def validate(self) -> None:
+        """Raises `ConfigurationError` naming the setting and the fix."""
+        if not _is_loopback(self.host) and not self.token and not self.insecure:
+            raise ConfigurationError(
+                f"host: {self.host} is reachable from other machines and no token is set, so "
+                "anyone who can reach it could run the functions. Fix: set "
+                f"{TOKEN_VARIABLE} (clients then send `Authorization: Bearer <token>`), or "
+                "pass --insecure if the network is trusted."
+            )
+        if not 0 <= self.port <= 65535:
+            raise ConfigurationError(f"port: {self.port} is not a port. Fix: 0 to 65535.")
+        if not 1 <= self.workers <= 64:
+            raise ConfigurationError(f"workers: {self.workers}. Fix: 1 to 64.")
+        for name in ("max_body_bytes", "inline_file_bytes"):
+            if getattr(self, name) < 0:
+                raise ConfigurationError(f"{name}: must not be negative.")
+        if self.queue_size < 0:
+            raise ConfigurationError("queue_size: must not be negative (0: no waiting).")
+        if self.keep_seconds <= 0:
+            raise ConfigurationError("keep_seconds: must be positive.")
+        if self.token is not None and len(self.token) < 16:
+            raise ConfigurationError(
+                f"token: {TOKEN_VARIABLE} is {len(self.token)} characters long; a guessable "
+                "token protects nothing. Fix: use 16 or more, e.g. "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`."
+            )

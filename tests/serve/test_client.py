@@ -1,0 +1,86 @@
+"""`sieve.function.get("http://...")`: run, push, map, streaming, errors and cancel over HTTP,
+with the same futures and errors as local handles."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+
+import pytest
+from _servers import Server
+
+import sieve_jupyter as sieve
+
+
+def test_run_push_and_map(main_server: Server) -> None:
+    remote = sieve.function.get(main_server.url)
+    assert remote.name == "multiplier"
+    assert remote.run(6, 7) == 42 and remote.run(x1=2, x2=5) == 10
+    future = remote.push(3, 4)
+    assert isinstance(future, sieve.JobFuture) and isinstance(future, concurrent.futures.Future)
+    assert future.result(60) == 12 and future.status == sieve.JobStatus.FINISHED
+    assert future.started_at is not None
+    adder = sieve.function.get(f"{main_server.url}/functions/adder")
+    assert list(adder.map([1, 2, 3], [10, 20, 30])) == [11, 22, 33]
+    jobs = [remote.push(2, i) for i in range(20)]
+    assert sorted(f.result(60) for f in concurrent.futures.as_completed(jobs)) == [
+        2 * i for i in range(20)]
+
+
+def test_logs_and_streams_arrive_on_the_future(main_server: Server) -> None:
+    counter = sieve.function.get(f"{main_server.url}/functions/counter")
+    assert list(counter.run(4)) == [0, 1, 4, 9]
+    future = counter.push(3)
+    assert list(future.stream(60)) == [0, 1, 4]
+    assert future.stdout == "item 0\nitem 1\nitem 2\n"
+    assert future.result() == [0, 1, 4]
+
+
+def test_errors_are_remote_errors_and_input_errors(main_server: Server) -> None:
+    fails = sieve.function.get(f"{main_server.url}/functions/fails")
+    with pytest.raises(sieve.RemoteError) as raised:
+        fails.run("bad day")
+    assert raised.value.type_name.endswith("Unhappy") and "bad day" in raised.value.message
+    assert "raise Unhappy(message)" in raised.value.traceback
+    future = fails.push("later")
+    with pytest.raises(sieve.RemoteError):
+        future.result(60)
+    assert future.status == sieve.JobStatus.ERROR
+    remote = sieve.function.get(main_server.url)
+    with pytest.raises(sieve.InputError) as bad:
+        remote.run(1, "two")
+    assert bad.value.field == "x2"
+    with pytest.raises(TypeError):
+        remote.run(1, 2, 3)
+
+
+def test_cancel_reaches_the_server(main_server: Server) -> None:
+    sleeper = sieve.function.get(f"{main_server.url}/functions/sleeper")
+    future = sleeper.push(60, "never")
+    deadline = time.monotonic() + 60
+    while future.status != sieve.JobStatus.PROCESSING:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    assert future.cancel() and future.status == sieve.JobStatus.CANCELLED
+    body = main_server.client.get(f"/functions/sleeper/predictions/{future.job_id}").json()
+    deadline = time.monotonic() + 60
+    while body["status"] != "canceled":
+        assert time.monotonic() < deadline, body
+        time.sleep(0.05)
+        body = main_server.client.get(f"/functions/sleeper/predictions/{future.job_id}").json()
+
+
+def test_files_travel_both_ways(main_server: Server, tmp_path: object) -> None:
+    import pathlib
+
+    path = pathlib.Path(str(tmp_path)) / "in.bin"
+    path.write_bytes(b"abc" * 100)
+    size = sieve.function.get(f"{main_server.url}/functions/file-size")
+    assert size.run(sieve.File(str(path))) == 300
+    make = sieve.function.get(f"{main_server.url}/functions/make-file")
+    try:
+        made = make.run(64)
+        assert isinstance(made, sieve.File)
+        assert pathlib.Path(made.path).read_bytes() == b"x" * 64
+    finally:
+        pathlib.Path("/tmp/sieve-test-out-64.bin").unlink(missing_ok=True)
