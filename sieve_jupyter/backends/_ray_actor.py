@@ -16,10 +16,10 @@ its outcome (`Result`, `Error`, ... of `runtime/messages.py`, packed). While a c
   answers to calls the job made, and shutdowns.
 
 A Ray actor answers a call after it has moved on: its reply leaves from another thread, so an
-actor that dies just after a call returned (the next job crashed at once) can take that call's
-answer with it. The kernel then needs to know which job ran last, exactly: the worker keeps a
-*journal* — one record on its node's disk, rewritten in place when each job starts and ends —
-which a small task on that node reads after the actor died (`read_journal`).
+actor that dies just after calls returned (the next job crashed at once) can take their answers
+with it. The worker keeps a *journal* on its node's disk (`_ray_journal.py`): which job ran last,
+and the outcomes the kernel has not confirmed yet, read by a small task on that node after the
+actor died.
 
 Generator functions run as Ray streaming generators (`stream`): each item travels as it is
 yielded. This module is imported in the cluster's workers: the package travels there with the
@@ -30,7 +30,6 @@ runtime (standard library and cloudpickle) and this backend's hub.
 from __future__ import annotations
 
 import collections
-import contextlib
 import inspect
 import os
 import signal
@@ -44,6 +43,7 @@ from typing import Any
 import cloudpickle
 import ray
 
+from sieve_jupyter.backends._ray_journal import Journal
 from sieve_jupyter.runtime import _context
 from sieve_jupyter.runtime._output import CapturedStream
 from sieve_jupyter.runtime._tracebacks import error_info, remember_sources
@@ -67,7 +67,7 @@ from sieve_jupyter.runtime.messages import (
     unpack,
 )
 
-__all__ = ["LIVE_AFTER", "Outcome", "SieveWorker", "read_journal"]
+__all__ = ["LIVE_AFTER", "Outcome", "SieveWorker"]
 
 #: seconds a side message waits for its job to end (and travel in the tail) before the outbox
 #: ships it through the hub: quick jobs cost no hub traffic, long ones stream
@@ -76,8 +76,6 @@ LIVE_AFTER = 0.05
 _POLL_SECONDS = 10.0
 _CANCEL_SIGNAL = signal.SIGUSR1
 _THIS_FILE = os.path.abspath(__file__)
-#: bytes of the journal's one record: "S <job>" (started) or "F <job>" (finished), padded
-_RECORD = 1024
 
 #: (packed outcome or None, the highest side-message number the hub holds, the tail: numbered
 #: side messages not shipped). An outcome None: the call was not run (the worker is retiring)
@@ -196,11 +194,8 @@ class SieveWorker:
         _context.set_context(self._context)
         # (a plain actor builds itself on the main thread, where Python runs signal handlers)
         signal.signal(_CANCEL_SIGNAL, self._on_cancel_signal)
-        folder = os.path.join(tempfile.gettempdir(), "sieve-jupyter-ray")
-        os.makedirs(folder, exist_ok=True)
         name = ray.get_runtime_context().get_actor_id() or f"pid-{os.getpid()}"
-        self._journal_path = os.path.join(folder, name)
-        self._journal = os.open(self._journal_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        self._journal = Journal(os.path.join(tempfile.gettempdir(), "sieve-jupyter-ray", name))
         threading.Thread(target=self._poll, name="sieve-control", daemon=True).start()
 
     # -- what the kernel calls ---------------------------------------------------------------
@@ -214,7 +209,7 @@ class SieveWorker:
             "node_id": context.get_node_id(),
             "node_ip": ray.util.get_node_ip_address(),  # type: ignore[no-untyped-call]
             "actor_id": context.get_actor_id(),
-            "journal": self._journal_path,
+            "journal": self._journal.folder,
         }
 
     def ping(self) -> bool:
@@ -260,14 +255,18 @@ class SieveWorker:
             return self._outcome(SwapFailed(number, _error(exc)))
         return self._outcome(Swapped(number, time.time()))
 
-    def call(self, job: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Outcome:
-        """Run one job of a function that returns."""
+    def call(
+        self, job: str, args: tuple[Any, ...], kwargs: dict[str, Any], received: list[str]
+    ) -> Outcome:
+        """Run one job of a function that returns (`received`: the jobs whose outcomes the
+        kernel got since the previous call)."""
+        self._journal.received(received)
         if self._retired:
             return None, *self._outbox.close_job()
         started = time.time()
         skipped = self._begin(job)
         if skipped is not None:
-            return self._outcome(skipped)
+            return self._outcome(skipped, job)
         target = self._target
         assert target is not None, "call before load"
         try:
@@ -277,20 +276,23 @@ class SieveWorker:
             finally:
                 self._interruptible = False
         except BaseException as exc:  # noqa: BLE001 - user errors travel to the kernel
-            return self._outcome(self._failed(job, exc))
+            return self._outcome(self._failed(job, exc), job)
         self._end()
-        return self._outcome(Result(job, value, started, time.time()))
+        return self._outcome(Result(job, value, started, time.time()), job)
 
-    def stream(self, job: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterator[Any]:
+    def stream(
+        self, job: str, args: tuple[Any, ...], kwargs: dict[str, Any], received: list[str]
+    ) -> Iterator[Any]:
         """Run one job of a generator function: yields ``("output", item)`` for each item as it
         is produced, then ``("end", *outcome)``."""
+        self._journal.received(received)
         if self._retired:
             yield ("end", None, *self._outbox.close_job())
             return
         started = time.time()
         skipped = self._begin(job)
         if skipped is not None:
-            yield ("end", *self._outcome(skipped))
+            yield ("end", *self._outcome(skipped, job))
             return
         target = self._target
         assert target is not None, "call before load"
@@ -308,10 +310,10 @@ class SieveWorker:
             finally:
                 self._interruptible = False
         except BaseException as exc:  # noqa: BLE001 - user errors travel to the kernel
-            yield ("end", *self._outcome(self._failed(job, exc)))
+            yield ("end", *self._outcome(self._failed(job, exc), job))
             return
         self._end()
-        yield ("end", *self._outcome(Result(job, produced, started, time.time())))
+        yield ("end", *self._outcome(Result(job, produced, started, time.time()), job))
 
     # -- running jobs ------------------------------------------------------------------------
 
@@ -327,7 +329,7 @@ class SieveWorker:
                 self._cancelled.discard(job)
                 return Skipped(job)
             self._current = job
-        self._record("S", job)
+        self._journal.started(job)
         return None
 
     def _end(self) -> None:
@@ -337,11 +339,7 @@ class SieveWorker:
             job, self._current = self._current, None
             self._cancel_target = None
         if job is not None:
-            self._record("F", job)
-
-    def _record(self, state: str, job: str) -> None:
-        """Rewrite the journal's record (one system call: a process cannot die half way)."""
-        os.pwrite(self._journal, f"{state} {job}\n".encode().ljust(_RECORD), 0)
+            self._journal.finished(job)
 
     def _failed(self, job: str, exc: BaseException) -> Message:
         self._end()
@@ -354,10 +352,14 @@ class SieveWorker:
             self._retired = True
         return Error(job, _error(exc), restarting)
 
-    def _outcome(self, message: Message) -> Outcome:
+    def _outcome(self, message: Message, job: str | None = None) -> Outcome:
+        """The answer to a call; a job's is kept in the journal until the kernel has it."""
         for stream in self._streams:
             stream.flush()
-        return pack(message), *self._outbox.close_job()
+        outcome: Outcome = (pack(message), *self._outbox.close_job())
+        if job is not None:
+            self._journal.keep(job, outcome)
+        return outcome
 
     # -- the hub -----------------------------------------------------------------------------
 
@@ -383,8 +385,7 @@ class SieveWorker:
                 elif isinstance(message, Reply):
                     self._context.resolve(message.request, message.ok, message.value)
                 elif isinstance(message, Shutdown):
-                    with contextlib.suppress(OSError):
-                        os.unlink(self._journal_path)
+                    self._journal.remove()
                     os._exit(0)
 
     def _cancel(self, job: str) -> None:
@@ -400,19 +401,6 @@ class SieveWorker:
             self._cancel_target == self._current
         ):
             raise _Interrupted()
-
-
-def read_journal(path: str) -> tuple[str, str] | None:
-    """The last record of a dead worker's journal, ``("S" | "F", job)``, removing it; None if
-    it has none. Runs as a task on the worker's node."""
-    try:
-        with open(path, "rb") as journal:
-            text = journal.read(_RECORD).decode(errors="replace").strip()
-        os.unlink(path)
-    except OSError:
-        return None
-    state, _, job = text.partition(" ")
-    return (state, job) if state in ("S", "F") and job else None
 
 
 def _error(exc: BaseException) -> Any:

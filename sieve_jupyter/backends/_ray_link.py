@@ -13,11 +13,12 @@ Cancel: `ray.cancel` for a call that has not started (Ray then never runs it), a
 the worker's mailbox for one that runs (`ray.cancel` cannot interrupt a running actor call).
 
 An actor that dies can take the answers of its last calls with it (Ray sends an answer after
-the actor moved on). Then the worker's journal, read by a task on its node, says which job ran
-last: the calls before it finished (their results are lost, and they fail saying so: they are
-never run again), it is the one to blame if it was still running, and the calls after it never
-started (the pool runs them on the replacement). When its node is gone too, the first call
-without an answer is taken for the running one.
+the actor moved on). Then the worker's journal (`_ray_journal.py`), read by a task on its node,
+says which job ran last and holds the outcomes the kernel had not confirmed: the calls before
+that job finished (their kept outcomes are delivered; one too large to keep fails saying its
+result was lost, and is never run again), it is the one to blame if it was still running, and
+the calls after it never started (the pool runs them on the replacement). When its node is gone
+too, the first call without an answer is taken for the running one.
 """
 
 from __future__ import annotations
@@ -30,13 +31,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import cloudpickle
 import ray
 import ray.exceptions
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from sieve_jupyter._errors import BackendError, PythonVersionMismatchError, WorkerCrashedError
 from sieve_jupyter.backends._base import LinkLaunch, LinkReceiver, WorkerLink
-from sieve_jupyter.backends._ray_actor import read_journal
+from sieve_jupyter.backends._ray_journal import read_journal
 from sieve_jupyter.runtime._tracebacks import error_info
 from sieve_jupyter.runtime.messages import (
     Cancel,
@@ -116,6 +118,10 @@ class RayLink(WorkerLink):
         self._dying = False
         self._closed = False
         self._consumer: threading.Thread | None = None
+        #: jobs whose outcomes arrived since the last call was sent (the worker then drops
+        #: them from its journal)
+        self._received: list[str] = []
+        self._received_lock = threading.Lock()
 
     # -- WorkerLink --------------------------------------------------------------------------
 
@@ -186,11 +192,13 @@ class RayLink(WorkerLink):
     def send_call(self, job: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if self._terminated or self._dying or self._closed:
             raise ChannelClosed(f"worker {self._worker_id} is gone")
+        with self._received_lock:
+            received, self._received = self._received, []
         if self._streaming:
-            ref = self._actor.stream.remote(job, args, kwargs)
+            ref = self._actor.stream.remote(job, args, kwargs, received)
             sent = _Sent("stream", job, ref)
         else:
-            ref = self._actor.call.remote(job, args, kwargs)
+            ref = self._actor.call.remote(job, args, kwargs, received)
             sent = _Sent("call", job, ref)
         self._refs[job] = ref
         self._enqueue(sent)
@@ -302,6 +310,8 @@ class RayLink(WorkerLink):
                 self._sent.popleft()
             if sent.kind in ("call", "stream"):
                 self._refs.pop(sent.job, None)
+                with self._received_lock:
+                    self._received.append(sent.job)
             if sent.kind == "ping" or outcome is None:
                 continue
             packed, acked, tail = outcome
@@ -386,20 +396,25 @@ class RayLink(WorkerLink):
         record = self._read_journal()
         blame = True  # (without a journal: the first call without an answer was running)
         if record is not None:
-            state, last = record
+            state, last, kept = record
+            # Everything before the last job it started finished; so did that one if the
+            # journal says so. Their answers were lost with the actor, but kept on its node.
+            done = state == "F" or last in kept
             if last in unanswered:
-                # Everything before the last job it started finished; so did that one if
-                # the journal says so. Their answers were lost with the actor.
-                finished = unanswered[: unanswered.index(last) + (state == "F")]
-                self._results_lost(finished, reason)
-                blame = state == "S"
+                finished = unanswered[: unanswered.index(last) + done]
+                blame = not done
             else:
+                finished = []
                 blame = False  # the last job it ran was answered: it died between jobs
+            for job in unanswered:  # (in order; a skipped job has no record of its own)
+                if job in kept:
+                    self._deliver_outcome(*cloudpickle.loads(kept[job]))
+            self._results_lost([job for job in finished if job not in kept], reason)
         self._close(reason, blame_running=blame)
 
-    def _read_journal(self) -> tuple[str, str] | None:
-        """The dead worker's last journal record, read by a task on its node; None when the
-        node is gone too, or the task cannot run there."""
+    def _read_journal(self) -> tuple[str, str, dict[str, bytes]] | None:
+        """The dead worker's journal (its last record and the outcomes it kept), read by a
+        task on its node; None when the node is gone too, or the task cannot run there."""
         node_id = self._info.get("node_id")
         path = self._info.get("journal")
         if not node_id or not path or not self._backend.alive():
@@ -418,7 +433,9 @@ class RayLink(WorkerLink):
             )
             ref = task.remote(path)
             try:
-                record: tuple[str, str] | None = ray.get(ref, timeout=_JOURNAL_WAIT)
+                record: tuple[str, str, dict[str, bytes]] | None = ray.get(
+                    ref, timeout=_JOURNAL_WAIT
+                )
             except ray.exceptions.GetTimeoutError:
                 ray.cancel(ref, force=True)
                 return None
