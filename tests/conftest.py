@@ -9,6 +9,7 @@ import signal
 from collections.abc import Callable, Iterator
 
 import pytest
+from support import backend_ready
 
 from sieve_jupyter.manager import get_manager
 
@@ -45,15 +46,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(params=BEHAVIOUR_BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     """The backend name a behaviour test registers its functions with."""
-    name: str = request.param
-    if name == "docker":
-        try:
-            request.getfixturevalue("docker_backend_ready")
-        except pytest.FixtureLookupError:
-            pytest.skip("the docker tier's fixtures are not available")
-    elif name == "ray":
-        request.getfixturevalue("ray_cluster")
-    return name
+    return backend_ready(request, request.param)
 
 
 @pytest.fixture
