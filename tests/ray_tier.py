@@ -57,7 +57,7 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     """`count` distinct ports free now (all held open together, so none repeats)."""
     with contextlib.ExitStack() as stack:
         socks = [stack.enter_context(socket.socket()) for _ in range(count)]
@@ -134,7 +134,7 @@ class RayCluster:
         """Start (or restart) the node called `label` and wait until it has joined."""
         head = label == "head"
         # Every port chosen here: the defaults (8265, 10001, ...) may be another cluster's.
-        ports = iter(_free_ports(9))
+        ports = iter(free_ports(9))
         command = [
             str(CLUSTER_ENV / "bin" / "ray"), "start",
             "--num-cpus=2",
@@ -184,7 +184,7 @@ class RayCluster:
             self.nodes.pop(label).stop()
 
 
-def _cluster_environment(token: str, root: Path) -> dict[str, str]:
+def cluster_environment(token: str, root: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "VIRTUAL_ENV", "RAY_ADDRESS")}
     env.update({
@@ -226,8 +226,8 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster
         shutil.rmtree(root)
         root = Path(tempfile.mkdtemp(prefix="sjray-", dir="/tmp"))
     token = os.urandom(16).hex()
-    env = _cluster_environment(token, root)
-    port, client_port = _free_ports(2)
+    env = cluster_environment(token, root)
+    port, client_port = free_ports(2)
     cluster = RayCluster(f"127.0.0.1:{port}", client_port, root, env)
     saved_env = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS")}
     saved_address = sieve.config.ray_address
