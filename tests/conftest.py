@@ -35,12 +35,19 @@ _TIER_ORDER = {
 }
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    def tier(item: pytest.Item) -> int:
-        parts = item.path.relative_to(item.config.rootpath).parts
-        return _TIER_ORDER.get(parts[1], 1) if len(parts) > 2 and parts[0] == "tests" else 1
+#: tiers whose folder marks every test in it (so `-m "not docker"` leaves the folder out)
+_FOLDER_MARKERS = ("kernel", "docker", "browser", "serve", "packaging")
 
-    items.sort(key=tier)  # stable: the order within a tier is kept
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def folder(item: pytest.Item) -> str:
+        parts = item.path.relative_to(item.config.rootpath).parts
+        return parts[1] if len(parts) > 2 and parts[0] == "tests" else ""
+
+    for item in items:
+        if folder(item) in _FOLDER_MARKERS:
+            item.add_marker(getattr(pytest.mark, folder(item)))
+    items.sort(key=lambda item: _TIER_ORDER.get(folder(item), 1))  # stable within a tier
 
 
 @pytest.fixture(params=BEHAVIOUR_BACKENDS)

@@ -29,11 +29,13 @@ from sieve_jupyter.build._context import (
     VENV_PYTHON,
     BuildContext,
     BuildOptions,
+    installed_pins,
     make_build_context,
 )
 from sieve_jupyter.build._log import BuildLog
 
 __all__ = [
+    "installed_pins",
     "BUILD_SCHEMA",
     "BUNDLE_DIR",
     "BUNDLE_PORT",

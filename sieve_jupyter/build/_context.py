@@ -13,6 +13,7 @@ import importlib.metadata
 import io
 import json
 import tarfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,6 +33,7 @@ __all__ = [
     "VENV",
     "VENV_PYTHON",
     "BuildContext",
+    "installed_pins",
     "BuildOptions",
     "make_build_context",
 ]
@@ -89,9 +91,11 @@ def _kernel_cloudpickle() -> str:
     return importlib.metadata.version("cloudpickle")
 
 
-def _kernel_sdk_requirements() -> tuple[str, ...]:
+def installed_pins(names: Sequence[str]) -> tuple[str, ...]:
+    """``name==version`` for each of `names` as installed in this process's environment (a
+    package that is not installed is left unpinned), so an image gets what the kernel runs."""
     pins = []
-    for name in SDK_DEPENDENCIES:
+    for name in names:
         try:
             pins.append(f"{name}=={importlib.metadata.version(name)}")
         except importlib.metadata.PackageNotFoundError:
@@ -122,7 +126,9 @@ class BuildOptions:
     gpu_base_template: str = GPU_BASE_TEMPLATE
     ca_bundle: Path | None = None
     cloudpickle_version: str = field(default_factory=_kernel_cloudpickle)
-    sdk_requirements: tuple[str, ...] = field(default_factory=_kernel_sdk_requirements)
+    sdk_requirements: tuple[str, ...] = field(
+        default_factory=lambda: installed_pins(SDK_DEPENDENCIES)
+    )
     repository: str = "sieve-jupyter-env"
 
 

@@ -16,7 +16,6 @@ The same inputs give byte-identical files (no timestamps, sorted everything).
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import shutil
@@ -30,7 +29,7 @@ import yaml
 
 from sieve_jupyter._errors import SpecError
 from sieve_jupyter._version import __version__
-from sieve_jupyter.build import BuildOptions, make_bundle_image
+from sieve_jupyter.build import BuildOptions, installed_pins, make_bundle_image
 from sieve_jupyter.bundle._readme import bundle_readme
 from sieve_jupyter.spec import Environment, FunctionSpec, openapi_document
 from sieve_jupyter.spec._model import canonical_json
@@ -103,16 +102,6 @@ class Bundle:
             [f.spec for f in self.functions], default=self.default,
             version=__version__,
         )
-
-
-def _server_requirements() -> tuple[str, ...]:
-    pins = []
-    for name in SERVER_PACKAGES:
-        try:
-            pins.append(f"{name}=={importlib.metadata.version(name)}")
-        except importlib.metadata.PackageNotFoundError:
-            pins.append(name)
-    return tuple(pins)
 
 
 def merged_environment(specs: Sequence[FunctionSpec]) -> Environment:
@@ -199,7 +188,7 @@ def bundle_files(
     image = make_bundle_image(
         environment,
         options=BuildOptions(base_image=base_image, ca_bundle=ca_bundle),
-        server_requirements=_server_requirements(),
+        server_requirements=installed_pins(SERVER_PACKAGES),
         spec_json=canonical_json(document),
         openapi_json=canonical_json(openapi),
         gpu=any(s.gpu is not None and not s.gpu.is_cpu for s in specs),

@@ -79,12 +79,6 @@ def _missing_requirement() -> str | None:
     return None
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.browser)
-
 
 @pytest.fixture(scope="session")
 def browser_requirements() -> None:

@@ -9,13 +9,6 @@ import pytest
 from _kernel import KernelSession, start_kernel
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.kernel)
-
-
 @pytest.fixture
 def kernel_session(tmp_path: Path) -> Iterator[KernelSession]:
     """A fresh kernel per test (workers and registrations do not leak between tests)."""

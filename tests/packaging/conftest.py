@@ -43,12 +43,6 @@ from _dist import (
 USER_EXTRAS = "jupyter,docker,serve,export"
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.packaging)
-
 
 @pytest.fixture(scope="session")
 def scratch() -> Iterator[Path]:

@@ -12,13 +12,6 @@ from _servers import MAIN_CELLS, Server, notebook
 from sieve_jupyter.bundle import export_notebook
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.serve)
-
-
 @pytest.fixture(scope="session")
 def main_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("main")
