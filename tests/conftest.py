@@ -36,7 +36,7 @@ _TIER_ORDER = {
 
 
 #: tiers whose folder marks every test in it (so `-m "not docker"` leaves the folder out)
-_FOLDER_MARKERS = ("kernel", "docker", "browser", "serve", "packaging")
+_FOLDER_MARKERS = ("kernel", "docker", "ray", "browser", "serve", "packaging")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
