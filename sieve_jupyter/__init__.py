@@ -18,7 +18,7 @@ import importlib
 import sys
 from typing import TYPE_CHECKING, Any
 
-from sieve_jupyter._hooks import manager_created_hooks
+from sieve_jupyter._hooks import deploy_hooks, manager_created_hooks, name_resolvers
 from sieve_jupyter._version import __version__
 
 # public name -> module that defines it
@@ -28,6 +28,9 @@ _EXPORTS: dict[str, str] = {
     "BuildError": "sieve_jupyter._errors",
     "ConfigurationError": "sieve_jupyter._errors",
     "DependencyError": "sieve_jupyter._errors",
+    "DeployError": "sieve_jupyter._errors",
+    "DeployResult": "sieve_jupyter.deploy",
+    "Deployment": "sieve_jupyter.deploy",
     "Env": "sieve_jupyter.spec",
     "EnvironmentVariableError": "sieve_jupyter._errors",
     "FatalException": "sieve_jupyter.runtime",
@@ -59,6 +62,8 @@ _EXPORTS: dict[str, str] = {
     "ExportError": "sieve_jupyter._errors",
     "as_completed": "sieve_jupyter.manager",
     "config": "sieve_jupyter._config",
+    "deploy": "sieve_jupyter.deploy",
+    "deployments": "sieve_jupyter.deploy",
     "export": "sieve_jupyter.bundle",
     "configure": "sieve_jupyter._config",
     "form": "sieve_jupyter.jupyter.widgets",
@@ -68,6 +73,7 @@ _EXPORTS: dict[str, str] = {
     "load_yaml": "sieve_jupyter.modelyaml",
     "progress": "sieve_jupyter.jupyter.widgets",
     "report_progress": "sieve_jupyter.runtime",
+    "undeploy": "sieve_jupyter.deploy",
     "wait": "sieve_jupyter.manager",
 }
 
@@ -99,6 +105,31 @@ def _attach_notebook_layer(manager: Any) -> None:
 manager_created_hooks.append(_attach_notebook_layer)
 
 
+class _Deployments:
+    """`function.get("user/name")` finds deployments (loaded when a name is not a function of
+    this process, so importing the package stays cheap)."""
+
+    def resolve(self, name: str) -> Any | None:
+        from sieve_jupyter.deploy import DeploymentResolver
+
+        return DeploymentResolver().resolve(name)
+
+    def known(self) -> list[str]:
+        from sieve_jupyter.deploy import DeploymentResolver
+
+        return DeploymentResolver().known()
+
+
+def _deploy_handle(handle: Any, **options: Any) -> Any:
+    from sieve_jupyter.deploy import deploy
+
+    return deploy(handle, **options)
+
+
+name_resolvers.append(_Deployments())
+deploy_hooks.append(_deploy_handle)
+
+
 def load_ipython_extension(ipython: Any) -> None:
     """`%load_ext sieve_jupyter`: register the magics, the display hooks and the comm channel."""
     from sieve_jupyter.jupyter import load_ipython_extension as _load
@@ -107,6 +138,8 @@ def load_ipython_extension(ipython: Any) -> None:
     # The layers above the notebook layer add their own subcommands (imported when used).
     EXTRA_COMMANDS.setdefault("export", (_export_command, _EXPORT_HELP))
     EXTRA_COMMANDS.setdefault("serve", (_serve_command, _SERVE_HELP))
+    for command, (handler, text) in _deployment_commands().items():
+        EXTRA_COMMANDS.setdefault(command, (handler, text))
     _load(ipython)
 
 
@@ -126,6 +159,30 @@ def _serve_command(words: list[str]) -> Any:
     from sieve_jupyter.serve._magic import serve_command
 
     return serve_command(words)
+
+
+_DEPLOYMENT_HELP = {
+    "deploy": "%sieve deploy NAME... [--backend B] [--workers N] [--force]\n"
+              "                               deploy: it serves after the kernel is gone, "
+              "as user/NAME",
+    "deployments": "%sieve deployments             this machine's deployments, with health",
+    "undeploy": "%sieve undeploy USER/NAME      stop a deployment and remove all of it",
+    "logs --deployment": "%sieve logs NAME --deployment [-n N] [-f]\n"
+                         "                               a deployment's server and worker "
+                         "logs (-f: follow)",
+}
+
+
+def _deployment_commands() -> dict[str, tuple[Any, str]]:
+    def handler(command: str) -> Any:
+        def run(words: list[str]) -> Any:
+            from sieve_jupyter.deploy._magic import COMMANDS
+
+            return COMMANDS[command](words)
+
+        return run
+
+    return {command: (handler(command), text) for command, text in _DEPLOYMENT_HELP.items()}
 
 
 def unload_ipython_extension(ipython: Any) -> None:
@@ -153,6 +210,9 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
     )
     from sieve_jupyter._errors import (
         DependencyError as DependencyError,
+    )
+    from sieve_jupyter._errors import (
+        DeployError as DeployError,
     )
     from sieve_jupyter._errors import (
         EnvironmentVariableError as EnvironmentVariableError,
@@ -207,6 +267,21 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
     )
     from sieve_jupyter.bundle import (
         export as export,
+    )
+    from sieve_jupyter.deploy import (
+        Deployment as Deployment,
+    )
+    from sieve_jupyter.deploy import (
+        DeployResult as DeployResult,
+    )
+    from sieve_jupyter.deploy import (
+        deploy as deploy,
+    )
+    from sieve_jupyter.deploy import (
+        deployments as deployments,
+    )
+    from sieve_jupyter.deploy import (
+        undeploy as undeploy,
     )
     from sieve_jupyter.jupyter.widgets import (
         form as form,

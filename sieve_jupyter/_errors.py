@@ -17,6 +17,9 @@
     ├── DependencyError                 a local worker cannot honour `python_packages`
     ├── ExportError                     code cannot be captured into a bundle (a name it needs
     │                                   is undefined, a cell cannot be read); names the cell
+    ├── DeployError                     a deployment could not be started or changed (its
+    │                                   setup failed, its image did not build): says why, and
+    │                                   which version still serves
     ├── InstallationError               a module of sieve-jupyter itself cannot be imported:
     │                                   the installation is incomplete (no extra brings it back)
     ├── BackendError                    a backend could not prepare or start workers
@@ -56,6 +59,7 @@ __all__ = [
     "BuildError",
     "ConfigurationError",
     "DependencyError",
+    "DeployError",
     "EnvironmentVariableError",
     "ExportError",
     "FunctionNotFoundError",
@@ -193,6 +197,12 @@ class DependencyError(SieveError):
 class ExportError(SieveError):
     """Code cannot be captured into a bundle; the message names the cell and the name at fault
     and says how to fix it."""
+
+
+class DeployError(SieveError):
+    """A deployment could not be started or changed: a new version's setup failed, its image
+    did not build, its server exited. The message says why and which version (if any) still
+    serves the name; a failed redeploy leaves the old version as it was."""
 
 
 class InstallationError(SieveError):

@@ -7,6 +7,7 @@
     sieve-jupyter check model.yaml [--runtime] [--name NAME]
     sieve-jupyter build BUNDLE [-t TAG] [--network host]
     sieve-jupyter schema            # the JSON Schema of sieve.yaml
+    sieve-jupyter deploy | deployments | logs | undeploy   (see sieve_jupyter/deploy/_cli.py)
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from sieve_jupyter._errors import SieveError
+from sieve_jupyter.deploy._cli import HANDLERS as DEPLOYMENT_HANDLERS
+from sieve_jupyter.deploy._cli import add_commands as add_deployment_commands
 
 __all__ = ["main"]
 
@@ -69,6 +72,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--access-log", action="store_true", help="log every request")
     serve.add_argument("--busy-poll-us", type=int,
                        help="microseconds workers poll for their next call before sleeping")
+    serve.add_argument("--fd", type=int,
+                       help="serve this inherited listening socket instead of binding a port")
+    serve.add_argument("--deployment", metavar="USER/NAME:VERSION",
+                       help="run as that deployment (set by sieve.deploy)")
 
     build = commands.add_parser("build", help="build a bundle's Docker image")
     build.add_argument("bundle")
@@ -76,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--network", help="network for RUN steps (e.g. host)")
 
     commands.add_parser("schema", help="print the JSON Schema of sieve.yaml")
+    add_deployment_commands(commands)
     _check_parser(commands)
     return parser
 
@@ -113,7 +121,7 @@ def _serve_settings(args: argparse.Namespace) -> Any:
         insecure=args.insecure, queue_size=args.queue_size,
         max_body_bytes=args.max_body_bytes, inline_file_bytes=args.inline_file_bytes,
         keep_seconds=args.keep_seconds, port_file=args.port_file,
-        access_log=args.access_log, busy_poll_us=args.busy_poll_us,
+        access_log=args.access_log, busy_poll_us=args.busy_poll_us, fd=args.fd,
     )
 
 
@@ -127,6 +135,10 @@ def _serve(args: argparse.Namespace) -> int:
         print("sieve-jupyter serve: --name applies to a model.yaml; a bundle serves all its "
               "functions (choose the default one with --default).", file=sys.stderr)
         return 2
+    if args.deployment:
+        from sieve_jupyter.deploy._runner import run_deployment
+
+        return run_deployment(args.bundle, _serve_settings(args), args.deployment)
     return serve_bundle(args.bundle, _serve_settings(args))
 
 
@@ -191,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     traceback: they already say what is wrong and how to fix it)."""
     args = _parser().parse_args(argv)
     handler = {"export": _export, "serve": _serve, "build": _build, "schema": _schema,
-               "check": _check}
+               "check": _check, **DEPLOYMENT_HANDLERS}
     try:
         return handler[args.command](args)
     except (SieveError, FileExistsError) as exc:

@@ -35,8 +35,11 @@ _TIER_ORDER = {
 }
 
 
-#: tiers whose folder marks every test in it (so `-m "not docker"` leaves the folder out)
-_FOLDER_MARKERS = ("kernel", "docker", "ray", "browser", "serve", "packaging")
+#: the marker each tier's folder gives every test in it (so `-m "not docker"` leaves it out)
+_FOLDER_MARKERS = {
+    "kernel": "kernel", "docker": "docker", "browser": "browser", "serve": "serve",
+    "packaging": "packaging", "ray": "ray", "deploy": "serve",  # (deployments are served bundles)
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -45,8 +48,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return parts[1] if len(parts) > 2 and parts[0] == "tests" else ""
 
     for item in items:
-        if folder(item) in _FOLDER_MARKERS:
-            item.add_marker(getattr(pytest.mark, folder(item)))
+        marker = _FOLDER_MARKERS.get(folder(item))
+        if marker is not None:
+            item.add_marker(getattr(pytest.mark, marker))
     items.sort(key=lambda item: _TIER_ORDER.get(folder(item), 1))  # stable within a tier
 
 

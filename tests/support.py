@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -80,3 +81,25 @@ def backend_ready(request: pytest.FixtureRequest, name: str) -> str:
     elif name == "ray":
         request.getfixturevalue("ray_cluster")
     return name
+
+
+def processes_under(directory: Path) -> list[int]:
+    """Processes whose command line or working directory lies under `directory` (a
+    deployment's server runs its bundle from there; its workers work in it)."""
+    found = []
+    text = str(directory)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+                errors="replace")
+            cwd = os.readlink(entry / "cwd")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state == "Z":
+            continue
+        if text in cmdline or cwd.startswith(text):
+            found.append(int(entry.name))
+    return found

@@ -7,12 +7,9 @@ before a reboot) on this same host was left behind by a kernel that died, and is
 
 from __future__ import annotations
 
-import os
-import socket
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from sieve_jupyter.backends._identity import ProcessIdentity
 from sieve_jupyter.build import LABEL_PREFIX
 
 __all__ = ["OWNER_LABEL", "MANAGED_LABEL", "Owner", "find_dead_owned", "current_owner"]
@@ -23,69 +20,13 @@ MANAGED_LABEL = f"{LABEL_PREFIX}.managed"
 OWNER_LABEL = f"{LABEL_PREFIX}.owner"
 
 
-def _boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return "-"
-
-
-def _start_ticks(pid: int) -> str:
-    """The process's start time in clock ticks since boot ("-" where /proc is missing)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return ""  # no such process
-    except OSError:
-        return "-"
-    # the command name (field 2) may hold spaces and parentheses: split after its last ')'
-    fields = stat.rsplit(")", 1)[1].split()
-    return fields[19]  # field 22 of the full line
-
-
-@dataclass(frozen=True)
-class Owner:
-    """A kernel process identity that survives pid reuse."""
-
-    host: str
-    boot_id: str
-    pid: int
-    start_ticks: str
-
-    @property
-    def label(self) -> str:
-        return f"{self.host}/{self.boot_id}/{self.pid}/{self.start_ticks}"
-
-    @classmethod
-    def parse(cls, label: str) -> Owner | None:
-        parts = label.split("/")
-        if len(parts) != 4 or not parts[2].isdigit():
-            return None
-        return cls(parts[0], parts[1], int(parts[2]), parts[3])
-
-    def is_alive(self) -> bool:
-        """Whether this owner still runs. Only meaningful for owners on this host."""
-        if self.boot_id != _boot_id():
-            return False  # the machine rebooted since
-        ticks = _start_ticks(self.pid)
-        if ticks == "":
-            return False
-        if ticks == "-" or self.start_ticks == "-":
-            # no /proc here: fall back to "some process has this pid"
-            try:
-                os.kill(self.pid, 0)
-            except ProcessLookupError:
-                return False
-            except PermissionError:
-                return True
-            return True
-        return ticks == self.start_ticks
+#: the identity of a kernel process (see `_identity`)
+Owner = ProcessIdentity
 
 
 def current_owner() -> Owner:
     """The identity of this process."""
-    pid = os.getpid()
-    return Owner(socket.gethostname(), _boot_id(), pid, _start_ticks(pid) or "-")
+    return ProcessIdentity.current()
 
 
 def find_dead_owned(containers: list[dict[str, Any]], me: Owner) -> list[str]:

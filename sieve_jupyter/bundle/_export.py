@@ -201,7 +201,7 @@ def cells_from_history(shell: Any) -> list[Cell]:
 
 
 def export(
-    functions: Any, directory: str | os.PathLike[str], **options: Any
+    functions: Any, directory: str | os.PathLike[str] | None, **options: Any
 ) -> ExportResult:
     """Turn functions and models into a bundle that serves them without Jupyter.
 
@@ -213,7 +213,8 @@ def export(
     Args:
         functions: a handle (``Adder``), a name (``"adder"``), or a list of them; the first is
             the default function (it also answers ``/predictions``).
-        directory: where the bundle goes (an existing bundle there is replaced).
+        directory: where the bundle goes (an existing bundle there is replaced); None only
+            makes the files (`ExportResult.files`).
         **options: ``default``, ``base_image`` and ``ca_bundle`` (for the image), as for
             `sieve-jupyter export`; ``format="model.yaml"`` writes a model.yaml and its code
             (``src/``) instead of a bundle, loadable with `sieve.load_yaml`.
@@ -263,6 +264,11 @@ def _source_of(objects: Sequence[Any]) -> tuple[list[Cell], str, Path]:
     except ImportError:
         get_ipython = None  # type: ignore[assignment]
     shell = get_ipython() if get_ipython is not None else None
+    script = getattr(sys.modules.get("__main__"), "__file__", None)
+    if shell is None and script and script.endswith(".py") and os.path.isfile(script):
+        # a plain `python script.py`: its functions are captured from the script itself
+        path = Path(script)
+        return [Cell(1, path.read_text(), label=path.name)], path.name, path.resolve().parent
     if shell is None:
         raise ExportError(
             "cannot find the code to export: not in IPython or Jupyter, and the functions "

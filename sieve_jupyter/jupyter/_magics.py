@@ -184,7 +184,11 @@ class SieveMagics(Magics):
                 name = word
         return jobs_table(get_manager(), name=name, limit=limit)
 
-    def _cmd_logs(self, rest: list[str]) -> None:
+    def _cmd_logs(self, rest: list[str]) -> Any:
+        if "--deployment" in rest and "logs --deployment" in EXTRA_COMMANDS:
+            # (a deployment's logs: the layer above this one answers)
+            words = [w for w in rest if w != "--deployment"]
+            return EXTRA_COMMANDS["logs --deployment"][0](words)
         if len(rest) != 1:
             raise UsageError("%sieve logs JOB: give one job id (see %sieve jobs).")
         print(job_logs(get_manager(), rest[0]))

@@ -26,7 +26,6 @@ from sieve_jupyter.runtime.protocol import (
     Channel,
     ChannelClosed,
     UndecodableMessage,
-    encode,
 )
 
 if TYPE_CHECKING:
@@ -50,8 +49,8 @@ def call(pool: WorkerPool, worker: WorkerConnection, future: JobFuture[Any]) -> 
     try:
         if listened and future._set_started(worker.worker_id):
             pool.publish_job(future)  # before the call: listeners see the states in order
-        frame = encode(pack(Call(job_id, future.args, future.kwargs)), DIRECT_CALL)
         assert worker.data is not None
+        frame = worker.data.encode(pack(Call(job_id, future.args, future.kwargs)), DIRECT_CALL)
         written = True  # (a frame is written whole or not at all: see Channel.write)
         worker.data.write(frame)
     except ChannelClosed:

@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import concurrent.futures
 import pickle
+import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from sieve_jupyter._errors import (
+    FunctionNotFoundError,
     JobCancelledError,
     RemoteError,
     RemoteTraceback,
     SetupError,
     SieveError,
 )
+from sieve_jupyter._hooks import name_resolvers
+from sieve_jupyter.manager._record import FunctionRecord
 from sieve_jupyter.runtime.messages import (
     Cancelled,
     Error,
@@ -44,6 +48,7 @@ from sieve_jupyter.runtime.messages import (
 
 if TYPE_CHECKING:
     from sieve_jupyter.manager._pool import WorkerPool
+    from sieve_jupyter.manager._pool_base import PoolHost
     from sieve_jupyter.manager._worker_base import Worker
 
 __all__ = ["handle", "rebuild_exception"]
@@ -132,17 +137,77 @@ def _upstream_call(pool: WorkerPool, worker: Worker, message: UpstreamCall) -> N
             worker.send_control(Reply(message.request, False, SieveError(str(exc))))
 
     host = pool.host
+    name = message.name
+    user, _, short = name.rpartition("/")
+    if not name_resolvers or (":" not in short and (not user or user == host.config.user)
+                              and _registered(host, name)):
+        _submit_upstream(pool, message, reply, lambda: _local_record(pool, short))
+        return
+    # Finding a deployment may take a moment (the registry, a health check): not on the
+    # reader thread, which the worker's other messages wait for.
+    threading.Thread(
+        target=_submit_upstream, args=(pool, message, reply, lambda: _elsewhere(host, name)),
+        name=f"sieve-upstream-{message.request}", daemon=True,
+    ).start()
+
+
+def _registered(host: PoolHost, name: str) -> bool:
     try:
-        record = host.record(message.name)
-        if record.pool is pool and record.workers == 1:
-            # Its only worker is busy running the very call that would wait: say so instead
-            # of hanging forever.
-            raise SieveError(
-                f"{record.name} calls itself through .run()/.push() from its only worker, "
-                "which is busy running the calling job, so the call would wait forever. Fix: "
-                "give it workers=2 or more, or call the Python function directly."
-            )
-        future = host.submit(record, message.args, message.kwargs)
+        host.record(name)
+    except FunctionNotFoundError:
+        return False
+    return True
+
+
+def _local_record(pool: WorkerPool, name: str) -> FunctionRecord:
+    record = pool.host.record(name)
+    if record.pool is pool and record.workers == 1:
+        # Its only worker is busy running the very call that would wait: say so instead of
+        # hanging forever.
+        raise SieveError(
+            f"{record.name} calls itself through .run()/.push() from its only worker, which "
+            "is busy running the calling job, so the call would wait forever. Fix: give it "
+            "workers=2 or more, or call the Python function directly."
+        )
+    return record
+
+
+def _elsewhere(host: PoolHost, name: str) -> Any:
+    """A deployment named `name`; failing that, a function of this process with the same short
+    name (code exported from a notebook says its author's user, which a server started apart
+    from it does not share)."""
+    for resolver in name_resolvers:
+        found = resolver.resolve(name)
+        if found is not None:
+            return found
+    user, _, short = name.rpartition("/")
+    if ":" not in short and _registered(host, short):
+        return host.record(short)
+    deployed = [n for resolver in name_resolvers for n in resolver.known()]
+    local = ", ".join(f"{host.config.user}/{r}" for r in _names(host)) or "none"
+    raise FunctionNotFoundError(
+        f"function {name!r} is neither registered here (functions: {local}) nor deployed "
+        f"(deployments: {', '.join(deployed) or 'none'}). Fix: deploy it, or check the name."
+    )
+
+
+def _names(host: PoolHost) -> list[str]:
+    records = getattr(host, "records", None)
+    return [r.name for r in records()] if callable(records) else []
+
+
+def _submit_upstream(
+    pool: WorkerPool, message: UpstreamCall, reply: Callable[[bool, Any], None],
+    find: Callable[[], Any],
+) -> None:
+    """Submit the chained call to what `find` returns (a record of this process, or a handle
+    on a deployment) and reply to the calling worker when it ends."""
+    try:
+        target = find()
+        if isinstance(target, FunctionRecord):
+            future = pool.host.submit(target, message.args, message.kwargs)
+        else:
+            future = target.push(*message.args, **message.kwargs)
     except Exception as exc:  # noqa: BLE001 - reported to the calling worker
         reply(False, exc)
         return

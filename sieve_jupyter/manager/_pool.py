@@ -25,7 +25,7 @@ from sieve_jupyter.manager._pool_workers import PoolWorkers
 from sieve_jupyter.manager._worker import WorkerConnection
 from sieve_jupyter.manager._worker_base import Worker
 from sieve_jupyter.runtime.messages import Call, Calls, Cancel, Result, pack
-from sieve_jupyter.runtime.protocol import ChannelClosed, encode
+from sieve_jupyter.runtime.protocol import ChannelClosed
 
 if TYPE_CHECKING:
     from sieve_jupyter.manager._jobs import JobFuture
@@ -135,7 +135,7 @@ class WorkerPool(PoolWorkers):
             calls = [(f.job_id, f.args, f.kwargs) for f in batch]
             message = Call(*calls[0]) if len(calls) == 1 else Calls(calls)
             try:
-                frame = encode(pack(message))
+                frame = worker.data.encode(pack(message))
             except Exception:  # noqa: BLE001 - an argument that cannot be pickled
                 self._write_one_by_one(worker, batch)
                 frame = None

@@ -39,7 +39,9 @@ from sieve_jupyter.runtime.protocol import (
     AuthenticationError,
     Channel,
     ChannelClosed,
+    ShmLink,
     authenticate_server,
+    share_with_worker,
 )
 
 if TYPE_CHECKING:
@@ -67,6 +69,10 @@ class WorkerConnection(Worker):
         self.reply: Channel | None = None
         self.ipc_dir = Path(tempfile.mkdtemp(prefix="sj-", dir=_ipc_root()))
         self._listener: socket.socket | None = None
+        #: the worker's Hello (its view of the filesystem, whether it can share memory)
+        self.hello: Hello | None = None
+        #: the memory shared with the worker (large buffers), None if either end cannot
+        self.link: ShmLink | None = None
 
     # -- startup (runs on a starter thread) --------------------------------------------------
 
@@ -108,10 +114,14 @@ class WorkerConnection(Worker):
         shutil.rmtree(self.ipc_dir, ignore_errors=True)
         with self.pool.lock:
             self.move_to(WorkerState.SETUP)
+        options = self.pool.load_options()
+        assert self.hello is not None
+        self.link = share_with_worker(self.hello, [self.data, self.control, self.reply],
+                                      self.control, options)
         threading.Thread(
             target=self._read_loop, name=f"sieve-reader-{self.worker_id}", daemon=True
         ).start()
-        self.data.send(pack(Load(self.pool.payload, self.pool.load_options())))
+        self.data.send(pack(Load(self.pool.payload, options)))
 
     def _accept(self, secret: bytes, timeout: float, connection: str) -> Channel:
         assert self._listener is not None and self.process is not None
@@ -154,6 +164,7 @@ class WorkerConnection(Worker):
                 "image or interpreter with the kernel's Python version."
             )
         self.pid = hello.pid
+        self.hello = hello
         return channel
 
     def _boot_log_tail(self) -> str:
@@ -180,6 +191,9 @@ class WorkerConnection(Worker):
                         continue
                     message = following
                 _messages.handle(self.pool, self, message)
+                # (not kept while the next one is awaited: a result's buffers may be shared
+                # memory, which goes back to the worker once nothing refers to it)
+                del message
         except ChannelClosed:
             pass
         except Exception as exc:  # noqa: BLE001 - a protocol bug must still free the jobs
@@ -244,6 +258,8 @@ class WorkerConnection(Worker):
         for channel in (self.data, self.control, self.reply):
             if channel is not None:
                 channel.close()
+        if self.link is not None:
+            self.link.close()
         if self._listener is not None:
             self._listener.close()
             self._listener = None

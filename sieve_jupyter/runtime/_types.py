@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import urllib.parse
 import urllib.request
 from typing import Any
+
+from sieve_jupyter.runtime import _files
 
 __all__ = ["Audio", "FatalException", "File", "Image", "Video"]
 
@@ -24,8 +24,10 @@ class File:
     """A file argument or result, given as a local path or a URL.
 
     The file behind a URL is downloaded lazily, the first time `.path` is read, into a temporary
-    folder of the process that reads it, so a `File` can be created in the notebook and read in a
-    worker. Local paths are used as they are.
+    folder of the process that reads it (once per URL), so a `File` can be created in the
+    notebook and read in a worker. Local paths are used as they are. Sent to a process that does
+    not see this one's files (a container), a File takes its content along and arrives as a
+    local file there (see `runtime/_files.py`).
 
     Args:
         path: a local path (``"frame.png"``) or a URL (``"https://.../video.mp4"``).
@@ -41,7 +43,7 @@ class File:
         if source is None:
             raise ValueError("File: give a local path or a URL, e.g. sieve.File('frame.png')")
         self._source = os.fspath(source)
-        self._local: str | None = None if _is_url(self._source) else self._source
+        self._local: str | None = _local_path(self._source)
 
     @property
     def url(self) -> str | None:
@@ -52,7 +54,7 @@ class File:
     def path(self) -> str:
         """A local path to the file's content, downloading it on first use."""
         if self._local is None:
-            self._local = _download(self._source)
+            self._local = _files.store().download(self._source)
         return self._local
 
     def __fspath__(self) -> str:
@@ -69,13 +71,14 @@ class File:
     def __repr__(self) -> str:
         return f"sieve.{type(self).__name__}({self._source!r})"
 
-    def __getstate__(self) -> dict[str, Any]:
-        # A downloaded copy lives in the process that fetched it; ship the source, not the copy.
-        return {"source": self._source}
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        # By reference (its path or URL), or with its content on a channel to a process that
+        # does not share this one's files. A downloaded copy stays in the process that fetched it.
+        return _files.reduce_file(self)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self._source = state["source"]
-        self._local = None if _is_url(self._source) else self._source
+        self._local = _local_path(self._source)
 
 
 class Image(File):
@@ -100,13 +103,9 @@ def _is_url(source: str) -> bool:
     return urllib.parse.urlsplit(source).scheme in ("http", "https", "ftp", "file")
 
 
-def _download(url: str) -> str:
-    parsed = urllib.parse.urlsplit(url)
+def _local_path(source: str) -> str | None:
+    """The path of a local source (a ``file:`` URL's too); None for one to download."""
+    parsed = urllib.parse.urlsplit(source)
     if parsed.scheme == "file":
         return urllib.request.url2pathname(parsed.path)
-    name = os.path.basename(parsed.path) or "download"
-    folder = tempfile.mkdtemp(prefix="sieve-file-")
-    target = os.path.join(folder, name)
-    with urllib.request.urlopen(url) as response, open(target, "wb") as out:  # noqa: S310
-        shutil.copyfileobj(response, out)
-    return target
+    return None if parsed.scheme in ("http", "https", "ftp") else source

@@ -78,11 +78,19 @@ class ErrorInfo(TypedDict):
     chain: list[ChainedError]  # the exceptions before this one, oldest first
 
 
-class LoadOptions(TypedDict):
+class _LoadOptions(TypedDict):
     kind: Literal["function", "model"]
     restart_on_error: bool
     sources: dict[str, list[str]]  # file name -> source lines, for tracebacks
     busy_poll: float  # seconds an idle worker polls for its next call before sleeping
+
+
+class LoadOptions(_LoadOptions, total=False):
+    """How the worker serves (the keys below are set by the kernel's connection to it)."""
+
+    files_by_content: bool  # the kernel does not see the worker's files: Files take content
+    shared_memory: bool  # both ends can share memory: large buffers go through it
+    shm_keep_seconds: float  # how long an unused shared-memory segment is kept for reuse
 
 
 #: one call in a `Calls` batch: (job, args, kwargs)
@@ -144,12 +152,16 @@ class Shutdown(NamedTuple):
 
 
 class Hello(NamedTuple):
-    """First message on each connection: which worker, which connection it is."""
+    """First message on each connection: which worker, which connection it is, its view of the
+    filesystem (`_files.filesystem_id`: equal to the kernel's when they share files) and whether
+    it can share memory (`_shm.available`)."""
 
     worker: str
     connection: Literal["data", "control", "reply"]
     python: tuple[int, int, int]
     pid: int
+    files: str
+    shm: bool
 
 
 class Ready(NamedTuple):

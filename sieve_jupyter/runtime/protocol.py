@@ -1,100 +1,75 @@
 """Frames and authentication for the kernel <-> worker channel (a Unix domain socket).
 
-A frame is ``[u8 flags][u24 n_buffers][u64 body length][u64 buffer length] * n_buffers`` followed
-by the body (a pickle, protocol 5) and its out-of-band buffers, so large arrays cross the socket
-without being copied into the pickle. The flags say how to handle a frame before it is unpickled
-(`DIRECT_CALL`), so they hold even for a frame that cannot be. Each message is a tuple whose
-first item names it (see `runtime/worker.py` for the vocabulary). Both ends prove they know the
-worker's secret with an HMAC challenge/response before any pickle is read, because pickles
-execute code.
+A frame is a pickle (protocol 5) and its out-of-band buffers, behind a header (`_wire.py` has
+the layout), so large arrays never go through the pickle. On a channel joined to a `ShmLink`
+(`_shm.py`) parts of `SHM_THRESHOLD` bytes or more cross through shared memory instead of the
+socket: one copy into a segment both processes map, and the receiver rebuilds arrays on it
+without copying. Files whose content travels (`_files.py`) pass as descriptors. The flags say
+how to handle a frame before it is unpickled (`DIRECT_CALL`), so they hold even for a frame that
+cannot be. Each message is a tuple whose first item names it (`runtime/messages.py`). Both ends
+prove they know the worker's secret with an HMAC challenge before any pickle is read.
 """
 
 from __future__ import annotations
 
+import array
 import concurrent.futures
 import functools
-import hmac
 import os
-import pickle
 import queue
-import select
 import signal
 import socket
-import struct
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
-from sieve_jupyter.runtime._pickling import dumps as dumps_by_value
+from sieve_jupyter.runtime import _files, _shm
+from sieve_jupyter.runtime._auth import (
+    AuthenticationError,
+    authenticate_client,
+    authenticate_server,
+)
+from sieve_jupyter.runtime._reading import ChannelClosed, FrameReader, UndecodableMessage
+from sieve_jupyter.runtime._shm import ALIGN, ShmLink, pack_pairs
+from sieve_jupyter.runtime._wire import (
+    DIRECT_CALL,
+    INLINE,
+    NO_SEGMENT,
+    Frame,
+    dumps,
+    encode,
+    extended_header,
+    loads,
+    notice,
+    plain_header,
+)
+from sieve_jupyter.runtime.messages import Hello, LoadOptions
 
 __all__ = [
     "DIRECT_CALL",
+    "SHM_THRESHOLD",
     "AuthenticationError",
     "Channel",
     "ChannelClosed",
+    "Frame",
+    "ShmLink",
     "UndecodableMessage",
     "authenticate_client",
     "authenticate_server",
     "dumps",
     "encode",
+    "join",
     "loads",
+    "share_with_worker",
 ]
 
-_PREFIX = struct.Struct("!IQ")  # (flags << 24 | n_buffers, body length)
-_PREFIX_SIZE = _PREFIX.size
-_BUFFERS_MASK = (1 << 24) - 1
-#: frame flag: a call whose outcome goes back on the reply channel (see runtime/worker.py)
-DIRECT_CALL = 0x01
-_LENGTH = struct.Struct("!Q")
-_CHALLENGE_BYTES = 32
-_DIGEST = "sha256"
-#: buffers at least this big travel out of band; smaller ones stay inside the pickle
-_OOB_THRESHOLD = 64 * 1024
-_MAX_BUFFERS = 1 << 16
-#: bytes asked of the socket per read
-_CHUNK = 256 * 1024
+#: parts at least this big go through shared memory on a linked channel (measured with
+#: benchmarks/bench_large.py --sizes: below 64 KiB the socket is as fast or faster, from
+#: 256 KiB shared memory takes about half the time)
+SHM_THRESHOLD = 64 * 1024
 #: frames up to this size are written by one system call, which a signal cannot cut in half
 #: (well under a Unix socket's buffer); the main thread leaves larger ones to a helper thread
 _ATOMIC_WRITE = 64 * 1024
-
-
-class ChannelClosed(ConnectionError):
-    """The other end closed the channel (or died)."""
-
-
-class UndecodableMessage(Exception):
-    """A whole frame arrived but could not be unpickled (e.g. it refers to a type this process
-    cannot import). The channel is still in step: the next `recv` reads the next frame."""
-
-
-class AuthenticationError(ConnectionError):
-    """The peer does not know the worker's secret."""
-
-
-def dumps(obj: Any) -> tuple[bytes, list[pickle.PickleBuffer]]:
-    """Pickle `obj` with protocol 5, returning the body and its out-of-band buffers.
-
-    The C pickler is tried first (fast); objects it cannot handle (lambdas, classes defined in a
-    notebook) fall back to cloudpickle, which pickles them by value.
-    """
-    buffers: list[pickle.PickleBuffer] = []
-
-    def keep_large(buf: pickle.PickleBuffer) -> bool:
-        # Returning True keeps the buffer inside the pickle stream.
-        if buf.raw().nbytes < _OOB_THRESHOLD:
-            return True
-        buffers.append(buf)
-        return False
-
-    try:
-        body = pickle.dumps(obj, protocol=5, buffer_callback=keep_large)
-        if b"__main__" in body:  # a notebook-defined Enum member etc.: the worker cannot import it
-            raise pickle.PicklingError("refers to __main__; pickle by value")
-    except (pickle.PicklingError, TypeError, AttributeError):
-        buffers.clear()
-        body = dumps_by_value(obj, buffer_callback=keep_large)
-    return body, buffers
 
 
 class _MainThreadWriter:
@@ -134,60 +109,35 @@ class _MainThreadWriter:
 _main_thread_writer = _MainThreadWriter()
 
 
-def encode(message: Any, flags: int = 0) -> list[bytes | memoryview]:
-    """Pickle `message` into a frame for `Channel.write` (raises, writing nothing, if it cannot
-    be pickled)."""
-    body, buffers = dumps(message)
-    return _frame_parts(body, buffers, flags)
 
-
-def loads(body: bytes | bytearray | memoryview, buffers: list[bytearray]) -> Any:
-    """Inverse of `dumps`."""
-    return pickle.loads(body, buffers=buffers)
-
-
-class _PartialFrame:
-    """A frame whose header has been read but whose parts have not all arrived yet."""
-
-    __slots__ = ("flags", "sizes", "parts", "into", "got")
-
-    def __init__(self, flags: int, sizes: list[int]) -> None:
-        self.flags = flags
-        self.sizes = sizes  # the body's length, then each out-of-band buffer's
-        self.parts: list[bytearray] = []
-        self.into: bytearray | None = None  # a large part being read straight into place
-        self.got = 0
-
-
-class Channel:
+class Channel(FrameReader):
     """One authenticated socket carrying frames; `send` is thread-safe, `recv` is for one reader.
 
     `recv` can be interrupted (a `KeyboardInterrupt` raised while it waits) and called again:
-    what was read of a frame is kept, so the channel stays in step.
+    what was read of a frame is kept, so the channel stays in step (`_reading.py`).
 
     `spin`: seconds `recv` polls the socket before it sleeps. Waking a sleeping process on
     another CPU costs tens of microseconds (more in a VM, where it is an inter-processor
     interrupt through the hypervisor), several times the rest of a round trip; a side that
     expects an answer within microseconds polls instead, yielding the CPU between polls so a
     peer on the same CPU still runs. 0 (the default) never polls.
+
+    `link`: the memory shared with the peer (every channel to one peer shares one); None keeps
+    every part in the stream. `files_by_content`: the peer does not see this process's files,
+    so a `sieve.File` sent on this channel takes its content along.
     """
 
-    def __init__(self, sock: socket.socket, *, spin: float = 0.0) -> None:
+    def __init__(self, sock: socket.socket, *, spin: float = 0.0,
+                 link: ShmLink | None = None) -> None:
         self._sock = sock
         self.spin = spin
+        self.link = link
+        self.files_by_content = False
+        #: parts at least this big go through the link's shared memory
+        self.shm_threshold = SHM_THRESHOLD
         self._send_lock = threading.Lock()
         self._closed = False
-        # Bytes read but not yet consumed are `_rbuf[_rpos:_rend]`. The buffer is allocated
-        # once and read into in place: a fresh `recv(n)` per read costs an allocation of `n`
-        # bytes, which for a large `n` is an mmap, its page faults and an munmap every time.
-        self._rbuf = bytearray(_CHUNK)
-        self._rview = memoryview(self._rbuf)
-        self._rpos = 0
-        self._rend = 0
-        self._partial: _PartialFrame | None = None
-        self._poller: select.poll | None = None
-        #: the flags of the last frame `recv` read (set even when it could not be unpickled)
-        self.flags = 0
+        self._init_reading(sock)
 
     @property
     def socket(self) -> socket.socket:
@@ -198,149 +148,119 @@ class Channel:
 
     # -- sending -----------------------------------------------------------------------------
 
+    def encode(self, message: Any, flags: int = 0) -> bytes | Frame:
+        """Pickle `message` into a frame for this channel's peer (see `_wire.encode`)."""
+        return encode(message, flags, files_by_content=self.files_by_content)
+
     def send(self, message: Any, flags: int = 0) -> None:
         """Pickle and send one message. Raises `ChannelClosed` if the peer is gone, and the
         pickling error (having written nothing) if the message cannot be pickled."""
-        self.write(encode(message, flags))
+        self.write(self.encode(message, flags))
 
-    def write(self, frame: list[bytes | memoryview]) -> None:
+    def write(self, frame: bytes | Frame) -> None:
         """Write one frame made by `encode`. Raises `ChannelClosed` if the peer is gone.
 
         A frame is never left half written by a `KeyboardInterrupt` (the peer could no longer
         tell where frames start). A small frame goes out in one system call. A large one, which
-        can block midway while the peer catches up, is written by a helper thread when the
-        caller is the main thread (the only one Python interrupts): an interrupt then stops
-        the waiting, not the writing, and propagates while the frame goes out whole.
+        can block midway while the peer catches up (and leases shared memory), is written by a
+        helper thread when the caller is the main thread (the only one Python interrupts): an
+        interrupt then stops the waiting, not the writing, and propagates while the frame goes
+        out whole.
         """
-        if len(frame) == 1 and len(frame[0]) <= _ATOMIC_WRITE:  # the common case
+        if type(frame) is bytes and len(frame) <= _ATOMIC_WRITE:  # the common case
             with self._send_lock:
                 try:
-                    self._sock.sendall(frame[0])
+                    self._sock.sendall(frame)
                 except OSError as exc:
                     raise ChannelClosed(str(exc)) from exc
             return
-        if len(frame) > 1 and all(type(part) is bytes for part in frame):
-            frame = [b"".join(frame)]
-        pending = [memoryview(part).cast("B") for part in frame]
         if (
-            (len(pending) > 1 or pending[0].nbytes > _ATOMIC_WRITE)
-            and threading.current_thread() is threading.main_thread()
+            threading.current_thread() is threading.main_thread()
             and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
         ):
-            _main_thread_writer.run(functools.partial(self._write_pending, pending))
+            _main_thread_writer.run(functools.partial(self._write_frame, frame))
         else:
-            self._write_pending(pending)
+            self._write_frame(frame)
 
-    def _write_pending(self, pending: list[memoryview]) -> None:
+    def _write_frame(self, frame: bytes | Frame) -> None:
+        if isinstance(frame, bytes):
+            self._send_parts([frame], [])
+            return
+        link = self.link
+        lease = None
+        files: list[int] = []
+        try:
+            lease, offsets = self._place(frame)
+            files = [_open_for_sending(path) for path, _ in frame.files]
+            parts: list[bytes | memoryview] = [frame.body, *frame.buffers]
+            if lease is None and not files:
+                self._send_parts([plain_header(frame), *parts], [])
+                return
+            descriptors = ([lease.fd] if lease is not None and lease.new else []) + files
+            header = extended_header(
+                frame, offsets, lease.id if lease else NO_SEGMENT, lease.generation if lease else 0,
+                len(descriptors), bool(lease and lease.new), lease.size if lease else 0,
+            )
+            inline = [p for p, offset in zip(parts, offsets, strict=True) if offset == INLINE]
+            self._send_parts([header, *inline], descriptors)
+            if lease is not None and link is not None:
+                link.sent(lease)
+                lease = None
+        finally:
+            for fd in files:
+                os.close(fd)
+            if lease is not None and link is not None:
+                link.give_back(lease)
+
+    def _place(self, frame: Frame) -> tuple[Any, list[int]]:
+        """Copy the frame's large parts into a leased shared segment (when this channel has
+        a link). Returns the lease (None: all inline) and each part's offset in it."""
+        parts = [memoryview(frame.body), *frame.buffers]
+        offsets = [INLINE] * len(parts)
+        link = self.link
+        if link is None:
+            return None, offsets
+        large = [i for i, part in enumerate(parts) if part.nbytes >= self.shm_threshold]
+        if not large:
+            return None, offsets
+        total = sum(_aligned(parts[i].nbytes) for i in large)
+        try:
+            lease = link.lease(total)
+        except OSError:  # out of memory or descriptors: the socket still works
+            return None, offsets
+        try:
+            at = 0
+            for i in large:
+                offsets[i] = at
+                lease.put(at, parts[i])
+                at += _aligned(parts[i].nbytes)
+        except BaseException:
+            link.give_back(lease)
+            raise
+        return lease, offsets
+
+    def _send_parts(self, parts: list[Any], descriptors: list[int]) -> None:
+        pending = [memoryview(part).cast("B") for part in parts]
         with self._send_lock:
             try:
+                if descriptors:
+                    rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                               array.array("i", descriptors))]
+                    _consume(pending, self._sock.sendmsg(pending[:512], rights))
                 while pending:
                     _consume(pending, self._sock.sendmsg(pending[:512]))
             except OSError as exc:
                 raise ChannelClosed(str(exc)) from exc
 
-    # -- receiving ---------------------------------------------------------------------------
+    def send_notice(self, kind: int, pairs: list[tuple[int, int]]) -> None:
+        """Send a shared-memory notice (see `ShmLink.notify`). Raises `ChannelClosed`."""
+        data = notice(kind, pack_pairs(pairs))
+        with self._send_lock:
+            try:
+                self._sock.sendall(data)
+            except OSError as exc:
+                raise ChannelClosed(str(exc)) from exc
 
-    def recv(self) -> Any:
-        """Block until one whole message arrives and return it. Raises `ChannelClosed` at EOF,
-        `UndecodableMessage` for a whole frame that cannot be unpickled."""
-        frame = self._partial
-        if frame is None:
-            if self._rend - self._rpos < _PREFIX_SIZE:
-                self._fill(_PREFIX_SIZE)
-            word, body_len = _PREFIX.unpack_from(self._rbuf, self._rpos)
-            self.flags = word >> 24
-            n_buffers = word & _BUFFERS_MASK
-            if not n_buffers and body_len <= len(self._rbuf) - _PREFIX_SIZE:
-                # The common case: unpickle straight from the read buffer (no copy).
-                if self._rend - self._rpos < _PREFIX_SIZE + body_len:
-                    self._fill(_PREFIX_SIZE + body_len)
-                start = self._rpos + _PREFIX_SIZE
-                self._rpos = end = start + body_len
-                return _decode(self._rview[start:end], [])
-            frame = self._partial = self._read_header(n_buffers, body_len)
-        while len(frame.parts) < len(frame.sizes):
-            frame.parts.append(self._read_part(frame, frame.sizes[len(frame.parts)]))
-        self._partial = None
-        self.flags = frame.flags
-        body, *buffers = frame.parts
-        return _decode(body, buffers)
-
-    def pending(self) -> bool:
-        """Whether bytes of a next message are already buffered (more work is waiting)."""
-        return self._rpos < self._rend
-
-    def _read_header(self, n_buffers: int, body_len: int) -> _PartialFrame:
-        if n_buffers > _MAX_BUFFERS:
-            raise ChannelClosed(f"corrupt frame: {n_buffers} buffers")
-        size = _PREFIX.size + _LENGTH.size * n_buffers
-        self._fill(size)  # nothing is consumed until the whole header is here
-        lengths = struct.unpack_from(f"!{n_buffers}Q", self._rbuf, self._rpos + _PREFIX.size)
-        self._rpos += size
-        return _PartialFrame(self.flags, [body_len, *lengths])
-
-    def _fill(self, need: int) -> None:
-        """Make at least `need` bytes available from `_rpos` (reading as much as the socket
-        has, so a burst of small messages costs one system call, not one per message)."""
-        if self._rend - self._rpos >= need:
-            return
-        if self._rpos == self._rend:
-            self._rpos = self._rend = 0
-        elif self._rpos:  # move the unread tail to the front
-            tail = self._rend - self._rpos
-            self._rview[:tail] = self._rview[self._rpos : self._rend]  # (a memmove)
-            self._rpos, self._rend = 0, tail
-        if need > len(self._rbuf):
-            grown = bytearray(need)
-            grown[: self._rend] = self._rview[: self._rend]
-            self._rview.release()
-            self._rbuf, self._rview = grown, memoryview(grown)
-        view = self._rview
-        while self._rend < need:
-            self._rend += self._recv_into(view[self._rend :])
-
-    def _read_part(self, frame: _PartialFrame, n: int) -> bytearray:
-        """The next `n` bytes, as a buffer of their own. Large ones are read straight into it
-        (one copy), keeping their progress in `frame` so an interrupted read can resume."""
-        if frame.into is None:
-            available = self._rend - self._rpos
-            if n <= available or n <= _CHUNK:
-                self._fill(n)
-                out = self._rbuf[self._rpos : self._rpos + n]
-                self._rpos += n
-                return out
-            frame.into = bytearray(n)
-            frame.into[:available] = self._rview[self._rpos : self._rend]
-            frame.got = available
-            self._rpos = self._rend = 0
-        out = frame.into
-        with memoryview(out) as view:
-            while frame.got < n:
-                frame.got += self._recv_into(view[frame.got :])
-        frame.into = None
-        return out
-
-    def _recv_into(self, view: memoryview) -> int:
-        try:
-            if self.spin:
-                self._poll(time.perf_counter() + self.spin)
-            got = self._sock.recv_into(view)
-        except (OSError, ValueError) as exc:  # (ValueError: closed here, its descriptor is -1)
-            raise ChannelClosed(str(exc)) from exc
-        if not got:
-            raise ChannelClosed("peer closed the channel")
-        return got
-
-    def _poll(self, deadline: float) -> None:
-        """Return once the socket has something to read (or is closed), or at `deadline`."""
-        if self._poller is None:
-            self._poller = select.poll()
-            self._poller.register(self._sock, select.POLLIN)
-        poll = self._poller.poll
-        while not poll(0):  # (cheaper than a failing non-blocking read: no exception)
-            if time.perf_counter() > deadline:
-                return
-            os.sched_yield()
 
     def close(self) -> None:
         if self._closed:
@@ -351,25 +271,20 @@ class Channel:
         except OSError:
             pass
         self._sock.close()
+        self._close_reading()
 
 
-def _decode(body: bytes | bytearray | memoryview, buffers: list[bytearray]) -> Any:
+def _aligned(n: int) -> int:
+    return -(-n // ALIGN) * ALIGN
+
+
+def _open_for_sending(path: str) -> int:
+    """A descriptor on a file whose content travels; /dev/null if it vanished since it was
+    pickled (the receiver then reports the content cut short, naming the file)."""
     try:
-        return loads(body, buffers)
-    except Exception as exc:
-        raise UndecodableMessage(f"{type(exc).__name__}: {exc}") from exc
-
-
-def _frame_parts(
-    body: bytes, buffers: list[pickle.PickleBuffer], flags: int = 0
-) -> list[bytes | memoryview]:
-    if not buffers:
-        return [_PREFIX.pack(flags << 24, len(body)) + body]
-    views = [b.raw() for b in buffers]
-    header = _PREFIX.pack(flags << 24 | len(views), len(body)) + b"".join(
-        _LENGTH.pack(v.nbytes) for v in views
-    )
-    return [header, body, *views]
+        return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
 
 def _consume(pending: list[memoryview], sent: int) -> None:
@@ -384,37 +299,28 @@ def _consume(pending: list[memoryview], sent: int) -> None:
             sent = 0
 
 
-def _recv_exact_raw(sock: socket.socket, n: int) -> bytes:
-    data = b""
-    while len(data) < n:
-        chunk = sock.recv(n - len(data))
-        if not chunk:
-            raise AuthenticationError("peer closed the connection during authentication")
-        data += chunk
-    return data
+def share_with_worker(hello: Hello, channels: list[Channel], notices: Channel,
+                      options: LoadOptions) -> ShmLink | None:
+    """The kernel's side of what its channels to one worker share with it (the worker does
+    the same on `Load`): whether `sieve.File`s take their content along (the worker does not
+    see the kernel's files), and memory, when both ends can. Sets `options` to tell the worker.
+    Returns the link, or None."""
+    by_content = hello.files != _files.filesystem_id()
+    for channel in channels:
+        channel.files_by_content = by_content
+    options["files_by_content"] = by_content
+    if not (hello.shm and _shm.available()):
+        return None
+    link = ShmLink()
+    join(link, channels, notices)
+    options["shared_memory"] = True
+    options["shm_keep_seconds"] = link.keep_seconds
+    return link
 
 
-def _respond(secret: bytes, challenge: bytes) -> bytes:
-    return hmac.new(secret, challenge, _DIGEST).digest()
-
-
-def authenticate_server(sock: socket.socket, secret: bytes) -> None:
-    """Manager side of the mutual challenge/response (raw bytes, no pickles yet)."""
-    mine = os.urandom(_CHALLENGE_BYTES)
-    sock.sendall(mine)
-    answer = _recv_exact_raw(sock, 32)
-    if not hmac.compare_digest(answer, _respond(secret, mine)):
-        raise AuthenticationError("worker failed the challenge: wrong secret")
-    theirs = _recv_exact_raw(sock, _CHALLENGE_BYTES)
-    sock.sendall(_respond(secret, theirs))
-
-
-def authenticate_client(sock: socket.socket, secret: bytes) -> None:
-    """Worker side of the mutual challenge/response."""
-    challenge = _recv_exact_raw(sock, _CHALLENGE_BYTES)
-    sock.sendall(_respond(secret, challenge))
-    mine = os.urandom(_CHALLENGE_BYTES)
-    sock.sendall(mine)
-    answer = _recv_exact_raw(sock, 32)
-    if not hmac.compare_digest(answer, _respond(secret, mine)):
-        raise AuthenticationError("manager failed the challenge: wrong secret")
+def join(link: ShmLink, channels: list[Channel], notices: Channel) -> None:
+    """Make `channels` (all to one peer) share `link`, sending its notices on `notices` (a
+    connection the peer always reads)."""
+    for channel in channels:
+        channel.link = link
+    link.notify = notices.send_notice

@@ -34,13 +34,14 @@ from typing import Any, Literal
 
 import cloudpickle
 
-from sieve_jupyter.runtime import _context
+from sieve_jupyter.runtime import _context, _files, _shm
 from sieve_jupyter.runtime._output import CapturedStream
 from sieve_jupyter.runtime._tracebacks import error_info, remember_sources
 from sieve_jupyter.runtime._types import FatalException
 from sieve_jupyter.runtime.messages import (
     Call,
     Calls,
+    CallTuple,
     Cancel,
     Cancelled,
     Error,
@@ -67,8 +68,10 @@ from sieve_jupyter.runtime.protocol import (
     DIRECT_CALL,
     Channel,
     ChannelClosed,
+    ShmLink,
     UndecodableMessage,
     authenticate_client,
+    join,
 )
 
 __all__ = ["main"]
@@ -230,19 +233,33 @@ class Worker:
                     self._spilled = False
                 self._run_call(*message)
             elif isinstance(message, Calls):
-                for call in message.calls:
-                    self._run_call(*call)
+                self._run_calls(message.calls)
             elif isinstance(message, Load):
                 self._load(message.payload, message.options)
             elif isinstance(message, Swap):
                 self._swap(message)
             elif isinstance(message, Shutdown):
                 return
+            # Not kept while the next frame is awaited: arguments may lease the kernel's
+            # shared memory, which goes back to the kernel only once nothing refers to them.
+            del message
+
+    def _run_calls(self, calls: list[CallTuple]) -> None:
+        while calls:  # (each call's arguments are dropped once it has run)
+            self._run_call(*calls.pop(0))
 
     def _load(self, payload: bytes, options: LoadOptions) -> None:
         self._restart_on_error = options["restart_on_error"]
         # An idle worker polls for its next call a moment before sleeping (see Channel.spin).
         self._data.spin = options["busy_poll"]
+        # Files this worker sends take their content along when the kernel cannot see them.
+        by_content = options.get("files_by_content", False)
+        self._data.files_by_content = self._reply.files_by_content = by_content
+        if options.get("shared_memory", False) and _shm.available():
+            # Large buffers cross through shared memory; its notices go on the data
+            # connection, which the kernel always reads.
+            link = ShmLink(keep_seconds=options.get("shm_keep_seconds"))
+            join(link, [self._data, self._control, self._reply], notices=self._data)
         remember_sources(options["sources"])
         started = time.perf_counter()
         try:
@@ -346,7 +363,8 @@ def _connect(
     authenticate_client(sock, secret)
     channel = Channel(sock)
     python = sys.version_info
-    channel.send(pack(Hello(worker_id, connection, python[:3], os.getpid())))
+    channel.send(pack(Hello(worker_id, connection, python[:3], os.getpid(),
+                            _files.filesystem_id(), _shm.available())))
     return channel
 
 

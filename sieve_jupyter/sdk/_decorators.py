@@ -15,6 +15,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 
+from sieve_jupyter._errors import FunctionNotFoundError
+from sieve_jupyter._hooks import name_resolvers
 from sieve_jupyter.manager import Registration, get_manager
 from sieve_jupyter.runtime import RemoteFunction, current_context
 from sieve_jupyter.sdk._handles import FunctionHandle, ModelHandle
@@ -142,14 +144,17 @@ class _FunctionDecorator:
 
     @staticmethod
     def get(name: str, **options: Any) -> FunctionHandle[..., Any]:
-        """The function registered as ``"user/name"`` (or ``"name"``) in this kernel, or the
-        one served at ``"http://host:port[/functions/name]"`` (``token=`` for a server that
-        wants one; see `sdk/_remote.py`).
+        """The function registered as ``"user/name"`` (or ``"name"``) in this kernel, else the
+        deployment of that name (``"user/name:version"`` for one version; see
+        `sieve.deployments()`), or the function served at
+        ``"http://host:port[/functions/name]"`` (``token=`` for a server that wants one; see
+        `sdk/_remote.py`).
 
         Inside a worker this returns a proxy whose `.run/.push` go through the manager.
 
         Raises:
-            FunctionNotFoundError: unknown name; the message lists the known ones.
+            FunctionNotFoundError: unknown name; the message lists the functions of this
+                process and the deployments.
         """
         return get(name, **options)
 
@@ -159,18 +164,46 @@ class _FunctionDecorator:
 
 def get(name: str, **options: Any) -> FunctionHandle[..., Any]:
     """The handle of a registered function (or, inside a worker, a proxy through the kernel;
-    for an http(s) URL, a handle on the function a server serves there)."""
+    for an http(s) URL, a handle on the function a server serves there; for a name that no
+    function of this process has, the deployment of that name)."""
     if name.startswith(("http://", "https://")):
         from sieve_jupyter.sdk._remote import http_function
 
         # (duck-typed: run / push / map like a handle, with the same futures and errors)
         return cast("FunctionHandle[..., Any]", http_function(name, **options))
     if current_context() is not None:
-        # (duck-typed: the proxy has run / push like a handle)
-        return cast("FunctionHandle[..., Any]", RemoteFunction(name.rpartition("/")[2]))
-    record = get_manager().record(name)
+        # (duck-typed: the proxy has run / push like a handle). The whole name travels: the
+        # manager looks for a function of its own first, then for a deployment.
+        return cast("FunctionHandle[..., Any]", RemoteFunction(name))
+    manager = get_manager()
+    try:
+        record = manager.record(name)
+    except FunctionNotFoundError:
+        for resolver in name_resolvers:
+            found = resolver.resolve(name)
+            if found is not None:
+                return cast("FunctionHandle[..., Any]", found)
+        if not name_resolvers:
+            raise
+        raise FunctionNotFoundError(not_found_message(name)) from None
     handle_type = ModelHandle if record.spec.kind == "model" else FunctionHandle
     return handle_type(record.obj, record.spec, record)
+
+
+def not_found_message(name: str) -> str:
+    """Why `name` is found nowhere, listing this process's functions and the deployments."""
+    manager = get_manager()
+    user = manager.config.user
+    local = ", ".join(f"{user}/{r.name}" for r in manager.records()) or "none"
+    deployed: list[str] = []
+    for resolver in name_resolvers:
+        deployed += resolver.known()
+    return (
+        f"function {name!r} is neither registered in this process (functions: {local}) nor "
+        f"deployed (deployments: {', '.join(deployed) or 'none'}). Fix: run the cell that "
+        "defines it, deploy it (Model.deploy() or %sieve deploy NAME), or check the name and "
+        "user (sieve.configure(user=...))."
+    )
 
 
 function = _FunctionDecorator()

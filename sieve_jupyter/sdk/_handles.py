@@ -14,7 +14,8 @@ import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
-from sieve_jupyter._errors import JobCancelledError
+from sieve_jupyter._errors import JobCancelledError, SieveError
+from sieve_jupyter._hooks import deploy_hooks
 from sieve_jupyter.manager import FunctionRecord, JobFuture, get_manager
 from sieve_jupyter.runtime import RemoteFunction
 from sieve_jupyter.spec import ArgumentChecker, FunctionSpec
@@ -140,6 +141,24 @@ class FunctionHandle(Generic[P, R]):
     @property
     def state(self) -> str:
         return str(self._record.describe()["state"])
+
+    # -- deployment --------------------------------------------------------------------------
+
+    def deploy(self, **options: Any) -> Any:
+        """Deploy this function so it serves after the kernel is gone, as ``user/name``:
+        ``sieve.function.get("user/name")`` finds it from any kernel, script or worker.
+
+        Deploying changed code (or settings) starts a new version and switches the name to it
+        once its setup is done; calls in flight finish on the old one. Unchanged, it does
+        nothing and says so. Takes the options of `sieve.deploy` (``backend``, ``workers``,
+        ``host``, ``port``, ``token``, ``force``, ``timeout``) and returns its `DeployResult`.
+
+        Raises:
+            DeployError: the new version's setup failed; the old version keeps serving.
+        """
+        if not deploy_hooks:
+            raise SieveError("deploying needs `import sieve_jupyter` (its deployment layer).")
+        return deploy_hooks[0](self, **options)
 
     @property
     def workers(self) -> list[dict[str, Any]]:

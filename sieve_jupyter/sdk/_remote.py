@@ -8,6 +8,11 @@ with a full queue (429) is waited for, up to ``sieve.config.start_timeout``.
 
 `run` is one HTTP request on a kept-alive connection; each `push` is a request whose answer is
 Cog's server-sent events, read by one background thread for all of them.
+
+A handle on a *deployment* (`function.get("user/name")`) is the same class with a `locate`
+callable: when its server stops answering (it was replaced by a new version, or restarts) or
+says it is draining, the handle asks where the name lives now and carries on there, so calls
+made across a redeploy do not fail.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from sieve_jupyter._config import config
@@ -38,9 +43,20 @@ from sieve_jupyter._errors import (
 )
 from sieve_jupyter.manager import JobFuture
 
-__all__ = ["HttpFunction", "http_function"]
+__all__ = ["DRAINING_HEADER", "HttpFunction", "Locate", "http_function"]
 
 _TOKEN_VARIABLE = "SIEVE_SERVE_TOKEN"
+#: a server that is shutting down answers new predictions 503 with this header
+DRAINING_HEADER = "x-sieve-draining"
+#: seconds between attempts to reach a deployment whose server is not answering (restarting)
+_RECONNECT_SECONDS = 0.25
+
+#: where a deployment's name points now: ``(url, token)``; raises when it is gone
+Locate = Callable[[], "tuple[str, str | None]"]
+
+
+class _Moved(Exception):
+    """The server at hand will not take the call; the handle now points elsewhere."""
 
 
 def _httpx() -> Any:
@@ -170,7 +186,15 @@ class HttpFunction:
     """A function served over HTTP, called like a local handle (see the module docstring)."""
 
     def __init__(self, url: str, *, token: str | None = None,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, locate: Locate | None = None) -> None:
+        self.timeout = timeout
+        self._locate = locate
+        self._described: dict[str, Any] | None = None
+        self._lock = threading.RLock()
+        self._aim(url, token)
+
+    def _aim(self, url: str, token: str | None) -> None:
+        """Point the handle at `url` (what it knows about the function is read again)."""
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise SieveError(f"{url!r} is not an http(s) URL. Fix: "
@@ -180,14 +204,42 @@ class HttpFunction:
         if "/functions/" in path:
             path, _, function = path.partition("/functions/")
             function = function.split("/")[0]
-        self.base = f"{parts.scheme}://{parts.netloc}{path}"
+        base = f"{parts.scheme}://{parts.netloc}{path}"
+        if (base, function) != (getattr(self, "base", None), getattr(self, "function", None)):
+            self._described = None
+        self.base = base
         self.function = function
         self.url = url
         token = token if token is not None else os.environ.get(_TOKEN_VARIABLE)
         self._headers = {"authorization": f"Bearer {token}"} if token else {}
-        self.timeout = timeout
-        self._described: dict[str, Any] | None = None
-        self._lock = threading.Lock()
+
+    def _moved(self, used: str, reason: BaseException | None, deadline: float) -> bool:
+        """After `reason` (a transport error, or None: the server is draining) on the server at
+        `used`: whether to try again, now that the handle points where the name lives (or the
+        same server is coming back). False for a plain URL, which has nowhere else to go.
+
+        Raises:
+            FunctionNotFoundError: the deployment is gone (undeployed), from `locate`.
+        """
+        if self._locate is None:
+            return False
+        with self._lock:
+            if self.base != used:
+                return True  # another call moved the handle meanwhile
+            url, token = self._locate()
+            before = self.base
+            self._aim(url, token)
+            if self.base != before:
+                return True
+        if reason is None:
+            return False  # draining, and nothing newer serves the name
+        import httpx
+
+        if isinstance(reason, httpx.ConnectError) and time.monotonic() < deadline:
+            # nothing was sent: the server is restarting (its engine restarted, say)
+            time.sleep(_RECONNECT_SECONDS)
+            return True
+        return False
 
     # -- what it is --------------------------------------------------------------------------
 
@@ -218,13 +270,23 @@ class HttpFunction:
     def _fetch_description(self) -> dict[str, Any]:
         from sieve_jupyter.spec._openapi import _component_name
 
-        client = self._http()
-        index = self._checked(client.get("/"))
-        name = self.function or index["default"]
-        if name not in index.get("functions", {}):
-            known = ", ".join(index.get("functions", {})) or "none"
-            raise SieveError(f"{self.base} serves no function {name!r} (functions: {known}).")
-        schemas = self._checked(client.get("/openapi.json"))["components"]["schemas"]
+        httpx = _httpx()
+        deadline = self._deadline()
+        while True:
+            base = self.base
+            client = self._http()
+            try:
+                index = self._checked(client.get("/"))
+                name = self.function or index["default"]
+                if name not in index.get("functions", {}):
+                    known = ", ".join(index.get("functions", {})) or "none"
+                    raise SieveError(
+                        f"{self.base} serves no function {name!r} (functions: {known}).")
+                schemas = self._checked(client.get("/openapi.json"))["components"]["schemas"]
+                break
+            except httpx.TransportError as exc:
+                if not self._moved(base, exc, deadline):
+                    raise
         component = _component_name(name)
         inputs = schemas[f"{component}Input"]
         output = schemas[f"{component}Output"]
@@ -288,6 +350,8 @@ class HttpFunction:
     def _wait_or_raise(self, response: Any, deadline: float) -> float | None:
         """Seconds to wait before trying again (503 setting up, 429 full), or raise."""
         status = response.status_code
+        if status == 503 and DRAINING_HEADER in response.headers:
+            raise _Moved(self.base)
         retry = response.headers.get("retry-after")
         if status in (429, 503) and retry is not None and time.monotonic() < deadline:
             return min(float(retry), 1.0) if status == 503 else float(retry)
@@ -329,20 +393,35 @@ class HttpFunction:
                     raise
 
             return stream()
-        body = self._request(args, kwargs)
-        client = self._http()
+        httpx = _httpx()
         deadline = self._deadline()
         while True:
+            base = self.base
+            body = self._request(args, kwargs)
+            client = self._http()
             try:
                 response = client.post(self.predictions, json=body)
+                if response.status_code == 200:
+                    return self._outcome(response.json())
+                wait = self._wait_or_raise(response, deadline)
             except KeyboardInterrupt:
                 self._cancel_id(body["id"])
                 raise
-            if response.status_code == 200:
-                return self._outcome(response.json())
-            wait = self._wait_or_raise(response, deadline)
+            except _Moved:
+                if not self._moved(base, None, deadline):
+                    raise self._draining_error() from None
+                continue
+            except httpx.TransportError as exc:
+                if not self._moved(base, exc, deadline):
+                    raise
+                continue
             if wait is not None:
                 time.sleep(wait)
+
+    def _draining_error(self) -> SieveError:
+        return SieveError(f"{self.base} is shutting down and takes no new predictions. Fix: "
+                          "call the deployment by name (sieve.function.get('user/name')), "
+                          "which follows it to its new version.")
 
     def _cancel_id(self, prediction_id: str) -> None:
         try:
@@ -380,25 +459,48 @@ class HttpFunction:
             pass
 
     async def _follow(self, loop: _Loop, body: dict[str, Any], future: JobFuture[Any]) -> None:
-        """Read the prediction's events into its future."""
-        client = loop.client(self.base, self._headers)
+        """Read the prediction's events into its future. Until the first event arrives, a
+        server that does not answer (or drains) is left for where the name lives now."""
+        httpx = _httpx()
         deadline = self._deadline()
         schema = self._describe()["output"]
+        running = asyncio.get_running_loop()
         try:
             while True:
+                base = self.base
+                client = loop.client(base, self._headers)
                 headers = {"accept": "text/event-stream"}
-                async with client.stream("POST", self.predictions, json=body,
-                                         headers=headers) as response:
-                    if response.status_code == 200:
-                        async for event, data in _events(response.aiter_lines()):
-                            self._apply(future, event, data, schema)
-                        if not future.done():
-                            future._resolve(exception=SieveError(
-                                f"{self.base}: the server closed the stream of job "
-                                f"{future.job_id} before it ended"))
-                        return
-                    await response.aread()
-                wait = self._wait_or_raise(response, deadline)
+                started = False
+                try:
+                    async with client.stream("POST", self.predictions, json=body,
+                                             headers=headers) as response:
+                        if response.status_code == 200:
+                            async for event, data in _events(response.aiter_lines()):
+                                started = True
+                                self._apply(future, event, data, schema)
+                            if not future.done():
+                                future._resolve(exception=SieveError(
+                                    f"{self.base}: the server closed the stream of job "
+                                    f"{future.job_id} before it ended"))
+                            return
+                        await response.aread()
+                    wait = self._wait_or_raise(response, deadline)
+                except _Moved:
+                    moved = await running.run_in_executor(None, self._moved, base, None,
+                                                          deadline)
+                    if not moved:
+                        raise self._draining_error() from None
+                    body = await running.run_in_executor(None, self._rebody, body, future)
+                    continue
+                except httpx.TransportError as exc:
+                    if started:
+                        raise
+                    moved = await running.run_in_executor(None, self._moved, base, exc,
+                                                          deadline)
+                    if not moved:
+                        raise
+                    body = await running.run_in_executor(None, self._rebody, body, future)
+                    continue
                 if wait is not None:
                     await asyncio.sleep(wait)
         except asyncio.CancelledError:
@@ -407,6 +509,13 @@ class HttpFunction:
         except BaseException as exc:  # noqa: BLE001 - the future reports it
             if not future.done():
                 future._resolve(exception=exc)
+
+    def _rebody(self, body: dict[str, Any], future: JobFuture[Any]) -> dict[str, Any]:
+        """The request again, for the server the handle points at now (a new version may
+        order its parameters differently); the prediction keeps its id."""
+        request = self._request(future.args, future.kwargs)
+        request["id"] = body["id"]
+        return request
 
     def _apply(self, future: JobFuture[Any], event: str, data: Any, schema: dict[str, Any]) -> None:
         if event == "start":

@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
 from sieve_jupyter.manager import JobFuture
+from sieve_jupyter.sdk._remote import DRAINING_HEADER
 from sieve_jupyter.serve._io import InputError422, Uploads, output_encoder, to_files
 from sieve_jupyter.serve._predictions import TERMINAL, Prediction
 from sieve_jupyter.serve._service import Served, Service
@@ -328,6 +329,12 @@ class _Api:
             return _json({"status": "failed", "error": f"{served.name}: the queue is full "
                           f"({served.capacity} predictions). Retry after {seconds} s."},
                          429, {"Retry-After": str(seconds)})
+        if why == "draining":
+            return _json({"status": "failed", "error": "This server is shutting down: it "
+                          "takes no new predictions and finishes those in flight. A "
+                          "deployment's new version answers at the deployment's current "
+                          "address (sieve-jupyter deployments)."}, 503,
+                         {DRAINING_HEADER: "1"})
         health = served.status()
         if health == "STARTING":
             message = f"{served.name}: setup has not finished yet. Retry shortly."
@@ -390,8 +397,11 @@ class _Api:
         try:
             while True:
                 changed.clear()
+                # (read before the yield: a job that ends while the caller looks is seen on
+                # the next round, never skipped -- the caller would miss its end)
+                done = future.done()
                 yield
-                if future.done():
+                if done:
                     return
                 await changed.wait()
         finally:
@@ -421,6 +431,7 @@ class _Api:
                     if not future.streaming and prediction.status == "succeeded":
                         yield _sse_event("output", {"chunk": prediction.output(), "index": 0})
                     yield _sse_event("completed", prediction.envelope())
+                    return
         finally:
             if not future.done():
                 future.cancel()  # the client went away: nobody wants the result

@@ -2,9 +2,12 @@
 or a kernel's functions on a background thread (``%sieve serve NAME``).
 
 The listening socket is bound before anything else, so the port (0 picks a free one) is known
-and reported at once: on stdout, and in ``--port-file`` (written atomically) for a supervisor.
-SIGTERM and SIGINT stop taking requests, let the ones in flight finish (up to a grace period),
-then stop the workers; the exit code is 0.
+and reported at once: on stdout, and in ``--port-file`` (written atomically) for a supervisor;
+or it is inherited ready-made (``--fd``), so whoever chose the port never loses it to another
+process in between. SIGTERM and SIGINT *drain* the server: new predictions get 503 (saying it
+is shutting down, so a deployment's clients move to its new version), the ones in flight finish
+(up to a grace period), then it stops listening and stops the workers; the exit code is 0. A
+second signal stops at once.
 """
 
 from __future__ import annotations
@@ -17,13 +20,19 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sieve_jupyter.serve._settings import ServeSettings
 
-__all__ = ["BackgroundServer", "bind", "serve_bundle", "serve_functions", "serve_modelyaml"]
+if TYPE_CHECKING:
+    from sieve_jupyter.serve._service import Service
+
+__all__ = [
+    "BackgroundServer", "bind", "inherited", "serve_bundle", "serve_functions",
+    "serve_modelyaml",
+]
 
 #: seconds a stopping server waits for the predictions in flight
 GRACE_SECONDS = 30.0
@@ -49,6 +58,31 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def inherited(fd: int) -> socket.socket:
+    """The listening socket this process was given as file descriptor `fd`.
+
+    Raises:
+        ConfigurationError: `fd` is not a listening TCP socket.
+    """
+    from sieve_jupyter._errors import ConfigurationError
+
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"fd: {fd} is not an open socket ({exc.strerror}). Fix: pass the number of a "
+            "listening socket this process inherited, or use --port instead."
+        ) from None
+    if sock.type != socket.SOCK_STREAM or not sock.getsockopt(socket.SOL_SOCKET,
+                                                               socket.SO_ACCEPTCONN):
+        sock.detach()
+        raise ConfigurationError(
+            f"fd: {fd} is not a listening TCP socket. Fix: bind and listen before passing it, "
+            "or use --port instead."
+        )
+    return sock
+
+
 def _asyncio_run(main: Any) -> None:
     """Run `main` on uvloop where it is installed (the serve extra brings it): on the plain
     asyncio loop each answer on a kept-alive connection waited ~40 ms here."""
@@ -67,10 +101,14 @@ def _write_port_file(path: str, port: int) -> None:
     staging.replace(target)
 
 
-def _uvicorn_server(app: Any, settings: ServeSettings) -> Any:
+def _uvicorn_server(
+    app: Any, settings: ServeSettings, drain: Callable[[], None] | None = None
+) -> Any:
     import uvicorn
 
     class Server(uvicorn.Server):
+        draining = False
+
         @contextlib.contextmanager
         def capture_signals(self) -> Any:
             # uvicorn re-raises SIGTERM after a graceful stop, so the process would end
@@ -79,12 +117,19 @@ def _uvicorn_server(app: Any, settings: ServeSettings) -> Any:
                 yield
                 return
             signals = (signal.SIGINT, signal.SIGTERM)
-            previous = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
+            previous = {sig: signal.signal(sig, self.on_signal) for sig in signals}
             try:
                 yield
             finally:
                 for sig, handler in previous.items():
                     signal.signal(sig, handler)
+
+        def on_signal(self, sig: int, frame: Any) -> None:
+            if drain is not None and not self.draining and not self.should_exit:
+                self.draining = True
+                drain()
+                return
+            self.handle_exit(sig, frame)
 
     config = uvicorn.Config(
         app, log_level="warning", access_log=settings.access_log, lifespan="off",
@@ -99,12 +144,29 @@ async def _run(service: Any, settings: ServeSettings, sock: socket.socket,
     from sieve_jupyter.serve._app import create_app
 
     server: Any = None
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[None]] = set()
 
-    def shutdown() -> None:
+    async def drain_then_stop() -> None:
+        service.drain()
+        deadline = loop.time() + GRACE_SECONDS
+        while service.inflight() and loop.time() < deadline:
+            await asyncio.sleep(0.05)
         server.should_exit = True
 
+    def drain() -> None:
+        # (from a signal handler, or a route: either way on this loop's thread)
+        task = loop.create_task(drain_then_stop())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    def shutdown() -> None:
+        if not server.draining:
+            server.draining = True
+            drain()
+
     app = create_app(service, shutdown=shutdown)
-    server = _uvicorn_server(app, settings)
+    server = _uvicorn_server(app, settings, drain)
     service.start()
     port = sock.getsockname()[1]
     if settings.port_file:
@@ -117,8 +179,17 @@ async def _run(service: Any, settings: ServeSettings, sock: socket.socket,
         service.stop()
 
 
-def serve_bundle(path: str | os.PathLike[str], settings: ServeSettings) -> int:
+def serve_bundle(
+    path: str | os.PathLike[str], settings: ServeSettings,
+    prepare: Callable[[Service], None] | None = None,
+) -> int:
     """Serve the bundle at `path` until SIGTERM/SIGINT (or POST /shutdown). Returns 0.
+
+    Args:
+        path: the bundle's folder.
+        settings: where to listen, limits, token.
+        prepare: called with the service before its workers start (a deployment's runner
+            names it and logs its workers' output).
 
     Raises:
         SpecError: the bundle is invalid (the message names the line of sieve.yaml).
@@ -135,6 +206,8 @@ def serve_bundle(path: str | os.PathLike[str], settings: ServeSettings) -> int:
     bundle = read_bundle(path)
     service = Service(settings)
     service.add_bundle(bundle)
+    if prepare is not None:
+        prepare(service)
     return _serve_foreground(service, settings)
 
 
@@ -165,9 +238,11 @@ def serve_modelyaml(
 
 
 def _serve_foreground(service: Any, settings: ServeSettings) -> int:
-    sock = bind(settings.host, settings.port)
+    sock = inherited(settings.fd) if settings.fd is not None else bind(settings.host,
+                                                                         settings.port)
     names = ", ".join(service.functions)
-    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    address = sock.getsockname()[0]
+    host = f"[{address}]" if ":" in address else address
     announce = (f"sieve-jupyter: serving {names} (default {service.default}) on "
                 f"http://{host}:{{port}}")
     try:

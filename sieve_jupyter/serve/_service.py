@@ -86,6 +86,10 @@ class Service:
         #: job id -> callback(event kind, data), for streams and webhooks
         self._watchers: dict[str, Callable[[str, dict[str, Any]], None]] = {}
         self._watch_unsubscribe: Callable[[], None] | None = None
+        #: shutting down: new predictions are refused (503), those in flight finish
+        self.draining = False
+        #: who this server is, when it runs a deployment (``{"name", "version"}``)
+        self.deployment: dict[str, str] | None = None
 
     # -- what is served ----------------------------------------------------------------------
 
@@ -208,7 +212,7 @@ class Service:
         setup_status = ("failed" if any(s.setup_status == "failed" for s in served) else
                         "succeeded" if all(s.setup_status == "succeeded" for s in served) else
                         "starting")
-        return {
+        document: dict[str, Any] = {
             "status": status,
             "setup": {
                 "started_at": iso(min(started)) if started else None,
@@ -226,19 +230,36 @@ class Service:
                 for s in served
             },
         }
+        if self.draining:
+            document["draining"] = True
+        if self.deployment is not None:
+            document["deployment"] = self.deployment
+        return document
 
     # -- predictions -------------------------------------------------------------------------
 
     def admit(self, served: Served) -> str | None:
-        """Why a new prediction cannot be taken now ("not_ready", "full"), or None; on None
-        the prediction counts against the function's queue until `release`."""
+        """Why a new prediction cannot be taken now ("not_ready", "draining", "full"), or None;
+        on None the prediction counts against the function's queue until `release`."""
         if served.health != "READY":
             return "not_ready"
         with self._lock:
+            if self.draining:
+                return "draining"
             if served.inflight >= served.capacity:
                 return "full"
             served.inflight += 1
         return None
+
+    def drain(self) -> None:
+        """Refuse new predictions from now on (503, saying so); those admitted finish."""
+        with self._lock:
+            self.draining = True
+
+    def inflight(self) -> int:
+        """Predictions admitted and not yet finished, over every function."""
+        with self._lock:
+            return sum(s.inflight for s in self.functions.values())
 
     def release(self, served: Served, future: JobFuture[Any] | None) -> None:
         with self._lock:

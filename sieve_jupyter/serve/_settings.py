@@ -42,6 +42,8 @@ class ServeSettings:
         keep_seconds: how long a finished prediction (and its output files) can be fetched.
         port_file: a file to write the chosen port to, once listening.
         access_log: log every request (off: it costs time on every call).
+        fd: a listening socket this process inherited, served instead of binding `host` and
+            `port` (whoever started the server chose the port and keeps it from others).
     """
 
     host: str = "127.0.0.1"
@@ -61,6 +63,7 @@ class ServeSettings:
     #: microseconds a waiting side polls before it sleeps (`sieve.configure(busy_poll_us)`);
     #: None keeps the process's setting
     busy_poll_us: int | None = None
+    fd: int | None = None
 
     def validate(self) -> None:
         """Raises `ConfigurationError` naming the setting and the fix."""

@@ -95,8 +95,14 @@ def test_chaining(tmp_path: Path, name: str) -> None:
     assert "review-pipeline" in out[2] and "sentiment" in out[2]
 
 
-def test_deploy(tmp_path: Path) -> None:
-    out = execute("deploy.ipynb", tmp_path)
+def test_deploy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # (its deployment goes to a registry of this test's own, never the user's)
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter-data"))
+    monkeypatch.delenv("SIEVE_DEPLOYMENTS_DIR", raising=False)
+    try:
+        out = execute("deploy.ipynb", tmp_path)
+    finally:
+        _undeploy_all()
     assert out[1].endswith("3\n") or "3" in out[1]
     assert "Exported adder" in out[2] and "taken whole" in out[2]
     assert "Dockerfile" in out[2] and "sieve.yaml" in out[2]
@@ -104,4 +110,20 @@ def test_deploy(tmp_path: Path) -> None:
     assert '"status":"succeeded"' in out[4] and '"output":5' in out[4]
     assert "3\n42 finished\nInputError: x2:" in out[5]
     assert "server exited with 0" in out[6]
+    assert "Deployed " in out[7] and "/adder version 1-" in out[7]
+    assert out[8].strip() == "5"  # another process called it by name
+    assert "/adder" in out[9] and "READY" in out[9]
+    assert "Undeployed " in out[10]
     assert (tmp_path / "bundles" / "adder" / "sieve.yaml").exists()
+
+
+def _undeploy_all() -> list[str]:
+    """Undeploy whatever the notebook left deployed (nothing, when it ran to its end)."""
+    from sieve_jupyter.deploy import undeploy
+    from sieve_jupyter.deploy._registry import LocalRegistry
+
+    left = sorted({f"{e['user']}/{e['name']}" for e in LocalRegistry().entries()})
+    for key in left:
+        undeploy(key, log=lambda line: None)
+    assert left == []
+    return left

@@ -1,0 +1,331 @@
+"""The receiving half of a `Channel`: reading frames from the socket, as a base class.
+
+Bytes are read in large chunks into one buffer allocated per channel, so a burst of small
+frames costs one system call, and small frames are unpickled from that buffer in place. A frame
+with large parts is read part by part (each into its own buffer), or rebuilt on the shared
+segment it leased (`_shm.py`). Descriptors arrive with the bytes they were sent with and wait in
+`_descriptors` until their frame's header claims them. `recv` can be interrupted (a
+`KeyboardInterrupt` raised while it waits) and called again: what was read of a frame is kept,
+so the channel stays in step.
+"""
+
+from __future__ import annotations
+
+import array
+import collections
+import os
+import select
+import socket
+import struct
+import time
+from typing import Any
+
+from sieve_jupyter.runtime import _files
+from sieve_jupyter.runtime._shm import NOTICE_RELEASE, NOTICE_RETIRE, ShmLink, unpack_pairs
+from sieve_jupyter.runtime._wire import (
+    BUFFERS_MASK,
+    EXTENDED,
+    EXTENSION,
+    INLINE,
+    LENGTH,
+    MAX_BUFFERS,
+    NO_SEGMENT,
+    NOTICE,
+    PART,
+    PREFIX,
+    SPECIAL,
+    loads,
+)
+
+__all__ = ["ChannelClosed", "FrameReader", "UndecodableMessage"]
+
+_PREFIX_SIZE = PREFIX.size
+#: bytes asked of the socket per read
+_CHUNK = 256 * 1024
+#: room for the descriptors of one read (a frame carries at most a segment and the files)
+_ANCILLARY = socket.CMSG_SPACE(
+    2 * (1 + _files.MAX_FILE_DESCRIPTORS) * array.array("i").itemsize
+)
+
+
+class ChannelClosed(ConnectionError):
+    """The other end closed the channel (or died)."""
+
+
+class UndecodableMessage(Exception):
+    """A whole frame arrived but could not be unpickled (e.g. it refers to a type this process
+    cannot import). The channel is still in step: the next `recv` reads the next frame."""
+
+
+class _PartialFrame:
+    """A frame whose header has been read but whose parts have not all arrived yet."""
+
+    __slots__ = ("descriptors", "flags", "got", "into", "lease", "parts", "plan")
+
+    def __init__(self, flags: int, plan: list[tuple[int, int]]) -> None:
+        self.flags = flags
+        self.plan = plan  # (length, offset in the leased segment or INLINE), the body first
+        self.parts: list[bytearray] = []  # the inline parts read so far
+        self.into: bytearray | None = None  # a large part being read straight into place
+        self.got = 0
+        self.lease: tuple[int, int, bool, int] | None = None  # segment, generation, new, size
+        self.descriptors: list[int] = []
+
+    def inline_sizes(self) -> list[int]:
+        return [n for n, offset in self.plan if offset == INLINE]
+
+
+class FrameReader:
+    """Reads frames from `_sock` (see the module docstring); `Channel` is the whole channel."""
+
+    _sock: socket.socket
+    _closed: bool
+    spin: float
+    link: ShmLink | None
+    #: the flags of the last frame `recv` read (set even when it could not be unpickled)
+    flags: int
+
+    def _init_reading(self, sock: socket.socket) -> None:
+        # Bytes read but not yet consumed are `_rbuf[_rpos:_rend]`. The buffer is allocated
+        # once and read into in place: a fresh `recv(n)` per read costs an allocation of `n`
+        # bytes, which for a large `n` is an mmap, its page faults and an munmap every time.
+        self._rbuf = bytearray(_CHUNK)
+        self._rview = memoryview(self._rbuf)
+        self._rpos = 0
+        self._rend = 0
+        self._partial: _PartialFrame | None = None
+        self._poller: select.poll | None = None
+        #: descriptors received, not yet claimed by their frame (a Unix socket hands them over
+        #: with the read that reaches the first byte sent with them)
+        self._descriptors: collections.deque[int] = collections.deque()
+        self._unix = sock.family == socket.AF_UNIX
+        self.flags = 0
+
+    def recv(self) -> Any:
+        """Block until one whole message arrives and return it. Raises `ChannelClosed` at EOF,
+        `UndecodableMessage` for a whole frame that cannot be unpickled."""
+        while True:
+            frame = self._partial
+            if frame is None:
+                if self._rend - self._rpos < _PREFIX_SIZE:
+                    self._fill(_PREFIX_SIZE)
+                word, body_len = PREFIX.unpack_from(self._rbuf, self._rpos)
+                flags = self.flags = word >> 24
+                n_buffers = word & BUFFERS_MASK
+                small = body_len <= len(self._rbuf) - _PREFIX_SIZE
+                if not n_buffers and not flags & SPECIAL and small:
+                    # The common case: unpickle straight from the read buffer (no copy).
+                    if self._rend - self._rpos < _PREFIX_SIZE + body_len:
+                        self._fill(_PREFIX_SIZE + body_len)
+                    start = self._rpos + _PREFIX_SIZE
+                    self._rpos = end = start + body_len
+                    return _decode(self._rview[start:end], [], None)
+                if flags & NOTICE:
+                    self._read_notice(body_len)
+                    continue
+                frame = self._partial = self._read_header(flags, n_buffers, body_len)
+            sizes = frame.inline_sizes()
+            while len(frame.parts) < len(sizes):
+                frame.parts.append(self._read_part(frame, sizes[len(frame.parts)]))
+            self._partial = None
+            self.flags = frame.flags & ~SPECIAL
+            return self._finish(frame)
+
+    def pending(self) -> bool:
+        """Whether bytes of a next message are already buffered (more work is waiting).
+        Notices already buffered are handled here, so they never count as a message."""
+        if self._partial is not None:
+            return True
+        while True:
+            available = self._rend - self._rpos
+            if available < _PREFIX_SIZE:
+                return available > 0
+            word, body_len = PREFIX.unpack_from(self._rbuf, self._rpos)
+            if not word >> 24 & NOTICE:
+                return True
+            if available < _PREFIX_SIZE + body_len:
+                return False  # (the rest of a notice: no message to wait for)
+            self._read_notice(body_len)
+
+    def _read_notice(self, body_len: int) -> None:
+        self._fill(_PREFIX_SIZE + body_len)
+        start = self._rpos + _PREFIX_SIZE
+        body = bytes(self._rview[start : start + body_len])
+        self._rpos = start + body_len
+        link = self.link
+        if link is None or not body:
+            return
+        pairs = unpack_pairs(body[1:])
+        if body[0] == NOTICE_RELEASE:
+            link.released(pairs)
+        elif body[0] == NOTICE_RETIRE:
+            link.unmap(pairs)
+
+    def _read_header(self, flags: int, n_buffers: int, body_len: int) -> _PartialFrame:
+        if n_buffers > MAX_BUFFERS:
+            raise ChannelClosed(f"corrupt frame: {n_buffers} buffers")
+        if not flags & EXTENDED:
+            size = _PREFIX_SIZE + LENGTH.size * n_buffers
+            self._fill(size)  # nothing is consumed until the whole header is here
+            lengths = struct.unpack_from(f"!{n_buffers}Q", self._rbuf, self._rpos + _PREFIX_SIZE)
+            self._rpos += size
+            return _PartialFrame(flags, [(n, INLINE) for n in (body_len, *lengths)])
+        size = _PREFIX_SIZE + EXTENSION.size + PART.size * (n_buffers + 1)
+        self._fill(size)
+        at = self._rpos + _PREFIX_SIZE
+        segment, generation, n_descriptors, new, _, segment_size = EXTENSION.unpack_from(
+            self._rbuf, at
+        )
+        at += EXTENSION.size
+        plan = [PART.unpack_from(self._rbuf, at + PART.size * i) for i in range(n_buffers + 1)]
+        self._rpos += size
+        frame = _PartialFrame(flags, plan)
+        if segment != NO_SEGMENT:
+            frame.lease = (segment, generation, bool(new), segment_size)
+        if len(self._descriptors) < n_descriptors:
+            raise ChannelClosed(f"corrupt frame: {n_descriptors} descriptors announced, "
+                                f"{len(self._descriptors)} arrived")
+        frame.descriptors = [self._descriptors.popleft() for _ in range(n_descriptors)]
+        return frame
+
+    def _finish(self, frame: _PartialFrame) -> Any:
+        """Rebuild the message of a frame whose inline parts have all arrived."""
+        descriptors = frame.descriptors
+        try:
+            region: memoryview | None = None
+            files = descriptors
+            if frame.lease is not None:
+                segment, generation, new, segment_size = frame.lease
+                region = self._leased(frame, segment, generation, new, segment_size)
+                files = descriptors[1:] if new else descriptors
+            inline = iter(frame.parts)
+            parts: list[Any] = []
+            for length, offset in frame.plan:
+                if offset == INLINE:
+                    parts.append(next(inline))
+                else:
+                    assert region is not None
+                    parts.append(region[offset : offset + length])
+            del region
+            body, *buffers = parts
+            return _decode(body, buffers, files)
+        finally:
+            for fd in descriptors:
+                os.close(fd)
+
+    def _leased(self, frame: _PartialFrame, segment: int, generation: int, new: bool,
+                size: int) -> memoryview:
+        link = self.link
+        if link is None:
+            raise UndecodableMessage("a frame in shared memory arrived on a channel without "
+                                     "shared memory")
+        span = max(offset + n for n, offset in frame.plan if offset != INLINE)
+        fd = frame.descriptors[0] if new else None
+        try:
+            return link.receive(segment, generation, fd, size, span)
+        except (ValueError, OSError) as exc:
+            raise UndecodableMessage(f"shared segment {segment}: {exc}") from exc
+
+    def _fill(self, need: int) -> None:
+        """Make at least `need` bytes available from `_rpos` (reading as much as the socket
+        has, so a burst of small messages costs one system call, not one per message)."""
+        if self._rend - self._rpos >= need:
+            return
+        if self._rpos == self._rend:
+            self._rpos = self._rend = 0
+        elif self._rpos:  # move the unread tail to the front
+            tail = self._rend - self._rpos
+            self._rview[:tail] = self._rview[self._rpos : self._rend]  # (a memmove)
+            self._rpos, self._rend = 0, tail
+        if need > len(self._rbuf):
+            grown = bytearray(need)
+            grown[: self._rend] = self._rview[: self._rend]
+            self._rview.release()
+            self._rbuf, self._rview = grown, memoryview(grown)
+        view = self._rview
+        while self._rend < need:
+            self._rend += self._recv_into(view[self._rend :])
+
+    def _read_part(self, frame: _PartialFrame, n: int) -> bytearray:
+        """The next `n` bytes, as a buffer of their own. Large ones are read straight into it
+        (one copy), keeping their progress in `frame` so an interrupted read can resume."""
+        if frame.into is None:
+            available = self._rend - self._rpos
+            if n <= available or n <= _CHUNK:
+                self._fill(n)
+                out = self._rbuf[self._rpos : self._rpos + n]
+                self._rpos += n
+                return out
+            frame.into = bytearray(n)
+            frame.into[:available] = self._rview[self._rpos : self._rend]
+            frame.got = available
+            self._rpos = self._rend = 0
+        out = frame.into
+        with memoryview(out) as view:
+            while frame.got < n:
+                frame.got += self._recv_into(view[frame.got :])
+        frame.into = None
+        return out
+
+    def _recv_into(self, view: memoryview) -> int:
+        try:
+            if self.spin:
+                self._poll(time.perf_counter() + self.spin)
+            if self._unix:
+                got, ancillary, msg_flags, _ = self._sock.recvmsg_into([view], _ANCILLARY)
+                if ancillary:
+                    self._take_descriptors(ancillary)
+                if msg_flags & socket.MSG_CTRUNC:
+                    # The kernel dropped descriptors (this process ran out of them): which
+                    # frame they belonged to is lost, so the channel cannot continue.
+                    raise ChannelClosed("descriptors sent on the channel were dropped: this "
+                                        "process has too many files open")
+            else:
+                got = self._sock.recv_into(view)
+        except (OSError, ValueError) as exc:  # (ValueError: closed here, its descriptor is -1)
+            raise ChannelClosed(str(exc)) from exc
+        if not got:
+            raise ChannelClosed("peer closed the channel")
+        return got
+
+    def _take_descriptors(self, ancillary: list[tuple[int, int, bytes]]) -> None:
+        for level, kind, data in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds = array.array("i")
+                fds.frombytes(data[: len(data) - len(data) % fds.itemsize])
+                if self._closed:
+                    for fd in fds:
+                        os.close(fd)
+                else:
+                    self._descriptors.extend(fds)
+
+    def _poll(self, deadline: float) -> None:
+        """Return once the socket has something to read (or is closed), or at `deadline`."""
+        if self._poller is None:
+            self._poller = select.poll()
+            self._poller.register(self._sock, select.POLLIN)
+        poll = self._poller.poll
+        while not poll(0):  # (cheaper than a failing non-blocking read: no exception)
+            if time.perf_counter() > deadline:
+                return
+            os.sched_yield()
+
+    def _close_reading(self) -> None:
+        while self._descriptors:
+            os.close(self._descriptors.popleft())
+        partial, self._partial = self._partial, None
+        if partial is not None:
+            for fd in partial.descriptors:
+                os.close(fd)
+
+
+def _decode(body: Any, buffers: list[Any], files: list[int] | None) -> Any:
+    if files:
+        _files.receiving(files)
+    try:
+        return loads(body, buffers)
+    except Exception as exc:
+        raise UndecodableMessage(f"{type(exc).__name__}: {exc}") from exc
+    finally:
+        if files:
+            _files.receiving(None)

@@ -1,0 +1,227 @@
+"""`sieve.File`s that travel with their content (`runtime/_files.py`), over real socket pairs.
+
+A channel with `files_by_content` set is what the kernel uses towards a container (and a
+container towards the kernel): each File's content goes along, and arrives as a file in the
+receiver's store. Sender and receiver share this process, so the tests use a store of their own
+and check the received paths are in it, never the sender's.
+"""
+
+from __future__ import annotations
+
+import copy
+import http.server
+import os
+import pickle
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sieve_jupyter.runtime import Audio, File, Image, _files
+from sieve_jupyter.runtime.protocol import Channel, UndecodableMessage
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[_files.FileStore]:
+    """A private store for what arrives (the process's own one is left alone)."""
+    made = _files.FileStore(str(tmp_path / "stores"))
+    (tmp_path / "stores").mkdir()
+    monkeypatch.setattr(_files, "_store", made)
+    yield made
+    made.remove()
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[Channel, Channel]]:
+    left, right = socket.socketpair()
+    sender, receiver = Channel(left), Channel(right)
+    sender.files_by_content = True
+    yield sender, receiver
+    sender.close()
+    receiver.close()
+
+
+def transfer(pair: tuple[Channel, Channel], message: Any) -> Any:
+    sender, receiver = pair
+    outcome: list[Any] = []
+    thread = threading.Thread(target=lambda: outcome.append(sender.send(message)))
+    thread.start()
+    received = receiver.recv()
+    thread.join(30)
+    assert outcome == [None]
+    return received
+
+
+def make(folder: Path, name: str, size: int) -> Path:
+    path = folder / name
+    path.write_bytes(os.urandom(size))
+    return path
+
+
+@pytest.mark.parametrize("size", [10, 3_000_000], ids=["inline", "descriptor"])
+def test_a_file_arrives_as_a_local_copy_with_its_name_and_type(
+    pair: tuple[Channel, Channel], store: _files.FileStore, tmp_path: Path, size: int
+) -> None:
+    original = make(tmp_path, "frame.png", size)
+    received = transfer(pair, ("call", Image(original)))[1]
+    assert type(received) is Image
+    assert received.path != str(original) and received.path.startswith(store.root)
+    assert os.path.basename(received.path) == "frame.png"
+    assert Path(received.path).read_bytes() == original.read_bytes()
+    assert received.url is None
+
+
+def test_the_same_content_is_copied_once(
+    pair: tuple[Channel, Channel], store: _files.FileStore, tmp_path: Path
+) -> None:
+    original = make(tmp_path, "clip.mp4", 2_000_000)
+    first = transfer(pair, Video_of(original))
+    written = os.stat(first.path)
+    again = transfer(pair, Video_of(original))
+    assert again.path == first.path
+    assert os.stat(again.path).st_mtime_ns == written.st_mtime_ns  # not written again
+    # the same bytes under another name: linked, not copied
+    renamed = tmp_path / "other.mp4"
+    os.link(original, renamed)
+    third = transfer(pair, Video_of(renamed))
+    assert os.path.basename(third.path) == "other.mp4"
+    assert os.stat(third.path).st_ino == written.st_ino
+
+
+def Video_of(path: Path) -> Any:  # noqa: N802 - reads like the type it makes
+    from sieve_jupyter.runtime import Video
+
+    return Video(path)
+
+
+def test_a_changed_file_is_sent_again(
+    pair: tuple[Channel, Channel], store: _files.FileStore, tmp_path: Path
+) -> None:
+    path = make(tmp_path, "data.bin", 200_000)
+    first = transfer(pair, File(path))
+    path.write_bytes(b"new content" * 30_000)
+    second = transfer(pair, File(path))
+    assert second.path != first.path
+    assert Path(second.path).read_bytes() == b"new content" * 30_000
+
+
+def test_many_files_in_one_message_all_arrive(
+    pair: tuple[Channel, Channel], store: _files.FileStore, tmp_path: Path
+) -> None:
+    # more large files than one frame carries descriptors: the rest travel as buffers
+    originals = [make(tmp_path, f"f{i}.bin", 70_000 + i) for i in range(80)]
+    received = transfer(pair, [Audio(p) for p in originals])
+    assert [Path(r.path).read_bytes() for r in received] == [p.read_bytes() for p in originals]
+    assert all(type(r) is Audio for r in received)
+
+
+def test_a_missing_file_fails_before_anything_is_written(
+    pair: tuple[Channel, Channel], store: _files.FileStore, tmp_path: Path
+) -> None:
+    sender, receiver = pair
+    gone = tmp_path / "gone.png"
+    with pytest.raises(ValueError, match="gone.png") as caught:
+        sender.send(("call", File(gone)))
+    assert "Fix: pass a file that exists" in str(caught.value)
+    with pytest.raises(ValueError, match="not a regular file"):
+        sender.send(("call", File(tmp_path)))
+    sender.send("next")
+    assert receiver.recv() == "next"  # nothing of the failed messages went out
+
+
+def test_a_file_truncated_while_it_is_sent_is_reported(
+    pair: tuple[Channel, Channel], store: _files.FileStore, tmp_path: Path
+) -> None:
+    sender, receiver = pair
+    path = make(tmp_path, "shrinking.bin", 500_000)
+    frame = sender.encode(("call", File(path)))
+    path.write_bytes(b"short")  # after it was pickled, before its content is read
+    thread = threading.Thread(target=sender.write, args=(frame,))
+    thread.start()
+    with pytest.raises(UndecodableMessage, match="shrinking.bin"):
+        receiver.recv()
+    thread.join(30)
+    sender.send("next")
+    assert receiver.recv() == "next"
+
+
+def test_files_travel_by_reference_where_files_are_shared(
+    pair: tuple[Channel, Channel], tmp_path: Path
+) -> None:
+    sender, _ = pair
+    sender.files_by_content = False
+    path = make(tmp_path, "x.bin", 100)
+    received = transfer(pair, File(path))
+    assert received.path == str(path)
+    # outside a channel (the user's own pickles, copies) a File is its path too
+    assert pickle.loads(pickle.dumps(File(path))).path == str(path)
+    assert copy.deepcopy(Image(path)) == Image(path)
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    hits: int = 0
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+        assert isinstance(self.server, _Server)
+        self.server.hits += 1
+        body = b"remote image bytes"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[_Server]:
+    made = _Server(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=made.serve_forever, daemon=True)
+    thread.start()
+    yield made
+    made.shutdown()
+    made.server_close()
+
+
+def test_a_url_travels_as_a_url_and_is_fetched_once_where_it_is_read(
+    pair: tuple[Channel, Channel], store: _files.FileStore, server: _Server
+) -> None:
+    url = f"http://127.0.0.1:{server.server_address[1]}/pics/cat.png"
+    received = transfer(pair, File(url=url))
+    assert server.hits == 0  # not fetched to be sent
+    assert received.url == url
+    assert Path(received.path).read_bytes() == b"remote image bytes"
+    assert os.path.basename(received.path) == "cat.png"
+    assert File(url=url).path == received.path  # once per URL in a process
+    assert server.hits == 1
+    # a URL already fetched here takes its content along: the receiver need not fetch it
+    fetched = File(url=url)
+    fetched.path  # noqa: B018 - reading it fetches it
+    again = transfer(pair, fetched)
+    assert again.url == url and again._local is not None and server.hits == 1
+
+
+def test_a_file_url_is_a_local_path(
+    pair: tuple[Channel, Channel], store: _files.FileStore, tmp_path: Path
+) -> None:
+    path = make(tmp_path, "local.txt", 300)
+    received = transfer(pair, File(url=path.as_uri()))
+    assert Path(received.path).read_bytes() == path.read_bytes()
+
+
+def test_stores_of_processes_that_are_gone_are_removed(tmp_path: Path) -> None:
+    dead = tmp_path / "sieve-files-999999999-abc"
+    (dead / "key").mkdir(parents=True)
+    live = tmp_path / f"sieve-files-{os.getppid()}-abc"
+    live.mkdir()
+    fresh = _files.FileStore(str(tmp_path))
+    assert fresh.root.startswith(str(tmp_path / f"sieve-files-{os.getpid()}-"))
+    assert not dead.exists() and live.exists()
+    fresh.remove()
+    assert sorted(os.listdir(tmp_path)) == [live.name]
