@@ -12,10 +12,12 @@ from typing import Any
 
 from sieve_jupyter._errors import ConfigurationError
 
-__all__ = ["BACKEND_NAMES", "Config", "config", "configure"]
+__all__ = ["BACKEND_NAMES", "RAY_ACTOR_OPTIONS", "Config", "config", "configure"]
 
 #: the backends a setting may name (backends/__init__.py maps each to its class)
-BACKEND_NAMES = ("docker", "local")
+BACKEND_NAMES = ("docker", "local", "ray")
+#: what `ray_actor_options` may set on each worker actor (the rest the spec decides)
+RAY_ACTOR_OPTIONS = ("memory", "num_cpus", "resources", "runtime_env", "scheduling_strategy")
 
 
 def _default_user() -> str:
@@ -29,7 +31,7 @@ def _default_user() -> str:
 class Config:
     """Settings every function falls back on unless its decorator or magic says otherwise."""
 
-    #: where workers run: "local" (processes of this machine, the default) or "docker"
+    #: where workers run: "local" (processes of this machine, the default), "docker" or "ray"
     backend: str = "local"
     #: warm workers per function
     workers: int = 1
@@ -52,6 +54,14 @@ class Config:
     docker_network: str = "bridge"
     #: Docker backend: a CA bundle to trust during builds (corporate proxies); None for none
     docker_ca_bundle: str | None = None
+    #: Ray backend: the cluster to use ("ray://head:10001" through Ray Client, "auto", or
+    #: "host:port"); None: a Ray already initialized in this kernel, else `RAY_ADDRESS`, else
+    #: a Ray started on this machine
+    ray_address: str | None = None
+    #: Ray backend: options for every worker actor, read when it starts: `num_cpus`, `memory`,
+    #: `resources` (e.g. {"high-mem": 1}), `scheduling_strategy`, `runtime_env` (merged with
+    #: what the spec asks for, e.g. {"image_uri": ...})
+    ray_actor_options: dict[str, Any] | None = None
 
     def validate(self) -> None:
         if self.backend not in BACKEND_NAMES:
@@ -83,6 +93,7 @@ class Config:
             raise ConfigurationError(
                 f"job_history: must be a positive integer, got {self.job_history!r}."
             )
+        _validate_ray(self.ray_address, self.ray_actor_options)
         if (
             not isinstance(self.busy_poll_us, int)
             or isinstance(self.busy_poll_us, bool)
@@ -92,6 +103,51 @@ class Config:
                 f"busy_poll_us: must be an integer from 0 to 10000 microseconds, got "
                 f"{self.busy_poll_us!r}. Fix: sieve.configure(busy_poll_us=0) to never poll."
             )
+
+
+def _validate_ray(address: Any, options: Any) -> None:
+    if address is not None and (not isinstance(address, str) or not address.strip()):
+        raise ConfigurationError(
+            f"ray_address: must be a cluster address or None, got {address!r}. Fix: "
+            "sieve.configure(ray_address='ray://head:10001') (Ray Client) or 'auto'."
+        )
+    if options is None:
+        return
+    fix = "Fix: e.g. sieve.configure(ray_actor_options={'resources': {'high-mem': 1}})."
+    if not isinstance(options, dict):
+        raise ConfigurationError(
+            f"ray_actor_options: must be a dict, got {type(options).__name__}. {fix}"
+        )
+    unknown = sorted(set(options) - set(RAY_ACTOR_OPTIONS))
+    if unknown:
+        raise ConfigurationError(
+            f"ray_actor_options: {unknown[0]!r} cannot be set here (the spec decides GPUs and "
+            f"restarts). Fix: use only {', '.join(RAY_ACTOR_OPTIONS)}."
+        )
+    for key in ("num_cpus", "memory"):
+        value = options.get(key)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+        ):
+            raise ConfigurationError(
+                f"ray_actor_options.{key}: must be a number >= 0, got {value!r}. {fix}"
+            )
+    resources = options.get("resources")
+    if resources is not None and (
+        not isinstance(resources, dict)
+        or not all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+                   and v > 0 for k, v in resources.items())
+    ):
+        raise ConfigurationError(
+            f"ray_actor_options.resources: must map resource names to amounts > 0, got "
+            f"{resources!r}. {fix}"
+        )
+    runtime_env = options.get("runtime_env")
+    if runtime_env is not None and not isinstance(runtime_env, dict):
+        raise ConfigurationError(
+            f"ray_actor_options.runtime_env: must be a dict, got {type(runtime_env).__name__}. "
+            "Fix: e.g. {'image_uri': 'registry/image:tag'}."
+        )
 
 
 config = Config()

@@ -9,31 +9,36 @@ import signal
 from collections.abc import Callable, Iterator
 
 import pytest
+from support import backend_ready
 
 from sieve_jupyter.manager import get_manager
 
-#: backends every shared behaviour test runs on; the docker tier adds its own parameter with
-#: the `docker` marker (the docker conftest decides whether an engine is reachable)
+#: backends every shared behaviour test runs on; the docker and ray parameters carry their
+#: tier's marker (their fixtures decide whether an engine or a cluster can run)
 BEHAVIOUR_BACKENDS = [
     pytest.param("local", id="local"),
     pytest.param("docker", id="docker", marks=pytest.mark.docker),
+    pytest.param("ray", id="ray", marks=pytest.mark.ray),
 ]
 
 _counter = itertools.count()
 
-#: the docker tier's fixtures (engine, base image, settings), needed by the "docker" parameter
-pytest_plugins = ["docker_tier"]
+#: the docker tier's fixtures (engine, base image, settings) and the ray tier's (a local two-node
+#: cluster), needed by the "docker" and "ray" parameters
+pytest_plugins = ["docker_tier", "ray_tier"]
 
 
 #: tiers run cheapest first; the browser tier last (Playwright's sync API leaves an event loop
 #: behind on the main thread, which later asyncio-based tests would trip over)
-_TIER_ORDER = {"unit": 0, "integration": 1, "kernel": 2, "docker": 3, "packaging": 4, "browser": 5}
+_TIER_ORDER = {
+    "unit": 0, "integration": 1, "kernel": 2, "docker": 3, "ray": 3, "packaging": 4, "browser": 5,
+}
 
 
 #: the marker each tier's folder gives every test in it (so `-m "not docker"` leaves it out)
 _FOLDER_MARKERS = {
     "kernel": "kernel", "docker": "docker", "browser": "browser", "serve": "serve",
-    "packaging": "packaging", "deploy": "serve",  # (deployments are served bundles)
+    "packaging": "packaging", "ray": "ray", "deploy": "serve",  # (deployments are served bundles)
 }
 
 
@@ -52,13 +57,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(params=BEHAVIOUR_BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     """The backend name a behaviour test registers its functions with."""
-    name: str = request.param
-    if name == "docker":
-        try:
-            request.getfixturevalue("docker_backend_ready")
-        except pytest.FixtureLookupError:
-            pytest.skip("the docker tier's fixtures are not available")
-    return name
+    return backend_ready(request, request.param)
 
 
 @pytest.fixture

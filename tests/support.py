@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 #: the `unique` fixture's type: makes a function name unique to the running test
 Unique = Callable[[str], str]
 
@@ -66,6 +68,19 @@ def call_interrupted(delay: float, target: Callable[[], Any]) -> Any:
             time.sleep(0.05)  # (the interrupt is handled by now: it cannot reach the caller)
     except KeyboardInterrupt as interrupt:
         return interrupt
+
+
+def backend_ready(request: pytest.FixtureRequest, name: str) -> str:
+    """Make backend `name` usable for the requesting test (its tier's engine or cluster),
+    skipping when its tier's fixtures are not loaded; returns the name."""
+    if name == "docker":
+        try:
+            request.getfixturevalue("docker_backend_ready")
+        except pytest.FixtureLookupError:
+            pytest.skip("the docker tier's fixtures are not available")
+    elif name == "ray":
+        request.getfixturevalue("ray_cluster")
+    return name
 
 
 def processes_under(directory: Path) -> list[int]:

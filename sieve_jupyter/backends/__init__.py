@@ -9,7 +9,10 @@ from sieve_jupyter._imports import installation_error
 from sieve_jupyter.backends._base import (
     Backend,
     GpuAssignment,
+    LinkLaunch,
+    LinkReceiver,
     WorkerLaunch,
+    WorkerLink,
     WorkerProcess,
 )
 
@@ -17,7 +20,10 @@ __all__ = [
     "BACKENDS",
     "Backend",
     "GpuAssignment",
+    "LinkLaunch",
+    "LinkReceiver",
     "WorkerLaunch",
+    "WorkerLink",
     "WorkerProcess",
     "create_backend",
 ]
@@ -27,9 +33,10 @@ __all__ = [
 BACKENDS: dict[str, str] = {
     "local": "sieve_jupyter.backends.local:LocalBackend",
     "docker": "sieve_jupyter.backends.docker:DockerBackend",
+    "ray": "sieve_jupyter.backends.ray:RayBackend",
 }
 #: backend name -> the extra that installs its third-party dependencies (absent: core only)
-_EXTRAS: dict[str, str] = {"docker": "docker"}
+_EXTRAS: dict[str, str] = {"docker": "docker", "ray": "ray"}
 
 
 def create_backend(name: str) -> Backend:

@@ -1,22 +1,37 @@
 """The small interface every backend implements: prepare an environment, start a worker.
 
-A backend knows how to get a worker process running somewhere (a local process, a container, a
-Ray actor) and how to stop it. Everything else — the protocol, dispatch, futures, restarts — is
-the manager's job and is the same for every backend.
+A backend knows how to get a worker running somewhere (a local process, a container, a Ray
+actor) and how to stop it. Everything else — dispatch, futures, restarts — is the manager's job
+and is the same for every backend. A worker is reached one of two ways:
+
+- *connected* (`start_worker`): a process that connects back to the kernel's Unix socket and
+  speaks the frame protocol of `runtime/protocol.py` (local processes, containers);
+- *linked* (`start_link`, with `links_workers` set): the backend carries the worker's messages
+  itself (a Ray actor, which may run on a machine that cannot reach the kernel's socket). A
+  `WorkerLink` speaks the same vocabulary (`runtime/messages.py`) over the backend's transport.
 """
 
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    from sieve_jupyter.runtime.messages import Load, Message
     from sieve_jupyter.spec import FunctionSpec
 
-__all__ = ["Backend", "GpuAssignment", "WorkerLaunch", "WorkerProcess"]
+__all__ = [
+    "Backend",
+    "GpuAssignment",
+    "LinkLaunch",
+    "LinkReceiver",
+    "WorkerLaunch",
+    "WorkerLink",
+    "WorkerProcess",
+]
 
 #: Module run (``python -m``) to start a worker; see sieve_jupyter/runtime/worker.py.
 WORKER_MODULE = "sieve_jupyter.runtime.worker"
@@ -77,11 +92,118 @@ class WorkerProcess(abc.ABC):
         return {}
 
 
-class Backend(abc.ABC):
-    """Starts workers for function specs. One instance serves every function using it."""
+@dataclass(frozen=True)
+class LinkLaunch:
+    """Everything a linking backend needs to start one worker."""
+
+    spec: FunctionSpec
+    worker_id: str
+    #: variables to set in the worker's environment (declared `sieve.Env` values included);
+    #: never log them, never store them where the engine shows them
+    env: Mapping[str, str] = field(default_factory=dict)
+    #: labels identifying the owning kernel, function and spec
+    labels: Mapping[str, str] = field(default_factory=dict)
+    #: seconds after which a worker still waiting for the engine is reported as waiting
+    start_timeout: float = 120.0
+
+
+class LinkReceiver(Protocol):
+    """The kernel's side of a linked worker: where its link delivers what the worker says.
+
+    The link calls it from threads of its own (never an engine's callback thread, since the
+    kernel runs user callbacks from here), one call at a time per worker.
+    """
+
+    def receive(self, messages: Sequence[Message]) -> None:
+        """Messages from the worker (`runtime/messages.py`), in the order it sent them."""
+
+    def log(self, stream: str, text: str) -> None:
+        """A note about the worker for whoever waits for it (e.g. still waiting for the
+        engine to place it)."""
+
+    def link_closed(self, reason: str, *, blame_running: bool) -> None:
+        """The worker is gone, for `reason`; its running job is to blame unless not
+        `blame_running` (it died idle, or it was stopped). Called once, last."""
+
+
+class WorkerLink(abc.ABC):
+    """The kernel's line to one linked worker (a Ray actor), carrying the messages of
+    `runtime/messages.py`: calls, cancels, replies and swaps to it; everything it says back
+    goes to its `LinkReceiver`. The worker runs calls one at a time, in the order sent."""
+
+    @property
+    @abc.abstractmethod
+    def description(self) -> str:
+        """Short human text, e.g. ``"actor 3f2a9c1b on 10.0.0.2"``."""
+
+    @property
+    def pid(self) -> int | None:
+        """The worker's process id on its machine, when known."""
+        return None
+
+    def details(self) -> dict[str, Any]:
+        """Extra state for `%sieve ls` and the side panel (node, actor id, ...)."""
+        return {}
+
+    @abc.abstractmethod
+    def wait_started(self) -> None:
+        """Block until the engine placed the worker and it answers.
+
+        Raises:
+            BackendError: it could not be started, or was terminated meanwhile.
+            PythonVersionMismatchError: its Python cannot unpickle the kernel's code.
+        """
+
+    @abc.abstractmethod
+    def load(self, load: Load) -> None:
+        """Give the started worker its code; it answers `Ready` or `SetupFailed`. From now
+        on the link reports the worker's end to its receiver (`link_closed`)."""
+
+    @abc.abstractmethod
+    def send_call(self, job: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Send one call, after the ones sent before it.
+
+        Raises:
+            ChannelClosed: the worker is gone (nothing was sent).
+            Exception: the arguments cannot be sent (nothing was sent).
+        """
+
+    @abc.abstractmethod
+    def cancel(self, job: str) -> None:
+        """Skip `job` if it has not started, interrupt it if it runs; answered by `Skipped`,
+        `Cancelled` or its outcome, if it ended first."""
+
+    @abc.abstractmethod
+    def reply(self, request: int, ok: bool, value: Any) -> None:
+        """Answer the worker's `UpstreamCall` number `request`."""
+
+    @abc.abstractmethod
+    def swap(self, swap: int, payload: bytes, sources: dict[str, list[str]]) -> None:
+        """New code for the live instance, after the calls already sent.
+
+        Raises:
+            ChannelClosed: the worker is gone.
+        """
+
+    @abc.abstractmethod
+    def terminate(self) -> None:
+        """Stop the worker now; its receiver hears `link_closed`. Safe to call twice."""
+
+
+class Backend:
+    """Starts workers for function specs. One instance serves every function using it.
+
+    A backend overrides `start_worker` (connected workers) or `start_link` (linked ones).
+    """
 
     #: the name users select it by (``backend="local"``)
     name: str = ""
+    #: workers are reached through a `WorkerLink` (`start_link`) rather than the kernel's
+    #: socket (`start_worker`)
+    links_workers: bool = False
+    #: the backend's engine decides which GPU a worker gets (a cluster scheduler); the
+    #: manager's allocator of this machine's cards stays out of it
+    allocates_gpus: bool = False
 
     def check(self, spec: FunctionSpec) -> list[str]:
         """Validate that this backend can honour `spec` before anything starts.
@@ -94,9 +216,26 @@ class Backend(abc.ABC):
     def prepare(self, spec: FunctionSpec, log: Callable[[str], None]) -> None:
         """Make the environment ready (build an image, ...). Idempotent; `log` streams progress."""
 
-    @abc.abstractmethod
+    def check_workers(self, spec: FunctionSpec, workers: int) -> None:
+        """Check, before any job is queued, that `workers` workers of `spec` can be placed
+        (a backend whose engine `allocates_gpus` checks their devices here).
+
+        Raises:
+            GpuUnavailableError: naming the request and what there is.
+        """
+
     def start_worker(self, launch: WorkerLaunch) -> WorkerProcess:
         """Start one worker process that will connect back through ``launch.ipc_dir``."""
+        raise NotImplementedError(f"the {self.name} backend links its workers (start_link)")
+
+    def start_link(self, launch: LinkLaunch, receiver: LinkReceiver) -> WorkerLink:
+        """Ask the engine for one linked worker; returns its link at once (`wait_started`
+        waits for it), so that it can be terminated while it is being placed.
+
+        Raises:
+            BackendError: the engine refused it.
+        """
+        raise NotImplementedError(f"the {self.name} backend connects its workers (start_worker)")
 
     def close(self) -> None:
         """Release what the backend holds (clients, reapers). Workers are stopped by the manager."""

@@ -287,11 +287,14 @@ class Manager:
     def _preflight(self, record: FunctionRecord) -> None:
         """Checks that must pass before any worker starts: env values, backend support, GPUs."""
         self.worker_environment(record.spec)
-        for note in self.backend(record.backend).check(record.spec):
+        backend = self.backend(record.backend)
+        for note in backend.check(record.spec):
             warnings.warn(
                 f"{record.spec.name}: {note}", SieveWarning, stacklevel=_user_stacklevel()
             )
-        self.gpus.check_workers(record.spec, record.workers)
+        backend.check_workers(record.spec, record.workers)
+        if not backend.allocates_gpus:
+            self.gpus.check_workers(record.spec, record.workers)
         record.checked = True
 
     def _remember(self, future: JobFuture[Any]) -> None:

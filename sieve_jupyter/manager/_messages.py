@@ -1,10 +1,12 @@
-"""What the kernel does with each message a worker sends on its data connection.
+"""What the kernel does with each message a worker sends (on its data connection, or through
+its backend's link).
 
-`handle` runs on the worker's reader thread (`WorkerConnection`) and turns each message of the
-vocabulary (`runtime/messages.py`) into a call on the worker's pool: jobs that finished or
-failed, streamed output, progress, printed text, readiness, swaps, and calls to other functions
-(`UpstreamCall`, answered on the control connection). A job's exception comes back as its
-original type when the kernel can rebuild it.
+`handle` runs on the thread that reads a worker's messages (a connected worker's reader, a
+linked worker's link) and turns each message of the vocabulary (`runtime/messages.py`) into a
+call on the worker's pool: jobs that finished or failed, streamed output, progress, printed
+text, readiness, swaps, and calls to other functions (`UpstreamCall`, answered with
+`send_control`). A job's exception comes back as its original type when the kernel can rebuild
+it.
 """
 
 from __future__ import annotations
@@ -47,12 +49,12 @@ from sieve_jupyter.runtime.messages import (
 if TYPE_CHECKING:
     from sieve_jupyter.manager._pool import WorkerPool
     from sieve_jupyter.manager._pool_base import PoolHost
-    from sieve_jupyter.manager._worker import WorkerConnection
+    from sieve_jupyter.manager._worker_base import Worker
 
 __all__ = ["handle", "rebuild_exception"]
 
 
-def handle(pool: WorkerPool, worker: WorkerConnection, message: Message) -> None:
+def handle(pool: WorkerPool, worker: Worker, message: Message) -> None:
     """Act on one message from `worker` (on its reader thread)."""
     handler = _HANDLERS.get(type(message))
     if handler is None:
@@ -60,37 +62,37 @@ def handle(pool: WorkerPool, worker: WorkerConnection, message: Message) -> None
     handler(pool, worker, message)
 
 
-def _result(pool: WorkerPool, worker: WorkerConnection, message: Result) -> None:
+def _result(pool: WorkerPool, worker: Worker, message: Result) -> None:
     pool.jobs_done(worker, [message])
 
 
-def _error(pool: WorkerPool, worker: WorkerConnection, message: Error) -> None:
+def _error(pool: WorkerPool, worker: Worker, message: Error) -> None:
     if message.restarting:
         pool.expect_exit(worker)
     pool.job_failed(worker, message.job, rebuild_exception(message.error))
 
 
-def _cancelled(pool: WorkerPool, worker: WorkerConnection, message: Skipped | Cancelled) -> None:
+def _cancelled(pool: WorkerPool, worker: Worker, message: Skipped | Cancelled) -> None:
     pool.job_cancelled(worker, message.job)
 
 
-def _output(pool: WorkerPool, worker: WorkerConnection, message: Output) -> None:
+def _output(pool: WorkerPool, worker: Worker, message: Output) -> None:
     pool.job_output(worker, message.job, message.item)
 
 
-def _log(pool: WorkerPool, worker: WorkerConnection, message: Log) -> None:
+def _log(pool: WorkerPool, worker: Worker, message: Log) -> None:
     pool.job_log(worker, message.job, message.stream, message.text)
 
 
-def _progress(pool: WorkerPool, worker: WorkerConnection, message: Progress) -> None:
+def _progress(pool: WorkerPool, worker: Worker, message: Progress) -> None:
     pool.job_progress(worker, message.job, message.fraction, message.message)
 
 
-def _ready(pool: WorkerPool, worker: WorkerConnection, message: Ready) -> None:
+def _ready(pool: WorkerPool, worker: Worker, message: Ready) -> None:
     pool.worker_ready(worker, message.setup_seconds, message.setup_at)
 
 
-def _setup_failed(pool: WorkerPool, worker: WorkerConnection, message: SetupFailed) -> None:
+def _setup_failed(pool: WorkerPool, worker: Worker, message: SetupFailed) -> None:
     info = message.error
     error = SetupError(
         f"{pool.spec.name}: __setup__ failed in worker {worker.worker_id}: "
@@ -101,15 +103,15 @@ def _setup_failed(pool: WorkerPool, worker: WorkerConnection, message: SetupFail
     pool.worker_failed_to_start(worker, error, expected_exit=True)
 
 
-def _swapped(pool: WorkerPool, worker: WorkerConnection, message: Swapped) -> None:
+def _swapped(pool: WorkerPool, worker: Worker, message: Swapped) -> None:
     pool.swap_answered(worker, message.swap, None)
 
 
-def _swap_failed(pool: WorkerPool, worker: WorkerConnection, message: SwapFailed) -> None:
+def _swap_failed(pool: WorkerPool, worker: Worker, message: SwapFailed) -> None:
     pool.swap_answered(worker, message.swap, message.error)
 
 
-def _undecodable(pool: WorkerPool, worker: WorkerConnection, message: Undecodable) -> None:
+def _undecodable(pool: WorkerPool, worker: Worker, message: Undecodable) -> None:
     """The worker could not unpickle a frame of calls (a type it cannot import): those jobs
     fail with the reason; the worker and its warm state carry on."""
     info = message.error
@@ -125,7 +127,7 @@ def _undecodable(pool: WorkerPool, worker: WorkerConnection, message: Undecodabl
         pool.job_failed(worker, job_id, error)
 
 
-def _upstream_call(pool: WorkerPool, worker: WorkerConnection, message: UpstreamCall) -> None:
+def _upstream_call(pool: WorkerPool, worker: Worker, message: UpstreamCall) -> None:
     """A function called another one from inside its worker: run it and reply when it ends."""
 
     def reply(ok: bool, value: Any) -> None:
@@ -222,7 +224,7 @@ def _submit_upstream(
     future.add_done_callback(done)
 
 
-_HANDLERS: dict[type[Any], Callable[[WorkerPool, WorkerConnection, Any], None]] = {
+_HANDLERS: dict[type[Any], Callable[[WorkerPool, Worker, Any], None]] = {
     Result: _result,
     Error: _error,
     Skipped: _cancelled,

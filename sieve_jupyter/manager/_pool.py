@@ -16,12 +16,14 @@ module is dispatch. Locks: docs/INTERNALS.md, "Threads and locks".
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sieve_jupyter.manager import _direct
+from sieve_jupyter.manager._linked_worker import LinkedWorker, deferred_interrupts
 from sieve_jupyter.manager._pool_base import PoolHost, SwapOutcome
 from sieve_jupyter.manager._pool_workers import PoolWorkers
 from sieve_jupyter.manager._worker import WorkerConnection
+from sieve_jupyter.manager._worker_base import Worker
 from sieve_jupyter.runtime.messages import Call, Calls, Cancel, Result, pack
 from sieve_jupyter.runtime.protocol import ChannelClosed
 
@@ -81,7 +83,7 @@ class WorkerPool(PoolWorkers):
         if target is not None:
             target.send_control(Cancel(future.job_id))
 
-    def _assign(self) -> WorkerConnection | None:
+    def _assign(self) -> Worker | None:
         """Move queued jobs to ready workers (lock held).
 
         Returns the worker the caller should write to itself: one that was idle, so its call is
@@ -92,7 +94,7 @@ class WorkerPool(PoolWorkers):
         if not ready or not self.queue:
             return None
         window = self._window()
-        inline: WorkerConnection | None = None
+        inline: Worker | None = None
         wake = False
         while self.queue:
             worker = ready[0] if len(ready) == 1 else min(ready, key=lambda w: len(w.jobs))
@@ -124,9 +126,12 @@ class WorkerPool(PoolWorkers):
             return 1
         return max(2, min(_MAX_WINDOW, int(0.005 / average)))
 
-    def _flush(self, worker: WorkerConnection) -> None:
+    def _flush(self, worker: Worker) -> None:
         """Write the worker's waiting calls to its data channel as one frame (any thread but
         a reader)."""
+        if type(worker) is not WorkerConnection:
+            self._flush_linked(cast(LinkedWorker, worker))  # (the only other kind)
+            return
         with worker.send_lock:
             with self.lock:
                 batch = worker.jobs.take_unwritten()
@@ -159,7 +164,9 @@ class WorkerPool(PoolWorkers):
         if started is not None:
             self.publish_job(started)
 
-    def _write_one_by_one(self, worker: WorkerConnection, batch: list[JobFuture[Any]]) -> None:
+    def _write_one_by_one(
+        self, worker: WorkerConnection, batch: list[JobFuture[Any]]
+    ) -> None:
         assert worker.data is not None
         for future in batch:
             try:
@@ -173,6 +180,27 @@ class WorkerPool(PoolWorkers):
                 continue
             with self.lock:
                 worker.jobs.written([future.job_id])
+
+    def _flush_linked(self, worker: LinkedWorker) -> None:
+        """Hand a linked worker its waiting calls, in order (any thread but a settler); its
+        backend sends each its own way (a Ray actor call each). A send cannot be cut in half
+        like a frame, so an interrupt waits until the calls are out."""
+        with worker.send_lock, deferred_interrupts():
+            with self.lock:
+                batch = worker.jobs.take_unwritten()
+            for future in batch:
+                try:
+                    worker.send_call(future.job_id, future.args, future.kwargs)
+                except ChannelClosed:
+                    return  # the worker is going: its exit requeues these jobs
+                except Exception as exc:  # noqa: BLE001 - an argument that cannot be sent
+                    with self.lock:
+                        worker.jobs.drop(future.job_id)
+                    self.fail_unsendable(future, exc)
+        with self.lock:
+            started = worker.jobs.start_next()
+        if started is not None:
+            self.publish_job(started)
 
     def fail_unsendable(self, future: JobFuture[Any], exc: Exception) -> None:
         """Fail a job whose arguments could not be pickled (nothing of it was written)."""
@@ -216,11 +244,12 @@ class WorkerPool(PoolWorkers):
         On success the worker's lane and send lock are held by the calling thread (it writes
         the call, then releases the send lock) and `future` is the worker's running job.
         """
-        if self.queue:
+        if self.queue or not self.direct_calls:
             return None
         for worker in tuple(self.workers.values()):
             if not worker.ready or not worker.jobs.idle or not worker.lane.acquire(False):
                 continue
+            assert isinstance(worker, WorkerConnection)
             # An idle worker's send lock is held at most by a writer finishing up (the frame
             # whose answer just made the worker idle, or a swap): wait for it rather than
             # queue a call that could go straight out. Taken before the pool lock, as in _flush.
@@ -233,14 +262,14 @@ class WorkerPool(PoolWorkers):
             worker.lane.release()
         return None
 
-    def unclaim(self, worker: WorkerConnection, future: JobFuture[Any], *, requeue: bool) -> None:
+    def unclaim(self, worker: Worker, future: JobFuture[Any], *, requeue: bool) -> None:
         """Undo `_claim_idle_worker` for a call that was not written (lane released)."""
         with self.lock:
             worker.jobs.unclaim_direct(future, requeue=requeue)
         worker.lane.release()
 
     def finish_direct(
-        self, worker: WorkerConnection, future: JobFuture[Any], result: Result
+        self, worker: Worker, future: JobFuture[Any], result: Result
     ) -> None:
         """Settle a direct call that came back with a value: `jobs_done` for the common case
         of one result and nothing queued behind it, with less bookkeeping."""
@@ -258,7 +287,7 @@ class WorkerPool(PoolWorkers):
 
     # -- outcomes and news from workers (reader threads, see _messages.py) -------------------
 
-    def jobs_done(self, worker: WorkerConnection, results: list[Result]) -> None:
+    def jobs_done(self, worker: Worker, results: list[Result]) -> None:
         """Finish jobs that returned (one lock round for a whole burst), then mark the next
         call running and hand the worker more."""
         finished: list[tuple[JobFuture[Any], Result]] = []
@@ -275,15 +304,15 @@ class WorkerPool(PoolWorkers):
             self._finish(future, value=result.value)
         self._after_done(started, retire_now)
 
-    def job_failed(self, worker: WorkerConnection, job_id: str, exception: BaseException) -> None:
+    def job_failed(self, worker: Worker, job_id: str, exception: BaseException) -> None:
         self._job_ended(worker, job_id, exception=exception)
 
-    def job_cancelled(self, worker: WorkerConnection, job_id: str) -> None:
+    def job_cancelled(self, worker: Worker, job_id: str) -> None:
         """The worker skipped or interrupted a cancelled job (already marked cancelled)."""
         self._job_ended(worker, job_id, exception=None)
 
     def _job_ended(
-        self, worker: WorkerConnection, job_id: str, *, exception: BaseException | None
+        self, worker: Worker, job_id: str, *, exception: BaseException | None
     ) -> None:
         with self.lock:
             future = worker.jobs.finish(job_id)
@@ -292,27 +321,27 @@ class WorkerPool(PoolWorkers):
             self._finish(future, exception=exception)
         self._after_done(started, retire_now)
 
-    def job_output(self, worker: WorkerConnection, job_id: str, item: Any) -> None:
+    def job_output(self, worker: Worker, job_id: str, item: Any) -> None:
         future = worker.jobs.get(job_id)
         if future is not None:
             future._add_output(item)
             if self.events.wants("output"):
                 self.events.emit("output", {"job_id": job_id, "index": len(future.outputs) - 1})
 
-    def job_log(self, worker: WorkerConnection, job_id: str | None, stream: str, text: str) -> None:
+    def job_log(self, worker: Worker, job_id: str | None, stream: str, text: str) -> None:
         """Text a job printed; `__setup__`'s output (no job) goes to the job waiting longest."""
         self.log(worker.jobs.get(job_id) if job_id is not None else self._waiting_job(),
                  stream, text)
 
     def job_progress(
-        self, worker: WorkerConnection, job_id: str | None, fraction: float | None, text: str
+        self, worker: Worker, job_id: str | None, fraction: float | None, text: str
     ) -> None:
         future = worker.jobs.get(job_id)
         if future is not None:
             future.progress = (fraction, text)
             self.publish_job(future)
 
-    def undecodable_calls(self, worker: WorkerConnection, *, direct: bool) -> list[str]:
+    def undecodable_calls(self, worker: Worker, *, direct: bool) -> list[str]:
         """The jobs of the frame of calls the worker could not unpickle."""
         with self.lock:
             if direct:
@@ -324,7 +353,7 @@ class WorkerPool(PoolWorkers):
         average = self._average_seconds
         self._average_seconds = seconds if average is None else 0.8 * average + 0.2 * seconds
 
-    def _hand_on(self, worker: WorkerConnection) -> tuple[JobFuture[Any] | None, bool]:
+    def _hand_on(self, worker: Worker) -> tuple[JobFuture[Any] | None, bool]:
         """After some of its jobs finished (lock held): mark the worker's next call running,
         give it more from the queue. Returns the job that started, if any, and whether a
         retiring pool has nothing left to do."""

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from sieve_jupyter.manager._gpu import ManagerGpus
     from sieve_jupyter.manager._jobs import JobFuture
     from sieve_jupyter.manager._record import FunctionRecord
-    from sieve_jupyter.manager._worker import WorkerConnection
+    from sieve_jupyter.manager._worker_base import Worker
     from sieve_jupyter.runtime.messages import LoadOptions
     from sieve_jupyter.spec import FunctionSpec
 
@@ -62,9 +62,12 @@ class PoolBase:
         self.events = host.events
         self.record = record
         self.backend = backend
+        #: a `.run()` may talk to an idle worker from the calling thread (`_direct.py`): only
+        #: workers connected to the kernel's socket have the reply connection that needs
+        self.direct_calls = not backend.links_workers
         self.size = record.workers
         self.queue: collections.deque[JobFuture[Any]] = collections.deque()
-        self.workers: dict[str, WorkerConnection] = {}
+        self.workers: dict[str, Worker] = {}
         self.state = "idle"  # idle, starting, warm, error, stopped
         self.last_error: str | None = None
         #: guards the queue, `workers`, the pool's state and every worker's `jobs` and state
@@ -90,7 +93,7 @@ class PoolBase:
     def _send_loop(self) -> None:
         raise NotImplementedError  # WorkerPool
 
-    def _assign(self) -> WorkerConnection | None:
+    def _assign(self) -> Worker | None:
         raise NotImplementedError  # WorkerPool
 
     def stop(self, *, cancel_pending: bool = True) -> None:
@@ -180,7 +183,7 @@ class PoolBase:
         self.last_error = "".join(traceback.format_exception(exc))
 
 
-    def expect_exit(self, worker: WorkerConnection) -> None:
+    def expect_exit(self, worker: Worker) -> None:
         """The worker said it is about to exit (restarting after an error): no job is blamed
         for it, and it takes no new calls meanwhile."""
         with self.lock:
@@ -191,6 +194,6 @@ class PoolBase:
         with self.lock:
             return [w.describe() for w in self.workers.values()]
 
-    def live_workers(self) -> list[WorkerConnection]:
+    def live_workers(self) -> list[Worker]:
         with self.lock:
             return [w for w in self.workers.values() if w.ready]

@@ -13,9 +13,10 @@ import threading
 from typing import TYPE_CHECKING, Any, cast
 
 from sieve_jupyter._errors import WorkerCrashedError
+from sieve_jupyter.manager._linked_worker import LinkedWorker
 from sieve_jupyter.manager._pool_base import PoolBase, SwapOutcome
-from sieve_jupyter.manager._worker import WorkerConnection, WorkerState
-from sieve_jupyter.runtime.messages import Swap, pack
+from sieve_jupyter.manager._worker import WorkerConnection
+from sieve_jupyter.manager._worker_base import Worker, WorkerState
 from sieve_jupyter.runtime.protocol import ChannelClosed
 
 if TYPE_CHECKING:
@@ -52,9 +53,15 @@ class PoolWorkers(PoolBase):
         started = False
         while len(self.workers) < self.size:
             worker_id = f"{self.spec.name}-w{next(self._ids)}"
-            gpu = self.host.gpus.acquire_for(self.spec, worker_id)
             # (every PoolWorkers is the lifecycle layer of a WorkerPool)
-            worker = WorkerConnection(cast("WorkerPool", self), worker_id, gpu)
+            pool = cast("WorkerPool", self)
+            worker: Worker
+            if self.backend.links_workers:
+                # (its engine places it and gives it its devices: see Backend.allocates_gpus)
+                worker = LinkedWorker(pool, worker_id)
+            else:
+                gpu = self.host.gpus.acquire_for(self.spec, worker_id)
+                worker = WorkerConnection(pool, worker_id, gpu)
             self.workers[worker_id] = worker
             if self.state in ("idle", "error", "stopped"):
                 self.state = "starting"
@@ -65,7 +72,7 @@ class PoolWorkers(PoolBase):
             started = True
         return started
 
-    def _start_worker(self, worker: WorkerConnection) -> None:
+    def _start_worker(self, worker: Worker) -> None:
         try:
             if not self._prepared:
                 self.backend.prepare(self.spec, self._setup_log)
@@ -81,7 +88,7 @@ class PoolWorkers(PoolBase):
         self.log(self._waiting_job(), "stderr" if text.startswith("ERROR") else "stdout", text)
 
     def worker_failed_to_start(
-        self, worker: WorkerConnection, exc: BaseException, *, expected_exit: bool = False
+        self, worker: Worker, exc: BaseException, *, expected_exit: bool = False
     ) -> None:
         with self.lock:
             self.workers.pop(worker.worker_id, None)
@@ -105,7 +112,7 @@ class PoolWorkers(PoolBase):
             self._finish(future, exception=exc)
         self.publish_function()
 
-    def worker_ready(self, worker: WorkerConnection, seconds: float, at: float) -> None:
+    def worker_ready(self, worker: Worker, seconds: float, at: float) -> None:
         with self.lock:
             worker.setup_seconds = seconds
             worker.setup_at = at
@@ -120,17 +127,17 @@ class PoolWorkers(PoolBase):
                 self._wake.notify()
         self.publish_function()
 
-    def worker_exited(self, worker: WorkerConnection) -> None:
+    def worker_exited(self, worker: Worker) -> None:
         """The worker's channel closed: blame its running job unless the exit was expected."""
         # (how it died is what the blamed job's error says: worth waiting for the backend to
         # learn it, which a busy machine or a container's teardown can make slow)
-        code = worker.exit_code(wait=0.5 if worker.exit_expected else 15.0)
+        reason = worker.exit_reason(wait=0.5 if worker.exit_expected else 15.0)
         # A direct call's caller may still be reading the reply connection, where a result the
         # worker wrote just before it died can wait: let it finish first (it reads to the end
         # of the connection, which the worker's death closed), so that result is not lost.
         lane = worker.lane.acquire(timeout=_LANE_WAIT)
         try:
-            was_ready = self._settle_exit(worker, code)
+            was_ready = self._settle_exit(worker, reason)
         finally:
             if lane:
                 worker.lane.release()
@@ -140,7 +147,7 @@ class PoolWorkers(PoolBase):
                 self._start_workers()
         self.publish_function()
 
-    def _settle_exit(self, worker: WorkerConnection, code: int | None) -> bool:
+    def _settle_exit(self, worker: Worker, reason: str) -> bool:
         """Fail the job the worker died running (if its exit was not expected), queue the
         others again, and let go of the worker. Returns whether it had been ready."""
         with self.lock:
@@ -161,7 +168,7 @@ class PoolWorkers(PoolBase):
         if crashed is not None:
             self._finish(crashed, exception=WorkerCrashedError(
                 f"{self.spec.name}: worker {worker.worker_id} died while running job "
-                f"{crashed.job_id} ({_describe_exit(code)}). The worker is replaced; other "
+                f"{crashed.job_id} ({reason}). The worker is replaced; other "
                 "queued jobs were not affected."
             ))
         return was_ready
@@ -226,39 +233,22 @@ class PoolWorkers(PoolBase):
         with self.lock:
             self.record = record
             workers = [w for w in self.workers.values() if w.ready]
-            waiting: dict[str, tuple[WorkerConnection, int, concurrent.futures.Future[Any]]] = {}
+            waiting: dict[str, tuple[Worker, int, concurrent.futures.Future[Any]]] = {}
             for worker in workers:
                 number = next(self._swap_ids)
                 answer: concurrent.futures.Future[Any] = concurrent.futures.Future()
                 self._swaps[(worker.worker_id, number)] = answer
                 waiting[worker.worker_id] = (worker, number, answer)
         for worker, number, _ in waiting.values():
-            with worker.send_lock:
-                try:
-                    if worker.data is None:
-                        raise ChannelClosed("not connected")
-                    worker.data.send(pack(Swap(number, record.payload, record.sources)))
-                except ChannelClosed:
-                    self.swap_answered(worker, number, "exited")
+            try:
+                worker.send_swap(number, record.payload, record.sources)
+            except ChannelClosed:
+                self.swap_answered(worker, number, "exited")
         return {worker_id: answer.result() for worker_id, (_, _, answer) in waiting.items()}
 
-    def swap_answered(self, worker: WorkerConnection, number: int, outcome: SwapOutcome) -> None:
+    def swap_answered(self, worker: Worker, number: int, outcome: SwapOutcome) -> None:
         with self.lock:
             answer = self._swaps.pop((worker.worker_id, number), None)
         if answer is not None:
             answer.set_result(outcome)
 
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "exit status unknown"
-    if code < 0:
-        import signal
-
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        hint = " — often the out-of-memory killer" if name == "SIGKILL" else ""
-        return f"killed by {name}{hint}"
-    return f"exit code {code}"

@@ -10,9 +10,9 @@ reader thread: whoever holds `lane` (a thread making a direct call) reads it.
 
 from __future__ import annotations
 
-import enum
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -24,8 +24,17 @@ from typing import TYPE_CHECKING, Any
 from sieve_jupyter._errors import BackendError, PythonVersionMismatchError
 from sieve_jupyter.backends import GpuAssignment, WorkerLaunch, WorkerProcess
 from sieve_jupyter.manager import _messages
-from sieve_jupyter.manager._worker_jobs import WorkerJobs
-from sieve_jupyter.runtime.messages import Hello, Load, Message, Result, Shutdown, pack, unpack
+from sieve_jupyter.manager._worker_base import Worker, WorkerState
+from sieve_jupyter.runtime.messages import (
+    Hello,
+    Load,
+    Message,
+    Result,
+    Shutdown,
+    Swap,
+    pack,
+    unpack,
+)
 from sieve_jupyter.runtime.protocol import (
     AuthenticationError,
     Channel,
@@ -38,24 +47,7 @@ from sieve_jupyter.runtime.protocol import (
 if TYPE_CHECKING:
     from sieve_jupyter.manager._pool import WorkerPool
 
-__all__ = ["WorkerConnection", "WorkerState"]
-
-
-class WorkerState(str, enum.Enum):
-    STARTING = "starting"  # process launched, not yet connected
-    SETUP = "setup"  # connected, running __setup__
-    READY = "ready"  # warm, serving calls
-    RETIRING = "retiring"  # stopping, or restarting after an error; takes no new calls
-    EXITED = "exited"
-
-
-_NEXT_STATES = {
-    WorkerState.STARTING: {WorkerState.SETUP, WorkerState.RETIRING, WorkerState.EXITED},
-    WorkerState.SETUP: {WorkerState.READY, WorkerState.RETIRING, WorkerState.EXITED},
-    WorkerState.READY: {WorkerState.RETIRING, WorkerState.EXITED},
-    WorkerState.RETIRING: {WorkerState.RETIRING, WorkerState.EXITED},
-    WorkerState.EXITED: {WorkerState.EXITED},
-}
+__all__ = ["WorkerConnection", "WorkerState", "describe_exit"]
 
 
 def _ipc_root() -> str:
@@ -64,64 +56,23 @@ def _ipc_root() -> str:
     return root if len(root) < 60 else "/tmp"
 
 
-class WorkerConnection:
+class WorkerConnection(Worker):
     """One worker process and the kernel's channels to it."""
 
+    direct_calls = True
+
     def __init__(self, pool: WorkerPool, worker_id: str, gpu: GpuAssignment | None) -> None:
-        self.pool = pool
-        self.worker_id = worker_id
-        self.gpu = gpu
-        self._state = WorkerState.STARTING
-        #: the jobs assigned to this worker (changed only with the pool's lock held)
-        self.jobs = WorkerJobs(worker_id)
+        super().__init__(pool, worker_id, gpu)
         self.process: WorkerProcess | None = None
         self.data: Channel | None = None
         self.control: Channel | None = None
         self.reply: Channel | None = None
-        #: held by the one thread making a direct call to this worker, until its outcome is read
-        self.lane = threading.Lock()
-        #: held while a frame of calls is written to the data channel (frames stay whole and
-        #: in the order their jobs were assigned)
-        self.send_lock = threading.Lock()
-        self.pid: int | None = None
-        self.started_at = time.time()
-        self.setup_seconds: float | None = None
-        self.setup_at: float | None = None
-        #: the exit was asked for (stop, restart after an error): no job is blamed for it
-        self.exit_expected = False
         self.ipc_dir = Path(tempfile.mkdtemp(prefix="sj-", dir=_ipc_root()))
         self._listener: socket.socket | None = None
         #: the worker's Hello (its view of the filesystem, whether it can share memory)
         self.hello: Hello | None = None
         #: the memory shared with the worker (large buffers), None if either end cannot
         self.link: ShmLink | None = None
-
-    # -- state -------------------------------------------------------------------------------
-
-    @property
-    def state(self) -> WorkerState:
-        return self._state
-
-    def move_to(self, state: WorkerState) -> None:
-        """Change the lifecycle state (pool lock held).
-
-        Raises:
-            RuntimeError: the transition is not one a worker makes (a bug in the caller).
-        """
-        if state not in _NEXT_STATES[self._state]:
-            raise RuntimeError(f"worker {self.worker_id}: {self._state.value} -> {state.value}")
-        self._state = state
-
-    @property
-    def ready(self) -> bool:
-        return self._state is WorkerState.READY
-
-    def retire(self, *, expected: bool = True) -> None:
-        """Take no new calls; with `expected`, the coming exit blames no job (pool lock held)."""
-        if self._state is not WorkerState.EXITED:
-            self._state = WorkerState.RETIRING
-        if expected:
-            self.exit_expected = True
 
     # -- startup (runs on a starter thread) --------------------------------------------------
 
@@ -276,6 +227,15 @@ class WorkerConnection:
         except ChannelClosed:
             pass
 
+    def send_swap(self, swap: int, payload: bytes, sources: dict[str, list[str]]) -> None:
+        with self.send_lock:
+            if self.data is None:
+                raise ChannelClosed("not connected")
+            self.data.send(pack(Swap(swap, payload, sources)))
+
+    def exit_reason(self, wait: float) -> str:
+        return describe_exit(self.exit_code(wait))
+
     def exit_code(self, wait: float = 1.0) -> int | None:
         if self.process is None:
             return None
@@ -308,13 +268,21 @@ class WorkerConnection:
     def describe(self) -> dict[str, Any]:
         details = self.process.details() if self.process is not None else {}
         return {
-            "id": self.worker_id,
-            "state": self._state.value,
-            "setup_seconds": self.setup_seconds,
-            "setup_at": self.setup_at,
-            "pid": self.pid,
+            **self._describe_base(),
             "description": self.process.description if self.process is not None else "",
-            "inflight": len(self.jobs),
-            "gpu": self.gpu.visible_devices if self.gpu is not None else None,
             **details,
         }
+
+
+def describe_exit(code: int | None) -> str:
+    """A process's exit status in words, e.g. ``"killed by SIGKILL"``."""
+    if code is None:
+        return "exit status unknown"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " — often the out-of-memory killer" if name == "SIGKILL" else ""
+        return f"killed by {name}{hint}"
+    return f"exit code {code}"

@@ -24,7 +24,8 @@ from sieve_jupyter.manager import JobStatus
 @pytest.fixture
 def shared_dir() -> Iterator[Path]:
     """A directory both the test and its workers see (containers get it mounted at the same
-    path by the docker tier's settings); removed after the test."""
+    path by the docker tier's settings; Ray workers run on this machine); removed after the
+    test."""
     root = Path(os.environ.get("SIEVE_TEST_SHARED_DIR", tempfile.gettempdir()))
     folder = Path(tempfile.mkdtemp(prefix="sieve-test-", dir=root))
     yield folder

@@ -1,6 +1,6 @@
 """Direct calls: a `.run()` that finds a worker idle writes the call and reads the outcome on
 the calling thread (manager/_direct.py). Real workers throughout; the behaviour-level tests run
-on every backend.
+on every backend whose workers connect to the kernel (local, docker).
 
 Whether the direct path was taken is observed with a spy on `WorkerPool.finish_direct` (the
 one place a direct result is settled): the point of the path is speed, which tests never time,
@@ -20,13 +20,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Unique, call_interrupted, in_thread, joined, wait_for
+from support import Unique, backend_ready, call_interrupted, in_thread, joined, wait_for
 
 import sieve_jupyter as sieve
 from sieve_jupyter import WorkerCrashedError
 from sieve_jupyter.manager import JobStatus, get_manager
 from sieve_jupyter.manager._events import Event
 from sieve_jupyter.manager._pool import WorkerPool
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("local", id="local"),
+        pytest.param("docker", id="docker", marks=pytest.mark.docker),
+    ]
+)
+def backend(request: pytest.FixtureRequest) -> str:
+    """The backends with direct calls: those whose workers connect to the kernel (a linked
+    worker, on Ray, has no reply connection: its `.run()` is queued like a `.push()`, which
+    the shared behaviour suite covers)."""
+    return backend_ready(request, request.param)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ installed (not editable) into a fresh virtualenv.
   backend comes pinned with the test extras, so building reaches no network. Without a prebuilt
   labextension, the build runs the JupyterLab extension build itself (Node, npm registry).
 - `installed` (session): a fresh virtualenv (without a pip of its own) holding the wheel and
-  its user extras (``jupyter``, ``docker``, ``serve``, ``export``), installed by this
+  its user extras (``jupyter``, ``docker``, ``ray``, ``serve``, ``export``), installed by this
   environment's pip, with its cache and with requirements/test.txt as constraints, so only what
   the cache lacks is downloaded.
 
@@ -38,9 +38,9 @@ from _dist import (
     unavailable,
 )
 
-#: the extras a user installs to use everything the package has (notebook side, Docker, the
-#: HTTP server, exporting bundles): every module must import with them (ray: no module yet)
-USER_EXTRAS = "jupyter,docker,serve,export"
+#: the extras a user installs to use everything the package has (notebook side, Docker, Ray,
+#: the HTTP server, exporting bundles): every module must import with them
+USER_EXTRAS = "jupyter,docker,ray,serve,export"
 
 
 

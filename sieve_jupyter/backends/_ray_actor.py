@@ -1,0 +1,411 @@
+"""`SieveWorker`: what runs inside a Ray actor — one warm function or model, its calls, its output.
+
+The actor is a plain (single-threaded) Ray actor, so Ray runs its calls one at a time, in the
+order the kernel sent them, on the process's main thread: a cancel can then interrupt the user's
+code with a signal, exactly as in a local worker (Ray's own `ray.cancel` cannot interrupt a
+running actor call; the kernel uses it for calls that have not started). Each call answers with
+its outcome (`Result`, `Error`, ... of `runtime/messages.py`, packed). While a call runs:
+
+- what it prints, its progress and its calls to other functions are *side messages*, numbered.
+  A job that ends quickly returns its side messages with its outcome (the *tail*); a job that
+  runs longer has them shipped to the kernel through the hub (`_ray_hub.py`) by the outbox
+  thread as they come (after `LIVE_AFTER` seconds; a call to another function at once). The
+  outcome says up to which number the hub holds them, so the kernel delivers them in order and
+  before the outcome.
+- the kernel reaches the running job through the hub too: a poller thread takes cancels and the
+  answers to calls the job made, and shutdowns.
+
+A Ray actor answers a call after it has moved on: its reply leaves from another thread, so an
+actor that dies just after calls returned (the next job crashed at once) can take their answers
+with it. The worker keeps a *journal* on its node's disk (`_ray_journal.py`): which job ran last,
+and the outcomes the kernel has not confirmed yet, read by a small task on that node after the
+actor died.
+
+Generator functions run as Ray streaming generators (`stream`): each item travels as it is
+yielded. This module is imported in the cluster's workers: the package travels there with the
+actor's runtime environment (the Ray backend ships it); it imports nothing of the package but the
+runtime (standard library and cloudpickle) and this backend's hub.
+"""
+
+from __future__ import annotations
+
+import collections
+import inspect
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import cloudpickle
+import ray
+
+from sieve_jupyter.backends._ray_journal import Journal
+from sieve_jupyter.runtime import _context
+from sieve_jupyter.runtime._output import CapturedStream
+from sieve_jupyter.runtime._tracebacks import error_info, remember_sources
+from sieve_jupyter.runtime._types import FatalException
+from sieve_jupyter.runtime.messages import (
+    Cancel,
+    Cancelled,
+    Error,
+    LoadOptions,
+    Message,
+    Ready,
+    Reply,
+    Result,
+    SetupFailed,
+    Shutdown,
+    Skipped,
+    SwapFailed,
+    Swapped,
+    UpstreamCall,
+    pack,
+    unpack,
+)
+
+__all__ = ["LIVE_AFTER", "Outcome", "SieveWorker"]
+
+#: seconds a side message waits for its job to end (and travel in the tail) before the outbox
+#: ships it through the hub: quick jobs cost no hub traffic, long ones stream
+LIVE_AFTER = 0.05
+#: seconds a poll of the hub's mailbox waits for something
+_POLL_SECONDS = 10.0
+_CANCEL_SIGNAL = signal.SIGUSR1
+_THIS_FILE = os.path.abspath(__file__)
+
+#: (packed outcome or None, the highest side-message number the hub holds, the tail: numbered
+#: side messages not shipped). An outcome None: the call was not run (the worker is retiring)
+Outcome = tuple[Any, int, list[tuple[int, Any]]]
+
+
+class _Interrupted(BaseException):
+    """Raised inside user code when its job is cancelled (a BaseException, so that
+    `except Exception` in user code does not swallow it)."""
+
+
+class _Outbox:
+    """Side messages on their way to the kernel: numbered, held briefly, then shipped in order
+    through the hub unless the job ends first and takes them along (`close_job`)."""
+
+    def __init__(self, ship: Callable[[list[tuple[int, Any]]], None]) -> None:
+        self._ship = ship
+        self._changed = threading.Condition()
+        self._pending: collections.deque[tuple[int, float, Any]] = collections.deque()
+        self._number = 0
+        #: the highest number the hub acknowledged
+        self._acked = 0
+        #: ship everything up to this number now (a call to another function waits on it)
+        self._urgent = 0
+        self._shipping = False
+        self._broken_until = 0.0
+        threading.Thread(target=self._loop, name="sieve-outbox", daemon=True).start()
+
+    def add(self, message: Message) -> None:
+        with self._changed:
+            self._number += 1
+            self._pending.append((self._number, time.monotonic(), pack(message)))
+            if type(message) is UpstreamCall:
+                self._urgent = self._number
+            if len(self._pending) == 1 or self._urgent == self._number:
+                self._changed.notify_all()
+
+    def close_job(self) -> tuple[int, list[tuple[int, Any]]]:
+        """The job ended: take what was not shipped, once what is being shipped is
+        acknowledged. Returns (the highest number the hub holds, the rest, numbered)."""
+        with self._changed:
+            while self._shipping:
+                self._changed.wait()
+            tail = [(number, packed) for number, _, packed in self._pending]
+            self._pending.clear()
+            return self._acked, tail
+
+    def _due(self) -> int:
+        """How many pending messages to ship now (a prefix: order is kept); lock held."""
+        if not self._pending or time.monotonic() < self._broken_until:
+            return 0
+        if self._urgent >= self._pending[0][0]:
+            return sum(1 for number, _, _ in self._pending if number <= self._urgent)
+        cutoff = time.monotonic() - LIVE_AFTER
+        return sum(1 for _, at, _ in self._pending if at <= cutoff)
+
+    def _loop(self) -> None:
+        while True:
+            with self._changed:
+                while True:
+                    count = self._due()
+                    if count:
+                        break
+                    if self._pending:
+                        ready_at = max(self._pending[0][1] + LIVE_AFTER, self._broken_until)
+                        self._changed.wait(max(0.001, ready_at - time.monotonic()))
+                    else:
+                        self._changed.wait()
+                batch = [(number, packed) for number, _, packed in
+                         (self._pending.popleft() for _ in range(count))]
+                self._shipping = True
+            shipped = False
+            try:
+                self._ship(batch)
+                shipped = True
+            except Exception:  # noqa: BLE001 - the hub is unreachable: the tail carries them
+                pass
+            with self._changed:
+                self._shipping = False
+                if shipped:
+                    self._acked = batch[-1][0]
+                else:
+                    self._pending.extendleft(
+                        (number, 0.0, packed) for number, packed in reversed(batch)
+                    )
+                    self._broken_until = time.monotonic() + 5.0
+                self._changed.notify_all()
+
+
+class SieveWorker:
+    """One warm function or model in a Ray actor (see the module docstring)."""
+
+    def __init__(self, worker_id: str, hub: Any, hub_name: str, namespace: str) -> None:
+        self._worker_id = worker_id
+        self._hub = hub
+        self._hub_name = hub_name
+        self._namespace = namespace
+        self._lock = threading.Lock()
+        self._current: str | None = None
+        self._interruptible = False
+        self._cancel_target: str | None = None
+        self._cancelled: set[str] = set()
+        self._target: Callable[..., Any] | None = None
+        self._instance: Any = None
+        self._restart_on_error = True
+        #: said it restarts (restart_on_error, FatalException): it runs nothing more
+        self._retired = False
+        self._main_thread = threading.get_ident()
+        self._outbox = _Outbox(self._ship)
+        self._streams = (
+            CapturedStream("stdout", self._outbox.add, lambda: self._current),
+            CapturedStream("stderr", self._outbox.add, lambda: self._current),
+        )
+        sys.stdout, sys.stderr = self._streams
+        self._context = _context.WorkerContext(self._outbox.add, lambda: self._current)
+        _context.set_context(self._context)
+        # (a plain actor builds itself on the main thread, where Python runs signal handlers)
+        signal.signal(_CANCEL_SIGNAL, self._on_cancel_signal)
+        name = ray.get_runtime_context().get_actor_id() or f"pid-{os.getpid()}"
+        self._journal = Journal(os.path.join(tempfile.gettempdir(), "sieve-jupyter-ray", name))
+        threading.Thread(target=self._poll, name="sieve-control", daemon=True).start()
+
+    # -- what the kernel calls ---------------------------------------------------------------
+
+    def hello(self) -> dict[str, Any]:
+        """Who this worker is and where it runs."""
+        context = ray.get_runtime_context()
+        return {
+            "pid": os.getpid(),
+            "python": tuple(sys.version_info[:3]),
+            "node_id": context.get_node_id(),
+            "node_ip": ray.util.get_node_ip_address(),  # type: ignore[no-untyped-call]
+            "actor_id": context.get_actor_id(),
+            "journal": self._journal.folder,
+        }
+
+    def ping(self) -> bool:
+        return True
+
+    def load(
+        self, payload: bytes, options: LoadOptions, env: dict[str, str], gpu: bool
+    ) -> Outcome:
+        """Unpickle the function or model and run `__setup__` once."""
+        os.environ.update(env)
+        if not gpu:
+            os.environ["CUDA_VISIBLE_DEVICES"] = ""  # as on Sieve: no GPU asked, none seen
+        self._restart_on_error = options["restart_on_error"]
+        remember_sources(options["sources"])
+        started = time.perf_counter()
+        try:
+            obj = cloudpickle.loads(payload)
+            if options["kind"] == "model":
+                self._instance = obj()
+                setup = getattr(self._instance, "__setup__", None)
+                if setup is not None:
+                    setup()
+                self._target = self._instance.__predict__
+            else:
+                self._target = obj
+        except BaseException as exc:  # noqa: BLE001 - reported to the kernel
+            self._retired = True
+            return self._outcome(SetupFailed(_error(exc)))
+        return self._outcome(Ready(time.perf_counter() - started, time.time()))
+
+    def swap(self, number: int, payload: bytes, sources: dict[str, list[str]]) -> Outcome:
+        """Hot reload: the live instance takes the new class, keeping its `__setup__` state;
+        if the new code does not load, the code it had keeps answering."""
+        remember_sources(sources)
+        try:
+            new_class = cloudpickle.loads(payload)
+            if self._instance is not None:
+                self._instance.__class__ = new_class
+                self._target = self._instance.__predict__
+            else:
+                self._target = new_class
+        except BaseException as exc:  # noqa: BLE001 - reported to the kernel
+            return self._outcome(SwapFailed(number, _error(exc)))
+        return self._outcome(Swapped(number, time.time()))
+
+    def call(
+        self, job: str, args: tuple[Any, ...], kwargs: dict[str, Any], received: list[str]
+    ) -> Outcome:
+        """Run one job of a function that returns (`received`: the jobs whose outcomes the
+        kernel got since the previous call)."""
+        self._journal.received(received)
+        if self._retired:
+            return None, *self._outbox.close_job()
+        started = time.time()
+        skipped = self._begin(job)
+        if skipped is not None:
+            return self._outcome(skipped, job)
+        target = self._target
+        assert target is not None, "call before load"
+        try:
+            try:
+                self._arm()
+                value = target(*args, **kwargs)
+            finally:
+                self._interruptible = False
+        except BaseException as exc:  # noqa: BLE001 - user errors travel to the kernel
+            return self._outcome(self._failed(job, exc), job)
+        self._end()
+        return self._outcome(Result(job, value, started, time.time()), job)
+
+    def stream(
+        self, job: str, args: tuple[Any, ...], kwargs: dict[str, Any], received: list[str]
+    ) -> Iterator[Any]:
+        """Run one job of a generator function: yields ``("output", item)`` for each item as it
+        is produced, then ``("end", *outcome)``."""
+        self._journal.received(received)
+        if self._retired:
+            yield ("end", None, *self._outbox.close_job())
+            return
+        started = time.time()
+        skipped = self._begin(job)
+        if skipped is not None:
+            yield ("end", *self._outcome(skipped, job))
+            return
+        target = self._target
+        assert target is not None, "call before load"
+        try:
+            try:
+                self._arm()
+                produced = target(*args, **kwargs)
+                if inspect.isgenerator(produced):
+                    for item in produced:
+                        # (an interrupt must not land while Ray sends the item: it waits)
+                        self._interruptible = False
+                        yield ("output", item)
+                        self._arm()
+                    produced = None
+            finally:
+                self._interruptible = False
+        except BaseException as exc:  # noqa: BLE001 - user errors travel to the kernel
+            yield ("end", *self._outcome(self._failed(job, exc), job))
+            return
+        self._end()
+        yield ("end", *self._outcome(Result(job, produced, started, time.time()), job))
+
+    # -- running jobs ------------------------------------------------------------------------
+
+    def _arm(self) -> None:
+        """Let a cancel interrupt the running job from now on (at once if one came)."""
+        self._interruptible = True
+        if self._cancel_target is not None and self._cancel_target == self._current:
+            raise _Interrupted()
+
+    def _begin(self, job: str) -> Skipped | None:
+        with self._lock:
+            if job in self._cancelled:
+                self._cancelled.discard(job)
+                return Skipped(job)
+            self._current = job
+        self._journal.started(job)
+        return None
+
+    def _end(self) -> None:
+        for stream in self._streams:
+            stream.flush()
+        with self._lock:
+            job, self._current = self._current, None
+            self._cancel_target = None
+        if job is not None:
+            self._journal.finished(job)
+
+    def _failed(self, job: str, exc: BaseException) -> Message:
+        self._end()
+        if isinstance(exc, _Interrupted):
+            return Cancelled(job)
+        restarting = isinstance(exc, FatalException) or self._restart_on_error
+        if restarting:
+            # Warm state may be corrupt: this worker runs nothing more and the kernel replaces
+            # it (an actor cannot end itself after answering).
+            self._retired = True
+        return Error(job, _error(exc), restarting)
+
+    def _outcome(self, message: Message, job: str | None = None) -> Outcome:
+        """The answer to a call; a job's is kept in the journal until the kernel has it."""
+        for stream in self._streams:
+            stream.flush()
+        outcome: Outcome = (pack(message), *self._outbox.close_job())
+        if job is not None:
+            self._journal.keep(job, outcome)
+        return outcome
+
+    # -- the hub -----------------------------------------------------------------------------
+
+    def _ship(self, batch: list[tuple[int, Any]]) -> None:
+        ray.get(self._hub.put.remote(self._worker_id, batch))
+
+    def _poll(self) -> None:
+        """Take what the kernel left in this worker's mailbox: cancels, replies, shutdowns."""
+        while True:
+            try:
+                posted = ray.get(self._hub.take.remote(self._worker_id, _POLL_SECONDS))
+            except Exception:  # noqa: BLE001 - the hub restarts: find it again by name
+                time.sleep(1.0)
+                try:
+                    self._hub = ray.get_actor(self._hub_name, namespace=self._namespace)
+                except ValueError:
+                    pass
+                continue
+            for packed in posted:
+                message = unpack(packed)
+                if isinstance(message, Cancel):
+                    self._cancel(message.job)
+                elif isinstance(message, Reply):
+                    self._context.resolve(message.request, message.ok, message.value)
+                elif isinstance(message, Shutdown):
+                    self._journal.remove()
+                    os._exit(0)
+
+    def _cancel(self, job: str) -> None:
+        with self._lock:
+            if self._current == job:
+                self._cancel_target = job
+                signal.pthread_kill(self._main_thread, _CANCEL_SIGNAL)
+            else:
+                self._cancelled.add(job)
+
+    def _on_cancel_signal(self, signum: int, frame: Any) -> None:
+        if self._interruptible and self._cancel_target is not None and (
+            self._cancel_target == self._current
+        ):
+            raise _Interrupted()
+
+
+def _error(exc: BaseException) -> Any:
+    """`error_info` without this module's own frame (the user wants to see their code)."""
+    tb = exc.__traceback__
+    while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) == _THIS_FILE:
+        tb = tb.tb_next
+    return error_info(exc.with_traceback(tb))

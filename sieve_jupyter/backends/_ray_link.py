@@ -1,0 +1,486 @@
+"""`RayLink`: the kernel's line to one worker actor (see `_ray_actor.py` for the other end).
+
+Each call is one actor call (`call`, or `stream` for a generator function), whose outcome comes
+back as the call's return value. A *consumer* thread per link waits for those in the order they
+were sent — the order the actor runs them — so what it delivers is in order, and the first call
+that fails because the actor died is the one it was running (or about to run). The side messages
+of a long job arrive from the hub (the backend's puller thread hands them over); a job's outcome
+says up to which number the hub holds them, and the consumer delivers it only after those. An
+idle worker is pinged every few seconds, so one that dies idle (its node lost) is replaced
+before a job is sent to it, and no job is blamed for it.
+
+Cancel: `ray.cancel` for a call that has not started (Ray then never runs it), and a `Cancel` in
+the worker's mailbox for one that runs (`ray.cancel` cannot interrupt a running actor call).
+
+An actor that dies can take the answers of its last calls with it (Ray sends an answer after
+the actor moved on). Then the worker's journal (`_ray_journal.py`), read by a task on its node,
+says which job ran last and holds the outcomes the kernel had not confirmed: the calls before
+that job finished (their kept outcomes are delivered; one too large to keep fails saying its
+result was lost, and is never run again), it is the one to blame if it was still running, and
+the calls after it never started (the pool runs them on the replacement). When its node is gone
+too, the first call without an answer is taken for the running one.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import cloudpickle
+import ray
+import ray.exceptions
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from sieve_jupyter._errors import BackendError, PythonVersionMismatchError, WorkerCrashedError
+from sieve_jupyter.backends._base import LinkLaunch, LinkReceiver, WorkerLink
+from sieve_jupyter.backends._ray_journal import read_journal
+from sieve_jupyter.runtime._tracebacks import error_info
+from sieve_jupyter.runtime.messages import (
+    Cancel,
+    Error,
+    Load,
+    Message,
+    Output,
+    Reply,
+    SetupFailed,
+    Shutdown,
+    Skipped,
+    SwapFailed,
+    pack,
+    unpack,
+)
+from sieve_jupyter.runtime.protocol import ChannelClosed
+
+if TYPE_CHECKING:
+    from sieve_jupyter.backends.ray import RayBackend
+
+__all__ = ["RayLink", "describe_actor_death"]
+
+#: seconds an idle worker goes without a ping
+_PING_EVERY = 2.0
+#: seconds to wait for side messages the hub acknowledged but has not passed on yet (bounds a
+#: hub lost in between; they then are missing from the job's logs)
+_SIDE_WAIT = 30.0
+#: seconds a stopped worker has to leave on its own before it is killed
+_STOP_GRACE = 2.0
+#: seconds to wait for a dead worker's journal
+_JOURNAL_WAIT = 60.0
+
+_ActorGone = (ray.exceptions.RayActorError,)
+
+
+class _Sent:
+    """A call (or load, swap, ping) sent to the actor, awaiting its answer in order."""
+
+    __slots__ = ("job", "kind", "ref")
+
+    def __init__(self, kind: str, job: Any, ref: Any) -> None:
+        self.kind = kind  # "load", "call", "stream", "swap", "ping"
+        self.job = job  # the job id (call, stream), the swap number, or None
+        self.ref = ref
+
+
+class RayLink(WorkerLink):
+    """One worker actor, as its pool sees it through a `LinkedWorker`."""
+
+    def __init__(
+        self,
+        backend: RayBackend,
+        actor: Any,
+        launch: LinkLaunch,
+        receiver: LinkReceiver,
+        post: Callable[[str, Any], None],
+    ) -> None:
+        self._backend = backend
+        self._actor = actor
+        self._launch = launch
+        self._receiver = receiver
+        self._post = post
+        self._worker_id = launch.worker_id
+        self._streaming = launch.spec.is_generator
+        self._gpu = launch.spec.gpu is not None and not launch.spec.gpu.is_cpu
+        self._hello = actor.hello.remote()
+        self._info: dict[str, Any] = {}
+        self._sent: collections.deque[_Sent] = collections.deque()
+        self._news = threading.Condition()
+        #: refs of the calls not answered yet, by job id (for `ray.cancel`)
+        self._refs: dict[str, Any] = {}
+        #: the highest side-message number delivered, and the lock of every delivery
+        self._delivered = 0
+        self._deliver = threading.Condition()
+        self._terminated = False
+        #: the actor died: nothing more is sent to it
+        self._dying = False
+        self._closed = False
+        self._consumer: threading.Thread | None = None
+        #: jobs whose outcomes arrived since the last call was sent (the worker then drops
+        #: them from its journal)
+        self._received: list[str] = []
+        self._received_lock = threading.Lock()
+
+    # -- WorkerLink --------------------------------------------------------------------------
+
+    @property
+    def description(self) -> str:
+        info = self._info
+        if not info:
+            return "actor starting"
+        return f"actor {info['actor_id'][:8]} on {info['node_ip']}"
+
+    @property
+    def pid(self) -> int | None:
+        pid: int | None = self._info.get("pid")
+        return pid
+
+    def details(self) -> dict[str, Any]:
+        info = self._info
+        if not info:
+            return {}
+        return {"node": info["node_ip"], "node_id": info["node_id"], "actor_id": info["actor_id"]}
+
+    def wait_started(self) -> None:
+        waited = 0.0
+        timeout = self._launch.start_timeout
+        while True:
+            ready, _ = ray.wait([self._hello], timeout=timeout)
+            if ready:
+                break
+            if self._terminated:
+                raise BackendError(f"worker {self._worker_id} was stopped while starting")
+            waited += timeout
+            self._receiver.log(
+                "stderr",
+                f"worker {self._worker_id}: still waiting for the Ray cluster to place it "
+                f"({waited:.0f} s): {self._backend.describe_request(self._launch.spec)}\n",
+            )
+        try:
+            info: dict[str, Any] = ray.get(self._hello)
+        except Exception as exc:  # noqa: BLE001 - the actor could not start
+            if self._terminated:
+                raise BackendError(f"worker {self._worker_id} was stopped while starting") from exc
+            raise BackendError(
+                f"worker {self._worker_id}: the Ray actor could not start: "
+                f"{_short(exc)}"
+            ) from exc
+        python = tuple(info["python"][:2])
+        if python != sys.version_info[:2]:
+            self.terminate()
+            raise PythonVersionMismatchError(
+                f"worker {self._worker_id} runs Python {python[0]}.{python[1]} on the Ray "
+                f"cluster but the kernel runs {sys.version_info[0]}.{sys.version_info[1]}; "
+                "code travels by value (cloudpickle), which needs the same minor version. Fix: "
+                "run the kernel with the cluster's Python version (or a cluster image with "
+                "the kernel's)."
+            )
+        self._info = info
+        self._backend.started(info["node_ip"], info["pid"])
+
+    def load(self, load: Load) -> None:
+        ref = self._actor.load.remote(load.payload, load.options, dict(self._launch.env),
+                                      self._gpu)
+        self._enqueue(_Sent("load", None, ref))
+        self._consumer = threading.Thread(
+            target=self._consume, name=f"sieve-consume-{self._worker_id}", daemon=True
+        )
+        self._consumer.start()
+
+    def send_call(self, job: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        if self._terminated or self._dying or self._closed:
+            raise ChannelClosed(f"worker {self._worker_id} is gone")
+        with self._received_lock:
+            received, self._received = self._received, []
+        if self._streaming:
+            ref = self._actor.stream.remote(job, args, kwargs, received)
+            sent = _Sent("stream", job, ref)
+        else:
+            ref = self._actor.call.remote(job, args, kwargs, received)
+            sent = _Sent("call", job, ref)
+        self._refs[job] = ref
+        self._enqueue(sent)
+
+    def cancel(self, job: str) -> None:
+        ref = self._refs.get(job)
+        if ref is not None:
+            try:
+                ray.cancel(ref)  # (never runs if it has not started)
+            except Exception:  # noqa: BLE001, S110 - already done, or the actor is gone
+                pass
+        self._post(self._worker_id, pack(Cancel(job)))  # (interrupted if it runs)
+
+    def reply(self, request: int, ok: bool, value: Any) -> None:
+        self._post(self._worker_id, pack(Reply(request, ok, value)))
+
+    def swap(self, swap: int, payload: bytes, sources: dict[str, list[str]]) -> None:
+        if self._terminated or self._dying or self._closed:
+            raise ChannelClosed(f"worker {self._worker_id} is gone")
+        self._enqueue(_Sent("swap", swap, self._actor.swap.remote(swap, payload, sources)))
+
+    def terminate(self) -> None:
+        with self._news:
+            if self._terminated:
+                return
+            self._terminated = True
+            self._news.notify_all()
+        if self._closed:
+            return  # (already gone)
+        if not self._info:  # still being placed: nothing to tidy up in it
+            self.kill()
+            return
+        # Asked to leave, it removes its journal and exits at once, even mid-job (the hub's
+        # mailbox is read by a thread of its own); killed if it has not after a grace period.
+        self._post(self._worker_id, pack(Shutdown()))
+        timer = threading.Timer(_STOP_GRACE, self.kill)
+        timer.daemon = True
+        timer.start()
+
+    def kill(self) -> None:
+        """End the actor now (it may be gone already)."""
+        with self._news:
+            self._terminated = True
+            self._news.notify_all()
+        if not self._backend.alive():
+            return
+        try:
+            ray.kill(self._actor, no_restart=True)
+        except Exception:  # noqa: BLE001, S110 - already gone, or Ray is shut down
+            pass
+
+    def join(self, timeout: float) -> None:
+        """Wait for the consumer thread to end (the backend closes)."""
+        consumer = self._consumer
+        if consumer is not None:
+            consumer.join(timeout)
+
+    # -- side messages from the hub (the backend's puller thread) ----------------------------
+
+    def side_messages(self, numbered: list[tuple[int, Any]]) -> None:
+        with self._deliver:
+            if self._closed:
+                return
+            fresh = [(n, p) for n, p in numbered if n > self._delivered]
+            if fresh:
+                self._delivered = fresh[-1][0]
+                self._receiver.receive([unpack(p) for _, p in fresh])
+            self._deliver.notify_all()
+
+    # -- the consumer thread -----------------------------------------------------------------
+
+    def _enqueue(self, sent: _Sent) -> None:
+        with self._news:
+            self._sent.append(sent)
+            if len(self._sent) == 1:
+                self._news.notify()
+
+    def _next(self) -> _Sent | None:
+        """The oldest call not answered yet; pings the worker while there is none. None: the
+        link was terminated with nothing in flight."""
+        with self._news:
+            while not self._sent:
+                if self._terminated or not self._backend.alive():
+                    return None
+                if not self._news.wait(_PING_EVERY) and not self._sent and not self._terminated:
+                    with self._backend.lock:
+                        if self._backend.alive():
+                            self._sent.append(_Sent("ping", None, self._actor.ping.remote()))
+            return self._sent[0]
+
+    def _consume(self) -> None:
+        while True:
+            sent = self._next()
+            if sent is None:
+                self._close("stopped", blame_running=False)
+                return
+            try:
+                outcome = (
+                    self._read_stream(sent) if sent.kind == "stream" else ray.get(sent.ref)
+                )
+            except _ActorGone as exc:
+                self._actor_gone(sent, exc)
+                return
+            except ray.exceptions.TaskCancelledError:
+                outcome = (pack(Skipped(sent.job)), 0, []) if sent.job is not None else None
+            except Exception as exc:  # noqa: BLE001 - the call itself failed in Ray
+                outcome = self._failed_in_ray(sent, exc)
+            with self._news:
+                self._sent.popleft()
+            if sent.kind in ("call", "stream"):
+                self._refs.pop(sent.job, None)
+                with self._received_lock:
+                    self._received.append(sent.job)
+            if sent.kind == "ping" or outcome is None:
+                continue
+            packed, acked, tail = outcome
+            restarting = self._deliver_outcome(packed, acked, tail)
+            if restarting:
+                # The worker said it restarts (restart_on_error, FatalException): a Ray
+                # actor cannot end itself after answering, so the kernel ends it.
+                self.terminate()
+
+    def _read_stream(self, sent: _Sent) -> Any:
+        """Deliver the outputs of a generator job as they come; returns its outcome."""
+        for item_ref in sent.ref:
+            item = ray.get(item_ref)
+            if item[0] == "output":
+                with self._deliver:
+                    if not self._closed:
+                        self._receiver.receive([Output(sent.job, item[1])])
+            else:
+                return item[1:]
+        raise BackendError(f"job {sent.job}: the worker's stream ended without an outcome")
+
+    def _deliver_outcome(self, packed: Any, acked: int, tail: list[tuple[int, Any]]) -> bool:
+        """Deliver a job's side messages, then its outcome; returns whether the worker said
+        it restarts."""
+        with self._deliver:
+            deadline = time.monotonic() + _SIDE_WAIT
+            while self._delivered < acked and time.monotonic() < deadline:
+                self._deliver.wait(deadline - time.monotonic())
+            if self._closed:
+                return False
+            messages: list[Message] = [unpack(p) for n, p in tail if n > self._delivered]
+            if tail:
+                self._delivered = max(self._delivered, tail[-1][0])
+            if packed is not None:
+                messages.append(unpack(packed))
+            self._receiver.receive(messages)
+        last = messages[-1] if messages and packed is not None else None
+        return type(last) is Error and last.restarting
+
+    def _failed_in_ray(self, sent: _Sent, exc: Exception) -> Any:
+        """A call Ray could not run (its arguments could not be rebuilt in the worker, say):
+        its job fails with the reason; the worker carries on."""
+        cause = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) else exc
+        if sent.kind in ("call", "stream"):
+            error = TypeError(
+                f"job {sent.job}: Ray could not run the call ({type(cause).__name__}: "
+                f"{cause}). Fix: pass values whose types the worker can import (plain data, "
+                "numpy arrays, sieve.File, or types defined in the notebook)."
+            )
+            error.__cause__ = cause
+            return pack(Error(sent.job, error_info(error), False)), 0, []
+        if sent.kind == "swap":
+            return pack(SwapFailed(sent.job, error_info(cause))), 0, []
+        if sent.kind == "load":
+            return pack(SetupFailed(error_info(cause))), 0, []
+        return None
+
+    def _actor_gone(self, sent: _Sent, exc: BaseException) -> None:
+        self._dying = True
+        reason = describe_actor_death(exc, self._info)
+        if self._terminated:
+            self._close("stopped", blame_running=False)
+            return
+        if sent.kind == "load":
+            # Died while loading or in `__setup__` (out of memory while loading weights, a
+            # crash in a native library): the jobs waiting for it learn why, rather than
+            # waiting for one replacement after another.
+            error = WorkerCrashedError(
+                f"worker {self._worker_id} died while loading its code or running "
+                f"__setup__ ({reason})."
+            )
+            with self._deliver:
+                if not self._closed:
+                    self._receiver.receive([SetupFailed(error_info(error))])
+            self._close(reason, blame_running=False)
+            return
+        if sent.kind not in ("call", "stream"):
+            # A ping or a swap was first in line: the worker died with no job running.
+            self._close(reason, blame_running=False)
+            return
+        unanswered = [s.job for s in self._sent if s.kind in ("call", "stream")]
+        record = self._read_journal()
+        blame = True  # (without a journal: the first call without an answer was running)
+        if record is not None:
+            state, last, kept = record
+            # Everything before the last job it started finished; so did that one if the
+            # journal says so. Their answers were lost with the actor, but kept on its node.
+            done = state == "F" or last in kept
+            if last in unanswered:
+                finished = unanswered[: unanswered.index(last) + done]
+                blame = not done
+            else:
+                finished = []
+                blame = False  # the last job it ran was answered: it died between jobs
+            for job in unanswered:  # (in order; a skipped job has no record of its own)
+                if job in kept:
+                    self._deliver_outcome(*cloudpickle.loads(kept[job]))
+            self._results_lost([job for job in finished if job not in kept], reason)
+        self._close(reason, blame_running=blame)
+
+    def _read_journal(self) -> tuple[str, str, dict[str, bytes]] | None:
+        """The dead worker's journal (its last record and the outcomes it kept), read by a
+        task on its node; None when the node is gone too, or the task cannot run there."""
+        node_id = self._info.get("node_id")
+        path = self._info.get("journal")
+        if not node_id or not path or not self._backend.alive():
+            return None
+        try:
+            alive = any(
+                node.get("NodeID") == node_id and node.get("Alive")
+                for node in ray.nodes()  # type: ignore[no-untyped-call]
+            )
+            if not alive:
+                return None
+            task = ray.remote(read_journal).options(
+                num_cpus=0,
+                max_retries=0,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+            )
+            ref = task.remote(path)
+            try:
+                record: tuple[str, str, dict[str, bytes]] | None = ray.get(
+                    ref, timeout=_JOURNAL_WAIT
+                )
+            except ray.exceptions.GetTimeoutError:
+                ray.cancel(ref, force=True)
+                return None
+            return record
+        except Exception:  # noqa: BLE001 - the node went away meanwhile
+            return None
+
+    def _results_lost(self, jobs: list[str], reason: str) -> None:
+        messages: list[Message] = []
+        for job in jobs:
+            error = WorkerCrashedError(
+                f"job {job} finished in worker {self._worker_id}, but its result was lost: "
+                f"the worker died right after ({reason}). It was not run again."
+            )
+            messages.append(Error(job, error_info(error), False))
+        if messages:
+            with self._deliver:
+                if not self._closed:
+                    self._receiver.receive(messages)
+
+    def _close(self, reason: str, *, blame_running: bool) -> None:
+        with self._deliver:
+            if self._closed:
+                return
+            self._closed = True
+            self._deliver.notify_all()
+        self._backend.forget(self._worker_id)
+        self._receiver.link_closed(reason, blame_running=blame_running)
+
+
+def describe_actor_death(exc: BaseException, info: dict[str, Any]) -> str:
+    """Why an actor died, in a line, from Ray's error (Ray knows a process died, not its exit
+    status: a kill, the out-of-memory killer and a segfault read the same)."""
+    text = " ".join(
+        line.strip() for line in str(getattr(exc, "error_msg", None) or exc).splitlines()
+    )
+    match = re.search(r"The actor is dead because (.*?)(?: Some common causes include|$)", text)
+    cause = match.group(1).strip() if match else text.split(". ", 1)[0] or type(exc).__name__
+    where = f" on {info['node_ip']}" if info.get("node_ip") else ""
+    hint = ""
+    if "worker process has died" in cause and "exit type: INTENDED" not in cause:
+        hint = " (killed from outside, out of memory, or a crash: a segfault, os._exit)"
+    return f"the Ray actor{where} died: {cause}{hint}"
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text if len(text) < 2000 else text[:2000] + " ..."

@@ -1,0 +1,209 @@
+"""What a function's spec becomes on a Ray cluster: its worker actors' options, and whether the
+cluster can place them. Pure functions of the spec, the settings and the cluster's node list
+(nothing here talks to Ray), so each mapping is tested on its own.
+
+    gpu=sieve.gpu.T4(split=2)   -> num_gpus=0.5, accelerator_type="T4"
+                                   (Ray requires the node resource "accelerator_type:T4")
+    python_packages             -> runtime_env["pip"]
+    the package's runtime       -> the job's runtime_env["py_modules"] (sieve_jupyter and
+                                   cloudpickle travel with the kernel's Ray job: the cluster
+                                   needs only Ray)
+    environment_variables       -> not in the runtime_env: their values travel with the call
+                                   that loads the worker (a runtime_env is shown by Ray's
+                                   dashboard and `ray list actors --detail`)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import cloudpickle
+
+from sieve_jupyter.spec import DEFAULT_CUDA_VERSION
+
+if TYPE_CHECKING:
+    from sieve_jupyter.spec import FunctionSpec, GpuRequest
+
+__all__ = [
+    "ACCELERATOR_TYPES",
+    "NodeResources",
+    "actor_options",
+    "infeasibility",
+    "package_modules",
+    "unsupported_notes",
+]
+
+#: Sieve's GPU kinds -> Ray's accelerator types (`ray.util.accelerators`). Ray has no type for
+#: an A100 slice: an A10020GB request asks for any A100 (and a share of it with split=).
+ACCELERATOR_TYPES: dict[str, str] = {
+    "T4": "T4",
+    "L4": "L4",
+    "A10G": "A10G",
+    "V100": "V100",
+    "A100": "A100",
+    "A10020GB": "A100",
+    "A10080GB": "A100-80G",
+    "L40S": "L40S",
+    "H100": "H100",
+    "H200": "H200",
+    "B200": "B200",
+}
+
+#: one node as `ray.nodes()` describes it: {"NodeManagerAddress": ..., "Resources": {...},
+#: "Alive": bool}
+NodeResources = Mapping[str, Any]
+
+
+def package_modules() -> list[str]:
+    """The directories the kernel's Ray job ships to the cluster: this package (its runtime
+    runs in the actors) and cloudpickle (the code of notebook functions travels pickled by it,
+    and must be unpickled by the same version). Ray uploads them once, by content hash."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return [here, os.path.dirname(os.path.abspath(cloudpickle.__file__))]
+
+
+def _gpu_share(request: GpuRequest) -> float:
+    return 1.0 / request.split
+
+
+def actor_options(spec: FunctionSpec, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The `.options(...)` of each worker actor of `spec`.
+
+    `extra` is `sieve.config.ray_actor_options` (num_cpus, memory, resources,
+    scheduling_strategy, runtime_env); its runtime_env is merged with the spec's.
+    """
+    extra = dict(extra or {})
+    runtime_env = dict(extra.pop("runtime_env", None) or {})
+    options: dict[str, Any] = {
+        # The pool replaces a dead worker itself (blaming only its running job): Ray must
+        # neither restart the actor nor run a call again.
+        "max_restarts": 0,
+        "max_task_retries": 0,
+        # Spread a function's workers over the cluster's nodes.
+        "scheduling_strategy": "SPREAD",
+    }
+    gpu = spec.gpu
+    if gpu is not None and not gpu.is_cpu:
+        options["num_gpus"] = _gpu_share(gpu)
+        options["accelerator_type"] = ACCELERATOR_TYPES[gpu.kind]
+    options.update(extra)
+    packages = list(spec.environment.python_packages)
+    if packages:
+        runtime_env["pip"] = [*runtime_env.get("pip", []), *packages]
+    if runtime_env:
+        options["runtime_env"] = runtime_env
+    return options
+
+
+def unsupported_notes(spec: FunctionSpec, extra: Mapping[str, Any] | None = None) -> list[str]:
+    """What the Ray backend cannot honour for `spec` (said once, never silently dropped)."""
+    runtime_env = (extra or {}).get("runtime_env") or {}
+    image = runtime_env.get("image_uri") or runtime_env.get("container")
+    env = spec.environment
+    ignored = []
+    if not image:
+        if env.system_packages:
+            ignored.append(f"system_packages {list(env.system_packages)}")
+        if env.run_commands:
+            ignored.append(f"run_commands {list(env.run_commands)}")
+        if (
+            env.cuda_version
+            and env.cuda_version != DEFAULT_CUDA_VERSION
+            and spec.gpu is not None
+            and not spec.gpu.is_cpu
+        ):
+            ignored.append(f"cuda_version {env.cuda_version!r}")
+    kernel_python = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    notes = []
+    if ignored:
+        notes.append(
+            "the ray backend cannot honour " + ", ".join(ignored) + " without an image: workers "
+            "run in the cluster's own environment. Build one with backend='docker' (`%sieve "
+            "build`), push it where the cluster can pull it, and give it as "
+            "sieve.configure(ray_actor_options={'runtime_env': {'image_uri': ...}})."
+        )
+    if env.python_version != kernel_python:
+        notes.append(
+            f"python_version {env.python_version!r} cannot be honoured: Ray workers run the "
+            f"cluster's Python, which must be the kernel's ({kernel_python}) since code "
+            "travels pickled."
+        )
+    return notes
+
+
+def _describe_nodes(nodes: Sequence[NodeResources]) -> str:
+    parts = []
+    for node in nodes:
+        resources = node.get("Resources", {})
+        cpus = resources.get("CPU", 0)
+        gpus = resources.get("GPU", 0)
+        kinds = sorted(
+            k.removeprefix("accelerator_type:") for k in resources
+            if k.startswith("accelerator_type:")
+        )
+        what = f"{cpus:g} CPU"
+        what += f", {gpus:g} GPU ({', '.join(kinds) or 'type unknown'})" if gpus else ", no GPU"
+        custom = sorted(
+            k for k in resources
+            if k not in ("CPU", "GPU", "memory", "object_store_memory")
+            and not k.startswith(("node:", "accelerator_type:"))
+        )
+        if custom:
+            what += f", resources {', '.join(custom)}"
+        parts.append(f"{node.get('NodeManagerAddress', '?')}: {what}")
+    return "; ".join(parts) or "no live nodes"
+
+
+def infeasibility(
+    spec: FunctionSpec, workers: int, options: Mapping[str, Any], nodes: Sequence[NodeResources]
+) -> str | None:
+    """Why `workers` actors with `options` can never be placed on `nodes` (the cluster's live
+    nodes, with their total resources), or None when they can.
+
+    A worker needs one node with all it asks for. GPUs are counted across nodes: `workers`
+    shares of `num_gpus` each must fit in the matching cards of the cluster (whole cards are not
+    split between nodes). CPU and memory are not counted: a warm actor holds none by default.
+    """
+    live = [n for n in nodes if n.get("Alive", True)]
+    need: dict[str, float] = dict(options.get("resources") or {})
+    share = float(options.get("num_gpus") or 0)
+    accelerator = options.get("accelerator_type")
+    if share:
+        need["GPU"] = share
+    if accelerator:
+        need[f"accelerator_type:{accelerator}"] = 0.001
+    for key in ("num_cpus", "memory"):
+        if options.get(key):
+            need["CPU" if key == "num_cpus" else "memory"] = float(options[key])
+    fitting = [
+        n for n in live
+        if all(n.get("Resources", {}).get(k, 0) >= v for k, v in need.items())
+    ]
+    asked = ", ".join(f"{k}={v:g}" for k, v in sorted(need.items())) or "nothing"
+    what = (
+        f"{spec.gpu} ({accelerator}, {share:g} GPU per worker)" if share and spec.gpu
+        else f"workers with {asked}"
+    )
+    cluster = _describe_nodes(live)
+    if not fitting:
+        field = "gpu" if share else "ray_actor_options"
+        fix = (
+            "Fix: ask for a GPU kind the cluster has, add such nodes, or drop gpu= to run "
+            "on the CPU." if share else
+            "Fix: ask for resources a node has (ray_actor_options), or start such a node."
+        )
+        return f"{field}: asked for {what}, but no node of the cluster has that; it has: " \
+               f"{cluster}. {fix}"
+    if share:
+        slots = sum(int(n["Resources"].get("GPU", 0) / share + 1e-9) for n in fitting)
+        if slots < workers:
+            return (
+                f"gpu: workers={workers} each need {share:g} of a {accelerator} GPU, but the "
+                f"cluster has room for {slots} such workers ({cluster}). Fix: workers={slots}, "
+                f"or a larger split such as sieve.gpu.{spec.gpu.kind if spec.gpu else ''}"
+                f"(split={workers})."
+            )
+    return None

@@ -1,0 +1,90 @@
+"""A node lost under load: its raylet is killed while a burst runs on both nodes. Only the job
+its worker was running fails; the worker is replaced on the node that is left, every other job
+finishes with its own result, and nothing runs twice. The node is started again afterwards, for
+the tests that follow."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ray_tier import RayCluster
+from support import Unique, wait_for
+
+import sieve_jupyter as sieve
+from sieve_jupyter.manager import get_manager
+
+
+def _node_id(label: str) -> str:
+    import ray
+
+    (node,) = [n for n in ray.nodes() if n["Alive"] and label in n["Resources"]]
+    node_id: str = node["NodeID"]
+    return node_id
+
+
+def _outcome(future: Any) -> Any:
+    try:
+        return future.result(timeout=300)
+    except Exception as exc:  # noqa: BLE001 - the outcome under test
+        return exc
+
+
+@pytest.fixture
+def restarts_node2(ray_cluster: RayCluster) -> Any:
+    """Start node2 again after the test, whatever happened to it."""
+    yield ray_cluster
+    node = ray_cluster.nodes.pop("node2", None)
+    if node is not None:
+        node.stop()
+    ray_cluster.start_node("node2")
+    wait_for(lambda: bool(_node_ids_with("node2")), timeout=120)
+
+
+def _node_ids_with(label: str) -> list[str]:
+    import ray
+
+    return [n["NodeID"] for n in ray.nodes() if n["Alive"] and label in n["Resources"]]
+
+
+def test_losing_a_node_under_load_fails_only_its_running_job(
+    unique: Unique, restarts_node2: RayCluster, tmp_path: Path
+) -> None:
+    marks = tmp_path  # (both nodes run on this machine: their workers see it)
+
+    @sieve.function(name=unique("spread"), backend="ray", workers=2, restart_on_error=False)
+    def work(i: int) -> int:
+        (marks / f"ran-{i}-{os.urandom(4).hex()}").touch()
+        time.sleep(0.02)
+        return i
+
+    assert work.run(-1) == -1
+    pool = get_manager().record(work.name).pool
+    assert pool is not None
+    wait_for(lambda: len(pool.live_workers()) == 2, timeout=120)
+    # The function's workers are spread over the cluster's nodes.
+    assert {w["node_id"] for w in pool.describe()} == {_node_id("head"), _node_id("node2")}
+
+    futures = [work.push(i) for i in range(400)]
+    wait_for(lambda: sum(f.done() for f in futures) >= 40, timeout=120)
+    os.kill(restarts_node2.nodes["node2"].raylet_pid(), signal.SIGKILL)
+    outcomes = [_outcome(f) for f in futures]
+
+    failed = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, BaseException)]
+    assert len(failed) <= 1, [outcomes[i] for i in failed]
+    for i in failed:
+        assert isinstance(outcomes[i], sieve.WorkerCrashedError), outcomes[i]
+        assert "the Ray actor" in str(outcomes[i])
+    assert [o for i, o in enumerate(outcomes) if i not in failed] == [
+        i for i in range(400) if i not in failed
+    ]
+    runs = [len(list(marks.glob(f"ran-{i}-*"))) for i in range(400)]
+    assert all(runs[i] == 1 for i in range(400) if i not in failed)
+    assert all(runs[i] <= 1 for i in failed)  # (never run again)
+    # The lost worker was replaced on the node that is left.
+    wait_for(lambda: len(pool.live_workers()) == 2, timeout=120)
+    assert {w["node_id"] for w in pool.describe()} == {_node_id("head")}

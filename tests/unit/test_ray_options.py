@@ -1,0 +1,198 @@
+"""What a spec becomes on a Ray cluster (backends/_ray_options.py), and the Ray settings'
+validation. Pure functions of the spec, the settings and a node list: no Ray needed here (the
+ray tier runs the same mapping against a real cluster's scheduler)."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import sieve_jupyter as sieve
+from sieve_jupyter._config import Config
+from sieve_jupyter._errors import ConfigurationError
+from sieve_jupyter.backends._ray_options import (
+    ACCELERATOR_TYPES,
+    actor_options,
+    infeasibility,
+    unsupported_notes,
+)
+from sieve_jupyter.spec import GPU_KINDS, Env, Environment, FunctionSpec, GpuRequest
+
+KERNEL_PYTHON = f"{sys.version_info[0]}.{sys.version_info[1]}"
+
+
+def _spec(**fields: Any) -> FunctionSpec:
+    environment = fields.pop("environment", {})
+    return FunctionSpec(name="f", environment=Environment(**environment), **fields)
+
+
+def _node(ip: str, alive: bool = True, **resources: float) -> dict[str, Any]:
+    return {"NodeManagerAddress": ip, "Alive": alive, "Resources": {"CPU": 2.0, **resources}}
+
+
+#: a cluster shaped like the ray tier's: a head without GPUs, a node with one T4
+CLUSTER = [
+    _node("10.0.0.1", head=1000),
+    _node("10.0.0.2", GPU=1.0, **{"accelerator_type:T4": 1.0, "node2": 1000}),
+]
+
+
+def test_a_gpu_share_becomes_num_gpus_and_the_accelerator_type() -> None:
+    options = actor_options(_spec(gpu=GpuRequest("T4", split=2)))
+    assert options["num_gpus"] == 0.5
+    assert options["accelerator_type"] == "T4"
+    # The pool replaces dead workers itself: Ray must neither restart nor re-run.
+    assert options["max_restarts"] == 0
+    assert options["max_task_retries"] == 0
+    assert options["scheduling_strategy"] == "SPREAD"
+
+
+def test_no_gpu_and_the_cpu_kind_ask_for_no_gpu() -> None:
+    for spec in (_spec(), _spec(gpu=GpuRequest("CPU"))):
+        options = actor_options(spec)
+        assert "num_gpus" not in options
+        assert "accelerator_type" not in options
+
+
+def test_every_gpu_kind_has_a_ray_accelerator_type() -> None:
+    assert set(ACCELERATOR_TYPES) == set(GPU_KINDS) - {"CPU"}
+    assert actor_options(_spec(gpu=GpuRequest("A10080GB")))["accelerator_type"] == "A100-80G"
+
+
+def test_python_packages_go_to_the_runtime_env_merged_with_the_settings() -> None:
+    spec = _spec(environment={"python_packages": ("numpy>=1.26", "pillow")})
+    extra = {
+        "num_cpus": 1,
+        "resources": {"node2": 1},
+        "runtime_env": {"pip": ["tqdm"], "image_uri": "registry.example/img:1"},
+    }
+    options = actor_options(spec, extra)
+    assert options["runtime_env"] == {
+        "pip": ["tqdm", "numpy>=1.26", "pillow"],
+        "image_uri": "registry.example/img:1",
+    }
+    assert options["num_cpus"] == 1
+    assert options["resources"] == {"node2": 1}
+    assert extra["runtime_env"] == {"pip": ["tqdm"], "image_uri": "registry.example/img:1"}
+    assert "runtime_env" not in actor_options(_spec())
+
+
+def test_env_values_never_reach_the_actor_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    # (Ray shows a runtime_env in its dashboard and `ray list actors --detail`: the values
+    # travel with the call that loads the worker instead)
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value_123")
+    options = actor_options(_spec(env=(Env("HF_TOKEN"), Env("MODE", default="fast-default"))))
+    assert "hf_secret_value_123" not in repr(options)
+    assert "fast-default" not in repr(options)
+    assert "HF_TOKEN" not in repr(options)
+
+
+def test_system_packages_and_run_commands_are_reported_unless_an_image_is_given() -> None:
+    spec = _spec(environment={
+        "system_packages": ("ffmpeg",), "run_commands": ("echo hi",),
+    })
+    (note,) = unsupported_notes(spec)
+    assert "system_packages ['ffmpeg']" in note
+    assert "run_commands ['echo hi']" in note
+    assert "image_uri" in note  # the fix
+    assert unsupported_notes(spec, {"runtime_env": {"image_uri": "registry.example/i:1"}}) == []
+    assert unsupported_notes(_spec()) == []
+
+
+def test_another_python_version_is_reported() -> None:
+    other = "3.10" if KERNEL_PYTHON != "3.10" else "3.11"
+    (note,) = unsupported_notes(_spec(environment={"python_version": other}))
+    assert f"python_version {other!r}" in note
+    assert KERNEL_PYTHON in note
+
+
+def test_a_gpu_kind_the_cluster_lacks_is_an_error_saying_what_it_has() -> None:
+    spec = _spec(gpu=GpuRequest("A100"))
+    problem = infeasibility(spec, 1, actor_options(spec), CLUSTER)
+    assert problem is not None
+    assert problem.startswith("gpu: ")
+    assert "A100" in problem
+    assert "10.0.0.2: 2 CPU, 1 GPU (T4)" in problem  # what the cluster has
+    assert "10.0.0.1: 2 CPU, no GPU" in problem
+    assert "Fix:" in problem
+
+
+def test_more_gpu_workers_than_shares_is_an_error_naming_the_room() -> None:
+    spec = _spec(gpu=GpuRequest("T4", split=2))
+    options = actor_options(spec)
+    assert infeasibility(spec, 2, options, CLUSTER) is None
+    problem = infeasibility(spec, 3, options, CLUSTER)
+    assert problem is not None
+    assert "workers=3" in problem
+    assert "room for 2" in problem
+    assert "workers=2" in problem  # the fix
+
+
+def test_dead_nodes_do_not_count() -> None:
+    spec = _spec(gpu=GpuRequest("T4"))
+    dead = [CLUSTER[0], {**CLUSTER[1], "Alive": False}]
+    assert infeasibility(spec, 1, actor_options(spec), dead) is not None
+
+
+def test_a_custom_resource_no_node_has_is_an_error() -> None:
+    spec = _spec()
+    options = actor_options(spec, {"resources": {"high-mem": 1}})
+    problem = infeasibility(spec, 1, options, CLUSTER)
+    assert problem is not None
+    assert problem.startswith("ray_actor_options: ")
+    assert "high-mem=1" in problem
+    assert "resources head" in problem  # what the nodes offer
+    assert infeasibility(spec, 1, actor_options(spec, {"resources": {"node2": 1}}), CLUSTER) \
+        is None
+
+
+# -- settings ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def restore_config() -> Iterator[None]:
+    saved = dataclasses.replace(sieve.config)
+    yield
+    for item in dataclasses.fields(Config):
+        setattr(sieve.config, item.name, getattr(saved, item.name))
+
+
+@pytest.mark.usefixtures("restore_config")
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        ({"ray_address": ""}, "ray_address"),
+        ({"ray_address": 10001}, "ray_address"),
+        ({"ray_actor_options": ["num_cpus"]}, "ray_actor_options"),
+        ({"ray_actor_options": {"num_gpus": 1}}, "ray_actor_options"),
+        ({"ray_actor_options": {"max_restarts": 3}}, "ray_actor_options"),
+        ({"ray_actor_options": {"num_cpus": -1}}, "ray_actor_options.num_cpus"),
+        ({"ray_actor_options": {"memory": "2GB"}}, "ray_actor_options.memory"),
+        ({"ray_actor_options": {"resources": {"a": 0}}}, "ray_actor_options.resources"),
+        ({"ray_actor_options": {"runtime_env": "img"}}, "ray_actor_options.runtime_env"),
+    ],
+)
+def test_bad_ray_settings_name_the_field_and_change_nothing(
+    settings: dict[str, Any], field: str
+) -> None:
+    before = dataclasses.replace(sieve.config)
+    with pytest.raises(ConfigurationError) as caught:
+        sieve.configure(backend="ray", **settings)
+    assert str(caught.value).startswith(f"{field}: ")
+    assert "Fix" in str(caught.value)
+    assert sieve.config == before
+
+
+@pytest.mark.usefixtures("restore_config")
+def test_good_ray_settings_are_kept() -> None:
+    sieve.configure(
+        backend="ray",
+        ray_address="ray://head:10001",
+        ray_actor_options={"num_cpus": 0.5, "resources": {"node2": 1}},
+    )
+    assert sieve.config.backend == "ray"
+    assert sieve.config.ray_address == "ray://head:10001"
