@@ -123,8 +123,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--no-pin", action="store_true", help="leave CPU placement to the OS")
-    parser.add_argument("--busy-poll-us", type=int, default=None,
-                        help="sieve.configure(busy_poll_us=...) for this run (0: never poll)")
+    parser.add_argument(
+        "--busy-poll-us",
+        type=int,
+        default=None,
+        help="sieve.configure(busy_poll_us=...) for this run (0: never poll)",
+    )
     args = parser.parse_args()
     if args.busy_poll_us is not None:
         sieve.configure(busy_poll_us=args.busy_poll_us)
@@ -147,15 +151,20 @@ def main() -> None:
         results.setdefault(key, []).append(value)
 
     for _ in range(rounds):  # alternate engines every round: same machine state for all
-        for key, call in (("pipe", peers.pipe_call), ("ppe", peers.ppe_call),
-                          ("sieve", lambda: fn.run(1))):
+        for key, call in (
+            ("pipe", peers.pipe_call),
+            ("ppe", peers.ppe_call),
+            ("sieve", lambda: fn.run(1)),
+        ):
             samples = latency(call, n_lat)
             record(f"{key}.p50", percentile(samples, 0.5))
             record(f"{key}.p99", percentile(samples, 0.99))
         record("ppe.rate", throughput(lambda i: peers.ppe.submit(noop, i), n_push))
         record("sieve.rate", throughput(fn.push, n_push))
-        for key, call in (("ppe", lambda: peers.ppe.submit(array_sum, big).result()),
-                          ("sieve", lambda: big_fn.run(big))):
+        for key, call in (
+            ("ppe", lambda: peers.ppe.submit(array_sum, big).result()),
+            ("sieve", lambda: big_fn.run(big)),
+        ):
             t = time.perf_counter()
             for _ in range(3):
                 call()
@@ -169,21 +178,30 @@ def main() -> None:
     med.update(optional)
 
     us = 1e6
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, rounds={rounds}, "
-          f"latency samples={n_lat}, pushes={n_push}, {placement}, "
-          f"busy_poll_us={sieve.config.busy_poll_us}")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, rounds={rounds}, "
+        f"latency samples={n_lat}, pushes={n_push}, {placement}, "
+        f"busy_poll_us={sieve.config.busy_poll_us}"
+    )
     print(f"{'engine':<28}{'p50 us':>10}{'p99 us':>10}{'push/s':>12}{'100MB s':>10}{'cold s':>9}")
-    rows = [("raw Pipe round trip", "pipe"), ("ProcessPoolExecutor(1)", "ppe"),
-            ("sieve-jupyter local", "sieve"), ("ray actor", "ray"), ("dask", "dask")]
+    rows = [
+        ("raw Pipe round trip", "pipe"),
+        ("ProcessPoolExecutor(1)", "ppe"),
+        ("sieve-jupyter local", "sieve"),
+        ("ray actor", "ray"),
+        ("dask", "dask"),
+    ]
     for label, key in rows:
         if f"{key}.p50" not in med:
             continue
         rate = med.get(f"{key}.rate")
         bigt = med.get(f"{key}.big")
         cold = med.get(f"{key}.cold")
-        print(f"{label:<28}{med[f'{key}.p50'] * us:>10.0f}{med[f'{key}.p99'] * us:>10.0f}"
-              f"{(f'{rate:,.0f}' if rate else '-'):>12}{(f'{bigt:.3f}' if bigt else '-'):>10}"
-              f"{(f'{cold:.2f}' if cold else '-'):>9}")
+        print(
+            f"{label:<28}{med[f'{key}.p50'] * us:>10.0f}{med[f'{key}.p99'] * us:>10.0f}"
+            f"{(f'{rate:,.0f}' if rate else '-'):>12}{(f'{bigt:.3f}' if bigt else '-'):>10}"
+            f"{(f'{cold:.2f}' if cold else '-'):>9}"
+        )
 
     ratios = {
         "run p50 / raw pipe p50 (target <= 1.5)": med["sieve.p50"] / med["pipe.p50"],
@@ -233,12 +251,15 @@ def _optional_peers(n_lat: int, n_push: int, big: np.ndarray) -> dict[str, float
         print("dask.distributed not installed: skipping Dask (pip install distributed)")
     else:
         t = time.perf_counter()
-        with LocalCluster(n_workers=1, threads_per_worker=1, processes=True) as cluster, \
-                Client(cluster) as client:
+        with (
+            LocalCluster(n_workers=1, threads_per_worker=1, processes=True) as cluster,
+            Client(cluster) as client,
+        ):
             client.submit(noop, 1).result()
             out["dask.cold"] = time.perf_counter() - t
-            samples = latency(lambda: client.submit(noop, time.perf_counter_ns()).result(),
-                              min(n_lat, 300))
+            samples = latency(
+                lambda: client.submit(noop, time.perf_counter_ns()).result(), min(n_lat, 300)
+            )
             out["dask.p50"], out["dask.p99"] = percentile(samples, 0.5), percentile(samples, 0.99)
     return out
 

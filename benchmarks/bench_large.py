@@ -97,15 +97,19 @@ def main() -> None:
         "memcpy (warm)": {"one": lambda: np.copyto(warm_target, big)},
         "memcpy (fresh)": {"one": big.copy},
         "sieve local": {"one": lambda: one_way.run(big), "trip": lambda: round_trip.run(big)},
-        "ProcessPoolExecutor": {"one": lambda: ppe.submit(total, big).result(),
-                                "trip": lambda: ppe.submit(identity, big).result()},
+        "ProcessPoolExecutor": {
+            "one": lambda: ppe.submit(total, big).result(),
+            "trip": lambda: ppe.submit(identity, big).result(),
+        },
     }
     if args.docker:
         from bench_docker import configure_for_this_machine
 
         configure_for_this_machine()
-        options: dict[str, Any] = {"backend": "docker",
-                                   "python_packages": [f"numpy=={np.__version__}"]}
+        options: dict[str, Any] = {
+            "backend": "docker",
+            "python_packages": [f"numpy=={np.__version__}"],
+        }
         d_one = sieve.function(name="bench-large-total-docker", **options)(total)
         d_trip = sieve.function(name="bench-large-identity-docker", **options)(identity)
         d_one.run(big)
@@ -122,13 +126,16 @@ def main() -> None:
                 results.setdefault(f"{name}.{kind}", []).append(seconds(call, repeat))
     med = {k: statistics.median(v) for k, v in results.items()}
 
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, load average "
-          f"{os.getloadavg()[0]:.2f}, rounds={rounds} x {repeat} calls, 100 MB float64")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, load average "
+        f"{os.getloadavg()[0]:.2f}, rounds={rounds} x {repeat} calls, 100 MB float64"
+    )
     print(f"{'engine':<24}{'one way ms':>12}{'round trip ms':>15}")
     for name in engines:
         one, trip = med.get(f"{name}.one"), med.get(f"{name}.trip")
-        print(f"{name:<24}{one * 1e3:>12.1f}"
-              f"{(f'{trip * 1e3:.1f}' if trip is not None else '-'):>15}")
+        print(
+            f"{name:<24}{one * 1e3:>12.1f}{(f'{trip * 1e3:.1f}' if trip is not None else '-'):>15}"
+        )
     floor = med["memcpy (warm).one"]
     ratios = {
         "sieve one way / warm memcpy (target <= 2)": med["sieve local.one"] / floor,
@@ -183,14 +190,17 @@ def threshold_sweep(handle: Any, quick: bool) -> dict[str, dict[str, float]]:
         for _ in range(3):
             for way, threshold in (("socket", 1 << 62), ("shared", 0)):
                 channel.shm_threshold = threshold
-                samples = timed_calls(functools.partial(handle.run, data),
-                                      max(10, n * 64 * 1024 // size), warmup=5)
+                samples = timed_calls(
+                    functools.partial(handle.run, data), max(10, n * 64 * 1024 // size), warmup=5
+                )
                 figures[way].append(percentile(samples, 0.5))
         socket_us = statistics.median(figures["socket"]) * 1e6
         shared_us = statistics.median(figures["shared"]) * 1e6
         out[str(size)] = {"socket_us": socket_us, "shared_us": shared_us}
-        print(f"{size // 1024:>8} KiB{socket_us:>12.0f}{shared_us:>12.0f}"
-              f"{shared_us / socket_us:>15.2f}")
+        print(
+            f"{size // 1024:>8} KiB{socket_us:>12.0f}{shared_us:>12.0f}"
+            f"{shared_us / socket_us:>15.2f}"
+        )
     handle.stop()
     return out
 
@@ -213,8 +223,10 @@ def _ray_engine(big: np.ndarray) -> dict[str, Callable[[], Any]] | None:
 
     actor = Actor.remote()  # type: ignore[attr-defined]
     ray.get(actor.total.remote(ray.put(big[:8])))
-    return {"one": lambda: ray.get(actor.total.remote(ray.put(big))),
-            "trip": lambda: ray.get(actor.identity.remote(ray.put(big)))}
+    return {
+        "one": lambda: ray.get(actor.total.remote(ray.put(big))),
+        "trip": lambda: ray.get(actor.identity.remote(ray.put(big))),
+    }
 
 
 if __name__ == "__main__":

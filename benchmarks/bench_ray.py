@@ -6,7 +6,8 @@
 
 Needs the `ray` extra. Without RAY_ADDRESS it starts a head node the way the ray test tier does
 (tests/ray_tier.py: from the cluster environment `scripts/setup-ray-cluster-env` makes, in a
-process group of its own that it ends afterwards). Figures (targets from the issue: within 1.2x of raw Ray on both):
+process group of its own that it ends afterwards). Figures (target: within 1.2x of raw Ray on
+both):
 - warm `.run()` p50 through the backend vs a raw actor call (`ray.get(actor.f.remote(...))`),
   alternating rounds so both see the same machine;
 - 10k `.push()` + gather through the backend vs 10k `actor.f.remote()` + one `ray.get`, on one

@@ -60,13 +60,25 @@ ENGINES = {
     "bare-fastapi": Engine("bare-fastapi", health="/ping"),
     "sieve-jupyter": Engine("sieve-jupyter"),
     "cog": Engine("cog", ["cog"]),
-    "litserve": Engine("litserve", ["litserve"], path="/predict", body=BODY_INPUT,
-                       health="/health", stop_signal=signal.SIGINT),
-    "bentoml": Engine("bentoml", ["bentoml"], path="/predict", body=BODY_INPUT,
-                      health="/readyz", stop_signal=signal.SIGINT),
+    "litserve": Engine(
+        "litserve",
+        ["litserve"],
+        path="/predict",
+        body=BODY_INPUT,
+        health="/health",
+        stop_signal=signal.SIGINT,
+    ),
+    "bentoml": Engine(
+        "bentoml",
+        ["bentoml"],
+        path="/predict",
+        body=BODY_INPUT,
+        health="/readyz",
+        stop_signal=signal.SIGINT,
+    ),
 }
 
-BARE = '''
+BARE = """
 from fastapi import FastAPI, Request
 
 app = FastAPI()
@@ -82,8 +94,8 @@ async def ping():
 async def predict(request: Request):
     body = await request.json()
     return {"status": "succeeded", "output": multiply(**body["input"])}
-'''
-COG = '''
+"""
+COG = """
 from cog import BasePredictor
 
 class Predictor(BasePredictor):
@@ -92,8 +104,8 @@ class Predictor(BasePredictor):
 
     def predict(self, x1: int, x2: int) -> int:
         return x1 * x2
-'''
-LITSERVE = '''
+"""
+LITSERVE = """
 import sys
 import litserve as ls
 
@@ -113,8 +125,8 @@ class Multiplier(ls.LitAPI):
 if __name__ == "__main__":
     server = ls.LitServer(Multiplier(), accelerator="cpu", workers_per_device=1)
     server.run(port=int(sys.argv[1]), generate_client_file=False)
-'''
-BENTOML = '''
+"""
+BENTOML = """
 import bentoml
 
 @bentoml.service(workers=1)
@@ -122,13 +134,13 @@ class Multiplier:
     @bentoml.api
     def predict(self, x1: int, x2: int) -> int:
         return x1 * x2
-'''
-NOTEBOOK_CELL = '''import sieve_jupyter as sieve
+"""
+NOTEBOOK_CELL = """import sieve_jupyter as sieve
 
 @sieve.function(name="multiplier")
 def multiply(x1: int, x2: int) -> int:
     return x1 * x2
-'''
+"""
 
 
 def make_venv(where: Path, packages: list[str]) -> Path:
@@ -142,22 +154,33 @@ def make_venv(where: Path, packages: list[str]) -> Path:
 
 
 def version_of(python: Path, package: str) -> str:
-    done = subprocess.run([str(python), "-m", "pip", "show", package], capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [str(python), "-m", "pip", "show", package], capture_output=True, text=True
+    )
     match = re.search(r"^Version: (.+)$", done.stdout, re.M)
     return match.group(1) if match else "?"
 
 
-def start(engine: Engine, work: Path, venvs: Path, port: int) -> tuple[subprocess.Popen[bytes],
-                                                                        str]:
+def start(
+    engine: Engine, work: Path, venvs: Path, port: int
+) -> tuple[subprocess.Popen[bytes], str]:
     folder = work / engine.name
     folder.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     log = open(folder / "server.log", "wb")  # noqa: SIM115 - the child owns it
     if engine.name == "bare-fastapi":
         (folder / "bare.py").write_text(BARE)
-        command = [sys.executable, "-m", "uvicorn", "bare:app", "--port", str(port),
-                   "--log-level", "warning", "--no-access-log"]
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "bare:app",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
         version = f"fastapi {version_of(Path(sys.executable), 'fastapi')}"
     elif engine.name == "sieve-jupyter":
         import nbformat
@@ -168,8 +191,15 @@ def start(engine: Engine, work: Path, venvs: Path, port: int) -> tuple[subproces
         notebook.cells = [nbformat.v4.new_code_cell(NOTEBOOK_CELL)]
         nbformat.write(notebook, folder / "multiplier.ipynb")
         export_notebook(folder / "multiplier.ipynb", folder / "bundle")
-        command = [sys.executable, "-m", "sieve_jupyter.cli", "serve", str(folder / "bundle"),
-                   "--port", str(port)]
+        command = [
+            sys.executable,
+            "-m",
+            "sieve_jupyter.cli",
+            "serve",
+            str(folder / "bundle"),
+            "--port",
+            str(port),
+        ]
         import sieve_jupyter
 
         version = sieve_jupyter.__version__
@@ -183,8 +213,10 @@ def start(engine: Engine, work: Path, venvs: Path, port: int) -> tuple[subproces
             private_tmp = folder / "tmp"
             private_tmp.mkdir(exist_ok=True)
             # coglet keeps a folder per prediction in /tmp forever: give it its own /tmp
-            inner = (f"mount --bind {private_tmp} /tmp && exec {python} -m cog.server.http "
-                     "--host 127.0.0.1")
+            inner = (
+                f"mount --bind {private_tmp} /tmp && exec {python} -m cog.server.http "
+                "--host 127.0.0.1"
+            )
             env.update(COG_PREDICT_TYPE_STUB="predict.py:Predictor", PORT=str(port))
             command = ["unshare", "-m", "sh", "-c", inner]
         elif engine.name == "litserve":
@@ -192,10 +224,20 @@ def start(engine: Engine, work: Path, venvs: Path, port: int) -> tuple[subproces
             command = [str(python), "server.py", str(port)]
         else:
             (folder / "service.py").write_text(BENTOML)
-            command = [str(python), "-m", "bentoml", "serve", "service:Multiplier", "--port",
-                       str(port), "--host", "127.0.0.1"]
-    process = subprocess.Popen(command, cwd=folder, env=env, stdout=log, stderr=log,
-                               start_new_session=True)
+            command = [
+                str(python),
+                "-m",
+                "bentoml",
+                "serve",
+                "service:Multiplier",
+                "--port",
+                str(port),
+                "--host",
+                "127.0.0.1",
+            ]
+    process = subprocess.Popen(
+        command, cwd=folder, env=env, stdout=log, stderr=log, start_new_session=True
+    )
     log.close()
     return process, version
 
@@ -209,8 +251,9 @@ def ready(engine: Engine, port: int, process: subprocess.Popen[bytes], limit: fl
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 body = response.read()
-                if response.status == 200 and (engine.health != "/health-check"
-                                               or json.loads(body)["status"] == "READY"):
+                if response.status == 200 and (
+                    engine.health != "/health-check" or json.loads(body)["status"] == "READY"
+                ):
                     return time.monotonic() - started
         except OSError:
             pass
@@ -241,7 +284,7 @@ def tree_cpu(pid: int) -> float:
             text = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        fields = text[text.rindex(")") + 2:].split()
+        fields = text[text.rindex(")") + 2 :].split()
         stats[int(entry)] = fields
         children.setdefault(int(fields[1]), []).append(int(entry))
     total = 0.0
@@ -255,10 +298,26 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
-def hey(url: str, body: dict[str, Any], *, concurrency: int, seconds: float | None = None,
-        requests: int | None = None, server_pid: int) -> dict[str, Any]:
-    command = ["hey", "-c", str(concurrency), "-m", "POST", "-T", "application/json",
-               "-d", json.dumps(body)]
+def hey(
+    url: str,
+    body: dict[str, Any],
+    *,
+    concurrency: int,
+    seconds: float | None = None,
+    requests: int | None = None,
+    server_pid: int,
+) -> dict[str, Any]:
+    command = [
+        "hey",
+        "-c",
+        str(concurrency),
+        "-m",
+        "POST",
+        "-T",
+        "application/json",
+        "-d",
+        json.dumps(body),
+    ]
     command += ["-z", f"{seconds}s"] if seconds is not None else ["-n", str(requests)]
     command.append(url)
     server_before = tree_cpu(server_pid)
@@ -266,8 +325,9 @@ def hey(url: str, body: dict[str, Any], *, concurrency: int, seconds: float | No
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     client_after = os.times()
     server_cpu = tree_cpu(server_pid) - server_before
-    client_cpu = ((client_after.children_user - client_before.children_user)
-                  + (client_after.children_system - client_before.children_system))
+    client_cpu = (client_after.children_user - client_before.children_user) + (
+        client_after.children_system - client_before.children_system
+    )
     out = done.stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
@@ -278,8 +338,11 @@ def hey(url: str, body: dict[str, Any], *, concurrency: int, seconds: float | No
     codes = {int(c): int(n) for c, n in re.findall(r"\[(\d+)\]\s+(\d+) responses", out)}
     total = sum(codes.values()) or 1
     return {
-        "rps": rate, "p50_ms": percentile(50), "p99_ms": percentile(99),
-        "ok_rps": rate * codes.get(200, 0) / total, "non_200": total - codes.get(200, 0),
+        "rps": rate,
+        "p50_ms": percentile(50),
+        "p99_ms": percentile(99),
+        "ok_rps": rate * codes.get(200, 0) / total,
+        "non_200": total - codes.get(200, 0),
         "responses": total,
         "server_cpu_ms_per_req": 1000 * server_cpu / total,
         "client_cpu_ms_per_req": 1000 * client_cpu / total,
@@ -288,8 +351,10 @@ def hey(url: str, body: dict[str, Any], *, concurrency: int, seconds: float | No
 
 def check_answer(engine: Engine, port: int) -> None:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}{engine.path}", data=json.dumps(engine.body).encode(),
-        headers={"content-type": "application/json"})
+        f"http://127.0.0.1:{port}{engine.path}",
+        data=json.dumps(engine.body).encode(),
+        headers={"content-type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=30) as response:
         answer = json.loads(response.read())
     output = answer.get("output", answer) if isinstance(answer, dict) else answer
@@ -306,27 +371,33 @@ def measure(engine: Engine, work: Path, venvs: Path, args: argparse.Namespace) -
         url = f"http://127.0.0.1:{port}{engine.path}"
         hey(url, engine.body, concurrency=1, requests=300, server_pid=process.pid)  # warm-up
         result: dict[str, Any] = {"engine": engine.name, "version": version, "cold_s": cold}
-        result["sequential"] = hey(url, engine.body, concurrency=1, requests=args.requests,
-                                   server_pid=process.pid)
+        result["sequential"] = hey(
+            url, engine.body, concurrency=1, requests=args.requests, server_pid=process.pid
+        )
         for clients in (1, 16):
-            result[f"c{clients}"] = hey(url, engine.body, concurrency=clients,
-                                        seconds=args.seconds, server_pid=process.pid)
+            result[f"c{clients}"] = hey(
+                url, engine.body, concurrency=clients, seconds=args.seconds, server_pid=process.pid
+            )
         return result
     finally:
         stop(engine, process)
 
 
 def report(results: list[dict[str, Any]]) -> None:
-    print("\n| engine | version | seq p50 | seq p99 | 1 client req/s | 16 clients req/s "
-          "(200s only) | non-200 at 16 | server CPU ms/req | client CPU ms/req | cold start |")
+    print(
+        "\n| engine | version | seq p50 | seq p99 | 1 client req/s | 16 clients req/s "
+        "(200s only) | non-200 at 16 | server CPU ms/req | client CPU ms/req | cold start |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         s, c1, c16 = r["sequential"], r["c1"], r["c16"]
-        print(f"| {r['engine']} | {r['version']} | {s['p50_ms']:.2f} ms | {s['p99_ms']:.2f} ms "
-              f"| {c1['rps']:,.0f} | {c16['rps']:,.0f} ({c16['ok_rps']:,.0f}) | "
-              f"{c16['non_200']:,} of {c16['responses']:,} | "
-              f"{c16['server_cpu_ms_per_req']:.2f} | {c16['client_cpu_ms_per_req']:.2f} | "
-              f"{r['cold_s']:.1f} s |")
+        print(
+            f"| {r['engine']} | {r['version']} | {s['p50_ms']:.2f} ms | {s['p99_ms']:.2f} ms "
+            f"| {c1['rps']:,.0f} | {c16['rps']:,.0f} ({c16['ok_rps']:,.0f}) | "
+            f"{c16['non_200']:,} of {c16['responses']:,} | "
+            f"{c16['server_cpu_ms_per_req']:.2f} | {c16['client_cpu_ms_per_req']:.2f} | "
+            f"{r['cold_s']:.1f} s |"
+        )
     ours = next((r for r in results if r["engine"] == "sieve-jupyter"), None)
     if ours is None:
         return
@@ -379,12 +450,12 @@ def _median_by_engine(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per engine: the round with the median sequential p50."""
     rows = []
     for name in dict.fromkeys(r["engine"] for r in results):
-        runs = sorted((r for r in results if r["engine"] == name),
-                      key=lambda r: r["sequential"]["p50_ms"])
+        runs = sorted(
+            (r for r in results if r["engine"] == name), key=lambda r: r["sequential"]["p50_ms"]
+        )
         rows.append(runs[len(runs) // 2])
     return rows
 
 
 if __name__ == "__main__":
     sys.exit(main())
-

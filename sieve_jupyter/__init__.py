@@ -143,10 +143,14 @@ def load_ipython_extension(ipython: Any) -> None:
     _load(ipython)
 
 
-_EXPORT_HELP = ("%sieve export NAME... DIR      a bundle of these functions and the cells they "
-                "need (--default, --base-image; --format model.yaml: a model.yaml instead)")
-_SERVE_HELP = ("%sieve serve NAME... [--port N] serve them over HTTP until the kernel stops "
-               "(--stop NAME to stop)")
+_EXPORT_HELP = (
+    "%sieve export NAME... DIR      a bundle of these functions and the cells they "
+    "need (--default, --base-image; --format model.yaml: a model.yaml instead)"
+)
+_SERVE_HELP = (
+    "%sieve serve NAME... [--port N] serve them over HTTP until the kernel stops "
+    "(--stop NAME to stop)"
+)
 
 
 def _export_command(words: list[str]) -> Any:
@@ -163,13 +167,13 @@ def _serve_command(words: list[str]) -> Any:
 
 _DEPLOYMENT_HELP = {
     "deploy": "%sieve deploy NAME... [--backend B] [--workers N] [--force]\n"
-              "                               deploy: it serves after the kernel is gone, "
-              "as user/NAME",
+    "                               deploy: it serves after the kernel is gone, "
+    "as user/NAME",
     "deployments": "%sieve deployments             this machine's deployments, with health",
     "undeploy": "%sieve undeploy USER/NAME      stop a deployment and remove all of it",
     "logs --deployment": "%sieve logs NAME --deployment [-n N] [-f]\n"
-                         "                               a deployment's server and worker "
-                         "logs (-f: follow)",
+    "                               a deployment's server and worker "
+    "logs (-f: follow)",
 }
 
 

@@ -1,7 +1,7 @@
 """`sieve.configure(...)`: kernel-wide settings of the manager (default backend, workers, user).
 
-    sieve.configure(backend="docker", workers=2, user="alice", gpu_fallback="cpu")
-    sieve.config.backend            # -> "docker"
+sieve.configure(backend="docker", workers=2, user="alice", gpu_fallback="cpu")
+sieve.config.backend            # -> "docker"
 """
 
 from __future__ import annotations
@@ -69,8 +69,10 @@ class Config:
                 f"backend: unknown backend {self.backend!r}. Fix: use one of "
                 f"{', '.join(BACKEND_NAMES)}."
             )
-        if not isinstance(self.workers, int) or isinstance(self.workers, bool) or not (
-            1 <= self.workers <= 64
+        if (
+            not isinstance(self.workers, int)
+            or isinstance(self.workers, bool)
+            or not (1 <= self.workers <= 64)
         ):
             raise ConfigurationError(
                 f"workers: must be an integer from 1 to 64, got {self.workers!r}. "
@@ -135,8 +137,10 @@ def _validate_ray(address: Any, options: Any) -> None:
     resources = options.get("resources")
     if resources is not None and (
         not isinstance(resources, dict)
-        or not all(isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
-                   and v > 0 for k, v in resources.items())
+        or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
+            for k, v in resources.items()
+        )
     ):
         raise ConfigurationError(
             f"ray_actor_options.resources: must map resource names to amounts > 0, got "

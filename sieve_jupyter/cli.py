@@ -1,13 +1,13 @@
 """The ``sieve-jupyter`` command: export notebooks to bundles, serve and build bundles.
 
-    sieve-jupyter export NOTEBOOK [-o DIR] [--name NAME ...] [--default NAME]
-                                  [--format bundle|model.yaml]
-    sieve-jupyter serve BUNDLE [--host 127.0.0.1] [--port 8000] [--workers N]
-    sieve-jupyter serve model.yaml [--name NAME] [same options]
-    sieve-jupyter check model.yaml [--runtime] [--name NAME]
-    sieve-jupyter build BUNDLE [-t TAG] [--network host]
-    sieve-jupyter schema            # the JSON Schema of sieve.yaml
-    sieve-jupyter deploy | deployments | logs | undeploy   (see sieve_jupyter/deploy/_cli.py)
+sieve-jupyter export NOTEBOOK [-o DIR] [--name NAME ...] [--default NAME]
+                              [--format bundle|model.yaml]
+sieve-jupyter serve BUNDLE [--host 127.0.0.1] [--port 8000] [--workers N]
+sieve-jupyter serve model.yaml [--name NAME] [same options]
+sieve-jupyter check model.yaml [--runtime] [--name NAME]
+sieve-jupyter build BUNDLE [-t TAG] [--network host]
+sieve-jupyter schema            # the JSON Schema of sieve.yaml
+sieve-jupyter deploy | deployments | logs | undeploy   (see sieve_jupyter/deploy/_cli.py)
 """
 
 from __future__ import annotations
@@ -35,47 +35,93 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     export = commands.add_parser(
-        "export", help="capture a notebook's sieve functions and models as a bundle")
+        "export", help="capture a notebook's sieve functions and models as a bundle"
+    )
     export.add_argument("notebook", help="the .ipynb file")
-    export.add_argument("-o", "--output-dir", help="where the bundle goes "
-                        "(default: bundles/<notebook name>)")
-    export.add_argument("--name", action="append", dest="names", metavar="NAME",
-                        help="a function or model to export (repeatable; default: all)")
+    export.add_argument(
+        "-o", "--output-dir", help="where the bundle goes (default: bundles/<notebook name>)"
+    )
+    export.add_argument(
+        "--name",
+        action="append",
+        dest="names",
+        metavar="NAME",
+        help="a function or model to export (repeatable; default: all)",
+    )
     export.add_argument("--default", help="the function that also answers /predictions")
     export.add_argument("--base-image", help="the image the bundle's Dockerfile starts FROM")
     export.add_argument("--ca-bundle", help="a PEM bundle the image must trust (TLS proxies)")
-    export.add_argument("--format", choices=["bundle", "model.yaml"], default="bundle",
-                        help="a bundle (default), or a model.yaml and its code (src/)")
+    export.add_argument(
+        "--format",
+        choices=["bundle", "model.yaml"],
+        default="bundle",
+        help="a bundle (default), or a model.yaml and its code (src/)",
+    )
 
-    serve = commands.add_parser("serve", help="serve a bundle or a model.yaml over HTTP "
-                                "(Cog's API)")
-    serve.add_argument("bundle", help="the bundle's folder (it holds sieve.yaml), or a "
-                       "model.yaml (or a folder holding one)")
-    serve.add_argument("--name", help="with a model.yaml: serve only this model (any name, "
-                       "for a universal ${model.name} entry)")
-    serve.add_argument("--host", default="127.0.0.1",
-                       help="address to bind (default 127.0.0.1; others need a token)")
+    serve = commands.add_parser(
+        "serve", help="serve a bundle or a model.yaml over HTTP (Cog's API)"
+    )
+    serve.add_argument(
+        "bundle",
+        help="the bundle's folder (it holds sieve.yaml), or a model.yaml (or a folder holding one)",
+    )
+    serve.add_argument(
+        "--name",
+        help="with a model.yaml: serve only this model (any name, "
+        "for a universal ${model.name} entry)",
+    )
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default 127.0.0.1; others need a token)",
+    )
     serve.add_argument("--port", type=int, default=8000, help="port (0: pick a free one)")
     serve.add_argument("--workers", type=int, default=1, help="warm workers per function")
     serve.add_argument("--default", help="the function that also answers /predictions")
-    serve.add_argument("--insecure", action="store_true",
-                       help="allow a non-loopback --host without SIEVE_SERVE_TOKEN")
-    serve.add_argument("--queue-size", type=int, default=64,
-                       help="predictions that may wait per function (more get 429)")
-    serve.add_argument("--max-body-bytes", type=int, default=100 * 1024 * 1024,
-                       help="larger request bodies get 413")
-    serve.add_argument("--inline-file-bytes", type=int, default=5 * 1024 * 1024,
-                       help="file outputs up to this size are data URLs, larger ones links")
-    serve.add_argument("--keep-seconds", type=float, default=600.0,
-                       help="how long finished predictions can be fetched")
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --host without SIEVE_SERVE_TOKEN",
+    )
+    serve.add_argument(
+        "--queue-size",
+        type=int,
+        default=64,
+        help="predictions that may wait per function (more get 429)",
+    )
+    serve.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=100 * 1024 * 1024,
+        help="larger request bodies get 413",
+    )
+    serve.add_argument(
+        "--inline-file-bytes",
+        type=int,
+        default=5 * 1024 * 1024,
+        help="file outputs up to this size are data URLs, larger ones links",
+    )
+    serve.add_argument(
+        "--keep-seconds",
+        type=float,
+        default=600.0,
+        help="how long finished predictions can be fetched",
+    )
     serve.add_argument("--port-file", help="write the port here once listening")
     serve.add_argument("--access-log", action="store_true", help="log every request")
-    serve.add_argument("--busy-poll-us", type=int,
-                       help="microseconds workers poll for their next call before sleeping")
-    serve.add_argument("--fd", type=int,
-                       help="serve this inherited listening socket instead of binding a port")
-    serve.add_argument("--deployment", metavar="USER/NAME:VERSION",
-                       help="run as that deployment (set by sieve.deploy)")
+    serve.add_argument(
+        "--busy-poll-us",
+        type=int,
+        help="microseconds workers poll for their next call before sleeping",
+    )
+    serve.add_argument(
+        "--fd", type=int, help="serve this inherited listening socket instead of binding a port"
+    )
+    serve.add_argument(
+        "--deployment",
+        metavar="USER/NAME:VERSION",
+        help="run as that deployment (set by sieve.deploy)",
+    )
 
     build = commands.add_parser("build", help="build a bundle's Docker image")
     build.add_argument("bundle")
@@ -90,15 +136,23 @@ def _parser() -> argparse.ArgumentParser:
 
 def _check_parser(commands: Any) -> None:
     check = commands.add_parser(
-        "check", help="validate a model.yaml (and with --runtime, run each model's load once)")
+        "check", help="validate a model.yaml (and with --runtime, run each model's load once)"
+    )
     check.add_argument("model_yaml", metavar="model.yaml", help="the model.yaml to check")
-    check.add_argument("--runtime", action="store_true",
-                       help="also import each model's code and call its load once (in a child "
-                       "process, in the code's directory)")
-    check.add_argument("--name", help="check only this model (any name, for a universal "
-                       "${model.name} entry)")
-    check.add_argument("--refresh", action="store_true",
-                       help="fetch again what is cached (downloads, a branch's checkout)")
+    check.add_argument(
+        "--runtime",
+        action="store_true",
+        help="also import each model's code and call its load once (in a child "
+        "process, in the code's directory)",
+    )
+    check.add_argument(
+        "--name", help="check only this model (any name, for a universal ${model.name} entry)"
+    )
+    check.add_argument(
+        "--refresh",
+        action="store_true",
+        help="fetch again what is cached (downloads, a branch's checkout)",
+    )
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -106,9 +160,15 @@ def _export(args: argparse.Namespace) -> int:
 
     notebook = Path(args.notebook)
     output = args.output_dir or str(Path("bundles") / notebook.stem)
-    result = export_notebook(notebook, output, names=args.names, default=args.default,
-                             base_image=args.base_image, ca_bundle=args.ca_bundle,
-                             format=args.format)
+    result = export_notebook(
+        notebook,
+        output,
+        names=args.names,
+        default=args.default,
+        base_image=args.base_image,
+        ca_bundle=args.ca_bundle,
+        format=args.format,
+    )
     print(result)
     return 0
 
@@ -117,11 +177,19 @@ def _serve_settings(args: argparse.Namespace) -> Any:
     from sieve_jupyter.serve import ServeSettings
 
     return ServeSettings(
-        host=args.host, port=args.port, workers=args.workers, default=args.default,
-        insecure=args.insecure, queue_size=args.queue_size,
-        max_body_bytes=args.max_body_bytes, inline_file_bytes=args.inline_file_bytes,
-        keep_seconds=args.keep_seconds, port_file=args.port_file,
-        access_log=args.access_log, busy_poll_us=args.busy_poll_us, fd=args.fd,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        default=args.default,
+        insecure=args.insecure,
+        queue_size=args.queue_size,
+        max_body_bytes=args.max_body_bytes,
+        inline_file_bytes=args.inline_file_bytes,
+        keep_seconds=args.keep_seconds,
+        port_file=args.port_file,
+        access_log=args.access_log,
+        busy_poll_us=args.busy_poll_us,
+        fd=args.fd,
     )
 
 
@@ -132,8 +200,11 @@ def _serve(args: argparse.Namespace) -> int:
     if model_yaml is not None:
         return _serve_modelyaml(args, model_yaml)
     if args.name:
-        print("sieve-jupyter serve: --name applies to a model.yaml; a bundle serves all its "
-              "functions (choose the default one with --default).", file=sys.stderr)
+        print(
+            "sieve-jupyter serve: --name applies to a model.yaml; a bundle serves all its "
+            "functions (choose the default one with --default).",
+            file=sys.stderr,
+        )
         return 2
     if args.deployment:
         from sieve_jupyter.deploy._runner import run_deployment
@@ -165,8 +236,7 @@ def _check(args: argparse.Namespace) -> int:
     from sieve_jupyter.modelyaml import check, report
 
     try:
-        checked = check(args.model_yaml, name=args.name, runtime=args.runtime,
-                        refresh=args.refresh)
+        checked = check(args.model_yaml, name=args.name, runtime=args.runtime, refresh=args.refresh)
     except SpecError as exc:  # a ModelYamlError lists every problem with its line
         print(f"sieve-jupyter check: {exc}", file=sys.stderr)
         return 1
@@ -174,8 +244,9 @@ def _check(args: argparse.Namespace) -> int:
     print(text)
     if status == 0:
         what = "valid, load ran" if args.runtime else "valid"
-        print(f"{args.model_yaml}: {what} ({len(checked)} "
-              f"model{'s' if len(checked) != 1 else ''}).")
+        print(
+            f"{args.model_yaml}: {what} ({len(checked)} model{'s' if len(checked) != 1 else ''})."
+        )
     return status
 
 
@@ -202,8 +273,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (errors print their message, not a
     traceback: they already say what is wrong and how to fix it)."""
     args = _parser().parse_args(argv)
-    handler = {"export": _export, "serve": _serve, "build": _build, "schema": _schema,
-               "check": _check, **DEPLOYMENT_HANDLERS}
+    handler = {
+        "export": _export,
+        "serve": _serve,
+        "build": _build,
+        "schema": _schema,
+        "check": _check,
+        **DEPLOYMENT_HANDLERS,
+    }
     try:
         return handler[args.command](args)
     except (SieveError, FileExistsError) as exc:

@@ -31,14 +31,25 @@ pytest_plugins = ["docker_tier", "ray_tier"]
 #: tiers run cheapest first; the browser tier last (Playwright's sync API leaves an event loop
 #: behind on the main thread, which later asyncio-based tests would trip over)
 _TIER_ORDER = {
-    "unit": 0, "integration": 1, "kernel": 2, "docker": 3, "ray": 3, "packaging": 4, "browser": 5,
+    "unit": 0,
+    "integration": 1,
+    "kernel": 2,
+    "docker": 3,
+    "ray": 3,
+    "packaging": 4,
+    "browser": 5,
 }
 
 
 #: the marker each tier's folder gives every test in it (so `-m "not docker"` leaves it out)
 _FOLDER_MARKERS = {
-    "kernel": "kernel", "docker": "docker", "browser": "browser", "serve": "serve",
-    "packaging": "packaging", "ray": "ray", "deploy": "serve",  # (deployments are served bundles)
+    "kernel": "kernel",
+    "docker": "docker",
+    "browser": "browser",
+    "serve": "serve",
+    "packaging": "packaging",
+    "ray": "ray",
+    "deploy": "serve",  # (deployments are served bundles)
 }
 
 

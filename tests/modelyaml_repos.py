@@ -70,10 +70,10 @@ def predict_secret(secret, datapoints):
     return [len(secret) for _ in datapoints]
 '''
 
-SCALE_PY = '''\
+SCALE_PY = """\
 def apply(x, scale):
     return x * scale
-'''
+"""
 
 #: the runtime section of the tests' model.yaml files (indented for a model entry)
 RUNTIME = """\
@@ -128,26 +128,39 @@ models:
 """
 
 
-def model_yaml(name: str = "YOLOR-P6", *, repository: str = "", files: str = "",
-               runtime: str = RUNTIME, extra: str = "") -> str:
+def model_yaml(
+    name: str = "YOLOR-P6",
+    *,
+    repository: str = "",
+    files: str = "",
+    runtime: str = RUNTIME,
+    extra: str = "",
+) -> str:
     """A model.yaml with one model; `repository` and `files` are YAML blocks (indented)."""
-    files = files or """\
+    files = (
+        files
+        or """\
     files:
       - name: params
         url: results/params.txt
 """
+    )
     return f"models:\n  - name: {name}\n{repository}{files}{runtime}{extra}"
 
 
 def git(*args: str, cwd: Path) -> str:
     env = dict(os.environ)
     env.update(
-        GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="test@example.invalid",
-        GIT_COMMITTER_NAME="test", GIT_COMMITTER_EMAIL="test@example.invalid",
-        GIT_CONFIG_GLOBAL=os.devnull, GIT_CONFIG_NOSYSTEM="1",
+        GIT_AUTHOR_NAME="test",
+        GIT_AUTHOR_EMAIL="test@example.invalid",
+        GIT_COMMITTER_NAME="test",
+        GIT_COMMITTER_EMAIL="test@example.invalid",
+        GIT_CONFIG_GLOBAL=os.devnull,
+        GIT_CONFIG_NOSYSTEM="1",
     )
-    done = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          check=True, timeout=120)
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True, timeout=120
+    )
     return done.stdout.strip()
 
 
@@ -247,8 +260,14 @@ class _GitHandler(http.server.BaseHTTPRequestHandler):
             "GIT_PROTOCOL": self.headers.get("Git-Protocol", ""),
             "HTTP_CONTENT_ENCODING": self.headers.get("Content-Encoding", ""),
         }
-        done = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True,
-                              check=False, timeout=120)
+        done = subprocess.run(
+            ["git", "http-backend"],
+            input=body,
+            env=env,
+            capture_output=True,
+            check=False,
+            timeout=120,
+        )
         head, _, payload = done.stdout.partition(b"\r\n\r\n")
         status = 200
         headers = []
@@ -277,8 +296,7 @@ class GitHttpServer:
 
     def publish(self, repository: Repository, name: str = "yolor.git") -> str:
         """A bare copy of `repository` on this server; returns its URL."""
-        git("clone", "-q", "--bare", str(repository.path), str(self.root / name),
-            cwd=self.root)
+        git("clone", "-q", "--bare", str(repository.path), str(self.root / name), cwd=self.root)
         return f"http://127.0.0.1:{self.port}/{name}"
 
 

@@ -84,8 +84,9 @@ def _group_pids(pgid: int) -> list[int]:
 
 def _command(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(
-            errors="replace")
+        return (
+            Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        )
     except OSError:
         return ""
 
@@ -136,7 +137,8 @@ class RayCluster:
         # Every port chosen here: the defaults (8265, 10001, ...) may be another cluster's.
         ports = iter(free_ports(9))
         command = [
-            str(CLUSTER_ENV / "bin" / "ray"), "start",
+            str(CLUSTER_ENV / "bin" / "ray"),
+            "start",
             "--num-cpus=2",
             "--object-store-memory=80000000",
             f"--resources={json.dumps(NODE_RESOURCES[label])}",
@@ -163,8 +165,12 @@ class RayCluster:
             command += ["--num-gpus=1", f"--address={self.address}"]
         # A session of its own: the node's processes are found, and ended, by process group.
         process = subprocess.Popen(
-            command, env=self.env, start_new_session=True, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True,
+            command,
+            env=self.env,
+            start_new_session=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         node = RayNode(label, process.pid)
         try:
@@ -185,22 +191,25 @@ class RayCluster:
 
 
 def cluster_environment(token: str, root: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PYTHONPATH", "VIRTUAL_ENV", "RAY_ADDRESS")}
-    env.update({
-        "PATH": f"{CLUSTER_ENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-        # Token authentication, with this session's token (nothing is written to ~/.ray).
-        "RAY_AUTH_MODE": "token",
-        "RAY_AUTH_TOKEN": token,
-        "RAY_USAGE_STATS_ENABLED": "0",
-        # (what the workers keep on their node's disk goes with the cluster's folder)
-        "TMPDIR": str(root),
-        # A lost node is noticed in seconds rather than half a minute.
-        "RAY_health_check_initial_delay_ms": "1000",
-        "RAY_health_check_period_ms": "1000",
-        "RAY_health_check_timeout_ms": "1000",
-        "RAY_health_check_failure_threshold": "3",
-    })
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "RAY_ADDRESS")
+    }
+    env.update(
+        {
+            "PATH": f"{CLUSTER_ENV / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+            # Token authentication, with this session's token (nothing is written to ~/.ray).
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": token,
+            "RAY_USAGE_STATS_ENABLED": "0",
+            # (what the workers keep on their node's disk goes with the cluster's folder)
+            "TMPDIR": str(root),
+            # A lost node is noticed in seconds rather than half a minute.
+            "RAY_health_check_initial_delay_ms": "1000",
+            "RAY_health_check_period_ms": "1000",
+            "RAY_health_check_timeout_ms": "1000",
+            "RAY_health_check_failure_threshold": "3",
+        }
+    )
     return env
 
 
@@ -215,9 +224,11 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster
         raise RuntimeError("ray was imported before the cluster's token was set")
     if not (CLUSTER_ENV / "bin" / "ray").exists():
         # (Ray is installed: the tier is meant to run, so this is a failure, not a skip)
-        pytest.fail(f"the ray tier's cluster environment {CLUSTER_ENV} is missing. Fix: "
-                    "bash scripts/setup-ray-cluster-env (scripts/setup-test-env runs it).",
-                    pytrace=False)
+        pytest.fail(
+            f"the ray tier's cluster environment {CLUSTER_ENV} is missing. Fix: "
+            "bash scripts/setup-ray-cluster-env (scripts/setup-test-env runs it).",
+            pytrace=False,
+        )
     import sieve_jupyter as sieve
 
     # Ray's Unix sockets live under its temp dir: keep the path short.

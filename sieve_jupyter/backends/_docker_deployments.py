@@ -66,7 +66,7 @@ def _timestamp(text: str | None) -> float | None:
         return None
     # the engine writes nanoseconds; Python reads microseconds
     head, _, rest = text.partition(".")
-    zone = "+00:00" if rest.endswith("Z") or not rest else rest[rest.find("+"):]
+    zone = "+00:00" if rest.endswith("Z") or not rest else rest[rest.find("+") :]
     micros = "".join(ch for ch in rest.split("+")[0].rstrip("Z") if ch.isdigit())[:6]
     try:
         return datetime.fromisoformat(f"{head}.{micros or '0'}{zone}").timestamp()
@@ -84,7 +84,7 @@ class DeploymentEngine:
     @property
     def client(self) -> docker.DockerClient:
         """Raises:
-            BackendError: no Docker engine answers (with the fix)."""
+        BackendError: no Docker engine answers (with the fix)."""
         with self._lock:
             if self._client is None:
                 client = None
@@ -110,8 +110,9 @@ class DeploymentEngine:
 
     # -- images ------------------------------------------------------------------------------
 
-    def build(self, context: Path, tag: str, *, network: str | None,
-              log: Callable[[str], None]) -> None:
+    def build(
+        self, context: Path, tag: str, *, network: str | None, log: Callable[[str], None]
+    ) -> None:
         """Build the bundle at `context` as `tag`; each line of progress goes to `log`.
 
         Raises:
@@ -120,7 +121,11 @@ class DeploymentEngine:
         follow = BuildLog()
         try:
             stream = self.client.api.build(
-                path=str(context), tag=tag, rm=True, forcerm=True, decode=True,
+                path=str(context),
+                tag=tag,
+                rm=True,
+                forcerm=True,
+                decode=True,
                 network_mode=network,
             )
             for chunk in stream:
@@ -135,7 +140,8 @@ class DeploymentEngine:
             raise BuildError(
                 f"docker build of the deployment image {tag} failed{step}: "
                 f"{follow.error or 'no image'}.\n--- last lines of the step ---\n{follow.tail}",
-                step=follow.step, log_tail=follow.tail,
+                step=follow.step,
+                log_tail=follow.tail,
             )
 
     def has_image(self, tag: str) -> bool:
@@ -152,9 +158,18 @@ class DeploymentEngine:
 
     # -- containers --------------------------------------------------------------------------
 
-    def run(self, *, image: str, name: str, command: list[str], environment: dict[str, str],
-            labels: dict[str, str], mounts: list[tuple[str, str, bool]], gpu: bool,
-            stop_seconds: int) -> str:
+    def run(
+        self,
+        *,
+        image: str,
+        name: str,
+        command: list[str],
+        environment: dict[str, str],
+        labels: dict[str, str],
+        mounts: list[tuple[str, str, bool]],
+        gpu: bool,
+        stop_seconds: int,
+    ) -> str:
         """Start a deployment container; returns its id.
 
         Raises:
@@ -164,32 +179,44 @@ class DeploymentEngine:
         host_config = api.create_host_config(
             network_mode="host",
             restart_policy={"Name": "unless-stopped"},
-            mounts=[docker.types.Mount(target, source, type="bind", read_only=read_only)
-                    for source, target, read_only in mounts],
+            mounts=[
+                docker.types.Mount(target, source, type="bind", read_only=read_only)
+                for source, target, read_only in mounts
+            ],
             device_requests=[docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
-            if gpu else None,
+            if gpu
+            else None,
             init=True,
             # a deployment runs for months: its log is capped (the json-file driver keeps
             # everything otherwise)
             log_config=docker.types.LogConfig(
-                type=docker.types.LogConfig.types.JSON, config=_LOG_LIMITS),
+                type=docker.types.LogConfig.types.JSON, config=_LOG_LIMITS
+            ),
         )
         try:
             created = api.create_container(
-                image, command=command, name=name, environment=environment, labels=labels,
-                host_config=host_config, stop_signal="SIGTERM", stop_timeout=stop_seconds,
+                image,
+                command=command,
+                name=name,
+                environment=environment,
+                labels=labels,
+                host_config=host_config,
+                stop_signal="SIGTERM",
+                stop_timeout=stop_seconds,
             )
         except docker.errors.APIError as exc:
-            raise BackendError(f"cannot create the deployment container {name}: "
-                               f"{exc.explanation or exc}") from exc
+            raise BackendError(
+                f"cannot create the deployment container {name}: {exc.explanation or exc}"
+            ) from exc
         container_id = str(created["Id"])
         try:
             api.start(container_id)
         except docker.errors.APIError as exc:
             with contextlib.suppress(docker.errors.APIError):
                 api.remove_container(container_id, force=True)
-            raise BackendError(f"cannot start the deployment container {name}: "
-                               f"{exc.explanation or exc}") from exc
+            raise BackendError(
+                f"cannot start the deployment container {name}: {exc.explanation or exc}"
+            ) from exc
         return container_id
 
     def containers(self, key: str | None = None) -> list[DeployedContainer]:
@@ -205,16 +232,22 @@ class DeploymentEngine:
             labels = attrs["Config"].get("Labels") or {}
             state = attrs.get("State") or {}
             environment = dict(
-                item.partition("=")[::2] for item in attrs["Config"].get("Env") or [])
-            found.append(DeployedContainer(
-                id=str(attrs["Id"]), name=str(attrs.get("Name", "")).lstrip("/"),
-                values={k[len(_PREFIX):]: v for k, v in labels.items() if k.startswith(_PREFIX)},
-                state=str(state.get("Status", "unknown")),
-                started_at=_timestamp(state.get("StartedAt")),
-                restarts=int(attrs.get("RestartCount") or 0),
-                exit_code=state.get("ExitCode") if state.get("Status") == "exited" else None,
-                environment=environment,
-            ))
+                item.partition("=")[::2] for item in attrs["Config"].get("Env") or []
+            )
+            found.append(
+                DeployedContainer(
+                    id=str(attrs["Id"]),
+                    name=str(attrs.get("Name", "")).lstrip("/"),
+                    values={
+                        k[len(_PREFIX) :]: v for k, v in labels.items() if k.startswith(_PREFIX)
+                    },
+                    state=str(state.get("Status", "unknown")),
+                    started_at=_timestamp(state.get("StartedAt")),
+                    restarts=int(attrs.get("RestartCount") or 0),
+                    exit_code=state.get("ExitCode") if state.get("Status") == "exited" else None,
+                    environment=environment,
+                )
+            )
         return found
 
     def state(self, container_id: str) -> tuple[str, int | None]:

@@ -144,8 +144,10 @@ class _Outbox:
                         self._changed.wait(max(0.001, ready_at - time.monotonic()))
                     else:
                         self._changed.wait()
-                batch = [(number, packed) for number, _, packed in
-                         (self._pending.popleft() for _ in range(count))]
+                batch = [
+                    (number, packed)
+                    for number, _, packed in (self._pending.popleft() for _ in range(count))
+                ]
                 self._shipping = True
             shipped = False
             try:
@@ -215,9 +217,7 @@ class SieveWorker:
     def ping(self) -> bool:
         return True
 
-    def load(
-        self, payload: bytes, options: LoadOptions, env: dict[str, str], gpu: bool
-    ) -> Outcome:
+    def load(self, payload: bytes, options: LoadOptions, env: dict[str, str], gpu: bool) -> Outcome:
         """Unpickle the function or model and run `__setup__` once."""
         os.environ.update(env)
         if not gpu:
@@ -397,8 +397,10 @@ class SieveWorker:
                 self._cancelled.add(job)
 
     def _on_cancel_signal(self, signum: int, frame: Any) -> None:
-        if self._interruptible and self._cancel_target is not None and (
-            self._cancel_target == self._current
+        if (
+            self._interruptible
+            and self._cancel_target is not None
+            and (self._cancel_target == self._current)
         ):
             raise _Interrupted()
 

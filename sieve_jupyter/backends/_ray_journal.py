@@ -139,6 +139,6 @@ def _outcome_records(raw: bytes) -> dict[str, bytes]:
         if magic != _MAGIC or (epoch is not None and this_epoch != epoch) or end > len(raw):
             break
         epoch = this_epoch
-        outcomes[raw[start:start + job_size].decode()] = raw[start + job_size:end]
+        outcomes[raw[start : start + job_size].decode()] = raw[start + job_size : end]
         offset = end
     return outcomes

@@ -164,8 +164,7 @@ class RayLink(WorkerLink):
             if self._terminated:
                 raise BackendError(f"worker {self._worker_id} was stopped while starting") from exc
             raise BackendError(
-                f"worker {self._worker_id}: the Ray actor could not start: "
-                f"{_short(exc)}"
+                f"worker {self._worker_id}: the Ray actor could not start: {_short(exc)}"
             ) from exc
         python = tuple(info["python"][:2])
         if python != sys.version_info[:2]:
@@ -181,8 +180,7 @@ class RayLink(WorkerLink):
         self._backend.started(info["node_ip"], info["pid"])
 
     def load(self, load: Load) -> None:
-        ref = self._actor.load.remote(load.payload, load.options, dict(self._launch.env),
-                                      self._gpu)
+        ref = self._actor.load.remote(load.payload, load.options, dict(self._launch.env), self._gpu)
         self._enqueue(_Sent("load", None, ref))
         self._consumer = threading.Thread(
             target=self._consume, name=f"sieve-consume-{self._worker_id}", daemon=True
@@ -296,9 +294,7 @@ class RayLink(WorkerLink):
                 self._close("stopped", blame_running=False)
                 return
             try:
-                outcome = (
-                    self._read_stream(sent) if sent.kind == "stream" else ray.get(sent.ref)
-                )
+                outcome = self._read_stream(sent) if sent.kind == "stream" else ray.get(sent.ref)
             except _ActorGone as exc:
                 self._actor_gone(sent, exc)
                 return

@@ -141,13 +141,15 @@ def _describe_nodes(nodes: Sequence[NodeResources]) -> str:
         cpus = resources.get("CPU", 0)
         gpus = resources.get("GPU", 0)
         kinds = sorted(
-            k.removeprefix("accelerator_type:") for k in resources
+            k.removeprefix("accelerator_type:")
+            for k in resources
             if k.startswith("accelerator_type:")
         )
         what = f"{cpus:g} CPU"
         what += f", {gpus:g} GPU ({', '.join(kinds) or 'type unknown'})" if gpus else ", no GPU"
         custom = sorted(
-            k for k in resources
+            k
+            for k in resources
             if k not in ("CPU", "GPU", "memory", "object_store_memory")
             and not k.startswith(("node:", "accelerator_type:"))
         )
@@ -179,12 +181,12 @@ def infeasibility(
         if options.get(key):
             need["CPU" if key == "num_cpus" else "memory"] = float(options[key])
     fitting = [
-        n for n in live
-        if all(n.get("Resources", {}).get(k, 0) >= v for k, v in need.items())
+        n for n in live if all(n.get("Resources", {}).get(k, 0) >= v for k, v in need.items())
     ]
     asked = ", ".join(f"{k}={v:g}" for k, v in sorted(need.items())) or "nothing"
     what = (
-        f"{spec.gpu} ({accelerator}, {share:g} GPU per worker)" if share and spec.gpu
+        f"{spec.gpu} ({accelerator}, {share:g} GPU per worker)"
+        if share and spec.gpu
         else f"workers with {asked}"
     )
     cluster = _describe_nodes(live)
@@ -192,11 +194,14 @@ def infeasibility(
         field = "gpu" if share else "ray_actor_options"
         fix = (
             "Fix: ask for a GPU kind the cluster has, add such nodes, or drop gpu= to run "
-            "on the CPU." if share else
-            "Fix: ask for resources a node has (ray_actor_options), or start such a node."
+            "on the CPU."
+            if share
+            else "Fix: ask for resources a node has (ray_actor_options), or start such a node."
         )
-        return f"{field}: asked for {what}, but no node of the cluster has that; it has: " \
-               f"{cluster}. {fix}"
+        return (
+            f"{field}: asked for {what}, but no node of the cluster has that; it has: "
+            f"{cluster}. {fix}"
+        )
     if share:
         slots = sum(int(n["Resources"].get("GPU", 0) / share + 1e-9) for n in fitting)
         if slots < workers:

@@ -133,15 +133,19 @@ class RayBackend(Backend):
             return self._hub
 
     def _start_hub(self) -> Any:
-        return ray.remote(SieveHub).options(
-            name=self._hub_name,
-            namespace=self._namespace,
-            num_cpus=0,
-            max_concurrency=10_000,
-            max_restarts=0,
-            # On the head node: it goes only with the cluster.
-            resources={"node:__internal_head__": 0.001},
-        ).remote()
+        return (
+            ray.remote(SieveHub)
+            .options(
+                name=self._hub_name,
+                namespace=self._namespace,
+                num_cpus=0,
+                max_concurrency=10_000,
+                max_restarts=0,
+                # On the head node: it goes only with the cluster.
+                resources={"node:__internal_head__": 0.001},
+            )
+            .remote()
+        )
 
     def _post(self, worker_id: str, message: Any) -> None:
         """Leave `message` in a worker's mailbox (fire and forget)."""
@@ -209,8 +213,11 @@ class RayBackend(Backend):
     def describe_request(self, spec: FunctionSpec) -> str:
         """What a worker of `spec` asks the cluster for, for a message about waiting."""
         options = actor_options(spec, config.ray_actor_options)
-        asked = {k: options[k] for k in ("num_cpus", "num_gpus", "accelerator_type", "memory",
-                                         "resources") if k in options}
+        asked = {
+            k: options[k]
+            for k in ("num_cpus", "num_gpus", "accelerator_type", "memory", "resources")
+            if k in options
+        }
         free = ray.available_resources()  # type: ignore[no-untyped-call]
         return f"it asks for {asked or 'nothing special'}; free now: {free}"
 
@@ -259,6 +266,7 @@ class RayBackend(Backend):
             self._collector.join(_COLLECT_SECONDS + 2.0)
         if alive and self._owns_ray:
             ray.shutdown()
+
 
 def _quiet_deaths_of(workers: set[tuple[str, int]]) -> None:
     """Keep Ray from printing "(raylet) A worker died ..." for `workers` into the kernel.

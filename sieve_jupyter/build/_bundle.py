@@ -117,10 +117,21 @@ def make_bundle_image(
         # All interfaces of the container: `docker run -p` decides what is exposed (publish on
         # 127.0.0.1, or set SIEVE_SERVE_TOKEN to require a bearer token).
         "STOPSIGNAL SIGTERM",
-        "CMD " + json.dumps([
-            f"{SERVER_VENV}/bin/python", "-m", "sieve_jupyter.cli", "serve", BUNDLE_DIR,
-            "--host", "0.0.0.0", "--port", str(BUNDLE_PORT), "--insecure",
-        ]),
+        "CMD "
+        + json.dumps(
+            [
+                f"{SERVER_VENV}/bin/python",
+                "-m",
+                "sieve_jupyter.cli",
+                "serve",
+                BUNDLE_DIR,
+                "--host",
+                "0.0.0.0",
+                "--port",
+                str(BUNDLE_PORT),
+                "--insecure",
+            ]
+        ),
     ]
     files["Dockerfile"] = ("\n".join(lines) + "\n").encode()
     return BundleImage(files=files, labels={**context.labels, **labels})

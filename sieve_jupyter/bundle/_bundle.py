@@ -50,8 +50,20 @@ MODULE = "main"
 SPEC_FILE = "sieve.yaml"
 #: What the server's own virtualenv holds, pinned to the exporting environment's versions.
 SERVER_PACKAGES = (
-    "fastapi", "starlette", "uvicorn", "httptools", "uvloop", "python-multipart", "httpx",
-    "jsonschema", "fastjsonschema", "pydantic", "PyYAML", "packaging", "anyio", "cloudpickle",
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "httptools",
+    "uvloop",
+    "python-multipart",
+    "httpx",
+    "jsonschema",
+    "fastjsonschema",
+    "pydantic",
+    "PyYAML",
+    "packaging",
+    "anyio",
+    "cloudpickle",
 )
 _DOCKERIGNORE = """\
 # Only what the Dockerfile copies belongs in the build context.
@@ -99,7 +111,8 @@ class Bundle:
 
     def openapi(self) -> dict[str, Any]:
         return openapi_document(
-            [f.spec for f in self.functions], default=self.default,
+            [f.spec for f in self.functions],
+            default=self.default,
             version=__version__,
         )
 
@@ -114,14 +127,16 @@ def merged_environment(specs: Sequence[FunctionSpec]) -> Environment:
     versions = sorted({s.environment.python_version for s in specs})
     if len(versions) > 1:
         raise SpecError(
-            "python_version", f"the functions of one bundle ask for {', '.join(versions)}.",
+            "python_version",
+            f"the functions of one bundle ask for {', '.join(versions)}.",
             "give them the same python_version (or leave it out), or export them apart.",
         )
     cuda = sorted({s.environment.cuda_version for s in specs if s.environment.cuda_version})
     bases = sorted({s.environment.base_image for s in specs if s.environment.base_image})
     if len(bases) > 1:
         raise SpecError(
-            "base_image", f"the functions of one bundle ask for {', '.join(bases)}.",
+            "base_image",
+            f"the functions of one bundle ask for {', '.join(bases)}.",
             "give them the same base image, or export them apart.",
         )
 
@@ -206,7 +221,10 @@ def bundle_files(
 
 
 def write_bundle(
-    files: dict[str, bytes], directory: str | os.PathLike[str], *, marker: str = SPEC_FILE,
+    files: dict[str, bytes],
+    directory: str | os.PathLike[str],
+    *,
+    marker: str = SPEC_FILE,
     what: str = "a bundle",
 ) -> Path:
     """Write `files` as the bundle at `directory`, replacing a bundle that was there.
@@ -221,8 +239,7 @@ def write_bundle(
     target = Path(directory).resolve()
     if target.exists() and any(target.iterdir()) and not (target / marker).exists():
         raise FileExistsError(
-            f"{target} exists and is not {what} (no {marker}). Fix: choose an empty or "
-            "new folder."
+            f"{target} exists and is not {what} (no {marker}). Fix: choose an empty or new folder."
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".sieve-bundle-", dir=target.parent))
@@ -265,8 +282,11 @@ def _line_of(root: Any, path: Sequence[Any]) -> int | None:
                     child = value_node
                     line = key_node.start_mark.line + 1
                     break
-        elif (isinstance(node, yaml.SequenceNode) and isinstance(key, int)
-              and 0 <= key < len(node.value)):
+        elif (
+            isinstance(node, yaml.SequenceNode)
+            and isinstance(key, int)
+            and 0 <= key < len(node.value)
+        ):
             child = node.value[key]
             line = child.start_mark.line + 1
         if child is None:
@@ -297,7 +317,8 @@ def read_bundle(directory: str | os.PathLike[str]) -> Bundle:
         text = path.read_text()
     except OSError as exc:
         raise SpecError(
-            str(path), f"cannot be read ({exc.strerror}).",
+            str(path),
+            f"cannot be read ({exc.strerror}).",
             "give the folder of an exported bundle (it holds sieve.yaml).",
         ) from None
     try:
@@ -306,14 +327,16 @@ def read_bundle(directory: str | os.PathLike[str]) -> Bundle:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{SPEC_FILE} line {mark.line + 1}" if mark is not None else SPEC_FILE
-        raise SpecError(where, f"is not valid YAML ({getattr(exc, 'problem', exc)}).",
-                        "fix the YAML syntax.") from None
+        raise SpecError(
+            where, f"is not valid YAML ({getattr(exc, 'problem', exc)}).", "fix the YAML syntax."
+        ) from None
     problems = SchemaCheck(_schema()).problems(data)
     if problems:
         location = list(problems[0].path)
         line = _line_of(node, location)
         raise SpecError(
-            f"{SPEC_FILE} line {line}: {_dotted(location)}", f"{problems[0].message}.",
+            f"{SPEC_FILE} line {line}: {_dotted(location)}",
+            f"{problems[0].message}.",
             "correct it (the schema is sieve_jupyter/spec/sieve-bundle.schema.json), or export "
             "the bundle again.",
         )
@@ -325,14 +348,20 @@ def read_bundle(directory: str | os.PathLike[str]) -> Bundle:
             parts: list[Any] = ["functions", index, "spec"]
             parts += [p for p in exc.field.split(".") if p]
             line = _line_of(node, parts)
-            raise SpecError(f"{SPEC_FILE} line {line}: functions[{index}].spec.{exc.field}",
-                            exc.problem, exc.fix) from None
+            raise SpecError(
+                f"{SPEC_FILE} line {line}: functions[{index}].spec.{exc.field}",
+                exc.problem,
+                exc.fix,
+            ) from None
         functions.append(BundleFunction(entry=item["entry"], spec=spec))
     names = [f.name for f in functions]
     if len(set(names)) != len(names):
         duplicate = next(n for n in names if names.count(n) > 1)
-        raise SpecError(f"{SPEC_FILE} line {_line_of(node, ['functions'])}: functions",
-                        f"{duplicate!r} appears twice.", "give each function its own name.")
+        raise SpecError(
+            f"{SPEC_FILE} line {_line_of(node, ['functions'])}: functions",
+            f"{duplicate!r} appears twice.",
+            "give each function its own name.",
+        )
     if data["default"] not in names:
         raise SpecError(
             f"{SPEC_FILE} line {_line_of(node, ['default'])}: default",
@@ -342,7 +371,13 @@ def read_bundle(directory: str | os.PathLike[str]) -> Bundle:
     if not (root / "src" / f"{data['module']}.py").is_file():
         raise SpecError(
             f"{SPEC_FILE} line {_line_of(node, ['module'])}: module",
-            f"src/{data['module']}.py does not exist.", "export the bundle again.",
+            f"src/{data['module']}.py does not exist.",
+            "export the bundle again.",
         )
-    return Bundle(root=root, module=data["module"], default=data["default"],
-                  functions=tuple(functions), source=data.get("source", ""))
+    return Bundle(
+        root=root,
+        module=data["module"],
+        default=data["default"],
+        functions=tuple(functions),
+        source=data.get("source", ""),
+    )

@@ -207,11 +207,15 @@ def _undefined(name: str, statement: Statement, parsed: list[ParsedCell]) -> str
     where = f"{statement.cell.cell.name}: {_label(statement)} uses {name!r}"
     for cell in parsed:
         if cell.excluded and name in cell.python:
-            return (f"{where}, which only {cell.cell.name} might define, and that cell "
-                    f"{cell.excluded}. Fix: define {name!r} in a plain Python cell.")
+            return (
+                f"{where}, which only {cell.cell.name} might define, and that cell "
+                f"{cell.excluded}. Fix: define {name!r} in a plain Python cell."
+            )
     if name in ("display", "get_ipython", "In", "Out"):
-        return (f"{where}, which only exists inside IPython; the bundle runs with plain "
-                f"Python. Fix: do not use {name!r} in exported code.")
+        return (
+            f"{where}, which only exists inside IPython; the bundle runs with plain "
+            f"Python. Fix: do not use {name!r} in exported code."
+        )
     return f"{where}, which no cell defines. Fix: define {name!r} (or import it) in a cell."
 
 
@@ -253,15 +257,22 @@ def _assemble(
         converted = " (the %%sieve magic as a decorator)" if cell.converted else ""
         if cell.order in whole:
             text = cell.python
-            reasons = sorted({needed_by[id(s)] for s in chosen if not needed_by[id(s)]
-                              .startswith("in the same cell")})
+            reasons = sorted(
+                {
+                    needed_by[id(s)]
+                    for s in chosen
+                    if not needed_by[id(s)].startswith("in the same cell")
+                }
+            )
             report.append(f"{name}: taken whole{converted}: {'; '.join(reasons)}")
             parts.append(f"# --- {name} ---\n{text.rstrip()}\n")
             continue
         texts = [s.text().rstrip() for s in chosen]
         lines = ", ".join(
-            f"line {s.first_line}" if s.first_line == s.last_line
-            else f"lines {s.first_line}-{s.last_line}" for s in chosen
+            f"line {s.first_line}"
+            if s.first_line == s.last_line
+            else f"lines {s.first_line}-{s.last_line}"
+            for s in chosen
         )
         reasons = sorted({needed_by[id(s)] for s in chosen})
         rest = sorted({s.action for s in cell.statements if s.action and s not in chosen})

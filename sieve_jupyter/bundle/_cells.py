@@ -26,8 +26,15 @@ __all__ = ["Cell", "Known", "ParsedCell", "Statement", "magic_options_parser", "
 SKIP_TAG = "sieve-skip"
 EXPORT_TAG = "sieve-export"
 #: names Python provides; a bundle module needs no definition for them
-BUILTIN_NAMES = frozenset(dir(builtins)) | {"__name__", "__file__", "__doc__", "__spec__",
-                                             "__builtins__", "__loader__", "__package__"}
+BUILTIN_NAMES = frozenset(dir(builtins)) | {
+    "__name__",
+    "__file__",
+    "__doc__",
+    "__spec__",
+    "__builtins__",
+    "__loader__",
+    "__package__",
+}
 _SIEVE_MAGICS = {"sieve_function": "function", "sieve_model": "model"}
 _JOB_METHODS = {"run", "push", "map"}
 
@@ -104,9 +111,7 @@ class ParsedCell:
     @property
     def pure(self) -> bool:
         """Whether every statement only defines things (the cell can be taken whole)."""
-        return not self.excluded and not self.magics and all(
-            not s.action for s in self.statements
-        )
+        return not self.excluded and not self.magics and all(not s.action for s in self.statements)
 
 
 # -- magic options ---------------------------------------------------------------------------
@@ -166,13 +171,19 @@ def _decorator_source(kind: str, args: argparse.Namespace) -> str:
     envs = []
     for item in args.env or []:
         name, has_default, default = item.partition("=")
-        envs.append(f"sieve_jupyter.Env(name={name!r}"
-                    + (f", default={default!r})" if has_default else ")"))
+        envs.append(
+            f"sieve_jupyter.Env(name={name!r}" + (f", default={default!r})" if has_default else ")")
+        )
     if envs:
         keywords.append(f"environment_variables=[{', '.join(envs)}]")
-    meta = {"title": args.title, "description": args.description, "code_url": args.code_url,
-            "image": args.image, "tags": _words(args.tag, commas=True) or None,
-            "readme": args.readme}
+    meta = {
+        "title": args.title,
+        "description": args.description,
+        "code_url": args.code_url,
+        "image": args.image,
+        "tags": _words(args.tag, commas=True) or None,
+        "readme": args.readme,
+    }
     meta_args = ", ".join(f"{k}={v!r}" for k, v in meta.items() if v is not None)
     if meta_args:
         keywords.append(f"metadata=sieve_jupyter.Metadata({meta_args})")
@@ -211,15 +222,23 @@ def _convert_sieve_magic(cell: Cell, first: str, body: str) -> str:
     try:
         args = magic_options_parser().parse_args(shlex.split(line))
     except (argparse.ArgumentError, ValueError) as exc:
-        raise ExportError(f"{cell.name}: %%{magic} {line}: {exc}. Fix: correct the option "
-                          "(see %%sieve_function?).") from None
+        raise ExportError(
+            f"{cell.name}: %%{magic} {line}: {exc}. Fix: correct the option "
+            "(see %%sieve_function?)."
+        ) from None
     try:
         tree = ast.parse(body)
     except SyntaxError as exc:
         raise ExportError(f"{cell.name}: the %%{magic} cell does not parse: {exc}.") from None
-    classes = [n for n in tree.body if isinstance(n, ast.ClassDef) and any(
-        isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name == "__predict__"
-        for item in n.body)]
+    classes = [
+        n
+        for n in tree.body
+        if isinstance(n, ast.ClassDef)
+        and any(
+            isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name == "__predict__"
+            for item in n.body
+        )
+    ]
     functions = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))]
     candidates: list[ast.stmt] = list(classes) if kind == "model" else [*functions, *classes]
     if args.entry:
@@ -362,8 +381,11 @@ def _runs_jobs(node: ast.AST, known: Known) -> bool:
     """Whether `node` calls ``.run/.push/.map`` on a sieve handle (a decorated name, or
     ``sieve.function.get(...)``)."""
     for sub in ast.walk(node):
-        if not (isinstance(sub, ast.Call) and isinstance(sub.func, ast.Attribute)
-                and sub.func.attr in _JOB_METHODS):
+        if not (
+            isinstance(sub, ast.Call)
+            and isinstance(sub.func, ast.Attribute)
+            and sub.func.attr in _JOB_METHODS
+        ):
             continue
         base = sub.func.value
         if isinstance(base, ast.Name) and base.id in known.handles:

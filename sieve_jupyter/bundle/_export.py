@@ -70,8 +70,11 @@ class ExportResult:
         where = f" in {self.path}" if self.path is not None else ""
         what = " as a model.yaml" if self.format == "model.yaml" else ""
         notes = "".join(f"\nNote: {note}" for note in self.notes)
-        return (f"Exported {names}{what}{where} (default: {self.default}).\n"
-                + self.capture.report_text() + notes)
+        return (
+            f"Exported {names}{what}{where} (default: {self.default}).\n"
+            + self.capture.report_text()
+            + notes
+        )
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(str(self))
@@ -89,8 +92,12 @@ def _specs(source: str, entries: Sequence[str], cwd: Path | None) -> dict[str, F
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         done = subprocess.run(
             [sys.executable, "-c", _IMPORT_SCRIPT, str(src), MODULE, str(out), *entries],
-            cwd=str(cwd) if cwd is not None else work, env=env, capture_output=True,
-            text=True, timeout=300, stdin=subprocess.DEVNULL,
+            cwd=str(cwd) if cwd is not None else work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            stdin=subprocess.DEVNULL,
         )
         if done.returncode != 0:
             tail = "\n".join(done.stderr.strip().splitlines()[-15:])
@@ -127,40 +134,64 @@ def export_cells(
     from sieve_jupyter._errors import SpecError
 
     if format not in FORMATS:
-        raise SpecError("format", f"{format!r} is not an export format.",
-                        "use format='bundle' (the default) or format='model.yaml'.")
+        raise SpecError(
+            "format",
+            f"{format!r} is not an export format.",
+            "use format='bundle' (the default) or format='model.yaml'.",
+        )
     if format == "model.yaml" and ca_bundle is not None:
-        raise SpecError("ca_bundle", "applies to a bundle's Dockerfile; a model.yaml has none.",
-                        "leave it out (the Docker backend takes SIEVE_DOCKER_CA_BUNDLE).")
+        raise SpecError(
+            "ca_bundle",
+            "applies to a bundle's Dockerfile; a model.yaml has none.",
+            "leave it out (the Docker backend takes SIEVE_DOCKER_CA_BUNDLE).",
+        )
     captured = capture(cells, names, origin=origin)
-    specs = _specs(captured.source, [t.entry for t in captured.targets],
-                   Path(cwd) if cwd is not None else None)
-    functions = tuple(BundleFunction(entry=t.entry, spec=specs[t.entry])
-                      for t in captured.targets)
+    specs = _specs(
+        captured.source, [t.entry for t in captured.targets], Path(cwd) if cwd is not None else None
+    )
+    functions = tuple(BundleFunction(entry=t.entry, spec=specs[t.entry]) for t in captured.targets)
     by_name = {f.name: f for f in functions}
     if default is None:
         default = functions[0].name
     elif default not in by_name:
         by_entry = {f.entry: f.name for f in functions}
         if default not in by_entry:
-            raise SpecError("default", f"{default!r} is not among the exported functions "
-                            f"({', '.join(by_name)}).", "name one of them.")
+            raise SpecError(
+                "default",
+                f"{default!r} is not among the exported functions ({', '.join(by_name)}).",
+                "name one of them.",
+            )
         default = by_entry[default]
     if format == "model.yaml":
         from sieve_jupyter.bundle._modelyaml import MARKER, modelyaml_files
 
         exported = modelyaml_files(captured, functions, origin=origin, base_image=base_image)
-        path = (write_bundle(exported.files, directory, marker=MARKER,
-                             what="a model.yaml export") if directory is not None else None)
-        return ExportResult(path=path, functions=functions, default=default, capture=captured,
-                            files=exported.files, format=format, notes=exported.notes)
+        path = (
+            write_bundle(exported.files, directory, marker=MARKER, what="a model.yaml export")
+            if directory is not None
+            else None
+        )
+        return ExportResult(
+            path=path,
+            functions=functions,
+            default=default,
+            capture=captured,
+            files=exported.files,
+            format=format,
+            notes=exported.notes,
+        )
     files = bundle_files(
-        captured.source, functions, default=default, source=origin, base_image=base_image,
+        captured.source,
+        functions,
+        default=default,
+        source=origin,
+        base_image=base_image,
         ca_bundle=Path(ca_bundle) if ca_bundle is not None else None,
     )
     path = write_bundle(files, directory) if directory is not None else None
-    return ExportResult(path=path, functions=functions, default=default, capture=captured,
-                        files=files)
+    return ExportResult(
+        path=path, functions=functions, default=default, capture=captured, files=files
+    )
 
 
 def cells_from_notebook(notebook: Any) -> list[Cell]:
@@ -184,8 +215,9 @@ def export_notebook(
     notebook_path = Path(path)
     notebook = nbformat.read(notebook_path, as_version=4)  # type: ignore[no-untyped-call]
     options.setdefault("cwd", notebook_path.resolve().parent)
-    return export_cells(cells_from_notebook(notebook), directory,
-                        origin=notebook_path.name, **options)
+    return export_cells(
+        cells_from_notebook(notebook), directory, origin=notebook_path.name, **options
+    )
 
 
 def cells_from_history(shell: Any) -> list[Cell]:
@@ -196,8 +228,7 @@ def cells_from_history(shell: Any) -> list[Cell]:
     for number, source in enumerate(raw):
         if source.strip():
             last[source] = number
-    return [Cell(number, raw[number], label=f"In [{number}]")
-            for number in sorted(last.values())]
+    return [Cell(number, raw[number], label=f"In [{number}]") for number in sorted(last.values())]
 
 
 def export(
@@ -257,8 +288,11 @@ def _source_of(objects: Sequence[Any]) -> tuple[list[Cell], str, Path]:
             filename = None
         if filename and os.path.isfile(filename) and filename.endswith(".py"):
             text = Path(filename).read_text()
-            return [Cell(1, text, label=Path(filename).name)], Path(filename).name, Path(
-                filename).resolve().parent
+            return (
+                [Cell(1, text, label=Path(filename).name)],
+                Path(filename).name,
+                Path(filename).resolve().parent,
+            )
     try:
         from IPython.core.getipython import get_ipython
     except ImportError:

@@ -26,13 +26,21 @@ def export_command(words: list[str]) -> ExportResult:
     except (argparse.ArgumentError, SystemExit) as exc:
         raise UsageError(f"%sieve export NAME... DIR: {exc}") from None
     if len(args.items) < 2:
-        raise UsageError("%sieve export NAME... DIR: give the function(s), then the folder, "
-                         "e.g. %sieve export adder bundles/adder")
+        raise UsageError(
+            "%sieve export NAME... DIR: give the function(s), then the folder, "
+            "e.g. %sieve export adder bundles/adder"
+        )
     *names, directory = args.items
-    options: dict[str, Any] = {k: v for k, v in (("default", args.default),
-                                                 ("base_image", args.base_image),
-                                                 ("ca_bundle", args.ca_bundle),
-                                                 ("format", args.format)) if v}
+    options: dict[str, Any] = {
+        k: v
+        for k, v in (
+            ("default", args.default),
+            ("base_image", args.base_image),
+            ("ca_bundle", args.ca_bundle),
+            ("format", args.format),
+        )
+        if v
+    }
     result = export(names, directory, **options)
     print(result)
     return result

@@ -90,12 +90,11 @@ def _document(entries: Sequence[ExportedEntry], origin: str, base_image: str | N
     names = ", ".join(e.function.name for e in entries)
     header = (
         f"# Exported by sieve-jupyter from {origin}: {names}.\n"
-        "# Load it with sieve.load_yaml(\"model.yaml\") (or %sieve load model.yaml), or serve "
+        '# Load it with sieve.load_yaml("model.yaml") (or %sieve load model.yaml), or serve '
         "it with\n# `sieve-jupyter serve model.yaml`. Its code is in src/: main.py (captured) "
         f"and\n# {ENTRY_MODULE}.py (the generated load and predict entrypoints).\n"
     )
-    body: str = yaml.safe_dump({"models": models}, sort_keys=False, allow_unicode=True,
-                               width=100)
+    body: str = yaml.safe_dump({"models": models}, sort_keys=False, allow_unicode=True, width=100)
     return header + body
 
 
@@ -140,8 +139,7 @@ def _environment_notes(functions: Sequence[BundleFunction]) -> list[str]:
 
 
 def _requirements(functions: Sequence[BundleFunction]) -> bytes | None:
-    packages = list(dict.fromkeys(
-        p for f in functions for p in f.spec.environment.python_packages))
+    packages = list(dict.fromkeys(p for f in functions for p in f.spec.environment.python_packages))
     return ("\n".join(packages) + "\n").encode() if packages else None
 
 
@@ -161,14 +159,18 @@ def _compare(original: FunctionSpec, loaded: FunctionSpec) -> list[str]:
             "field takes JSON."
         )
     if sorted(original.inputs.get("required", [])) != sorted(loaded.inputs.get("required", [])):
-        notes.append(f"{original.name}: the loaded model requires "
-                     f"{sorted(loaded.inputs.get('required', []))}, the original "
-                     f"{sorted(original.inputs.get('required', []))}.")
+        notes.append(
+            f"{original.name}: the loaded model requires "
+            f"{sorted(loaded.inputs.get('required', []))}, the original "
+            f"{sorted(original.inputs.get('required', []))}."
+        )
     if original.output != loaded.output:
-        notes.append(f"{original.name}: the loaded model's result is described as "
-                     f"{json.dumps(loaded.output, sort_keys=True)}, not "
-                     f"{json.dumps(original.output, sort_keys=True)} (its return hint is not "
-                     "one the loader reads).")
+        notes.append(
+            f"{original.name}: the loaded model's result is described as "
+            f"{json.dumps(loaded.output, sort_keys=True)}, not "
+            f"{json.dumps(original.output, sort_keys=True)} (its return hint is not "
+            "one the loader reads)."
+        )
     return notes
 
 

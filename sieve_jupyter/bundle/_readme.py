@@ -44,9 +44,7 @@ def example_input(spec: FunctionSpec) -> dict[str, Any]:
     return {k: _example(v) for k, v in properties.items() if k in required}
 
 
-def bundle_readme(
-    specs: Sequence[FunctionSpec], *, default: str, environment: Environment
-) -> str:
+def bundle_readme(specs: Sequence[FunctionSpec], *, default: str, environment: Environment) -> str:
     main = next(s for s in specs if s.name == default)
     meta = main.metadata
     title = meta.title or main.name
@@ -59,8 +57,7 @@ def bundle_readme(
         lines += [meta.readme.rstrip(), ""]
     body = json.dumps({"input": example_input(main)})
     lines += [
-        "A sieve-jupyter bundle. "
-        "Its HTTP API is Cog's prediction API (see `openapi.json`).",
+        "A sieve-jupyter bundle. Its HTTP API is Cog's prediction API (see `openapi.json`).",
         "",
         "## Functions",
         "",
@@ -73,34 +70,71 @@ def bundle_readme(
             route += " and `/predictions`"
         summary = f"{spec.name}{spec.signature}".replace("|", "\\|")
         lines.append(f"| {spec.name} | {spec.kind} | `{summary}` | {route} |")
-    lines += ["", "## Run it", "", "Without Docker (needs `pip install 'sieve-jupyter[serve]'` "
-              "and the packages in requirements.txt):", "", "```bash",
-              "sieve-jupyter serve . --port 8000", "```", "", "With Docker:", "", "```bash",
-              "docker build -t my-bundle .",
-              "docker run --rm -p 127.0.0.1:8000:8000 my-bundle", "```", ""]
+    lines += [
+        "",
+        "## Run it",
+        "",
+        "Without Docker (needs `pip install 'sieve-jupyter[serve]'` "
+        "and the packages in requirements.txt):",
+        "",
+        "```bash",
+        "sieve-jupyter serve . --port 8000",
+        "```",
+        "",
+        "With Docker:",
+        "",
+        "```bash",
+        "docker build -t my-bundle .",
+        "docker run --rm -p 127.0.0.1:8000:8000 my-bundle",
+        "```",
+        "",
+    ]
     envs = sorted({e.name for s in specs for e in s.env})
     if envs:
         flags = " ".join(f"-e {name}" for name in envs)
-        lines += ["It reads these environment variables (their values are never stored in the "
-                  "bundle; pass them when it starts):", ""]
-        lines += [f"- `{e.name}`" + (f": {e.description}" if e.description else "")
-                  for e in sorted({e.name: e for s in specs for e in s.env}.values(),
-                                  key=lambda e: e.name)]
-        lines += ["", "```bash", f"docker run --rm -p 127.0.0.1:8000:8000 {flags} my-bundle",
-                  "```", ""]
+        lines += [
+            "It reads these environment variables (their values are never stored in the "
+            "bundle; pass them when it starts):",
+            "",
+        ]
+        lines += [
+            f"- `{e.name}`" + (f": {e.description}" if e.description else "")
+            for e in sorted(
+                {e.name: e for s in specs for e in s.env}.values(), key=lambda e: e.name
+            )
+        ]
+        lines += [
+            "",
+            "```bash",
+            f"docker run --rm -p 127.0.0.1:8000:8000 {flags} my-bundle",
+            "```",
+            "",
+        ]
     if environment.cuda_version:
-        lines += [f"The image starts from a CUDA {environment.cuda_version} base; run it with "
-                  "`--gpus all`.", ""]
+        lines += [
+            f"The image starts from a CUDA {environment.cuda_version} base; run it with "
+            "`--gpus all`.",
+            "",
+        ]
     lines += [
-        "## Call it", "", "```bash",
+        "## Call it",
+        "",
+        "```bash",
         "curl -s localhost:8000/predictions -H 'content-type: application/json' \\",
         f"     -d '{body}'",
-        "```", "", "```python", "import sieve_jupyter as sieve", "",
+        "```",
+        "",
+        "```python",
+        "import sieve_jupyter as sieve",
+        "",
         'remote = sieve.function.get("http://127.0.0.1:8000")',
-        f"remote.run(**{example_input(main)!r})", "```", "",
+        f"remote.run(**{example_input(main)!r})",
+        "```",
+        "",
         "`Prefer: respond-async` answers at once (then `GET /predictions/{id}`), "
         "`Accept: text/event-stream` streams events, `GET /health-check` tells whether it is "
         "ready. With `SIEVE_SERVE_TOKEN` set, every route but `/health-check` needs "
-        "`Authorization: Bearer <token>`.", "",
+        "`Authorization: Bearer <token>`.",
+        "",
     ]
     return "\n".join(lines)

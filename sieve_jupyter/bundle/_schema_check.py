@@ -14,9 +14,19 @@ from typing import Any
 __all__ = ["SchemaCheck", "SchemaProblem"]
 
 #: keywords whose meaning differs before draft 2020-12
-_NEWER_KEYWORDS = frozenset({"prefixItems", "dependentRequired", "dependentSchemas",
-                             "unevaluatedProperties", "unevaluatedItems", "$dynamicRef",
-                             "$anchor", "minContains", "maxContains"})
+_NEWER_KEYWORDS = frozenset(
+    {
+        "prefixItems",
+        "dependentRequired",
+        "dependentSchemas",
+        "unevaluatedProperties",
+        "unevaluatedItems",
+        "$dynamicRef",
+        "$anchor",
+        "minContains",
+        "maxContains",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -80,8 +90,13 @@ class SchemaCheck:
             elif error.validator == "additionalProperties":
                 allowed = set((error.schema or {}).get("properties", {}))
                 extra = sorted(set(error.instance or {}) - allowed)
-                found.append(SchemaProblem(path + tuple(extra[:1]), "additionalProperties",
-                                           "Extra inputs are not permitted"))
+                found.append(
+                    SchemaProblem(
+                        path + tuple(extra[:1]),
+                        "additionalProperties",
+                        "Extra inputs are not permitted",
+                    )
+                )
             else:
                 found.append(SchemaProblem(path, str(error.validator), error.message))
         return found
@@ -96,8 +111,9 @@ def _describe(exc: Any) -> SchemaProblem:
         missing = [n for n in definition if n not in value]
         return SchemaProblem(path + tuple(missing[:1]), rule, "Field required")
     if rule == "additionalProperties" and isinstance(value, dict):
-        known = set(exc.definition.get("properties", {})) if isinstance(exc.definition,
-                                                                          dict) else set()
+        known = (
+            set(exc.definition.get("properties", {})) if isinstance(exc.definition, dict) else set()
+        )
         extra = sorted(set(value) - known)
         return SchemaProblem(path + tuple(extra[:1]), rule, "Extra inputs are not permitted")
     if rule == "type":
@@ -109,6 +125,9 @@ def _describe(exc: Any) -> SchemaProblem:
     message = str(exc.message)
     name = str(exc.name)
     if message.startswith(name):
-        message = "must" + message[len(name):].split(" must", 1)[-1] if " must" in message \
-            else message[len(name):].strip()
+        message = (
+            "must" + message[len(name) :].split(" must", 1)[-1]
+            if " must" in message
+            else message[len(name) :].strip()
+        )
     return SchemaProblem(path, rule, f"{value!r} {message}".strip())

@@ -70,9 +70,9 @@ def _definition(tree: ast.Module, name: str) -> ast.stmt | None:
     return found
 
 
-def _predict_of(tree: ast.Module, cls: ast.ClassDef, seen: frozenset[str] = frozenset()) -> (
-    ast.FunctionDef | ast.AsyncFunctionDef | None
-):
+def _predict_of(
+    tree: ast.Module, cls: ast.ClassDef, seen: frozenset[str] = frozenset()
+) -> ast.FunctionDef | ast.AsyncFunctionDef | None:
     """The class's ``__predict__``, or a base class's among the module's own classes."""
     found = None
     for node in cls.body:
@@ -180,8 +180,9 @@ def read_entry(tree: ast.Module, function: BundleFunction, where: str) -> Export
     pairs: list[tuple[ast.arg, ast.expr | None, bool]] = [
         (arg, default, False) for arg, default in zip(positional, defaults, strict=True)
     ][first:]
-    pairs += [(arg, default, True)
-              for arg, default in zip(args.kwonlyargs, args.kw_defaults, strict=True)]
+    pairs += [
+        (arg, default, True) for arg, default in zip(args.kwonlyargs, args.kw_defaults, strict=True)
+    ]
     schema = spec.inputs.get("properties", {})
     parameters: list[Parameter] = []
     names: set[str] = set()
@@ -196,10 +197,14 @@ def read_entry(tree: ast.Module, function: BundleFunction, where: str) -> Export
         if arg.annotation is not None:
             annotation = ast.unparse(arg.annotation)
             names |= _names(arg.annotation)
-        parameters.append(Parameter(
-            arg.arg, keyword_only, annotation,
-            _default_text(default, schema.get(arg.arg, {}), arg.arg, label, where),
-        ))
+        parameters.append(
+            Parameter(
+                arg.arg,
+                keyword_only,
+                annotation,
+                _default_text(default, schema.get(arg.arg, {}), arg.arg, label, where),
+            )
+        )
     returns = None
     if target.returns is not None:
         returns = ast.unparse(target.returns)
@@ -240,8 +245,11 @@ def _bindings(body: list[ast.stmt], nested: bool = False) -> dict[str, str | Non
     for statement in body:
         if isinstance(statement, ast.Import):
             for alias in statement.names:
-                text = (f"import {alias.name} as {alias.asname}" if alias.asname
-                        else f"import {alias.name}")
+                text = (
+                    f"import {alias.name} as {alias.asname}"
+                    if alias.asname
+                    else f"import {alias.name}"
+                )
                 found[alias.asname or alias.name.split(".")[0]] = None if nested else text
         elif isinstance(statement, ast.ImportFrom):
             for alias in statement.names:
@@ -250,12 +258,23 @@ def _bindings(body: list[ast.stmt], nested: bool = False) -> dict[str, str | Non
                 text = None
                 if statement.level == 0 and statement.module and not nested:
                     text = f"from {statement.module} import {alias.name}" + (
-                        f" as {alias.asname}" if alias.asname else "")
+                        f" as {alias.asname}" if alias.asname else ""
+                    )
                 found[alias.asname or alias.name] = text
         elif isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             found[statement.name] = None
-        elif isinstance(statement, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.For,
-                                    ast.AsyncFor, ast.With, ast.AsyncWith)):
+        elif isinstance(
+            statement,
+            (
+                ast.Assign,
+                ast.AnnAssign,
+                ast.AugAssign,
+                ast.For,
+                ast.AsyncFor,
+                ast.With,
+                ast.AsyncWith,
+            ),
+        ):
             targets: list[ast.AST] = []
             if isinstance(statement, ast.Assign):
                 targets = list(statement.targets)
@@ -268,8 +287,10 @@ def _bindings(body: list[ast.stmt], nested: bool = False) -> dict[str, str | Non
                     if isinstance(node, ast.Name):
                         found[node.id] = None
         for block in ("body", "orelse", "finalbody"):
-            if isinstance(statement, (ast.If, ast.Try, ast.With, ast.AsyncWith, ast.For,
-                                      ast.AsyncFor, ast.While)):
+            if isinstance(
+                statement,
+                (ast.If, ast.Try, ast.With, ast.AsyncWith, ast.For, ast.AsyncFor, ast.While),
+            ):
                 found.update(_bindings(getattr(statement, block, []), nested=True))
         if isinstance(statement, ast.Try):
             for handler in statement.handlers:
@@ -357,18 +378,20 @@ def entry_module(entries: Sequence[ExportedEntry], tree: ast.Module, origin: str
     ]
     for entry in entries:
         spec = entry.function.spec
-        call = (f"{entry.loaded}.__predict__" if spec.kind == "model" else entry.loaded)
+        call = f"{entry.loaded}.__predict__" if spec.kind == "model" else entry.loaded
         arguments = ", ".join(f"{p.name}={p.name}" for p in entry.parameters)
         envs = ", ".join(e.name for e in spec.env)
         load_doc = (
             f"Build {entry.function.entry} ({MODULE}.py) and run its __setup__, once per worker."
-            if spec.kind == "model" else
-            f"Import {entry.function.entry} ({MODULE}.py), once per worker."
+            if spec.kind == "model"
+            else f"Import {entry.function.entry} ({MODULE}.py), once per worker."
         )
         if envs:
-            load_doc += (f"\n\n`environment` has the values of {envs} (its sieve.Env), which "
-                         "the worker also\nhas in os.environ; model.yaml names them here so "
-                         "a loader passes them on.")
+            load_doc += (
+                f"\n\n`environment` has the values of {envs} (its sieve.Env), which "
+                "the worker also\nhas in os.environ; model.yaml names them here so "
+                "a loader passes them on."
+            )
         lines += [
             "",
             "",
@@ -382,4 +405,3 @@ def entry_module(entries: Sequence[ExportedEntry], tree: ast.Module, origin: str
             f"    return {call}({arguments})",
         ]
     return "\n".join(lines) + "\n"
-

@@ -101,8 +101,11 @@ class Catalog:
             checked = version.with_health(probe(version))
             if checked.health in _READY and not checked.draining:
                 return checked
-            if waiting is None and checked.health in ("STARTING", "UNREACHABLE") and not (
-                    checked.draining):
+            if (
+                waiting is None
+                and checked.health in ("STARTING", "UNREACHABLE")
+                and not (checked.draining)
+            ):
                 waiting = checked
         return waiting
 
@@ -129,9 +132,11 @@ class Catalog:
 
     def missing(self, ref: NameRef) -> str:
         names = sorted({d.key for d in self.versions()})
-        return (f"no deployment {ref.key} is running (deployments: "
-                f"{', '.join(names) or 'none'}). Fix: deploy it (Model.deploy(), "
-                "%sieve deploy NAME or sieve-jupyter deploy), or check the name and user.")
+        return (
+            f"no deployment {ref.key} is running (deployments: "
+            f"{', '.join(names) or 'none'}). Fix: deploy it (Model.deploy(), "
+            "%sieve deploy NAME or sieve-jupyter deploy), or check the name and user."
+        )
 
     def serving(self, name: str) -> tuple[Deployment, str | None] | None:
         """What ``function.get(name)`` reaches: the deployment named so, or else one that

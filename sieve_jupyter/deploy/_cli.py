@@ -1,9 +1,9 @@
 """The deployment commands of ``sieve-jupyter``:
 
-    sieve-jupyter deploy NOTEBOOK|BUNDLE [--name NAME] [--backend local|docker] [--workers N]
-    sieve-jupyter deployments [--json] [--user USER]
-    sieve-jupyter logs NAME [-n N] [-f]
-    sieve-jupyter undeploy NAME
+sieve-jupyter deploy NOTEBOOK|BUNDLE [--name NAME] [--backend local|docker] [--workers N]
+sieve-jupyter deployments [--json] [--user USER]
+sieve-jupyter logs NAME [-n N] [-f]
+sieve-jupyter undeploy NAME
 """
 
 from __future__ import annotations
@@ -20,21 +20,33 @@ __all__ = ["HANDLERS", "add_commands"]
 def add_commands(commands: Any) -> None:
     """Add the deployment subcommands to the `sieve-jupyter` parser's subparsers."""
     deploy = commands.add_parser(
-        "deploy", help="deploy a notebook's functions (or a bundle) so they serve detached")
+        "deploy", help="deploy a notebook's functions (or a bundle) so they serve detached"
+    )
     deploy.add_argument("source", help="a notebook (.ipynb) or a bundle's folder")
-    deploy.add_argument("--name", action="append", dest="names", metavar="NAME",
-                        help="a notebook's function to deploy (repeatable; the first names "
-                             "the deployment; default: all)")
-    deploy.add_argument("--backend", choices=["local", "docker"], default="local",
-                        help="a detached local process (default) or a Docker container")
+    deploy.add_argument(
+        "--name",
+        action="append",
+        dest="names",
+        metavar="NAME",
+        help="a notebook's function to deploy (repeatable; the first names "
+        "the deployment; default: all)",
+    )
+    deploy.add_argument(
+        "--backend",
+        choices=["local", "docker"],
+        default="local",
+        help="a detached local process (default) or a Docker container",
+    )
     deploy.add_argument("--workers", type=int, default=1, help="warm workers per function")
-    deploy.add_argument("--host", default="127.0.0.1",
-                        help="address to bind (not loopback: a token is generated)")
+    deploy.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (not loopback: a token is generated)"
+    )
     deploy.add_argument("--port", type=int, help="port (default: one is allocated)")
     deploy.add_argument("--user", help="the user part of its name (default: yours)")
     deploy.add_argument("--force", action="store_true", help="deploy even if unchanged")
-    deploy.add_argument("--timeout", type=float, default=900.0,
-                        help="seconds to wait for its setup")
+    deploy.add_argument(
+        "--timeout", type=float, default=900.0, help="seconds to wait for its setup"
+    )
 
     listing = commands.add_parser("deployments", help="this machine's deployments, with health")
     listing.add_argument("--json", action="store_true", help="as JSON (no tokens)")
@@ -43,8 +55,12 @@ def add_commands(commands: Any) -> None:
     logs = commands.add_parser("logs", help="a deployment's server and worker logs")
     logs.add_argument("name", help="user/name (or user/name:version)")
     logs.add_argument("-n", "--lines", type=int, default=100, help="lines from the end")
-    logs.add_argument("-f", "--follow", action="store_true",
-                      help="keep printing new lines (across redeploys) until Ctrl-C")
+    logs.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="keep printing new lines (across redeploys) until Ctrl-C",
+    )
 
     undeploy = commands.add_parser("undeploy", help="stop a deployment and remove all of it")
     undeploy.add_argument("name", help="user/name (every version) or user/name:version")
@@ -61,23 +77,35 @@ def _deploy(args: argparse.Namespace) -> int:
         from sieve_jupyter.bundle import read_bundle
 
         bundle = read_bundle(source)
-        files = {p.relative_to(bundle.root).as_posix(): p.read_bytes()
-                 for p in sorted(bundle.root.rglob("*"))
-                 if p.is_file() and "__pycache__" not in p.parts}
+        files = {
+            p.relative_to(bundle.root).as_posix(): p.read_bytes()
+            for p in sorted(bundle.root.rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts
+        }
         functions, default = bundle.functions, bundle.default
         if args.names:
-            print("sieve-jupyter deploy: --name picks functions of a notebook; a bundle is "
-                  "deployed whole.", file=sys.stderr)
+            print(
+                "sieve-jupyter deploy: --name picks functions of a notebook; a bundle is "
+                "deployed whole.",
+                file=sys.stderr,
+            )
             return 2
     else:
         from sieve_jupyter.bundle import export_notebook
 
-        exported = export_notebook(source, None, names=args.names,
-                                   **_export_options(args.backend))
+        exported = export_notebook(source, None, names=args.names, **_export_options(args.backend))
         files, functions, default = exported.files, exported.functions, exported.default
-    result = deploy_bundle(files, functions, default, backend=args.backend,
-                           workers=args.workers, host=args.host, port=args.port,
-                           force=args.force, timeout=args.timeout)
+    result = deploy_bundle(
+        files,
+        functions,
+        default,
+        backend=args.backend,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        force=args.force,
+        timeout=args.timeout,
+    )
     print(result)
     return 0
 
@@ -109,5 +137,4 @@ def _undeploy(args: argparse.Namespace) -> int:
     return 0
 
 
-HANDLERS = {"deploy": _deploy, "deployments": _deployments, "logs": _logs,
-            "undeploy": _undeploy}
+HANDLERS = {"deploy": _deploy, "deployments": _deployments, "logs": _logs, "undeploy": _undeploy}

@@ -65,14 +65,18 @@ class DeployResult:
     def __str__(self) -> str:
         d = self.deployment
         if self.outcome == "unchanged":
-            return (f"{d.key} is unchanged: version {d.version} ({d.backend}) keeps serving at "
-                    f"{d.url}. (force=True deploys it again anyway.)")
+            return (
+                f"{d.key} is unchanged: version {d.version} ({d.backend}) keeps serving at "
+                f"{d.url}. (force=True deploys it again anyway.)"
+            )
         setup = f"; setup took {self.setup_seconds:.1f} s" if self.setup_seconds else ""
         text = f"Deployed {d.key} version {d.version} ({d.backend}) at {d.url}{setup}."
         if self.retired:
             old = ", ".join(r.version for r in self.retired)
-            text += (f" Version {old} finished {'its' if len(self.retired) == 1 else 'their'} "
-                     "jobs in flight and stopped.")
+            text += (
+                f" Version {old} finished {'its' if len(self.retired) == 1 else 'their'} "
+                "jobs in flight and stopped."
+            )
         if d.token:
             text += " It wants a token: sieve.function.get finds it; see sieve.deployments()."
         text += f"\nCall it from anywhere: sieve.function.get({d.key!r})"
@@ -93,21 +97,25 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def _check_options(backend: str, workers: int, host: str, port: int | None,
-                   token: str | None) -> str | None:
+def _check_options(
+    backend: str, workers: int, host: str, port: int | None, token: str | None
+) -> str | None:
     """Raises ConfigurationError naming the option; returns the token to use."""
     if backend not in ("local", "docker"):
         raise ConfigurationError(
             f"backend: deployments run as 'local' processes or 'docker' containers, not "
-            f"{backend!r}. Fix: backend='local' or backend='docker'.")
+            f"{backend!r}. Fix: backend='local' or backend='docker'."
+        )
     Config(workers=workers).validate()
     if port is not None and (not isinstance(port, int) or not 1 <= port <= 65535):
-        raise ConfigurationError(f"port: {port!r} is not a port. Fix: 1 to 65535, or leave it "
-                                 "out to have one allocated.")
+        raise ConfigurationError(
+            f"port: {port!r} is not a port. Fix: 1 to 65535, or leave it out to have one allocated."
+        )
     if token is not None and len(token) < _MIN_TOKEN:
         raise ConfigurationError(
             f"token: {len(token)} characters is guessable. Fix: use {_MIN_TOKEN} or more, or "
-            "leave it out (one is generated when the host is not loopback).")
+            "leave it out (one is generated when the host is not loopback)."
+        )
     if not host:
         raise ConfigurationError("host: must not be empty. Fix: host='127.0.0.1'.")
     if token is None and not _is_loopback(host):
@@ -183,9 +191,20 @@ def deploy(
     if backend == "docker":
         catalog.kinds(docker=True)  # no engine: say so before exporting anything
     exported = export(items, None, **_export_options(backend))
-    return deploy_bundle(exported.files, exported.functions, exported.default,
-                         backend=backend, workers=workers, host=host, port=port, token=token,
-                         force=force, timeout=timeout, log=log, catalog=catalog)
+    return deploy_bundle(
+        exported.files,
+        exported.functions,
+        exported.default,
+        backend=backend,
+        workers=workers,
+        host=host,
+        port=port,
+        token=token,
+        force=force,
+        timeout=timeout,
+        log=log,
+        catalog=catalog,
+    )
 
 
 def _export_options(backend: str) -> dict[str, Any]:
@@ -225,20 +244,38 @@ def deploy_bundle(
     env: dict[str, str] = {}
     for spec in specs:
         env.update(manager.worker_environment(spec))  # (raises naming a missing one)
-    settings = {"backend": backend, "workers": workers, "host": host, "port": port,
-                "env": sorted(env), "token": token is not None}
+    settings = {
+        "backend": backend,
+        "workers": workers,
+        "host": host,
+        "port": port,
+        "env": sorted(env),
+        "token": token is not None,
+    }
     digest = content_digest(files, settings)
     ref = NameRef(config.user, default)
     with catalog.registry.deploying(ref.key, _WAIT_FOR_OTHERS, say):
         versions = catalog.versions(ref.key)
         current = catalog.current(versions)
-        if (current is not None and current.digest == digest and not force
-                and current.health in ("READY", "BUSY")):
+        if (
+            current is not None
+            and current.digest == digest
+            and not force
+            and current.health in ("READY", "BUSY")
+        ):
             return DeployResult(current, "unchanged")
         plan = Plan(
-            ref=ref, counter=max((v.counter for v in versions), default=0) + 1,
-            digest=digest, files=files, functions=tuple(f.name for f in functions),
-            default=default, workers=workers, host=host, port=port, token=token, env=env,
+            ref=ref,
+            counter=max((v.counter for v in versions), default=0) + 1,
+            digest=digest,
+            files=files,
+            functions=tuple(f.name for f in functions),
+            default=default,
+            workers=workers,
+            host=host,
+            port=port,
+            token=token,
+            env=env,
             gpu=any(s.gpu is not None and not s.gpu.is_cpu for s in specs),
         )
         kinds = {kind.name: kind for kind in catalog.kinds(docker=backend == "docker")}
@@ -247,10 +284,14 @@ def deploy_bundle(
         try:
             new = kind.start(plan, catalog.ports(), say)
         except BuildError as exc:
-            keeps = (f"version {current.version} keeps serving" if current is not None
-                     else "nothing was deployed")
-            raise DeployError(f"{ref.key}: the image of version {plan.version} did not build, "
-                              f"so {keeps}.\n{exc}") from exc
+            keeps = (
+                f"version {current.version} keeps serving"
+                if current is not None
+                else "nothing was deployed"
+            )
+            raise DeployError(
+                f"{ref.key}: the image of version {plan.version} did not build, so {keeps}.\n{exc}"
+            ) from exc
         try:
             _wait_ready(kind, new, timeout, current)
         except BaseException:
@@ -258,22 +299,28 @@ def deploy_bundle(
             raise
         setup = time.monotonic() - started
         kind.set_state(new, "serving")
-        say(f"{ref.key}: version {new.version} is ready and serving"
-            + (f"; version {current.version} drains and stops." if current else "."))
+        say(
+            f"{ref.key}: version {new.version} is ready and serving"
+            + (f"; version {current.version} drains and stops." if current else ".")
+        )
         old = [v for v in versions if v.version != new.version]
         _retire(kinds, old)
         return DeployResult(new, "updated" if versions else "new", tuple(old), setup)
 
 
-def _wait_ready(kind: Any, deployment: Deployment, timeout: float,
-                current: Deployment | None) -> None:
+def _wait_ready(
+    kind: Any, deployment: Deployment, timeout: float, current: Deployment | None
+) -> None:
     """Wait until the new version's setup is done.
 
     Raises:
         DeployError: its setup failed, its server ended, or `timeout` passed.
     """
-    keeps = (f"version {current.version} keeps serving at {current.url}" if current is not None
-             else "nothing is deployed under that name")
+    keeps = (
+        f"version {current.version} keeps serving at {current.url}"
+        if current is not None
+        else "nothing is deployed under that name"
+    )
     what = f"{deployment.key}: version {deployment.version}"
     deadline = time.monotonic() + timeout
     while True:
@@ -283,16 +330,22 @@ def _wait_ready(kind: Any, deployment: Deployment, timeout: float,
             return
         if status in ("SETUP_FAILED", "DEFUNCT"):
             logs = str((document or {}).get("setup", {}).get("logs", "")).rstrip()
-            raise DeployError(f"{what} failed its setup, so {keeps}. Its setup said:\n{logs}\n"
-                              "Fix: correct the error, then deploy again.")
+            raise DeployError(
+                f"{what} failed its setup, so {keeps}. Its setup said:\n{logs}\n"
+                "Fix: correct the error, then deploy again."
+            )
         alive, tail = kind.alive(deployment)
         if not alive:
-            raise DeployError(f"{what}: its server stopped before it was ready, so {keeps}. "
-                              f"Its log ended with:\n{tail}")
+            raise DeployError(
+                f"{what}: its server stopped before it was ready, so {keeps}. "
+                f"Its log ended with:\n{tail}"
+            )
         if time.monotonic() > deadline:
-            raise DeployError(f"{what} was not ready after {timeout:.0f} s, so {keeps}; the "
-                              "new version was stopped. Fix: a longer timeout= if its setup "
-                              "takes that long.")
+            raise DeployError(
+                f"{what} was not ready after {timeout:.0f} s, so {keeps}; the "
+                "new version was stopped. Fix: a longer timeout= if its setup "
+                "takes that long."
+            )
         time.sleep(0.1)
 
 
@@ -303,8 +356,12 @@ def _retire(kinds: dict[str, Any], versions: Sequence[Deployment]) -> None:
         kind = kinds.get(version.backend)
         if kind is None:
             continue
-        thread = threading.Thread(target=kind.stop, args=(version, RETIRE_SECONDS),
-                                  name=f"sieve-retire-{version.version}", daemon=True)
+        thread = threading.Thread(
+            target=kind.stop,
+            args=(version, RETIRE_SECONDS),
+            name=f"sieve-retire-{version.version}",
+            daemon=True,
+        )
         thread.start()
         threads.append(thread)
     for thread in threads:
@@ -328,9 +385,16 @@ def undeploy(name: str, *, log: Callable[[str], None] | None = None) -> list[Dep
             versions = [v for v in versions if v.matches(ref.version)]
         if not versions:
             raise FunctionNotFoundError(catalog.missing(ref))
-        kinds = {kind.name: kind for kind in catalog.kinds(
-            docker=True if any(v.backend == "docker" for v in versions) else None)}
+        kinds = {
+            kind.name: kind
+            for kind in catalog.kinds(
+                docker=True if any(v.backend == "docker" for v in versions) else None
+            )
+        }
         _retire(kinds, versions)
-    say(f"Undeployed {ref}: " + ", ".join(f"version {v.version} ({v.backend})"
-                                          for v in versions) + " stopped and removed.")
+    say(
+        f"Undeployed {ref}: "
+        + ", ".join(f"version {v.version} ({v.backend})" for v in versions)
+        + " stopped and removed."
+    )
     return versions

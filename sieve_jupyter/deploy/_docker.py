@@ -62,8 +62,11 @@ class DockerKind:
         return [_deployment(c) for c in self.engine.containers(key)]
 
     def ports(self) -> set[int]:
-        return {int(c.values["port"]) for c in self.engine.containers()
-                if c.values.get("port", "").isdigit()}
+        return {
+            int(c.values["port"])
+            for c in self.engine.containers()
+            if c.values.get("port", "").isdigit()
+        }
 
     # -- starting ----------------------------------------------------------------------------
 
@@ -85,13 +88,13 @@ class DockerKind:
             log(f"{ref.key}: building the image of version {plan.version} ({tag}) ...")
             with tempfile.TemporaryDirectory(prefix="sieve-deploy-") as work:
                 bundle = write_bundle(plan.files, Path(work) / "bundle")
-                self.engine.build(bundle, tag, network=DockerOptions.current().build_network,
-                                  log=log)
+                self.engine.build(
+                    bundle, tag, network=DockerOptions.current().build_network, log=log
+                )
         self.registry.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         root = str(self.registry.root)
         environment = dict(plan.env)
-        environment.update({DIR_VARIABLE: root, READONLY_VARIABLE: "1",
-                            "PYTHONUNBUFFERED": "1"})
+        environment.update({DIR_VARIABLE: root, READONLY_VARIABLE: "1", "PYTHONUNBUFFERED": "1"})
         if plan.token:
             environment[TOKEN_VARIABLE] = plan.token
         created = time.time()
@@ -101,30 +104,66 @@ class DockerKind:
             port = _free_port(plan.host, plan.port, taken | self.ports())
             host = f"[{plan.host}]" if ":" in plan.host else plan.host
             url = f"http://{host}:{port}"
-            labels = deployment_labels({
-                "user": ref.user, "name": ref.name, "version": plan.version,
-                "digest": plan.digest, "url": url, "host": plan.host, "port": str(port),
-                "functions": ",".join(plan.functions), "default": plan.default,
-                "workers": str(plan.workers), "created": f"{created:.3f}", "image": tag,
-            })
+            labels = deployment_labels(
+                {
+                    "user": ref.user,
+                    "name": ref.name,
+                    "version": plan.version,
+                    "digest": plan.digest,
+                    "url": url,
+                    "host": plan.host,
+                    "port": str(port),
+                    "functions": ",".join(plan.functions),
+                    "default": plan.default,
+                    "workers": str(plan.workers),
+                    "created": f"{created:.3f}",
+                    "image": tag,
+                }
+            )
             command = [
-                f"{SERVER_VENV}/bin/python", "-m", "sieve_jupyter.cli", "serve", BUNDLE_DIR,
-                "--host", plan.host, "--port", str(port), "--workers", str(plan.workers),
-                "--deployment", plan.identity,
+                f"{SERVER_VENV}/bin/python",
+                "-m",
+                "sieve_jupyter.cli",
+                "serve",
+                BUNDLE_DIR,
+                "--host",
+                plan.host,
+                "--port",
+                str(port),
+                "--workers",
+                str(plan.workers),
+                "--deployment",
+                plan.identity,
             ]
             suffix = "".join(random.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=5))
             name = f"sieve-{slug(ref.user)}-{slug(ref.name)}-{plan.counter}-{suffix}"
             container = self.engine.run(
-                image=tag, name=name, command=command, environment=environment,
-                labels=labels, mounts=[(root, root, True)], gpu=plan.gpu,
+                image=tag,
+                name=name,
+                command=command,
+                environment=environment,
+                labels=labels,
+                mounts=[(root, root, True)],
+                gpu=plan.gpu,
                 stop_seconds=RETIRE_SECONDS,
             )
-        log(f"{ref.key}: version {plan.version} started (container {container[:12]}, {url}); "
-            "waiting for its setup ...")
+        log(
+            f"{ref.key}: version {plan.version} started (container {container[:12]}, {url}); "
+            "waiting for its setup ..."
+        )
         return Deployment(
-            user=ref.user, name=ref.name, version=plan.version, digest=plan.digest,
-            backend="docker", url=url, functions=plan.functions, default=plan.default,
-            workers=plan.workers, created_at=created, state="running", token=plan.token,
+            user=ref.user,
+            name=ref.name,
+            version=plan.version,
+            digest=plan.digest,
+            backend="docker",
+            url=url,
+            functions=plan.functions,
+            default=plan.default,
+            workers=plan.workers,
+            created_at=created,
+            state="running",
+            token=plan.token,
             container=container,
         )
 
@@ -139,8 +178,9 @@ class DockerKind:
         return False, what + ":\n" + self.log_tail(deployment)
 
     def log_tail(self, deployment: Deployment, lines: int = 30) -> str:
-        return "".join(self.engine.logs(deployment.container or "", lines=lines,
-                                        follow=False)).rstrip()
+        return "".join(
+            self.engine.logs(deployment.container or "", lines=lines, follow=False)
+        ).rstrip()
 
     def stop(self, deployment: Deployment, grace: float) -> None:
         """Drain and stop the container, then remove it and its image."""
@@ -156,19 +196,24 @@ class DockerKind:
 
 
 def image_tag(plan: Plan) -> str:
-    return (f"sieve-jupyter-deploy:{slug(plan.ref.user).lower()[:40]}-"
-            f"{slug(plan.ref.name).lower()[:40]}-{plan.version}")
+    return (
+        f"sieve-jupyter-deploy:{slug(plan.ref.user).lower()[:40]}-"
+        f"{slug(plan.ref.name).lower()[:40]}-{plan.version}"
+    )
 
 
 def image_tag_of(deployment: Deployment) -> str | None:
-    return (f"sieve-jupyter-deploy:{slug(deployment.user).lower()[:40]}-"
-            f"{slug(deployment.name).lower()[:40]}-{deployment.version}")
+    return (
+        f"sieve-jupyter-deploy:{slug(deployment.user).lower()[:40]}-"
+        f"{slug(deployment.name).lower()[:40]}-{deployment.version}"
+    )
 
 
 def _free_port(host: str, wanted: int | None, taken: set[int]) -> int:
     """A port nothing listens on and no deployment has recorded (`wanted`, if given)."""
-    candidates = [wanted] if wanted is not None else random.sample(
-        range(_PORTS[0], _PORTS[1] + 1), 200)
+    candidates = (
+        [wanted] if wanted is not None else random.sample(range(_PORTS[0], _PORTS[1] + 1), 200)
+    )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     for port in candidates:
         if port in taken:
@@ -184,7 +229,8 @@ def _free_port(host: str, wanted: int | None, taken: set[int]) -> int:
     if wanted is not None:
         raise ConfigurationError(
             f"port: {wanted} is in use or belongs to another deployment. Fix: another port, "
-            "or leave it out to have one allocated.")
+            "or leave it out to have one allocated."
+        )
     raise ConfigurationError("port: no free port found. Fix: name one with port=...")
 
 
@@ -192,14 +238,21 @@ def _deployment(container: DeployedContainer) -> Deployment:
     values = container.values
     created = float(values.get("created", "0") or 0)
     return Deployment(
-        user=values.get("user", ""), name=values.get("name", ""),
-        version=values.get("version", "0-"), digest=values.get("digest", ""),
-        backend="docker", url=values.get("url", ""),
+        user=values.get("user", ""),
+        name=values.get("name", ""),
+        version=values.get("version", "0-"),
+        digest=values.get("digest", ""),
+        backend="docker",
+        url=values.get("url", ""),
         functions=tuple(f for f in values.get("functions", "").split(",") if f),
-        default=values.get("default", ""), workers=int(values.get("workers", "1") or 1),
-        created_at=created, state=container.state,
-        token=container.environment.get(TOKEN_VARIABLE) or None, container=container.id,
-        started_at=container.started_at, restarts=container.restarts,
+        default=values.get("default", ""),
+        workers=int(values.get("workers", "1") or 1),
+        created_at=created,
+        state=container.state,
+        token=container.environment.get(TOKEN_VARIABLE) or None,
+        container=container.id,
+        started_at=container.started_at,
+        restarts=container.restarts,
     )
 
 
@@ -230,7 +283,8 @@ def docker_kind(registry: LocalRegistry, required: bool) -> DockerKind | None:
             if required:
                 raise ConfigurationError(
                     "backend: deploying with Docker needs the docker package. Fix: pip install "
-                    "'sieve-jupyter[docker]', or deploy with backend='local'.") from None
+                    "'sieve-jupyter[docker]', or deploy with backend='local'."
+                ) from None
             _unavailable_until = time.monotonic() + 60
             return None
         engine = DeploymentEngine()

@@ -24,18 +24,21 @@ def _url(deployment: Deployment, function: str | None) -> str:
 class DeploymentFunction(HttpFunction):
     """A deployed function, called by name (see the module docstring)."""
 
-    def __init__(self, ref: NameRef, deployment: Deployment, function: str | None,
-                 catalog: Catalog) -> None:
+    def __init__(
+        self, ref: NameRef, deployment: Deployment, function: str | None, catalog: Catalog
+    ) -> None:
         self.ref = ref
         self.deployment = deployment
         self._function_name = function
         self._catalog = catalog
-        super().__init__(_url(deployment, function), token=deployment.token,
-                         locate=self._where)
+        super().__init__(_url(deployment, function), token=deployment.token, locate=self._where)
 
     def _where(self) -> tuple[str, str | None]:
-        target = self.ref if self._function_name is None or self.ref.version else NameRef(
-            self.deployment.user, self.deployment.name, None)
+        target = (
+            self.ref
+            if self._function_name is None or self.ref.version
+            else NameRef(self.deployment.user, self.deployment.name, None)
+        )
         try:
             found = self._catalog.find(target)
         except FunctionNotFoundError as exc:
@@ -52,8 +55,10 @@ class DeploymentFunction(HttpFunction):
 
     def __repr__(self) -> str:
         what = f"{self.ref}" + (f" ({self._function_name})" if self._function_name else "")
-        return (f"<sieve deployment {what}, version {self.deployment.version} "
-                f"({self.deployment.backend}) at {self.deployment.url}>")
+        return (
+            f"<sieve deployment {what}, version {self.deployment.version} "
+            f"({self.deployment.backend}) at {self.deployment.url}>"
+        )
 
 
 class DeploymentResolver:

@@ -22,17 +22,29 @@ class Deployments(list[Deployment]):
             ready = "-" if d.ready_workers is None else str(d.ready_workers)
             workers = f"{ready}/{d.workers * max(1, len(d.functions))}"
             restarts = f", {d.restarts} restarts" if d.restarts else ""
-            rows.append([d.key, d.version, d.backend, d.state + restarts,
-                         (d.health or "-") + (" (draining)" if d.draining else ""),
-                         workers, uptime_text(d.uptime),
-                         d.url + (" (token)" if d.token else "")])
+            rows.append(
+                [
+                    d.key,
+                    d.version,
+                    d.backend,
+                    d.state + restarts,
+                    (d.health or "-") + (" (draining)" if d.draining else ""),
+                    workers,
+                    uptime_text(d.uptime),
+                    d.url + (" (token)" if d.token else ""),
+                ]
+            )
         return rows
 
     def _table(self) -> Any:
         from sieve_jupyter.jupyter._listing import Table
 
-        return Table(_COLUMNS, self.rows(), "No deployments: deploy a function with "
-                     "Model.deploy(), %sieve deploy NAME or sieve-jupyter deploy.")
+        return Table(
+            _COLUMNS,
+            self.rows(),
+            "No deployments: deploy a function with "
+            "Model.deploy(), %sieve deploy NAME or sieve-jupyter deploy.",
+        )
 
     def __repr__(self) -> str:
         return repr(self._table())

@@ -78,16 +78,22 @@ def bind_port(host: str, port: int | None, taken: set[int]) -> socket.socket:
     raise ConfigurationError("port: no free port found. Fix: name one with port=...")
 
 
-def spawn_server(command: list[str], sock: socket.socket, log: Path, cwd: Path,
-                 env: dict[str, str]) -> ProcessIdentity:
+def spawn_server(
+    command: list[str], sock: socket.socket, log: Path, cwd: Path, env: dict[str, str]
+) -> ProcessIdentity:
     """Start `command` (a ``sieve-jupyter serve``) detached, serving `sock`; `--fd` in the
     command must name ``sock.fileno()``. Returns the server's identity."""
     fd = sock.fileno()
     os.set_inheritable(fd, True)
     done = subprocess.run(
         [sys.executable, "-S", "-c", _LAUNCHER, str(fd), str(log), *command],
-        cwd=cwd, env=env, pass_fds=(fd,), stdin=subprocess.DEVNULL, capture_output=True,
-        text=True, timeout=60,
+        cwd=cwd,
+        env=env,
+        pass_fds=(fd,),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     if done.returncode != 0 or not done.stdout.strip().isdigit():
         raise DeployError(f"could not start the server process: {done.stderr.strip()}")
@@ -126,8 +132,11 @@ class LocalKind:
         self.registry = registry if registry is not None else LocalRegistry()
 
     def versions(self, key: str | None = None) -> list[Deployment]:
-        return [_deployment(e) for e in self.registry.entries()
-                if key is None or f"{e['user']}/{e['name']}" == key]
+        return [
+            _deployment(e)
+            for e in self.registry.entries()
+            if key is None or f"{e['user']}/{e['name']}" == key
+        ]
 
     def ports(self) -> set[int]:
         return self.registry.ports()
@@ -149,17 +158,36 @@ class LocalKind:
         port = sock.getsockname()[1]
         host = f"[{plan.host}]" if ":" in plan.host else plan.host
         entry = {
-            "user": ref.user, "name": ref.name, "version": plan.version,
-            "digest": plan.digest, "state": "starting", "host": plan.host, "port": port,
-            "url": f"http://{host}:{port}", "token": plan.token,
-            "functions": list(plan.functions), "default": plan.default,
-            "workers": plan.workers, "created_at": time.time(), "dir": str(directory),
+            "user": ref.user,
+            "name": ref.name,
+            "version": plan.version,
+            "digest": plan.digest,
+            "state": "starting",
+            "host": plan.host,
+            "port": port,
+            "url": f"http://{host}:{port}",
+            "token": plan.token,
+            "functions": list(plan.functions),
+            "default": plan.default,
+            "workers": plan.workers,
+            "created_at": time.time(),
+            "dir": str(directory),
         }
         try:
             command = [
-                sys.executable, "-m", "sieve_jupyter.cli", "serve", str(bundle),
-                "--host", plan.host, "--fd", str(sock.fileno()),
-                "--workers", str(plan.workers), "--deployment", plan.identity,
+                sys.executable,
+                "-m",
+                "sieve_jupyter.cli",
+                "serve",
+                str(bundle),
+                "--host",
+                plan.host,
+                "--fd",
+                str(sock.fileno()),
+                "--workers",
+                str(plan.workers),
+                "--deployment",
+                plan.identity,
             ]
             env = _server_environment(plan, bundle, self.registry.root)
             # (the server records itself too, in case this process dies before it does)
@@ -172,13 +200,14 @@ class LocalKind:
             sock.close()
         entry["process"] = identity.label
         self.registry.record(entry)
-        log(f"{ref.key}: version {plan.version} started (local server, pid {identity.pid}, "
-            f"{entry['url']}); waiting for its setup ...")
+        log(
+            f"{ref.key}: version {plan.version} started (local server, pid {identity.pid}, "
+            f"{entry['url']}); waiting for its setup ..."
+        )
         return _deployment(entry)
 
     def set_state(self, deployment: Deployment, state: str) -> None:
-        self.registry.update(deployment.user, deployment.name, deployment.version,
-                             state=state)
+        self.registry.update(deployment.user, deployment.name, deployment.version, state=state)
 
     def alive(self, deployment: Deployment) -> tuple[bool, str]:
         """Whether its server still runs, and if not, the end of its log."""
@@ -218,8 +247,10 @@ def _server_environment(plan: Plan, bundle: Path, root: Path) -> dict[str, str]:
     env.update(plan.env)
     # The server runs the sieve-jupyter the bundle was made with (as its image would), with
     # this environment's packages (FastAPI, the user's) behind it.
-    paths = [str(bundle / ".sieve" / "lib"), *filter(None, env.get("PYTHONPATH", "").split(
-        os.pathsep))]
+    paths = [
+        str(bundle / ".sieve" / "lib"),
+        *filter(None, env.get("PYTHONPATH", "").split(os.pathsep)),
+    ]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     env["PYTHONUNBUFFERED"] = "1"
     env[DIR_VARIABLE] = str(root)
@@ -236,10 +267,19 @@ def _deployment(entry: dict[str, Any]) -> Deployment:
     if identity is not None:
         started = entry.get("created_at")
     return Deployment(
-        user=entry["user"], name=entry["name"], version=entry["version"],
-        digest=entry["digest"], backend="local", url=entry["url"],
-        functions=tuple(entry.get("functions", ())), default=entry.get("default", ""),
-        workers=int(entry.get("workers", 1)), created_at=float(entry.get("created_at", 0)),
-        state=entry.get("state", "serving"), token=entry.get("token"),
-        process=entry.get("process"), directory=entry.get("dir"), started_at=started,
+        user=entry["user"],
+        name=entry["name"],
+        version=entry["version"],
+        digest=entry["digest"],
+        backend="local",
+        url=entry["url"],
+        functions=tuple(entry.get("functions", ())),
+        default=entry.get("default", ""),
+        workers=int(entry.get("workers", 1)),
+        created_at=float(entry.get("created_at", 0)),
+        state=entry.get("state", "serving"),
+        token=entry.get("token"),
+        process=entry.get("process"),
+        directory=entry.get("dir"),
+        started_at=started,
     )

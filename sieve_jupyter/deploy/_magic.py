@@ -14,8 +14,9 @@ from sieve_jupyter.deploy._logs import deployment_logs
 __all__ = ["COMMANDS"]
 
 
-def _parse(prog: str, usage: str, parser: argparse.ArgumentParser,
-           words: list[str]) -> argparse.Namespace:
+def _parse(
+    prog: str, usage: str, parser: argparse.ArgumentParser, words: list[str]
+) -> argparse.Namespace:
     from IPython.core.error import UsageError
 
     try:
@@ -39,8 +40,15 @@ def deploy_command(words: list[str]) -> Any:
     parser.add_argument("--force", action="store_true")
     parser.add_argument("--timeout", type=float, default=900.0)
     args = _parse("%sieve deploy", "NAME... [--backend B] [--workers N]", parser, words)
-    result = deploy(args.names, backend=args.backend, workers=args.workers, host=args.host,
-                    port=args.port, force=args.force, timeout=args.timeout)
+    result = deploy(
+        args.names,
+        backend=args.backend,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        force=args.force,
+        timeout=args.timeout,
+    )
     print(result)
     return None
 

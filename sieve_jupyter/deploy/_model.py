@@ -124,11 +124,13 @@ class Deployment:
     def with_health(self, document: dict[str, Any] | None) -> Deployment:
         if document is None:
             return dataclasses.replace(self, health=UNREACHABLE, ready_workers=0)
-        ready = sum(int(f.get("ready_workers", 0))
-                    for f in document.get("functions", {}).values())
-        return dataclasses.replace(self, health=str(document.get("status")),
-                                   ready_workers=ready,
-                                   draining=bool(document.get("draining")))
+        ready = sum(int(f.get("ready_workers", 0)) for f in document.get("functions", {}).values())
+        return dataclasses.replace(
+            self,
+            health=str(document.get("status")),
+            ready_workers=ready,
+            draining=bool(document.get("draining")),
+        )
 
     @property
     def uptime(self) -> float:
@@ -138,12 +140,21 @@ class Deployment:
         """As JSON (what `sieve-jupyter deployments --json` and the side panel show); never
         the token."""
         return {
-            "name": self.key, "version": self.version, "backend": self.backend,
-            "url": self.url, "state": self.state, "health": self.health,
-            "workers": self.workers, "ready_workers": self.ready_workers,
-            "functions": list(self.functions), "default": self.default,
-            "created_at": self.created_at, "uptime": round(self.uptime, 1),
-            "pid": self.pid, "container": self.container, "restarts": self.restarts,
+            "name": self.key,
+            "version": self.version,
+            "backend": self.backend,
+            "url": self.url,
+            "state": self.state,
+            "health": self.health,
+            "workers": self.workers,
+            "ready_workers": self.ready_workers,
+            "functions": list(self.functions),
+            "default": self.default,
+            "created_at": self.created_at,
+            "uptime": round(self.uptime, 1),
+            "pid": self.pid,
+            "container": self.container,
+            "restarts": self.restarts,
             "token": self.token is not None,
         }
 

@@ -94,8 +94,12 @@ class LocalRegistry:
             # longer parses is kept aside, not silently lost.
             kept = self.path.with_name(f"registry.broken-{int(time.time())}.json")
             self.path.replace(kept)
-            warnings.warn(f"the deployment registry {self.path} was not JSON; it was moved to "
-                          f"{kept} and a new one started.", SieveWarning, stacklevel=4)
+            warnings.warn(
+                f"the deployment registry {self.path} was not JSON; it was moved to "
+                f"{kept} and a new one started.",
+                SieveWarning,
+                stacklevel=4,
+            )
             return {"format": _FORMAT, "deployments": [], "deploying": {}}
         data.setdefault("deployments", [])
         data.setdefault("deploying", {})
@@ -150,7 +154,8 @@ class LocalRegistry:
             f"deployment {entry['user']}/{entry['name']} version {entry['version']} had "
             f"stopped: its server process{pid} is gone (killed, crashed, or the machine "
             f"restarted), so it was removed from the registry.{tail}",
-            SieveWarning, stacklevel=4,
+            SieveWarning,
+            stacklevel=4,
         )
 
     def remove_files(self, entry: dict[str, Any]) -> None:
@@ -211,8 +216,9 @@ class LocalRegistry:
     # -- one deploy of a name at a time ------------------------------------------------------
 
     @contextlib.contextmanager
-    def deploying(self, key: str, timeout: float,
-                  waiting: Callable[[str], None] | None = None) -> Iterator[None]:
+    def deploying(
+        self, key: str, timeout: float, waiting: Callable[[str], None] | None = None
+    ) -> Iterator[None]:
         """Hold the right to change deployment `key` (``user/name``): another process that is
         deploying or undeploying it is waited for (a dead one is not)."""
         me = ProcessIdentity.current().label

@@ -33,15 +33,16 @@ def find_entry(cell: str, kind: str, entry: str | None) -> str:
     except SyntaxError as exc:
         raise UsageError(f"the cell does not parse: {exc}") from None
     classes = [
-        node.name for node in tree.body
-        if isinstance(node, ast.ClassDef) and any(
-            isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))
-            and item.name == "__predict__" for item in node.body
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.ClassDef)
+        and any(
+            isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name == "__predict__"
+            for item in node.body
         )
     ]
     functions = [
-        node.name for node in tree.body
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+        node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
     ]
     magic = "%%sieve_model" if kind == "model" else "%%sieve_function"
     candidates = classes if kind == "model" else functions + classes

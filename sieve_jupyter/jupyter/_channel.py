@@ -333,7 +333,8 @@ class PanelChannel:
             )
             # ... and jobs the panel lists as running, which must hear that they stopped.
             jobs = newest[: self._job_limit] + [
-                j for j in newest[self._job_limit :]
+                j
+                for j in newest[self._job_limit :]
                 if j["status"] == "processing" or j["job_id"] in self._listed_running
             ]
             self._note_running(jobs)

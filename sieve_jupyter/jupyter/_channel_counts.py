@@ -21,8 +21,6 @@ _ACTIVE = frozenset({"queued", "processing"})
 _RECENTLY_DONE = 4096
 
 
-
-
 class JobCounter:
     """Counts of jobs per function and status. Not thread-safe: the channel's lock guards it."""
 

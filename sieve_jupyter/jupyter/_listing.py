@@ -36,7 +36,8 @@ class Table:
             return f"<p>{html.escape(self.empty)}</p>"
         head = "".join(f"<th style='text-align:left'>{html.escape(c)}</th>" for c in self.columns)
         body = "".join(
-            "<tr>" + "".join(f"<td style='text-align:left'>{html.escape(v)}</td>" for v in row)
+            "<tr>"
+            + "".join(f"<td style='text-align:left'>{html.escape(v)}</td>" for v in row)
             + "</tr>"
             for row in self.rows
         )
@@ -64,18 +65,26 @@ def functions_table(manager: Manager) -> Table:
         workers: list[dict[str, Any]] = info["workers"]
         setups = [w["setup_seconds"] for w in workers if w.get("setup_seconds") is not None]
         last = max((w["setup_at"] for w in workers if w.get("setup_at")), default=None)
-        where = ", ".join(
-            str(w.get("container") or w.get("description") or "") for w in workers
-        ) or "-"
-        rows.append([
-            info["name"], info["kind"], info["backend"],
-            f"{sum(1 for w in workers if w['state'] == 'ready')}/{info['size']}",
-            info["state"], _seconds(max(setups) if setups else None), _ago(last),
-            str(info["queued"]), where,
-        ])
+        where = (
+            ", ".join(str(w.get("container") or w.get("description") or "") for w in workers) or "-"
+        )
+        rows.append(
+            [
+                info["name"],
+                info["kind"],
+                info["backend"],
+                f"{sum(1 for w in workers if w['state'] == 'ready')}/{info['size']}",
+                info["state"],
+                _seconds(max(setups) if setups else None),
+                _ago(last),
+                str(info["queued"]),
+                where,
+            ]
+        )
     return Table(
         ["name", "kind", "backend", "workers", "state", "setup", "set up", "queued", "where"],
-        rows, "No functions registered yet: define one with @sieve.function or %%sieve_function.",
+        rows,
+        "No functions registered yet: define one with @sieve.function or %%sieve_function.",
     )
 
 
@@ -86,16 +95,26 @@ def jobs_table(manager: Manager, *, name: str | None = None, limit: int = 20) ->
             continue
         snapshot = future.snapshot()
         progress = snapshot["progress"]
-        rows.append([
-            snapshot["job_id"], snapshot["function"], snapshot["status"],
-            _seconds(snapshot["duration"]), _ago(snapshot["submitted_at"]),
-            "" if progress is None else f"{(progress[0] or 0) * 100:.0f}% {progress[1]}".strip(),
-            snapshot["error"] or "",
-        ])
+        rows.append(
+            [
+                snapshot["job_id"],
+                snapshot["function"],
+                snapshot["status"],
+                _seconds(snapshot["duration"]),
+                _ago(snapshot["submitted_at"]),
+                ""
+                if progress is None
+                else f"{(progress[0] or 0) * 100:.0f}% {progress[1]}".strip(),
+                snapshot["error"] or "",
+            ]
+        )
         if len(rows) >= limit:
             break
-    return Table(["job", "function", "status", "duration", "submitted", "progress", "error"],
-                 rows, "No jobs yet.")
+    return Table(
+        ["job", "function", "status", "duration", "submitted", "progress", "error"],
+        rows,
+        "No jobs yet.",
+    )
 
 
 def job_logs(manager: Manager, job_id: str) -> str:

@@ -41,28 +41,52 @@ def _cell_options(func: Any) -> Any:
         argument("--name", "-n", help="the function's name (default: the definition's name)"),
         argument("--gpu", help="GPU kind, optionally shared: T4, A100, T4:split=2"),
         argument("--python-version", help='Python version of the environment, e.g. "3.11"'),
-        argument("--python-packages", "--pip", nargs="+", metavar="REQ",
-                 help="pip requirements, e.g. numpy 'torch==2.3'"),
-        argument("--system-packages", "--apt", nargs="+", metavar="PKG",
-                 help="apt packages (docker backend), e.g. ffmpeg libgl1"),
+        argument(
+            "--python-packages",
+            "--pip",
+            nargs="+",
+            metavar="REQ",
+            help="pip requirements, e.g. numpy 'torch==2.3'",
+        ),
+        argument(
+            "--system-packages",
+            "--apt",
+            nargs="+",
+            metavar="PKG",
+            help="apt packages (docker backend), e.g. ffmpeg libgl1",
+        ),
         argument("--cuda-version", help='CUDA version for GPU images, e.g. "12.2"'),
-        argument("--run-command", action="append", metavar="CMD",
-                 help="a shell command run while building the image (repeatable)"),
-        argument("--env", action="append", metavar="NAME[=DEFAULT]",
-                 help="an environment variable read from the kernel at run time (repeatable)"),
+        argument(
+            "--run-command",
+            action="append",
+            metavar="CMD",
+            help="a shell command run while building the image (repeatable)",
+        ),
+        argument(
+            "--env",
+            action="append",
+            metavar="NAME[=DEFAULT]",
+            help="an environment variable read from the kernel at run time (repeatable)",
+        ),
         argument("--title", help="metadata: title"),
         argument("--description", help="metadata: description"),
         argument("--code-url", help="metadata: link to the code"),
         argument("--image", help="metadata: cover image URL"),
         argument("--tag", action="append", metavar="TAG", help="metadata: a tag (repeatable)"),
         argument("--readme", help="metadata: readme text"),
-        argument("--restart-on-error", choices=["yes", "no"],
-                 help="restart the worker after an error (default yes)"),
+        argument(
+            "--restart-on-error",
+            choices=["yes", "no"],
+            help="restart the worker after an error (default yes)",
+        ),
         argument("--backend", help="where workers run: local or docker"),
         argument("--workers", type=int, help="warm workers for this function"),
         argument("--entry", help="which definition to register when the cell has several"),
-        argument("--fresh-setup", action="store_true",
-                 help="run __setup__ again even if it and the environment are unchanged"),
+        argument(
+            "--fresh-setup",
+            action="store_true",
+            help="run __setup__ again even if it and the environment are unchanged",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -129,21 +153,29 @@ class SieveMagics(Magics):
         backend = record.backend
         outcome = registration.outcome
         if outcome == "swapped" and not registration.swapped_workers:
-            return (f"Updated {what}: its workers exited meanwhile; the next call starts fresh "
-                    "ones with the new code.")
+            return (
+                f"Updated {what}: its workers exited meanwhile; the next call starts fresh "
+                "ones with the new code."
+            )
         if outcome == "swapped":
             took = registration.swapped_workers
             workers = [w for w in record.pool.live_workers() if w.worker_id in took]
             ages = [time.time() - w.setup_at for w in workers if w.setup_at]
             ago = f", it ran {_ago(max(ages))} ago" if ages else ""
             noun = "worker" if len(took) == 1 else "workers"
-            return (f"Updated {what}: the new code now answers calls on {len(took)} warm "
-                    f"{noun} ({', '.join(took)}); __setup__ kept{ago}.")
+            return (
+                f"Updated {what}: the new code now answers calls on {len(took)} warm "
+                f"{noun} ({', '.join(took)}); __setup__ kept{ago}."
+            )
         if outcome == "replaced":
-            return (f"Replaced {what} ({backend}); the previous workers retire after their jobs "
-                    "and the next call starts fresh ones.")
-        return f"Registered {what} ({backend}, {record.workers} worker"\
-               f"{'s' if record.workers != 1 else ''}); workers start on the first call."
+            return (
+                f"Replaced {what} ({backend}); the previous workers retire after their jobs "
+                "and the next call starts fresh ones."
+            )
+        return (
+            f"Registered {what} ({backend}, {record.workers} worker"
+            f"{'s' if record.workers != 1 else ''}); workers start on the first call."
+        )
 
     @line_magic
     def sieve(self, line: str) -> Any:
@@ -217,10 +249,13 @@ class SieveMagics(Magics):
         record = manager.record(rest[0])
         backend = manager.backend(record.backend)
         started = time.monotonic()
-        backend.prepare(record.spec, lambda text: print(text, end="" if text.endswith("\n")
-                                                        else "\n"))
-        print(f"{record.name}: environment ready for the {record.backend} backend "
-              f"({time.monotonic() - started:.1f} s).")
+        backend.prepare(
+            record.spec, lambda text: print(text, end="" if text.endswith("\n") else "\n")
+        )
+        print(
+            f"{record.name}: environment ready for the {record.backend} backend "
+            f"({time.monotonic() - started:.1f} s)."
+        )
 
     def _cmd_form(self, rest: list[str]) -> Any:
         if len(rest) != 1:
@@ -252,13 +287,18 @@ class SieveMagics(Magics):
         from sieve_jupyter.modelyaml import load_yaml
 
         models = load_yaml(
-            path, name=options.get("name"), backend=options.get("backend"),
-            workers=int(options["workers"]) if "workers" in options else None, refresh=refresh,
+            path,
+            name=options.get("name"),
+            backend=options.get("backend"),
+            workers=int(options["workers"]) if "workers" in options else None,
+            refresh=refresh,
         )
         for handle in models.values():
             record = handle._record
-            print(f"Loaded model {handle.name!r} ({record.backend}, {record.workers} worker"
-                  f"{'s' if record.workers != 1 else ''}): {handle.name}{handle.spec.signature}")
+            print(
+                f"Loaded model {handle.name!r} ({record.backend}, {record.workers} worker"
+                f"{'s' if record.workers != 1 else ''}): {handle.name}{handle.spec.signature}"
+            )
         return models
 
     def _cmd_config(self, rest: list[str]) -> Any:

@@ -139,8 +139,13 @@ class OutputRouter:
     def _send(self, msg_type: str, content: dict[str, Any], parent: Any) -> None:
         kernel = self._kernel
         assert kernel is not None
-        kernel.session.send(kernel.iopub_socket, msg_type, content, parent=parent,
-                            ident=self._topic(msg_type, content))
+        kernel.session.send(
+            kernel.iopub_socket,
+            msg_type,
+            content,
+            parent=parent,
+            ident=self._topic(msg_type, content),
+        )
 
     def _topic(self, msg_type: str, content: dict[str, Any]) -> bytes:
         if msg_type == "stream":
@@ -199,8 +204,7 @@ class _StartupNotices:
             self._notices[key] = _Notice(parent, future)
             self._done.add(key)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="sieve-startup",
-                                                daemon=True)
+                self._thread = threading.Thread(target=self._run, name="sieve-startup", daemon=True)
                 self._thread.start()
 
     def hold(self, parent: Any, future: JobFuture[Any], stream: str, text: str) -> bool:
@@ -284,8 +288,11 @@ class _StartupNotices:
         notice.finished = True
         if notice.shown:
             after = self._ready_after.get(notice.function)
-            text = (f"{notice.function}: worker ready after {after:.1f} s" if ready and after
-                    else f"{notice.function}: no worker started")
+            text = (
+                f"{notice.function}: worker ready after {after:.1f} s"
+                if ready and after
+                else f"{notice.function}: no worker started"
+            )
             self._router.display(notice.parent, text, notice.display_id, update=True)
         self._flush(notice)
 

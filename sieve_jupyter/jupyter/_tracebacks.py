@@ -86,10 +86,14 @@ def remote_report(exc: BaseException) -> RemoteReport | None:
     chain = []
     for item in getattr(cause, "chain", None) or ():
         if isinstance(item, dict):
-            chain.append(RemoteException(
-                str(item.get("type_name", "Exception")), str(item.get("message", "")),
-                _frames(item.get("frames")), item.get("relation"),
-            ))
+            chain.append(
+                RemoteException(
+                    str(item.get("type_name", "Exception")),
+                    str(item.get("message", "")),
+                    _frames(item.get("frames")),
+                    item.get("relation"),
+                )
+            )
     return RemoteReport(_frames(raw_frames), tuple(chain))
 
 
@@ -126,7 +130,7 @@ def code_name(filename: str, lineno: int, shell: Any = None) -> str:
 def _type_label(type_name: str) -> str:
     for prefix in ("builtins.", "__main__."):
         if type_name.startswith(prefix):
-            return type_name[len(prefix):]
+            return type_name[len(prefix) :]
     return type_name
 
 

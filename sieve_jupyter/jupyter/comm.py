@@ -113,7 +113,10 @@ def announce(kernel: Any) -> None:
         except TypeError:  # older ipykernel
             parent = kernel.get_parent()
         kernel.session.send(
-            kernel.iopub_socket, "update_display_data", content, parent=parent,
+            kernel.iopub_socket,
+            "update_display_data",
+            content,
+            parent=parent,
             ident=b"update_display_data",
         )
     except Exception:  # noqa: BLE001 - a panel that misses it connects on its next attempt

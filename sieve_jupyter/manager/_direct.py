@@ -144,7 +144,9 @@ def _read_outcome(reply: Channel, job_id: str) -> Result | Moved:
 
 def _read_in_background(pool: WorkerPool, worker: WorkerConnection, future: JobFuture[Any]) -> None:
     threading.Thread(
-        target=_read_later, args=(pool, worker, future), name=f"sieve-lane-{future.job_id}",
+        target=_read_later,
+        args=(pool, worker, future),
+        name=f"sieve-lane-{future.job_id}",
         daemon=True,
     ).start()
 

@@ -203,5 +203,3 @@ def _nvml_devices(notes: list[str]) -> tuple[GpuDevice, ...] | None:
     finally:
         with contextlib.suppress(Exception):  # shutting down a library we only read from
             pynvml.nvmlShutdown()
-
-

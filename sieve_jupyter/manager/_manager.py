@@ -401,12 +401,12 @@ def _exited(outcomes: dict[str, SwapOutcome]) -> list[str]:
     return [w for w, o in outcomes.items() if o == "exited"]
 
 
-def _swap_failure(
-    record: FunctionRecord, failed: dict[str, ErrorInfo], others: list[str]
-) -> str:
+def _swap_failure(record: FunctionRecord, failed: dict[str, ErrorInfo], others: list[str]) -> str:
     what = f"{record.spec.kind} {record.name!r}"
-    parts = [f"{what}: the new code failed to load in "
-             f"{'worker' if len(failed) == 1 else 'workers'} {', '.join(failed)}:"]
+    parts = [
+        f"{what}: the new code failed to load in "
+        f"{'worker' if len(failed) == 1 else 'workers'} {', '.join(failed)}:"
+    ]
     for info in failed.values():
         parts.append(info["traceback"].rstrip())
     everyone = sorted([*failed, *others])

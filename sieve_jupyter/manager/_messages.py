@@ -139,15 +139,18 @@ def _upstream_call(pool: WorkerPool, worker: Worker, message: UpstreamCall) -> N
     host = pool.host
     name = message.name
     user, _, short = name.rpartition("/")
-    if not name_resolvers or (":" not in short and (not user or user == host.config.user)
-                              and _registered(host, name)):
+    if not name_resolvers or (
+        ":" not in short and (not user or user == host.config.user) and _registered(host, name)
+    ):
         _submit_upstream(pool, message, reply, lambda: _local_record(pool, short))
         return
     # Finding a deployment may take a moment (the registry, a health check): not on the
     # reader thread, which the worker's other messages wait for.
     threading.Thread(
-        target=_submit_upstream, args=(pool, message, reply, lambda: _elsewhere(host, name)),
-        name=f"sieve-upstream-{message.request}", daemon=True,
+        target=_submit_upstream,
+        args=(pool, message, reply, lambda: _elsewhere(host, name)),
+        name=f"sieve-upstream-{message.request}",
+        daemon=True,
     ).start()
 
 
@@ -197,7 +200,9 @@ def _names(host: PoolHost) -> list[str]:
 
 
 def _submit_upstream(
-    pool: WorkerPool, message: UpstreamCall, reply: Callable[[bool, Any], None],
+    pool: WorkerPool,
+    message: UpstreamCall,
+    reply: Callable[[bool, Any], None],
     find: Callable[[], Any],
 ) -> None:
     """Submit the chained call to what `find` returns (a record of this process, or a handle

@@ -164,9 +164,7 @@ class WorkerPool(PoolWorkers):
         if started is not None:
             self.publish_job(started)
 
-    def _write_one_by_one(
-        self, worker: WorkerConnection, batch: list[JobFuture[Any]]
-    ) -> None:
+    def _write_one_by_one(self, worker: WorkerConnection, batch: list[JobFuture[Any]]) -> None:
         assert worker.data is not None
         for future in batch:
             try:
@@ -268,9 +266,7 @@ class WorkerPool(PoolWorkers):
             worker.jobs.unclaim_direct(future, requeue=requeue)
         worker.lane.release()
 
-    def finish_direct(
-        self, worker: Worker, future: JobFuture[Any], result: Result
-    ) -> None:
+    def finish_direct(self, worker: Worker, future: JobFuture[Any], result: Result) -> None:
         """Settle a direct call that came back with a value: `jobs_done` for the common case
         of one result and nothing queued behind it, with less bookkeeping."""
         with self.lock:
@@ -311,9 +307,7 @@ class WorkerPool(PoolWorkers):
         """The worker skipped or interrupted a cancelled job (already marked cancelled)."""
         self._job_ended(worker, job_id, exception=None)
 
-    def _job_ended(
-        self, worker: Worker, job_id: str, *, exception: BaseException | None
-    ) -> None:
+    def _job_ended(self, worker: Worker, job_id: str, *, exception: BaseException | None) -> None:
         with self.lock:
             future = worker.jobs.finish(job_id)
             started, retire_now = self._hand_on(worker)
@@ -330,8 +324,9 @@ class WorkerPool(PoolWorkers):
 
     def job_log(self, worker: Worker, job_id: str | None, stream: str, text: str) -> None:
         """Text a job printed; `__setup__`'s output (no job) goes to the job waiting longest."""
-        self.log(worker.jobs.get(job_id) if job_id is not None else self._waiting_job(),
-                 stream, text)
+        self.log(
+            worker.jobs.get(job_id) if job_id is not None else self._waiting_job(), stream, text
+        )
 
     def job_progress(
         self, worker: Worker, job_id: str | None, fraction: float | None, text: str
@@ -370,4 +365,3 @@ class WorkerPool(PoolWorkers):
         if retire_now:
             self.stop()
             self._closed = True
-

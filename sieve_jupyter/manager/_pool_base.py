@@ -150,23 +150,23 @@ class PoolBase:
                 "handle from the latest run of its cell, or sieve.function.get(name)."
             )
 
-
     def log(self, future: JobFuture[Any] | None, stream: str, text: str) -> None:
         if future is not None:
             future._add_log(stream, text)
         if self.events.wants("log"):
-            self.events.emit("log", {
-                "job_id": future.job_id if future is not None else None,
-                "function": self.spec.name,
-                "stream": stream,
-                "text": text,
-            })
-
+            self.events.emit(
+                "log",
+                {
+                    "job_id": future.job_id if future is not None else None,
+                    "function": self.spec.name,
+                    "stream": stream,
+                    "text": text,
+                },
+            )
 
     def _waiting_job(self) -> JobFuture[Any] | None:
         with self.lock:
             return self.queue[0] if self.queue else None
-
 
     def _finish(
         self, future: JobFuture[Any], value: Any = None, exception: BaseException | None = None
@@ -174,21 +174,17 @@ class PoolBase:
         if future._resolve(value, exception):
             self.publish_job(future)
 
-
     def _busy(self) -> bool:
         return any(len(w.jobs) for w in self.workers.values())
 
-
     def note_protocol_error(self, exc: BaseException) -> None:
         self.last_error = "".join(traceback.format_exception(exc))
-
 
     def expect_exit(self, worker: Worker) -> None:
         """The worker said it is about to exit (restarting after an error): no job is blamed
         for it, and it takes no new calls meanwhile."""
         with self.lock:
             worker.retire()
-
 
     def describe(self) -> list[dict[str, Any]]:
         with self.lock:

@@ -66,7 +66,9 @@ class PoolWorkers(PoolBase):
             if self.state in ("idle", "error", "stopped"):
                 self.state = "starting"
             threading.Thread(
-                target=self._start_worker, args=(worker,), name=f"sieve-start-{worker_id}",
+                target=self._start_worker,
+                args=(worker,),
+                name=f"sieve-start-{worker_id}",
                 daemon=True,
             ).start()
             started = True
@@ -78,8 +80,11 @@ class PoolWorkers(PoolBase):
                 self.backend.prepare(self.spec, self._setup_log)
                 self._prepared = True
             host = self.host
-            worker.launch(host.worker_environment(self.spec), host.labels(self.spec),
-                          host.config.start_timeout)
+            worker.launch(
+                host.worker_environment(self.spec),
+                host.labels(self.spec),
+                host.config.start_timeout,
+            )
         except BaseException as exc:  # noqa: BLE001 - reported to the jobs waiting on it
             self.worker_failed_to_start(worker, exc)
 
@@ -166,11 +171,14 @@ class PoolWorkers(PoolBase):
         worker.close_channels()
         self.host.gpus.release(worker.worker_id)
         if crashed is not None:
-            self._finish(crashed, exception=WorkerCrashedError(
-                f"{self.spec.name}: worker {worker.worker_id} died while running job "
-                f"{crashed.job_id} ({reason}). The worker is replaced; other "
-                "queued jobs were not affected."
-            ))
+            self._finish(
+                crashed,
+                exception=WorkerCrashedError(
+                    f"{self.spec.name}: worker {worker.worker_id} died while running job "
+                    f"{crashed.job_id} ({reason}). The worker is replaced; other "
+                    "queued jobs were not affected."
+                ),
+            )
         return was_ready
 
     # -- stopping, restarting, swapping ------------------------------------------------------
@@ -251,4 +259,3 @@ class PoolWorkers(PoolBase):
             answer = self._swaps.pop((worker.worker_id, number), None)
         if answer is not None:
             answer.set_result(outcome)
-

@@ -116,8 +116,9 @@ class WorkerConnection(Worker):
             self.move_to(WorkerState.SETUP)
         options = self.pool.load_options()
         assert self.hello is not None
-        self.link = share_with_worker(self.hello, [self.data, self.control, self.reply],
-                                      self.control, options)
+        self.link = share_with_worker(
+            self.hello, [self.data, self.control, self.reply], self.control, options
+        )
         threading.Thread(
             target=self._read_loop, name=f"sieve-reader-{self.worker_id}", daemon=True
         ).start()

@@ -60,8 +60,7 @@ def resolve_yaml(
     document = read_document(Path(path), os.fspath(path), environ)
     cache = cache_root(cache_dir)
     return [
-        resolve_entry(entry, environ, cache, refresh)
-        for entry in select_entries(document, name)
+        resolve_entry(entry, environ, cache, refresh) for entry in select_entries(document, name)
     ]
 
 

@@ -74,8 +74,13 @@ def run_load(model: ResolvedModel, timeout: float = 3600.0) -> CheckedModel:
     started = time.monotonic()
     try:
         done = subprocess.run(
-            [sys.executable, "-c", _SETUP], input=dumps(model_class(model)), cwd=model.root,
-            env=env, capture_output=True, timeout=timeout, check=False,
+            [sys.executable, "-c", _SETUP],
+            input=dumps(model_class(model)),
+            cwd=model.root,
+            env=env,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         checked.load_error = f"load did not finish within {timeout:.0f} s."

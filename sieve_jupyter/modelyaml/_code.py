@@ -188,8 +188,21 @@ _SAFE_MODULES: dict[str, Any] = {
 }
 _BUILTINS: dict[str, Any] = {
     t.__name__: t
-    for t in (int, float, str, bool, bytes, complex, list, dict, tuple, set, frozenset, object,
-              type)
+    for t in (
+        int,
+        float,
+        str,
+        bool,
+        bytes,
+        complex,
+        list,
+        dict,
+        tuple,
+        set,
+        frozenset,
+        object,
+        type,
+    )
 }
 _BUILTINS["None"] = None
 

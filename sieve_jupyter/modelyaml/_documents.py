@@ -73,9 +73,7 @@ class RuntimeSource:
     files: tuple[tuple[FileEntry, ModelDocument, Location], ...]
 
 
-def read_document(
-    path: Path, label: str, environ: Mapping[str, str]
-) -> ModelDocument:
+def read_document(path: Path, label: str, environ: Mapping[str, str]) -> ModelDocument:
     """Parse and validate one file, environment variables substituted.
 
     Raises:
@@ -86,8 +84,9 @@ def read_document(
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise SpecError(
-            label, f"there is no file {path}.", "check the path (relative paths start at the "
-            "notebook's working directory)."
+            label,
+            f"there is no file {path}.",
+            "check the path (relative paths start at the notebook's working directory).",
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(label, f"cannot read {path} ({exc}).", "check the file.") from None
@@ -111,21 +110,28 @@ def _check_names(document: ModelDocument) -> None:
         location: Location = ("models", index, "name")
         if entry.name in seen:
             line = document.document.position(("models", seen[entry.name], "name"))[0]
-            what = "a second universal runtime" if entry.name == UNIVERSAL_NAME else (
-                f"{entry.name!r} is already the name of the model on line {line}"
+            what = (
+                "a second universal runtime"
+                if entry.name == UNIVERSAL_NAME
+                else (f"{entry.name!r} is already the name of the model on line {line}")
             )
-            problems.append(document.document.problem(
-                location, f"{what}; names are unique in a file.", "rename one of them."
-            ))
+            problems.append(
+                document.document.problem(
+                    location, f"{what}; names are unique in a file.", "rename one of them."
+                )
+            )
         seen.setdefault(entry.name, index)
         files: dict[str, int] = {}
         for position, item in enumerate(entry.files):
             if item.name in files:
-                problems.append(document.document.problem(
-                    ("models", index, "files", position, "name"),
-                    f"{item.name!r} is already the name of files[{files[item.name]}]; file names "
-                    "are unique per model.", "rename one of them.",
-                ))
+                problems.append(
+                    document.document.problem(
+                        ("models", index, "files", position, "name"),
+                        f"{item.name!r} is already the name of files[{files[item.name]}]; "
+                        "file names are unique per model.",
+                        "rename one of them.",
+                    )
+                )
             files.setdefault(item.name, position)
     if problems:
         raise ModelYamlError(problems)
@@ -147,7 +153,8 @@ def select_entries(document: ModelDocument, name: str | None) -> list[Entry]:
         if not chosen:
             if universal is None:
                 raise document.document.error(
-                    ("models",), f"has no model named {name!r} (it has "
+                    ("models",),
+                    f"has no model named {name!r} (it has "
                     f"{', '.join(repr(e.name) for e in named)}).",
                     "load one of those names, or add an entry for it (or a universal entry "
                     "named ${model.name}).",
@@ -159,7 +166,7 @@ def select_entries(document: ModelDocument, name: str | None) -> list[Entry]:
             raise document.document.error(
                 ("models", universal or 0, "name"),
                 "is a universal runtime (${model.name}), which serves a name it is asked for.",
-                "load it with a name: sieve.load_yaml(path, name=\"my-model\").",
+                'load it with a name: sieve.load_yaml(path, name="my-model").',
             )
     problems = document.problems.of([e.index for e in chosen])
     if problems:
@@ -176,8 +183,7 @@ def repository_runtime(
         ModelYamlError: neither exists (or the repository's file is invalid).
     """
     own_files = tuple(
-        (f, entry.document, (*entry.location, "files", i))
-        for i, f in enumerate(entry.entry.files)
+        (f, entry.document, (*entry.location, "files", i)) for i, f in enumerate(entry.entry.files)
     )
     if entry.entry.runtime is not None:
         return RuntimeSource(
@@ -218,7 +224,7 @@ def repository_runtime(
     names = {f.name for f, _, _ in own_files}
     files = tuple(
         (f, theirs, ("models", index, "files", i))
-        for i, f in enumerate(source.files) if f.name not in names
+        for i, f in enumerate(source.files)
+        if f.name not in names
     )
-    return RuntimeSource(theirs, ("models", index, "runtime"), source.runtime,
-                         (*files, *own_files))
+    return RuntimeSource(theirs, ("models", index, "runtime"), source.runtime, (*files, *own_files))

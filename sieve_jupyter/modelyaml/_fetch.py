@@ -143,8 +143,14 @@ class _Git:
         """
         try:
             done = subprocess.run(
-                ["git", *args], cwd=cwd, env=self._env, capture_output=True, text=True,
-                timeout=_GIT_TIMEOUT, stdin=subprocess.DEVNULL, check=False,
+                ["git", *args],
+                cwd=cwd,
+                env=self._env,
+                capture_output=True,
+                text=True,
+                timeout=_GIT_TIMEOUT,
+                stdin=subprocess.DEVNULL,
+                check=False,
             )
         except FileNotFoundError:
             raise FetchError(
@@ -154,8 +160,8 @@ class _Git:
             ) from None
         except subprocess.TimeoutExpired:
             raise FetchError(
-                f"git {args[0]} of {display_url(self.url)} took longer than "
-                f"{_GIT_TIMEOUT:.0f} s.", "check the network and the URL."
+                f"git {args[0]} of {display_url(self.url)} took longer than {_GIT_TIMEOUT:.0f} s.",
+                "check the network and the URL.",
             ) from None
         if done.returncode != 0:
             # git's first lines say what happened; the rest is advice about its own command
@@ -203,7 +209,8 @@ def checkout(
             warnings.warn(
                 f"{shown}: cannot reach the remote ({exc.problem}); using the cached checkout of "
                 f"{branch or 'its default branch'} at {remembered.name[:12]}.",
-                SieveWarning, stacklevel=3,
+                SieveWarning,
+                stacklevel=3,
             )
             return Checkout(remembered, remembered.name, shown)
         if not head:
@@ -266,8 +273,9 @@ def _fetch(git: _Git, work: Path, branch: str | None, wanted: str | None, shown:
 
 def _fetch_all(git: _Git, work: Path, wanted: str, shown: str) -> str:
     try:
-        git.run("fetch", "-q", "--tags", "--", git.url, "+refs/heads/*:refs/remotes/origin/*",
-                cwd=work)
+        git.run(
+            "fetch", "-q", "--tags", "--", git.url, "+refs/heads/*:refs/remotes/origin/*", cwd=work
+        )
     except FetchError as exc:
         raise FetchError(
             f"cannot fetch {shown}: {exc.problem}",
@@ -334,8 +342,10 @@ def fetch_file(url: str, *, cache: Path, refresh: bool = False) -> Path:
             raise FetchError(f"{url} is not a file.", "check the path.")
         stat = source.stat()
         if (
-            target.is_file() and not refresh
-            and target.stat().st_size == stat.st_size and target.stat().st_mtime >= stat.st_mtime
+            target.is_file()
+            and not refresh
+            and target.stat().st_size == stat.st_size
+            and target.stat().st_mtime >= stat.st_mtime
         ):
             return target
         folder.mkdir(parents=True, exist_ok=True)
@@ -373,4 +383,3 @@ def _atomically(target: Path, write: Callable[[BinaryIO], object]) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-

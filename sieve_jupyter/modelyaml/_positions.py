@@ -101,7 +101,11 @@ def parse_yaml(text: str, file: str) -> YamlDocument:
         raise ModelYamlError(
             [
                 YamlProblem(
-                    file, line, column, "", f"is not valid YAML: {problem}.",
+                    file,
+                    line,
+                    column,
+                    "",
+                    f"is not valid YAML: {problem}.",
                     "fix the syntax at that position (indentation, a missing ':' or quote).",
                 )
             ]
@@ -136,7 +140,10 @@ def _walk(
                 line, column = _mark(key_node)
                 problems.append(
                     YamlProblem(
-                        document.file, line, column, format_location(child),
+                        document.file,
+                        line,
+                        column,
+                        format_location(child),
                         f"is given twice (first on line {seen[key][0]}); YAML would silently "
                         "keep only the last one.",
                         "remove one of them.",

@@ -79,8 +79,9 @@ def reference_in(value: Any) -> Reference | None:
     if match is None:
         if _ANY.fullmatch(value.strip()):
             raise ValueError(f"{value!r} is not a valid reference.")
-        raise ValueError(f"{value!r} mixes text and a reference; a value is a literal or "
-                         "exactly one reference.")
+        raise ValueError(
+            f"{value!r} mixes text and a reference; a value is a literal or exactly one reference."
+        )
     return Reference(match.group(1))
 
 
@@ -161,20 +162,28 @@ def substitute_environment(
             return value
         if location[-1:] == ("access_token",):
             if not reference.is_environment:
-                problems.add(location, document.problem(
-                    location, f"{reference} is not an environment variable.",
-                    "write access_token: ${NAME} with NAME the variable that holds the token.",
-                ))
+                problems.add(
+                    location,
+                    document.problem(
+                        location,
+                        f"{reference} is not an environment variable.",
+                        "write access_token: ${NAME} with NAME the variable that holds the token.",
+                    ),
+                )
             elif reference.name not in environ:
                 problems.add(location, _unset_problem(document, location, reference.name))
             return value  # read for the clone only
         if len(location) == 3 and location[2] == "name" and str(reference) == UNIVERSAL_NAME:
             return value
         if not reference.is_environment:
-            problems.add(location, document.problem(
-                location, f"{reference} can only be used as the value of an entrypoint's input.",
-                "write the value here as text, or an environment variable ${NAME}.",
-            ))
+            problems.add(
+                location,
+                document.problem(
+                    location,
+                    f"{reference} can only be used as the value of an entrypoint's input.",
+                    "write the value here as text, or an environment variable ${NAME}.",
+                ),
+            )
             return value
         if reference.name not in environ:
             problems.add(location, _unset_problem(document, location, reference.name))
@@ -184,9 +193,12 @@ def substitute_environment(
     def check_input_value(value: Any, location: Location) -> None:
         if isinstance(value, (dict, list)):
             if _contains_reference(value):
-                problems.add(location, document.problem(
-                    location, "has a reference inside a list or mapping.", _ONE_REFERENCE_FIX
-                ))
+                problems.add(
+                    location,
+                    document.problem(
+                        location, "has a reference inside a list or mapping.", _ONE_REFERENCE_FIX
+                    ),
+                )
             return
         try:
             reference = reference_in(value)
@@ -260,10 +272,13 @@ def plan_inputs(
             location = (*where, kind, "inputs", index, "value")
             places[(kind, item.name)] = location
             if item.name in seen:
-                problems.append(document.problem(
-                    (*where, kind, "inputs", index, "name"),
-                    f"{item.name!r} is given twice.", "give each input once.",
-                ))
+                problems.append(
+                    document.problem(
+                        (*where, kind, "inputs", index, "name"),
+                        f"{item.name!r} is given twice.",
+                        "give each input once.",
+                    )
+                )
                 continue
             seen.add(item.name)
             try:
@@ -298,20 +313,27 @@ def plan_inputs(
         while node in edges:
             node = edges[node]
             if node in chain:
-                problems.append(document.problem(
-                    location, "refers to itself through "
-                    + " -> ".join(f"{k}.inputs.{n}" for k, n in [*chain, node]) + ".",
-                    "break the cycle: give one of these inputs a literal or another reference.",
-                ))
+                problems.append(
+                    document.problem(
+                        location,
+                        "refers to itself through "
+                        + " -> ".join(f"{k}.inputs.{n}" for k, n in [*chain, node])
+                        + ".",
+                        "break the cycle: give one of these inputs a literal or another reference.",
+                    )
+                )
                 break
             chain.append(node)
         else:
             if start[0] == "load" and any(step in late for step in chain):
-                problems.append(document.problem(
-                    location, "depends on a call argument or on load's own output, which do not "
-                    "exist yet when load runs (once per worker, before any call).",
-                    "use ${datapoints} and ${inputs.NAME} in predict's inputs only.",
-                ))
+                problems.append(
+                    document.problem(
+                        location,
+                        "depends on a call argument or on load's own output, which do not "
+                        "exist yet when load runs (once per worker, before any call).",
+                        "use ${datapoints} and ${inputs.NAME} in predict's inputs only.",
+                    )
+                )
     return plan
 
 
@@ -334,20 +356,26 @@ def _classify(
 
     if reference.is_environment:
         if not _ENV_NAME.match(name):
-            problem(f"{reference} is not a valid environment variable name.",
-                    "use letters, digits and '_'.")
+            problem(
+                f"{reference} is not a valid environment variable name.",
+                "use letters, digits and '_'.",
+            )
             return None
         return (ENV, name)
     argument = reference.argument
     if argument is not None:
         if kind != "predict":
-            problem(f"{reference} is an argument of .run()/.push(), which load never gets: it "
-                    "runs once per worker, before any call.",
-                    "use it in predict's inputs; give load literals, files or env variables.")
+            problem(
+                f"{reference} is an argument of .run()/.push(), which load never gets: it "
+                "runs once per worker, before any call.",
+                "use it in predict's inputs; give load literals, files or env variables.",
+            )
             return None
         if not _IDENTIFIER.match(argument) or argument.startswith("_"):
-            problem(f"{reference}: {argument!r} is not a valid argument name.",
-                    "use a Python identifier, e.g. ${inputs.threshold}.")
+            problem(
+                f"{reference}: {argument!r} is not a valid argument name.",
+                "use a Python identifier, e.g. ${inputs.threshold}.",
+            )
             return None
         return (ARGUMENT, argument)
     parts = name.split(".")
@@ -357,35 +385,47 @@ def _classify(
         if parts[2] not in files:
             close = difflib.get_close_matches(parts[2], list(files), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            problem(f"{reference}: the model has no file named {parts[2]!r} "
-                    f"(it has {', '.join(map(repr, files)) or 'none'}).",
-                    f"{hint}add it under files:, or fix the name.")
+            problem(
+                f"{reference}: the model has no file named {parts[2]!r} "
+                f"(it has {', '.join(map(repr, files)) or 'none'}).",
+                f"{hint}add it under files:, or fix the name.",
+            )
             return None
         return (VARIABLE, name)
     if parts[:4] == ["model", "runtime", "load", "output"] and len(parts) == 5:
         if kind != "predict":
-            problem(f"{reference} is load's output, which does not exist while load runs.",
-                    "use it in predict's inputs.")
+            problem(
+                f"{reference} is load's output, which does not exist while load runs.",
+                "use it in predict's inputs.",
+            )
             return None
         if load is None or load.output is None or parts[4] not in load_outputs:
             declared = ", ".join(map(repr, sorted(load_outputs)))
             what = f"it declares {declared}" if declared else "load has no output: section"
-            problem(f"{reference}: load declares no output {parts[4]!r} ({what}).",
-                    "declare it under runtime.load.output (name: or keys:), or fix the name.")
+            problem(
+                f"{reference}: load declares no output {parts[4]!r} ({what}).",
+                "declare it under runtime.load.output (name: or keys:), or fix the name.",
+            )
             return None
         return (VARIABLE, name)
     if parts[:2] == ["model", "runtime"] and len(parts) == 5 and parts[3] == "inputs":
-        return (VARIABLE, name) if _input_exists(parts[2], parts[4], location, reference,
-                                                 known, problem) else None
+        return (
+            (VARIABLE, name)
+            if _input_exists(parts[2], parts[4], location, reference, known, problem)
+            else None
+        )
     close = difflib.get_close_matches(str(reference), known, n=1, cutoff=0.6)
     hint = f"did you mean {close[0]}? " if close else ""
-    problem(f"{reference} is not a runtime variable.",
-            f"{hint}Known: {', '.join(known)}.")
+    problem(f"{reference} is not a runtime variable.", f"{hint}Known: {', '.join(known)}.")
     return None
 
 
 def _input_exists(
-    function: str, name: str, location: Location, reference: Reference, known: list[str],
+    function: str,
+    name: str,
+    location: Location,
+    reference: Reference,
+    known: list[str],
     problem: Any,
 ) -> bool:
     target = f"${{model.runtime.{function}.inputs.{name}}}"

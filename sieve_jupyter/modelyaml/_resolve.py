@@ -97,8 +97,9 @@ def resolve_entry(
     """
     document = entry.document.document
     root, in_place, shown, commit = _code_root(entry, environ, cache, refresh)
-    source = repository_runtime(entry, root, str(root) if in_place else f"{shown}@{commit}",
-                                environ)
+    source = repository_runtime(
+        entry, root, str(root) if in_place else f"{shown}@{commit}", environ
+    )
     runtime = source.runtime
     where = source.location
     runtime_doc = source.document.document
@@ -119,10 +120,13 @@ def resolve_entry(
     gpu: GpuRequest | None = None
     device = "gpu" if runtime.device in ("gpu", "cuda") else "cpu"
     if runtime.gpu is not None and device == "cpu":
-        problems.append(runtime_doc.problem(
-            (*where, "gpu"), "names a GPU, but device is cpu.",
-            "set device: gpu, or remove gpu:.",
-        ))
+        problems.append(
+            runtime_doc.problem(
+                (*where, "gpu"),
+                "names a GPU, but device is cpu.",
+                "set device: gpu, or remove gpu:.",
+            )
+        )
     elif device == "gpu":
         try:
             gpu = coerce_gpu(True if runtime.gpu is None else runtime.gpu, "gpu")
@@ -145,19 +149,25 @@ def resolve_entry(
         except EntrypointNotFound as exc:
             problems.append(runtime_doc.problem((*where, kind, "entrypoint"), *exc.args))
             continue
-        problems += _check_inputs(runtime_doc, (*where, kind), function.inputs, code[kind],
-                                  function.entrypoint)
+        problems += _check_inputs(
+            runtime_doc, (*where, kind), function.inputs, code[kind], function.entrypoint
+        )
     names = [item.name for item, _, _ in source.files]  # a file that failed is still named
     plan = plan_inputs(runtime_doc, where, functions, names, problems)
     for argument in plan.arguments:
         if argument == "self":
-            index = next(i for i, item in enumerate(runtime.predict.inputs)
-                         if item.name == plan.arguments[argument])
-            problems.append(runtime_doc.problem(
-                (*where, "predict", "inputs", index, "value"),
-                "${inputs.self} cannot be a call argument (the model's own name for itself).",
-                "give the argument another name.",
-            ))
+            index = next(
+                i
+                for i, item in enumerate(runtime.predict.inputs)
+                if item.name == plan.arguments[argument]
+            )
+            problems.append(
+                runtime_doc.problem(
+                    (*where, "predict", "inputs", index, "value"),
+                    "${inputs.self} cannot be a call argument (the model's own name for itself).",
+                    "give the argument another name.",
+                )
+            )
     if problems:
         raise ModelYamlError(problems)
 
@@ -227,7 +237,8 @@ def _code_root(
         root = (here / os.path.expanduser(url)).resolve()
         if not root.is_dir():
             raise document.error(
-                (*location, "url"), f"{root} is not a directory.",
+                (*location, "url"),
+                f"{root} is not a directory.",
                 "give the repository's directory (relative to this file), or a git URL.",
             )
         return root, True, None, None
@@ -240,7 +251,8 @@ def _code_root(
         )
     if repository.branch is not None and repository.hash is not None:
         raise document.error(
-            (*location, "hash"), "is given together with branch.",
+            (*location, "hash"),
+            "is given together with branch.",
             "give branch (its latest commit) or hash (one commit), not both.",
         )
     token = None
@@ -248,11 +260,19 @@ def _code_root(
         reference = reference_in(repository.access_token)
         token = environ.get(reference.name) if reference is not None else None
     try:
-        found = checkout(url, branch=repository.branch, commit=repository.hash, token=token,
-                         cache=cache, refresh=refresh)
+        found = checkout(
+            url,
+            branch=repository.branch,
+            commit=repository.hash,
+            token=token,
+            cache=cache,
+            refresh=refresh,
+        )
     except FetchError as exc:
-        key = "hash" if repository.hash and "commit" in exc.problem else (
-            "branch" if repository.branch and "branch" in exc.problem else "url"
+        key = (
+            "hash"
+            if repository.hash and "commit" in exc.problem
+            else ("branch" if repository.branch and "branch" in exc.problem else "url")
         )
         raise document.error((*location, key), exc.problem, exc.fix) from None
     return found.root, False, found.url, found.commit
@@ -285,15 +305,19 @@ def _file(url: str, upload: bool, root: Path, cache: Path, refresh: bool) -> str
 
 
 def _check_inputs(
-    document: YamlDocument, where: Location, inputs: list[Any], code: EntrypointCode,
+    document: YamlDocument,
+    where: Location,
+    inputs: list[Any],
+    code: EntrypointCode,
     entrypoint: str,
 ) -> list[YamlProblem]:
     """Inputs the function has no parameter for, and parameters no input gives."""
     if code.parameters is None:
         return []
     problems = []
-    accepted = [p.name for p in code.parameters
-                if p.kind in ("POSITIONAL_OR_KEYWORD", "KEYWORD_ONLY")]
+    accepted = [
+        p.name for p in code.parameters if p.kind in ("POSITIONAL_OR_KEYWORD", "KEYWORD_ONLY")
+    ]
     suggested: set[str] = set()
     for index, item in enumerate(inputs):
         if item.name in accepted or code.takes_any_keyword:
@@ -301,30 +325,43 @@ def _check_inputs(
         close = difflib.get_close_matches(item.name, accepted, n=1)
         suggested.update(close)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        problems.append(document.problem(
-            (*where, "inputs", index, "name"),
-            f"{entrypoint} has no parameter {item.name!r} (it takes "
-            f"{', '.join(accepted) or 'none'}).",
-            f"{hint}name one of its parameters.",
-        ))
+        problems.append(
+            document.problem(
+                (*where, "inputs", index, "name"),
+                f"{entrypoint} has no parameter {item.name!r} (it takes "
+                f"{', '.join(accepted) or 'none'}).",
+                f"{hint}name one of its parameters.",
+            )
+        )
     given = {item.name for item in inputs}
-    missing = [p.name for p in code.parameters
-               if not p.has_default and p.kind in ("POSITIONAL_OR_KEYWORD", "KEYWORD_ONLY")
-               and p.name not in given and p.name not in suggested]
+    missing = [
+        p.name
+        for p in code.parameters
+        if not p.has_default
+        and p.kind in ("POSITIONAL_OR_KEYWORD", "KEYWORD_ONLY")
+        and p.name not in given
+        and p.name not in suggested
+    ]
     if missing:
-        problems.append(document.problem(
-            (*where, "entrypoint"),
-            f"{entrypoint} needs {', '.join(map(repr, missing))}, which no input gives.",
-            f"add an input for each, e.g. `- {{name: {missing[0]}, value: ...}}` under inputs.",
-        ))
-    positional_only = [p.name for p in code.parameters if p.kind == "POSITIONAL_ONLY"
-                       and not p.has_default]
+        problems.append(
+            document.problem(
+                (*where, "entrypoint"),
+                f"{entrypoint} needs {', '.join(map(repr, missing))}, which no input gives.",
+                f"add an input for each, e.g. `- {{name: {missing[0]}, value: ...}}` under inputs.",
+            )
+        )
+    positional_only = [
+        p.name for p in code.parameters if p.kind == "POSITIONAL_ONLY" and not p.has_default
+    ]
     if positional_only:
-        problems.append(document.problem(
-            (*where, "entrypoint"),
-            f"{entrypoint} takes {', '.join(positional_only)} by position only; inputs are passed "
-            "by name.", "make them ordinary parameters.",
-        ))
+        problems.append(
+            document.problem(
+                (*where, "entrypoint"),
+                f"{entrypoint} takes {', '.join(positional_only)} by position only; inputs are "
+                "passed by name.",
+                "make them ordinary parameters.",
+            )
+        )
     return problems
 
 
@@ -348,7 +385,9 @@ def _call_signature(
             if parameter.has_default and parameter.default is not UNKNOWN:
                 default = parameter.default
         made = inspect.Parameter(
-            argument, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default,
+            argument,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+            default=default,
             annotation=annotation,
         )
         (required if default is inspect.Parameter.empty else optional).append(made)

@@ -68,12 +68,15 @@ class Repository(_Section):
         None, description="Branch to check out (default: the remote's default branch)."
     )
     hash: str | None = Field(
-        None, pattern=_HASH, description="Commit to check out (full or abbreviated); verified "
-        "after fetching. Give branch or hash, not both."
+        None,
+        pattern=_HASH,
+        description="Commit to check out (full or abbreviated); verified "
+        "after fetching. Give branch or hash, not both.",
     )
     access_token: str | None = Field(
-        None, description="${ENV_VAR} naming the variable that holds a token for an https "
-        "remote. Used for the clone only; never stored."
+        None,
+        description="${ENV_VAR} naming the variable that holds a token for an https "
+        "remote. Used for the clone only; never stored.",
     )
 
 
@@ -86,8 +89,7 @@ class FileEntry(_Section):
         "http:// or https:// URL (fetched into a cache)."
     )
     upload: bool = Field(
-        True, description="false: pass the url through as written (nothing is fetched or "
-        "checked)."
+        True, description="false: pass the url through as written (nothing is fetched or checked)."
     )
 
 
@@ -105,11 +107,14 @@ class Input(_Section):
 class Output(_Section):
     """What an entrypoint returns."""
 
-    name: str = Field(pattern=_IDENTIFIER, description="Referenced as "
-                      "${model.runtime.load.output.NAME} (load only).")
+    name: str = Field(
+        pattern=_IDENTIFIER,
+        description="Referenced as ${model.runtime.load.output.NAME} (load only).",
+    )
     keys: list[str] = Field(
-        default_factory=list, description="Keys every result must have (each item of a list "
-        "result: one prediction per datapoint)."
+        default_factory=list,
+        description="Keys every result must have (each item of a list "
+        "result: one prediction per datapoint).",
     )
 
 
@@ -117,8 +122,8 @@ class Entrypoint(_Section):
     """A function of the code and how its arguments are wired."""
 
     entrypoint: str = Field(
-        pattern=_ENTRYPOINT, description="module[.sub]:function, importable from the "
-        "repository's root."
+        pattern=_ENTRYPOINT,
+        description="module[.sub]:function, importable from the repository's root.",
     )
     inputs: list[Input] = Field(default_factory=list)
     output: Output | None = None
@@ -135,16 +140,19 @@ class Runtime(_Section):
     """How the model runs."""
 
     image: str | None = Field(
-        None, description="Docker image the Docker backend builds on (it must provide the "
-        "kernel's Python, or apt to install it)."
+        None,
+        description="Docker image the Docker backend builds on (it must provide the "
+        "kernel's Python, or apt to install it).",
     )
     device: Literal["cpu", "gpu", "cuda"] = Field(
-        "cpu", description="gpu (or cuda) asks for a GPU; ${model.runtime.device} is then cuda "
-        "where one was given, else cpu."
+        "cpu",
+        description="gpu (or cuda) asks for a GPU; ${model.runtime.device} is then cuda "
+        "where one was given, else cpu.",
     )
     gpu: Any = Field(
-        None, description="sieve-jupyter extension: the kind of GPU for device: gpu, e.g. L4 "
-        "or {kind: A100, split: 2} (default T4)."
+        None,
+        description="sieve-jupyter extension: the kind of GPU for device: gpu, e.g. L4 "
+        "or {kind: A100, split: 2} (default T4).",
     )
     load: Entrypoint | None = Field(
         None, description="Called once per worker; its output is the loaded model."
@@ -157,8 +165,9 @@ class ModelEntry(_Section):
     """One model."""
 
     name: str = Field(
-        pattern=_MODEL_NAME, description="Unique in the file. ${model.name} makes this entry a "
-        "universal runtime for any model name without an entry of its own."
+        pattern=_MODEL_NAME,
+        description="Unique in the file. ${model.name} makes this entry a "
+        "universal runtime for any model name without an entry of its own.",
     )
     description: str | None = None
     version: Annotated[str | None, BeforeValidator(_text)] = None
@@ -186,7 +195,8 @@ class ModelFile(_Section):
 _FIELD_HINTS: dict[tuple[str, str], tuple[str, str]] = {
     ("ModelFile", "models"): ("a list of models", "models: [{name: my-model, runtime: ...}]"),
     ("ModelEntry", "name"): (
-        "a name of letters, digits, '-', '_' and '.' (or ${model.name})", "name: yolor-p6"
+        "a name of letters, digits, '-', '_' and '.' (or ${model.name})",
+        "name: yolor-p6",
     ),
     ("Input", "name"): ("a Python identifier (a parameter name)", "name: params_url"),
     ("Output", "name"): ("a Python identifier", "name: model"),
@@ -260,8 +270,10 @@ def _problem(document: YamlDocument, error: Any) -> YamlProblem:
         close = difflib.get_close_matches(field, known, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         return document.problem(
-            location, "is not a known key.",
-            f"{hint}Known keys here: {', '.join(known)}.", key=True,
+            location,
+            "is not a known key.",
+            f"{hint}Known keys here: {', '.join(known)}.",
+            key=True,
         )
     if kind == "missing":
         return document.problem(location, "is required.", f"add it{_example(example)}.")
@@ -270,23 +282,27 @@ def _problem(document: YamlDocument, error: Any) -> YamlProblem:
         # e.g. a commit hash of digits only: YAML reads it as a number (and 0-prefixed ones
         # as octal, another number than the one written)
         return document.problem(
-            location, f"must be text, but YAML reads it as the number {value!r}.",
-            "put the value in quotes as you wrote it (hash: \"0123abcd\").",
+            location,
+            f"must be text, but YAML reads it as the number {value!r}.",
+            'put the value in quotes as you wrote it (hash: "0123abcd").',
         )
     if kind in _TYPE_NAMES:
         return document.problem(
-            location, f"must be {_TYPE_NAMES[kind]}, got {_describe(value)}.",
+            location,
+            f"must be {_TYPE_NAMES[kind]}, got {_describe(value)}.",
             f"write {what or _TYPE_NAMES[kind]}{_example(example)}.",
         )
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
         return document.problem(
-            location, f"must be one of {expected}, got {_describe(value)}.",
+            location,
+            f"must be one of {expected}, got {_describe(value)}.",
             f"write one of {expected}.",
         )
     if kind == "string_pattern_mismatch":
         return document.problem(
-            location, f"{value!r} is not {what or 'valid here'}.",
+            location,
+            f"{value!r} is not {what or 'valid here'}.",
             f"write {what or 'a valid value'}{_example(example)}.",
         )
     if kind == "too_short" and field == "models":
@@ -322,7 +338,8 @@ def validate_document(document: YamlDocument) -> ModelFile:
     """
     if not isinstance(document.data, dict):
         raise document.error(
-            (), f"must be a mapping with a 'models' list, got {_describe(document.data)}.",
+            (),
+            f"must be a mapping with a 'models' list, got {_describe(document.data)}.",
             "start the file with 'models:' and list the models under it.",
         )
     try:

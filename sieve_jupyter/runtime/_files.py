@@ -200,8 +200,9 @@ def _with_content(cls: type[Any], url: str | None, name: str, digest: str, data:
     return _received(cls, url, path)
 
 
-def _with_descriptor(cls: type[Any], url: str | None, name: str, digest: str, size: int,
-                     index: int) -> Any:
+def _with_descriptor(
+    cls: type[Any], url: str | None, name: str, digest: str, size: int, index: int
+) -> Any:
     descriptors: list[int] | None = getattr(_state, "incoming", None)
     if descriptors is None or index >= len(descriptors):
         raise ValueError(
@@ -270,8 +271,7 @@ class FileStore:
                 if self._root is None:
                     parent = self._parent or tempfile.gettempdir()
                     _remove_stale_stores(parent)
-                    self._root = tempfile.mkdtemp(prefix=f"sieve-files-{os.getpid()}-",
-                                                  dir=parent)
+                    self._root = tempfile.mkdtemp(prefix=f"sieve-files-{os.getpid()}-", dir=parent)
                     atexit.register(self.remove)
         return self._root
 

@@ -24,9 +24,9 @@ import cloudpickle
 __all__ = ["dumps"]
 
 
-def _rebuild_code(make: Callable[..., types.CodeType], args: tuple[Any, ...], filename: str) -> (
-    types.CodeType
-):
+def _rebuild_code(
+    make: Callable[..., types.CodeType], args: tuple[Any, ...], filename: str
+) -> types.CodeType:
     code = make(*args)
     return code if code.co_filename == filename else code.replace(co_filename=filename)
 
@@ -57,9 +57,7 @@ class _Pickler(cloudpickle.Pickler):  # type: ignore[misc]  # (cloudpickle is un
         return super().reducer_override(obj)
 
 
-def dumps(
-    obj: Any, buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None
-) -> bytes:
+def dumps(obj: Any, buffer_callback: Callable[[pickle.PickleBuffer], Any] | None = None) -> bytes:
     """Pickle `obj` like ``cloudpickle.dumps(obj, protocol=5)``, keeping code's file names."""
     file = io.BytesIO()
     _Pickler(file, protocol=5, buffer_callback=buffer_callback).dump(obj)

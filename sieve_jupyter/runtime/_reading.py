@@ -43,9 +43,7 @@ _PREFIX_SIZE = PREFIX.size
 #: bytes asked of the socket per read
 _CHUNK = 256 * 1024
 #: room for the descriptors of one read (a frame carries at most a segment and the files)
-_ANCILLARY = socket.CMSG_SPACE(
-    2 * (1 + _files.MAX_FILE_DESCRIPTORS) * array.array("i").itemsize
-)
+_ANCILLARY = socket.CMSG_SPACE(2 * (1 + _files.MAX_FILE_DESCRIPTORS) * array.array("i").itemsize)
 
 
 class ChannelClosed(ConnectionError):
@@ -183,8 +181,10 @@ class FrameReader:
         if segment != NO_SEGMENT:
             frame.lease = (segment, generation, bool(new), segment_size)
         if len(self._descriptors) < n_descriptors:
-            raise ChannelClosed(f"corrupt frame: {n_descriptors} descriptors announced, "
-                                f"{len(self._descriptors)} arrived")
+            raise ChannelClosed(
+                f"corrupt frame: {n_descriptors} descriptors announced, "
+                f"{len(self._descriptors)} arrived"
+            )
         frame.descriptors = [self._descriptors.popleft() for _ in range(n_descriptors)]
         return frame
 
@@ -213,12 +213,14 @@ class FrameReader:
             for fd in descriptors:
                 os.close(fd)
 
-    def _leased(self, frame: _PartialFrame, segment: int, generation: int, new: bool,
-                size: int) -> memoryview:
+    def _leased(
+        self, frame: _PartialFrame, segment: int, generation: int, new: bool, size: int
+    ) -> memoryview:
         link = self.link
         if link is None:
-            raise UndecodableMessage("a frame in shared memory arrived on a channel without "
-                                     "shared memory")
+            raise UndecodableMessage(
+                "a frame in shared memory arrived on a channel without shared memory"
+            )
         span = max(offset + n for n, offset in frame.plan if offset != INLINE)
         fd = frame.descriptors[0] if new else None
         try:
@@ -278,8 +280,10 @@ class FrameReader:
                 if msg_flags & socket.MSG_CTRUNC:
                     # The kernel dropped descriptors (this process ran out of them): which
                     # frame they belonged to is lost, so the channel cannot continue.
-                    raise ChannelClosed("descriptors sent on the channel were dropped: this "
-                                        "process has too many files open")
+                    raise ChannelClosed(
+                        "descriptors sent on the channel were dropped: this "
+                        "process has too many files open"
+                    )
             else:
                 got = self._sock.recv_into(view)
         except (OSError, ValueError) as exc:  # (ValueError: closed here, its descriptor is -1)

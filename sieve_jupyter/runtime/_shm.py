@@ -41,8 +41,14 @@ try:  # (Linux; elsewhere frames keep their buffers inline)
     _libc = ctypes.CDLL(None, use_errno=True)
     _mmap = _libc.mmap
     _mmap.restype = ctypes.c_void_p
-    _mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
-                      ctypes.c_int, ctypes.c_long]
+    _mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
     _munmap = _libc.munmap
     _munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
     _MAP_FAILED = ctypes.c_void_p(-1).value
@@ -121,8 +127,17 @@ class _Segment:
     """A segment this process owns. Its descriptor is closed once the peer has it (the
     mappings hold the memory), so a segment costs no descriptor in steady state."""
 
-    __slots__ = ("busy", "fd", "generation", "id", "idle_since", "mapping", "size", "view",
-                 "writing")
+    __slots__ = (
+        "busy",
+        "fd",
+        "generation",
+        "id",
+        "idle_since",
+        "mapping",
+        "size",
+        "view",
+        "writing",
+    )
 
     def __init__(self, segment_id: int, size: int, name: str) -> None:
         fd = os.memfd_create(f"{name}-{segment_id}", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
@@ -301,11 +316,13 @@ class ShmLink:
         """Retire free segments unused for `keep_seconds`. Returns when the next one would be
         due, or None if no segment is free."""
         with self._lock:
-            idle = [s for s in self._owned.values()
-                    if not s.busy and now - s.idle_since >= self.keep_seconds]
+            idle = [
+                s
+                for s in self._owned.values()
+                if not s.busy and now - s.idle_since >= self.keep_seconds
+            ]
             self._retire_locked(idle)
-            waiting = [s.idle_since + self.keep_seconds for s in self._owned.values()
-                       if not s.busy]
+            waiting = [s.idle_since + self.keep_seconds for s in self._owned.values() if not s.busy]
         return min(waiting) if waiting else None
 
     def _retire_locked(self, segments: list[_Segment]) -> None:
@@ -320,8 +337,9 @@ class ShmLink:
 
     # -- the peer's segments -----------------------------------------------------------------
 
-    def receive(self, segment_id: int, generation: int, fd: int | None, size: int,
-                span: int) -> memoryview:
+    def receive(
+        self, segment_id: int, generation: int, fd: int | None, size: int, span: int
+    ) -> memoryview:
         """The first `span` bytes of the peer's segment, leased to this frame, as a writable
         view (mapping the segment first if `fd` is given: a segment new to us). When the last
         view of it (and everything built on it) is gone, the lease goes back to the peer.
@@ -432,8 +450,9 @@ class _Notices:
                 self._pid = os.getpid()
                 read, write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
                 self._pipe = (read, write)
-                self._thread = threading.Thread(target=self._run, args=(read,),
-                                                name="sieve-shm", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, args=(read,), name="sieve-shm", daemon=True
+                )
                 self._thread.start()
 
     def wake(self) -> None:

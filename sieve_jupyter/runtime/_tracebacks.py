@@ -78,8 +78,14 @@ def _chain(exc: BaseException) -> list[ChainedError]:
         if id(earlier) in seen:
             break
         seen.add(id(earlier))
-        chain.append({"type_name": _type_name(earlier), "message": str(earlier),
-                      "frames": _user_frames(earlier.__traceback__), "relation": relation})
+        chain.append(
+            {
+                "type_name": _type_name(earlier),
+                "message": str(earlier),
+                "frames": _user_frames(earlier.__traceback__),
+                "relation": relation,
+            }
+        )
         current = earlier
     chain.reverse()
     return chain

@@ -24,7 +24,13 @@ from sieve_jupyter.runtime import _files
 from sieve_jupyter.runtime._pickling import dumps as dumps_by_value
 
 __all__ = [
-    "DIRECT_CALL", "EXTENDED", "NOTICE", "Frame", "dumps", "encode", "loads",
+    "DIRECT_CALL",
+    "EXTENDED",
+    "NOTICE",
+    "Frame",
+    "dumps",
+    "encode",
+    "loads",
 ]
 
 #: frame flag: a call whose outcome goes back on the reply channel (see runtime/worker.py)
@@ -54,8 +60,9 @@ class Frame:
 
     __slots__ = ("body", "buffers", "files", "flags")
 
-    def __init__(self, flags: int, body: bytes, buffers: list[memoryview],
-                 files: list[tuple[str, int]]) -> None:
+    def __init__(
+        self, flags: int, body: bytes, buffers: list[memoryview], files: list[tuple[str, int]]
+    ) -> None:
         self.flags = flags
         self.body = body
         self.buffers = buffers
@@ -129,8 +136,15 @@ def plain_header(frame: Frame) -> bytes:
     )
 
 
-def extended_header(frame: Frame, offsets: list[int], segment: int, generation: int,
-                    descriptors: int, new_segment: bool, segment_size: int) -> bytes:
+def extended_header(
+    frame: Frame,
+    offsets: list[int],
+    segment: int,
+    generation: int,
+    descriptors: int,
+    new_segment: bool,
+    segment_size: int,
+) -> bytes:
     """The header of `frame` in the extended form; `offsets` has the body's first."""
     parts = [len(frame.body), *(v.nbytes for v in frame.buffers)]
     return (

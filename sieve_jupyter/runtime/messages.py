@@ -273,8 +273,21 @@ class Moved(NamedTuple):
 
 KERNEL_TO_WORKER: tuple[type[Any], ...] = (Load, Call, Calls, Swap, Cancel, Reply, Shutdown)
 WORKER_TO_KERNEL: tuple[type[Any], ...] = (
-    Hello, Ready, SetupFailed, Result, Output, Error, Skipped, Cancelled, Log, Progress,
-    UpstreamCall, Swapped, SwapFailed, Undecodable, Moved,
+    Hello,
+    Ready,
+    SetupFailed,
+    Result,
+    Output,
+    Error,
+    Skipped,
+    Cancelled,
+    Log,
+    Progress,
+    UpstreamCall,
+    Swapped,
+    SwapFailed,
+    Undecodable,
+    Moved,
 )
 MESSAGES: dict[str, type[Any]] = {cls.__name__: cls for cls in KERNEL_TO_WORKER + WORKER_TO_KERNEL}
 #: the connections each message travels on
@@ -289,8 +302,28 @@ CONNECTIONS: dict[type[Any], tuple[str, ...]] = {
 }
 
 Message = Union[  # noqa: UP007 - a runtime alias, spelled so Python 3.10 can evaluate it
-    Load, Call, Calls, Swap, Cancel, Reply, Shutdown, Hello, Ready, SetupFailed, Result, Output,
-    Error, Skipped, Cancelled, Log, Progress, UpstreamCall, Swapped, SwapFailed, Undecodable, Moved,
+    Load,
+    Call,
+    Calls,
+    Swap,
+    Cancel,
+    Reply,
+    Shutdown,
+    Hello,
+    Ready,
+    SetupFailed,
+    Result,
+    Output,
+    Error,
+    Skipped,
+    Cancelled,
+    Log,
+    Progress,
+    UpstreamCall,
+    Swapped,
+    SwapFailed,
+    Undecodable,
+    Moved,
 ]
 
 

@@ -88,9 +88,7 @@ class _MainThreadWriter:
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
         with self._lock:
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._serve, name="sieve-write", daemon=True
-                )
+                self._thread = threading.Thread(target=self._serve, name="sieve-write", daemon=True)
                 self._thread.start()
         self._jobs.put((write, done))
         done.result()
@@ -107,7 +105,6 @@ class _MainThreadWriter:
 
 
 _main_thread_writer = _MainThreadWriter()
-
 
 
 class Channel(FrameReader):
@@ -127,8 +124,9 @@ class Channel(FrameReader):
     so a `sieve.File` sent on this channel takes its content along.
     """
 
-    def __init__(self, sock: socket.socket, *, spin: float = 0.0,
-                 link: ShmLink | None = None) -> None:
+    def __init__(
+        self, sock: socket.socket, *, spin: float = 0.0, link: ShmLink | None = None
+    ) -> None:
         self._sock = sock
         self.spin = spin
         self.link = link
@@ -198,8 +196,13 @@ class Channel(FrameReader):
                 return
             descriptors = ([lease.fd] if lease is not None and lease.new else []) + files
             header = extended_header(
-                frame, offsets, lease.id if lease else NO_SEGMENT, lease.generation if lease else 0,
-                len(descriptors), bool(lease and lease.new), lease.size if lease else 0,
+                frame,
+                offsets,
+                lease.id if lease else NO_SEGMENT,
+                lease.generation if lease else 0,
+                len(descriptors),
+                bool(lease and lease.new),
+                lease.size if lease else 0,
             )
             inline = [p for p, offset in zip(parts, offsets, strict=True) if offset == INLINE]
             self._send_parts([header, *inline], descriptors)
@@ -244,8 +247,7 @@ class Channel(FrameReader):
         with self._send_lock:
             try:
                 if descriptors:
-                    rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                               array.array("i", descriptors))]
+                    rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", descriptors))]
                     _consume(pending, self._sock.sendmsg(pending[:512], rights))
                 while pending:
                     _consume(pending, self._sock.sendmsg(pending[:512]))
@@ -260,7 +262,6 @@ class Channel(FrameReader):
                 self._sock.sendall(data)
             except OSError as exc:
                 raise ChannelClosed(str(exc)) from exc
-
 
     def close(self) -> None:
         if self._closed:
@@ -299,8 +300,9 @@ def _consume(pending: list[memoryview], sent: int) -> None:
             sent = 0
 
 
-def share_with_worker(hello: Hello, channels: list[Channel], notices: Channel,
-                      options: LoadOptions) -> ShmLink | None:
+def share_with_worker(
+    hello: Hello, channels: list[Channel], notices: Channel, options: LoadOptions
+) -> ShmLink | None:
     """The kernel's side of what its channels to one worker share with it (the worker does
     the same on `Load`): whether `sieve.File`s take their content along (the worker does not
     see the kernel's files), and memory, when both ends can. Sets `options` to tell the worker.

@@ -363,8 +363,18 @@ def _connect(
     authenticate_client(sock, secret)
     channel = Channel(sock)
     python = sys.version_info
-    channel.send(pack(Hello(worker_id, connection, python[:3], os.getpid(),
-                            _files.filesystem_id(), _shm.available())))
+    channel.send(
+        pack(
+            Hello(
+                worker_id,
+                connection,
+                python[:3],
+                os.getpid(),
+                _files.filesystem_id(),
+                _shm.available(),
+            )
+        )
+    )
     return channel
 
 

@@ -38,10 +38,12 @@ def _setup_key(obj: Any, spec: FunctionSpec) -> str:
         repr(spec.env),
     ]
     if inspect.isclass(obj):
-        parts.append(code_fingerprint(
-            getattr(obj, "__setup__", None), getattr(obj, "__init__", None)
-            if "__init__" in vars(obj) else None,
-        ))
+        parts.append(
+            code_fingerprint(
+                getattr(obj, "__setup__", None),
+                getattr(obj, "__init__", None) if "__init__" in vars(obj) else None,
+            )
+        )
     return "|".join(parts)
 
 
@@ -67,8 +69,9 @@ def register(
         SwapError: new code for warm workers failed to load there; nothing changed.
     """
     if spec is None:
-        spec = spec_from_callable(obj, kind=kind, name=name or getattr(obj, "__name__", None),
-                                  **options)
+        spec = spec_from_callable(
+            obj, kind=kind, name=name or getattr(obj, "__name__", None), **options
+        )
     if backend is not None:
         from sieve_jupyter._config import Config
 
@@ -125,11 +128,11 @@ class _FunctionDecorator:
     def __call__(self, obj: Callable[P, R], /) -> FunctionHandle[P, R]: ...
 
     @overload
-    def __call__(self, obj: None = None, /, *, name: str | None = None,
-                 **settings: Any) -> _Decorate: ...
+    def __call__(
+        self, obj: None = None, /, *, name: str | None = None, **settings: Any
+    ) -> _Decorate: ...
 
-    def __call__(self, obj: Any = None, /, *, name: str | None = None,
-                 **settings: Any) -> Any:
+    def __call__(self, obj: Any = None, /, *, name: str | None = None, **settings: Any) -> Any:
         """Register a function (or a class with `__setup__`/`__predict__`) as a Sieve function.
 
         Keyword-only, as in Sieve: ``name``, ``gpu``, ``python_version``, ``python_packages``,

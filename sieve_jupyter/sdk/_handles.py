@@ -24,9 +24,7 @@ __all__ = ["FunctionHandle", "ModelHandle", "wait_result"]
 
 #: each registration's argument checker, made on its first call (weakly held: a replaced
 #: registration takes its checker along)
-_checkers: weakref.WeakKeyDictionary[FunctionRecord, ArgumentChecker] = (
-    weakref.WeakKeyDictionary()
-)
+_checkers: weakref.WeakKeyDictionary[FunctionRecord, ArgumentChecker] = weakref.WeakKeyDictionary()
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -84,7 +82,9 @@ class FunctionHandle(Generic[P, R]):
         return wait_result(future)
 
     def map(
-        self, *iterables: Iterable[Any], order_outputs: bool = True,
+        self,
+        *iterables: Iterable[Any],
+        order_outputs: bool = True,
         return_exceptions: bool = False,
     ) -> Iterator[R]:
         """Run the function over the inputs in parallel; yields results (input order by default).

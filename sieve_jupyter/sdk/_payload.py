@@ -23,8 +23,11 @@ from sieve_jupyter.runtime._pickling import dumps as dumps_by_value
 __all__ = ["code_fingerprint", "dumps", "source_lines"]
 
 _INSTALLED_ROOTS = tuple(
-    {Path(p).resolve() for key in ("purelib", "platlib", "stdlib", "platstdlib")
-     if (p := sysconfig.get_paths().get(key))}
+    {
+        Path(p).resolve()
+        for key in ("purelib", "platlib", "stdlib", "platstdlib")
+        if (p := sysconfig.get_paths().get(key))
+    }
 )
 
 

@@ -65,8 +65,14 @@ class _Moved(Exception):
 class HttpFunction:
     """A function served over HTTP, called like a local handle (see the module docstring)."""
 
-    def __init__(self, url: str, *, token: str | None = None,
-                 timeout: float | None = None, locate: Locate | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        timeout: float | None = None,
+        locate: Locate | None = None,
+    ) -> None:
         self.timeout = timeout
         self._locate = locate
         self._described: dict[str, Any] | None = None
@@ -77,8 +83,9 @@ class HttpFunction:
         """Point the handle at `url` (what it knows about the function is read again)."""
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise SieveError(f"{url!r} is not an http(s) URL. Fix: "
-                             "sieve.function.get('http://127.0.0.1:8000').")
+            raise SieveError(
+                f"{url!r} is not an http(s) URL. Fix: sieve.function.get('http://127.0.0.1:8000')."
+            )
         path = parts.path.rstrip("/")
         function = None
         if "/functions/" in path:
@@ -136,8 +143,10 @@ class HttpFunction:
             if client is None:
                 httpx = _httpx()
                 client = _sync_clients[key] = httpx.Client(
-                    base_url=self.base, headers=self._headers,
-                    timeout=httpx.Timeout(30.0, read=self.timeout))
+                    base_url=self.base,
+                    headers=self._headers,
+                    timeout=httpx.Timeout(30.0, read=self.timeout),
+                )
         return client
 
     def _describe(self) -> dict[str, Any]:
@@ -161,7 +170,8 @@ class HttpFunction:
                 if name not in index.get("functions", {}):
                     known = ", ".join(index.get("functions", {})) or "none"
                     raise SieveError(
-                        f"{self.base} serves no function {name!r} (functions: {known}).")
+                        f"{self.base} serves no function {name!r} (functions: {known})."
+                    )
                 schemas = self._checked(client.get("/openapi.json"))["components"]["schemas"]
                 break
             except httpx.TransportError as exc:
@@ -171,15 +181,23 @@ class HttpFunction:
         inputs = schemas[f"{component}Input"]
         output = schemas[f"{component}Output"]
         streaming = output.get("x-cog-array-type") == "iterator"
-        order = sorted(inputs.get("properties", {}),
-                       key=lambda k: inputs["properties"][k].get("x-order", 0))
-        return {"name": name, "inputs": inputs, "order": order, "streaming": streaming,
-                "output": output.get("items", {}) if streaming else output}
+        order = sorted(
+            inputs.get("properties", {}), key=lambda k: inputs["properties"][k].get("x-order", 0)
+        )
+        return {
+            "name": name,
+            "inputs": inputs,
+            "order": order,
+            "streaming": streaming,
+            "output": output.get("items", {}) if streaming else output,
+        }
 
     def _checked(self, response: Any) -> Any:
         if response.status_code == 401:
-            raise SieveError(f"{self.base} wants a token (401). Fix: "
-                             "sieve.function.get(url, token=...) or set SIEVE_SERVE_TOKEN.")
+            raise SieveError(
+                f"{self.base} wants a token (401). Fix: "
+                "sieve.function.get(url, token=...) or set SIEVE_SERVE_TOKEN."
+            )
         if response.status_code >= 400:
             raise SieveError(f"{self.base}: {response.status_code} {response.text[:500]}")
         return response.json()
@@ -213,8 +231,10 @@ class HttpFunction:
             elif isinstance(var, dict):
                 value.setdefault(var["name"], []).append(arg)
             else:
-                raise TypeError(f"{described['name']}: takes {len(order)} positional "
-                                f"arguments ({', '.join(order)}) but {len(args)} were given")
+                raise TypeError(
+                    f"{described['name']}: takes {len(order)} positional "
+                    f"arguments ({', '.join(order)}) but {len(args)} were given"
+                )
         for key, item in kwargs.items():
             if key in value:
                 raise TypeError(f"{described['name']}: got multiple values for {key!r}")
@@ -240,8 +260,11 @@ class HttpFunction:
             first = detail[0]
             loc = first.get("loc", [])
             field = str(loc[-1]) if loc else "input"
-            raise InputError(field, str(first.get("msg", "invalid")) + ".",
-                             "pass a value that fits the function's type hints.")
+            raise InputError(
+                field,
+                str(first.get("msg", "invalid")) + ".",
+                "pass a value that fits the function's type hints.",
+            )
         if status == 503:
             raise SetupError(f"{self.base}: {response.json().get('error', 'not ready')}")
         self._checked(response)
@@ -299,9 +322,11 @@ class HttpFunction:
                 time.sleep(wait)
 
     def _draining_error(self) -> SieveError:
-        return SieveError(f"{self.base} is shutting down and takes no new predictions. Fix: "
-                          "call the deployment by name (sieve.function.get('user/name')), "
-                          "which follows it to its new version.")
+        return SieveError(
+            f"{self.base} is shutting down and takes no new predictions. Fix: "
+            "call the deployment by name (sieve.function.get('user/name')), "
+            "which follows it to its new version."
+        )
 
     def _cancel_id(self, prediction_id: str) -> None:
         try:
@@ -325,16 +350,22 @@ class HttpFunction:
                 task[0].cancel()  # hangs up the stream: the server cancels the job
             asyncio.run_coroutine_threadsafe(self._acancel(loop, body["id"]), loop.loop)
 
-        future: JobFuture[Any] = JobFuture(body["id"], described["name"], args, kwargs,
-                           streaming=described["streaming"], canceller=cancel)
-        task.append(asyncio.run_coroutine_threadsafe(self._follow(loop, body, future),
-                                                     loop.loop))
+        future: JobFuture[Any] = JobFuture(
+            body["id"],
+            described["name"],
+            args,
+            kwargs,
+            streaming=described["streaming"],
+            canceller=cancel,
+        )
+        task.append(asyncio.run_coroutine_threadsafe(self._follow(loop, body, future), loop.loop))
         return future
 
     async def _acancel(self, loop: _Loop, prediction_id: str) -> None:
         try:
             await loop.client(self.base, self._headers).post(
-                f"{self.predictions}/{prediction_id}/cancel")
+                f"{self.predictions}/{prediction_id}/cancel"
+            )
         except Exception:  # noqa: BLE001, S110
             pass
 
@@ -352,22 +383,25 @@ class HttpFunction:
                 headers = {"accept": "text/event-stream"}
                 started = False
                 try:
-                    async with client.stream("POST", self.predictions, json=body,
-                                             headers=headers) as response:
+                    async with client.stream(
+                        "POST", self.predictions, json=body, headers=headers
+                    ) as response:
                         if response.status_code == 200:
                             async for event, data in _events(response.aiter_lines()):
                                 started = True
                                 self._apply(future, event, data, schema)
                             if not future.done():
-                                future._resolve(exception=SieveError(
-                                    f"{self.base}: the server closed the stream of job "
-                                    f"{future.job_id} before it ended"))
+                                future._resolve(
+                                    exception=SieveError(
+                                        f"{self.base}: the server closed the stream of job "
+                                        f"{future.job_id} before it ended"
+                                    )
+                                )
                             return
                         await response.aread()
                     wait = self._wait_or_raise(response, deadline)
                 except _Moved:
-                    moved = await running.run_in_executor(None, self._moved, base, None,
-                                                          deadline)
+                    moved = await running.run_in_executor(None, self._moved, base, None, deadline)
                     if not moved:
                         raise self._draining_error() from None
                     body = await running.run_in_executor(None, self._rebody, body, future)
@@ -375,8 +409,7 @@ class HttpFunction:
                 except httpx.TransportError as exc:
                     if started:
                         raise
-                    moved = await running.run_in_executor(None, self._moved, base, exc,
-                                                          deadline)
+                    moved = await running.run_in_executor(None, self._moved, base, exc, deadline)
                     if not moved:
                         raise
                     body = await running.run_in_executor(None, self._rebody, body, future)
@@ -418,8 +451,9 @@ class HttpFunction:
             else:
                 future._resolve(exception=_remote_error(data))
 
-    def map(self, *iterables: Iterable[Any], order_outputs: bool = True,
-            return_exceptions: bool = False) -> Iterator[Any]:
+    def map(
+        self, *iterables: Iterable[Any], order_outputs: bool = True, return_exceptions: bool = False
+    ) -> Iterator[Any]:
         """Run over the inputs in parallel, as a local handle's `map`."""
         futures = [self.push(*args) for args in zip(*iterables, strict=False)]
 
@@ -439,7 +473,6 @@ class HttpFunction:
                         future.cancel()
 
         return results()
-
 
 
 def _result(future: JobFuture[Any]) -> Any:

@@ -36,8 +36,7 @@ class _Loop:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="sieve-http",
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.loop.run_forever, name="sieve-http", daemon=True)
         self.thread.start()
         self.clients: dict[str, Any] = {}
 
@@ -55,7 +54,9 @@ class _Loop:
             httpx = _httpx()
             limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
             client = self.clients[base] = httpx.AsyncClient(
-                base_url=base, headers=headers, limits=limits,
+                base_url=base,
+                headers=headers,
+                limits=limits,
                 timeout=httpx.Timeout(30.0, read=None),
             )
         return client
@@ -109,7 +110,8 @@ def _save_data_url(url: str) -> str:
 
 def _is_file(schema: dict[str, Any]) -> bool:
     return schema.get("format") == "sieve-file" or any(
-        isinstance(o, dict) and o.get("format") == "sieve-file" for o in schema.get("anyOf", []))
+        isinstance(o, dict) and o.get("format") == "sieve-file" for o in schema.get("anyOf", [])
+    )
 
 
 def _decode(value: Any, schema: dict[str, Any]) -> Any:

@@ -21,16 +21,16 @@ if TYPE_CHECKING:
 __all__ = ["TOKEN_VARIABLE", "ServeSettings", "serve_bundle", "serve_functions", "serve_modelyaml"]
 
 
-def serve_bundle(path: Any, settings: ServeSettings | None = None,
-                 prepare: Any = None) -> int:
+def serve_bundle(path: Any, settings: ServeSettings | None = None, prepare: Any = None) -> int:
     """Serve a bundle in the foreground until SIGTERM; see `_server.serve_bundle`."""
     from sieve_jupyter.serve._server import serve_bundle as run
 
     return run(path, settings or ServeSettings(), prepare)
 
 
-def serve_modelyaml(path: Any, settings: ServeSettings | None = None, *,
-                    name: str | None = None) -> int:
+def serve_modelyaml(
+    path: Any, settings: ServeSettings | None = None, *, name: str | None = None
+) -> int:
     """Serve the models of a model.yaml in the foreground until SIGTERM; see `_server`."""
     from sieve_jupyter.serve._server import serve_modelyaml as run
 

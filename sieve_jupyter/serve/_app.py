@@ -87,30 +87,46 @@ class _Api:
             return None
         if hmac.compare_digest((authorization or "").encode(), expected):
             return None
-        return _json({"detail": "Missing or wrong bearer token. Send `Authorization: Bearer "
-                                "<token>` with the server's SIEVE_SERVE_TOKEN."}, 401,
-                     {"WWW-Authenticate": "Bearer"})
+        return _json(
+            {
+                "detail": "Missing or wrong bearer token. Send `Authorization: Bearer "
+                "<token>` with the server's SIEVE_SERVE_TOKEN."
+            },
+            401,
+            {"WWW-Authenticate": "Bearer"},
+        )
 
     def too_large(self) -> Response:
-        return _json({"detail": f"The request body is larger than this server accepts "
-                                f"({self.settings.max_body_bytes} bytes). Fix: send a URL "
-                                "instead of inline data, or start the server with a larger "
-                                "--max-body-bytes."}, 413)
+        return _json(
+            {
+                "detail": f"The request body is larger than this server accepts "
+                f"({self.settings.max_body_bytes} bytes). Fix: send a URL "
+                "instead of inline data, or start the server with a larger "
+                "--max-body-bytes."
+            },
+            413,
+        )
 
     # -- routes ------------------------------------------------------------------------------
 
     async def index(self, request: Request) -> Response:
         if (refused := self.refused_request(request)) is not None:
             return refused
-        return _json({
-            "docs_url": None, "openapi_url": "/openapi.json", "shutdown_url": "/shutdown",
-            "healthcheck_url": "/health-check", "predictions_url": "/predictions",
-            "predictions_idempotent_url": "/predictions/{prediction_id}",
-            "predictions_cancel_url": "/predictions/{prediction_id}/cancel",
-            "functions": {name: f"/functions/{name}/predictions"
-                          for name in self.service.functions},
-            "default": self.service.default,
-        })
+        return _json(
+            {
+                "docs_url": None,
+                "openapi_url": "/openapi.json",
+                "shutdown_url": "/shutdown",
+                "healthcheck_url": "/health-check",
+                "predictions_url": "/predictions",
+                "predictions_idempotent_url": "/predictions/{prediction_id}",
+                "predictions_cancel_url": "/predictions/{prediction_id}/cancel",
+                "functions": {
+                    name: f"/functions/{name}/predictions" for name in self.service.functions
+                },
+                "default": self.service.default,
+            }
+        )
 
     async def health(self, request: Request) -> Response:
         return _json(self.service.health())
@@ -141,8 +157,13 @@ class _Api:
 
     def no_function(self, request: Incoming) -> Response:
         names = ", ".join(self.service.functions)
-        return _json({"detail": f"No function {request.path_params.get('name')!r} here "
-                                f"(functions: {names})."}, 404)
+        return _json(
+            {
+                "detail": f"No function {request.path_params.get('name')!r} here "
+                f"(functions: {names})."
+            },
+            404,
+        )
 
     async def get_prediction(self, request: Request) -> Response:
         if (refused := self.refused_request(request)) is not None:
@@ -187,12 +208,19 @@ class _Api:
             request_data, uploaded = await self._parse(request, body, served, uploads)
             prediction_id = request_data.get("id") or path_id or secrets.token_hex(13)
             if path_id is not None and prediction_id != path_id:
-                raise InputError422([{"loc": ["body", "id"], "type": "value_error",
-                                      "msg": "prediction ID must match the ID supplied in "
-                                             "the URL"}])
+                raise InputError422(
+                    [
+                        {
+                            "loc": ["body", "id"],
+                            "type": "value_error",
+                            "msg": "prediction ID must match the ID supplied in the URL",
+                        }
+                    ]
+                )
             if not isinstance(prediction_id, str):
-                raise InputError422([{"loc": ["body", "id"], "msg": "must be a string",
-                                      "type": "type_error"}])
+                raise InputError422(
+                    [{"loc": ["body", "id"], "msg": "must be a string", "type": "type_error"}]
+                )
             webhook, events = self._webhook(request_data)
             value = served.plan.check(request_data.get("input"))
             kwargs_input = to_files(served.plan, value, uploads, uploaded)
@@ -201,8 +229,13 @@ class _Api:
             return _json({"detail": exc.detail}, 422)
         if self.service.predictions.get(prediction_id) is not None:
             uploads.remove()
-            return _json({"detail": f"A prediction with id {prediction_id!r} exists. Fix: a "
-                                    "new id, or PUT /predictions/{id} to get it back."}, 409)
+            return _json(
+                {
+                    "detail": f"A prediction with id {prediction_id!r} exists. Fix: a "
+                    "new id, or PUT /predictions/{id} to get it back."
+                },
+                409,
+            )
         why = self.service.admit(served)
         if why is not None:
             uploads.remove()
@@ -217,8 +250,7 @@ class _Api:
         created = time.time()
         try:
             if len(body) > _LARGE_BODY:
-                future = await loop.run_in_executor(
-                    None, self.service.submit, served, args, kwargs)
+                future = await loop.run_in_executor(None, self.service.submit, served, args, kwargs)
             elif sync and webhook is None and served.inflight == 1:
                 # Nothing else of this function is in flight: a quick call is answered on
                 # this thread (a webhook's `start` must be sent before the call ends).
@@ -234,12 +266,23 @@ class _Api:
             waiter = loop.create_future()
             future.add_done_callback(lambda _: loop.call_soon_threadsafe(_settle, waiter))
         future.add_done_callback(lambda _: self._done(served, future, uploads))
-        prediction = Prediction(prediction_id, served.name, value, future, created_at=created,
-                                webhook=webhook, webhook_events=events, encode=encode)
+        prediction = Prediction(
+            prediction_id,
+            served.name,
+            value,
+            future,
+            created_at=created,
+            webhook=webhook,
+            webhook_events=events,
+            encode=encode,
+        )
         self.service.predictions.add(prediction)
         if streaming:
-            return StreamingResponse(self._stream(prediction), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache"})
+            return StreamingResponse(
+                self._stream(prediction),
+                media_type="text/event-stream",
+                headers={"Cache-Control": "no-cache"},
+            )
         if webhook is not None:
             self._background(self._webhooks(prediction, prediction.start_envelope()))
         if not sync:
@@ -261,11 +304,19 @@ class _Api:
         try:
             data = json.loads(body)
         except ValueError as exc:
-            raise InputError422([{"loc": ["body"], "msg": f"the body is not JSON ({exc})",
-                                  "type": "json_invalid"}]) from None
+            raise InputError422(
+                [{"loc": ["body"], "msg": f"the body is not JSON ({exc})", "type": "json_invalid"}]
+            ) from None
         if not isinstance(data, dict):
-            raise InputError422([{"loc": ["body"], "msg": "the body must be a JSON object "
-                                  "with `input`", "type": "type_error"}])
+            raise InputError422(
+                [
+                    {
+                        "loc": ["body"],
+                        "msg": "the body must be a JSON object with `input`",
+                        "type": "type_error",
+                    }
+                ]
+            )
         return data, {}
 
     async def _parse_multipart(
@@ -295,8 +346,15 @@ class _Api:
                     except ValueError:
                         parsed = None
                     if not isinstance(parsed, dict):
-                        raise InputError422([{"loc": ["body", "input"], "type": "json_invalid",
-                                              "msg": "the `input` field must be a JSON object"}])
+                        raise InputError422(
+                            [
+                                {
+                                    "loc": ["body", "input"],
+                                    "type": "json_invalid",
+                                    "msg": "the `input` field must be a JSON object",
+                                }
+                            ]
+                        )
                     inputs.update(parsed)
                 else:
                     try:
@@ -311,42 +369,74 @@ class _Api:
         if webhook is None:
             return None, frozenset()
         if not isinstance(webhook, str) or not webhook.startswith(("http://", "https://")):
-            raise InputError422([{"loc": ["body", "webhook"], "type": "value_error",
-                                  "msg": "must be an http(s) URL"}])
+            raise InputError422(
+                [
+                    {
+                        "loc": ["body", "webhook"],
+                        "type": "value_error",
+                        "msg": "must be an http(s) URL",
+                    }
+                ]
+            )
         events = data.get("webhook_events_filter") or list(WEBHOOK_EVENTS)
         if not isinstance(events, list) or any(e not in WEBHOOK_EVENTS for e in events):
-            raise InputError422([{"loc": ["body", "webhook_events_filter"],
-                                  "type": "value_error",
-                                  "msg": f"must be a list of {', '.join(WEBHOOK_EVENTS)}"}])
+            raise InputError422(
+                [
+                    {
+                        "loc": ["body", "webhook_events_filter"],
+                        "type": "value_error",
+                        "msg": f"must be a list of {', '.join(WEBHOOK_EVENTS)}",
+                    }
+                ]
+            )
         return webhook, frozenset(events)
 
     def _not_admitted(self, served: Served, why: str) -> Response:
         if why == "full":
             seconds = self.service.retry_after(served)
-            return _json({"status": "failed", "error": f"{served.name}: the queue is full "
-                          f"({served.capacity} predictions). Retry after {seconds} s."},
-                         429, {"Retry-After": str(seconds)})
+            return _json(
+                {
+                    "status": "failed",
+                    "error": f"{served.name}: the queue is full "
+                    f"({served.capacity} predictions). Retry after {seconds} s.",
+                },
+                429,
+                {"Retry-After": str(seconds)},
+            )
         if why == "draining":
-            return _json({"status": "failed", "error": "This server is shutting down: it "
-                          "takes no new predictions and finishes those in flight. A "
-                          "deployment's new version answers at the deployment's current "
-                          "address (sieve-jupyter deployments)."}, 503,
-                         {DRAINING_HEADER: "1"})
+            return _json(
+                {
+                    "status": "failed",
+                    "error": "This server is shutting down: it "
+                    "takes no new predictions and finishes those in flight. A "
+                    "deployment's new version answers at the deployment's current "
+                    "address (sieve-jupyter deployments).",
+                },
+                503,
+                {DRAINING_HEADER: "1"},
+            )
         health = served.status()
         if health == "STARTING":
             message = f"{served.name}: setup has not finished yet. Retry shortly."
             return _json({"status": "failed", "error": message}, 503, {"Retry-After": "1"})
         logs = "".join(served.setup_logs).strip().splitlines()
         tail = f" ({logs[-1]})" if logs else ""
-        return _json({"status": "failed", "error": f"{served.name} cannot run: {health}"
-                      f"{tail}. GET /health-check has the setup logs."}, 503)
+        return _json(
+            {
+                "status": "failed",
+                "error": f"{served.name} cannot run: {health}"
+                f"{tail}. GET /health-check has the setup logs.",
+            },
+            503,
+        )
 
     def _done(self, served: Served, future: JobFuture[Any], uploads: Uploads) -> None:
         self.service.release(served, future)
         uploads.remove()
 
-    async def _wait(self, receive: Receive, future: JobFuture[Any],
-                    waiter: asyncio.Future[bool]) -> bool:
+    async def _wait(
+        self, receive: Receive, future: JobFuture[Any], waiter: asyncio.Future[bool]
+    ) -> bool:
         """Wait for the job; if the client goes away first, cancel it and return False.
 
         A quick job is done before a hang-up could matter, so the connection is listened to

@@ -108,15 +108,20 @@ class JsonResponse(Response):
 
     media_type = "application/json"
 
-    def __init__(self, data: Any, status: int = 200,
-                 headers: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+    ) -> None:
         self.status_code = status
         self.background = None
         self.body = body = dumps(data)
-        raw = [] if headers is None else [
-            (key.lower().encode("latin-1"), value.encode("latin-1"))
-            for key, value in headers.items()
-        ]
+        raw = (
+            []
+            if headers is None
+            else [
+                (key.lower().encode("latin-1"), value.encode("latin-1"))
+                for key, value in headers.items()
+            ]
+        )
         raw.append((b"content-length", str(len(body)).encode("latin-1")))
         raw.append((b"content-type", b"application/json"))
         self.raw_headers = raw

@@ -28,8 +28,7 @@ from sieve_jupyter.spec._dataurl import decode_data_url
 
 __all__ = ["FileStore", "InputError422", "InputPlan", "decode_data_url", "encode_output"]
 
-_FILE_TYPES: dict[str, type[File]] = {"File": File, "Image": Image, "Video": Video,
-                                      "Audio": Audio}
+_FILE_TYPES: dict[str, type[File]] = {"File": File, "Image": Image, "Video": Video, "Audio": Audio}
 
 
 class InputError422(Exception):
@@ -80,14 +79,28 @@ class InputPlan:
         if value is None:
             value = {}
         if not isinstance(value, dict):
-            raise InputError422([_detail(["body", "input"], "input must be a JSON object, got "
-                                         f"{type(value).__name__}", "type_error")])
+            raise InputError422(
+                [
+                    _detail(
+                        ["body", "input"],
+                        f"input must be a JSON object, got {type(value).__name__}",
+                        "type_error",
+                    )
+                ]
+            )
         schema_value = value
         if self.var_positional is not None and self.var_positional in value:
             schema_value = {k: v for k, v in value.items() if k != self.var_positional}
             if not isinstance(value[self.var_positional], list):
-                raise InputError422([_detail(["body", "input", self.var_positional],
-                                             "must be a list (the *args)", "type_error")])
+                raise InputError422(
+                    [
+                        _detail(
+                            ["body", "input", self.var_positional],
+                            "must be a list (the *args)",
+                            "type_error",
+                        )
+                    ]
+                )
         assert self.validator is not None
         problems = self.validator.problems(schema_value)
         if problems:
@@ -100,8 +113,9 @@ class InputPlan:
             return _detail(loc, "Field required", "missing")
         if problem.rule == "additionalProperties":
             allowed = ", ".join(sorted(self.spec.inputs.get("properties", {}))) or "none"
-            return _detail(loc, f"Extra inputs are not permitted (inputs: {allowed})",
-                           "extra_forbidden")
+            return _detail(
+                loc, f"Extra inputs are not permitted (inputs: {allowed})", "extra_forbidden"
+            )
         return _detail(loc, problem.message)
 
     def call(self, value: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -134,8 +148,12 @@ class Uploads:
             shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def to_files(plan: InputPlan, value: dict[str, Any], uploads: Uploads,
-             uploaded: dict[str, File] | None = None) -> dict[str, Any]:
+def to_files(
+    plan: InputPlan,
+    value: dict[str, Any],
+    uploads: Uploads,
+    uploaded: dict[str, File] | None = None,
+) -> dict[str, Any]:
     """Replace file inputs by `sieve.File`s: data URLs are saved, http(s) URLs passed on.
 
     Raises:
@@ -152,14 +170,15 @@ def to_files(plan: InputPlan, value: dict[str, Any], uploads: Uploads,
             out[name] = uploaded[name]
             continue
         items = value[name] if many and isinstance(value[name], list) else [value[name]]
-        files = [_one_file(cls, name, item, uploads, index if many else None)
-                 for index, item in enumerate(items)]
+        files = [
+            _one_file(cls, name, item, uploads, index if many else None)
+            for index, item in enumerate(items)
+        ]
         out[name] = files if many and isinstance(value[name], list) else files[0]
     return out
 
 
-def _one_file(cls: type[File], name: str, item: Any, uploads: Uploads,
-              index: int | None) -> File:
+def _one_file(cls: type[File], name: str, item: Any, uploads: Uploads, index: int | None) -> File:
     loc: list[Any] = ["body", "input", name] + ([index] if index is not None else [])
     if not isinstance(item, str):
         raise InputError422([_detail(loc, "a file must be a data URL or an http(s) URL")])
@@ -171,9 +190,15 @@ def _one_file(cls: type[File], name: str, item: Any, uploads: Uploads,
         return cls(uploads.save(data, media_type))
     if item.startswith(("http://", "https://")):
         return cls(url=item)
-    raise InputError422([_detail(
-        loc, "a file must be a data URL (data:<type>;base64,...), an http(s) URL or a "
-        "multipart upload; paths on the server are not accepted")])
+    raise InputError422(
+        [
+            _detail(
+                loc,
+                "a file must be a data URL (data:<type>;base64,...), an http(s) URL or a "
+                "multipart upload; paths on the server are not accepted",
+            )
+        ]
+    )
 
 
 class FileStore:
@@ -199,8 +224,9 @@ class FileStore:
         return entry[0]
 
 
-def encode_output(value: Any, *, inline_limit: int, store: FileStore,
-                  base_url: Callable[[], str]) -> Any:
+def encode_output(
+    value: Any, *, inline_limit: int, store: FileStore, base_url: Callable[[], str]
+) -> Any:
     """A result as JSON: each `sieve.File` becomes a data URL (up to `inline_limit` bytes) or
     a link to ``GET /files/{id}``; a URL-backed file stays its URL."""
     if isinstance(value, File):
@@ -214,11 +240,15 @@ def encode_output(value: Any, *, inline_limit: int, store: FileStore,
             return f"data:{media_type};base64,{data}"
         return f"{base_url()}files/{store.add(path)}"
     if isinstance(value, list):
-        return [encode_output(v, inline_limit=inline_limit, store=store, base_url=base_url)
-                for v in value]
+        return [
+            encode_output(v, inline_limit=inline_limit, store=store, base_url=base_url)
+            for v in value
+        ]
     if isinstance(value, dict):
-        return {k: encode_output(v, inline_limit=inline_limit, store=store, base_url=base_url)
-                for k, v in value.items()}
+        return {
+            k: encode_output(v, inline_limit=inline_limit, store=store, base_url=base_url)
+            for k, v in value.items()
+        }
     return value
 
 

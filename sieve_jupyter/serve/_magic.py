@@ -31,11 +31,12 @@ def serve_command(words: list[str]) -> BackgroundServer | None:
         server.stop()
         print(f"Stopped serving {', '.join(args.names)}.")
         return None
-    settings: dict[str, Any] = {"port": args.port, "host": args.host,
-                                "insecure": args.insecure}
+    settings: dict[str, Any] = {"port": args.port, "host": args.host, "insecure": args.insecure}
     server = serve_functions(args.names, **settings)
-    print(f"Serving {', '.join(args.names)} at {server.url} until the kernel stops "
-          f"(%sieve serve --stop {' '.join(args.names)}).\n"
-          f"curl -s {server.url}/predictions -H 'content-type: application/json' "
-          "-d '{\"input\": {...}}'")
+    print(
+        f"Serving {', '.join(args.names)} at {server.url} until the kernel stops "
+        f"(%sieve serve --stop {' '.join(args.names)}).\n"
+        f"curl -s {server.url}/predictions -H 'content-type: application/json' "
+        "-d '{\"input\": {...}}'"
+    )
     return server

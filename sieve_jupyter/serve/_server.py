@@ -31,7 +31,11 @@ if TYPE_CHECKING:
     from sieve_jupyter.serve._service import Service
 
 __all__ = [
-    "BackgroundServer", "bind", "inherited", "serve_bundle", "serve_functions",
+    "BackgroundServer",
+    "bind",
+    "inherited",
+    "serve_bundle",
+    "serve_functions",
     "serve_modelyaml",
 ]
 
@@ -74,8 +78,9 @@ def inherited(fd: int) -> socket.socket:
             f"fd: {fd} is not an open socket ({exc.strerror}). Fix: pass the number of a "
             "listening socket this process inherited, or use --port instead."
         ) from None
-    if sock.type != socket.SOCK_STREAM or not sock.getsockopt(socket.SOL_SOCKET,
-                                                               socket.SO_ACCEPTCONN):
+    if sock.type != socket.SOCK_STREAM or not sock.getsockopt(
+        socket.SOL_SOCKET, socket.SO_ACCEPTCONN
+    ):
         sock.detach()
         raise ConfigurationError(
             f"fd: {fd} is not a listening TCP socket. Fix: bind and listen before passing it, "
@@ -133,15 +138,18 @@ def _uvicorn_server(
             self.handle_exit(sig, frame)
 
     config = uvicorn.Config(
-        app, log_level="warning", access_log=settings.access_log, lifespan="off",
-        timeout_graceful_shutdown=int(GRACE_SECONDS), server_header=False,
+        app,
+        log_level="warning",
+        access_log=settings.access_log,
+        lifespan="off",
+        timeout_graceful_shutdown=int(GRACE_SECONDS),
+        server_header=False,
         timeout_keep_alive=30,
     )
     return Server(config)
 
 
-async def _run(service: Any, settings: ServeSettings, sock: socket.socket,
-               announce: str) -> None:
+async def _run(service: Any, settings: ServeSettings, sock: socket.socket, announce: str) -> None:
     from sieve_jupyter.serve._app import create_app
 
     server: Any = None
@@ -186,7 +194,8 @@ async def _run(service: Any, settings: ServeSettings, sock: socket.socket,
 
 
 def serve_bundle(
-    path: str | os.PathLike[str], settings: ServeSettings,
+    path: str | os.PathLike[str],
+    settings: ServeSettings,
     prepare: Callable[[Service], None] | None = None,
 ) -> int:
     """Serve the bundle at `path` until SIGTERM/SIGINT (or POST /shutdown). Returns 0.
@@ -244,13 +253,13 @@ def serve_modelyaml(
 
 
 def _serve_foreground(service: Any, settings: ServeSettings) -> int:
-    sock = inherited(settings.fd) if settings.fd is not None else bind(settings.host,
-                                                                         settings.port)
+    sock = inherited(settings.fd) if settings.fd is not None else bind(settings.host, settings.port)
     names = ", ".join(service.functions)
     address = sock.getsockname()[0]
     host = f"[{address}]" if ":" in address else address
-    announce = (f"sieve-jupyter: serving {names} (default {service.default}) on "
-                f"http://{host}:{{port}}")
+    announce = (
+        f"sieve-jupyter: serving {names} (default {service.default}) on http://{host}:{{port}}"
+    )
     try:
         _asyncio_run(_run(service, settings, sock, announce))
     finally:
@@ -307,7 +316,7 @@ class BackgroundServer:
 
     def __repr__(self) -> str:
         state = "serving" if self.running else "stopped"
-        return (f"<sieve server {state} {', '.join(self.service.functions)} at {self.url}>")
+        return f"<sieve server {state} {', '.join(self.service.functions)} at {self.url}>"
 
 
 _servers: dict[tuple[str, ...], BackgroundServer] = {}

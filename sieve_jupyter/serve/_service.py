@@ -101,10 +101,14 @@ class Service:
         from sieve_jupyter.serve._adapter import BundleEntry
 
         for function in bundle.functions:
-            entry = BundleEntry(str(bundle.src), bundle.module, function.entry,
-                                function.spec.kind)
-            self.manager.register(function.spec, entry, pickle.dumps(entry),
-                                  backend="local", workers=self.settings.workers)
+            entry = BundleEntry(str(bundle.src), bundle.module, function.entry, function.spec.kind)
+            self.manager.register(
+                function.spec,
+                entry,
+                pickle.dumps(entry),
+                backend="local",
+                workers=self.settings.workers,
+            )
             self._registered.append(function.name)
             self._add(function.spec, self.settings.workers)
         self.default = self.settings.default or bundle.default
@@ -212,24 +216,32 @@ class Service:
             status = "BUSY" if all(s == "BUSY" for s in statuses) else "READY"
         started = [s.setup_started for s in served if s.setup_started is not None]
         completed = [s.setup_completed for s in served]
-        setup_status = ("failed" if any(s.setup_status == "failed" for s in served) else
-                        "succeeded" if all(s.setup_status == "succeeded" for s in served) else
-                        "starting")
+        setup_status = (
+            "failed"
+            if any(s.setup_status == "failed" for s in served)
+            else "succeeded"
+            if all(s.setup_status == "succeeded" for s in served)
+            else "starting"
+        )
         document: dict[str, Any] = {
             "status": status,
             "setup": {
                 "started_at": iso(min(started)) if started else None,
                 "completed_at": iso(max(c for c in completed if c is not None))
-                if all(c is not None for c in completed) else None,
+                if all(c is not None for c in completed)
+                else None,
                 "status": setup_status,
                 "logs": "".join("".join(s.setup_logs) for s in served),
             },
-            "version": {"sieve_jupyter": __version__,
-                        "python": platform.python_version()},
+            "version": {"sieve_jupyter": __version__, "python": platform.python_version()},
             "functions": {
-                s.name: {"status": s.status(), "workers": s.workers,
-                         "ready_workers": s.ready_workers, "predictions": s.inflight,
-                         "setup": s.setup()}
+                s.name: {
+                    "status": s.status(),
+                    "workers": s.workers,
+                    "ready_workers": s.ready_workers,
+                    "predictions": s.inflight,
+                    "setup": s.setup(),
+                }
                 for s in served
             },
         }
@@ -280,9 +292,7 @@ class Service:
     ) -> JobFuture[Any]:
         return self.manager.submit(served.name, args, kwargs)
 
-    def run(
-        self, served: Served, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> JobFuture[Any]:
+    def run(self, served: Served, args: tuple[Any, ...], kwargs: dict[str, Any]) -> JobFuture[Any]:
         """Like `submit`, for a caller on the event loop that waits for the answer: when a
         worker is idle, this thread writes the call and waits up to `DIRECT_WAIT` seconds for
         its answer (handing it to the loop costs a thread switch and a wake-up of the loop,

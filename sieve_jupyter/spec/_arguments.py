@@ -117,7 +117,8 @@ class ArgumentChecker:
         except TypeError as exc:
             raise TypeError(f"{self._name}{self.signature}: {exc}") from None
         positional = [
-            p.name for p in self.signature.parameters.values()
+            p.name
+            for p in self.signature.parameters.values()
             if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
         ]
         checks: list[tuple[int | str, _Parameter]] = [
@@ -192,9 +193,7 @@ def _with_files(hint: Any) -> Any:
     if origin is None or not args:
         return hint
     if origin is typing.Annotated:
-        return typing.Annotated.__class_getitem__(
-            (_with_files(args[0]), *hint.__metadata__)
-        )
+        return typing.Annotated.__class_getitem__((_with_files(args[0]), *hint.__metadata__))
     if origin is typing.Literal:
         return hint
     adapted = tuple(_with_files(a) if a is not Ellipsis else a for a in args)

@@ -9,8 +9,9 @@ import urllib.parse
 
 __all__ = ["decode_data_url"]
 
-_DATA_URL = re.compile(r"^data:(?P<type>[^;,]*)(?P<params>(;[^;,]*)*?)(?P<b64>;base64)?,",
-                       re.DOTALL)
+_DATA_URL = re.compile(
+    r"^data:(?P<type>[^;,]*)(?P<params>(;[^;,]*)*?)(?P<b64>;base64)?,", re.DOTALL
+)
 
 
 def decode_data_url(url: str) -> tuple[str, bytes]:
@@ -22,7 +23,7 @@ def decode_data_url(url: str) -> tuple[str, bytes]:
     match = _DATA_URL.match(url)
     if match is None:
         raise ValueError("not a data URL (data:<type>;base64,<data>)")
-    payload = url[match.end():]
+    payload = url[match.end() :]
     if match.group("b64"):
         try:
             data = base64.b64decode(payload, validate=True)

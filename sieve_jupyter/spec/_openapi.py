@@ -41,7 +41,7 @@ def _move_defs(schema: dict[str, Any], prefix: str, components: dict[str, Any]) 
         if isinstance(node, dict):
             ref = node.get("$ref")
             if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                node = {**node, "$ref": f"#/components/schemas/{prefix}{ref[len('#/$defs/'):]}"}
+                node = {**node, "$ref": f"#/components/schemas/{prefix}{ref[len('#/$defs/') :]}"}
             return {k: walk(v) for k, v in node.items()}
         return node
 
@@ -118,43 +118,61 @@ def _prediction_paths(base: str, title: str, summary: str) -> dict[str, Any]:
         "503": {"description": "Not ready (setup running or failed)."},
     }
     prefer = {
-        "name": "Prefer", "in": "header", "required": False,
+        "name": "Prefer",
+        "in": "header",
+        "required": False,
         "schema": {"type": "string", "enum": ["respond-async"]},
         "description": "`respond-async`: answer 202 at once, then poll or use a webhook.",
     }
     created = {
         "parameters": [prefer],
-        "requestBody": {"content": {
-            **json_body,
-            "multipart/form-data": {"schema": {"type": "object"}},
-        }},
+        "requestBody": {
+            "content": {
+                **json_body,
+                "multipart/form-data": {"schema": {"type": "object"}},
+            }
+        },
         "responses": {
-            "200": {"description": "The finished prediction (or an SSE stream with "
-                                   "`Accept: text/event-stream`).", "content": answer},
+            "200": {
+                "description": "The finished prediction (or an SSE stream with "
+                "`Accept: text/event-stream`).",
+                "content": answer,
+            },
             "202": {"description": "Accepted (`Prefer: respond-async`).", "content": answer},
             **errors,
         },
     }
-    identified = {"name": "prediction_id", "in": "path", "required": True,
-                  "schema": {"type": "string"}}
+    identified = {
+        "name": "prediction_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string"},
+    }
     return {
         f"{base}": {"post": {"summary": summary, **created}},
         f"{base}/{{prediction_id}}": {
-            "put": {"summary": f"{summary} (idempotent: the id is yours)", **created,
-                    "parameters": [identified, prefer]},
+            "put": {
+                "summary": f"{summary} (idempotent: the id is yours)",
+                **created,
+                "parameters": [identified, prefer],
+            },
             "get": {
                 "summary": "A prediction's current state",
                 "parameters": [identified],
-                "responses": {"200": {"description": "The prediction.", "content": answer},
-                              "404": {"description": "No such prediction."}},
+                "responses": {
+                    "200": {"description": "The prediction.", "content": answer},
+                    "404": {"description": "No such prediction."},
+                },
             },
         },
         f"{base}/{{prediction_id}}/cancel": {
             "post": {
                 "summary": "Cancel a prediction",
                 "parameters": [identified],
-                "responses": {"200": {"description": "Cancelled (or already done)."},
-                              "404": {"description": "No such prediction."}},
+                "responses": {
+                    "200": {"description": "Cancelled (or already done)."},
+                    "404": {"description": "No such prediction."},
+                },
             },
         },
     }
@@ -185,20 +203,44 @@ def openapi_document(
         },
     }
     paths: dict[str, Any] = {
-        "/": {"get": {"summary": "Where everything is",
-                      "responses": {"200": {"description": "The index document."}}}},
-        "/health-check": {"get": {
-            "summary": "Health and setup state",
-            "responses": {"200": {"description": "Always 200; read `status`.", "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/HealthCheck"}}}}},
-        }},
-        "/files/{file_id}": {"get": {
-            "summary": "A file output too large to inline",
-            "parameters": [{"name": "file_id", "in": "path", "required": True,
-                            "schema": {"type": "string"}}],
-            "responses": {"200": {"description": "The file's bytes."},
-                          "404": {"description": "No such file (or it expired)."}},
-        }},
+        "/": {
+            "get": {
+                "summary": "Where everything is",
+                "responses": {"200": {"description": "The index document."}},
+            }
+        },
+        "/health-check": {
+            "get": {
+                "summary": "Health and setup state",
+                "responses": {
+                    "200": {
+                        "description": "Always 200; read `status`.",
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/HealthCheck"}
+                            }
+                        },
+                    }
+                },
+            }
+        },
+        "/files/{file_id}": {
+            "get": {
+                "summary": "A file output too large to inline",
+                "parameters": [
+                    {
+                        "name": "file_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": {"description": "The file's bytes."},
+                    "404": {"description": "No such file (or it expired)."},
+                },
+            }
+        },
     }
     for spec in specs:
         name = _component_name(spec.name)
@@ -216,9 +258,7 @@ def openapi_document(
     request, response = _envelope("#/components/schemas/Input", "#/components/schemas/Output")
     components["PredictionRequest"] = request
     components["PredictionResponse"] = response
-    paths.update(_prediction_paths(
-        "/predictions", "", f"Run {main.name} (the default function)"
-    ))
+    paths.update(_prediction_paths("/predictions", "", f"Run {main.name} (the default function)"))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -227,9 +267,15 @@ def openapi_document(
             "description": main.metadata.description or main.doc,
         },
         "paths": paths,
-        "components": {"schemas": components, "securitySchemes": {
-            "bearer": {"type": "http", "scheme": "bearer",
-                       "description": "Needed when the server has SIEVE_SERVE_TOKEN set."},
-        }},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Needed when the server has SIEVE_SERVE_TOKEN set.",
+                },
+            },
+        },
         "security": [{}, {"bearer": []}],
     }

@@ -221,7 +221,7 @@ def check_image_reference(value: Any, field: str) -> str:
         raise SpecError(
             field,
             f"{text!r} is not a Docker image reference.",
-            "write [registry/]name[:tag] in lowercase, e.g. \"pytorch/pytorch:2.3.1-cuda12.1-"
+            'write [registry/]name[:tag] in lowercase, e.g. "pytorch/pytorch:2.3.1-cuda12.1-'
             'cudnn8-runtime" or "python:3.11-slim".',
         )
     return text

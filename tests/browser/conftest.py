@@ -79,7 +79,6 @@ def _missing_requirement() -> str | None:
     return None
 
 
-
 @pytest.fixture(scope="session")
 def browser_requirements() -> None:
     """Fail (in CI) or skip (elsewhere) when the browser tier cannot run here."""
@@ -473,7 +472,10 @@ def screenshot(notebook: Notebook, screenshot_dir: Path) -> Iterator[Callable[[A
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     chosen = os.environ.get("SIEVE_SCREENSHOTS")
     base = getattr(config, "_tmp_path_factory", None)
-    folder = Path(chosen) if chosen else (
-        base.getbasetemp() / "screenshots" if base is not None else None)
+    folder = (
+        Path(chosen)
+        if chosen
+        else (base.getbasetemp() / "screenshots" if base is not None else None)
+    )
     if folder is not None and folder.is_dir() and any(folder.glob("*.png")):
         terminalreporter.write_line(f"browser screenshots: {folder}")

@@ -25,12 +25,14 @@ class Sleeper:
 
 Shoot = Callable[[Any, str], None]
 
+
 def _job_row(panel: Any, job_id: str) -> Any:
     return panel.locator(f'[data-job-id="{job_id}"]')
 
 
 def test_the_panel_shows_live_functions_and_jobs_and_cancels_and_restarts(
-    notebook: Any, screenshot: Shoot,
+    notebook: Any,
+    screenshot: Shoot,
 ) -> None:
     panel = notebook.show_panel(PANEL_ID)
     message = panel.locator(".jp-SievePanel-message")
@@ -224,7 +226,8 @@ def test_each_job_takes_one_line_at_the_panel_s_default_width(
         assert row["height"] < 32, row
     # running jobs come before queued ones, whatever their age
     statuses = panel.locator(".jp-SievePanel-job").evaluate_all(
-        "rows => rows.map(r => r.dataset.status)")
+        "rows => rows.map(r => r.dataset.status)"
+    )
     assert statuses.index("queued") > max(i for i, s in enumerate(statuses) if s == "processing")
     error_row = panel.locator('.jp-SievePanel-job[data-status="error"]')
     tooltip = error_row.get_attribute("title") or ""

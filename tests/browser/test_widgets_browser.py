@@ -65,9 +65,12 @@ def _png(width: int = 96, height: int = 64) -> bytes:
         return struct.pack(">I", len(body)) + tag + body + crc
 
     rows = b"".join(
-        b"\x00" + b"".join(bytes((255 - x * 200 // width, 140, 40 + y * 200 // height))
-                           for x in range(width))
-        for y in range(height))
+        b"\x00"
+        + b"".join(
+            bytes((255 - x * 200 // width, 140, 40 + y * 200 // height)) for x in range(width)
+        )
+        for y in range(height)
+    )
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (
         b"\x89PNG\r\n\x1a\n"

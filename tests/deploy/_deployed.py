@@ -21,7 +21,7 @@ def adder_cells(offset: int = 0, setup: str = "", delay: float = 0.0) -> list[st
     return [
         "import time\n\nimport sieve_jupyter as sieve",
         f"OFFSET = {offset}\nDELAY = {delay}",
-        textwrap.dedent(f'''\
+        textwrap.dedent(f"""\
             @sieve.Model(name="adder")
             class Adder:
                 def __setup__(self):
@@ -32,7 +32,7 @@ def adder_cells(offset: int = 0, setup: str = "", delay: float = 0.0) -> list[st
                 def __predict__(self, x1: int, x2: int) -> int:
                     time.sleep(DELAY)
                     return x1 + x2 + self.offset
-        '''),
+        """),
     ]
 
 
@@ -56,13 +56,24 @@ def run_script(source: str, path: Path, timeout: float = 300) -> subprocess.Comp
     """Run `source` as ``python path`` in a process of its own (this test's environment)."""
     path.write_text(textwrap.dedent(source))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, str(path)], env=env, capture_output=True, text=True,
-                          timeout=timeout, cwd=path.parent)
+    done = subprocess.run(
+        [sys.executable, str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=path.parent,
+    )
     assert done.returncode == 0, f"{path.name} failed:\n{done.stdout}\n{done.stderr}"
     return done
 
 
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "sieve_jupyter.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "sieve_jupyter.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -24,7 +24,7 @@ from sieve_jupyter.deploy._registry import LocalRegistry
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]
 
-SCRIPT = '''\
+SCRIPT = """\
 import sieve_jupyter as sieve
 
 @sieve.Model(name="adder")
@@ -38,15 +38,15 @@ class Adder:
 if __name__ == "__main__":
     sieve.configure(user="{user}")
     print(Adder.deploy(backend="docker"))
-'''
+"""
 
-CALLER = '''\
+CALLER = """\
 import json
 import sieve_jupyter as sieve
 
 adder = sieve.function.get("{user}/adder")
 print(json.dumps({{"run": adder.run(1, 2), "push": adder.push(2, 3).result()}}))
-'''
+"""
 
 
 @pytest.fixture
@@ -59,8 +59,12 @@ def docker_user(docker_client: Any, docker_env: dict[str, str]) -> Iterator[str]
     left = docker_client.containers.list(all=True, filters={"label": label})
     for container in left:
         container.remove(force=True)
-    images = [tag for image in docker_client.images.list("sieve-jupyter-deploy")
-              for tag in image.tags if f":{user}-" in tag]
+    images = [
+        tag
+        for image in docker_client.images.list("sieve-jupyter-deploy")
+        for tag in image.tags
+        if f":{user}-" in tag
+    ]
     for tag in images:
         docker_client.images.remove(tag, force=True)
     assert not left, f"containers left: {[c.name for c in left]}"
@@ -69,17 +73,26 @@ def docker_user(docker_client: Any, docker_env: dict[str, str]) -> Iterator[str]
 
 def _containers(client: Any, user: str) -> list[Any]:
     return client.containers.list(
-        all=True, filters={"label": f"io.sieve-jupyter.deployment.user={user}"})
+        all=True, filters={"label": f"io.sieve-jupyter.deployment.user={user}"}
+    )
 
 
 def _deploy(cells: list[str], path: Path, **options: Any) -> sieve.DeployResult:
     bundle = exported(cells, path, backend="docker")
-    return deploy_bundle(bundle.files, bundle.functions, bundle.default, backend="docker",
-                         workers=1, log=lambda line: None, **options)
+    return deploy_bundle(
+        bundle.files,
+        bundle.functions,
+        bundle.default,
+        backend="docker",
+        workers=1,
+        log=lambda line: None,
+        **options,
+    )
 
 
 def test_a_docker_deployment_lives_on_its_own_and_leaves_nothing(
-        docker_client: Any, docker_user: str, tmp_path: Path) -> None:
+    docker_client: Any, docker_user: str, tmp_path: Path
+) -> None:
     user = docker_user
     deployed = run_script(SCRIPT.format(user=user), tmp_path / "deploy_adder.py", timeout=1500)
     assert f"Deployed {user}/adder version 1-" in deployed.stdout
@@ -90,22 +103,22 @@ def test_a_docker_deployment_lives_on_its_own_and_leaves_nothing(
 
     # the labels are the registry: nothing of it is in the local registry file
     assert LocalRegistry().entries() == []
-    container, = _containers(docker_client, user)
+    (container,) = _containers(docker_client, user)
     labels = container.labels
     assert labels["io.sieve-jupyter.deployment"] == f"{user}/adder"
     assert labels["io.sieve-jupyter.deployment.version"].startswith("1-")
     assert container.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     listed = [d for d in sieve.deployments(user)]
-    assert [(d.key, d.backend, d.health) for d in listed] == [(f"{user}/adder", "docker",
-                                                                "READY")]
+    assert [(d.key, d.backend, d.health) for d in listed] == [(f"{user}/adder", "docker", "READY")]
 
     # its server crashes: the restart policy brings it back, and a handle carries on
     handle = sieve.function.get(f"{user}/adder")
     logs = container.logs().decode()
     pid = re.search(r"deployment \S+ \(pid (\d+)\)", logs)
     assert pid is not None, logs
-    container.exec_run(["/opt/sieve/server/bin/python", "-c",
-                        f"import os; os.kill({pid.group(1)}, 9)"])
+    container.exec_run(
+        ["/opt/sieve/server/bin/python", "-c", f"import os; os.kill({pid.group(1)}, 9)"]
+    )
     while container.attrs["RestartCount"] < 1:
         time.sleep(0.2)
         container.reload()
@@ -140,20 +153,26 @@ def test_a_docker_deployment_lives_on_its_own_and_leaves_nothing(
     assert second.outcome == "updated" and second.version.startswith("2-")
     assert set(results) == {3, 103}
     assert results[-2:] == [103, 103]
-    assert [c.labels["io.sieve-jupyter.deployment.version"]
-            for c in _containers(docker_client, user)] == [second.version]
+    assert [
+        c.labels["io.sieve-jupyter.deployment.version"] for c in _containers(docker_client, user)
+    ] == [second.version]
 
     broken = adder_cells(offset=7, setup='raise RuntimeError("no weights here")')
     with pytest.raises(sieve.DeployError, match="no weights here") as caught:
         _deploy(broken, tmp_path / "v3.ipynb", timeout=600)
     assert f"version {second.version} keeps serving" in str(caught.value)
     assert handle.run(1, 1) == 102
-    assert [c.labels["io.sieve-jupyter.deployment.version"]
-            for c in _containers(docker_client, user)] == [second.version]
+    assert [
+        c.labels["io.sieve-jupyter.deployment.version"] for c in _containers(docker_client, user)
+    ] == [second.version]
 
     sieve.undeploy(f"{user}/adder", log=lambda line: None)
     assert _containers(docker_client, user) == []
-    assert [t for i in docker_client.images.list("sieve-jupyter-deploy") for t in i.tags
-            if f":{user}-" in t] == []
+    assert [
+        t
+        for i in docker_client.images.list("sieve-jupyter-deploy")
+        for t in i.tags
+        if f":{user}-" in t
+    ] == []
     with pytest.raises(sieve.FunctionNotFoundError):
         sieve.function.get(f"{user}/adder")

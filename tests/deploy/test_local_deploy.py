@@ -22,7 +22,7 @@ from sieve_jupyter.backends._identity import ProcessIdentity
 from sieve_jupyter.deploy import deploy_bundle
 from sieve_jupyter.deploy._registry import LocalRegistry
 
-SCRIPT = '''\
+SCRIPT = """\
 import sieve_jupyter as sieve
 
 @sieve.Model(name="adder")
@@ -36,28 +36,28 @@ class Adder:
 if __name__ == "__main__":
     sieve.configure(user="alice")
     print(Adder.deploy())
-'''
+"""
 
-CALLER = '''\
+CALLER = """\
 import json
 import sieve_jupyter as sieve
 
 adder = sieve.function.get("alice/adder")
 print(json.dumps({"run": adder.run(1, 2), "push": adder.push(2, 3).result(),
                   "version": adder.version}))
-'''
+"""
 
 
 def _deploy(cells: list[str], path: Path, **options: Any) -> sieve.DeployResult:
     bundle = exported(cells, path)
     options.setdefault("backend", "local")
     options.setdefault("workers", 1)
-    return deploy_bundle(bundle.files, bundle.functions, bundle.default,
-                         log=lambda line: None, **options)
+    return deploy_bundle(
+        bundle.files, bundle.functions, bundle.default, log=lambda line: None, **options
+    )
 
 
-def test_a_script_deploys_and_exits_and_another_process_calls_it_by_name(
-        tmp_path: Path) -> None:
+def test_a_script_deploys_and_exits_and_another_process_calls_it_by_name(tmp_path: Path) -> None:
     deployed = run_script(SCRIPT, tmp_path / "deploy_adder.py")
     assert "Deployed alice/adder version 1-" in deployed.stdout
 
@@ -68,14 +68,15 @@ def test_a_script_deploys_and_exits_and_another_process_calls_it_by_name(
 
     listed = json.loads(cli("deployments", "--json").stdout)
     assert [(d["name"], d["backend"], d["health"], d["token"]) for d in listed] == [
-        ("alice/adder", "local", "READY", False)]
+        ("alice/adder", "local", "READY", False)
+    ]
     assert listed[0]["version"] == first["version"]
     logs = cli("logs", "alice/adder", "-n", "200").stdout
     # warm: setup ran once, in the deployment, for both callers
     assert logs.count("setting up the adder") == 1
     assert "worker adder-w1 ready" in logs
 
-    entry, = LocalRegistry().entries()
+    (entry,) = LocalRegistry().entries()
     server = ProcessIdentity.parse(entry["process"])
     assert server is not None and server.is_alive()
     undeployed = cli("undeploy", "alice/adder")
@@ -213,13 +214,14 @@ def test_chained_calls_reach_a_deployment(tmp_path: Path, unique: Any) -> None:
 
 
 def test_secrets_reach_the_deployment_but_no_file_and_another_interface_needs_a_token(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     secret = "s3cr3t-" + os.urandom(8).hex()
     monkeypatch.setenv("GREETING_KEY", secret)
     cells = [
         "import os\n\nimport sieve_jupyter as sieve",
         '@sieve.function(name="greeter", environment_variables=[sieve.Env(name="GREETING_KEY")])\n'
-        'def greeter(name: str) -> str:\n'
+        "def greeter(name: str) -> str:\n"
         '    print("greeting", name)\n'
         '    return name + ":" + str(len(os.environ["GREETING_KEY"]))',
     ]
@@ -250,13 +252,14 @@ def test_a_crashed_worker_is_replaced_and_the_logs_follow_it(tmp_path: Path) -> 
         "import os\n\nimport sieve_jupyter as sieve",
         '@sieve.function(name="fragile")\ndef fragile(crash: bool) -> int:\n'
         '    print("fragile called, crash =", crash)\n'
-        '    if crash:\n        os._exit(3)\n    return os.getpid()',
+        "    if crash:\n        os._exit(3)\n    return os.getpid()",
     ]
     sieve.configure(user="alice")
     _deploy(cells, tmp_path / "fragile.ipynb")
     followed: list[str] = []
     follower = threading.Thread(
-        target=lambda: followed.extend(deployment_logs("alice/fragile", lines=1000, follow=True)))
+        target=lambda: followed.extend(deployment_logs("alice/fragile", lines=1000, follow=True))
+    )
     follower.start()
     handle = sieve.function.get("alice/fragile")
     first = handle.run(False)
@@ -273,8 +276,7 @@ def test_a_crashed_worker_is_replaced_and_the_logs_follow_it(tmp_path: Path) -> 
     assert text.rstrip().endswith("--- alice/fragile is no longer deployed ---")
 
 
-def test_the_command_line_deploys_a_notebook_and_says_when_nothing_changed(
-        tmp_path: Path) -> None:
+def test_the_command_line_deploys_a_notebook_and_says_when_nothing_changed(tmp_path: Path) -> None:
     from _deployed import notebook
 
     path = notebook(adder_cells(offset=0), tmp_path / "adder.ipynb")

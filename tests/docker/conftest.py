@@ -5,7 +5,3 @@ suite loads, so the shared behaviour tests can use them too.
 """
 
 from __future__ import annotations
-
-
-
-

@@ -17,14 +17,14 @@ from sieve_jupyter.bundle import export_notebook
 
 CELLS = [
     "import sieve_jupyter as sieve",
-    '''@sieve.Model(name="adder", python_packages=["six==1.17.0"],
+    """@sieve.Model(name="adder", python_packages=["six==1.17.0"],
              environment_variables=[sieve.Env(name="OFFSET", description="added")])
 class Adder:
     def __setup__(self):
         import os, six  # the user's package, only in the workers' environment
         self.offset = int(os.environ["OFFSET"])
     def __predict__(self, x1: int, x2: int) -> int:
-        return x1 + x2 + self.offset''',
+        return x1 + x2 + self.offset""",
 ]
 
 
@@ -35,21 +35,28 @@ def test_bundle_image_builds_runs_answers_and_is_removed(
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [nbformat.v4.new_code_cell(c) for c in CELLS]
     nbformat.write(notebook, tmp_path / "adder.ipynb")
-    export_notebook(tmp_path / "adder.ipynb", tmp_path / "bundle",
-                    base_image=docker_env["SIEVE_DOCKER_BASE_IMAGE"],
-                    ca_bundle=docker_env.get("SIEVE_DOCKER_CA_BUNDLE"))
+    export_notebook(
+        tmp_path / "adder.ipynb",
+        tmp_path / "bundle",
+        base_image=docker_env["SIEVE_DOCKER_BASE_IMAGE"],
+        ca_bundle=docker_env.get("SIEVE_DOCKER_CA_BUNDLE"),
+    )
     tag = f"sieve-bundle-test:{uuid.uuid4().hex[:12]}"
     container = None
     try:
-        image, _ = docker_client.images.build(path=str(tmp_path / "bundle"), tag=tag,
-                                              network_mode="host", rm=True, forcerm=True)
+        image, _ = docker_client.images.build(
+            path=str(tmp_path / "bundle"), tag=tag, network_mode="host", rm=True, forcerm=True
+        )
         labels = image.labels
         openapi = json.loads(labels["io.sieve-jupyter.openapi"])
         assert "Input" in openapi["components"]["schemas"]
         assert json.loads(labels["io.sieve-jupyter.bundle"])["default"] == "adder"
         container = docker_client.containers.run(
-            tag, detach=True, environment={"OFFSET": "100"},
-            ports={"8000/tcp": ("127.0.0.1", None)}, labels={"sieve-jupyter.test": "bundle"},
+            tag,
+            detach=True,
+            environment={"OFFSET": "100"},
+            ports={"8000/tcp": ("127.0.0.1", None)},
+            labels={"sieve-jupyter.test": "bundle"},
         )
         container.reload()
         port = container.ports["8000/tcp"][0]["HostPort"]
@@ -67,8 +74,7 @@ def test_bundle_image_builds_runs_answers_and_is_removed(
             assert container.status == "running", container.logs().decode()
             assert time.monotonic() < deadline, (health, container.logs().decode())
             time.sleep(0.2)
-        response = httpx.post(f"{url}/predictions", json={"input": {"x1": 1, "x2": 2}},
-                              timeout=60)
+        response = httpx.post(f"{url}/predictions", json={"input": {"x1": 1, "x2": 2}}, timeout=60)
         assert response.status_code == 200 and response.json()["output"] == 103
         # the server's own environment never sees the user's package
         probe = container.exec_run(["/opt/sieve/server/bin/python", "-c", "import six"])
@@ -82,4 +88,3 @@ def test_bundle_image_builds_runs_answers_and_is_removed(
         docker_client.images.remove(tag, force=True)
     assert not docker_client.containers.list(all=True, filters={"label": "sieve-jupyter.test"})
     assert not [i for i in docker_client.images.list() if tag in i.tags]
-

@@ -19,8 +19,11 @@ TOKEN = "tok-docker-3b1f-never-stored"
 
 
 def test_a_model_yaml_runs_in_a_container_built_on_its_runtime_image(
-    docker_env: dict[str, str], docker_client: Any, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, unique: Unique,
+    docker_env: dict[str, str],
+    docker_client: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    unique: Unique,
 ) -> None:
     base = docker_env["SIEVE_DOCKER_BASE_IMAGE"]
     # The kernel-wide base cannot be had: only runtime.image lets the build start.
@@ -29,11 +32,16 @@ def test_a_model_yaml_runs_in_a_container_built_on_its_runtime_image(
     monkeypatch.setenv("GIT_KEY", TOKEN)
     repository = make_repository(tmp_path / "upstream")
     name = unique("yolor-docker")
-    remote = (f"    repository:\n      url: {repository.url}\n      hash: {repository.first}\n"
-              "      access_token: ${GIT_KEY}\n")
+    remote = (
+        f"    repository:\n      url: {repository.url}\n      hash: {repository.first}\n"
+        "      access_token: ${GIT_KEY}\n"
+    )
     path = tmp_path / "model.yaml"
-    path.write_text(model_yaml(name, repository=remote).replace(
-        "device: cpu", f"device: cpu\n      image: {base}"))
+    path.write_text(
+        model_yaml(name, repository=remote).replace(
+            "device: cpu", f"device: cpu\n      image: {base}"
+        )
+    )
     model = sieve.load_yaml(path, backend="docker")[name]
     try:
         future = model.push([1.5, 0.25])
@@ -46,8 +54,11 @@ def test_a_model_yaml_runs_in_a_container_built_on_its_runtime_image(
         container = docker_client.api.inspect_container(worker["container"])
         image = docker_client.api.inspect_image(worker["image"])
         assert image["Config"]["Labels"]["io.sieve-jupyter.base-image"] == base
-        [checkout] = [p for p in (tmp_path / "cache").glob("modelyaml/repos/*/*")
-                      if p.name == repository.first]
+        [checkout] = [
+            p
+            for p in (tmp_path / "cache").glob("modelyaml/repos/*/*")
+            if p.name == repository.first
+        ]
         mounts = {m["Destination"]: m for m in container["Mounts"]}
         assert mounts[str(checkout)]["Source"] == str(checkout)
         assert mounts[str(checkout)]["RW"] is False
@@ -57,9 +68,14 @@ def test_a_model_yaml_runs_in_a_container_built_on_its_runtime_image(
         context = backend.build_context(model.spec)
         history = docker_client.api.history(worker["image"])
         kept = [
-            json.dumps(container), json.dumps(image), json.dumps(history),
+            json.dumps(container),
+            json.dumps(image),
+            json.dumps(history),
             *(data.decode(errors="replace") for data in context.files.values()),
-            model.spec.to_json(), json.dumps(future.snapshot()), future.stdout, future.stderr,
+            model.spec.to_json(),
+            json.dumps(future.snapshot()),
+            future.stdout,
+            future.stderr,
         ]
         for secret in (TOKEN, encoded):
             assert not any(secret in text for text in kept)

@@ -161,8 +161,7 @@ def test_unpicklable_exception_becomes_remote_error(backend: str, unique: Unique
 
 def test_restart_on_error_controls_warm_state(backend: str, unique: Unique) -> None:
     def make(restart: bool):  # type: ignore[no-untyped-def]
-        @sieve.Model(name=unique(f"stateful-{restart}"), backend=backend,
-                     restart_on_error=restart)
+        @sieve.Model(name=unique(f"stateful-{restart}"), backend=backend, restart_on_error=restart)
         class Stateful:
             def __setup__(self) -> None:
                 self.setup_id = os.urandom(4).hex()
@@ -193,9 +192,7 @@ def test_restart_on_error_controls_warm_state(backend: str, unique: Unique) -> N
 
 
 @pytest.mark.parametrize("how", ["exit", "segfault"])
-def test_worker_crash_fails_only_the_running_job(
-    backend: str, unique: Unique, how: str
-) -> None:
+def test_worker_crash_fails_only_the_running_job(backend: str, unique: Unique, how: str) -> None:
     @sieve.function(name=unique("crasher"), backend=backend)
     def work(x: int) -> int:
         if x < 0:
@@ -267,8 +264,10 @@ def test_env_values_reach_the_worker_and_missing_ones_fail_first(
     backend: str, unique: Unique, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("SIEVE_TEST_TOKEN", "s3cret-value")
-    env = [sieve.Env(name="SIEVE_TEST_TOKEN", description="a token"),
-           sieve.Env(name="SIEVE_TEST_MODE", default="fast")]
+    env = [
+        sieve.Env(name="SIEVE_TEST_TOKEN", description="a token"),
+        sieve.Env(name="SIEVE_TEST_MODE", default="fast"),
+    ]
 
     @sieve.function(name=unique("reader"), backend=backend, environment_variables=env)
     def read() -> list[str | None]:
@@ -278,7 +277,8 @@ def test_env_values_reach_the_worker_and_missing_ones_fail_first(
     assert "s3cret-value" not in read.spec.to_json()
 
     @sieve.function(
-        name=unique("needs-env"), backend=backend,
+        name=unique("needs-env"),
+        backend=backend,
         environment_variables=[sieve.Env(name="SIEVE_TEST_MISSING_VAR")],
     )
     def needs() -> None:

@@ -118,7 +118,11 @@ def _kill_worker(backend: str, workers: list[dict[str, Any]]) -> None:
     """SIGKILL the (only) worker from outside, as the out-of-memory killer would."""
     (worker,) = [w for w in workers if w["state"] == "ready"]
     if backend == "docker":
-        subprocess.run(["docker", "kill", "--signal", "KILL", worker["container"]],
-                       check=True, capture_output=True, timeout=60)
+        subprocess.run(
+            ["docker", "kill", "--signal", "KILL", worker["container"]],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
     else:
         os.kill(worker["pid"], signal.SIGKILL)

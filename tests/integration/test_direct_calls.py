@@ -273,6 +273,7 @@ def test_runs_without_busy_polling(unique: Unique, direct_calls: list[str]) -> N
     previous = sieve.config.busy_poll_us
     sieve.configure(busy_poll_us=0)
     try:
+
         @sieve.function(name=unique("plain"))
         def plain(x: int) -> int:
             return x + 1
@@ -287,6 +288,7 @@ def test_the_job_history_keeps_the_newest_jobs_up_to_its_limit(unique: Unique) -
     previous = sieve.config.job_history
     sieve.configure(job_history=25)
     try:
+
         @sieve.function(name=unique("tick"))
         def tick(x: int) -> int:
             return x

@@ -331,8 +331,11 @@ def test_cancelling_publishes_the_new_status(unique: Unique, tmp_path: Any) -> N
         wait_for(started.exists)
         assert queued.cancel() and running.cancel()
         for future in (queued, running):
-            wait_for(lambda f=future: any(  # type: ignore[misc]
-                e["job_id"] == f.job_id and e["status"] == "cancelled" for e in events))
+            wait_for(
+                lambda f=future: any(  # type: ignore[misc]
+                    e["job_id"] == f.job_id and e["status"] == "cancelled" for e in events
+                )
+            )
     finally:
         unsubscribe()
 

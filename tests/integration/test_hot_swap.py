@@ -100,4 +100,3 @@ def test_a_swap_that_fails_in_a_worker_changes_nothing(
     # The registration and the warm instance are as they were.
     assert sieve.function.get(name).run() == before
     assert Swapper.run() == before
-

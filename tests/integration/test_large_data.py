@@ -28,8 +28,13 @@ def resources(sockets: bool = True) -> dict[str, Any]:
     """What this process holds that a leak would grow: descriptors (sockets among them unless
     `sockets` is False: a Docker client keeps a pool of its own) and shared mappings."""
     with open("/proc/self/maps") as maps:
-        mapped = sorted({line.split()[-2] if line.rstrip().endswith("(deleted)")
-                         else line.split()[-1] for line in maps if "/memfd:sieve-" in line})
+        mapped = sorted(
+            {
+                line.split()[-2] if line.rstrip().endswith("(deleted)") else line.split()[-1]
+                for line in maps
+                if "/memfd:sieve-" in line
+            }
+        )
     targets = []
     for fd in os.listdir("/proc/self/fd"):
         try:
@@ -37,8 +42,11 @@ def resources(sockets: bool = True) -> dict[str, Any]:
         except OSError:
             continue  # (the listing's own descriptor)
     kept = [t for t in targets if sockets or not t.startswith("socket:")]
-    return {"fds": len(kept), "memfds": sum(t.startswith("/memfd:") for t in kept),
-            "mapped": mapped}
+    return {
+        "fds": len(kept),
+        "memfds": sum(t.startswith("/memfd:") for t in kept),
+        "mapped": mapped,
+    }
 
 
 def dev_shm() -> list[str]:
@@ -67,8 +75,7 @@ def test_arrays_cross_in_shared_memory_both_ways(unique: Unique) -> None:
         with open("/proc/self/maps") as maps:
             shared = [line.split()[0] for line in maps if "/memfd:sieve-" in line]
         start = frame.__array_interface__["data"][0]
-        in_shared = any(int(a, 16) <= start < int(b, 16)
-                        for a, b in (r.split("-") for r in shared))
+        in_shared = any(int(a, 16) <= start < int(b, 16) for a, b in (r.split("-") for r in shared))
         frame *= factor  # arguments are writable, as they always were
         return frame, in_shared
 
@@ -95,8 +102,7 @@ def test_a_thousand_large_calls_with_crashes_and_cancels_leak_nothing(
         if i < 0:  # what this worker holds: its descriptors and shared mappings
             with open("/proc/self/maps") as maps:
                 mapped = sum(1 for line in maps if "/memfd:sieve-" in line)
-            return {"pid": os.getpid(), "fds": len(os.listdir("/proc/self/fd")),
-                    "mapped": mapped}
+            return {"pid": os.getpid(), "fds": len(os.listdir("/proc/self/fd")), "mapped": mapped}
         if i in crash_at:
             os._exit(1)
         if i % 100 == 50:
@@ -113,8 +119,10 @@ def test_a_thousand_large_calls_with_crashes_and_cancels_leak_nothing(
     kernel_before, shm_before = resources(sockets=local), dev_shm()
     outcomes: dict[int, Any] = {}
     for start in range(0, 1000, 100):
-        futures = {i: bulk.push(i, memoryview(bytearray(os.urandom(16)) * (MiB // 16)))
-                   for i in range(start, start + 100)}
+        futures = {
+            i: bulk.push(i, memoryview(bytearray(os.urandom(16)) * (MiB // 16)))
+            for i in range(start, start + 100)
+        }
         running = futures[start + 50]
         wait_for(running.running)
         futures[start + 57].cancel()  # waiting behind the running one: never runs
@@ -138,8 +146,7 @@ def test_a_thousand_large_calls_with_crashes_and_cancels_leak_nothing(
     # (a Ray worker's descriptors include Ray's own connections, opened as it needs them: a
     # replacement actor was seen holding two more than the first; its mappings still count)
     keys = ("mapped",) if backend == "ray" else ("fds", "mapped")
-    settled(lambda: grown(_comparable(worker_before, keys),
-                          _comparable(worker_resources(), keys)))
+    settled(lambda: grown(_comparable(worker_before, keys), _comparable(worker_resources(), keys)))
     assert set(dev_shm()) <= set(shm_before)
 
 

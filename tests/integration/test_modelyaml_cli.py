@@ -22,8 +22,13 @@ def run(command: str, *args: str, cwd: Path, **env: str) -> subprocess.Completed
     script = BIN / command
     assert script.is_file(), f"{script} is not installed"
     return subprocess.run(
-        [str(script), *args], cwd=cwd, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **env}, stdin=subprocess.DEVNULL,
+        [str(script), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+        stdin=subprocess.DEVNULL,
     )
 
 
@@ -48,8 +53,9 @@ def test_check_validates_and_describes_each_model(repository: Path) -> None:
 
 
 def test_check_runtime_calls_load_once_and_fails_with_its_traceback(repository: Path) -> None:
-    done = run("sieve-jupyter", "check", "model.yaml", "--runtime", "--name", "tiny",
-               cwd=repository)
+    done = run(
+        "sieve-jupyter", "check", "model.yaml", "--runtime", "--name", "tiny", cwd=repository
+    )
     assert done.returncode == 0, done.stderr
     assert "YOLOR-P6" not in done.stdout and "tiny(" in done.stdout
     assert "    load ok (" in done.stdout
@@ -79,12 +85,12 @@ def test_check_reports_every_problem_with_its_line_and_exits_1(repository: Path)
 
 NOTEBOOK = [
     "import sieve_jupyter as sieve",
-    '''@sieve.Model(name="adder")
+    """@sieve.Model(name="adder")
 class Adder:
     def __setup__(self):
         self.offset = 100
     def __predict__(self, x1: int, x2: int = 2) -> int:
-        return x1 + x2 + self.offset''',
+        return x1 + x2 + self.offset""",
     "Adder.run(1, 2)",
 ]
 
@@ -93,24 +99,43 @@ def test_the_cli_and_nbconvert_export_the_same_model_yaml_which_checks(tmp_path:
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(source) for source in NOTEBOOK]
     nbformat.write(nb, tmp_path / "adding.ipynb")
-    done = run("sieve-jupyter", "export", "adding.ipynb", "-o", "cli", "--format", "model.yaml",
-               cwd=tmp_path)
+    done = run(
+        "sieve-jupyter",
+        "export",
+        "adding.ipynb",
+        "-o",
+        "cli",
+        "--format",
+        "model.yaml",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert "Exported adder as a model.yaml" in done.stdout
-    converted = run("jupyter", "nbconvert", "--to", "sieve-modelyaml", "adding.ipynb",
-                    "--output-dir", "nbconvert", cwd=tmp_path)
+    converted = run(
+        "jupyter",
+        "nbconvert",
+        "--to",
+        "sieve-modelyaml",
+        "adding.ipynb",
+        "--output-dir",
+        "nbconvert",
+        cwd=tmp_path,
+    )
     assert converted.returncode == 0, converted.stderr
 
     def files(folder: Path) -> dict[str, bytes]:
-        return {p.relative_to(folder).as_posix(): p.read_bytes()
-                for p in folder.rglob("*") if p.is_file()}
+        return {
+            p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in folder.rglob("*")
+            if p.is_file()
+        }
 
     assert files(tmp_path / "cli") == files(tmp_path / "nbconvert")
-    assert set(files(tmp_path / "cli")) == {"model.yaml", "src/main.py",
-                                            "src/sieve_entrypoints.py"}
+    assert set(files(tmp_path / "cli")) == {"model.yaml", "src/main.py", "src/sieve_entrypoints.py"}
     checked = run("sieve-jupyter", "check", "cli/model.yaml", "--runtime", cwd=tmp_path)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "adder(x1: int, x2: int = 2)" in checked.stdout and "load ok" in checked.stdout
-    refused = run("sieve-jupyter", "export", "adding.ipynb", "-o", "x", "--format", "yaml",
-                  cwd=tmp_path)
+    refused = run(
+        "sieve-jupyter", "export", "adding.ipynb", "-o", "x", "--format", "yaml", cwd=tmp_path
+    )
     assert refused.returncode == 2 and "model.yaml" in refused.stderr

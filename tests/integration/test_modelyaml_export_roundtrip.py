@@ -55,7 +55,8 @@ def module(tmp_path: Path, unique: Unique, monkeypatch: pytest.MonkeyPatch) -> I
     """The models' module, imported from a file (as `sieve.export` finds their source)."""
     name = unique("roundtrip").replace("-", "_")
     (tmp_path / f"{name}.py").write_text(
-        SOURCE.format(double=unique("double"), adder=unique("adder")))
+        SOURCE.format(double=unique("double"), adder=unique("adder"))
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("ROUNDTRIP_GREETING", SECRET)
     try:

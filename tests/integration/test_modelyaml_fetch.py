@@ -55,8 +55,11 @@ def remote(url: str, **keys: str) -> str:
 
 
 def checkouts(cache: Path) -> list[Path]:
-    return sorted(p for p in (cache / "modelyaml" / "repos").glob("*/*")
-                  if p.is_dir() and p.name != "branches")
+    return sorted(
+        p
+        for p in (cache / "modelyaml" / "repos").glob("*/*")
+        if p.is_dir() and p.name != "branches"
+    )
 
 
 def test_a_branch_is_cloned_shallow_and_cached_by_commit(
@@ -64,8 +67,10 @@ def test_a_branch_is_cloned_shallow_and_cached_by_commit(
 ) -> None:
     name = unique("yolor")
     for branch, scale, commit in (("main", 3.0, repository.head), ("v1", 2.0, repository.first)):
-        path = write(tmp_path / f"{branch}.yaml",
-                     model_yaml(name, repository=remote(repository.url, branch=branch)))
+        path = write(
+            tmp_path / f"{branch}.yaml",
+            model_yaml(name, repository=remote(repository.url, branch=branch)),
+        )
         model = sieve.load_yaml(path)[name]
         [prediction] = model.run(datapoints=[1.5])
         assert prediction["boxes"] == [1.5 * scale]
@@ -86,12 +91,16 @@ def test_an_unreachable_remote_falls_back_to_the_branchs_last_checkout(
     tmp_path: Path, cache: Path, repository: Repository, unique: Unique
 ) -> None:
     name = unique("yolor")
-    path = write(tmp_path / "model.yaml",
-                 model_yaml(name, repository=remote(repository.url, branch="v1")))
+    path = write(
+        tmp_path / "model.yaml", model_yaml(name, repository=remote(repository.url, branch="v1"))
+    )
     assert sieve.load_yaml(path)[name].run([1.0])[0]["boxes"] == [2.0]
     remove(repository.path)
-    with pytest.warns(sieve.SieveWarning, match="cannot reach the remote .* using the cached "
-                                                "checkout of v1 at " + repository.first[:12]):
+    with pytest.warns(
+        sieve.SieveWarning,
+        match="cannot reach the remote .* using the cached "
+        "checkout of v1 at " + repository.first[:12],
+    ):
         model = sieve.load_yaml(path)[name]
     assert model.run([1.0])[0]["boxes"] == [2.0]
 
@@ -102,8 +111,9 @@ def test_a_hash_is_verified_and_later_loads_need_no_remote(
 ) -> None:
     name = unique("yolor")
     commit = repository.first[:10] if abbreviated else repository.first
-    path = write(tmp_path / "model.yaml",
-                 model_yaml(name, repository=remote(repository.url, hash=commit)))
+    path = write(
+        tmp_path / "model.yaml", model_yaml(name, repository=remote(repository.url, hash=commit))
+    )
     model = sieve.load_yaml(path)[name]
     assert model.run([1.0])[0]["boxes"] == [2.0]
     [checkout] = checkouts(cache)
@@ -118,20 +128,32 @@ def test_a_hash_is_verified_and_later_loads_need_no_remote(
     ("keys", "where", "words"),
     [
         ({"branch": "no-such-branch"}, "models[0].repository.branch", "has no branch"),
-        ({"hash": "0123456789abcdef0123456789abcdef01234567"}, "models[0].repository.hash",
-         "has no commit"),
+        (
+            {"hash": "0123456789abcdef0123456789abcdef01234567"},
+            "models[0].repository.hash",
+            "has no commit",
+        ),
         ({"hash": "abcdef12"}, "models[0].repository.hash", "has no commit"),
-        ({"branch": "main", "hash": "abcdef12"}, "models[0].repository.hash",
-         "together with branch"),
+        (
+            {"branch": "main", "hash": "abcdef12"},
+            "models[0].repository.hash",
+            "together with branch",
+        ),
     ],
 )
 def test_a_remote_problem_is_reported_at_its_line(
-    tmp_path: Path, cache: Path, repository: Repository, unique: Unique, keys: dict[str, str],
-    where: str, words: str,
+    tmp_path: Path,
+    cache: Path,
+    repository: Repository,
+    unique: Unique,
+    keys: dict[str, str],
+    where: str,
+    words: str,
 ) -> None:
     name = unique("yolor")
-    path = write(tmp_path / "model.yaml", model_yaml(name, repository=remote(repository.url,
-                                                                             **keys)))
+    path = write(
+        tmp_path / "model.yaml", model_yaml(name, repository=remote(repository.url, **keys))
+    )
     with pytest.raises(ModelYamlError) as info:
         sieve.load_yaml(path)
     [problem] = info.value.problems
@@ -143,8 +165,12 @@ def test_a_remote_problem_is_reported_at_its_line(
 def test_an_unreachable_remote_is_reported_at_the_url(
     tmp_path: Path, cache: Path, unique: Unique
 ) -> None:
-    path = write(tmp_path / "model.yaml", model_yaml(
-        unique("yolor"), repository=remote((tmp_path / "nowhere").as_uri(), branch="main")))
+    path = write(
+        tmp_path / "model.yaml",
+        model_yaml(
+            unique("yolor"), repository=remote((tmp_path / "nowhere").as_uri(), branch="main")
+        ),
+    )
     with pytest.raises(ModelYamlError) as info:
         sieve.load_yaml(path)
     assert str(info.value).startswith(f"{path}:4:12: models[0].repository.url: cannot reach")
@@ -154,16 +180,20 @@ def test_a_local_repository_directory_is_used_in_place(
     tmp_path: Path, cache: Path, repository: Repository, unique: Unique
 ) -> None:
     name = unique("yolor")
-    path = write(tmp_path / "defs" / "model.yaml",
-                 model_yaml(name, repository=remote("../upstream")))
+    path = write(
+        tmp_path / "defs" / "model.yaml", model_yaml(name, repository=remote("../upstream"))
+    )
     model = sieve.load_yaml(path)[name]
     assert model.run([1.0])[0]["boxes"] == [3.0]  # the working tree as it is
     assert f"{repository.path}" in model.spec.mounts  # writable: it is the user's own
     assert not (cache / "modelyaml").exists()  # nothing was cloned
-    bad = write(tmp_path / "defs" / "bad.yaml",
-                model_yaml(name, repository=remote("../upstream", branch="main")))
-    with pytest.raises(ModelYamlError, match="bad.yaml:5:15: models.0..repository.branch: "
-                                             "applies to a git remote"):
+    bad = write(
+        tmp_path / "defs" / "bad.yaml",
+        model_yaml(name, repository=remote("../upstream", branch="main")),
+    )
+    with pytest.raises(
+        ModelYamlError, match="bad.yaml:5:15: models.0..repository.branch: applies to a git remote"
+    ):
         sieve.load_yaml(bad)
 
 
@@ -175,8 +205,10 @@ def test_files_come_from_http_and_file_urls_into_the_cache(
     write(served / "weights" / "scale.txt", "5.0\n")
     local = write(tmp_path / "elsewhere" / "scale.txt", "7.0\n")
     with file_server(served) as base:
-        files = (f"    files:\n      - name: params\n        url: {base}/weights/scale.txt\n"
-                 f"      - name: other\n        url: {local.as_uri()}\n")
+        files = (
+            f"    files:\n      - name: params\n        url: {base}/weights/scale.txt\n"
+            f"      - name: other\n        url: {local.as_uri()}\n"
+        )
         path = write(repository.path / "http.yaml", model_yaml(name, files=files))
         model = sieve.load_yaml(path)[name]
         assert model.run([1.0])[0]["boxes"] == [5.0]
@@ -203,8 +235,10 @@ def test_files_come_from_http_and_file_urls_into_the_cache(
 def test_a_missing_file_is_reported_at_its_url(
     tmp_path: Path, repository: Repository, unique: Unique
 ) -> None:
-    path = write(repository.path / "model.yaml", model_yaml(unique("yolor")).replace(
-        "results/params.txt", "results/nope.pt"))
+    path = write(
+        repository.path / "model.yaml",
+        model_yaml(unique("yolor")).replace("results/params.txt", "results/nope.pt"),
+    )
     with pytest.raises(ModelYamlError) as info:
         sieve.load_yaml(path)
     problem = info.value.problems[0]
@@ -218,27 +252,34 @@ def test_a_missing_file_is_reported_at_its_url(
 def everything_recorded(model: Any, future: Any) -> bytes:
     """What a kernel keeps about a loaded model and its job, as bytes to search."""
     record = get_manager().record(model.name)
-    return b"\n".join([
-        model.spec.to_json().encode(),
-        record.payload,
-        pickle.dumps(record.sources),
-        repr(model).encode(),
-        model._repr_html_().encode(),
-        pickle.dumps(future.logs),
-        pickle.dumps(future.snapshot()),
-    ])
+    return b"\n".join(
+        [
+            model.spec.to_json().encode(),
+            record.payload,
+            pickle.dumps(record.sources),
+            repr(model).encode(),
+            model._repr_html_().encode(),
+            pickle.dumps(future.logs),
+            pickle.dumps(future.snapshot()),
+        ]
+    )
 
 
 def test_the_token_is_sent_for_the_clone_and_kept_nowhere(
-    tmp_path: Path, cache: Path, repository: Repository, unique: Unique,
+    tmp_path: Path,
+    cache: Path,
+    repository: Repository,
+    unique: Unique,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("GIT_KEY", TOKEN)
     name = unique("yolor")
     with git_http_server(tmp_path / "served", token=TOKEN) as server:
         url = server.publish(repository)
-        path = write(tmp_path / "model.yaml", model_yaml(
-            name, repository=remote(url, branch="main", access_token="${GIT_KEY}")))
+        path = write(
+            tmp_path / "model.yaml",
+            model_yaml(name, repository=remote(url, branch="main", access_token="${GIT_KEY}")),
+        )
         model = sieve.load_yaml(path)[name]
     assert basic_auth(TOKEN) in server.seen  # git really sent it
     future = model.push([1.0])
@@ -250,14 +291,21 @@ def test_the_token_is_sent_for_the_clone_and_kept_nowhere(
 
 
 def test_a_wrong_token_fails_at_the_url_without_saying_either_token(
-    tmp_path: Path, cache: Path, repository: Repository, unique: Unique,
+    tmp_path: Path,
+    cache: Path,
+    repository: Repository,
+    unique: Unique,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("GIT_KEY", "wrong-" + TOKEN)
     with git_http_server(tmp_path / "served", token=TOKEN) as server:
         url = server.publish(repository)
-        path = write(tmp_path / "model.yaml", model_yaml(
-            unique("yolor"), repository=remote(url, branch="main", access_token="${GIT_KEY}")))
+        path = write(
+            tmp_path / "model.yaml",
+            model_yaml(
+                unique("yolor"), repository=remote(url, branch="main", access_token="${GIT_KEY}")
+            ),
+        )
         with pytest.raises(ModelYamlError) as info:
             sieve.load_yaml(path)
     text = str(info.value) + repr(info.value.problems)
@@ -267,14 +315,21 @@ def test_a_wrong_token_fails_at_the_url_without_saying_either_token(
 
 
 def test_an_unset_token_variable_fails_before_anything_is_fetched(
-    tmp_path: Path, cache: Path, repository: Repository, unique: Unique,
+    tmp_path: Path,
+    cache: Path,
+    repository: Repository,
+    unique: Unique,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("GIT_KEY", raising=False)
     with git_http_server(tmp_path / "served", token=TOKEN) as server:
         url = server.publish(repository)
-        path = write(tmp_path / "model.yaml", model_yaml(
-            unique("yolor"), repository=remote(url, branch="main", access_token="${GIT_KEY}")))
+        path = write(
+            tmp_path / "model.yaml",
+            model_yaml(
+                unique("yolor"), repository=remote(url, branch="main", access_token="${GIT_KEY}")
+            ),
+        )
         with pytest.raises(ModelYamlError) as info:
             sieve.load_yaml(path)
     assert server.seen == []
@@ -286,8 +341,12 @@ def test_an_unset_token_variable_fails_before_anything_is_fetched(
 def test_credentials_written_into_the_url_are_refused(
     tmp_path: Path, cache: Path, unique: Unique
 ) -> None:
-    path = write(tmp_path / "model.yaml", model_yaml(
-        unique("yolor"), repository=remote("https://user:pa55@example.invalid/yolor.git")))
+    path = write(
+        tmp_path / "model.yaml",
+        model_yaml(
+            unique("yolor"), repository=remote("https://user:pa55@example.invalid/yolor.git")
+        ),
+    )
     with pytest.raises(ModelYamlError) as info:
         sieve.load_yaml(path)
     assert "models[0].repository.url: holds a user name or password" in str(info.value)

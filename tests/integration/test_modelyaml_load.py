@@ -99,12 +99,13 @@ def test_call_arguments_are_typed_from_the_predict_functions_hints(
     )
     path = write(repository.path / "model.yaml", model_yaml(name, runtime=runtime))
     model = sieve.load_yaml(path)[name]
-    assert model.spec.signature == "(datapoints: list[float], threshold: float = 0.5) -> " \
-                                   "list[dict]"
+    assert model.spec.signature == "(datapoints: list[float], threshold: float = 0.5) -> list[dict]"
     inputs = model.spec.inputs
     assert inputs["required"] == ["datapoints"]
     assert inputs["properties"]["datapoints"] == {
-        "type": "array", "items": {"type": "number"}, "description": "numbers to scale."
+        "type": "array",
+        "items": {"type": "number"},
+        "description": "numbers to scale.",
     }
     assert inputs["properties"]["threshold"]["default"] == 0.5
     assert model.spec.output["type"] == "array"
@@ -180,18 +181,22 @@ def test_a_universal_runtime_serves_any_model_name(
     # the repository's own file, loaded directly, serves a name it is asked for
     own = universal.path / "model.yaml"
     direct = unique("asked-for")
-    assert sieve.load_yaml(own, name=direct)[direct].run([2.0]) == [{"name": direct,
-                                                                     "value": 6.0}]
-    with pytest.raises(ModelYamlError, match=r"model.yaml:2:11: models\[0\].name: is a universal "
-                                             "runtime"):
+    assert sieve.load_yaml(own, name=direct)[direct].run([2.0]) == [{"name": direct, "value": 6.0}]
+    with pytest.raises(
+        ModelYamlError,
+        match=r"model.yaml:2:11: models\[0\].name: is a universal "
+        "runtime",
+    ):
         sieve.load_yaml(own)
 
 
 def test_an_entry_without_runtime_needs_one_in_its_repository(
     tmp_path: Path, repository: Repository, unique: Unique
 ) -> None:
-    path = write(tmp_path / "mine.yaml", f"models:\n  - name: {unique('m')}\n"
-                 f"    repository: {{url: {repository.url}}}\n")
+    path = write(
+        tmp_path / "mine.yaml",
+        f"models:\n  - name: {unique('m')}\n    repository: {{url: {repository.url}}}\n",
+    )
     with pytest.raises(ModelYamlError) as info:
         sieve.load_yaml(path)
     assert str(info.value).startswith(f"{path}:2:5: models[0]: has no runtime, and its code")
@@ -203,7 +208,8 @@ def test_name_selects_one_model_and_other_entries_do_not_block_it(
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
     wanted, other = unique("wanted"), unique("other")
     text = model_yaml(wanted) + model_yaml(other).removeprefix("models:\n").replace(
-        "results/params.txt", "${NOT_SET_ANYWHERE}")
+        "results/params.txt", "${NOT_SET_ANYWHERE}"
+    )
     path = write(repository.path / "model.yaml", text)
     assert list(sieve.load_yaml(path, name=wanted)) == [wanted]
     assert other not in registered()
@@ -216,22 +222,54 @@ def test_name_selects_one_model_and_other_entries_do_not_block_it(
 @pytest.mark.parametrize(
     ("old", "new", "position", "words"),
     [
-        ("inference:get_model", "inferense:get_model", "9:21 models[0].runtime.load.entrypoint",
-         "module 'inferense' is not in the code"),
-        ("inference:predict", "inference:predikt", "18:21 models[0].runtime.predict.entrypoint",
-         "did you mean inference:predict?"),
-        ("name: params_url", "name: params_path", "11:19 models[0].runtime.load.inputs[0].name",
-         "has no parameter 'params_path'"),
-        ("          - name: datapoints\n            value: ${datapoints}\n", "",
-         "18:21 models[0].runtime.predict.entrypoint", "needs 'datapoints', which no input"),
-        ("device: cpu", "device: cpu\n      gpu: T4", "8:12 models[0].runtime.gpu",
-         "names a GPU, but device is cpu"),
-        ("device: cpu", "device: gpu\n      gpu: T9", "8:12 models[0].runtime.gpu",
-         "unknown GPU 'T9'"),
-        ("device: cpu", "device: cpu\n      image: Not/An Image", "8:14 models[0].runtime.image",
-         "is not a Docker image reference"),
-        ("${model.files.params.url}", "${model.files.weights.url}",
-         "12:20 models[0].runtime.load.inputs[0].value", "no file named 'weights'"),
+        (
+            "inference:get_model",
+            "inferense:get_model",
+            "9:21 models[0].runtime.load.entrypoint",
+            "module 'inferense' is not in the code",
+        ),
+        (
+            "inference:predict",
+            "inference:predikt",
+            "18:21 models[0].runtime.predict.entrypoint",
+            "did you mean inference:predict?",
+        ),
+        (
+            "name: params_url",
+            "name: params_path",
+            "11:19 models[0].runtime.load.inputs[0].name",
+            "has no parameter 'params_path'",
+        ),
+        (
+            "          - name: datapoints\n            value: ${datapoints}\n",
+            "",
+            "18:21 models[0].runtime.predict.entrypoint",
+            "needs 'datapoints', which no input",
+        ),
+        (
+            "device: cpu",
+            "device: cpu\n      gpu: T4",
+            "8:12 models[0].runtime.gpu",
+            "names a GPU, but device is cpu",
+        ),
+        (
+            "device: cpu",
+            "device: gpu\n      gpu: T9",
+            "8:12 models[0].runtime.gpu",
+            "unknown GPU 'T9'",
+        ),
+        (
+            "device: cpu",
+            "device: cpu\n      image: Not/An Image",
+            "8:14 models[0].runtime.image",
+            "is not a Docker image reference",
+        ),
+        (
+            "${model.files.params.url}",
+            "${model.files.weights.url}",
+            "12:20 models[0].runtime.load.inputs[0].value",
+            "no file named 'weights'",
+        ),
     ],
 )
 def test_each_problem_is_caught_at_load_with_its_line_and_nothing_registers(
@@ -258,8 +296,12 @@ def test_a_base_image_is_reported_once_on_the_local_backend(
     repository: Repository, unique: Unique
 ) -> None:
     name = unique("yolor")
-    path = write(repository.path / "model.yaml", model_yaml(name).replace(
-        "device: cpu", "device: cpu\n      image: pytorch/pytorch:2.3.1-cuda12.1-cudnn8-runtime"))
+    path = write(
+        repository.path / "model.yaml",
+        model_yaml(name).replace(
+            "device: cpu", "device: cpu\n      image: pytorch/pytorch:2.3.1-cuda12.1-cudnn8-runtime"
+        ),
+    )
     model = sieve.load_yaml(path)[name]
     assert model.spec.environment.base_image == "pytorch/pytorch:2.3.1-cuda12.1-cudnn8-runtime"
     with pytest.warns(SieveWarning, match="cannot honour base_image 'pytorch/pytorch"):
@@ -275,8 +317,10 @@ def test_device_gpu_asks_the_allocator_for_a_gpu(
     # This machine has no GPU: the request fails as a decorated model's would, and with the
     # CPU fallback on, the model runs and ${model.runtime.device} says cpu.
     name = unique("yolor")
-    path = write(repository.path / "model.yaml", model_yaml(name).replace(
-        "device: cpu", "device: gpu\n      gpu: {kind: L4, split: 2}"))
+    path = write(
+        repository.path / "model.yaml",
+        model_yaml(name).replace("device: cpu", "device: gpu\n      gpu: {kind: L4, split: 2}"),
+    )
     model = sieve.load_yaml(path)[name]
     assert str(model.spec.gpu) == "L4(split=2)"
     if os.environ.get("CUDA_VISIBLE_DEVICES") or Path("/dev/nvidia0").exists():
@@ -292,9 +336,7 @@ def test_device_gpu_asks_the_allocator_for_a_gpu(
         assert model.run([1.0])[0]["scores"] == ["cpu"]
 
 
-def test_check_validates_and_can_run_load_once(
-    repository: Repository, unique: Unique
-) -> None:
+def test_check_validates_and_can_run_load_once(repository: Repository, unique: Unique) -> None:
     name = unique("yolor")
     path = write(repository.path / "model.yaml", model_yaml(name))
     [checked] = check(path)
@@ -304,9 +346,13 @@ def test_check_validates_and_can_run_load_once(
     assert ran.ok and ran.load_seconds is not None
     assert name not in registered()
     (repository.path / "inference.py").write_text(
-        (repository.path / "inference.py").read_text().replace(
-            "    with open(params_url) as f:", "    raise RuntimeError('weights are corrupt')\n"
-            "    with open(params_url) as f:"))
+        (repository.path / "inference.py")
+        .read_text()
+        .replace(
+            "    with open(params_url) as f:",
+            "    raise RuntimeError('weights are corrupt')\n    with open(params_url) as f:",
+        )
+    )
     text, status = report([ran])
     assert status == 0 and text.startswith(f"{path}:2: {name}(datapoints: list[float]) -- ")
     assert "load ok (" in text
@@ -328,5 +374,6 @@ def test_an_entrypoint_that_is_no_function_fails_setup_pointing_at_its_line(
     model = sieve.load_yaml(path)[name]
     with pytest.raises(sieve.SetupError) as info:
         model.run([1.0])
-    assert (f"{path}:18:21: models[0].runtime.predict.entrypoint: NOT_A_FUNCTION is not "
-            "callable") in str(info.value)
+    assert (
+        f"{path}:18:21: models[0].runtime.predict.entrypoint: NOT_A_FUNCTION is not callable"
+    ) in str(info.value)

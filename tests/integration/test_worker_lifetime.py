@@ -61,7 +61,6 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-
 class Kernel:
     """The kernel process and the two-way line protocol to it."""
 

@@ -30,13 +30,15 @@ class CellResult:
 
     def stream(self, name: str | None = None) -> str:
         return "".join(
-            m["content"]["text"] for m in self.messages
+            m["content"]["text"]
+            for m in self.messages
             if m["msg_type"] == "stream" and (name is None or m["content"]["name"] == name)
         )
 
     def data(self, mime: str = "text/plain") -> list[str]:
         return [
-            m["content"]["data"][mime] for m in self.messages
+            m["content"]["data"][mime]
+            for m in self.messages
             if m["msg_type"] in ("execute_result", "display_data", "update_display_data")
             and mime in m["content"]["data"]
         ]
@@ -70,8 +72,10 @@ class KernelSession:
         while not idle:
             self.drain(until=deadline, stop_at_idle_of=msg_id)
             idle = any(
-                m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
-                and m["parent_header"].get("msg_id") == msg_id for m in self.log
+                m["msg_type"] == "status"
+                and m["content"]["execution_state"] == "idle"
+                and m["parent_header"].get("msg_id") == msg_id
+                for m in self.log
             )
         result.messages = [m for m in self.log if m["parent_header"].get("msg_id") == msg_id]
         return result
@@ -86,7 +90,8 @@ class KernelSession:
                 continue
             self.log.append(msg)
             if (
-                stop_at_idle_of is not None and msg["msg_type"] == "status"
+                stop_at_idle_of is not None
+                and msg["msg_type"] == "status"
                 and msg["content"]["execution_state"] == "idle"
                 and msg["parent_header"].get("msg_id") == stop_at_idle_of
             ):

@@ -23,8 +23,9 @@ class Adder:
 ]
 
 
-def test_export_from_the_kernel_takes_the_cells_it_needs(kernel_session: KernelSession,
-                                                         tmp_path: Path) -> None:
+def test_export_from_the_kernel_takes_the_cells_it_needs(
+    kernel_session: KernelSession, tmp_path: Path
+) -> None:
     for cell in CELLS:
         kernel_session.ok(cell)
     exported = kernel_session.ok("%sieve export adder bundles/adder")
@@ -37,9 +38,17 @@ def test_export_from_the_kernel_takes_the_cells_it_needs(kernel_session: KernelS
     again = kernel_session.ok('r = sieve.export(Adder, "bundles/again"); print(r.default)')
     assert again.stream().strip().endswith("adder")
     done = subprocess.run(
-        [sys.executable, "-c", "import sys; sys.path.insert(0, 'src'); import main; "
-         "print(main.Adder(). __predict__(1, 2))"],
-        cwd=tmp_path / "bundles" / "adder", capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.path.insert(0, 'src'); import main; "
+            "print(main.Adder(). __predict__(1, 2))",
+        ],
+        cwd=tmp_path / "bundles" / "adder",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.stdout.strip() == "103", done.stderr
     bad = kernel_session.run("%sieve export")
     assert not bad.ok and "UsageError" in bad.error["ename"]  # type: ignore[index]
@@ -48,8 +57,10 @@ def test_export_from_the_kernel_takes_the_cells_it_needs(kernel_session: KernelS
 def test_serve_a_kernel_function_until_stopped(kernel_session: KernelSession) -> None:
     for cell in CELLS:
         kernel_session.ok(cell)
-    started = kernel_session.ok("server = _ = get_ipython().run_line_magic('sieve', "
-                                "'serve adder --port 0'); print(server.url)")
+    started = kernel_session.ok(
+        "server = _ = get_ipython().run_line_magic('sieve', "
+        "'serve adder --port 0'); print(server.url)"
+    )
     url = started.stream().strip().splitlines()[-1]
     assert url.startswith("http://127.0.0.1:")
     response = httpx.post(f"{url}/predictions", json={"input": {"x1": 1, "x2": 2}}, timeout=60)
@@ -64,19 +75,23 @@ def test_serve_a_kernel_function_until_stopped(kernel_session: KernelSession) ->
         pass
 
 
-def test_export_to_a_model_yaml_and_load_it_back(kernel_session: KernelSession,
-                                                 tmp_path: Path) -> None:
+def test_export_to_a_model_yaml_and_load_it_back(
+    kernel_session: KernelSession, tmp_path: Path
+) -> None:
     for cell in CELLS:
         kernel_session.ok(cell)
     exported = kernel_session.ok("%sieve export adder models/adder --format model.yaml")
     assert "Exported adder as a model.yaml" in exported.stream()
     assert (tmp_path / "models" / "adder" / "src" / "sieve_entrypoints.py").is_file()
-    again = kernel_session.ok('r = sieve.export(Adder, "models/again", format="model.yaml"); '
-                              "print(sorted(r.files))")
+    again = kernel_session.ok(
+        'r = sieve.export(Adder, "models/again", format="model.yaml"); print(sorted(r.files))'
+    )
     assert "'model.yaml', 'src/main.py', 'src/sieve_entrypoints.py'" in again.stream()
     # loading replaces the kernel's own adder with the exported one, which answers the same
-    loaded = kernel_session.ok('models = %sieve load models/adder/model.yaml\n'
-                               'print(models["adder"].run(1, 2), models["adder"].run(x1=1, x2=2))')
+    loaded = kernel_session.ok(
+        "models = %sieve load models/adder/model.yaml\n"
+        'print(models["adder"].run(1, 2), models["adder"].run(x1=1, x2=2))'
+    )
     assert loaded.stream().split()[-2:] == ["103", "103"]
     bad = kernel_session.run("%sieve export adder models/x --format yaml")
     assert not bad.ok and "UsageError" in bad.error["ename"]  # type: ignore[index]

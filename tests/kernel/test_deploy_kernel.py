@@ -60,9 +60,11 @@ def test_a_deployment_outlives_its_kernel(deploying_kernel: KernelSession) -> No
 
     kernel.manager.restart_kernel(now=True)  # the kernel process is killed and replaced
     kernel.client.wait_for_ready(timeout=60)
-    called = kernel.ok("import sieve_jupyter as sieve\n"
-                       "adder = sieve.function.get('alice/adder')\n"
-                       "print(adder.run(1, 2), adder.push(2, 3).result())")
+    called = kernel.ok(
+        "import sieve_jupyter as sieve\n"
+        "adder = sieve.function.get('alice/adder')\n"
+        "print(adder.run(1, 2), adder.push(2, 3).result())"
+    )
     assert called.stream().split() == ["103", "105"]
     kernel.ok("%load_ext sieve_jupyter")
     listed = kernel.ok("%sieve deployments")

@@ -50,9 +50,21 @@ def test_magic_help_lists_every_decorator_option(kernel_session: KernelSession) 
         "from IPython import get_ipython\n"
         "print(get_ipython().find_cell_magic('sieve_function').__doc__)"
     )
-    for option in ("--name", "--gpu", "--python-version", "--python-packages",
-                   "--system-packages", "--cuda-version", "--run-command", "--env",
-                   "--title", "--restart-on-error", "--backend", "--workers", "--entry"):
+    for option in (
+        "--name",
+        "--gpu",
+        "--python-version",
+        "--python-packages",
+        "--system-packages",
+        "--cuda-version",
+        "--run-command",
+        "--env",
+        "--title",
+        "--restart-on-error",
+        "--backend",
+        "--workers",
+        "--entry",
+    ):
         assert option in result.stream(), option
 
 
@@ -74,14 +86,16 @@ class Counter:
     second = kernel_session.ok("print(Counter.run())").stream().strip()
     assert first.startswith("v1:") and second.startswith("v2:")
     assert first.split(":")[1] == second.split(":")[1]  # same warm instance
-    changed = cell.replace("self.setup_id = os.urandom(4).hex()",
-                           "self.setup_id = 'changed-' + os.urandom(4).hex()")
+    changed = cell.replace(
+        "self.setup_id = os.urandom(4).hex()", "self.setup_id = 'changed-' + os.urandom(4).hex()"
+    )
     replaced = kernel_session.ok(changed.format(version="v3"))
     assert "Replaced" in replaced.stream()
     third = kernel_session.ok("print(Counter.run())").stream().strip()
     assert third.startswith("v3:changed-")
-    forced = kernel_session.ok(changed.replace("--name counter", "--name counter --fresh-setup")
-                               .format(version="v4"))
+    forced = kernel_session.ok(
+        changed.replace("--name counter", "--name counter --fresh-setup").format(version="v4")
+    )
     assert "Replaced" in forced.stream()
     fourth = kernel_session.ok("print(Counter.run())").stream().strip()
     assert fourth.split(":")[1] != third.split(":")[1]
@@ -105,8 +119,7 @@ class Swapper:
     folder = tmp_path / "kernel-only"
     folder.mkdir()
     (folder / "only_in_the_kernel.py").write_text("VALUE = 'v2'\n")
-    kernel_session.ok(f"import sys; sys.path.insert(0, {str(folder)!r})\n"
-                      "import only_in_the_kernel")
+    kernel_session.ok(f"import sys; sys.path.insert(0, {str(folder)!r})\nimport only_in_the_kernel")
     failed = kernel_session.run(cell.format(body="only_in_the_kernel.VALUE"))
     assert not failed.ok and failed.error["ename"] == "SwapError"  # type: ignore[index]
     shown = "\n".join(failed.error["traceback"])  # type: ignore[index]
@@ -123,13 +136,13 @@ def test_bad_option_and_ambiguous_cell_register_nothing(kernel_session: KernelSe
     assert not bad.ok and bad.error["ename"] == "UsageError"  # type: ignore[index]
     assert "--workers" in bad.error["evalue"]  # type: ignore[index]
     ambiguous = kernel_session.run(
-        "%%sieve_function\ndef a(x: int) -> int:\n    return x\n"
-        "def b(x: int) -> int:\n    return x"
+        "%%sieve_function\ndef a(x: int) -> int:\n    return x\ndef b(x: int) -> int:\n    return x"
     )
     assert not ambiguous.ok
     assert "a, b" in ambiguous.error["evalue"] and "--entry" in ambiguous.error["evalue"]  # type: ignore[index]
-    bad_spec = kernel_session.run("%%sieve_function --gpu T4:split=9\ndef c(x: int) -> int:\n"
-                                  "    return x")
+    bad_spec = kernel_session.run(
+        "%%sieve_function --gpu T4:split=9\ndef c(x: int) -> int:\n    return x"
+    )
     assert not bad_spec.ok and "split" in bad_spec.error["evalue"]  # type: ignore[index]
     listing = kernel_session.ok("%sieve ls")
     assert "No functions registered" in listing.text
@@ -143,9 +156,7 @@ def test_bad_option_and_ambiguous_cell_register_nothing(kernel_session: KernelSe
     assert kernel_session.ok("print(b.run(4), a(4))").stream().strip() == "8 4"
 
 
-def test_pushed_output_stays_in_its_own_cell(
-    kernel_session: KernelSession, tmp_path: Path
-) -> None:
+def test_pushed_output_stays_in_its_own_cell(kernel_session: KernelSession, tmp_path: Path) -> None:
     kernel_session.ok("%load_ext sieve_jupyter")
     kernel_session.ok(
         "import time\n"
@@ -164,8 +175,11 @@ def test_pushed_output_stays_in_its_own_cell(
     second = kernel_session.run("time.sleep(5); print('second cell')")
     assert second.ok and "second cell" in second.stream()
     assert "late output" not in second.stream()
-    late = [m for m in kernel_session.log
-            if m["msg_type"] == "stream" and "late output" in m["content"]["text"]]
+    late = [
+        m
+        for m in kernel_session.log
+        if m["msg_type"] == "stream" and "late output" in m["content"]["text"]
+    ]
     assert late, "the worker's output was routed somewhere"
     assert all(m["parent_header"]["msg_id"] == first for m in late)
 
@@ -239,8 +253,11 @@ def test_long_setup_shows_elapsed_time(kernel_session: KernelSession) -> None:
     result = kernel_session.ok("print(SlowSetup.run())")
     # the final "ready" update may trail the cell's reply by a moment
     kernel_session.drain(until=time.monotonic() + 2)
-    shown = [m["content"]["data"]["text/plain"] for m in kernel_session.messages_for(result.msg_id)
-             if m["msg_type"] in ("display_data", "update_display_data")]
+    shown = [
+        m["content"]["data"]["text/plain"]
+        for m in kernel_session.messages_for(result.msg_id)
+        if m["msg_type"] in ("display_data", "update_display_data")
+    ]
     assert any("starting a worker and running its setup" in text for text in shown)
     assert any("worker ready after" in text for text in shown)
     assert result.stream().strip() == "ready"

@@ -24,8 +24,10 @@ def test_sieve_load_magic_registers_runs_and_forms(
     (repository.path / "model.yaml").write_text(model_yaml("yolor", runtime=WITH_THRESHOLD))
     kernel_session.ok("%load_ext sieve_jupyter\nimport sieve_jupyter as sieve")
     loaded = kernel_session.ok("models = %sieve load yolor/model.yaml --workers 1")
-    assert ("Loaded model 'yolor' (local, 1 worker): yolor(datapoints: list[float], "
-            "threshold: float = 0.5) -> list[dict]") in loaded.stream()
+    assert (
+        "Loaded model 'yolor' (local, 1 worker): yolor(datapoints: list[float], "
+        "threshold: float = 0.5) -> list[dict]"
+    ) in loaded.stream()
     ran = kernel_session.ok("print(models['yolor'].run([1.0, 0.25], threshold=0.1))")
     # load's output lands under the cell whose call started the worker
     assert "loading params.txt" in ran.stream()

@@ -35,8 +35,13 @@ def execute(name: str, tmp_path: Path, log: list[str] | None = None) -> list[str
     logger.addHandler(records)
     logger.propagate = False
     try:
-        NotebookClient(notebook, timeout=180, kernel_name="python3", log=logger,
-                       resources={"metadata": {"path": str(tmp_path)}}).execute()
+        NotebookClient(
+            notebook,
+            timeout=180,
+            kernel_name="python3",
+            log=logger,
+            resources={"metadata": {"path": str(tmp_path)}},
+        ).execute()
     finally:
         logger.removeHandler(records)
     warnings = [r.getMessage() for r in records.records if r.levelno >= logging.WARNING]
@@ -59,7 +64,10 @@ def _text(cell: Any) -> str:
 
 def test_every_demo_notebook_is_tested() -> None:
     assert {p.name for p in NOTEBOOKS.glob("*.ipynb")} == {
-        "quickstart.ipynb", "batch_frames.ipynb", "chaining.ipynb", "deploy.ipynb",
+        "quickstart.ipynb",
+        "batch_frames.ipynb",
+        "chaining.ipynb",
+        "deploy.ipynb",
     }
 
 

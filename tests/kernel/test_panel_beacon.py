@@ -27,7 +27,8 @@ def test_loading_announces_the_target_on_iopub_and_opens_no_comm(
 
     defined = kernel_session.ok(DEFINE)  # the manager starts: the target is registered
     beacons = [
-        m for m in defined.messages
+        m
+        for m in defined.messages
         if m["msg_type"] == "update_display_data"
         and m["content"]["transient"].get("display_id") == BEACON_DISPLAY_ID
     ]

@@ -29,7 +29,10 @@ def test_magics_in_terminal_ipython(tmp_path: Path) -> None:
     script.write_text(SCRIPT)
     result = subprocess.run(
         [sys.executable, "-m", "IPython", "--no-banner", "--colors=NoColor", str(script)],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
     )
     out = result.stdout
     assert result.returncode == 0, out + result.stderr

@@ -77,8 +77,10 @@ def test_a_chained_remote_error_shows_both_exceptions(kernel_session: KernelSess
 
 def test_module_code_is_named_by_its_path(kernel_session: KernelSession, tmp_path: Path) -> None:
     module = tmp_path / "shapes.py"
-    module.write_text("def area(w, h):\n    if w < 0:\n        raise ValueError('negative width')\n"
-                      "    return w * h\n")
+    module.write_text(
+        "def area(w, h):\n    if w < 0:\n        raise ValueError('negative width')\n"
+        "    return w * h\n"
+    )
     kernel_session.ok(
         "import sieve_jupyter as sieve\nimport shapes\n"
         "@sieve.function(name='tb-area')\ndef measure(w: int) -> int:\n"

@@ -42,22 +42,29 @@ class Kernel:
             except queue.Empty as exc:
                 raise AssertionError(f"kernel did not finish in {timeout} s: {code}") from exc
             seen.append(msg)
-            if (msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle"
-                    and msg["parent_header"].get("msg_id") == msg_id):
+            if (
+                msg["msg_type"] == "status"
+                and msg["content"]["execution_state"] == "idle"
+                and msg["parent_header"].get("msg_id") == msg_id
+            ):
                 break
         reply = self.client.get_shell_msg(timeout=timeout)
         if reply["content"]["status"] != "ok":
             content = reply["content"]
             trace = re.sub(r"\x1b\[[0-9;]*m", "", "\n".join(content.get("traceback", [])))
-            raise AssertionError(f"cell failed: {content.get('ename')}: {content.get('evalue')}\n"
-                                 f"{trace}")
+            raise AssertionError(
+                f"cell failed: {content.get('ename')}: {content.get('evalue')}\n{trace}"
+            )
         return seen
 
     def value(self, expression: str) -> Any:
         """The `repr` of an expression evaluated in the kernel, read back with `eval`."""
         messages = self.run(f"print(repr({expression}))")
-        text = "".join(m["content"]["text"] for m in messages
-                       if m["msg_type"] == "stream" and m["content"]["name"] == "stdout")
+        text = "".join(
+            m["content"]["text"]
+            for m in messages
+            if m["msg_type"] == "stream" and m["content"]["name"] == "stdout"
+        )
         return eval(text)  # noqa: S307 - our own repr of plain data
 
     def close(self) -> None:
@@ -115,8 +122,12 @@ def test_form_submit_runs_a_job_and_shows_the_result(kernel: Kernel) -> None:
         f = form(add)
     """)
     shown = kernel.run("f")
-    views = [m for m in shown if m["msg_type"] in ("display_data", "execute_result")
-             and "application/vnd.jupyter.widget-view+json" in m["content"]["data"]]
+    views = [
+        m
+        for m in shown
+        if m["msg_type"] in ("display_data", "execute_result")
+        and "application/vnd.jupyter.widget-view+json" in m["content"]["data"]
+    ]
     assert views, "the form did not display as a widget"
     assert kernel.value("list(f.fields)") == ["x", "y"]
     assert kernel.value("list(form('widget-adder').fields)") == ["x", "y"]  # by name
@@ -169,7 +180,8 @@ def test_progress_of_10000_futures_sends_bounded_comm_messages(kernel: Kernel) -
     """)
     assert kernel.value("w.finished"), kernel.value(
         "(w.ticks, w.state.totals(), repr(__import__('sieve_jupyter.jupyter.widgets._tracker',"
-        " fromlist=['x'])._TICKER._clients))")
+        " fromlist=['x'])._TICKER._clients))"
+    )
     assert kernel.value("w.state.totals()['finished']") == 10_000
     assert "10,000/10,000" in kernel.value("w.summary.value")
     ticks = kernel.value("w.ticks")
@@ -189,8 +201,9 @@ def test_future_displays_live_and_awaits_in_async_cells(kernel: Kernel) -> None:
             return text.upper()
     """)
     shown = kernel.run("job = echo.push('hello'); job")
-    bundles = [m["content"]["data"] for m in shown
-               if m["msg_type"] in ("display_data", "execute_result")]
+    bundles = [
+        m["content"]["data"] for m in shown if m["msg_type"] in ("display_data", "execute_result")
+    ]
     assert any("application/vnd.jupyter.widget-view+json" in b for b in bundles)
     assert any("widget-echo" in b.get("text/html", "") for b in bundles)  # saved-notebook view
     kernel.run("""
@@ -202,9 +215,11 @@ def test_future_displays_live_and_awaits_in_async_cells(kernel: Kernel) -> None:
     assert sorted(kernel.value("order")) == ["A", "B"]
 
 
-PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00"
-       b"\x90wS\xde\x00\x00\x00\x0cIDATx\x9cc\xf8\xcf\xc0\x00\x00\x03\x01\x01\x00\xc9\xfe\x92\xef"
-       b"\x00\x00\x00\x00IEND\xaeB`\x82")
+PNG = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00"
+    b"\x90wS\xde\x00\x00\x00\x0cIDATx\x9cc\xf8\xcf\xc0\x00\x00\x03\x01\x01\x00\xc9\xfe\x92\xef"
+    b"\x00\x00\x00\x00IEND\xaeB`\x82"
+)
 
 
 def test_uploaded_image_reaches_the_worker_and_the_result_shows_as_an_image(
@@ -245,10 +260,12 @@ def test_saved_notebook_keeps_the_final_progress(
     ]
     book = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     # the kernel nbclient starts inherits this environment
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
-    client = NotebookClient(book, timeout=240, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}})
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    )
+    client = NotebookClient(
+        book, timeout=240, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
     saved = tmp_path / "saved.ipynb"
     nbformat.write(book, saved)
@@ -320,4 +337,7 @@ def test_generator_outputs_stream_into_the_form(kernel: Kernel) -> None:
     """)
     assert "step 2" in kernel.value("c.progress.job_detail.value")  # what it printed
     assert kernel.value("c.result_widget.outputs[0]['data']['application/json']") == [
-        {"step": 0}, {"step": 1}, {"step": 2}]
+        {"step": 0},
+        {"step": 1},
+        {"step": 2},
+    ]

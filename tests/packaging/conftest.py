@@ -43,7 +43,6 @@ from _dist import (
 USER_EXTRAS = "jupyter,docker,ray,serve,export"
 
 
-
 @pytest.fixture(scope="session")
 def scratch() -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix="sieve-packaging-"))

@@ -36,7 +36,8 @@ def test_env_values_reach_the_worker_but_no_record_or_log_of_ray(
     monkeypatch.setenv("SIEVE_RAY_TEST_SECRET", secret)
 
     @sieve.function(
-        name=unique("peek"), backend="ray",
+        name=unique("peek"),
+        backend="ray",
         environment_variables=[sieve.Env("SIEVE_RAY_TEST_SECRET")],
     )
     def peek() -> dict[str, str]:
@@ -57,7 +58,8 @@ def test_env_values_reach_the_worker_but_no_record_or_log_of_ray(
     assert secret not in seen["runtime_env"]
     assert secret not in json.dumps(get_manager().record(peek.name).spec.to_dict())
     leaked = [
-        path for path in Path(ray_cluster.root).rglob("*")
+        path
+        for path in Path(ray_cluster.root).rglob("*")
         if path.is_file() and not path.is_symlink() and secret.encode() in _read(path)
     ]
     assert leaked == []
@@ -76,8 +78,11 @@ def test_a_gpu_split_places_each_worker_on_a_share_of_the_t4(unique: Unique) -> 
         import ray
 
         context = ray.get_runtime_context()
-        return {"node": context.get_node_id(), "resources": context.get_assigned_resources(),
-                "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}
+        return {
+            "node": context.get_node_id(),
+            "resources": context.get_assigned_resources(),
+            "cuda": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        }
 
     seen = where.run()
     assert seen["node"] == _node_id("node2")
@@ -94,8 +99,9 @@ def test_a_gpu_split_places_each_worker_on_a_share_of_the_t4(unique: Unique) -> 
 def test_an_unsatisfiable_gpu_request_fails_before_any_job_is_queued(unique: Unique) -> None:
     before = len(get_manager().jobs())
 
-    @sieve.function(name=unique("three-halves"), backend="ray", gpu=sieve.gpu.T4(split=2),
-                    workers=3)
+    @sieve.function(
+        name=unique("three-halves"), backend="ray", gpu=sieve.gpu.T4(split=2), workers=3
+    )
     def three() -> int:
         return 3
 
@@ -117,8 +123,10 @@ def test_an_unsatisfiable_gpu_request_fails_before_any_job_is_queued(unique: Uni
 
 def test_what_the_backend_cannot_honour_is_reported_once(unique: Unique) -> None:
     @sieve.function(
-        name=unique("apt"), backend="ray",
-        system_packages=["ffmpeg"], run_commands=["echo built"],
+        name=unique("apt"),
+        backend="ray",
+        system_packages=["ffmpeg"],
+        run_commands=["echo built"],
     )
     def twice(x: int) -> int:
         return 2 * x

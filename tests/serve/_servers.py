@@ -28,7 +28,7 @@ def multiply(x1: int, x2: int) -> int:
     return x1 * x2
 
 print(multiply.run(2, 3))''',
-    '''%%sieve_model --name adder --title "Adds" --env GREETING=hello
+    """%%sieve_model --name adder --title "Adds" --env GREETING=hello
 import os
 class Adder:
     def __setup__(self):
@@ -36,32 +36,32 @@ class Adder:
         self.offset = 0
     def __predict__(self, x1: int, x2: int = 10) -> int:
         print("adding", x1, x2, os.environ["GREETING"])
-        return x1 + x2 + self.offset''',
-    '''@sieve.function(name="sleeper")
+        return x1 + x2 + self.offset""",
+    """@sieve.function(name="sleeper")
 def sleeper(seconds: float, tag: str = "") -> str:
     time.sleep(seconds)
-    return tag''',
-    '''from typing import Iterator
+    return tag""",
+    """from typing import Iterator
 
 @sieve.function(name="counter")
 def counter(n: int) -> Iterator[int]:
     for i in range(n):
         print(f"item {i}")
-        yield i * i''',
-    '''class Unhappy(Exception):
+        yield i * i""",
+    """class Unhappy(Exception):
     pass
 
 @sieve.function(name="fails", restart_on_error=False)
 def fails(message: str) -> str:
-    raise Unhappy(message)''',
-    '''@sieve.function(name="file-size")
+    raise Unhappy(message)""",
+    """@sieve.function(name="file-size")
 def file_size(document: sieve.File) -> int:
-    return len(pathlib.Path(document.path).read_bytes())''',
-    '''@sieve.function(name="make-file")
+    return len(pathlib.Path(document.path).read_bytes())""",
+    """@sieve.function(name="make-file")
 def make_file(size: int) -> sieve.File:
     path = pathlib.Path(f"/tmp/sieve-test-out-{size}.bin")
     path.write_bytes(b"x" * size)
-    return sieve.File(str(path))''',
+    return sieve.File(str(path))""",
     "multiply(2, 3)",
 ]
 
@@ -83,16 +83,33 @@ class Server:
     `command` is how the CLI is started (default ``python -m sieve_jupyter.cli``; `SCRIPT` is
     the installed console script)."""
 
-    def __init__(self, bundle: Path, *args: str, env: dict[str, str] | None = None,
-                 wait_ready: bool = True, command: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        bundle: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        wait_ready: bool = True,
+        command: list[str] | None = None,
+    ) -> None:
         self.port_file = bundle.parent / f"{bundle.name}-{uuid.uuid4().hex[:8]}.port"
         self.port_file.unlink(missing_ok=True)
         environment = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
         command = command or [sys.executable, "-m", "sieve_jupyter.cli"]
         self.process = subprocess.Popen(
-            [*command, "serve", str(bundle), "--port", "0",
-             "--port-file", str(self.port_file), *args],
-            env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            [
+                *command,
+                "serve",
+                str(bundle),
+                "--port",
+                "0",
+                "--port-file",
+                str(self.port_file),
+                *args,
+            ],
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
             start_new_session=True,
         )
         deadline = time.monotonic() + 120
@@ -125,11 +142,15 @@ class Server:
                 raise AssertionError(f"health stayed {health}")
             time.sleep(0.05)
 
-    def predict(self, body: dict[str, Any], path: str = "/predictions",
-                **kwargs: Any) -> httpx.Response:
-        return self.client.post(path, content=json.dumps(body),
-                                headers={"content-type": "application/json",
-                                         **kwargs.pop("headers", {})}, **kwargs)
+    def predict(
+        self, body: dict[str, Any], path: str = "/predictions", **kwargs: Any
+    ) -> httpx.Response:
+        return self.client.post(
+            path,
+            content=json.dumps(body),
+            headers={"content-type": "application/json", **kwargs.pop("headers", {})},
+            **kwargs,
+        )
 
     def stop(self) -> int:
         """SIGTERM, as a container runtime or supervisor stops it; returns the exit code."""

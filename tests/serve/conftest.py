@@ -23,7 +23,8 @@ def main_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def main_server(main_bundle: Path) -> Iterator[Server]:
     """Two workers per function, every function of MAIN_CELLS."""
-    server = Server(main_bundle, "--workers", "2", "--inline-file-bytes", "1000",
-                    env={"GREETING": "hi"})
+    server = Server(
+        main_bundle, "--workers", "2", "--inline-file-bytes", "1000", env={"GREETING": "hi"}
+    )
     yield server
     assert server.stop() == 0

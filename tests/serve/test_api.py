@@ -23,8 +23,18 @@ def test_sync_prediction_has_cogs_envelope(main_server: Server) -> None:
     body = response.json()
     assert body["status"] == "succeeded" and body["output"] == 6
     assert body["input"] == {"x1": 2, "x2": 3} and body["error"] is None
-    assert set(body) >= {"id", "status", "input", "output", "error", "logs", "metrics",
-                         "created_at", "started_at", "completed_at"}
+    assert set(body) >= {
+        "id",
+        "status",
+        "input",
+        "output",
+        "error",
+        "logs",
+        "metrics",
+        "created_at",
+        "started_at",
+        "completed_at",
+    }
     assert body["metrics"]["predict_time"] >= 0
     assert body["created_at"].endswith("+00:00") and body["completed_at"] >= body["started_at"]
 
@@ -42,27 +52,34 @@ def test_input_errors_are_422_naming_the_field(main_server: Server) -> None:
     assert wrong.status_code == 422
     assert wrong.json()["detail"][0]["loc"] == ["body", "input", "x2"]
     missing = main_server.predict({"input": {"x1": 2}})
-    assert missing.json()["detail"][0] == {"loc": ["body", "input", "x2"],
-                                           "msg": "Field required", "type": "missing"}
+    assert missing.json()["detail"][0] == {
+        "loc": ["body", "input", "x2"],
+        "msg": "Field required",
+        "type": "missing",
+    }
     extra = main_server.predict({"input": {"x1": 2, "x2": 3, "x3": 4}})
     assert extra.json()["detail"][0]["loc"] == ["body", "input", "x3"]
-    garbage = main_server.client.post("/predictions", content=b"{not json",
-                                      headers={"content-type": "application/json"})
+    garbage = main_server.client.post(
+        "/predictions", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert garbage.status_code == 422 and garbage.json()["detail"][0]["loc"] == ["body"]
 
 
 def test_user_exception_is_200_failed_with_traceback(main_server: Server) -> None:
-    body = main_server.predict({"input": {"message": "no luck"}},
-                               "/functions/fails/predictions").json()
+    body = main_server.predict(
+        {"input": {"message": "no luck"}}, "/functions/fails/predictions"
+    ).json()
     assert body["status"] == "failed" and "no luck" in body["error"]
     assert "Traceback" in body["logs"] and "Unhappy: no luck" in body["logs"]
     assert "raise Unhappy(message)" in body["logs"]  # the source line, from the bundle's file
 
 
 def test_async_prediction_then_polling(main_server: Server) -> None:
-    accepted = main_server.predict({"id": "poll-me", "input": {"seconds": 0.3, "tag": "t"}},
-                                   "/functions/sleeper/predictions",
-                                   headers={"prefer": "respond-async"})
+    accepted = main_server.predict(
+        {"id": "poll-me", "input": {"seconds": 0.3, "tag": "t"}},
+        "/functions/sleeper/predictions",
+        headers={"prefer": "respond-async"},
+    )
     assert accepted.status_code == 202
     assert accepted.json()["id"] == "poll-me"
     assert accepted.json()["status"] in ("starting", "processing")
@@ -74,11 +91,13 @@ def test_async_prediction_then_polling(main_server: Server) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     assert body["output"] == "t"
-    again = main_server.predict({"input": {"seconds": 0, "tag": "x"}},
-                                "/functions/sleeper/predictions/poll-me")
+    again = main_server.predict(
+        {"input": {"seconds": 0, "tag": "x"}}, "/functions/sleeper/predictions/poll-me"
+    )
     assert again.status_code == 404 or again.status_code == 405  # no PUT on GET's path...
-    put = main_server.client.put("/functions/sleeper/predictions/poll-me",
-                                 json={"input": {"seconds": 0, "tag": "x"}})
+    put = main_server.client.put(
+        "/functions/sleeper/predictions/poll-me", json={"input": {"seconds": 0, "tag": "x"}}
+    )
     assert put.status_code == 200 and put.json()["output"] == "t"  # idempotent: the same one
     assert main_server.client.get("/predictions/no-such").status_code == 404
 
@@ -114,8 +133,10 @@ def test_webhooks_start_logs_output_completed(main_server: Server) -> None:
     receiver = _Receiver()
     try:
         accepted = main_server.predict(
-            {"input": {"n": 3}, "webhook": receiver.url}, "/functions/counter/predictions",
-            headers={"prefer": "respond-async"})
+            {"input": {"n": 3}, "webhook": receiver.url},
+            "/functions/counter/predictions",
+            headers={"prefer": "respond-async"},
+        )
         assert accepted.status_code == 202
         deadline = time.monotonic() + 60
         while not receiver.calls or receiver.calls[-1]["status"] != "succeeded":
@@ -124,8 +145,7 @@ def test_webhooks_start_logs_output_completed(main_server: Server) -> None:
     finally:
         receiver.close()
     first, last = receiver.calls[0], receiver.calls[-1]
-    assert first["id"] == accepted.json()["id"] and first["status"] in ("starting",
-                                                                         "processing")
+    assert first["id"] == accepted.json()["id"] and first["status"] in ("starting", "processing")
     assert last["output"] == [0, 1, 4] and "item 2" in last["logs"]
     assert last["completed_at"] is not None
     statuses = [call["status"] for call in receiver.calls]
@@ -141,22 +161,27 @@ def _events(response: httpx.Response) -> list[tuple[str, Any]]:
 
 
 def test_generator_streams_server_sent_events(main_server: Server) -> None:
-    response = main_server.predict({"input": {"n": 3}}, "/functions/counter/predictions",
-                                   headers={"accept": "text/event-stream"})
+    response = main_server.predict(
+        {"input": {"n": 3}},
+        "/functions/counter/predictions",
+        headers={"accept": "text/event-stream"},
+    )
     assert response.headers["content-type"].startswith("text/event-stream")
     events = _events(response)
     kinds = [kind for kind, _ in events]
     assert kinds[0] == "start" and kinds[-1] == "completed"
     outputs = [data for kind, data in events if kind == "output"]
-    assert outputs == [{"chunk": 0, "index": 0}, {"chunk": 1, "index": 1},
-                       {"chunk": 4, "index": 2}]
+    assert outputs == [{"chunk": 0, "index": 0}, {"chunk": 1, "index": 1}, {"chunk": 4, "index": 2}]
     assert {"source": "stdout", "data": "item 0\n"} in [d for k, d in events if k == "log"]
     assert events[-1][1]["status"] == "succeeded" and events[-1][1]["output"] == [0, 1, 4]
 
 
 def test_cancel_an_async_prediction(main_server: Server) -> None:
-    main_server.predict({"id": "to-cancel", "input": {"seconds": 60}},
-                        "/functions/sleeper/predictions", headers={"prefer": "respond-async"})
+    main_server.predict(
+        {"id": "to-cancel", "input": {"seconds": 60}},
+        "/functions/sleeper/predictions",
+        headers={"prefer": "respond-async"},
+    )
     wait_status(main_server, "/functions/sleeper/predictions/to-cancel", "processing")
     cancelled = main_server.client.post("/functions/sleeper/predictions/to-cancel/cancel")
     assert cancelled.status_code == 200 and cancelled.json() == {}
@@ -166,11 +191,13 @@ def test_cancel_an_async_prediction(main_server: Server) -> None:
 
 
 def test_a_dropped_sync_connection_cancels_its_job(main_server: Server) -> None:
-    with httpx.Client(base_url=main_server.url, timeout=0.5) as client, pytest.raises(
-        httpx.ReadTimeout
+    with (
+        httpx.Client(base_url=main_server.url, timeout=0.5) as client,
+        pytest.raises(httpx.ReadTimeout),
     ):
-        client.post("/functions/sleeper/predictions",
-                    json={"id": "dropped", "input": {"seconds": 60}})
+        client.post(
+            "/functions/sleeper/predictions", json={"id": "dropped", "input": {"seconds": 60}}
+        )
     body = wait_status(main_server, "/functions/sleeper/predictions/dropped", "canceled")
     assert body["status"] == "canceled"
 
@@ -181,8 +208,9 @@ def test_a_long_sync_prediction_leaves_the_server_free_meanwhile(main_server: Se
     outcome: dict[str, httpx.Response] = {}
 
     def call() -> None:
-        outcome["answer"] = main_server.predict({"id": "long-sync", "input": {"seconds": 60}},
-                                                "/functions/sleeper/predictions")
+        outcome["answer"] = main_server.predict(
+            {"id": "long-sync", "input": {"seconds": 60}}, "/functions/sleeper/predictions"
+        )
 
     caller = threading.Thread(target=call)
     caller.start()
@@ -192,8 +220,9 @@ def test_a_long_sync_prediction_leaves_the_server_free_meanwhile(main_server: Se
             while other.get("/functions/sleeper/predictions/long-sync").status_code != 200:
                 assert time.monotonic() < deadline
                 time.sleep(0.02)
-            answer = other.post("/functions/multiplier/predictions",
-                                json={"input": {"x1": 3, "x2": 4}})
+            answer = other.post(
+                "/functions/multiplier/predictions", json={"input": {"x1": 3, "x2": 4}}
+            )
             assert answer.json()["output"] == 12
             assert other.get("/health-check").status_code == 200
     finally:
@@ -216,25 +245,32 @@ def wait_status(server: Server, path: str, status: str) -> dict[str, Any]:
 def test_file_inputs_as_data_urls_and_multipart(main_server: Server) -> None:
     data = b"hello, file"
     url = "data:text/plain;base64," + base64.b64encode(data).decode()
-    body = main_server.predict({"input": {"document": url}},
-                               "/functions/file-size/predictions").json()
+    body = main_server.predict(
+        {"input": {"document": url}}, "/functions/file-size/predictions"
+    ).json()
     assert body["output"] == len(data)
     upload = main_server.client.post(
-        "/functions/file-size/predictions", files={"document": ("a.txt", b"x" * 1234)})
+        "/functions/file-size/predictions", files={"document": ("a.txt", b"x" * 1234)}
+    )
     assert upload.json()["output"] == 1234
-    refused = main_server.predict({"input": {"document": "/etc/passwd"}},
-                                  "/functions/file-size/predictions")
+    refused = main_server.predict(
+        {"input": {"document": "/etc/passwd"}}, "/functions/file-size/predictions"
+    )
     assert refused.status_code == 422 and refused.json()["detail"][0]["loc"][-1] == "document"
 
 
 def test_file_outputs_inline_or_linked(main_server: Server) -> None:
     try:
-        small = main_server.predict({"input": {"size": 10}},
-                                    "/functions/make-file/predictions").json()
-        assert small["output"] == "data:application/octet-stream;base64," + base64.b64encode(
-            b"x" * 10).decode()
-        large = main_server.predict({"input": {"size": 5000}},
-                                    "/functions/make-file/predictions").json()
+        small = main_server.predict(
+            {"input": {"size": 10}}, "/functions/make-file/predictions"
+        ).json()
+        assert (
+            small["output"]
+            == "data:application/octet-stream;base64," + base64.b64encode(b"x" * 10).decode()
+        )
+        large = main_server.predict(
+            {"input": {"size": 5000}}, "/functions/make-file/predictions"
+        ).json()
         link = large["output"]
         assert link.startswith(main_server.url + "/files/")
         assert httpx.get(link).content == b"x" * 5000

@@ -24,7 +24,8 @@ def test_run_push_and_map(main_server: Server) -> None:
     assert list(adder.map([1, 2, 3], [10, 20, 30])) == [11, 22, 33]
     jobs = [remote.push(2, i) for i in range(20)]
     assert sorted(f.result(60) for f in concurrent.futures.as_completed(jobs)) == [
-        2 * i for i in range(20)]
+        2 * i for i in range(20)
+    ]
 
 
 def test_logs_and_streams_arrive_on_the_future(main_server: Server) -> None:

@@ -22,22 +22,36 @@ TOKEN = "a-token-long-enough-to-mean-something"
 
 @pytest.fixture(scope="module")
 def strict_server(main_bundle: Path) -> Iterator[Server]:
-    server = Server(main_bundle, "--workers", "1", "--queue-size", "1",
-                    "--max-body-bytes", "2000", env={"SIEVE_SERVE_TOKEN": TOKEN,
-                                                     "GREETING": "hi"})
+    server = Server(
+        main_bundle,
+        "--workers",
+        "1",
+        "--queue-size",
+        "1",
+        "--max-body-bytes",
+        "2000",
+        env={"SIEVE_SERVE_TOKEN": TOKEN, "GREETING": "hi"},
+    )
     yield server
     assert server.stop() == 0
 
 
 def test_a_token_guards_every_route_but_health(strict_server: Server) -> None:
     with httpx.Client(base_url=strict_server.url) as anonymous:
-        for method, path in [("POST", "/predictions"), ("GET", "/openapi.json"),
-                             ("GET", "/"), ("GET", "/predictions/x")]:
+        for method, path in [
+            ("POST", "/predictions"),
+            ("GET", "/openapi.json"),
+            ("GET", "/"),
+            ("GET", "/predictions/x"),
+        ]:
             response = anonymous.request(method, path, json={"input": {"x1": 1, "x2": 2}})
             assert response.status_code == 401, path
             assert response.headers["www-authenticate"] == "Bearer"
-        wrong = anonymous.post("/predictions", json={"input": {"x1": 1, "x2": 2}},
-                               headers={"authorization": "Bearer nope"})
+        wrong = anonymous.post(
+            "/predictions",
+            json={"input": {"x1": 1, "x2": 2}},
+            headers={"authorization": "Bearer nope"},
+        )
         assert wrong.status_code == 401
         assert anonymous.get("/health-check").json()["status"] in ("READY", "BUSY")
     ok = strict_server.predict({"input": {"x1": 6, "x2": 7}})
@@ -45,18 +59,25 @@ def test_a_token_guards_every_route_but_health(strict_server: Server) -> None:
 
 
 def test_bodies_over_the_limit_get_413(strict_server: Server) -> None:
-    big = strict_server.predict({"input": {"message": "x" * 5000}},
-                                "/functions/fails/predictions")
+    big = strict_server.predict({"input": {"message": "x" * 5000}}, "/functions/fails/predictions")
     assert big.status_code == 413 and "max-body-bytes" in big.json()["detail"]
 
 
 def test_a_full_queue_gets_429_with_retry_after(strict_server: Server) -> None:
     path = "/functions/sleeper/predictions"
     async_ = {"prefer": "respond-async"}
-    assert strict_server.predict({"id": "q1", "input": {"seconds": 60}}, path,
-                                 headers=async_).status_code == 202
-    assert strict_server.predict({"id": "q2", "input": {"seconds": 60}}, path,
-                                 headers=async_).status_code == 202
+    assert (
+        strict_server.predict(
+            {"id": "q1", "input": {"seconds": 60}}, path, headers=async_
+        ).status_code
+        == 202
+    )
+    assert (
+        strict_server.predict(
+            {"id": "q2", "input": {"seconds": 60}}, path, headers=async_
+        ).status_code
+        == 202
+    )
     full = strict_server.predict({"id": "q3", "input": {"seconds": 60}}, path, headers=async_)
     assert full.status_code == 429
     assert int(full.headers["retry-after"]) >= 1 and "queue is full" in full.json()["error"]
@@ -69,14 +90,16 @@ def test_a_full_queue_gets_429_with_retry_after(strict_server: Server) -> None:
 
 
 def test_a_failing_setup_is_setup_failed_and_predictions_get_503(tmp_path: Path) -> None:
-    cells = ["import sieve_jupyter as sieve",
-             '''@sieve.Model(name="broken")
+    cells = [
+        "import sieve_jupyter as sieve",
+        """@sieve.Model(name="broken")
 class Broken:
     def __setup__(self):
         print("loading weights")
         raise RuntimeError("weights are missing")
     def __predict__(self, x: int) -> int:
-        return x''']
+        return x""",
+    ]
     export_notebook(notebook(cells, tmp_path / "broken.ipynb"), tmp_path / "bundle")
     server = Server(tmp_path / "bundle", wait_ready=False)
     try:
@@ -93,14 +116,16 @@ class Broken:
 
 def test_starting_until_setup_finishes(tmp_path: Path) -> None:
     flag = tmp_path / "go"
-    cells = ["import os, time\nimport sieve_jupyter as sieve",
-             f'''@sieve.Model(name="slow-setup")
+    cells = [
+        "import os, time\nimport sieve_jupyter as sieve",
+        f"""@sieve.Model(name="slow-setup")
 class Slow:
     def __setup__(self):
         while not os.path.exists({str(flag)!r}):
             time.sleep(0.02)
     def __predict__(self, x: int) -> int:
-        return x + 1''']
+        return x + 1""",
+    ]
     export_notebook(notebook(cells, tmp_path / "slow.ipynb"), tmp_path / "bundle")
     server = Server(tmp_path / "bundle", wait_ready=False)
     try:
@@ -121,9 +146,12 @@ def test_sigterm_lets_predictions_in_flight_finish(main_bundle: Path) -> None:
 
     def call() -> None:
         try:
-            outcome.append(server.predict(
-                {"id": "last", "input": {"seconds": 1.0, "tag": "finished"}},
-                "/functions/sleeper/predictions"))
+            outcome.append(
+                server.predict(
+                    {"id": "last", "input": {"seconds": 1.0, "tag": "finished"}},
+                    "/functions/sleeper/predictions",
+                )
+            )
         except Exception as exc:  # noqa: BLE001 - handed to the assertion below
             outcome.append(exc)
 
@@ -143,8 +171,20 @@ def test_sigterm_lets_predictions_in_flight_finish(main_bundle: Path) -> None:
 
 def test_a_public_address_needs_a_token_or_insecure(main_bundle: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "sieve_jupyter.cli", "serve", str(main_bundle), "--host",
-         "0.0.0.0", "--port", "0"], capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "sieve_jupyter.cli",
+            "serve",
+            str(main_bundle),
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
     )
     assert done.returncode == 2

@@ -103,8 +103,9 @@ class FakeJob(Future[Any]):
 class FakeHandle:
     """A handle whose push runs the Python function on a thread and returns a FakeJob."""
 
-    def __init__(self, name: str, inputs: dict[str, Any], fn: Callable[..., Any],
-                 doc: str = "") -> None:
+    def __init__(
+        self, name: str, inputs: dict[str, Any], fn: Callable[..., Any], doc: str = ""
+    ) -> None:
         self.spec = SimpleNamespace(name=name, inputs=inputs, doc=doc, signature="(...)")
         self.fn = fn
         self.pushed: list[dict[str, Any]] = []

@@ -15,13 +15,16 @@ def cells(*sources: str, tags: dict[int, set[str]] | None = None) -> list[Cell]:
 
 
 def test_takes_definitions_and_what_they_need_in_notebook_order() -> None:
-    got = capture(cells(
-        "import math\nimport sieve_jupyter as sieve",
-        "SCALE = 3\n\ndef helper(x):\n    return math.floor(x) * SCALE",
-        "@sieve.function(name='f')\ndef f(x: float) -> int:\n    return helper(x)\n\nf.run(2.5)",
-        "unused = 1",
-        "print(f.run(1))",
-    ))
+    got = capture(
+        cells(
+            "import math\nimport sieve_jupyter as sieve",
+            "SCALE = 3\n\ndef helper(x):\n    return math.floor(x) * SCALE",
+            "@sieve.function(name='f')\ndef f(x: float) -> int:\n    return helper(x)\n\n"
+            "f.run(2.5)",
+            "unused = 1",
+            "print(f.run(1))",
+        )
+    )
     assert [t.name for t in got.targets] == ["f"]
     src = got.source
     assert src.index("import math") < src.index("SCALE = 3") < src.index("def f")
@@ -33,21 +36,28 @@ def test_takes_definitions_and_what_they_need_in_notebook_order() -> None:
 
 
 def test_magic_cells_become_decorated_python() -> None:
-    got = capture(cells(
-        "%load_ext sieve_jupyter",
-        "%%sieve_model --name adder --pip 'numpy>=1' --gpu T4:split=2 --env TOKEN "
-        "--env MODE=fast --title Adds --tag a,b --restart-on-error no\n"
-        "class Adder:\n    def __predict__(self, x: int) -> int:\n        return x",
-        "%%time\nAdder.run(1)",
-    ))
+    got = capture(
+        cells(
+            "%load_ext sieve_jupyter",
+            "%%sieve_model --name adder --pip 'numpy>=1' --gpu T4:split=2 --env TOKEN "
+            "--env MODE=fast --title Adds --tag a,b --restart-on-error no\n"
+            "class Adder:\n    def __predict__(self, x: int) -> int:\n        return x",
+            "%%time\nAdder.run(1)",
+        )
+    )
     assert got.targets[0].name == "adder" and got.targets[0].kind == "model"
     assert "import sieve_jupyter  #" in got.source
     decorator = [line for line in got.source.splitlines() if line.startswith("@")][0]
     assert decorator.startswith("@sieve_jupyter.Model(name='adder'")
-    for part in ("python_packages=['numpy>=1']", "gpu={'kind': 'T4', 'split': 2}",
-                 "sieve_jupyter.Env(name='TOKEN')", "sieve_jupyter.Env(name='MODE', "
-                 "default='fast')", "title='Adds'", "tags=['a', 'b']",
-                 "restart_on_error=False"):
+    for part in (
+        "python_packages=['numpy>=1']",
+        "gpu={'kind': 'T4', 'split': 2}",
+        "sieve_jupyter.Env(name='TOKEN')",
+        "sieve_jupyter.Env(name='MODE', default='fast')",
+        "title='Adds'",
+        "tags=['a', 'b']",
+        "restart_on_error=False",
+    ):
         assert part in decorator, part
     assert "cell 3: left out: it runs the cell magic %%time" in got.report
 
@@ -65,65 +75,83 @@ def test_the_magic_option_parser_knows_every_option_of_the_magics() -> None:
 
 def test_an_undefined_name_names_the_cell_and_the_name() -> None:
     with pytest.raises(ExportError) as raised:
-        capture(cells(
-            "import sieve_jupyter as sieve",
-            "@sieve.function(name='f')\ndef f(x: int) -> int:\n    return missing(x)",
-        ))
+        capture(
+            cells(
+                "import sieve_jupyter as sieve",
+                "@sieve.function(name='f')\ndef f(x: int) -> int:\n    return missing(x)",
+            )
+        )
     assert "cell 2: f uses 'missing', which no cell defines" in str(raised.value)
     assert "Fix:" in str(raised.value)
 
 
 def test_ipython_only_names_are_refused() -> None:
     with pytest.raises(ExportError, match="only exists inside IPython"):
-        capture(cells(
-            "import sieve_jupyter as sieve",
-            "@sieve.function(name='f')\ndef f(x: int) -> int:\n    display(x)\n    return x",
-        ))
+        capture(
+            cells(
+                "import sieve_jupyter as sieve",
+                "@sieve.function(name='f')\ndef f(x: int) -> int:\n    display(x)\n    return x",
+            )
+        )
 
 
 def test_a_needed_value_computed_by_running_a_job_is_refused() -> None:
     with pytest.raises(ExportError) as raised:
-        capture(cells(
-            "import sieve_jupyter as sieve",
-            "@sieve.function(name='g')\ndef g() -> int:\n    return 1",
-            "BASE = g.run()",
-            "@sieve.function(name='f')\ndef f(x: int) -> int:\n    return x + BASE",
-        ), ["f"])
+        capture(
+            cells(
+                "import sieve_jupyter as sieve",
+                "@sieve.function(name='g')\ndef g() -> int:\n    return 1",
+                "BASE = g.run()",
+                "@sieve.function(name='f')\ndef f(x: int) -> int:\n    return x + BASE",
+            ),
+            ["f"],
+        )
     assert "'BASE', which cell 3 computes with a statement that runs jobs" in str(raised.value)
 
 
 def test_tags_override_the_analysis() -> None:
-    got = capture(cells(
-        "import sieve_jupyter as sieve",
-        "import json\nprint('side effect on import, on purpose')",
-        "@sieve.function(name='f')\ndef f(x: int) -> int:\n    return x",
-        tags={2: {"sieve-export"}},
-    ))
+    got = capture(
+        cells(
+            "import sieve_jupyter as sieve",
+            "import json\nprint('side effect on import, on purpose')",
+            "@sieve.function(name='f')\ndef f(x: int) -> int:\n    return x",
+            tags={2: {"sieve-export"}},
+        )
+    )
     assert "print('side effect on import, on purpose')" in got.source
     with pytest.raises(ExportError, match="tagged sieve-skip"):
-        capture(cells(
-            "import sieve_jupyter as sieve",
-            "LIMIT = 3",
-            "@sieve.function(name='f')\ndef f(x: int) -> int:\n    return min(x, LIMIT)",
-            tags={2: {"sieve-skip"}},
-        ))
+        capture(
+            cells(
+                "import sieve_jupyter as sieve",
+                "LIMIT = 3",
+                "@sieve.function(name='f')\ndef f(x: int) -> int:\n    return min(x, LIMIT)",
+                tags={2: {"sieve-skip"}},
+            )
+        )
 
 
 def test_choosing_functions_and_the_functions_they_call() -> None:
-    got = capture(cells(
-        "import sieve_jupyter as sieve",
-        "@sieve.function(name='tok')\ndef tok(s: str) -> list:\n    return s.split()",
-        "@sieve.function(name='count')\ndef count(s: str) -> int:\n    return len(tok.run(s))",
-        "@sieve.function(name='other')\ndef other() -> int:\n    return 0",
-    ), ["count"])
+    got = capture(
+        cells(
+            "import sieve_jupyter as sieve",
+            "@sieve.function(name='tok')\ndef tok(s: str) -> list:\n    return s.split()",
+            "@sieve.function(name='count')\ndef count(s: str) -> int:\n    return len(tok.run(s))",
+            "@sieve.function(name='other')\ndef other() -> int:\n    return 0",
+        ),
+        ["count"],
+    )
     assert [t.name for t in got.targets] == ["count", "tok"]
     assert "def other" not in got.source
     with pytest.raises(ExportError, match="found: count, other, tok"):
-        capture(cells("import sieve_jupyter as sieve",
-                      "@sieve.function(name='count')\ndef count() -> int:\n    return 1",
-                      "@sieve.function(name='tok')\ndef tok() -> int:\n    return 1",
-                      "@sieve.function(name='other')\ndef other() -> int:\n    return 1"),
-                ["nope"])
+        capture(
+            cells(
+                "import sieve_jupyter as sieve",
+                "@sieve.function(name='count')\ndef count() -> int:\n    return 1",
+                "@sieve.function(name='tok')\ndef tok() -> int:\n    return 1",
+                "@sieve.function(name='other')\ndef other() -> int:\n    return 1",
+            ),
+            ["nope"],
+        )
 
 
 def test_nothing_to_export_says_so() -> None:

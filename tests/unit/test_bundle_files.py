@@ -25,25 +25,41 @@ def _spec(**options: object) -> FunctionSpec:
 
 def _files(**options: object) -> dict[str, bytes]:
     spec = _spec(**options)
-    return bundle_files("def detect(image, threshold=0.5):\n    return {}\n",
-                        [BundleFunction("detect", spec)], default="detect", source="t.ipynb")
+    return bundle_files(
+        "def detect(image, threshold=0.5):\n    return {}\n",
+        [BundleFunction("detect", spec)],
+        default="detect",
+        source="t.ipynb",
+    )
 
 
 def test_exporting_twice_gives_byte_identical_bundles(tmp_path: Path) -> None:
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("import sieve_jupyter as sieve"),
-                nbformat.v4.new_code_cell(
-                    "@sieve.function(name='double')\ndef double(x: int) -> int:\n"
-                    "    return 2 * x")]
+    nb.cells = [
+        nbformat.v4.new_code_cell("import sieve_jupyter as sieve"),
+        nbformat.v4.new_code_cell(
+            "@sieve.function(name='double')\ndef double(x: int) -> int:\n    return 2 * x"
+        ),
+    ]
     nbformat.write(nb, tmp_path / "n.ipynb")
     first = export_notebook(tmp_path / "n.ipynb", tmp_path / "a")
     second = export_notebook(tmp_path / "n.ipynb", tmp_path / "b")
     assert first.files == second.files
-    on_disk = {p.relative_to(tmp_path / "a").as_posix(): p.read_bytes()
-               for p in (tmp_path / "a").rglob("*") if p.is_file()}
+    on_disk = {
+        p.relative_to(tmp_path / "a").as_posix(): p.read_bytes()
+        for p in (tmp_path / "a").rglob("*")
+        if p.is_file()
+    }
     assert on_disk == first.files
-    for name in ("sieve.yaml", "src/main.py", "requirements.txt", "Dockerfile",
-                 ".dockerignore", "openapi.json", "README.md"):
+    for name in (
+        "sieve.yaml",
+        "src/main.py",
+        "requirements.txt",
+        "Dockerfile",
+        ".dockerignore",
+        "openapi.json",
+        "README.md",
+    ):
         assert name in on_disk, name
 
 
@@ -58,8 +74,14 @@ def test_env_names_appear_and_their_values_never_do(monkeypatch: pytest.MonkeyPa
 def test_dockerfile_keeps_the_builders_order_and_copies_code_last() -> None:
     files = _files(python_packages=["numpy"], system_packages=["ffmpeg"])
     dockerfile = files["Dockerfile"].decode()
-    order = ["FROM python:", "apt-get install", "pip install -r /etc/sieve/requirements.txt",
-             "-m venv /opt/sieve/server", "COPY .sieve/lib", "COPY src"]
+    order = [
+        "FROM python:",
+        "apt-get install",
+        "pip install -r /etc/sieve/requirements.txt",
+        "-m venv /opt/sieve/server",
+        "COPY .sieve/lib",
+        "COPY src",
+    ]
     positions = [dockerfile.index(step) for step in order]
     assert positions == sorted(positions)
     assert dockerfile.rstrip().splitlines()[-1].startswith('CMD ["/opt/sieve/server/bin/python"')
@@ -117,21 +139,39 @@ def test_openapi_follows_cogs_shape() -> None:
     assert image["format"] == "sieve-file" and image["x-order"] == 0
     assert schemas["Input"]["required"] == ["image"]
     response = schemas["PredictionResponse"]["properties"]
-    assert {"id", "status", "input", "output", "error", "logs", "metrics", "created_at",
-            "started_at", "completed_at"} <= set(response)
-    assert schemas["Status"]["enum"] == ["starting", "processing", "succeeded", "canceled",
-                                         "failed"]
+    assert {
+        "id",
+        "status",
+        "input",
+        "output",
+        "error",
+        "logs",
+        "metrics",
+        "created_at",
+        "started_at",
+        "completed_at",
+    } <= set(response)
+    assert schemas["Status"]["enum"] == [
+        "starting",
+        "processing",
+        "succeeded",
+        "canceled",
+        "failed",
+    ]
     assert document["info"]["title"] == "Detector"
     assert "/functions/detect/predictions/{prediction_id}/cancel" in document["paths"]
     json.dumps(document)
 
 
-@pytest.mark.parametrize(("settings", "field"), [
-    (ServeSettings(host="0.0.0.0", token=None), "host"),
-    (ServeSettings(token="short"), "token"),
-    (ServeSettings(workers=0, token=None), "workers"),
-    (ServeSettings(port=70000, token=None), "port"),
-])
+@pytest.mark.parametrize(
+    ("settings", "field"),
+    [
+        (ServeSettings(host="0.0.0.0", token=None), "host"),
+        (ServeSettings(token="short"), "token"),
+        (ServeSettings(workers=0, token=None), "workers"),
+        (ServeSettings(port=70000, token=None), "port"),
+    ],
+)
 def test_bad_serve_settings_name_the_setting(settings: ServeSettings, field: str) -> None:
     with pytest.raises(sieve.ConfigurationError) as raised:
         settings.validate()

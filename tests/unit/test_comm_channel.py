@@ -222,7 +222,10 @@ def test_running_jobs_are_always_listed_beyond_the_newest() -> None:
     channel.flush()
     last = comm.of_type("delta")[-1]
     assert [(j["job_id"], j["status"]) for j in last["jobs"]] == [
-        ("newer-4", "queued"), ("newer-3", "queued"), ("old", "cancelled")]
+        ("newer-4", "queued"),
+        ("newer-3", "queued"),
+        ("old", "cancelled"),
+    ]
     manager.set_status(old, "cancelled")  # told once: not carried again
     manager.push("newest", T0 + 30)
     for i in range(3):

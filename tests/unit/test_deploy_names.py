@@ -32,10 +32,20 @@ def test_a_malformed_name_says_what_a_name_is(text: str) -> None:
 
 
 def _deployment(version: str, digest: str) -> Deployment:
-    return Deployment(user="alice", name="adder", version=version, digest=digest,
-                      backend="local", url="http://127.0.0.1:1", functions=("adder",),
-                      default="adder", workers=1, created_at=0.0, state="serving",
-                      token="secret-token-value")
+    return Deployment(
+        user="alice",
+        name="adder",
+        version=version,
+        digest=digest,
+        backend="local",
+        url="http://127.0.0.1:1",
+        functions=("adder",),
+        default="adder",
+        workers=1,
+        created_at=0.0,
+        state="serving",
+        token="secret-token-value",
+    )
 
 
 def test_a_version_is_named_by_counter_full_version_or_hash_prefix() -> None:
@@ -47,17 +57,25 @@ def test_a_version_is_named_by_counter_full_version_or_hash_prefix() -> None:
     assert "secret-token-value" not in repr(deployment)
 
 
-@pytest.mark.parametrize(("options", "field"), [
-    ({"backend": "ray"}, "backend:"),
-    ({"workers": 0}, "workers"),
-    ({"port": 70000}, "port:"),
-    ({"token": "short"}, "token:"),
-    ({"host": ""}, "host:"),
-])
-def test_bad_options_are_refused_naming_the_option(options: dict[str, object],
-                                                   field: str) -> None:
-    values: dict[str, object] = {"backend": "local", "workers": 1, "host": "127.0.0.1",
-                                 "port": None, "token": None, **options}
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"backend": "ray"}, "backend:"),
+        ({"workers": 0}, "workers"),
+        ({"port": 70000}, "port:"),
+        ({"token": "short"}, "token:"),
+        ({"host": ""}, "host:"),
+    ],
+)
+def test_bad_options_are_refused_naming_the_option(options: dict[str, object], field: str) -> None:
+    values: dict[str, object] = {
+        "backend": "local",
+        "workers": 1,
+        "host": "127.0.0.1",
+        "port": None,
+        "token": None,
+        **options,
+    }
     with pytest.raises(ConfigurationError, match=field) as caught:
         _check_options(**values)  # type: ignore[arg-type]
     assert "Fix:" in str(caught.value)
@@ -94,13 +112,30 @@ def test_an_entry_whose_process_is_gone_is_removed_with_its_files(tmp_path: Path
     folder = registry.root / "alice" / "adder" / "1-abc"
     folder.mkdir(parents=True)
     (folder / "server.log").write_text("last words\n")
-    alive = {"user": "bob", "name": "adder", "version": "1-def", "port": 1,
-             "process": ProcessIdentity.current().label}
-    registry.record({"user": "alice", "name": "adder", "version": "1-abc", "port": 2,
-                     "process": _dead_identity(), "dir": str(folder), "state": "serving"})
+    alive = {
+        "user": "bob",
+        "name": "adder",
+        "version": "1-def",
+        "port": 1,
+        "process": ProcessIdentity.current().label,
+    }
+    registry.record(
+        {
+            "user": "alice",
+            "name": "adder",
+            "version": "1-abc",
+            "port": 2,
+            "process": _dead_identity(),
+            "dir": str(folder),
+            "state": "serving",
+        }
+    )
     registry.record(alive)
-    with pytest.warns(SieveWarning, match=r"alice/adder version 1-abc had stopped(.|\n)*"
-                                          "last words"):
+    with pytest.warns(
+        SieveWarning,
+        match=r"alice/adder version 1-abc had stopped(.|\n)*"
+        "last words",
+    ):
         entries = registry.entries()
     assert [e["user"] for e in entries] == ["bob"]
     assert not (registry.root / "alice").exists()
@@ -122,13 +157,16 @@ def test_a_deploy_lock_held_by_a_live_process_is_waited_for(tmp_path: Path) -> N
     registry = LocalRegistry(tmp_path / "deployments")
     with registry.locked() as data:
         data["deploying"]["alice/adder"] = ProcessIdentity.of(os.getppid()).label
-    with (pytest.raises(DeployError, match="another process .* has been deploying it"),
-          registry.deploying("alice/adder", timeout=0.3)):
+    with (
+        pytest.raises(DeployError, match="another process .* has been deploying it"),
+        registry.deploying("alice/adder", timeout=0.3),
+    ):
         pass
 
 
 def test_without_jupyter_the_registry_is_where_jupyter_would_put_it(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import sys
 
     from sieve_jupyter.deploy._paths import deployments_dir
@@ -137,10 +175,8 @@ def test_without_jupyter_the_registry_is_where_jupyter_would_put_it(
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "data"))
     with_jupyter = deployments_dir()
     monkeypatch.setitem(sys.modules, "jupyter_core.paths", None)  # (as if not installed)
-    assert deployments_dir() == with_jupyter == tmp_path / "data" / "sieve-jupyter" / \
-        "deployments"
+    assert deployments_dir() == with_jupyter == tmp_path / "data" / "sieve-jupyter" / "deployments"
     monkeypatch.delenv("JUPYTER_DATA_DIR")
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     if sys.platform.startswith("linux"):
-        assert deployments_dir() == tmp_path / "xdg" / "jupyter" / "sieve-jupyter" / \
-            "deployments"
+        assert deployments_dir() == tmp_path / "xdg" / "jupyter" / "sieve-jupyter" / "deployments"

@@ -149,7 +149,9 @@ def test_worker_runtime_imports_only_the_standard_library_and_cloudpickle() -> N
     assert result["third_party"] == ["cloudpickle", "sieve_jupyter"]
     for module in result["ours"]:
         assert module in (
-            "sieve_jupyter", "sieve_jupyter._hooks", "sieve_jupyter._version"
+            "sieve_jupyter",
+            "sieve_jupyter._hooks",
+            "sieve_jupyter._version",
         ) or module.startswith("sieve_jupyter.runtime"), module
 
 

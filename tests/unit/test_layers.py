@@ -63,17 +63,23 @@ def _imports(path: Path) -> list[tuple[int, str]]:
                 continue
             for alias in node.names:  # `from sieve_jupyter import x`: a module, or a root name
                 is_module = (PACKAGE / alias.name).is_dir() or (
-                    PACKAGE / f"{alias.name}.py").is_file()
-                found.append((node.lineno, f"sieve_jupyter.{alias.name}" if is_module
-                              else "sieve_jupyter"))
+                    PACKAGE / f"{alias.name}.py"
+                ).is_file()
+                found.append(
+                    (node.lineno, f"sieve_jupyter.{alias.name}" if is_module else "sieve_jupyter")
+                )
     return [(line, name) for line, name in found if name.split(".")[0] == "sieve_jupyter"]
 
 
 def test_every_part_of_the_package_has_a_layer() -> None:
-    parts = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir()
-             if (p.suffix == ".py" or (p / "__init__.py").exists())}
-    assert parts <= set(LAYERS), f"give these a layer in this test and INTERNALS.md: " \
-                                 f"{sorted(parts - set(LAYERS))}"
+    parts = {
+        p.stem if p.is_file() else p.name
+        for p in PACKAGE.iterdir()
+        if (p.suffix == ".py" or (p / "__init__.py").exists())
+    }
+    assert parts <= set(LAYERS), (
+        f"give these a layer in this test and INTERNALS.md: {sorted(parts - set(LAYERS))}"
+    )
 
 
 def test_imports_only_point_down() -> None:

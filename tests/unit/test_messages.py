@@ -57,12 +57,15 @@ def test_every_message_is_in_one_direction_and_named_as_its_class() -> None:
     assert set(messages.__all__) >= set(MESSAGES)
 
 
-@pytest.mark.parametrize("message", [
-    Call("job-1", (1, "two"), {"three": 3.0}),
-    Result("job-1", {"a": [1, 2]}, 1.5, 2.5),
-    messages.Shutdown(),
-    messages.Log(None, "stdout", "hi\n"),
-])
+@pytest.mark.parametrize(
+    "message",
+    [
+        Call("job-1", (1, "two"), {"three": 3.0}),
+        Result("job-1", {"a": [1, 2]}, 1.5, 2.5),
+        messages.Shutdown(),
+        messages.Log(None, "stdout", "hi\n"),
+    ],
+)
 def test_a_message_travels_as_a_plain_tuple_and_comes_back_as_itself(message: Any) -> None:
     wire = pack(message)
     assert type(wire) is tuple and wire[0] == type(message).__name__

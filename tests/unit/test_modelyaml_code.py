@@ -56,8 +56,14 @@ def test_parameters_defaults_hints_and_docstring_are_read(code_root: Path) -> No
     assert code.parameters is not None
     params = {p.name: p for p in code.parameters}
     assert [p.kind for p in code.parameters] == [
-        "POSITIONAL_OR_KEYWORD", "POSITIONAL_OR_KEYWORD", "POSITIONAL_OR_KEYWORD",
-        "KEYWORD_ONLY", "KEYWORD_ONLY", "KEYWORD_ONLY", "KEYWORD_ONLY", "KEYWORD_ONLY",
+        "POSITIONAL_OR_KEYWORD",
+        "POSITIONAL_OR_KEYWORD",
+        "POSITIONAL_OR_KEYWORD",
+        "KEYWORD_ONLY",
+        "KEYWORD_ONLY",
+        "KEYWORD_ONLY",
+        "KEYWORD_ONLY",
+        "KEYWORD_ONLY",
         "VAR_KEYWORD",
     ]
     assert params["model"].annotation is UNKNOWN and not params["model"].has_default
@@ -84,10 +90,12 @@ def test_names_bound_otherwise_are_found_without_a_signature(code_root: Path) ->
 
 def test_hints_are_never_evaluated(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
-    (tmp_path / "evil.py").write_text(textwrap.dedent(f"""\
+    (tmp_path / "evil.py").write_text(
+        textwrap.dedent(f"""\
         def predict(x: __import__("pathlib").Path({str(marker)!r}).touch()):
             pass
-        """))
+        """)
+    )
     code = read_entrypoint(tmp_path, "evil:predict")
     assert code.parameters is not None and code.parameters[0].annotation is UNKNOWN
     assert not marker.exists()

@@ -54,25 +54,32 @@ def test_unknown_key_says_where_and_suggests_the_known_one() -> None:
 
 
 def test_a_misspelled_required_key_is_one_problem_not_two() -> None:
-    text = model_yaml().replace("        entrypoint: inference:predict", "        entrypont: "
-                                "inference:predict")
+    text = model_yaml().replace(
+        "        entrypoint: inference:predict", "        entrypont: inference:predict"
+    )
     [problem] = problems_of(text)
     assert "models[0].runtime.predict.entrypont" in problem and "'entrypoint'" in problem
 
 
 def test_all_problems_are_reported_at_once_in_file_order() -> None:
-    text = (model_yaml()
-            .replace("device: cpu", "device: tpu")
-            .replace("inference:get_model", "inference.get_model")
-            .replace("name: YOLOR-P6", "name: YOLOR P6"))
+    text = (
+        model_yaml()
+        .replace("device: cpu", "device: tpu")
+        .replace("inference:get_model", "inference.get_model")
+        .replace("name: YOLOR-P6", "name: YOLOR P6")
+    )
     problems = problems_of(text)
     assert [p.split(": ")[0] for p in problems] == [
-        "model.yaml:2:11", "model.yaml:7:15", "model.yaml:9:21"
+        "model.yaml:2:11",
+        "model.yaml:7:15",
+        "model.yaml:9:21",
     ]
     assert "models[0].name: 'YOLOR P6' is not a name" in problems[0]
     assert "models[0].runtime.device: must be one of 'cpu', 'gpu' or 'cuda'" in problems[1]
-    assert "models[0].runtime.load.entrypoint: 'inference.get_model' is not " \
-           "module[.sub]:function" in problems[2]
+    assert (
+        "models[0].runtime.load.entrypoint: 'inference.get_model' is not "
+        "module[.sub]:function" in problems[2]
+    )
     assert all("Fix: " in p for p in problems)
 
 
@@ -81,27 +88,51 @@ def test_all_problems_are_reported_at_once_in_file_order() -> None:
     [
         ("models: []\n", "model.yaml:1:9: models:", "lists no model"),
         ("- 1\n", "model.yaml:1:1: (document):", "must be a mapping with a 'models' list"),
-        ("models:\n  - description: x\n    runtime: {predict: {entrypoint: a:b}}\n",
-         "model.yaml:2:5: models[0].name:", "is required"),
-        ("models:\n  - name: m\n    runtime: {}\n", "model.yaml:3:14: models[0].runtime.predict:",
-         "is required"),
-        ("models:\n  - name: m\n    files: {params: x}\n"
-         "    runtime: {predict: {entrypoint: a:b}}\n",
-         "model.yaml:3:12: models[0].files:", "must be a list"),
-        ("models:\n  - name: m\n    repository: {url: x, hash: main}\n"
-         "    runtime: {predict: {entrypoint: a:b}}\n",
-         "model.yaml:3:32: models[0].repository.hash:", "is not a commit hash"),
-        ("models:\n  - name: m\n    repository: {url: x, hash: 1234567890}\n"
-         "    runtime: {predict: {entrypoint: a:b}}\n",
-         "model.yaml:3:32: models[0].repository.hash:", "YAML reads it as the number 1234567890"),
-        ("models:\n  - name: m\n    runtime: {predict: {entrypoint: a:b, inputs: [{name: 1x, "
-         "value: 2}]}}\n", "model.yaml:3:58: models[0].runtime.predict.inputs[0].name:",
-         "Python identifier"),
-        ("models:\n  - name: m\n    runtime:\n      predict: {entrypoint: a:b}\n"
-         "      predict: {entrypoint: c:d}\n", "model.yaml:5:7: models[0].runtime.predict:",
-         "is given twice (first on line 4)"),
-        ("models:\n  - name: m\n    runtime: {predict: {entrypoint: a:b\n",
-         "model.yaml:4:1: (document):", "is not valid YAML"),
+        (
+            "models:\n  - description: x\n    runtime: {predict: {entrypoint: a:b}}\n",
+            "model.yaml:2:5: models[0].name:",
+            "is required",
+        ),
+        (
+            "models:\n  - name: m\n    runtime: {}\n",
+            "model.yaml:3:14: models[0].runtime.predict:",
+            "is required",
+        ),
+        (
+            "models:\n  - name: m\n    files: {params: x}\n"
+            "    runtime: {predict: {entrypoint: a:b}}\n",
+            "model.yaml:3:12: models[0].files:",
+            "must be a list",
+        ),
+        (
+            "models:\n  - name: m\n    repository: {url: x, hash: main}\n"
+            "    runtime: {predict: {entrypoint: a:b}}\n",
+            "model.yaml:3:32: models[0].repository.hash:",
+            "is not a commit hash",
+        ),
+        (
+            "models:\n  - name: m\n    repository: {url: x, hash: 1234567890}\n"
+            "    runtime: {predict: {entrypoint: a:b}}\n",
+            "model.yaml:3:32: models[0].repository.hash:",
+            "YAML reads it as the number 1234567890",
+        ),
+        (
+            "models:\n  - name: m\n    runtime: {predict: {entrypoint: a:b, inputs: [{name: 1x, "
+            "value: 2}]}}\n",
+            "model.yaml:3:58: models[0].runtime.predict.inputs[0].name:",
+            "Python identifier",
+        ),
+        (
+            "models:\n  - name: m\n    runtime:\n      predict: {entrypoint: a:b}\n"
+            "      predict: {entrypoint: c:d}\n",
+            "model.yaml:5:7: models[0].runtime.predict:",
+            "is given twice (first on line 4)",
+        ),
+        (
+            "models:\n  - name: m\n    runtime: {predict: {entrypoint: a:b\n",
+            "model.yaml:4:1: (document):",
+            "is not valid YAML",
+        ),
         ("models: []\n---\nmodels: []\n", "model.yaml:2:1: (document):", "is not valid YAML"),
     ],
 )
@@ -134,8 +165,8 @@ def test_the_error_is_a_spec_error_that_pickles_with_its_problems() -> None:
 def test_the_published_json_schema_is_current() -> None:
     written = modelyaml.SCHEMA_PATH.read_text()
     assert written == modelyaml.json_schema_text(), (
-        "model.schema.json is out of date. Regenerate it: python -c \"import "
-        "sieve_jupyter.modelyaml as m; m.SCHEMA_PATH.write_text(m.json_schema_text())\""
+        'model.schema.json is out of date. Regenerate it: python -c "import '
+        'sieve_jupyter.modelyaml as m; m.SCHEMA_PATH.write_text(m.json_schema_text())"'
     )
     schema = json.loads(written)
     assert schema["$schema"].endswith("2020-12/schema")

@@ -37,27 +37,28 @@ class Adder:
         return (x + y + self.offset) * scale
 '''
 
-FUNCTION = '''\
+FUNCTION = """\
 @sieve.function(name="multiplier")
 def multiply(a: int, b: typing.List[int]) -> int:
     return a * sum(b)
-'''
+"""
 
 
 def cells(*sources: str) -> list[Cell]:
-    return [Cell(number, textwrap.dedent(source))
-            for number, source in enumerate([HEADER, *sources], 1)]
+    return [
+        Cell(number, textwrap.dedent(source)) for number, source in enumerate([HEADER, *sources], 1)
+    ]
 
 
 def export(tmp_path: Path, *sources: str, **options: object) -> object:
-    return export_cells(cells(*sources), tmp_path / "out", format="model.yaml",
-                        cwd=tmp_path, **options)  # type: ignore[arg-type]
+    return export_cells(
+        cells(*sources), tmp_path / "out", format="model.yaml", cwd=tmp_path, **options
+    )  # type: ignore[arg-type]
 
 
 def written(tmp_path: Path) -> dict[str, str]:
     root = tmp_path / "out"
-    return {p.relative_to(root).as_posix(): p.read_text() for p in root.rglob("*")
-            if p.is_file()}
+    return {p.relative_to(root).as_posix(): p.read_text() for p in root.rglob("*") if p.is_file()}
 
 
 def test_a_model_and_a_function_become_a_model_yaml_and_its_code(tmp_path: Path) -> None:
@@ -81,18 +82,23 @@ def test_a_model_and_a_function_become_a_model_yaml_and_its_code(tmp_path: Path)
     ]
     assert "device" not in runtime and "image" not in runtime
     assert multiplier["runtime"]["predict"]["inputs"][1:] == [
-        {"name": "a", "value": "${inputs.a}"}, {"name": "b", "value": "${inputs.b}"}]
+        {"name": "a", "value": "${inputs.a}"},
+        {"name": "b", "value": "${inputs.b}"},
+    ]
     # the generated predict has the original parameters, hints and docstring; a constant's
     # default became its value (a form shows only literals)
     entry = files["src/sieve_entrypoints.py"]
     tree = ast.parse(entry)
-    predict = next(n for n in tree.body
-                   if isinstance(n, ast.FunctionDef) and n.name == "predict_Adder")
+    predict = next(
+        n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "predict_Adder"
+    )
     assert ast.unparse(predict.args) == (
-        "model, x: int, y: int=2, *, scale: float=1.0, note: Optional[str]=None, lim: int=7")
+        "model, x: int, y: int=2, *, scale: float=1.0, note: Optional[str]=None, lim: int=7"
+    )
     assert ast.unparse(predict.returns) == "float"  # type: ignore[arg-type]
     assert ast.get_docstring(predict) == (
-        "Adds numbers.\n\nAdd them.\n\nArgs:\n    x: the first\n    y: the second")
+        "Adds numbers.\n\nAdd them.\n\nArgs:\n    x: the first\n    y: the second"
+    )
     assert "from typing import Optional" in entry and "import typing" in entry
     assert files["src/main.py"] == result.capture.source  # type: ignore[attr-defined]
     assert "Note:" not in str(result)
@@ -141,27 +147,44 @@ def test_env_names_appear_and_their_values_never_do(
     assert secret not in str(result)
 
 
-@pytest.mark.parametrize(("source", "names"), [
-    ("def __predict__(self, *images: int) -> int:",
-     ["*images", "by name", "Fix: take them as one list parameter", "images: list[...]"]),
-    ("def __predict__(self, x: int, /, y: int = 2) -> int:",
-     ["parameter 'x' is positional-only", "${inputs.x}", "Fix: remove the `/`"]),
-    ("def __predict__(self, x: int, **options: int) -> int:",
-     ["**options", "Fix: name each argument"]),
-    ("def __predict__(self, _x: int) -> int:",
-     ["parameter '_x' starts with '_'", "Fix: rename it"]),
-    ("def __predict__(self, x: typing.Any = object()) -> int:",
-     ["default of 'x' (`object()`) is not a literal", "Fix: give it a literal default"]),
-    ("def __predict__(self, x: int):\n        yield x",
-     ["Bad.__predict__ yields", "Fix: return a list", "format='bundle'"]),
-    ("async def __predict__(self, x: int) -> int:",
-     ["Bad.__predict__ is async", "Fix: make it a plain def"]),
-])
+@pytest.mark.parametrize(
+    ("source", "names"),
+    [
+        (
+            "def __predict__(self, *images: int) -> int:",
+            ["*images", "by name", "Fix: take them as one list parameter", "images: list[...]"],
+        ),
+        (
+            "def __predict__(self, x: int, /, y: int = 2) -> int:",
+            ["parameter 'x' is positional-only", "${inputs.x}", "Fix: remove the `/`"],
+        ),
+        (
+            "def __predict__(self, x: int, **options: int) -> int:",
+            ["**options", "Fix: name each argument"],
+        ),
+        (
+            "def __predict__(self, _x: int) -> int:",
+            ["parameter '_x' starts with '_'", "Fix: rename it"],
+        ),
+        (
+            "def __predict__(self, x: typing.Any = object()) -> int:",
+            ["default of 'x' (`object()`) is not a literal", "Fix: give it a literal default"],
+        ),
+        (
+            "def __predict__(self, x: int):\n        yield x",
+            ["Bad.__predict__ yields", "Fix: return a list", "format='bundle'"],
+        ),
+        (
+            "async def __predict__(self, x: int) -> int:",
+            ["Bad.__predict__ is async", "Fix: make it a plain def"],
+        ),
+    ],
+)
 def test_what_a_model_yaml_cannot_call_by_name_is_refused_before_writing(
     tmp_path: Path, source: str, names: list[str]
 ) -> None:
     body = source if "\n" in source else f"{source}\n        return 0"
-    model = (f'@sieve.Model(name="bad")\nclass Bad:\n    {body}\n')
+    model = f'@sieve.Model(name="bad")\nclass Bad:\n    {body}\n'
     with pytest.raises(ExportError) as caught:
         export(tmp_path, model)
     message = str(caught.value)
@@ -182,7 +205,7 @@ def test_an_unknown_format_and_a_ca_bundle_name_the_option(tmp_path: Path) -> No
 
 
 def test_what_the_format_cannot_say_is_reported_not_dropped(tmp_path: Path) -> None:
-    model = '''\
+    model = """\
     from dataclasses import dataclass
 
     @dataclass
@@ -195,7 +218,7 @@ def test_what_the_format_cannot_say_is_reported_not_dropped(tmp_path: Path) -> N
     class Packed:
         def __predict__(self, box: Box, n: int = 1) -> int:
             return box.width * n
-    '''
+    """
     result = export(tmp_path, model, base_image="python:3.11-slim")
     notes = "\n".join(result.notes)  # type: ignore[attr-defined]
     assert "python_packages" in notes and "src/requirements.txt" in notes
@@ -206,19 +229,20 @@ def test_what_the_format_cannot_say_is_reported_not_dropped(tmp_path: Path) -> N
     files = written(tmp_path)
     assert files["src/requirements.txt"] == "numpy\n"
     assert yaml.safe_load(files["model.yaml"])["models"][0]["runtime"]["image"] == (
-        "python:3.11-slim")
+        "python:3.11-slim"
+    )
     # a hint the captured module defines is imported from it (so the code stays importable)
     assert "from main import Box" in files["src/sieve_entrypoints.py"]
     assert "Note: packed: python_packages" in str(result)
 
 
 def test_a_gpu_request_becomes_device_and_gpu(tmp_path: Path) -> None:
-    model = '''\
+    model = """\
     @sieve.Model(name="seer", gpu=sieve.gpu.L4(split=2))
     class Seer:
         def __predict__(self, x: int) -> int:
             return x
-    '''
+    """
     export(tmp_path, model)
     runtime = yaml.safe_load(written(tmp_path)["model.yaml"])["models"][0]["runtime"]
     assert runtime["device"] == "gpu" and runtime["gpu"] == {"kind": "L4", "split": 2}

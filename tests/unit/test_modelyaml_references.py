@@ -43,8 +43,11 @@ def test_a_value_is_a_literal_or_exactly_one_reference() -> None:
 
 
 def test_environment_variables_are_substituted_except_the_token() -> None:
-    environ = {"REPO_URL": "https://example.invalid/yolor", "BRANCH": "main",
-               "GIT_KEY": "s3cret-token"}
+    environ = {
+        "REPO_URL": "https://example.invalid/yolor",
+        "BRANCH": "main",
+        "GIT_KEY": "s3cret-token",
+    }
     data, problems = substituted(model_yaml(repository=REPOSITORY), environ)
     assert problems == []
     repository = data["models"][0]["repository"]
@@ -58,10 +61,12 @@ def test_environment_variables_are_substituted_except_the_token() -> None:
 
 def test_an_unset_variable_names_itself_and_its_line() -> None:
     _, problems = substituted(model_yaml(repository=REPOSITORY), {"GIT_KEY": "x"})
-    assert problems[0].startswith("model.yaml:4:12: models[0].repository.url: environment "
-                                  "variable REPO_URL is not set.")
-    assert problems[1].startswith("model.yaml:5:15: models[0].repository.branch: environment "
-                                  "variable BRANCH is not set.")
+    assert problems[0].startswith(
+        "model.yaml:4:12: models[0].repository.url: environment variable REPO_URL is not set."
+    )
+    assert problems[1].startswith(
+        "model.yaml:5:15: models[0].repository.branch: environment variable BRANCH is not set."
+    )
     assert all("Fix: set it before loading" in p for p in problems)
 
 
@@ -69,21 +74,39 @@ def test_an_unset_token_variable_is_reported_at_the_access_token() -> None:
     environ = {"REPO_URL": "u", "BRANCH": "b"}
     _, problems = substituted(model_yaml(repository=REPOSITORY), environ)
     [problem] = problems
-    assert problem.startswith("model.yaml:6:21: models[0].repository.access_token: environment "
-                              "variable GIT_KEY is not set.")
+    assert problem.startswith(
+        "model.yaml:6:21: models[0].repository.access_token: environment "
+        "variable GIT_KEY is not set."
+    )
 
 
 @pytest.mark.parametrize(
     ("old", "new", "where", "words"),
     [
-        ("      branch: ${BRANCH}", "      branch: release-${BRANCH}",
-         "models[0].repository.branch", "mixes text and a reference"),
-        ("      access_token: ${GIT_KEY}", "      access_token: ghp_literal",
-         "", ""),  # a literal token is not a reference; see the next test for its check
-        ("      url: ${REPO_URL}", "      url: ${model.name}",
-         "models[0].repository.url", "can only be used as the value of an entrypoint's input"),
-        ("      access_token: ${GIT_KEY}", "      access_token: ${model.name}",
-         "models[0].repository.access_token", "is not an environment variable"),
+        (
+            "      branch: ${BRANCH}",
+            "      branch: release-${BRANCH}",
+            "models[0].repository.branch",
+            "mixes text and a reference",
+        ),
+        (
+            "      access_token: ${GIT_KEY}",
+            "      access_token: ghp_literal",
+            "",
+            "",
+        ),  # a literal token is not a reference; see the next test for its check
+        (
+            "      url: ${REPO_URL}",
+            "      url: ${model.name}",
+            "models[0].repository.url",
+            "can only be used as the value of an entrypoint's input",
+        ),
+        (
+            "      access_token: ${GIT_KEY}",
+            "      access_token: ${model.name}",
+            "models[0].repository.access_token",
+            "is not an environment variable",
+        ),
     ],
 )
 def test_misplaced_references_are_problems(old: str, new: str, where: str, words: str) -> None:
@@ -97,8 +120,9 @@ def test_misplaced_references_are_problems(old: str, new: str, where: str, words
 
 
 def test_references_inside_a_literal_list_are_refused() -> None:
-    text = model_yaml().replace("value: ${model.runtime.device}",
-                                "value: ['${model.runtime.device}', cpu]")
+    text = model_yaml().replace(
+        "value: ${model.runtime.device}", "value: ['${model.runtime.device}', cpu]"
+    )
     _, problems = substituted(text, {})
     [problem] = problems
     assert "models[0].runtime.load.inputs[1].value: has a reference inside a list" in problem
@@ -124,9 +148,13 @@ def plan(text: str, files: tuple[str, ...] = ("params",)) -> tuple[Any, list[str
     runtime = content.models[0].runtime
     assert runtime is not None
     problems: list[YamlProblem] = []
-    result = plan_inputs(document, ("models", 0, "runtime"),
-                         {"load": runtime.load, "predict": runtime.predict}, list(files),
-                         problems)
+    result = plan_inputs(
+        document,
+        ("models", 0, "runtime"),
+        {"load": runtime.load, "predict": runtime.predict},
+        list(files),
+        problems,
+    )
     return result, [str(p) for p in problems]
 
 
@@ -158,29 +186,60 @@ def test_each_input_is_classified_for_the_worker() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "where", "words"),
     [
-        ("${model.files.params.url}", "${model.files.parms.url}",
-         "model.yaml:12:20: models[0].runtime.load.inputs[0].value",
-         "no file named 'parms'"),
-        ("${model.runtime.device}", "${datapoints}",
-         "model.yaml:14:20: models[0].runtime.load.inputs[1].value", "load never gets"),
-        ("${model.runtime.device}", "${model.runtime.load.output.model}",
-         "model.yaml:14:20: models[0].runtime.load.inputs[1].value", "does not exist while load"),
-        ("${model.runtime.load.output.model}", "${model.runtime.load.output.weights}",
-         "model.yaml:21:20: models[0].runtime.predict.inputs[0].value",
-         "load declares no output 'weights'"),
-        ("${model.runtime.load.output.model}", "${model.runtime.devcie}",
-         "model.yaml:21:20: models[0].runtime.predict.inputs[0].value",
-         "did you mean ${model.runtime.device}?"),
-        ("${model.runtime.load.output.model}", "${model.runtime.load.inputs.params}",
-         "model.yaml:21:20: models[0].runtime.predict.inputs[0].value",
-         "load has no input 'params'"),
-        ("${model.runtime.device}", "${model.runtime.predict.inputs.datapoints}",
-         "model.yaml:14:20: models[0].runtime.load.inputs[1].value",
-         "depends on a call argument"),
-        ("${model.runtime.device}", "${model.runtime.load.inputs.device}",
-         "model.yaml:14:20: models[0].runtime.load.inputs[1].value", "refers to itself"),
-        ("${datapoints}", "${inputs.9lives}",
-         "model.yaml:23:20: models[0].runtime.predict.inputs[1].value", "not a valid argument"),
+        (
+            "${model.files.params.url}",
+            "${model.files.parms.url}",
+            "model.yaml:12:20: models[0].runtime.load.inputs[0].value",
+            "no file named 'parms'",
+        ),
+        (
+            "${model.runtime.device}",
+            "${datapoints}",
+            "model.yaml:14:20: models[0].runtime.load.inputs[1].value",
+            "load never gets",
+        ),
+        (
+            "${model.runtime.device}",
+            "${model.runtime.load.output.model}",
+            "model.yaml:14:20: models[0].runtime.load.inputs[1].value",
+            "does not exist while load",
+        ),
+        (
+            "${model.runtime.load.output.model}",
+            "${model.runtime.load.output.weights}",
+            "model.yaml:21:20: models[0].runtime.predict.inputs[0].value",
+            "load declares no output 'weights'",
+        ),
+        (
+            "${model.runtime.load.output.model}",
+            "${model.runtime.devcie}",
+            "model.yaml:21:20: models[0].runtime.predict.inputs[0].value",
+            "did you mean ${model.runtime.device}?",
+        ),
+        (
+            "${model.runtime.load.output.model}",
+            "${model.runtime.load.inputs.params}",
+            "model.yaml:21:20: models[0].runtime.predict.inputs[0].value",
+            "load has no input 'params'",
+        ),
+        (
+            "${model.runtime.device}",
+            "${model.runtime.predict.inputs.datapoints}",
+            "model.yaml:14:20: models[0].runtime.load.inputs[1].value",
+            "depends on a call argument",
+        ),
+        (
+            "${model.runtime.device}",
+            "${model.runtime.load.inputs.device}",
+            "model.yaml:14:20: models[0].runtime.load.inputs[1].value",
+            "refers to itself",
+        ),
+        (
+            "${datapoints}",
+            "${inputs.9lives}",
+            "model.yaml:23:20: models[0].runtime.predict.inputs[1].value",
+            "not a valid argument",
+        ),
     ],
 )
 def test_each_runtime_reference_problem_says_where_and_how(
@@ -193,9 +252,11 @@ def test_each_runtime_reference_problem_says_where_and_how(
 
 
 def test_a_cycle_between_inputs_is_found() -> None:
-    text = model_yaml().replace("${model.files.params.url}",
-                                "${model.runtime.load.inputs.device}").replace(
-        "${model.runtime.device}", "${model.runtime.load.inputs.params_url}")
+    text = (
+        model_yaml()
+        .replace("${model.files.params.url}", "${model.runtime.load.inputs.device}")
+        .replace("${model.runtime.device}", "${model.runtime.load.inputs.params_url}")
+    )
     _, problems = plan(text)
     assert problems and all("refers to itself" in p for p in problems)
 

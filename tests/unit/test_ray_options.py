@@ -92,9 +92,12 @@ def test_env_values_never_reach_the_actor_options(monkeypatch: pytest.MonkeyPatc
 
 
 def test_system_packages_and_run_commands_are_reported_unless_an_image_is_given() -> None:
-    spec = _spec(environment={
-        "system_packages": ("ffmpeg",), "run_commands": ("echo hi",),
-    })
+    spec = _spec(
+        environment={
+            "system_packages": ("ffmpeg",),
+            "run_commands": ("echo hi",),
+        }
+    )
     (note,) = unsupported_notes(spec)
     assert "system_packages ['ffmpeg']" in note
     assert "run_commands ['echo hi']" in note
@@ -146,8 +149,7 @@ def test_a_custom_resource_no_node_has_is_an_error() -> None:
     assert problem.startswith("ray_actor_options: ")
     assert "high-mem=1" in problem
     assert "resources head" in problem  # what the nodes offer
-    assert infeasibility(spec, 1, actor_options(spec, {"resources": {"node2": 1}}), CLUSTER) \
-        is None
+    assert infeasibility(spec, 1, actor_options(spec, {"resources": {"node2": 1}}), CLUSTER) is None
 
 
 # -- settings ----------------------------------------------------------------------------------

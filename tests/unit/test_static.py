@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+#: the Python the project writes (the notebooks are prose with code: executed, not linted)
+_PYTHON_TREES = ("sieve_jupyter", "tests", "benchmarks", "scripts")
 
 
 def _run(*command: str) -> subprocess.CompletedProcess[str]:
@@ -24,5 +26,11 @@ def test_mypy_strict() -> None:
 
 @pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is in the dev extra")
 def test_ruff() -> None:
-    result = _run("ruff", "check", "sieve_jupyter")
+    result = _run("ruff", "check", *_PYTHON_TREES)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff is in the dev extra")
+def test_ruff_format() -> None:
+    result = _run("ruff", "format", "--check", "--diff", *_PYTHON_TREES)
     assert result.returncode == 0, result.stdout + result.stderr

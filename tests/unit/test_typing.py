@@ -73,9 +73,20 @@ def test_handles_carry_the_types_of_what_they_wrap(tmp_path: Path) -> None:
     example = tmp_path / "example.py"
     example.write_text(EXAMPLE)
     result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", "--cache-dir",
-         str(tmp_path / "cache"), str(example)],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            str(example),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, "MYPYPATH": str(ROOT)},
     )
     lines = result.stdout.splitlines()

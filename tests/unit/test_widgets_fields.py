@@ -16,9 +16,11 @@ from sieve_jupyter.jupyter.widgets._fields import OMIT, Field, make_field
 from sieve_jupyter.jupyter.widgets._schema import FormInputError
 from sieve_jupyter.spec._schema import inputs_schema
 
-PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00"
-       b"\x90wS\xde\x00\x00\x00\x0cIDATx\x9cc\xf8\xcf\xc0\x00\x00\x03\x01\x01\x00\xc9\xfe\x92\xef"
-       b"\x00\x00\x00\x00IEND\xaeB`\x82")
+PNG = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00"
+    b"\x90wS\xde\x00\x00\x00\x0cIDATx\x9cc\xf8\xcf\xc0\x00\x00\x03\x01\x01\x00\xc9\xfe\x92\xef"
+    b"\x00\x00\x00\x00IEND\xaeB`\x82"
+)
 
 
 class Color(enum.Enum):
@@ -59,8 +61,9 @@ SCHEMA = inputs_schema(example)
 
 
 def field(name: str) -> Field:
-    return make_field(name, SCHEMA["properties"][name], SCHEMA,
-                      required=name in SCHEMA.get("required", []))
+    return make_field(
+        name, SCHEMA["properties"][name], SCHEMA, required=name in SCHEMA.get("required", [])
+    )
 
 
 def test_bounded_numbers_are_sliders_and_unbounded_are_boxes() -> None:
@@ -142,9 +145,15 @@ def test_optional_can_be_left_empty() -> None:
     maybe.set(None)
     assert maybe.value() is None
     # a slider cannot be empty: it gets a "None" box instead
-    schema: dict[str, Any] = {"type": "object", "properties": {"s": {
-        "anyOf": [{"type": "integer", "minimum": 0, "maximum": 5}, {"type": "null"}],
-        "default": None}}}
+    schema: dict[str, Any] = {
+        "type": "object",
+        "properties": {
+            "s": {
+                "anyOf": [{"type": "integer", "minimum": 0, "maximum": 5}, {"type": "null"}],
+                "default": None,
+            }
+        },
+    }
     slider = make_field("s", schema["properties"]["s"], schema, required=False)
     assert slider.unset_box is not None and slider.unset_box.value is True
     assert slider.control.disabled and slider.value() is None
@@ -201,7 +210,8 @@ def test_file_upload_becomes_a_sieve_file(tmp_path: pathlib.Path) -> None:
         other.value()
     assert message_of(info.value) == (
         f"doc: there is no file at {str(tmp_path / 'missing.txt')!r}: "
-        "upload a file or enter an existing path or URL")
+        "upload a file or enter an existing path or URL"
+    )
 
 
 def test_a_required_file_says_how_to_give_one() -> None:

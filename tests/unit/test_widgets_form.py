@@ -15,9 +15,11 @@ from sieve_jupyter.jupyter.widgets import FormInputError, SieveForm, form
 from sieve_jupyter.spec._schema import inputs_schema
 
 
-def resize(width: Annotated[int, PydanticField(ge=1, le=4096)],
-           label: Annotated[str, PydanticField(min_length=2)] = "img",
-           scale: float = 1.0) -> dict[str, Any]:
+def resize(
+    width: Annotated[int, PydanticField(ge=1, le=4096)],
+    label: Annotated[str, PydanticField(min_length=2)] = "img",
+    scale: float = 1.0,
+) -> dict[str, Any]:
     """Resize a picture.
 
     Args:
@@ -60,7 +62,10 @@ def test_submit_pushes_and_shows_the_result() -> None:
     assert handle.pushed == [{"width": 640, "label": "thumb", "scale": 1.0}]
     shown = wait_for_result(f)
     assert shown.outputs[0]["data"]["application/json"] == {
-        "width": 640, "label": "thumb", "scale": 1.0}
+        "width": 640,
+        "label": "thumb",
+        "scale": 1.0,
+    }
     assert "finished" in f.progress.summary.value  # type: ignore[union-attr]
     heading = f.progress.result.children[0]  # type: ignore[union-attr]
     assert "Result" in heading.value

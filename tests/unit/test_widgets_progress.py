@@ -44,8 +44,14 @@ def test_counts_follow_events_and_completions_per_function() -> None:
     jobs[2].finish(2)
     jobs[4].finish("b")
     assert state.all_done
-    assert state.totals() == {"queued": 0, "processing": 0, "finished": 4, "error": 1,
-                              "cancelled": 0, "total": 5}
+    assert state.totals() == {
+        "queued": 0,
+        "processing": 0,
+        "finished": 4,
+        "error": 1,
+        "cancelled": 0,
+        "total": 5,
+    }
 
 
 def test_missed_events_are_caught_by_polling() -> None:
@@ -111,8 +117,9 @@ def test_job_inspector_shows_logs_outputs_and_errors() -> None:
     widget.tick()
     labels = [label for label, _ in widget.job_select.options]
     assert any(jobs[0].job_id in label for label in labels)
-    widget.job_select.value = next(v for label, v in widget.job_select.options
-                                   if jobs[0].job_id in label)
+    widget.job_select.value = next(
+        v for label, v in widget.job_select.options if jobs[0].job_id in label
+    )
     assert "loading weights" in widget.job_detail.value
     assert "frame-2" in widget.job_detail.value and "2 streamed output" in widget.job_detail.value
     jobs[0].logs.append(("stderr", "warning: slow\n"))

@@ -35,7 +35,7 @@ def test_uint8_array_shows_as_a_valid_png() -> None:
     width, height = struct.unpack(">II", data[16:24])
     assert (width, height) == (5, 4)
     idat_len = struct.unpack(">I", data[33:37])[0]
-    rows = zlib.decompress(data[41:41 + idat_len])
+    rows = zlib.decompress(data[41 : 41 + idat_len])
     assert rows[:4] == b"\x00\xff\x00\x00"  # filter byte, then the first red pixel
 
 
@@ -84,15 +84,22 @@ def _png(width: int, height: int) -> bytes:
 
     rows = b"".join(b"\x00" + b"\x80" * 3 * width for _ in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 def test_boxes_are_drawn_over_the_input_image(tmp_path: pathlib.Path) -> None:
     picture = tmp_path / "street.png"
     picture.write_bytes(_png(320, 200))
-    detections = {"boxes": [[10, 20, 110, 120], [200, 50, 300, 190]], "labels": ["car", "bus"],
-                  "scores": [0.91, 0.5]}
+    detections = {
+        "boxes": [[10, 20, 110, 120], [200, 50, 300, 190]],
+        "labels": ["car", "bus"],
+        "scores": [0.91, 0.5],
+    }
     shown = render_value(detections, inputs={"image": sieve.Image(str(picture)), "k": 3})
     assert isinstance(shown, widgets.VBox)
     drawn, viewer = shown.children
@@ -107,7 +114,8 @@ def test_boxes_are_drawn_over_the_input_image(tmp_path: pathlib.Path) -> None:
 
 def test_box_shapes_and_image_sizes_are_read() -> None:
     assert find_boxes({"boxes": [{"box": [0, 0, 1, 1], "label": "x", "score": 0.5}]}) == [
-        ([0.0, 0.0, 1.0, 1.0], "x 0.50")]
+        ([0.0, 0.0, 1.0, 1.0], "x 0.50")
+    ]
     assert find_boxes({"boxes": [[0, 0, 1]]}) is None  # not 4 numbers: not boxes
     assert find_boxes({"boxes": []}) is None and find_boxes([1, 2]) is None
     assert image_size(_png(7, 3)) == (7, 3)
@@ -129,14 +137,25 @@ def test_an_error_shows_the_worker_frames_as_ipython_names_them() -> None:
     exc = ValueError("bad input")
     cause = RemoteTraceback('Traceback ...\n  File "/work/predict.py", line 3, in predict\n')
     cause.frames = [("/work/predict.py", 3, "predict", "raise ValueError('bad input')")]  # type: ignore[attr-defined]
-    cause.chain = [{"type_name": "builtins.KeyError", "message": "'x'", "relation": "context",  # type: ignore[attr-defined]
-                    "frames": [("/work/predict.py", 2, "predict", "table['x']")]}]
+    cause.chain = [
+        {
+            "type_name": "builtins.KeyError",
+            "message": "'x'",
+            "relation": "context",  # type: ignore[attr-defined]
+            "frames": [("/work/predict.py", 2, "predict", "table['x']")],
+        }
+    ]
     exc.__cause__ = cause
     text = error_text(exc)
     assert text.splitlines() == [
-        "File /work/predict.py:2, in predict", "    table['x']", "KeyError: 'x'", "",
-        "During handling of the above exception, another exception occurred:", "",
-        "File /work/predict.py:3, in predict", "    raise ValueError('bad input')",
+        "File /work/predict.py:2, in predict",
+        "    table['x']",
+        "KeyError: 'x'",
+        "",
+        "During handling of the above exception, another exception occurred:",
+        "",
+        "File /work/predict.py:3, in predict",
+        "    raise ValueError('bad input')",
         "ValueError: bad input",
     ]
     shown = render_error(exc)

@@ -89,11 +89,14 @@ class Field:
             self.unset_box.observe(self._on_unset, names="value")
         star = ' <span class="sieve-required" title="required">*</span>' if required else ""
         tooltip = html.escape(f"{name}: {self.type_text}")
-        self.label = widgets.HTML(f'<span title="{tooltip}"><b>{html.escape(name)}</b>{star}'
-                                  "</span>")
+        self.label = widgets.HTML(
+            f'<span title="{tooltip}"><b>{html.escape(name)}</b>{star}</span>'
+        )
         self.label.add_class("sieve-label")
-        self.help = widgets.HTML(html.escape(self.description),
-                                 layout=widgets.Layout(display="" if self.description else "none"))
+        self.help = widgets.HTML(
+            html.escape(self.description),
+            layout=widgets.Layout(display="" if self.description else "none"),
+        )
         self.help.add_class("sieve-caption")
         self.error = widgets.HTML("", layout=widgets.Layout(display="none"))
         self.error.add_class("sieve-field-error")
@@ -101,8 +104,7 @@ class Field:
         if self.unset_box is not None:
             row.append(self.unset_box)
         self.widget = widgets.VBox(
-            [widgets.HBox(row, layout=widgets.Layout(align_items="center")), self.help,
-             self.error],
+            [widgets.HBox(row, layout=widgets.Layout(align_items="center")), self.help, self.error],
         )
         self.widget.add_class("sieve-field")
         self.widget.add_class("sieve-cell")
@@ -173,8 +175,9 @@ class Field:
             raise FormInputError(self.name, f"{self.name} is required", self.required_hint)
         problems = self._check(raw)
         if problems:
-            raise FormInputError(self.name, self._with_subject("; ".join(problems)),
-                                 self._fix_hint())
+            raise FormInputError(
+                self.name, self._with_subject("; ".join(problems)), self._fix_hint()
+            )
         return raw
 
     def _with_subject(self, problem: str) -> str:

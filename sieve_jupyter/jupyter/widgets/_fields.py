@@ -27,8 +27,22 @@ from sieve_jupyter.jupyter.widgets._schema import (
 __all__ = ["OMIT", "Field", "make_field"]
 
 # Parameter names that usually carry prose or code, so they get a multi-line box.
-_LONG_TEXT_WORDS = ("text", "prompt", "content", "body", "message", "description", "query",
-                    "code", "document", "html", "markdown", "caption", "transcript", "script")
+_LONG_TEXT_WORDS = (
+    "text",
+    "prompt",
+    "content",
+    "body",
+    "message",
+    "description",
+    "query",
+    "code",
+    "document",
+    "html",
+    "markdown",
+    "caption",
+    "transcript",
+    "script",
+)
 _FILE_FORMATS = ("sieve-file", "path", "file-path", "binary")
 
 
@@ -54,23 +68,38 @@ class NumberField(Field):
             step = self.schema.get("multipleOf")
             layout = widgets.Layout(width="100%", max_width="420px")
             if integer:
-                return widgets.IntSlider(min=int(low), max=int(high), step=int(step or 1),
-                                         value=int(low), continuous_update=False, layout=layout)
+                return widgets.IntSlider(
+                    min=int(low),
+                    max=int(high),
+                    step=int(step or 1),
+                    value=int(low),
+                    continuous_update=False,
+                    layout=layout,
+                )
             fstep = float(step) if step else _nice_step(high - low)
-            return widgets.FloatSlider(min=low, max=high, step=fstep, value=low,
-                                       continuous_update=False, layout=layout,
-                                       readout_format=_readout_format(fstep))
+            return widgets.FloatSlider(
+                min=low,
+                max=high,
+                step=fstep,
+                value=low,
+                continuous_update=False,
+                layout=layout,
+                readout_format=_readout_format(fstep),
+            )
         # A text box, not IntText/FloatText: those cannot be empty, so a required number would
         # silently start as 0 and an Optional one could not be left blank.
         placeholder = ("whole number" if integer else "number") + (
-            " or empty for None" if self.nullable else "")
-        box = widgets.Text(value="", placeholder=placeholder,
-                           layout=widgets.Layout(width="160px"))
+            " or empty for None" if self.nullable else ""
+        )
+        box = widgets.Text(value="", placeholder=placeholder, layout=widgets.Layout(width="160px"))
         self._step = float(self.schema.get("multipleOf") or (1 if integer else 0.1))
         self._low, self._high = low, high
         for sign, icon, tip in ((-1, "minus", "smaller"), (1, "plus", "larger")):
-            button = widgets.Button(icon=icon, tooltip=f"{tip} by {self._step:g}",
-                                    layout=widgets.Layout(width="26px", padding="0"))
+            button = widgets.Button(
+                icon=icon,
+                tooltip=f"{tip} by {self._step:g}",
+                layout=widgets.Layout(width="26px", padding="0"),
+            )
             button.add_class("sieve-step")
             button.on_click(lambda _b, sign=sign: self.step(sign))
             self.steps.append(button)
@@ -166,12 +195,17 @@ class ChoiceField(Field):
         )
         if numeric:
             ordered = sorted(options, key=lambda o: o[1])
-            return widgets.SelectionSlider(options=ordered, value=ordered[0][1],
-                                           continuous_update=False,
-                                           layout=widgets.Layout(width="100%",
-                                                                 max_width="420px"))
-        return widgets.Dropdown(options=options, value=values[0] if values else None,
-                                layout=widgets.Layout(width="220px"))
+            return widgets.SelectionSlider(
+                options=ordered,
+                value=ordered[0][1],
+                continuous_update=False,
+                layout=widgets.Layout(width="100%", max_width="420px"),
+            )
+        return widgets.Dropdown(
+            options=options,
+            value=values[0] if values else None,
+            layout=widgets.Layout(width="220px"),
+        )
 
     def _needs_unset_box(self) -> bool:
         return self.nullable or (not self.required and not self.has_default)
@@ -180,8 +214,9 @@ class ChoiceField(Field):
         value = getattr(value, "value", value)  # an Enum member stands for its value
         if value not in list(self.schema.get("enum") or []):
             allowed = ", ".join(repr(v) for v in self.schema.get("enum") or [])
-            raise FormInputError(self.name, f"{value!r} is not one of {allowed}",
-                                 "pick one of the listed values")
+            raise FormInputError(
+                self.name, f"{value!r} is not one of {allowed}", "pick one of the listed values"
+            )
         self.control.value = value
 
 
@@ -198,8 +233,7 @@ class ConstField(Field):
 
     def _write(self, value: Any) -> None:
         if value != self.schema.get("const"):
-            raise FormInputError(self.name,
-                                 f"{self.name} takes only {self.schema.get('const')!r}")
+            raise FormInputError(self.name, f"{self.name} takes only {self.schema.get('const')!r}")
 
 
 class TextField(Field):
@@ -220,10 +254,17 @@ class TextField(Field):
         ) and not (isinstance(max_len, int) and max_len < 80)
         placeholder = "(empty = None)" if self.nullable else ""
         if multiline:
-            return widgets.Textarea(value="", placeholder=placeholder, rows=3,
-                                    layout=widgets.Layout(width="100%", max_width="420px"))
-        return widgets.Text(value="", placeholder=placeholder,
-                            layout=widgets.Layout(width="100%", max_width="420px"))
+            return widgets.Textarea(
+                value="",
+                placeholder=placeholder,
+                rows=3,
+                layout=widgets.Layout(width="100%", max_width="420px"),
+            )
+        return widgets.Text(
+            value="",
+            placeholder=placeholder,
+            layout=widgets.Layout(width="100%", max_width="420px"),
+        )
 
     def _read(self) -> Any:
         text = self.control.value
@@ -305,6 +346,7 @@ def make_field(name: str, schema: Schema, root: Schema, *, required: bool) -> Fi
         cls = JsonField
     return cls(name, schema, root, required=required)
 
+
 def _bounds(schema: Schema, integer: bool) -> tuple[float | None, float | None]:
     """Inclusive slider bounds from (exclusive) minimum/maximum; exclusive int bounds move by 1."""
     low = schema.get("minimum")
@@ -317,6 +359,7 @@ def _bounds(schema: Schema, integer: bool) -> tuple[float | None, float | None]:
     if integer:
         low = math.ceil(low) if isinstance(low, (int, float)) else None
         high = math.floor(high) if isinstance(high, (int, float)) else None
+
     def finite(bound: Any) -> float | None:
         return float(bound) if isinstance(bound, (int, float)) and math.isfinite(bound) else None
 
@@ -359,8 +402,11 @@ def _json_example(schema: Schema, root: Schema, depth: int = 0) -> str:
     if kind == "object":
         props = schema.get("properties")
         if isinstance(props, dict) and props:
-            parts = [f'"{k}": {_json_example(v, root, depth + 1)}' for k, v in
-                     list(props.items())[:3] if isinstance(v, dict)]
+            parts = [
+                f'"{k}": {_json_example(v, root, depth + 1)}'
+                for k, v in list(props.items())[:3]
+                if isinstance(v, dict)
+            ]
             return "{" + ", ".join(parts) + "}"
         extra = schema.get("additionalProperties")
         inner = _json_example(extra, root, depth + 1) if isinstance(extra, dict) else "1"

@@ -40,23 +40,29 @@ class FileField(Field):
         python_type = str(self.schema.get("x-python-type") or "")
         self.is_image = media == "Image" or ("PIL" in python_type and "Image" in python_type)
         accept = "image/*" if self.is_image else _MEDIA_ACCEPT.get(media, "")
-        self.upload = widgets.FileUpload(accept=accept, multiple=False,
-                                         description="Upload", layout=widgets.Layout(width="auto"))
-        self.path_text = widgets.Text(placeholder="or a local path or URL",
-                                      layout=widgets.Layout(width="240px"))
+        self.upload = widgets.FileUpload(
+            accept=accept, multiple=False, description="Upload", layout=widgets.Layout(width="auto")
+        )
+        self.path_text = widgets.Text(
+            placeholder="or a local path or URL", layout=widgets.Layout(width="240px")
+        )
         self.file_name = widgets.HTML(layout=widgets.Layout(display="none"))
         self.file_name.add_class("sieve-caption")
-        self.preview = widgets.Image(layout=widgets.Layout(max_width="160px", max_height="120px",
-                                                           align_self="flex-start",
-                                                           display="none"))
+        self.preview = widgets.Image(
+            layout=widgets.Layout(
+                max_width="160px", max_height="120px", align_self="flex-start", display="none"
+            )
+        )
         self.upload.observe(self._on_upload, names="value")
         self.path_text.observe(self._on_path, names="value")
         self._saved: tuple[tuple[str, int], str] | None = None
         return self.upload
 
     def _row_controls(self) -> list[widgets.Widget]:
-        row = widgets.HBox([self.upload, self.path_text, self.file_name],
-                           layout=widgets.Layout(align_items="center"))
+        row = widgets.HBox(
+            [self.upload, self.path_text, self.file_name],
+            layout=widgets.Layout(align_items="center"),
+        )
         return [widgets.VBox([row, self.preview])]
 
     def _watched(self) -> list[widgets.Widget]:
@@ -114,12 +120,18 @@ class FileField(Field):
 
     def _write(self, value: Any) -> None:
         if isinstance(value, (bytes, bytearray, memoryview)):
-            self.upload.value = ({"name": "upload", "type": "", "size": len(value),
-                                  "content": memoryview(bytes(value)),
-                                  "last_modified": datetime.datetime.now(datetime.timezone.utc)},)
+            self.upload.value = (
+                {
+                    "name": "upload",
+                    "type": "",
+                    "size": len(value),
+                    "content": memoryview(bytes(value)),
+                    "last_modified": datetime.datetime.now(datetime.timezone.utc),
+                },
+            )
             return
-        self.path_text.value = os.fspath(value) if not hasattr(value, "_source") else str(
-            value._source
+        self.path_text.value = (
+            os.fspath(value) if not hasattr(value, "_source") else str(value._source)
         )
 
     def _check(self, value: Any) -> list[str]:
@@ -127,7 +139,8 @@ class FileField(Field):
         if not is_url and not os.path.exists(value):
             return [f"there is no file at {value!r}"]
         local_only = self.schema.get("format") in ("path", "file-path", "binary") or (
-            self.schema.get("x-sieve-type") == "Path")
+            self.schema.get("x-sieve-type") == "Path"
+        )
         if is_url and local_only:
             return ["takes a local file, not a URL"]
         return []
@@ -158,8 +171,9 @@ class FileField(Field):
             try:
                 from PIL import Image  # only when the function asks for a PIL image
             except ImportError as exc:
-                raise FormInputError(self.name, f"{self.name} needs Pillow to open the image",
-                                     "pip install pillow") from exc
+                raise FormInputError(
+                    self.name, f"{self.name} needs Pillow to open the image", "pip install pillow"
+                ) from exc
             return Image.open(path)
         return path
 
@@ -179,8 +193,10 @@ class ExpressionField(Field):
     required_hint = "enter a Python expression, e.g. a variable name"
 
     def _build(self) -> widgets.DOMWidget:
-        return widgets.Text(placeholder="a Python expression, e.g. a variable name",
-                            layout=widgets.Layout(width="100%", max_width="420px"))
+        return widgets.Text(
+            placeholder="a Python expression, e.g. a variable name",
+            layout=widgets.Layout(width="100%", max_width="420px"),
+        )
 
     def _read(self) -> Any:
         source = self.control.value.strip()
@@ -199,7 +215,8 @@ class ExpressionField(Field):
             return eval(source, namespace)  # noqa: S307 - the user's own expression, in their kernel
         except Exception as exc:
             raise FormInputError(
-                self.name, f"{self.name}: {source!r} failed ({type(exc).__name__}: {exc})",
+                self.name,
+                f"{self.name}: {source!r} failed ({type(exc).__name__}: {exc})",
                 "enter an expression that evaluates in this notebook, e.g. a variable name",
             ) from exc
 

@@ -90,8 +90,12 @@ class SieveForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type
         self._adapters = _type_adapters(handle, self.fields)
         self.futures: list[Any] = []
         self.progress: ProgressWidget | None = None
-        self.submit_button = widgets.Button(description="Submit", button_style="primary",
-                                            icon="play", tooltip=f"push a job to {spec.name}")
+        self.submit_button = widgets.Button(
+            description="Submit",
+            button_style="primary",
+            icon="play",
+            tooltip=f"push a job to {spec.name}",
+        )
         self.reset_button = widgets.Button(description="Reset", tooltip="restore the defaults")
         self.submit_button.on_click(lambda _button: self.submit())
         self.reset_button.on_click(lambda _button: self.reset())
@@ -105,12 +109,17 @@ class SieveForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type
             cells += [field.label, field.widget]
         body: widgets.Widget
         if cells:
-            body = widgets.GridBox(cells, layout=widgets.Layout(
-                grid_template_columns="max-content minmax(0, 1fr)", width="100%"))
+            body = widgets.GridBox(
+                cells,
+                layout=widgets.Layout(
+                    grid_template_columns="max-content minmax(0, 1fr)", width="100%"
+                ),
+            )
             body.add_class("sieve-fields")
         else:
-            body = widgets.HTML(f'<span style="{INLINE["muted"]}">This function takes no '
-                                "inputs.</span>")
+            body = widgets.HTML(
+                f'<span style="{INLINE["muted"]}">This function takes no inputs.</span>'
+            )
         actions = widgets.HBox([self.submit_button, self.reset_button, self.message])
         actions.add_class("sieve-actions")
         super().__init__([style_widget(), header, body, actions, self.output])
@@ -131,9 +140,11 @@ class SieveForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type
         if summary:
             parts.append(f'<span class="sieve-muted">{html.escape(summary)}</span>')
         if signature:
-            parts.append('<details class="sieve-signature"><summary class="sieve-muted">'
-                         f"signature</summary><code>{html.escape(name + signature)}</code>"
-                         "</details>")
+            parts.append(
+                '<details class="sieve-signature"><summary class="sieve-muted">'
+                f"signature</summary><code>{html.escape(name + signature)}</code>"
+                "</details>"
+            )
         parts = ['<div class="sieve-header">', *parts, "</div>"]
         return "".join(parts)
 
@@ -142,8 +153,11 @@ class SieveForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type
         for name, value in values.items():
             field = self.fields.get(name)
             if field is None:
-                raise FormInputError(name, f"{self.handle.spec.name} has no such input.",
-                                     f"use one of: {', '.join(self.fields) or '(none)'}.")
+                raise FormInputError(
+                    name,
+                    f"{self.handle.spec.name} has no such input.",
+                    f"use one of: {', '.join(self.fields) or '(none)'}.",
+                )
             field.set(value)
         return self
 
@@ -177,8 +191,10 @@ class SieveForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no type
     @staticmethod
     def _fix_note(invalid: list[str]) -> str:
         noun = "input" if len(invalid) == 1 else "inputs"
-        return (f'<span style="{INLINE["error"]}">Fix the marked {noun}: '
-                f"{html.escape(', '.join(invalid))}</span>")
+        return (
+            f'<span style="{INLINE["error"]}">Fix the marked {noun}: '
+            f"{html.escape(', '.join(invalid))}</span>"
+        )
 
     def _coerce(self, name: str, value: Any) -> Any:
         adapter = self._adapters.get(name)

@@ -16,8 +16,15 @@ from typing import Any
 
 __all__ = ["boxes_html", "find_boxes", "image_bytes", "image_size", "input_image", "sniff_image"]
 
-IMAGE_EXT = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".gif": "gif", ".webp": "webp",
-             ".bmp": "bmp", ".svg": "svg+xml"}
+IMAGE_EXT = {
+    ".png": "png",
+    ".jpg": "jpeg",
+    ".jpeg": "jpeg",
+    ".gif": "gif",
+    ".webp": "webp",
+    ".bmp": "bmp",
+    ".svg": "svg+xml",
+}
 MAX_INLINE_BYTES = 25 * 1024 * 1024  # bigger media are linked, not pushed through the comm
 _BOX_COLORS = ("#ff3d00", "#00b0ff", "#76ff03", "#ffea00", "#d500f9", "#1de9b6")
 
@@ -41,16 +48,24 @@ def encode_png(array: Any) -> bytes:
     raw = array.tobytes()
     row = width * channels
     # each scanline is prefixed by filter type 0 (none)
-    lines = b"".join(b"\x00" + raw[y * row:(y + 1) * row] for y in range(height))
+    lines = b"".join(b"\x00" + raw[y * row : (y + 1) * row] for y in range(height))
 
     def chunk(tag: bytes, body: bytes) -> bytes:
-        return (struct.pack(">I", len(body)) + tag + body
-                + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(body))
+            + tag
+            + body
+            + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
+        )
 
     color = 2 if channels == 3 else 6
     header = struct.pack(">IIBBBBB", width, height, 8, color, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(lines, 6)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(lines, 6))
+        + chunk(b"IEND", b"")
+    )
 
 
 def _is_image_array(value: Any) -> bool:
@@ -58,8 +73,13 @@ def _is_image_array(value: Any) -> bool:
     if kind.__module__ != "numpy" or kind.__name__ != "ndarray":
         return False
     shape: tuple[int, ...] = tuple(getattr(value, "shape", ()))
-    return (str(getattr(value, "dtype", "")) == "uint8" and len(shape) == 3
-            and shape[2] in (3, 4) and shape[0] >= 2 and shape[1] >= 2)
+    return (
+        str(getattr(value, "dtype", "")) == "uint8"
+        and len(shape) == 3
+        and shape[2] in (3, 4)
+        and shape[0] >= 2
+        and shape[1] >= 2
+    )
 
 
 def image_bytes(value: Any) -> tuple[bytes, str] | None:
@@ -126,9 +146,9 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
             index += 2
             continue
-        length = struct.unpack(">H", data[index + 2:index + 4])[0]
+        length = struct.unpack(">H", data[index + 2 : index + 4])[0]
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", data[index + 5:index + 9])
+            height, width = struct.unpack(">HH", data[index + 5 : index + 9])
             return int(width), int(height)
         index += 2 + length
     return None
@@ -143,8 +163,10 @@ def _webp_size(data: bytes) -> tuple[int, int] | None:
         bits = int.from_bytes(data[21:25], "little")
         return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
     if kind == b"VP8X":
-        return (int.from_bytes(data[24:27], "little") + 1,
-                int.from_bytes(data[27:30], "little") + 1)
+        return (
+            int.from_bytes(data[24:27], "little") + 1,
+            int.from_bytes(data[27:30], "little") + 1,
+        )
     return None
 
 
@@ -169,8 +191,10 @@ def find_boxes(value: Any) -> list[tuple[list[float], str]] | None:
     scores = _sequence(value.get("scores"))
     found: list[tuple[list[float], str]] = []
     for index, item in enumerate(raw):
-        label, score = (labels[index] if index < len(labels) else None,
-                        scores[index] if index < len(scores) else None)
+        label, score = (
+            labels[index] if index < len(labels) else None,
+            scores[index] if index < len(scores) else None,
+        )
         if isinstance(item, dict):
             label = item.get("label", label)
             score = item.get("score", score)
@@ -180,8 +204,15 @@ def find_boxes(value: Any) -> list[tuple[list[float], str]] | None:
         coords = [_number(c) for c in item]
         if any(c is None for c in coords):
             return None
-        text = " ".join(filter(None, [str(label) if label is not None else "",
-                                      f"{score:.2f}" if _number(score) is not None else ""]))
+        text = " ".join(
+            filter(
+                None,
+                [
+                    str(label) if label is not None else "",
+                    f"{score:.2f}" if _number(score) is not None else "",
+                ],
+            )
+        )
         found.append(([c for c in coords if c is not None], text))
     return found
 
@@ -197,23 +228,32 @@ def boxes_html(data: bytes, fmt: str, boxes: list[tuple[list[float], str]]) -> s
     shapes = []
     for index, ((x1, y1, x2, y2), label) in enumerate(boxes):
         color = _BOX_COLORS[index % len(_BOX_COLORS)]
-        shapes.append(f'<rect x="{x1:g}" y="{y1:g}" width="{max(x2 - x1, 0):g}" '
-                      f'height="{max(y2 - y1, 0):g}" fill="none" stroke="{color}" '
-                      f'stroke-width="{stroke:g}"/>')
+        shapes.append(
+            f'<rect x="{x1:g}" y="{y1:g}" width="{max(x2 - x1, 0):g}" '
+            f'height="{max(y2 - y1, 0):g}" fill="none" stroke="{color}" '
+            f'stroke-width="{stroke:g}"/>'
+        )
         if label:
             # a filled tag on the box's top edge (inside it when the box touches the top)
             tag_w, tag_h = len(label) * font * 0.62 + font * 0.6, font * 1.35
             tag_y = y1 - tag_h if y1 >= tag_h else y1
-            shapes.append(f'<rect x="{x1 - stroke / 2:g}" y="{tag_y:g}" width="{tag_w:g}" '
-                          f'height="{tag_h:g}" fill="{color}"/>')
-            shapes.append(f'<text x="{x1 + font * 0.3:g}" y="{tag_y + font * 1.02:g}" '
-                          f'fill="#000" font-size="{font:g}" font-family="sans-serif">'
-                          f"{html.escape(label)}</text>")
+            shapes.append(
+                f'<rect x="{x1 - stroke / 2:g}" y="{tag_y:g}" width="{tag_w:g}" '
+                f'height="{tag_h:g}" fill="{color}"/>'
+            )
+            shapes.append(
+                f'<text x="{x1 + font * 0.3:g}" y="{tag_y + font * 1.02:g}" '
+                f'fill="#000" font-size="{font:g}" font-family="sans-serif">'
+                f"{html.escape(label)}</text>"
+            )
     source = f"data:image/{fmt};base64,{base64.b64encode(data).decode()}"
-    return (f'<div class="sieve-boxes" style="position:relative;display:inline-block;'
-            f'max-width:100%;line-height:0">'
-            f'<img src="{source}" style="max-width:100%;height:auto;display:block" '
-            f'alt="input image with {len(boxes)} boxes">'
-            f'<svg viewBox="0 0 {width} {height}" preserveAspectRatio="none" '
-            'style="position:absolute;left:0;top:0;width:100%;height:100%">'
-            + "".join(shapes) + "</svg></div>")
+    return (
+        f'<div class="sieve-boxes" style="position:relative;display:inline-block;'
+        f'max-width:100%;line-height:0">'
+        f'<img src="{source}" style="max-width:100%;height:auto;display:block" '
+        f'alt="input image with {len(boxes)} boxes">'
+        f'<svg viewBox="0 0 {width} {height}" preserveAspectRatio="none" '
+        'style="position:absolute;left:0;top:0;width:100%;height:100%">'
+        + "".join(shapes)
+        + "</svg></div>"
+    )

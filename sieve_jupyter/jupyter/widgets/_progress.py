@@ -66,9 +66,15 @@ class ProgressWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
         ticker: what calls `tick()` (the shared throttled thread by default).
     """
 
-    def __init__(self, futures: Iterable[Future[Any]], *, show_result: bool = True,
-                 inputs: dict[str, Any] | None = None, events: EventSource | None = None,
-                 ticker: Ticker | None = None) -> None:
+    def __init__(
+        self,
+        futures: Iterable[Future[Any]],
+        *,
+        show_result: bool = True,
+        inputs: dict[str, Any] | None = None,
+        events: EventSource | None = None,
+        ticker: Ticker | None = None,
+    ) -> None:
         self.state = ProgressState(futures, events=events)
         futures_list = self.state.futures
         # From now on what the jobs print lives here, not under the cells that pushed them.
@@ -100,11 +106,13 @@ class ProgressWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
         self._detail_key: tuple[Any, ...] | None = None
         children: list[widgets.Widget] = [style_widget(), self.summary, self.errors]
         if self.single is None:
-            self.jobs_toggle = widgets.Button(description="Jobs: logs and outputs",
-                                              tooltip="pick a job to read what it printed")
+            self.jobs_toggle = widgets.Button(
+                description="Jobs: logs and outputs", tooltip="pick a job to read what it printed"
+            )
             self.jobs_toggle.add_class("sieve-disclosure")
-            self.inspector = widgets.VBox([self.job_select, self.job_detail],
-                                          layout=widgets.Layout(display="none"))
+            self.inspector = widgets.VBox(
+                [self.job_select, self.job_detail], layout=widgets.Layout(display="none")
+            )
             self.jobs_toggle.on_click(lambda _button: self.toggle_jobs())
             self.job_select.observe(self._on_pick, names="value")
             children += [self.printed, self.jobs_toggle, self.inspector]
@@ -140,8 +148,9 @@ class ProgressWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
                 self.failed = exc
                 self.state.close()
                 message = html.escape(f"{type(exc).__name__}: {exc}")
-                self.errors.value = (f'<div style="{INLINE["error"]}">progress display stopped: '
-                                     f"{message}</div>")
+                self.errors.value = (
+                    f'<div style="{INLINE["error"]}">progress display stopped: {message}</div>'
+                )
                 return False
 
     def _tick(self) -> bool:
@@ -179,8 +188,11 @@ class ProgressWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
             rows = [f'<div style="{INLINE["muted"]}">No jobs to follow.</div>']
         if len(self.state.functions) > 1:
             totals = self.state.totals()
-            rows.insert(0, f'<div style="{INLINE["muted"]}">{plural(totals["total"], "job")} '
-                           f"across {len(self.state.functions)} functions</div>")
+            rows.insert(
+                0,
+                f'<div style="{INLINE["muted"]}">{plural(totals["total"], "job")} '
+                f"across {len(self.state.functions)} functions</div>",
+            )
         return '<div class="sieve-progress-summary">' + "".join(rows) + "</div>"
 
     def _errors_html(self) -> str:
@@ -194,9 +206,11 @@ class ProgressWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
                 items.append(error_item_html(future, exc))
         more = len(errors) - _MAX_ERRORS_SHOWN
         listed = f" (the first {_MAX_ERRORS_SHOWN} listed)" if more > 0 else ""
-        return (f'<details open><summary style="{INLINE["error"]}"><b>'
-                f'{plural(len(errors), "error")}</b>{listed}</summary>'
-                f'<div style="margin-left:1em">{"".join(items)}</div></details>')
+        return (
+            f'<details open><summary style="{INLINE["error"]}"><b>'
+            f"{plural(len(errors), 'error')}</b>{listed}</summary>"
+            f'<div style="margin-left:1em">{"".join(items)}</div></details>'
+        )
 
     def _draw_printed(self) -> None:
         count = self.state.printed
@@ -204,9 +218,12 @@ class ProgressWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
             return
         self._printed_drawn = count
         if count and self._displayed:
-            self._set(self.printed, f'<span style="{INLINE["muted"]}">'
-                                    f"{plural(count, 'job')} printed output: pick one under Jobs "
-                                    "to read it.</span>")
+            self._set(
+                self.printed,
+                f'<span style="{INLINE["muted"]}">'
+                f"{plural(count, 'job')} printed output: pick one under Jobs "
+                "to read it.</span>",
+            )
             self.printed.layout.display = ""
 
     def _refresh_options(self, now: float) -> None:
@@ -225,8 +242,10 @@ class ProgressWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
                 break
             chosen.setdefault(future, self.state.status_of(future))
         words = {"processing": "running"}
-        options = [(f"{job_label(f)} · {words.get(status, status)}", index)
-                   for index, (f, status) in enumerate(chosen.items())]
+        options = [
+            (f"{job_label(f)} · {words.get(status, status)}", index)
+            for index, (f, status) in enumerate(chosen.items())
+        ]
         self._option_futures = list(chosen)
         labels = [label for label, _ in options]
         if labels != [label for label, _ in self.job_select.options]:
@@ -253,12 +272,20 @@ class ProgressWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
             return
         # cheap fingerprint: redraw only when the job moved or produced logs/outputs
         logs, outputs = getattr(future, "logs", None), getattr(future, "outputs", None)
-        key = (id(future), future.done(), getattr(future, "status", None), len(logs or ()),
-               len(outputs or ()), getattr(future, "progress", None))
+        key = (
+            id(future),
+            future.done(),
+            getattr(future, "status", None),
+            len(logs or ()),
+            len(outputs or ()),
+            getattr(future, "progress", None),
+        )
         if force or key != self._detail_key:
             self._detail_key = key
-            self._set(self.job_detail, job_detail_html(future) if self.single is None
-                      else self._single_logs_html(future))
+            self._set(
+                self.job_detail,
+                job_detail_html(future) if self.single is None else self._single_logs_html(future),
+            )
 
     @staticmethod
     def _single_logs_html(future: Future[Any]) -> str:
@@ -269,10 +296,11 @@ class ProgressWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
             parts.append('<div class="sieve-heading">Logs</div>' + logs_html(logs))
         outputs = list(getattr(future, "outputs", None) or [])
         if outputs and not future.done():
-            shown = "".join(f"<li>{html.escape(text_preview(o, 200))}</li>"
-                            for o in outputs[-5:])
-            parts.append(f'<div class="sieve-heading">{plural(len(outputs), "streamed output")}'
-                         f"</div><ol style=\"margin:2px 0\">{shown}</ol>")
+            shown = "".join(f"<li>{html.escape(text_preview(o, 200))}</li>" for o in outputs[-5:])
+            parts.append(
+                f'<div class="sieve-heading">{plural(len(outputs), "streamed output")}'
+                f'</div><ol style="margin:2px 0">{shown}</ol>'
+            )
         return "".join(parts)
 
     def _finish(self) -> None:
@@ -284,8 +312,11 @@ class ProgressWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
             try:
                 from IPython.display import update_display
 
-                update_display(self._bundle(), raw=True,  # type: ignore[no-untyped-call]
-                               display_id=self.display_id)
+                update_display(
+                    self._bundle(),
+                    raw=True,  # type: ignore[no-untyped-call]
+                    display_id=self.display_id,
+                )
             except Exception:  # pragma: no cover - outside IPython there is no display to update
                 pass
 
@@ -309,17 +340,22 @@ class ProgressWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
             if exc is not None:
                 body += error_item_html(self.single, exc, open_=True)
             else:
-                body += ('<div class="sieve-heading">Result</div>'
-                         f'<pre style="{INLINE["pre"]}">'
-                         + html.escape(text_preview(self.single.result(), 5000)) + "</pre>")
+                body += (
+                    '<div class="sieve-heading">Result</div>'
+                    f'<pre style="{INLINE["pre"]}">'
+                    + html.escape(text_preview(self.single.result(), 5000))
+                    + "</pre>"
+                )
         return f'<div class="sieve-progress-static">{body}</div>'
 
     def static_text(self) -> str:
         """The current state as one line of plain text."""
         totals = self.state.totals()
-        parts = [f"{totals[name]:,} {name}" if name != "error" else plural(totals[name], "error")
-                 for name in ("queued", "processing", "finished", "error", "cancelled")
-                 if totals[name]]
+        parts = [
+            f"{totals[name]:,} {name}" if name != "error" else plural(totals[name], "error")
+            for name in ("queued", "processing", "finished", "error", "cancelled")
+            if totals[name]
+        ]
         return f"sieve progress: {plural(totals['total'], 'job')}: " + ", ".join(parts)
 
     def _bundle(self) -> dict[str, Any]:
@@ -333,8 +369,11 @@ class ProgressWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
         from IPython.display import display
 
         self.claim_output()
-        display(self._bundle(), raw=True,  # type: ignore[no-untyped-call]
-                display_id=self.display_id)
+        display(
+            self._bundle(),
+            raw=True,  # type: ignore[no-untyped-call]
+            display_id=self.display_id,
+        )
 
     def claim_output(self) -> None:
         """Show the jobs' output here (and how many printed) rather than under their cells."""

@@ -83,11 +83,13 @@ def _json_viewer(value: Any, *, expanded: bool | None = None) -> widgets.Output:
     out = widgets.Output()
     text = json.dumps(value, indent=2, ensure_ascii=False)
     opened = len(text) < 2000 if expanded is None else expanded
-    out.outputs = ({
-        "output_type": "display_data",
-        "data": {"application/json": value, "text/plain": _truncate(text)},
-        "metadata": {"application/json": {"expanded": opened}},
-    },)
+    out.outputs = (
+        {
+            "output_type": "display_data",
+            "data": {"application/json": value, "text/plain": _truncate(text)},
+            "metadata": {"application/json": {"expanded": opened}},
+        },
+    )
     out.add_class("sieve-json")
     return out
 
@@ -114,14 +116,19 @@ def _array_view(value: Any) -> widgets.HTML | None:
     try:
         import numpy
 
-        preview = (numpy.array2string(value, threshold=60, edgeitems=3, max_line_width=96)
-                   if isinstance(value, numpy.ndarray) else _safe_repr(value))
+        preview = (
+            numpy.array2string(value, threshold=60, edgeitems=3, max_line_width=96)
+            if isinstance(value, numpy.ndarray)
+            else _safe_repr(value)
+        )
     except ImportError:  # pragma: no cover - arrays without numpy: their repr
         preview = _safe_repr(value)
     shape_text = "(" + ", ".join(str(n) for n in shape) + ("," if len(shape) == 1 else "") + ")"
-    head = (f'<div><b>{html.escape(type(value).__name__)}</b> '
-            f'<span style="{INLINE["muted"]}">shape {shape_text} · {html.escape(str(dtype))}'
-            "</span></div>")
+    head = (
+        f"<div><b>{html.escape(type(value).__name__)}</b> "
+        f'<span style="{INLINE["muted"]}">shape {shape_text} · {html.escape(str(dtype))}'
+        "</span></div>"
+    )
     return widgets.HTML(head + _pre(_truncate(preview, 4000)))
 
 
@@ -146,9 +153,11 @@ def error_html(exc: BaseException) -> str:
     """HTML for one error: its ``Type: message`` in red, and the frames above it."""
     text = error_text(exc)
     headline = text.rsplit("\n", 1)[-1]
-    return (f'<div class="sieve-heading">Error</div>'
-            f'<div style="{INLINE["error"]};font-weight:600">{_escape(_truncate(headline, 2000))}'
-            f"</div>{_pre(_truncate(text))}")
+    return (
+        f'<div class="sieve-heading">Error</div>'
+        f'<div style="{INLINE["error"]};font-weight:600">{_escape(_truncate(headline, 2000))}'
+        f"</div>{_pre(_truncate(text))}"
+    )
 
 
 def _escape(text: str) -> str:
@@ -179,8 +188,9 @@ def _file_media(value: Any) -> widgets.Widget | None:
     source = url or value.path
     ext = os.path.splitext(source.split("?")[0])[1].lower()
     local = None if url else value.path
-    too_big = (local is None or not os.path.isfile(local)
-               or os.path.getsize(local) > MAX_INLINE_BYTES)
+    too_big = (
+        local is None or not os.path.isfile(local) or os.path.getsize(local) > MAX_INLINE_BYTES
+    )
     if isinstance(value, Image) or ext in IMAGE_EXT:
         if url:
             return widgets.HTML(f'<img src="{html.escape(url)}" style="max-width:100%">')
@@ -206,8 +216,11 @@ def _rich_output(value: Any) -> widgets.Widget:
         from IPython.core.interactiveshell import InteractiveShell
 
         # the kernel's formatter knows user-registered formatters; a bare one still finds _repr_*_
-        shell_formatter = (InteractiveShell.instance().display_formatter
-                           if InteractiveShell.initialized() else None)
+        shell_formatter = (
+            InteractiveShell.instance().display_formatter
+            if InteractiveShell.initialized()
+            else None
+        )
         formatter = shell_formatter or DisplayFormatter()
         data, metadata = formatter.format(value)  # type: ignore[no-untyped-call]
     except Exception:  # a broken _repr_*_ must not hide the result: fall back to repr below

@@ -184,8 +184,12 @@ def _is_type(value: Any, kind: str) -> bool:
 def _check_number(value: float, schema: Schema, where: str) -> list[str]:
     if isinstance(value, float) and not math.isfinite(value):
         return [f"{where}must be a finite number"]
-    checks = (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"),
-              ("exclusiveMaximum", "<"))
+    checks = (
+        ("minimum", "≥"),
+        ("exclusiveMinimum", ">"),
+        ("maximum", "≤"),
+        ("exclusiveMaximum", "<"),
+    )
     problems = []
     for key, op in checks:
         bound = schema.get(key)
@@ -218,7 +222,10 @@ def _check_size(size: int, schema: Schema, low_key: str, high_key: str, said: st
 def _check_string(value: str, schema: Schema, where: str) -> list[str]:
     count = len(value)
     problems = _check_size(
-        count, schema, "minLength", "maxLength",
+        count,
+        schema,
+        "minLength",
+        "maxLength",
         f"{where}is {count} character{'' if count == 1 else 's'} long",
     )
     pattern = schema.get("pattern")
@@ -234,7 +241,10 @@ def _check_string(value: str, schema: Schema, where: str) -> list[str]:
 def _check_array(value: list[Any], schema: Schema, root: Schema, path: str) -> list[str]:
     where = f"{path}: " if path else ""
     problems = _check_size(
-        len(value), schema, "minItems", "maxItems",
+        len(value),
+        schema,
+        "minItems",
+        "maxItems",
         f"{where}has {len(value)} item{'' if len(value) == 1 else 's'}",
     )
     prefix = schema.get("prefixItems")

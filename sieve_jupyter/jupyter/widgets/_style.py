@@ -25,9 +25,11 @@ COLORS = {
 INLINE = {
     "muted": f"color:{COLORS['muted']}",
     "error": f"color:{COLORS['error']}",
-    "pre": ("white-space:pre-wrap;word-break:break-word;margin:2px 0;max-height:320px;"
-            "overflow:auto;font-family:var(--jp-code-font-family, monospace);"
-            "font-size:var(--jp-code-font-size, 13px)"),
+    "pre": (
+        "white-space:pre-wrap;word-break:break-word;margin:2px 0;max-height:320px;"
+        "overflow:auto;font-family:var(--jp-code-font-family, monospace);"
+        "font-size:var(--jp-code-font-size, 13px)"
+    ),
 }
 
 

@@ -209,8 +209,9 @@ class ProgressState:
             status = future_status_from_outcome(future)
         finished = getattr(future, "finished_at", None)
         with self._lock:
-            self._apply(future_key(future), status,
-                        finished if isinstance(finished, (int, float)) else None)
+            self._apply(
+                future_key(future), status, finished if isinstance(finished, (int, float)) else None
+            )
 
     def poll(self, budget: int = _POLL_BUDGET) -> None:
         """Re-read the status of up to `budget` futures (round robin) to catch missed events."""
@@ -299,8 +300,9 @@ class Ticker:
             if client not in self._clients:
                 self._clients.append(client)
             if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="sieve-widgets-ticker",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name="sieve-widgets-ticker", daemon=True
+                )
                 self._thread.start()
 
     def wake(self) -> None:
