@@ -304,7 +304,14 @@ class ProgressWidget(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no
         return "".join(parts)
 
     def _finish(self) -> None:
-        self.finished = True
+        try:
+            self._draw_final()
+        finally:
+            # only now: whoever waits for `finished` (a cell, a test) then finds the final
+            # state already published, the saved notebook's copy included
+            self.finished = True
+
+    def _draw_final(self) -> None:
         self.state.close()
         if self.show_result and self.single is not None:
             self.result.children = self._render_outcome(self.single)
