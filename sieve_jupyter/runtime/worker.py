@@ -32,11 +32,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-import cloudpickle
-
 from sieve_jupyter.runtime import _context, _files, _shm
+from sieve_jupyter.runtime._loading import Loaded, load_code, swap_code
 from sieve_jupyter.runtime._output import CapturedStream
-from sieve_jupyter.runtime._tracebacks import error_info, remember_sources
+from sieve_jupyter.runtime._tracebacks import error_info
 from sieve_jupyter.runtime._types import FatalException
 from sieve_jupyter.runtime.messages import (
     Call,
@@ -51,15 +50,11 @@ from sieve_jupyter.runtime.messages import (
     Message,
     Moved,
     Output,
-    Ready,
     Reply,
     Result,
-    SetupFailed,
     Shutdown,
     Skipped,
     Swap,
-    SwapFailed,
-    Swapped,
     Undecodable,
     pack,
     unpack,
@@ -105,7 +100,7 @@ class Worker:
         self._cancel_target: str | None = None
         self._cancelled: set[str] = set()
         self._target: Callable[..., Any] | None = None
-        self._instance: Any = None
+        self._loaded: Loaded | None = None
         self._restart_on_error = True
         self._main_thread = threading.get_ident()
         self._streams: tuple[CapturedStream, ...] = ()
@@ -260,40 +255,21 @@ class Worker:
             # connection, which the kernel always reads.
             link = ShmLink(keep_seconds=options.get("shm_keep_seconds"))
             join(link, [self._data, self._control, self._reply], notices=self._data)
-        remember_sources(options["sources"])
-        started = time.perf_counter()
-        try:
-            obj = cloudpickle.loads(payload)
-            if options["kind"] == "model":
-                self._instance = obj()
-                setup = getattr(self._instance, "__setup__", None)
-                if setup is not None:
-                    setup()
-                self._target = self._instance.__predict__
-            else:
-                self._target = obj
-        except BaseException as exc:  # noqa: BLE001 - reported to the kernel, then we exit
-            self._flush_streams()
-            self.send(SetupFailed(error_info(exc)))
-            os._exit(3)
+        loaded, answer = load_code(payload, options)
         self._flush_streams()
-        self.send(Ready(time.perf_counter() - started, time.time()))
+        if loaded is None:  # (reported to the kernel, then we exit)
+            self.send(answer)
+            os._exit(3)
+        self._loaded, self._target = loaded, loaded.target
+        self.send(answer)
 
     def _swap(self, swap: Swap) -> None:
         """Hot reload: give the live instance the new class, keeping its `__setup__` state. If
         the new code does not load, the code this worker had keeps answering calls."""
-        remember_sources(swap.sources)
-        try:
-            new_class = cloudpickle.loads(swap.payload)
-            if self._instance is not None:
-                self._instance.__class__ = new_class
-                self._target = self._instance.__predict__
-            else:
-                self._target = new_class
-        except BaseException as exc:  # noqa: BLE001 - reported to the kernel
-            self.send(SwapFailed(swap.swap, error_info(exc)))
-            return
-        self.send(Swapped(swap.swap, time.time()))
+        assert self._loaded is not None, "swap before load"
+        answer = swap_code(self._loaded, swap.swap, swap.payload, swap.sources)
+        self._target = self._loaded.target
+        self.send(answer)
 
     def _run_call(self, job_id: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         """Run one call and report its outcome."""
