@@ -31,10 +31,37 @@ __all__ = [
     "WorkerLaunch",
     "WorkerLink",
     "WorkerProcess",
+    "image_only_settings",
 ]
 
 #: Module run (``python -m``) to start a worker; see sieve_jupyter/runtime/worker.py.
 WORKER_MODULE = "sieve_jupyter.runtime.worker"
+
+
+def image_only_settings(spec: FunctionSpec) -> list[str]:
+    """The settings of `spec`'s environment that only a built image honours, described (e.g.
+    ``"run_commands ['make']"``): a backend that runs workers in an environment it does not
+    build (the kernel's, a Ray cluster's) reports them rather than dropping them silently."""
+    from sieve_jupyter.spec import DEFAULT_CUDA_VERSION
+
+    env = spec.environment
+    settings = []
+    if env.system_packages:
+        settings.append(f"system_packages {list(env.system_packages)}")
+    if env.run_commands:
+        settings.append(f"run_commands {list(env.run_commands)}")
+    if env.base_image:
+        settings.append(f"base_image {env.base_image!r}")
+    # The spec fills in a default CUDA version for every GPU function; only one the user
+    # chose is worth a note (a warning on every GPU function would be noise).
+    if (
+        env.cuda_version
+        and env.cuda_version != DEFAULT_CUDA_VERSION
+        and spec.gpu is not None
+        and not spec.gpu.is_cpu
+    ):
+        settings.append(f"cuda_version {env.cuda_version!r}")
+    return settings
 
 
 @dataclass(frozen=True)
@@ -160,13 +187,23 @@ class WorkerLink(abc.ABC):
         on the link reports the worker's end to its receiver (`link_closed`)."""
 
     @abc.abstractmethod
-    def send_call(self, job: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """Send one call, after the ones sent before it.
+    def send_call(
+        self, job: str, args: tuple[Any, ...], kwargs: dict[str, Any], *, waited: bool = False
+    ) -> None:
+        """Send one call, after the ones sent before it. `waited`: the sending thread waits
+        for this call's outcome (a `.run()`) and calls `settle_here(job)` next.
 
         Raises:
             ChannelClosed: the worker is gone (nothing was sent).
             Exception: the arguments cannot be sent (nothing was sent).
         """
+
+    def settle_here(self, job: str, *, wait: bool = True) -> None:
+        """Called by the thread that sent `job` with `waited` and will wait for it: the link
+        may wait for its outcome and deliver it on this thread (sparing a hand-off between
+        threads, which costs more than a fast call). By default, and with `wait=False` (the
+        caller was interrupted), the outcome arrives as usual and this returns at once.
+        Afterwards, the link's own threads deliver whatever was not delivered here."""
 
     @abc.abstractmethod
     def cancel(self, job: str) -> None:

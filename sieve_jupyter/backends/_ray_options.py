@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
-from sieve_jupyter.spec import DEFAULT_CUDA_VERSION
+from sieve_jupyter.backends._base import image_only_settings
 
 if TYPE_CHECKING:
     from sieve_jupyter.spec import FunctionSpec, GpuRequest
@@ -103,19 +103,7 @@ def unsupported_notes(spec: FunctionSpec, extra: Mapping[str, Any] | None = None
     runtime_env = (extra or {}).get("runtime_env") or {}
     image = runtime_env.get("image_uri") or runtime_env.get("container")
     env = spec.environment
-    ignored = []
-    if not image:
-        if env.system_packages:
-            ignored.append(f"system_packages {list(env.system_packages)}")
-        if env.run_commands:
-            ignored.append(f"run_commands {list(env.run_commands)}")
-        if (
-            env.cuda_version
-            and env.cuda_version != DEFAULT_CUDA_VERSION
-            and spec.gpu is not None
-            and not spec.gpu.is_cpu
-        ):
-            ignored.append(f"cuda_version {env.cuda_version!r}")
+    ignored = [] if image else image_only_settings(spec)
     kernel_python = f"{sys.version_info[0]}.{sys.version_info[1]}"
     notes = []
     if ignored:

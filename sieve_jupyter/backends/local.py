@@ -22,8 +22,8 @@ from sieve_jupyter.backends._base import (
     Backend,
     WorkerLaunch,
     WorkerProcess,
+    image_only_settings,
 )
-from sieve_jupyter.spec import DEFAULT_CUDA_VERSION
 
 if TYPE_CHECKING:
     from sieve_jupyter.spec import FunctionSpec
@@ -108,22 +108,7 @@ class LocalBackend(Backend):
                 + " (local workers use what the kernel has)."
             )
         env = spec.environment
-        ignored = []
-        if env.system_packages:
-            ignored.append(f"system_packages {list(env.system_packages)}")
-        if env.run_commands:
-            ignored.append(f"run_commands {list(env.run_commands)}")
-        if env.base_image:
-            ignored.append(f"base_image {env.base_image!r}")
-        # The spec fills in a default CUDA version for every GPU function; only one the user
-        # chose is worth a note (a warning on every GPU function would be noise).
-        if (
-            env.cuda_version
-            and env.cuda_version != DEFAULT_CUDA_VERSION
-            and spec.gpu is not None
-            and not spec.gpu.is_cpu
-        ):
-            ignored.append(f"cuda_version {env.cuda_version!r}")
+        ignored = image_only_settings(spec)
         kernel_python = f"{sys.version_info[0]}.{sys.version_info[1]}"
         if env.python_version != kernel_python:
             ignored.append(

@@ -106,6 +106,25 @@ def test_system_packages_and_run_commands_are_reported_unless_an_image_is_given(
     assert unsupported_notes(_spec()) == []
 
 
+def test_a_base_image_and_a_chosen_cuda_version_are_reported_as_the_local_backend_does() -> None:
+    from sieve_jupyter.backends.local import LocalBackend
+
+    spec = _spec(
+        environment={
+            "base_image": "nvidia/cuda:12.1.1-runtime-ubuntu22.04",
+            "cuda_version": "11.8",
+        },
+        gpu=GpuRequest("T4"),
+    )
+    (note,) = unsupported_notes(spec)
+    assert "base_image 'nvidia/cuda:12.1.1-runtime-ubuntu22.04'" in note
+    assert "cuda_version '11.8.0'" in note
+    # the same settings, in the same words, from the local backend (one list for both)
+    local = " ".join(LocalBackend().check(spec))
+    assert "base_image 'nvidia/cuda:12.1.1-runtime-ubuntu22.04', cuda_version '11.8.0'" in local
+    assert "base_image 'nvidia/cuda:12.1.1-runtime-ubuntu22.04', cuda_version '11.8.0'" in note
+
+
 def test_another_python_version_is_reported() -> None:
     other = "3.10" if KERNEL_PYTHON != "3.10" else "3.11"
     (note,) = unsupported_notes(_spec(environment={"python_version": other}))
