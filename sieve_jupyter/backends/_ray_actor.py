@@ -40,13 +40,14 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import cloudpickle
 import ray
 
 from sieve_jupyter.backends._ray_journal import Journal
+from sieve_jupyter.backends._ray_wire import dumps_small, loads
 from sieve_jupyter.runtime import _context
+from sieve_jupyter.runtime._loading import Loaded, load_code, swap_code
 from sieve_jupyter.runtime._output import CapturedStream
-from sieve_jupyter.runtime._tracebacks import error_info, remember_sources
+from sieve_jupyter.runtime._tracebacks import error_info
 from sieve_jupyter.runtime._types import FatalException
 from sieve_jupyter.runtime.messages import (
     Cancel,
@@ -54,20 +55,16 @@ from sieve_jupyter.runtime.messages import (
     Error,
     LoadOptions,
     Message,
-    Ready,
     Reply,
     Result,
-    SetupFailed,
     Shutdown,
     Skipped,
-    SwapFailed,
-    Swapped,
     UpstreamCall,
     pack,
     unpack,
 )
 
-__all__ = ["LIVE_AFTER", "Outcome", "SieveWorker"]
+__all__ = ["LIVE_AFTER", "Outcome", "Request", "SieveWorker"]
 
 #: seconds a side message waits for its job to end (and travel in the tail) before the outbox
 #: ships it through the hub: quick jobs cost no hub traffic, long ones stream
@@ -80,6 +77,8 @@ _THIS_FILE = os.path.abspath(__file__)
 #: (packed outcome or None, the highest side-message number the hub holds, the tail: numbered
 #: side messages not shipped). An outcome None: the call was not run (the worker is retiring)
 Outcome = tuple[Any, int, list[tuple[int, Any]]]
+#: a call: (job id, args, kwargs, the jobs whose outcomes the kernel has received)
+Request = tuple[str, tuple[Any, ...], dict[str, Any], list[str]]
 
 
 class _Interrupted(BaseException):
@@ -181,7 +180,7 @@ class SieveWorker:
         self._cancel_target: str | None = None
         self._cancelled: set[str] = set()
         self._target: Callable[..., Any] | None = None
-        self._instance: Any = None
+        self._loaded: Loaded | None = None
         self._restart_on_error = True
         #: said it restarts (restart_on_error, FatalException): it runs nothing more
         self._retired = False
@@ -223,50 +222,32 @@ class SieveWorker:
         if not gpu:
             os.environ["CUDA_VISIBLE_DEVICES"] = ""  # as on Sieve: no GPU asked, none seen
         self._restart_on_error = options["restart_on_error"]
-        remember_sources(options["sources"])
-        started = time.perf_counter()
-        try:
-            obj = cloudpickle.loads(payload)
-            if options["kind"] == "model":
-                self._instance = obj()
-                setup = getattr(self._instance, "__setup__", None)
-                if setup is not None:
-                    setup()
-                self._target = self._instance.__predict__
-            else:
-                self._target = obj
-        except BaseException as exc:  # noqa: BLE001 - reported to the kernel
+        loaded, answer = load_code(payload, options, _error)
+        if loaded is None:
             self._retired = True
-            return self._outcome(SetupFailed(_error(exc)))
-        return self._outcome(Ready(time.perf_counter() - started, time.time()))
+        else:
+            self._loaded, self._target = loaded, loaded.target
+        return self._outcome(answer)
 
     def swap(self, number: int, payload: bytes, sources: dict[str, list[str]]) -> Outcome:
         """Hot reload: the live instance takes the new class, keeping its `__setup__` state;
         if the new code does not load, the code it had keeps answering."""
-        remember_sources(sources)
-        try:
-            new_class = cloudpickle.loads(payload)
-            if self._instance is not None:
-                self._instance.__class__ = new_class
-                self._target = self._instance.__predict__
-            else:
-                self._target = new_class
-        except BaseException as exc:  # noqa: BLE001 - reported to the kernel
-            return self._outcome(SwapFailed(number, _error(exc)))
-        return self._outcome(Swapped(number, time.time()))
+        assert self._loaded is not None, "swap before load"
+        answer = swap_code(self._loaded, number, payload, sources, _error)
+        self._target = self._loaded.target
+        return self._outcome(answer)
 
-    def call(
-        self, job: str, args: tuple[Any, ...], kwargs: dict[str, Any], received: list[str]
-    ) -> Outcome:
-        """Run one job of a function that returns (`received`: the jobs whose outcomes the
-        kernel got since the previous call)."""
+    def call(self, request: Request | bytes) -> Outcome | bytes:
+        """Run one job of a function that returns: `request` is (job, args, kwargs, the jobs
+        whose outcomes the kernel got since the previous call), pickled (`_ray_wire.py`)."""
+        job, args, kwargs, received = loads(request)
         self._journal.received(received)
         if self._retired:
             return None, *self._outbox.close_job()
         started = time.time()
         skipped = self._begin(job)
         if skipped is not None:
-            return self._outcome(skipped, job)
+            return self._reply(skipped, job)
         target = self._target
         assert target is not None, "call before load"
         try:
@@ -276,15 +257,14 @@ class SieveWorker:
             finally:
                 self._interruptible = False
         except BaseException as exc:  # noqa: BLE001 - user errors travel to the kernel
-            return self._outcome(self._failed(job, exc), job)
+            return self._reply(self._failed(job, exc), job)
         self._end()
-        return self._outcome(Result(job, value, started, time.time()), job)
+        return self._reply(Result(job, value, started, time.time()), job)
 
-    def stream(
-        self, job: str, args: tuple[Any, ...], kwargs: dict[str, Any], received: list[str]
-    ) -> Iterator[Any]:
-        """Run one job of a generator function: yields ``("output", item)`` for each item as it
-        is produced, then ``("end", *outcome)``."""
+    def stream(self, request: Request | bytes) -> Iterator[Any]:
+        """Run one job of a generator function (`request` as for `call`): yields
+        ``("output", item)`` for each item as it is produced, then ``("end", *outcome)``."""
+        job, args, kwargs, received = loads(request)
         self._journal.received(received)
         if self._retired:
             yield ("end", None, *self._outbox.close_job())
@@ -360,6 +340,18 @@ class SieveWorker:
         if job is not None:
             self._journal.keep(job, outcome)
         return outcome
+
+    def _reply(self, message: Message, job: str) -> Outcome | bytes:
+        """A job's outcome as `call` answers it: pickled once, for the journal and the
+        answer (`_ray_wire.py`), unless a large buffer in it is left to Ray (not kept)."""
+        for stream in self._streams:
+            stream.flush()
+        outcome: Outcome = (pack(message), *self._outbox.close_job())
+        data = dumps_small(outcome)
+        if data is None:
+            return outcome
+        self._journal.keep_pickled(job, data)
+        return data
 
     # -- the hub -----------------------------------------------------------------------------
 

@@ -71,7 +71,10 @@ class Journal:
 
     def keep(self, job: str, outcome: Any) -> None:
         """Keep `job`'s outcome until the kernel says it has it."""
-        data = cloudpickle.dumps(outcome)
+        self.keep_pickled(job, cloudpickle.dumps(outcome))
+
+    def keep_pickled(self, job: str, data: bytes) -> None:
+        """`keep`, for an outcome already pickled (the bytes the worker answers with)."""
         if len(data) > KEEP_AT_MOST:
             return
         entry = (job.encode(), data)

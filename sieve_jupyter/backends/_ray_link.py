@@ -39,6 +39,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from sieve_jupyter._errors import BackendError, PythonVersionMismatchError, WorkerCrashedError
 from sieve_jupyter.backends._base import LinkLaunch, LinkReceiver, WorkerLink
 from sieve_jupyter.backends._ray_journal import read_journal
+from sieve_jupyter.backends._ray_wire import dumps_small, loads
 from sieve_jupyter.runtime._tracebacks import error_info
 from sieve_jupyter.runtime.messages import (
     Cancel,
@@ -77,12 +78,14 @@ _ActorGone = (ray.exceptions.RayActorError,)
 class _Sent:
     """A call (or load, swap, ping) sent to the actor, awaiting its answer in order."""
 
-    __slots__ = ("job", "kind", "ref")
+    __slots__ = ("claimed", "job", "kind", "ref")
 
-    def __init__(self, kind: str, job: Any, ref: Any) -> None:
+    def __init__(self, kind: str, job: Any, ref: Any, claimed: bool = False) -> None:
         self.kind = kind  # "load", "call", "stream", "swap", "ping"
         self.job = job  # the job id (call, stream), the swap number, or None
         self.ref = ref
+        #: the thread that sent it reads its answer (`settle_here`): the consumer waits
+        self.claimed = claimed
 
 
 class RayLink(WorkerLink):
@@ -187,19 +190,52 @@ class RayLink(WorkerLink):
         )
         self._consumer.start()
 
-    def send_call(self, job: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def send_call(
+        self, job: str, args: tuple[Any, ...], kwargs: dict[str, Any], *, waited: bool = False
+    ) -> None:
         if self._terminated or self._dying or self._closed:
             raise ChannelClosed(f"worker {self._worker_id} is gone")
         with self._received_lock:
             received, self._received = self._received, []
+        # One argument, as bytes when it can be (see _ray_wire.py).
+        request: Any = (job, args, kwargs, received)
+        request = dumps_small(request) or request
         if self._streaming:
-            ref = self._actor.stream.remote(job, args, kwargs, received)
-            sent = _Sent("stream", job, ref)
+            sent = _Sent("stream", job, self._actor.stream.remote(request))
         else:
-            ref = self._actor.call.remote(job, args, kwargs, received)
-            sent = _Sent("call", job, ref)
-        self._refs[job] = ref
+            sent = _Sent("call", job, self._actor.call.remote(request), claimed=waited)
+        self._refs[job] = sent.ref
         self._enqueue(sent)
+
+    def settle_here(self, job: str, *, wait: bool = True) -> None:
+        """Wait for a claimed call's answer on the calling thread and deliver it here (the
+        consumer leaves a claimed call alone). Anything but an answer — the actor gone, the
+        call cancelled, an interrupt — gives the call back to the consumer, which reads the
+        same answer from Ray and handles it as usual; so does `wait=False`."""
+        with self._news:
+            sent = next((s for s in self._sent if s.job == job and s.claimed), None)
+            if sent is None:
+                return
+            try:
+                # (a ping or a swap may still be answered first: the consumer says when)
+                while wait and self._sent[0] is not sent and not self._terminated:
+                    self._news.wait()
+            finally:
+                if not wait or self._sent[0] is not sent:
+                    sent.claimed = False
+                    self._news.notify_all()
+            if not sent.claimed:
+                return
+        try:
+            outcome = ray.get(sent.ref)
+        except BaseException as exc:
+            with self._news:
+                sent.claimed = False
+                self._news.notify_all()
+            if not isinstance(exc, Exception):
+                raise  # (an interrupt: the caller cancels the job)
+            return
+        self._answered(sent, outcome)
 
     def cancel(self, job: str) -> None:
         ref = self._refs.get(job)
@@ -271,21 +307,26 @@ class RayLink(WorkerLink):
     def _enqueue(self, sent: _Sent) -> None:
         with self._news:
             self._sent.append(sent)
-            if len(self._sent) == 1:
+            # (a claimed call is not the consumer's to read: waking it would only cost time)
+            if len(self._sent) == 1 and not sent.claimed:
                 self._news.notify()
 
     def _next(self) -> _Sent | None:
         """The oldest call not answered yet; pings the worker while there is none. None: the
         link was terminated with nothing in flight."""
         with self._news:
-            while not self._sent:
+            while True:
+                if self._sent:
+                    if not self._sent[0].claimed:
+                        return self._sent[0]
+                    self._news.wait()  # (its caller reads the answer, or gives it back)
+                    continue
                 if self._terminated or not self._backend.alive():
                     return None
                 if not self._news.wait(_PING_EVERY) and not self._sent and not self._terminated:
                     with self._backend.lock:
                         if self._backend.alive():
                             self._sent.append(_Sent("ping", None, self._actor.ping.remote()))
-            return self._sent[0]
 
     def _consume(self) -> None:
         while True:
@@ -302,20 +343,26 @@ class RayLink(WorkerLink):
                 outcome = (pack(Skipped(sent.job)), 0, []) if sent.job is not None else None
             except Exception as exc:  # noqa: BLE001 - the call itself failed in Ray
                 outcome = self._failed_in_ray(sent, exc)
-            with self._news:
-                self._sent.popleft()
-            if sent.kind in ("call", "stream"):
-                self._refs.pop(sent.job, None)
-                with self._received_lock:
-                    self._received.append(sent.job)
-            if sent.kind == "ping" or outcome is None:
-                continue
-            packed, acked, tail = outcome
-            restarting = self._deliver_outcome(packed, acked, tail)
-            if restarting:
-                # The worker said it restarts (restart_on_error, FatalException): a Ray
-                # actor cannot end itself after answering, so the kernel ends it.
-                self.terminate()
+            self._answered(sent, outcome)
+
+    def _answered(self, sent: _Sent, outcome: Any) -> None:
+        """`sent` (the oldest in flight) was answered: deliver its outcome (the consumer's
+        thread, or the thread that claimed it)."""
+        with self._news:
+            self._sent.popleft()
+            if self._sent and self._sent[0].claimed:
+                self._news.notify_all()  # (its caller waits for it to come first)
+        if sent.kind in ("call", "stream"):
+            self._refs.pop(sent.job, None)
+            with self._received_lock:
+                self._received.append(sent.job)
+        if sent.kind == "ping" or outcome is None:
+            return
+        packed, acked, tail = loads(outcome)
+        if self._deliver_outcome(packed, acked, tail):
+            # The worker said it restarts (restart_on_error, FatalException): a Ray actor
+            # cannot end itself after answering, so the kernel ends it.
+            self.terminate()
 
     def _read_stream(self, sent: _Sent) -> Any:
         """Deliver the outputs of a generator job as they come; returns its outcome."""

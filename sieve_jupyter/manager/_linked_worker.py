@@ -60,12 +60,23 @@ class LinkedWorker(Worker):
             self.move_to(WorkerState.SETUP)
         link.load(Load(pool.payload, pool.load_options()))
 
-    def send_call(self, job: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        """Hand one call to the link (send lock held, in the order jobs were assigned)."""
+    def send_call(
+        self, job: str, args: tuple[Any, ...], kwargs: dict[str, Any], *, waited: bool = False
+    ) -> None:
+        """Hand one call to the link (send lock held, in the order jobs were assigned);
+        `waited`: this thread calls `settle_here(job)` next."""
         link = self.link
         if link is None:
             raise ChannelClosed("not started")
-        link.send_call(job, args, kwargs)
+        link.send_call(job, args, kwargs, waited=waited)
+
+    def settle_here(self, job: str, *, wait: bool = True) -> None:
+        """Wait for `job`'s outcome on this thread if the link can (`WorkerLink.settle_here`);
+        an interrupt propagates, leaving the outcome to the link's own thread, as does
+        `wait=False`."""
+        link = self.link
+        if link is not None:
+            link.settle_here(job, wait=wait)
 
     def send_control(self, message: Cancel | Reply | Shutdown) -> None:
         link = self.link

@@ -231,7 +231,11 @@ class Manager:
             future.cancel()
             raise
         if not direct:
-            pool.submit(future)
+            try:
+                pool.submit(future, waited=wait is None)
+            except BaseException:
+                future.cancel()
+                raise
         return future
 
     def _new_job(

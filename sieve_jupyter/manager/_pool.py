@@ -43,8 +43,13 @@ class WorkerPool(PoolWorkers):
 
     # -- submitting --------------------------------------------------------------------------
 
-    def submit(self, future: JobFuture[Any]) -> None:
-        """Queue a job; the caller's thread writes it at once if a worker is idle."""
+    def submit(self, future: JobFuture[Any], *, waited: bool = False) -> None:
+        """Queue a job; the caller's thread writes it at once if a worker is idle.
+
+        `waited`: the caller waits for this job next (a `.run()` of a linked worker's pool).
+        When its call goes out from this thread, this thread also waits for its outcome and
+        delivers it (`WorkerLink.settle_here`), instead of being woken by the link's thread.
+        """
         with self.lock:
             self.ensure_open()
             self.queue.append(future)
@@ -54,8 +59,19 @@ class WorkerPool(PoolWorkers):
             inline = self._assign()
         if started:
             self.publish_function()
-        if inline is not None:
+        if inline is None:
+            return
+        if not waited or type(inline) is WorkerConnection:
             self._flush(inline)
+            return
+        linked = cast(LinkedWorker, inline)
+        try:
+            self._flush_linked(linked, waited=future.job_id)
+            linked.settle_here(future.job_id)
+        except BaseException:
+            # (an interrupt: the link's own thread delivers the outcome)
+            linked.settle_here(future.job_id, wait=False)
+            raise
 
     def try_direct(self, future: JobFuture[Any], wait: float | None = None) -> bool:
         """Run `future` as a direct call if a worker is idle (see `_direct.py`); False, having
@@ -179,16 +195,22 @@ class WorkerPool(PoolWorkers):
             with self.lock:
                 worker.jobs.written([future.job_id])
 
-    def _flush_linked(self, worker: LinkedWorker) -> None:
+    def _flush_linked(self, worker: LinkedWorker, waited: str | None = None) -> None:
         """Hand a linked worker its waiting calls, in order (any thread but a settler); its
         backend sends each its own way (a Ray actor call each). A send cannot be cut in half
-        like a frame, so an interrupt waits until the calls are out."""
+        like a frame, so an interrupt waits until the calls are out. `waited`: the job this
+        thread will wait for (see `submit`)."""
         with worker.send_lock, deferred_interrupts():
             with self.lock:
                 batch = worker.jobs.take_unwritten()
             for future in batch:
                 try:
-                    worker.send_call(future.job_id, future.args, future.kwargs)
+                    worker.send_call(
+                        future.job_id,
+                        future.args,
+                        future.kwargs,
+                        waited=future.job_id == waited,
+                    )
                 except ChannelClosed:
                     return  # the worker is going: its exit requeues these jobs
                 except Exception as exc:  # noqa: BLE001 - an argument that cannot be sent
