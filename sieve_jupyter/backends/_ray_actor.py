@@ -55,6 +55,7 @@ from sieve_jupyter.runtime.messages import (
     Error,
     LoadOptions,
     Message,
+    Output,
     Reply,
     Result,
     Shutdown,
@@ -79,6 +80,11 @@ _THIS_FILE = os.path.abspath(__file__)
 Outcome = tuple[Any, int, list[tuple[int, Any]]]
 #: a call: (job id, args, kwargs, the jobs whose outcomes the kernel has received)
 Request = tuple[str, tuple[Any, ...], dict[str, Any], list[str]]
+
+
+#: side messages shipped at once: a call to another function waits for its answer, and a
+#: streamed output is due as soon as it is produced
+_URGENT = (UpstreamCall, Output)
 
 
 class _Interrupted(BaseException):
@@ -107,7 +113,7 @@ class _Outbox:
         with self._changed:
             self._number += 1
             self._pending.append((self._number, time.monotonic(), pack(message)))
-            if type(message) is UpstreamCall:
+            if type(message) in _URGENT:
                 self._urgent = self._number
             if len(self._pending) == 1 or self._urgent == self._number:
                 self._changed.notify_all()
@@ -240,6 +246,15 @@ class SieveWorker:
     def call(self, request: Request | bytes) -> Outcome | bytes:
         """Run one job of a function that returns: `request` is (job, args, kwargs, the jobs
         whose outcomes the kernel got since the previous call), pickled (`_ray_wire.py`)."""
+        return self._call(request, by_hub=False)
+
+    def stream_by_hub(self, request: Request | bytes) -> Outcome | bytes:
+        """`stream` for a kernel that cannot read Ray's streaming generators (one connected
+        through Ray Client): each item goes to the kernel as a side message, shipped through
+        the hub at once (`Output`), and the call answers with the outcome as `call` does."""
+        return self._call(request, by_hub=True)
+
+    def _call(self, request: Request | bytes, *, by_hub: bool) -> Outcome | bytes:
         job, args, kwargs, received = loads(request)
         self._journal.received(received)
         if self._retired:
@@ -254,6 +269,12 @@ class SieveWorker:
             try:
                 self._arm()
                 value = target(*args, **kwargs)
+                if by_hub and inspect.isgenerator(value):
+                    for item in value:
+                        self._interruptible = False  # (not while the outbox takes it)
+                        self._outbox.add(Output(job, item))
+                        self._arm()
+                    value = None
             finally:
                 self._interruptible = False
         except BaseException as exc:  # noqa: BLE001 - user errors travel to the kernel

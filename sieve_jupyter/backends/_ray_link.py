@@ -200,7 +200,10 @@ class RayLink(WorkerLink):
         # One argument, as bytes when it can be (see _ray_wire.py).
         request: Any = (job, args, kwargs, received)
         request = dumps_small(request) or request
-        if self._streaming:
+        if self._streaming and self._backend.client_mode:
+            # (Ray Client cannot iterate a streaming generator: the items come by the hub)
+            sent = _Sent("call", job, self._actor.stream_by_hub.remote(request))
+        elif self._streaming:
             sent = _Sent("stream", job, self._actor.stream.remote(request))
         else:
             sent = _Sent("call", job, self._actor.call.remote(request), claimed=waited)

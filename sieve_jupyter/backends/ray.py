@@ -74,6 +74,8 @@ class RayBackend(Backend):
         self._collector: threading.Thread | None = None
         #: (node address, pid) of every worker this backend started
         self._workers: set[tuple[str, int]] = set()
+        #: connected through Ray Client (`ray://`): some of Ray's API is missing there
+        self.client_mode = False
 
     # -- the cluster -------------------------------------------------------------------------
 
@@ -113,6 +115,7 @@ class RayBackend(Backend):
                     ) from exc
                 self._owns_ray = True
             self._namespace = ray.get_runtime_context().namespace
+            self.client_mode = ray.util.client.ray.is_connected()  # type: ignore[no-untyped-call]
             self._worker_class = ray.remote(SieveWorker)
             _quiet_deaths_of(self._workers)
             self._connected = True
