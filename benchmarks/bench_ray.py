@@ -11,7 +11,10 @@ both):
 - warm `.run()` p50 through the backend vs a raw actor call (`ray.get(actor.f.remote(...))`),
   alternating rounds so both see the same machine;
 - 10k `.push()` + gather through the backend vs 10k `actor.f.remote()` + one `ray.get`, on one
-  actor each (the backend's default: one worker).
+  actor each (the backend's default: one worker);
+- a 100 MB numpy argument: `.run(array)` vs `ray.put(array)` + a raw actor call with the
+  ref, and a 100 MB numpy result: `.run(n)` vs a raw actor call returning it (both sides
+  through Ray's object store; the head node of its own gets a 1 GB store for it).
 """
 
 from __future__ import annotations
@@ -42,6 +45,14 @@ class RawEcho:
         self.calls += 1
         return x
 
+    def nbytes(self, array: Any) -> int:
+        return int(array.nbytes)
+
+    def make(self, n: int) -> Any:
+        import numpy
+
+        return numpy.ones(n, dtype=numpy.uint8)
+
 
 def make_model(name: str) -> Any:
     import sieve_jupyter as sieve
@@ -56,6 +67,55 @@ def make_model(name: str) -> Any:
             return x
 
     return Echo
+
+
+def make_large_models(name: str) -> tuple[Any, Any]:
+    import sieve_jupyter as sieve
+
+    @sieve.function(name=f"{name}-nbytes", backend="ray")
+    def nbytes(array: Any) -> int:
+        return int(array.nbytes)
+
+    @sieve.function(name=f"{name}-make", backend="ray")
+    def make(n: int) -> Any:
+        import numpy
+
+        return numpy.ones(n, dtype=numpy.uint8)
+
+    return nbytes, make
+
+
+def large_data(raw: Any, rounds: int, size: int = 100_000_000) -> dict[str, Any]:
+    """A `size`-byte numpy argument and result, through the backend and raw Ray."""
+    import numpy
+    import ray
+
+    nbytes, make = make_large_models("bench-ray-large")
+    array = numpy.ones(size, dtype=numpy.uint8)
+    assert nbytes.run(array) == size and make.run(size).nbytes == size  # (warm)
+    assert ray.get(raw.nbytes.remote(ray.put(array))) == size
+    samples: dict[str, list[float]] = {
+        "sieve_arg": [],
+        "raw_arg": [],
+        "sieve_out": [],
+        "raw_out": [],
+    }
+    for _ in range(rounds):
+        samples["sieve_arg"] += timed_calls(lambda: nbytes.run(array), 1)
+        samples["raw_arg"] += timed_calls(lambda: ray.get(raw.nbytes.remote(ray.put(array))), 1)
+        samples["sieve_out"] += timed_calls(lambda: make.run(size), 1)
+        samples["raw_out"] += timed_calls(lambda: ray.get(raw.make.remote(size)), 1)
+    result: dict[str, Any] = {
+        f"{key}_p50_ms": round(statistics.median(values) * 1e3, 1)
+        for key, values in samples.items()
+    }
+    for kind in ("arg", "out"):
+        result[f"{kind}_ratio_sieve_vs_raw"] = round(
+            result[f"sieve_{kind}_p50_ms"] / result[f"raw_{kind}_p50_ms"], 2
+        )
+    nbytes.stop()
+    make.stop()
+    return result
 
 
 def warm_latency(model: Any, raw: Any, rounds: int, per_round: int) -> dict[str, Any]:
@@ -110,7 +170,13 @@ def cluster() -> Iterator[None]:
     root = Path(tempfile.mkdtemp(prefix="sjray-", dir="/tmp"))
     token = os.urandom(16).hex()
     port, client_port = free_ports(2)
-    head = RayCluster(f"127.0.0.1:{port}", client_port, root, cluster_environment(token, root))
+    head = RayCluster(
+        f"127.0.0.1:{port}",
+        client_port,
+        root,
+        cluster_environment(token, root),
+        object_store_bytes=1_000_000_000,
+    )
     try:
         head.start_node("head")
         os.environ.update(
@@ -127,17 +193,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer samples")
     parser.add_argument("--json", type=Path, help="also write the results here")
     options = parser.parse_args()
-    rounds, per_round, n, gathers = (3, 100, 2_000, 1) if options.quick else (10, 300, 10_000, 3)
+    rounds, per_round, n, gathers, large = (
+        (3, 100, 2_000, 1, 5) if options.quick else (10, 300, 10_000, 3, 15)
+    )
 
     with cluster():
-        results = measure(rounds, per_round, n, gathers)
+        results = measure(rounds, per_round, n, gathers, large)
     text = json.dumps(results, indent=2)
     print(text)
     if options.json is not None:
         options.json.write_text(text + "\n")
 
 
-def measure(rounds: int, per_round: int, n: int, gathers: int) -> dict[str, Any]:
+def measure(rounds: int, per_round: int, n: int, gathers: int, large: int) -> dict[str, Any]:
     import ray
 
     from sieve_jupyter.manager import get_manager
@@ -151,6 +219,7 @@ def measure(rounds: int, per_round: int, n: int, gathers: int) -> dict[str, Any]
     results = {
         "warm_run": warm_latency(model, raw, rounds, per_round),
         "push_gather": push_gather(model, raw, n, gathers),
+        "large_data_100MB": large_data(raw, large),
     }
     ray.kill(raw)
     get_manager().close()

@@ -130,6 +130,8 @@ class RayCluster:
     root: Path
     env: dict[str, str]
     nodes: dict[str, RayNode] = field(default_factory=dict)
+    #: each node's object store (small: a 2-core machine is shared; the benchmark asks more)
+    object_store_bytes: int = 80_000_000
 
     def start_node(self, label: str) -> RayNode:
         """Start (or restart) the node called `label` and wait until it has joined."""
@@ -140,7 +142,7 @@ class RayCluster:
             str(CLUSTER_ENV / "bin" / "ray"),
             "start",
             "--num-cpus=2",
-            "--object-store-memory=80000000",
+            f"--object-store-memory={self.object_store_bytes}",
             f"--resources={json.dumps(NODE_RESOURCES[label])}",
             "--disable-usage-stats",
             "--min-worker-port=0",
