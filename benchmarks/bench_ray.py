@@ -14,7 +14,8 @@ both):
   actor each (the backend's default: one worker);
 - a 100 MB numpy argument: `.run(array)` vs `ray.put(array)` + a raw actor call with the
   ref, and a 100 MB numpy result: `.run(n)` vs a raw actor call returning it (both sides
-  through Ray's object store; the head node of its own gets a 1 GB store for it).
+  through Ray's object store; the head node of its own gets a 1 GB store for it, and the job
+  history keeps two jobs, since a kept result holds its place in the store).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -90,6 +92,12 @@ def large_data(raw: Any, rounds: int, size: int = 100_000_000) -> dict[str, Any]
     import numpy
     import ray
 
+    import sieve_jupyter as sieve
+
+    # The job history keeps every result, and a large one stays in Ray's object store while
+    # it is kept (zero copy): keep two, as a raw caller dropping its results would.
+    saved_history = sieve.config.job_history
+    sieve.configure(job_history=2)
     nbytes, make = make_large_models("bench-ray-large")
     array = numpy.ones(size, dtype=numpy.uint8)
     assert nbytes.run(array) == size and make.run(size).nbytes == size  # (warm)
@@ -115,6 +123,7 @@ def large_data(raw: Any, rounds: int, size: int = 100_000_000) -> dict[str, Any]
         )
     nbytes.stop()
     make.stop()
+    sieve.configure(job_history=saved_history)
     return result
 
 
@@ -198,7 +207,14 @@ def main() -> None:
     )
 
     with cluster():
-        results = measure(rounds, per_round, n, gathers, large)
+        try:
+            results = measure(rounds, per_round, n, gathers, large)
+        except BaseException:
+            # (printed now: once the cluster is gone, Ray's threads end the process with
+            # their own complaint, and the error would never be seen)
+            traceback.print_exc()
+            sys.stderr.flush()
+            raise
     text = json.dumps(results, indent=2)
     print(text)
     if options.json is not None:
