@@ -322,7 +322,9 @@ class RayLink(WorkerLink):
                 if self._sent:
                     if not self._sent[0].claimed:
                         return self._sent[0]
-                    self._news.wait()  # (its caller reads the answer, or gives it back)
+                    # Its caller reads the answer, or gives it back, and says so (the
+                    # timeout only bounds a notice missed).
+                    self._news.wait(_PING_EVERY)
                     continue
                 if self._terminated or not self._backend.alive():
                     return None
@@ -366,6 +368,11 @@ class RayLink(WorkerLink):
             # The worker said it restarts (restart_on_error, FatalException): a Ray actor
             # cannot end itself after answering, so the kernel ends it.
             self.terminate()
+        if sent.claimed:
+            # (after the delivery, so as not to compete with it: the consumer, which waited
+            # for this call, reads the calls sent behind it, or pings an idle worker again)
+            with self._news:
+                self._news.notify_all()
 
     def _read_stream(self, sent: _Sent) -> Any:
         """Deliver the outputs of a generator job as they come; returns its outcome."""
