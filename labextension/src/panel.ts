@@ -355,6 +355,7 @@ export class SievePanel extends Widget {
         setClass(dot, `jp-SievePanel-dot jp-mod-deploy-${view.level}`);
         setAttr(dot, 'title', view.health);
         setText(version, view.version);
+        setAttr(version, 'title', view.version || null);
         setText(health, view.busy ? 'undeploying…' : view.health);
         setClass(
           health,

@@ -147,4 +147,3 @@ class DeploymentsWatcher:
         }
         self._send(message)
         return True
-

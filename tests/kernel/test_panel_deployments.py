@@ -48,9 +48,7 @@ class PanelComm:
         client.shell_channel.send(client.session.msg(msg_type, content))
 
     def open(self, data: dict[str, Any]) -> None:
-        self._send(
-            "comm_open", {"comm_id": self.comm_id, "target_name": COMM_TARGET, "data": data}
-        )
+        self._send("comm_open", {"comm_id": self.comm_id, "target_name": COMM_TARGET, "data": data})
 
     def send(self, data: dict[str, Any]) -> None:
         self._send("comm_msg", {"comm_id": self.comm_id, "data": data})
@@ -100,7 +98,9 @@ def test_the_panel_lists_deployments_with_health_and_undeploys_them(
     deploying_kernel: KernelSession, tmp_path: Path
 ) -> None:
     kernel = deploying_kernel
-    kernel.ok("import sieve_jupyter as sieve\n%load_ext sieve_jupyter\nsieve.configure(user='alice')")
+    kernel.ok(
+        "import sieve_jupyter as sieve\n%load_ext sieve_jupyter\nsieve.configure(user='alice')"
+    )
     kernel.ok(MODEL)
     deployed = kernel.ok(f"print(Adder.deploy(token={TOKEN!r}))", timeout=300)
     assert "Deployed alice/adder version 1-" in deployed.stream()
