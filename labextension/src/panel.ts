@@ -125,6 +125,33 @@ function iconButton(
   return button;
 }
 
+/** The three lines every function and deployment row has, and where their parts go. */
+interface IItemSkeleton {
+  node: HTMLDivElement;
+  dot: HTMLSpanElement;
+  /** The first line, after the dot and the name. */
+  top: HTMLDivElement;
+  /** The second line: short facts separated by dots. */
+  details: HTMLDivElement;
+  /** The third line, whose end holds `actions`. */
+  bottom: HTMLDivElement;
+}
+
+function itemSkeleton(className: string, name: string): IItemSkeleton {
+  const node = el('div', `jp-SievePanel-item ${className}`);
+  node.dataset.name = name;
+  const top = node.appendChild(el('div', 'jp-SievePanel-line'));
+  const dot = top.appendChild(el('span', 'jp-SievePanel-dot'));
+  top.appendChild(el('span', 'jp-SievePanel-name', name));
+  const details = node.appendChild(
+    el('div', 'jp-SievePanel-line jp-SievePanel-sub jp-SievePanel-details')
+  );
+  const bottom = node.appendChild(
+    el('div', 'jp-SievePanel-line jp-SievePanel-sub')
+  );
+  return { node, dot, top, details, bottom };
+}
+
 export class SievePanel extends Widget {
   constructor(
     private readonly _model: PanelModel,
@@ -314,26 +341,17 @@ export class SievePanel extends Widget {
 
   private _deploymentRow(first: IDeploymentView): IRow<IDeploymentView> {
     const name = first.name;
-    const node = el('div', 'jp-SievePanel-item jp-SievePanel-deployment');
-    node.dataset.name = name;
+    const { node, dot, top, details, bottom } = itemSkeleton(
+      'jp-SievePanel-deployment',
+      name
+    );
     node.dataset.version = first.version;
-
-    const top = node.appendChild(el('div', 'jp-SievePanel-line'));
-    const dot = top.appendChild(el('span', 'jp-SievePanel-dot'));
-    top.appendChild(el('span', 'jp-SievePanel-name', name));
     const version = top.appendChild(el('span', 'jp-SievePanel-version'));
     const health = top.appendChild(el('span', 'jp-SievePanel-health'));
-
-    const details = node.appendChild(
-      el('div', 'jp-SievePanel-line jp-SievePanel-sub jp-SievePanel-details')
-    );
     const backend = details.appendChild(el('span', 'jp-SievePanel-backend'));
     const workers = details.appendChild(el('span', 'jp-SievePanel-workers'));
     const uptime = details.appendChild(el('span', 'jp-SievePanel-uptime'));
     uptime.title = 'uptime';
-    const bottom = node.appendChild(
-      el('div', 'jp-SievePanel-line jp-SievePanel-sub')
-    );
     const address = bottom.appendChild(el('span', 'jp-SievePanel-address'));
     const actions = bottom.appendChild(el('span', 'jp-SievePanel-actions'));
     const undeploy = actions.appendChild(
@@ -394,26 +412,17 @@ export class SievePanel extends Widget {
 
   private _functionRow(first: IFunctionView): IRow<IFunctionView> {
     const name = first.name;
-    const node = el('div', 'jp-SievePanel-item jp-SievePanel-function');
-    node.dataset.name = name;
-
-    const top = node.appendChild(el('div', 'jp-SievePanel-line'));
-    const dot = top.appendChild(el('span', 'jp-SievePanel-dot'));
-    top.appendChild(el('span', 'jp-SievePanel-name', name));
-    const state = top.appendChild(el('span', 'jp-SievePanel-state'));
-
-    const details = node.appendChild(
-      el('div', 'jp-SievePanel-line jp-SievePanel-sub jp-SievePanel-details')
+    const { node, dot, top, details, bottom } = itemSkeleton(
+      'jp-SievePanel-function',
+      name
     );
+    const state = top.appendChild(el('span', 'jp-SievePanel-state'));
     const kind = details.appendChild(el('span', 'jp-SievePanel-kind'));
     const backend = details.appendChild(el('span', 'jp-SievePanel-backend'));
     const workers = details.appendChild(el('span', 'jp-SievePanel-workers'));
     const nodes = details.appendChild(el('span', 'jp-SievePanel-nodes'));
     const since = details.appendChild(el('span', 'jp-SievePanel-since'));
     since.title = 'time since the last __setup__';
-    const bottom = node.appendChild(
-      el('div', 'jp-SievePanel-line jp-SievePanel-sub')
-    );
     const counts = bottom.appendChild(el('span', 'jp-SievePanel-counts'));
     const actions = bottom.appendChild(el('span', 'jp-SievePanel-actions'));
     const restart = actions.appendChild(

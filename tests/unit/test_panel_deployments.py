@@ -234,3 +234,41 @@ def test_without_a_deployment_layer_the_panel_has_no_section(
     assert comm.sent[0]["features"]["deployments"] is False
     assert comm.deployments() == []
     panel.close()
+
+
+def test_a_ray_worker_row_keeps_its_node_and_nothing_else_of_the_backend() -> None:
+    from sieve_jupyter.jupyter._channel_rows import function_row
+
+    # what a pool of linked (Ray) workers publishes: LinkedWorker.describe() with its link's
+    # details, beside a connected worker that runs here
+    row = function_row(
+        {
+            "name": "resize",
+            "backend": "ray",
+            "state": "warm",
+            "workers": [
+                {
+                    "id": "resize-1",
+                    "state": "ready",
+                    "description": "actor 0a1b2c3d on 10.0.0.2",
+                    "node": "10.0.0.2",
+                    "node_id": "f" * 56,
+                    "actor_id": "0a1b2c3d" * 4,
+                    "pid": 123,
+                },
+                {"id": "resize-2", "state": "ready", "description": "pid 7", "pid": 7},
+            ],
+        }
+    )
+    assert [(w["id"], w["node"]) for w in row["workers"]] == [
+        ("resize-1", "10.0.0.2"),
+        ("resize-2", None),
+    ]
+    assert set(row["workers"][0]) == {
+        "id",
+        "state",
+        "setup_seconds",
+        "setup_at",
+        "description",
+        "node",
+    }
