@@ -40,6 +40,7 @@ class PrivateEngine:
         self.pidfile = root / "dockerd.pid"
         self.log = root / "dockerd.log"
         self.host = f"unix://{self.socket}"
+        self._process: subprocess.Popen[bytes] | None = None
 
     def docker(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -53,7 +54,7 @@ class PrivateEngine:
 
     def start(self) -> None:
         with self.log.open("ab") as out:
-            subprocess.Popen(
+            self._process = subprocess.Popen(
                 [
                     "dockerd",
                     f"--data-root={self.root / 'data'}",
@@ -71,24 +72,25 @@ class PrivateEngine:
             )
         deadline = time.monotonic() + ENGINE_START_SECONDS
         while self.docker("info").returncode != 0:
-            if time.monotonic() > deadline:
+            if self._process.poll() is not None or time.monotonic() > deadline:
                 tail = self.log.read_text(errors="replace")[-3000:]
                 raise AssertionError(f"the private engine did not start:\n{tail}")
             time.sleep(0.5)
 
     def stop(self) -> None:
         """Stop the engine as a host shutdown would (SIGTERM: it stops its containers)."""
-        try:
-            pid = int(self.pidfile.read_text())
-        except (OSError, ValueError):
+        process, self._process = self._process, None
+        if process is None:
             return
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + ENGINE_START_SECONDS
-        while Path(f"/proc/{pid}").exists():
-            if time.monotonic() > deadline:
-                os.kill(pid, signal.SIGKILL)
-            time.sleep(0.2)
+            os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(ENGINE_START_SECONDS)
+        except subprocess.TimeoutExpired:
+            # (its session: the engine's own containerd goes with it)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
     def restart(self) -> None:
         self.stop()

@@ -1,7 +1,7 @@
 """The kernel side of the panel's Deployments section, with a lister standing in for the
 deployment layer: it lists only while watched, sends only what changed, never a token, and
 undeploy's errors come back as results. (The real deployment layer over a real kernel's comm:
-tests/kernel/test_panel_deployments.py.)"""
+tests/kernel/test_panel_deployments_kernel.py.)"""
 
 from __future__ import annotations
 
