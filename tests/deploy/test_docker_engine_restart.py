@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from _deployed import caller_script, cli, deploy_script, run_script
 
-pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 
 ENGINE_START_SECONDS = 120.0
 
