@@ -266,9 +266,12 @@ class WorkerPool(PoolWorkers):
             worker.jobs.unclaim_direct(future, requeue=requeue)
         worker.lane.release()
 
-    def finish_direct(self, worker: Worker, future: JobFuture[Any], result: Result) -> None:
+    def finish_direct(
+        self, worker: Worker, future: JobFuture[Any], result: Result, *, shared: bool = False
+    ) -> None:
         """Settle a direct call that came back with a value: `jobs_done` for the common case
-        of one result and nothing queued behind it, with less bookkeeping."""
+        of one result and nothing queued behind it, with less bookkeeping. `shared`: the value
+        was rebuilt on the worker's shared memory."""
         with self.lock:
             worker.jobs.finish(future.job_id)
             self._timed(result.finished_at - result.started_at)
@@ -279,6 +282,8 @@ class WorkerPool(PoolWorkers):
                 started, retire_now = None, False
         future.started_at = result.started_at  # the worker's own clock reading
         self._finish(future, value=result.value)
+        if shared:
+            self.host.hold_weakly(future)
         self._after_done(started, retire_now)
 
     # -- outcomes and news from workers (reader threads, see _messages.py) -------------------
@@ -294,10 +299,14 @@ class WorkerPool(PoolWorkers):
                 if future is not None:
                     finished.append((future, result))
             started, retire_now = self._hand_on(worker)
+        shared = worker.shared_results
         for future, result in finished:
             future._set_started(worker.worker_id)  # (if its start was never seen: a batch)
             future.started_at = result.started_at  # the worker's own clock reading
             self._finish(future, value=result.value)
+            if shared and future.job_id in shared:
+                shared.discard(future.job_id)
+                self.host.hold_weakly(future)
         self._after_done(started, retire_now)
 
     def job_failed(self, worker: Worker, job_id: str, exception: BaseException) -> None:
