@@ -48,9 +48,9 @@ def direct_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     original = WorkerPool.finish_direct
 
-    def spy(self: WorkerPool, worker: Any, future: Any, *rest: Any) -> None:
+    def spy(self: WorkerPool, worker: Any, future: Any, *rest: Any, **named: Any) -> None:
         seen.append(future.job_id)
-        original(self, worker, future, *rest)
+        original(self, worker, future, *rest, **named)
 
     monkeypatch.setattr(WorkerPool, "finish_direct", spy)
     return seen
