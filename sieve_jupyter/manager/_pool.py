@@ -36,6 +36,9 @@ __all__ = ["PoolHost", "SwapOutcome", "WorkerPool"]
 _GATHER_SECONDS = 0.0002
 #: most calls in flight per worker (for very fast calls)
 _MAX_WINDOW = 256
+#: calls waiting for a busy worker that a pushing thread writes itself, as one frame, rather
+#: than leave them to the sender thread (see `submit`)
+_PUSHER_BATCH = 64
 
 
 class WorkerPool(PoolWorkers):
@@ -52,10 +55,25 @@ class WorkerPool(PoolWorkers):
                 self.state = "idle"  # stopped by the user; a new job starts workers again
             started = len(self.workers) < self.size and self._start_workers()
             inline = self._assign()
+            if inline is None:
+                inline = self._full_batch()
         if started:
             self.publish_function()
         if inline is not None:
             self._flush(inline)
+
+    def _full_batch(self) -> Worker | None:
+        """A busy worker with a frame's worth of calls waiting (lock held).
+
+        A thread pushing a burst holds the GIL while it pushes, so the sender thread it wakes
+        runs only when the interpreter forces a switch (every 5 ms): calls would reach the
+        worker a window at a time, and the worker would idle between windows. So the pushing
+        thread writes every `_PUSHER_BATCH` calls itself (one frame, one system call, which
+        also lets the reader thread in); the sender writes what is left of the burst."""
+        for worker in self.workers.values():
+            if worker.jobs.unwritten >= _PUSHER_BATCH:
+                return worker
+        return None
 
     def try_direct(self, future: JobFuture[Any], wait: float | None = None) -> bool:
         """Run `future` as a direct call if a worker is idle (see `_direct.py`); False, having
