@@ -37,8 +37,11 @@ _GATHER_SECONDS = 0.0002
 #: most calls in flight per worker (for very fast calls)
 _MAX_WINDOW = 256
 #: calls waiting for a busy worker that a pushing thread writes itself, as one frame, rather
-#: than leave them to the sender thread (see `submit`)
+#: than leave them to the sender thread (see `_full_batch`)...
 _PUSHER_BATCH = 64
+#: ... when that frame is at most this big: the window keeps so few such frames unread that
+#: they fit in the socket's buffer, so a push never waits for the worker to read
+_PUSHER_FRAME_BYTES = 16 * 1024
 
 
 class WorkerPool(PoolWorkers):
@@ -55,12 +58,13 @@ class WorkerPool(PoolWorkers):
                 self.state = "idle"  # stopped by the user; a new job starts workers again
             started = len(self.workers) < self.size and self._start_workers()
             inline = self._assign()
+            limit = None  # (an idle worker's call: latency-bound, written whatever its size)
             if inline is None:
-                inline = self._full_batch()
+                inline, limit = self._full_batch(), _PUSHER_FRAME_BYTES
         if started:
             self.publish_function()
         if inline is not None:
-            self._flush(inline)
+            self._flush(inline, limit)
 
     def _full_batch(self) -> Worker | None:
         """A busy worker with a frame's worth of calls waiting (lock held).
@@ -69,9 +73,11 @@ class WorkerPool(PoolWorkers):
         runs only when the interpreter forces a switch (every 5 ms): calls would reach the
         worker a window at a time, and the worker would idle between windows. So the pushing
         thread writes every `_PUSHER_BATCH` calls itself (one frame, one system call, which
-        also lets the reader thread in); the sender writes what is left of the burst."""
+        also lets the reader thread in); the sender writes what is left of the burst, and any
+        frame too big to be sure the write will not wait."""
         for worker in self.workers.values():
-            if worker.jobs.unwritten >= _PUSHER_BATCH:
+            # (exactly: a frame left to the sender is not encoded again at every push)
+            if worker.jobs.unwritten == _PUSHER_BATCH:
                 return worker
         return None
 
@@ -144,9 +150,9 @@ class WorkerPool(PoolWorkers):
             return 1
         return max(2, min(_MAX_WINDOW, int(0.005 / average)))
 
-    def _flush(self, worker: Worker) -> None:
+    def _flush(self, worker: Worker, limit: int | None = None) -> None:
         """Write the worker's waiting calls to its data channel as one frame (any thread but
-        a reader)."""
+        a reader). With `limit`, a frame of more bytes is left to the sender thread."""
         if type(worker) is not WorkerConnection:
             self._flush_linked(cast(LinkedWorker, worker))  # (the only other kind)
             return
@@ -170,6 +176,16 @@ class WorkerPool(PoolWorkers):
                     if self._sender_waiting:
                         self._wake.notify()
                 raise
+            if (
+                limit is not None
+                and frame is not None
+                and (type(frame) is not bytes or len(frame) > limit)
+            ):
+                with self.lock:
+                    worker.jobs.put_back(batch)
+                    if self._sender_waiting:
+                        self._wake.notify()
+                return
             if frame is not None:
                 with self.lock:
                     worker.jobs.written([f.job_id for f in batch])
