@@ -335,8 +335,13 @@ class WorkerPool(PoolWorkers):
             started, retire_now = self._hand_on(worker)
         shared = worker.shared_results
         for future, result in finished:
-            future._set_started(worker.worker_id)  # (if its start was never seen: a batch)
+            # A job whose result came in a burst behind the one before it was never marked
+            # running (that happens once per burst): it is now, and says so, so every job's
+            # status goes queued -> processing -> finished.
+            started_now = future._set_started(worker.worker_id)
             future.started_at = result.started_at  # the worker's own clock reading
+            if started_now:
+                self.publish_job(future)
             self._finish(future, value=result.value)
             if shared and future.job_id in shared:
                 shared.discard(future.job_id)
