@@ -344,8 +344,9 @@ class WorkerPool(PoolWorkers):
                 self.publish_job(future)
             self._finish(future, value=result.value)
             if shared and future.job_id in shared:
-                shared.discard(future.job_id)
                 self.host.hold_weakly(future)
+        if shared:
+            shared.difference_update(result.job for result in results)
         self._after_done(started, retire_now)
 
     def job_failed(self, worker: Worker, job_id: str, exception: BaseException) -> None:
