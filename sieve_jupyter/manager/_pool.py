@@ -152,11 +152,15 @@ class WorkerPool(PoolWorkers):
 
     def _flush(self, worker: Worker, limit: int | None = None) -> None:
         """Write the worker's waiting calls to its data channel as one frame (any thread but
-        a reader). With `limit`, a frame of more bytes is left to the sender thread."""
+        a reader). With `limit` (a pushing thread's frame for a busy worker), a frame of more
+        bytes, or a worker someone else is writing to, is left to the sender thread."""
         if type(worker) is not WorkerConnection:
             self._flush_linked(cast(LinkedWorker, worker))  # (the only other kind)
             return
-        with worker.send_lock:
+        lock = worker.send_lock
+        if not lock.acquire(blocking=limit is None):
+            return  # a pushing thread never waits for a write: whoever writes takes these next
+        try:
             with self.lock:
                 batch = worker.jobs.take_unwritten()
             if not batch or worker.data is None:
@@ -193,6 +197,8 @@ class WorkerPool(PoolWorkers):
                     worker.data.write(frame)  # (whole or not at all: see Channel.write)
                 except ChannelClosed:
                     return  # the reader notices the exit and requeues these jobs
+        finally:
+            lock.release()
         with self.lock:
             started = worker.jobs.start_next()
         if started is not None:
