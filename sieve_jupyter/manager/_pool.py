@@ -159,7 +159,7 @@ class WorkerPool(PoolWorkers):
             return
         lock = worker.send_lock
         if not lock.acquire(blocking=limit is None):
-            return  # a pushing thread never waits for a write: whoever writes takes these next
+            return  # a pushing thread never waits for a write: the sender (woken) takes these
         try:
             with self.lock:
                 batch = worker.jobs.take_unwritten()
