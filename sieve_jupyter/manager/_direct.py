@@ -17,10 +17,7 @@ settles the job exactly as for a pushed one. This module does the I/O; the pool 
 
 from __future__ import annotations
 
-import os
-import select
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 from sieve_jupyter.runtime.messages import Call, Moved, Result, pack, unpack
@@ -83,7 +80,7 @@ def call(
         future._set_started(worker.worker_id)
     assert worker.reply is not None
     worker.reply.spin = pool.reply_poll_seconds()
-    if wait is not None and not _answered_within(worker.reply, wait):
+    if wait is not None and not (worker.reply.pending() or worker.reply.readable_within(wait)):
         _read_in_background(pool, worker, future)
         return
     try:
@@ -112,25 +109,6 @@ def _settle(
         # Moved: the outcome follows on the data connection, where the reader thread settles it
     finally:
         worker.lane.release()
-
-
-def _answered_within(reply: Channel, seconds: float) -> bool:
-    """Whether something to read (the outcome, or the channel's end) reaches `reply` within
-    `seconds`: polls for the channel's `spin` as `recv` would, then sleeps on the socket for
-    the rest."""
-    if reply.pending():
-        return True
-    poller = select.poll()
-    poller.register(reply.fileno(), select.POLLIN)
-    now = time.perf_counter()
-    deadline = now + seconds
-    spin_until = min(deadline, now + reply.spin)
-    while not poller.poll(0):
-        now = time.perf_counter()
-        if now >= spin_until:
-            return bool(poller.poll(max(0.0, deadline - now) * 1000.0))
-        os.sched_yield()
-    return True
 
 
 def _read_outcome(reply: Channel, job_id: str) -> Result | Moved:

@@ -117,7 +117,8 @@ class Channel(FrameReader):
     another CPU costs tens of microseconds (more in a VM, where it is an inter-processor
     interrupt through the hypervisor), several times the rest of a round trip; a side that
     expects an answer within microseconds polls instead, yielding the CPU between polls so a
-    peer on the same CPU still runs. 0 (the default) never polls.
+    peer on the same CPU still runs. 0 (the default) never polls. Polling stops for a while
+    when it does not pay (`readable_within`).
 
     `link`: the memory shared with the peer (every channel to one peer shares one); None keeps
     every part in the stream. `files_by_content`: the peer does not see this process's files,

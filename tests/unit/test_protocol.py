@@ -15,13 +15,14 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 from support import in_thread, joined
 
+from sieve_jupyter.runtime import _reading
 from sieve_jupyter.runtime.protocol import (
     DIRECT_CALL,
     AuthenticationError,
@@ -344,6 +345,50 @@ def test_a_polling_channel_receives_whenever_the_message_comes(
     sender.close()
     with pytest.raises(ChannelClosed):  # a peer that leaves while we poll is noticed too
         receiver.recv()
+
+
+def test_a_channel_stops_polling_when_polling_does_not_pay(
+    pair: tuple[Channel, Channel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whether a wait polled shows in the `sched_yield`s between its polls.
+    yields = [0]
+    real_yield = _reading.os.sched_yield
+
+    def counted_yield() -> None:
+        yields[0] += 1
+        real_yield()
+
+    monkeypatch.setattr(_reading.os, "sched_yield", counted_yield)
+
+    def polled(wait: Callable[[], object]) -> bool:
+        before = yields[0]
+        wait()
+        return yields[0] > before
+
+    sender, receiver = pair
+    receiver.spin = 0.001
+    nothing_comes = lambda: receiver.readable_within(0.002)  # noqa: E731
+    # polls that find nothing: after _SPIN_MISSES in a row the channel sleeps at once ...
+    assert all(polled(nothing_comes) for _ in range(_reading._SPIN_MISSES))
+    assert not any(polled(nothing_comes) for _ in range(_reading._SPIN_PROBE))
+    # ... and polls again now and then, to see whether it pays again
+    assert polled(nothing_comes)
+    assert not polled(nothing_comes)
+
+    # A message that comes within the polling time even to a sleeping channel turns polling
+    # back on (a long `spin` here, so a slow thread still sends within it).
+    receiver.spin = 30.0
+
+    def send_soon() -> None:
+        time.sleep(0.05)
+        sender.send(("call", "job-1", (1,), {}))
+
+    thread, outcome = in_thread(send_soon)
+    assert not polled(lambda: receiver.readable_within(None))  # slept, woken by the message
+    joined(thread, outcome)
+    assert receiver.recv() == ("call", "job-1", (1,), {})
+    receiver.spin = 0.001
+    assert polled(nothing_comes)  # polling again
 
 
 # -- authentication -----------------------------------------------------------------------------
