@@ -3,7 +3,8 @@
 When calls pile up for a busy worker they go out together (`Calls`), written by the pushing
 thread every few dozen calls and by the pool's sender for the rest. Batching must change nothing
 a user can see per job: each goes queued -> processing -> finished (or error, or cancelled, and
-a cancelled one never runs even when its call already sits in a frame the worker holds), each
+a cancelled one never runs when the cancel reaches the worker before it reaches the call, even
+if the call already sits in a frame the worker holds), each
 has its own output, results come back in order, and a worker dying in the middle of a frame
 fails only the job it was running while the rest of that frame runs on its replacement.
 """
@@ -99,18 +100,29 @@ def test_a_cancel_reaches_a_job_whose_frame_the_worker_already_holds(
     backend: str, unique: Unique, marks: Path, frames: list[int], transitions: dict[str, Any]
 ) -> None:
     doomed = list(range(3, 300, 7))
+    gate_name = unique("gate")
+
+    @sieve.function(name=gate_name, backend=backend)
+    def gate(path: str) -> bool:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return True
 
     @sieve.function(name=unique("held"), backend=backend)
     def held(i: int) -> int:
-        if i == 0:  # hold the worker until the test has cancelled the others
+        if i == 0:
+            # Hold the worker on another function: its answer comes back on the control
+            # connection after the cancels the test sent there, so they have all reached the
+            # worker when job 0 returns. (A cancel races with the worker reaching its call
+            # otherwise: docs/INTERNALS.md, "Batches".)
             (marks / "started").touch()
-            deadline = time.monotonic() + 60
-            while not (marks / "go").exists() and time.monotonic() < deadline:
-                time.sleep(0.005)
+            sieve.function.get(gate_name).run(str(marks / "go"))
         if i in doomed:
             (marks / f"ran-{i}").touch()
         return i
 
+    assert gate.run(str(marks)) is True  # warm
     # warm, and timed as fast, so the pool sends many calls ahead to the worker
     assert [held.run(-1) for _ in range(5)] == [-1] * 5
     frames.clear()
