@@ -2,11 +2,11 @@
 
 When calls pile up for a busy worker they go out together (`Calls`), written by the pushing
 thread every few dozen calls and by the pool's sender for the rest. Batching must change nothing
-a user can see per job: each goes queued -> processing -> finished (or error, or cancelled, and
-a cancelled one never runs when the cancel reaches the worker before it reaches the call, even
-if the call already sits in a frame the worker holds), each
-has its own output, results come back in order, and a worker dying in the middle of a frame
-fails only the job it was running while the rest of that frame runs on its replacement.
+a user can see per job: each goes queued -> processing -> finished (or error, or cancelled; a
+cancel that reaches the worker before the worker reaches the call skips it, even when the call
+already sits in a frame the worker holds), each has its own output, results come back in order,
+and a worker dying in the middle of a frame fails only the job it was running while the rest of
+that frame runs on its replacement.
 """
 
 from __future__ import annotations
