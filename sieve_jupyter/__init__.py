@@ -18,7 +18,12 @@ import importlib
 import sys
 from typing import TYPE_CHECKING, Any
 
-from sieve_jupyter._hooks import deploy_hooks, manager_created_hooks, name_resolvers
+from sieve_jupyter._hooks import (
+    deploy_hooks,
+    deployment_listers,
+    manager_created_hooks,
+    name_resolvers,
+)
 from sieve_jupyter._version import __version__
 
 # public name -> module that defines it
@@ -127,8 +132,28 @@ def _deploy_handle(handle: Any, **options: Any) -> Any:
     return deploy(handle, **options)
 
 
+class _PanelDeployments:
+    """The side panel's Deployments section: this user's deployments, and undeploy."""
+
+    def user(self) -> str:
+        from sieve_jupyter._config import config
+
+        return config.user
+
+    def rows(self) -> list[dict[str, Any]]:
+        from sieve_jupyter.deploy import deployments
+
+        return [d.describe() for d in deployments(user=self.user())]
+
+    def undeploy(self, name: str) -> None:
+        from sieve_jupyter.deploy import undeploy
+
+        undeploy(name, log=lambda line: None)
+
+
 name_resolvers.append(_Deployments())
 deploy_hooks.append(_deploy_handle)
+deployment_listers.append(_PanelDeployments())
 
 
 def load_ipython_extension(ipython: Any) -> None:

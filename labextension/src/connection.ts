@@ -18,6 +18,7 @@ import {
   COMM_TARGET,
   IActionMessage,
   ISubscribeMessage,
+  IWatchMessage,
   PROTOCOL_VERSION,
   beaconOf,
   isKernelMessage
@@ -55,7 +56,27 @@ export class KernelChannel {
     }
   }
 
-  /** Ask the kernel to cancel a job, or restart or stop a function's workers. */
+  /**
+   * The Deployments section is visible (or not): the kernel lists deployments (each listing
+   * asks their health checks over HTTP) only while it is.
+   */
+  watchDeployments(watching: boolean): void {
+    if (watching === this._watchDeployments) {
+      return;
+    }
+    this._watchDeployments = watching;
+    const comm = this._comm;
+    if (comm && !comm.isDisposed && this.model.status === 'connected') {
+      const msg: IWatchMessage = {
+        v: PROTOCOL_VERSION,
+        type: 'watch',
+        deployments: watching
+      };
+      comm.send(msg as unknown as JSONObject);
+    }
+  }
+
+  /** Ask the kernel to cancel a job, restart or stop a function's workers, or undeploy. */
   sendAction(action: ActionName, target: string): void {
     if (!this._comm || this._comm.isDisposed) {
       return;
@@ -238,7 +259,8 @@ export class KernelChannel {
     return {
       v: PROTOCOL_VERSION,
       type: 'subscribe',
-      job_limit: this.model.jobLimit
+      job_limit: this.model.jobLimit,
+      watch_deployments: this._watchDeployments
     };
   }
 
@@ -263,6 +285,7 @@ export class KernelChannel {
   private _context: ISessionContext | null = null;
   private _comm: Kernel.IComm | null = null;
   private _restarting = false;
+  private _watchDeployments = false;
   private _retries = 0;
   private _retryTimer = 0;
   private _listening = new WeakSet<Kernel.IKernelConnection>();

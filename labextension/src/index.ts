@@ -1,6 +1,6 @@
 /**
  * The sieve-jupyter JupyterLab extension: a "Sieve" side panel that follows the current
- * notebook's kernel and shows its functions, workers and jobs.
+ * notebook's kernel and shows its functions, workers and jobs, and the deployments of its user.
  */
 
 import {
@@ -111,7 +111,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     const panel = new SievePanel(model, {
       run: (action, target) => channel.sendAction(action, target),
-      openForm: name => void app.commands.execute(OPEN_FORM, { name })
+      openForm: name => void app.commands.execute(OPEN_FORM, { name }),
+      watchDeployments: watching => channel.watchDeployments(watching)
     });
     panel.title.icon = sieveIcon;
     app.shell.add(panel, 'left', { rank: 650 });

@@ -8,6 +8,7 @@ import { ISignal, Signal } from '@lumino/signaling';
 
 import {
   ActionName,
+  IDeploymentRow,
   IFeatures,
   IFunctionRow,
   IJobCounts,
@@ -37,8 +38,33 @@ export interface IFunctionView {
   /** "2 running · 10 queued · 340 finished · 4 errors", or "" before the first job. */
   counts: string;
   error: string;
+  /** "on 10.0.0.2", "on 2 nodes" (Ray workers), or "" when every worker runs here. */
+  nodes: string;
   /** The restart or stop in flight, if any. */
   busy: 'restart' | 'stop' | null;
+}
+
+export interface IDeploymentView {
+  /** "user/name" (its versions share it), and the key of the row: "user/name:version". */
+  name: string;
+  key: string;
+  version: string;
+  backend: string;
+  url: string;
+  /** READY, BUSY, STARTING, SETUP_FAILED, UNREACHABLE...; "gone" for a row that only
+   * remains to show why its undeploy failed. */
+  health: string;
+  /** ok (ready or busy), starting, error: the dot's color. */
+  level: 'ok' | 'starting' | 'error';
+  /** "1/1 ready": workers ready of those asked for */
+  workers: string;
+  uptime: string;
+  /** Why the deployment is unhealthy, or why its undeploy failed. */
+  error: string;
+  /** An undeploy of this name is in flight. */
+  busy: boolean;
+  /** The deployment is no longer listed; the row stays to show `error` until dismissed. */
+  gone: boolean;
 }
 
 export interface IJobView {
@@ -135,7 +161,11 @@ export class PanelModel {
   status: ConnectionStatus = 'no-notebook';
   /** The last failed action, shown until the next one succeeds. */
   lastError: string | null = null;
-  features: IFeatures = { form: false };
+  features: IFeatures = { form: false, deployments: false };
+  /** Whose deployments the kernel lists (its sieve.config.user), once it has listed them. */
+  deploymentsUser: string | null = null;
+  /** Why the kernel could not list the deployments, if it could not. */
+  deploymentsError: string | null = null;
   /** The sequence number of the last message folded in (for tests and diagnostics). */
   seq: number | null = null;
 
@@ -175,6 +205,10 @@ export class PanelModel {
       this._lastSeq = null;
       this.seq = null;
       this._pending.clear();
+      this._deployments = null;
+      this._undeployErrors.clear();
+      this.deploymentsUser = null;
+      this.deploymentsError = null;
     }
     this.status = status;
     this._changed.emit();
@@ -224,12 +258,24 @@ export class PanelModel {
         }
         this._mergeJobs(msg.jobs);
         break;
+      case 'deployments':
+        this._deployments = msg.deployments;
+        this.deploymentsUser = msg.user;
+        this.deploymentsError = msg.error;
+        this._deploymentsOffset = msg.server_time - localNow;
+        break;
       case 'result': {
         const pending = this._pending.get(msg.request_id);
         this._pending.delete(msg.request_id);
-        this.lastError = msg.ok
-          ? null
-          : (msg.error ?? 'the kernel refused the action');
+        const error = msg.error ?? 'the kernel refused the action';
+        if (pending?.action === 'undeploy') {
+          // Shown in the deployment's row, not as the panel's error line.
+          if (!msg.ok) {
+            this._undeployErrors.set(pending.target, error);
+          }
+        } else {
+          this.lastError = msg.ok ? null : error;
+        }
         if (pending) {
           this._actionFinished.emit({
             action: pending.action,
@@ -254,8 +300,82 @@ export class PanelModel {
   beginAction(action: ActionName, target: string): string {
     const requestId = `${action}:${target}:${++this._requestCounter}`;
     this._pending.set(requestId, { action, target });
+    if (action === 'undeploy') {
+      this._undeployErrors.delete(target);
+    }
     this._changed.emit();
     return requestId;
+  }
+
+  /** Whether the kernel has sent its list of deployments since the panel connected. */
+  get deploymentsListed(): boolean {
+    return this._deployments !== null;
+  }
+
+  /** Forget why an undeploy failed (the row's dismiss button). */
+  dismissDeploymentError(name: string): void {
+    if (this._undeployErrors.delete(name)) {
+      this._changed.emit();
+    }
+  }
+
+  /**
+   * Deployments by name, newest version first, then the rows of names whose undeploy failed
+   * and that are no longer listed (so the error stays in view until dismissed).
+   */
+  deploymentViews(localNow: number): IDeploymentView[] {
+    const serverNow = localNow + this._deploymentsOffset;
+    const undeploying = new Set<string>();
+    for (const { action, target } of this._pending.values()) {
+      if (action === 'undeploy') {
+        undeploying.add(target);
+      }
+    }
+    const rows = [...(this._deployments ?? [])].sort(
+      (a, b) =>
+        a.name.localeCompare(b.name) || versionCounter(b) - versionCounter(a)
+    );
+    const views: IDeploymentView[] = rows.map(row => {
+      const health = row.health ?? 'unknown';
+      const undeployError = this._undeployErrors.get(row.name) ?? '';
+      return {
+        name: row.name,
+        key: `${row.name}:${row.version}`,
+        version: row.version,
+        backend: row.backend,
+        url: row.url,
+        health: row.draining ? `${health} (draining)` : health,
+        level: healthLevel(row.health),
+        workers: `${row.ready_workers ?? '-'}/${row.workers} ready`,
+        uptime:
+          row.started_at === null
+            ? ''
+            : formatDuration(Math.max(0, serverNow - row.started_at)),
+        error: [undeployError, row.error ?? ''].filter(Boolean).join('\n'),
+        busy: undeploying.has(row.name),
+        gone: false
+      };
+    });
+    const listed = new Set(rows.map(row => row.name));
+    for (const [name, error] of this._undeployErrors) {
+      if (!listed.has(name)) {
+        views.push({
+          name,
+          key: `${name}:gone`,
+          version: '',
+          backend: '',
+          url: '',
+          health: 'gone',
+          level: 'error',
+          workers: '',
+          uptime: '',
+          error,
+          busy: undeploying.has(name),
+          gone: true
+        });
+      }
+    }
+    return views;
   }
 
   /** Functions and models, sorted by name. */
@@ -274,18 +394,36 @@ export class PanelModel {
           .map(w => w.setup_at)
           .filter((t): t is number => typeof t === 'number');
         const lastSetup = setupTimes.length ? Math.max(...setupTimes) : null;
+        const byNode = new Map<string, string[]>();
+        for (const w of row.workers) {
+          const line = `${w.id}: ${w.state}${w.description ? ` (${w.description})` : ''}`;
+          const lines = byNode.get(w.node ?? '') ?? [];
+          lines.push(line);
+          byNode.set(w.node ?? '', lines);
+        }
+        const nodes = [...byNode.keys()].filter(Boolean).sort();
         return {
           name: row.name,
           kind: row.kind,
           backend: row.backend,
           state: row.state,
           workers: plural(row.workers.length, 'worker'),
-          workersDetail: row.workers
-            .map(
-              w =>
-                `${w.id}: ${w.state}${w.description ? ` (${w.description})` : ''}`
-            )
-            .join('\n'),
+          // Grouped by node when workers run on other machines (Ray).
+          workersDetail: nodes.length
+            ? [...byNode.entries()]
+                .sort(([a], [b]) => a.localeCompare(b))
+                .map(
+                  ([node, lines]) =>
+                    `${node || 'this machine'}:\n${lines.map(l => `  ${l}`).join('\n')}`
+                )
+                .join('\n')
+            : (byNode.get('') ?? []).join('\n'),
+          nodes:
+            nodes.length === 0
+              ? ''
+              : nodes.length === 1
+                ? `on ${nodes[0]}`
+                : `on ${plural(nodes.length, 'node')}`,
           sinceSetup:
             lastSetup === null ? '' : formatDuration(serverNow - lastSetup),
           counts: countsText(this._counts.get(row.name)),
@@ -377,6 +515,24 @@ export class PanelModel {
   private _clockOffset = 0;
   private _pending = new Map<string, { action: ActionName; target: string }>();
   private _requestCounter = 0;
+  private _deployments: IDeploymentRow[] | null = null;
+  private _deploymentsOffset = 0;
+  private _undeployErrors = new Map<string, string>();
+}
+
+function versionCounter(row: IDeploymentRow): number {
+  const counter = parseInt(row.version, 10);
+  return isNaN(counter) ? 0 : counter;
+}
+
+function healthLevel(health: string | null): 'ok' | 'starting' | 'error' {
+  if (health === 'READY' || health === 'BUSY') {
+    return 'ok';
+  }
+  if (health === 'STARTING' || health === null) {
+    return 'starting';
+  }
+  return 'error';
 }
 
 function rank(job: IJobRow): number {

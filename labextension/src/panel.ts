@@ -1,6 +1,7 @@
 /**
  * The "Sieve" side panel: the functions and models of the current kernel, and its jobs, one
- * line each, drawn from the PanelModel.
+ * line each, and the deployments of the kernel's user (which outlive the kernel), drawn from
+ * the PanelModel.
  *
  * Rows are keyed (`KeyedList`): an update patches the rows that changed and leaves the others,
  * and every button, where they are, so a click is never lost to a redraw however fast deltas
@@ -8,20 +9,23 @@
  * variables, `jp-Button` buttons with LabIcons, a colored dot per status.
  */
 
-import { Notification } from '@jupyterlab/apputils';
+import { Dialog, Notification, showDialog } from '@jupyterlab/apputils';
 import {
   LabIcon,
   closeIcon,
+  deleteIcon,
   editIcon,
   refreshIcon,
   stopIcon
 } from '@jupyterlab/ui-components';
+import { Message } from '@lumino/messaging';
 import { Widget } from '@lumino/widgets';
 
 import { IRow, KeyedList } from './keyedlist';
 import {
   ConnectionStatus,
   IActionOutcome,
+  IDeploymentView,
   IFunctionView,
   IJobView,
   PanelModel
@@ -35,6 +39,8 @@ export interface IPanelActions {
   run(action: ActionName, target: string): void;
   /** Show the function's form in the notebook, or null when that is not available. */
   openForm: ((name: string) => void) | null;
+  /** The Deployments section is (not) in view: the kernel lists deployments only then. */
+  watchDeployments(watching: boolean): void;
 }
 
 const STATUS_TEXT: Record<ConnectionStatus, string> = {
@@ -119,6 +125,33 @@ function iconButton(
   return button;
 }
 
+/** The three lines every function and deployment row has, and where their parts go. */
+interface IItemSkeleton {
+  node: HTMLDivElement;
+  dot: HTMLSpanElement;
+  /** The first line, after the dot and the name. */
+  top: HTMLDivElement;
+  /** The second line: short facts separated by dots. */
+  details: HTMLDivElement;
+  /** The third line, whose end holds `actions`. */
+  bottom: HTMLDivElement;
+}
+
+function itemSkeleton(className: string, name: string): IItemSkeleton {
+  const node = el('div', `jp-SievePanel-item ${className}`);
+  node.dataset.name = name;
+  const top = node.appendChild(el('div', 'jp-SievePanel-line'));
+  const dot = top.appendChild(el('span', 'jp-SievePanel-dot'));
+  top.appendChild(el('span', 'jp-SievePanel-name', name));
+  const details = node.appendChild(
+    el('div', 'jp-SievePanel-line jp-SievePanel-sub jp-SievePanel-details')
+  );
+  const bottom = node.appendChild(
+    el('div', 'jp-SievePanel-line jp-SievePanel-sub')
+  );
+  return { node, dot, top, details, bottom };
+}
+
 export class SievePanel extends Widget {
   constructor(
     private readonly _model: PanelModel,
@@ -127,7 +160,7 @@ export class SievePanel extends Widget {
     super();
     this.id = PANEL_ID;
     this.addClass('jp-SievePanel');
-    this.title.caption = 'Sieve: functions, workers and jobs';
+    this.title.caption = 'Sieve: functions, workers, jobs and deployments';
 
     const node = this.node;
     node.appendChild(el('h2', 'jp-SievePanel-header', 'Sieve'));
@@ -170,6 +203,25 @@ export class SievePanel extends Widget {
       view => this._jobRow(view)
     );
 
+    const deployments = this._content.appendChild(el('section', ''));
+    this._deploymentsSection = deployments;
+    const deploymentsHeading = deployments.appendChild(
+      el('h3', 'jp-SievePanel-section', 'Deployments')
+    );
+    this._deploymentsNote = deploymentsHeading.appendChild(
+      el('span', 'jp-SievePanel-sectionNote')
+    );
+    this._deploymentsEmpty = deployments.appendChild(
+      el('p', 'jp-SievePanel-empty')
+    );
+    this._deployments = new KeyedList<IDeploymentView>(
+      deployments.appendChild(
+        el('div', 'jp-SievePanel-list jp-SievePanel-deployments')
+      ),
+      view => view.key,
+      view => this._deploymentRow(view)
+    );
+
     this._model.changed.connect(this._render, this);
     this._model.actionFinished.connect(this._onActionFinished, this);
     this._render();
@@ -192,9 +244,23 @@ export class SievePanel extends Widget {
     super.dispose();
   }
 
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    this._render();
+  }
+
+  protected onAfterHide(msg: Message): void {
+    super.onAfterHide(msg);
+    this._render();
+  }
+
   private _render(): void {
     const model = this._model;
     const connected = model.status === 'connected';
+    // Deployments are listed (an HTTP health check each) only while someone can see them.
+    this._actions.watchDeployments(
+      connected && this.isVisible && model.features.deployments
+    );
     this.node.dataset.status = model.status;
     setAttr(
       this.node,
@@ -210,6 +276,7 @@ export class SievePanel extends Widget {
     if (!connected) {
       this._functions.clear();
       this._jobs.clear();
+      this._deployments.clear();
       return;
     }
     const now = Date.now() / 1000;
@@ -223,6 +290,109 @@ export class SievePanel extends Widget {
       this._jobsNote,
       jobs.length ? `running and last ${model.jobLimit}` : ''
     );
+    this._renderDeployments(now);
+  }
+
+  private _renderDeployments(now: number): void {
+    const model = this._model;
+    this._deploymentsSection.hidden = !model.features.deployments;
+    if (!model.features.deployments) {
+      return;
+    }
+    const views = model.deploymentViews(now);
+    this._deployments.update(views);
+    let empty = '';
+    if (model.deploymentsError) {
+      empty = model.deploymentsError;
+    } else if (!model.deploymentsListed) {
+      empty = 'Listing deployments…';
+    } else if (!views.length) {
+      empty =
+        'No deployments: Model.deploy() or %sieve deploy NAME serves a function ' +
+        'after the kernel is gone.';
+    }
+    this._deploymentsEmpty.hidden = !empty;
+    setText(this._deploymentsEmpty, empty);
+    setClass(
+      this._deploymentsEmpty,
+      model.deploymentsError
+        ? 'jp-SievePanel-empty jp-SievePanel-rowError'
+        : 'jp-SievePanel-empty'
+    );
+    setText(
+      this._deploymentsNote,
+      model.deploymentsUser ? `of ${model.deploymentsUser}` : ''
+    );
+  }
+
+  private async _confirmUndeploy(name: string): Promise<void> {
+    const result = await showDialog({
+      title: `Undeploy ${name}?`,
+      body:
+        `Every version of ${name} stops once its jobs in flight finish, and all of it ` +
+        'is removed (its server processes or containers, their files and images). ' +
+        'Clients calling it by name will no longer find it.',
+      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Undeploy' })]
+    });
+    if (result.button.accept) {
+      this._actions.run('undeploy', name);
+    }
+  }
+
+  private _deploymentRow(first: IDeploymentView): IRow<IDeploymentView> {
+    const name = first.name;
+    const { node, dot, top, details, bottom } = itemSkeleton(
+      'jp-SievePanel-deployment',
+      name
+    );
+    node.dataset.version = first.version;
+    const version = top.appendChild(el('span', 'jp-SievePanel-version'));
+    const health = top.appendChild(el('span', 'jp-SievePanel-health'));
+    const backend = details.appendChild(el('span', 'jp-SievePanel-backend'));
+    const workers = details.appendChild(el('span', 'jp-SievePanel-workers'));
+    const uptime = details.appendChild(el('span', 'jp-SievePanel-uptime'));
+    uptime.title = 'uptime';
+    const address = bottom.appendChild(el('span', 'jp-SievePanel-address'));
+    const actions = bottom.appendChild(el('span', 'jp-SievePanel-actions'));
+    const undeploy = actions.appendChild(
+      iconButton(deleteIcon, 'Undeploy', 'undeploy', () => {
+        void this._confirmUndeploy(name);
+      })
+    );
+    const dismiss = actions.appendChild(
+      iconButton(closeIcon, 'Dismiss', 'dismiss', () =>
+        this._model.dismissDeploymentError(name)
+      )
+    );
+    const error = node.appendChild(el('div', 'jp-SievePanel-rowError'));
+
+    return {
+      node,
+      update: view => {
+        node.dataset.health = view.health;
+        setClass(dot, `jp-SievePanel-dot jp-mod-deploy-${view.level}`);
+        setAttr(dot, 'title', view.health);
+        setText(version, view.version);
+        setAttr(version, 'title', view.version || null);
+        setText(health, view.busy ? 'undeploying…' : view.health);
+        setClass(
+          health,
+          `jp-SievePanel-state jp-mod-deploy-${view.busy ? 'starting' : view.level}`
+        );
+        setText(backend, view.backend);
+        setText(workers, view.workers);
+        setText(uptime, view.uptime ? `up ${view.uptime}` : '');
+        setText(address, view.url);
+        setAttr(address, 'title', view.url || null);
+        setAttr(details, 'title', details.textContent);
+        error.hidden = !view.error;
+        setText(error, view.error);
+        undeploy.hidden = view.gone;
+        undeploy.disabled = view.busy;
+        undeploy.classList.toggle('jp-mod-busy', view.busy);
+        dismiss.hidden = !view.gone;
+      }
+    };
   }
 
   private _onActionFinished(_: PanelModel, outcome: IActionOutcome): void {
@@ -242,25 +412,17 @@ export class SievePanel extends Widget {
 
   private _functionRow(first: IFunctionView): IRow<IFunctionView> {
     const name = first.name;
-    const node = el('div', 'jp-SievePanel-item jp-SievePanel-function');
-    node.dataset.name = name;
-
-    const top = node.appendChild(el('div', 'jp-SievePanel-line'));
-    const dot = top.appendChild(el('span', 'jp-SievePanel-dot'));
-    top.appendChild(el('span', 'jp-SievePanel-name', name));
-    const state = top.appendChild(el('span', 'jp-SievePanel-state'));
-
-    const details = node.appendChild(
-      el('div', 'jp-SievePanel-line jp-SievePanel-sub jp-SievePanel-details')
+    const { node, dot, top, details, bottom } = itemSkeleton(
+      'jp-SievePanel-function',
+      name
     );
+    const state = top.appendChild(el('span', 'jp-SievePanel-state'));
     const kind = details.appendChild(el('span', 'jp-SievePanel-kind'));
     const backend = details.appendChild(el('span', 'jp-SievePanel-backend'));
     const workers = details.appendChild(el('span', 'jp-SievePanel-workers'));
+    const nodes = details.appendChild(el('span', 'jp-SievePanel-nodes'));
     const since = details.appendChild(el('span', 'jp-SievePanel-since'));
     since.title = 'time since the last __setup__';
-    const bottom = node.appendChild(
-      el('div', 'jp-SievePanel-line jp-SievePanel-sub')
-    );
     const counts = bottom.appendChild(el('span', 'jp-SievePanel-counts'));
     const actions = bottom.appendChild(el('span', 'jp-SievePanel-actions'));
     const restart = actions.appendChild(
@@ -299,6 +461,8 @@ export class SievePanel extends Widget {
         setAttr(state, 'title', view.error || null);
         setText(workers, view.workers);
         setAttr(workers, 'title', view.workersDetail);
+        setText(nodes, view.nodes);
+        nodes.hidden = !view.nodes;
         setText(
           since,
           view.sinceSetup ? `setup ${view.sinceSetup} ago` : 'not set up'
@@ -371,5 +535,9 @@ export class SievePanel extends Widget {
   private _jobsNote: HTMLSpanElement;
   private _functions: KeyedList<IFunctionView>;
   private _jobs: KeyedList<IJobView>;
+  private _deploymentsSection: HTMLElement;
+  private _deploymentsEmpty: HTMLParagraphElement;
+  private _deploymentsNote: HTMLSpanElement;
+  private _deployments: KeyedList<IDeploymentView>;
   private _timer: number;
 }

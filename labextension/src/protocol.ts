@@ -22,6 +22,7 @@ export const PROTOCOL = {
     "delta": [
       "counts", "functions", "jobs", "removed_functions", "seq", "server_time", "type", "v"
     ],
+    "deployments": ["deployments", "error", "server_time", "type", "user", "v"],
     "hello": ["type", "v"],
     "result": ["error", "ok", "request_id", "type", "v"],
     "snapshot": [
@@ -30,22 +31,27 @@ export const PROTOCOL = {
   },
   "panelMessages": {
     "action": ["action", "request_id", "target", "type", "v"],
-    "subscribe": ["job_limit", "type", "v"]
+    "subscribe": ["job_limit", "type", "v", "watch_deployments"],
+    "watch": ["deployments", "type", "v"]
   },
   "records": {
     "counts": ["cancelled", "error", "finished", "processing", "queued"],
-    "features": ["form"],
+    "deployment": [
+      "backend", "draining", "error", "health", "name", "ready_workers", "started_at", "state",
+      "url", "version", "workers"
+    ],
+    "features": ["deployments", "form"],
     "function": ["backend", "error", "kind", "name", "spec_hash", "state", "workers"],
     "job": [
       "duration", "error", "finished_at", "function", "job_id", "progress", "started_at",
       "status", "submitted_at"
     ],
     "progress": ["fraction", "message"],
-    "worker": ["description", "id", "setup_at", "setup_seconds", "state"]
+    "worker": ["description", "id", "node", "setup_at", "setup_seconds", "state"]
   },
   "functionStates": ["idle", "starting", "warm", "error", "stopped"],
   "jobStatuses": ["queued", "processing", "finished", "error", "cancelled"],
-  "actions": ["cancel_job", "restart", "stop"]
+  "actions": ["cancel_job", "restart", "stop", "undeploy"]
 } as const;
 // PROTOCOL-SPEC-END
 
@@ -64,6 +70,8 @@ export interface IWorkerRow {
   setup_seconds: number | null;
   setup_at: number | null;
   description: string;
+  /** Where the worker runs when that is another machine (a Ray worker's node address). */
+  node: string | null;
 }
 
 export interface IFunctionRow {
@@ -103,6 +111,22 @@ export interface IJobCounts {
 
 export interface IFeatures {
   form: boolean;
+  deployments: boolean;
+}
+
+/** One running version of a deployment of the kernel's user (never its token). */
+export interface IDeploymentRow {
+  name: string;
+  version: string;
+  backend: string;
+  url: string;
+  state: string;
+  health: string | null;
+  draining: boolean;
+  workers: number;
+  ready_workers: number | null;
+  started_at: number | null;
+  error: string | null;
 }
 
 export interface IHelloMessage {
@@ -141,10 +165,26 @@ export interface IResultMessage {
   error: string | null;
 }
 
+export interface IDeploymentsMessage {
+  v: number;
+  type: 'deployments';
+  server_time: number;
+  user: string;
+  deployments: IDeploymentRow[];
+  error: string | null;
+}
+
 export interface ISubscribeMessage {
   v: number;
   type: 'subscribe';
   job_limit: number;
+  watch_deployments: boolean;
+}
+
+export interface IWatchMessage {
+  v: number;
+  type: 'watch';
+  deployments: boolean;
 }
 
 export interface IActionMessage {
@@ -156,8 +196,12 @@ export interface IActionMessage {
 }
 
 export type KernelMessage =
-  IHelloMessage | ISnapshotMessage | IDeltaMessage | IResultMessage;
-export type PanelMessage = ISubscribeMessage | IActionMessage;
+  | IHelloMessage
+  | ISnapshotMessage
+  | IDeltaMessage
+  | IResultMessage
+  | IDeploymentsMessage;
+export type PanelMessage = ISubscribeMessage | IActionMessage | IWatchMessage;
 
 /** The hello message of a kernel's beacon, if this IOPub message is one. */
 export function beaconOf(msg: {
@@ -206,6 +250,11 @@ export type ProtocolChecks = [
   Check<Same<keyof IJobRow, Fields<'records', 'job'>>>,
   Check<Same<keyof IJobCounts, Fields<'records', 'counts'>>>,
   Check<Same<keyof IFeatures, Fields<'records', 'features'>>>,
+  Check<Same<keyof IDeploymentRow, Fields<'records', 'deployment'>>>,
+  Check<
+    Same<keyof IDeploymentsMessage, Fields<'kernelMessages', 'deployments'>>
+  >,
+  Check<Same<keyof IWatchMessage, Fields<'panelMessages', 'watch'>>>,
   Check<Same<keyof IHelloMessage, Fields<'kernelMessages', 'hello'>>>,
   Check<Same<keyof ISnapshotMessage, Fields<'kernelMessages', 'snapshot'>>>,
   Check<Same<keyof IDeltaMessage, Fields<'kernelMessages', 'delta'>>>,

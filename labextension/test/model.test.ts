@@ -11,6 +11,8 @@ import {
   BEACON_DISPLAY_ID,
   BEACON_MIME,
   IDeltaMessage,
+  IDeploymentRow,
+  IDeploymentsMessage,
   IFunctionRow,
   IJobRow,
   ISnapshotMessage,
@@ -38,7 +40,8 @@ function fn(
         state,
         setup_seconds: 1.5,
         setup_at: setupAt,
-        description: 'pid 1'
+        description: 'pid 1',
+        node: null
       }
     ],
     spec_hash: 'abc',
@@ -77,7 +80,7 @@ function snapshot(extra: Partial<ISnapshotMessage> = {}): ISnapshotMessage {
     jobs: [],
     counts: {},
     job_limit: 50,
-    features: { form: false },
+    features: { form: false, deployments: true },
     ...extra
   };
 }
@@ -363,4 +366,143 @@ test('durations read naturally, under a second in milliseconds', () => {
   assert.equal(formatDuration(42.9), '42 s');
   assert.equal(formatDuration(185), '3 min 05 s');
   assert.equal(formatDuration(2 * 3600 + 14 * 60), '2 h 14 min');
+});
+
+function deployment(
+  name: string,
+  version: string,
+  extra: Partial<IDeploymentRow> = {}
+): IDeploymentRow {
+  return {
+    name,
+    version,
+    backend: 'local',
+    url: 'http://127.0.0.1:40001',
+    state: 'serving',
+    health: 'READY',
+    draining: false,
+    workers: 1,
+    ready_workers: 1,
+    started_at: T0,
+    error: null,
+    ...extra
+  };
+}
+
+function deployments(
+  rows: IDeploymentRow[],
+  extra: Partial<IDeploymentsMessage> = {}
+): IDeploymentsMessage {
+  return {
+    v: PROTOCOL_VERSION,
+    type: 'deployments',
+    server_time: T0,
+    user: 'alice',
+    deployments: rows,
+    error: null,
+    ...extra
+  };
+}
+
+test('deployments are listed by name, newest version first, with health and uptime', () => {
+  const model = new PanelModel();
+  model.apply(snapshot(), T0);
+  assert.equal(model.deploymentsListed, false);
+  model.apply(
+    deployments([
+      deployment('alice/zeta', '1-aaa'),
+      deployment('alice/adder', '2-bbb', {
+        health: 'STARTING',
+        ready_workers: 0
+      }),
+      deployment('alice/adder', '10-ccc', {
+        health: 'UNREACHABLE',
+        ready_workers: 0,
+        error: 'UNREACHABLE: its server does not answer'
+      })
+    ]),
+    T0 + 100 // the browser's clock runs 100 s ahead of the kernel's
+  );
+  assert.equal(model.deploymentsListed, true);
+  assert.equal(model.deploymentsUser, 'alice');
+  const views = model.deploymentViews(T0 + 100 + 75);
+  assert.deepEqual(
+    views.map(v => [v.key, v.health, v.level, v.workers]),
+    [
+      ['alice/adder:10-ccc', 'UNREACHABLE', 'error', '0/1 ready'],
+      ['alice/adder:2-bbb', 'STARTING', 'starting', '0/1 ready'],
+      ['alice/zeta:1-aaa', 'READY', 'ok', '1/1 ready']
+    ]
+  );
+  assert.equal(views[2].uptime, '1 min 15 s');
+  assert.equal(views[0].error, 'UNREACHABLE: its server does not answer');
+});
+
+test('a failed undeploy shows in its row, and stays when the deployment is gone', () => {
+  const model = new PanelModel();
+  model.apply(snapshot(), T0);
+  model.apply(deployments([deployment('alice/adder', '1-aaa')]), T0);
+  const request = model.beginAction('undeploy', 'alice/adder');
+  assert.equal(model.deploymentViews(T0)[0].busy, true);
+  model.apply(deployments([]), T0); // gone meanwhile (undeployed from a terminal)
+  model.apply(
+    {
+      v: PROTOCOL_VERSION,
+      type: 'result',
+      request_id: request,
+      ok: false,
+      error: 'undeploy alice/adder: FunctionNotFoundError: no deployment'
+    },
+    T0
+  );
+  assert.equal(model.lastError, null); // not the panel's error line: the row's
+  const [gone] = model.deploymentViews(T0);
+  assert.equal(gone.gone, true);
+  assert.equal(gone.busy, false);
+  assert.match(gone.error, /FunctionNotFoundError/);
+  model.dismissDeploymentError('alice/adder');
+  assert.deepEqual(model.deploymentViews(T0), []);
+});
+
+test('a listing error is kept, and leaving the kernel forgets the deployments', () => {
+  const model = new PanelModel();
+  model.apply(snapshot(), T0);
+  model.apply(
+    deployments([], { error: 'the deployments could not be listed' }),
+    T0
+  );
+  assert.equal(model.deploymentsError, 'the deployments could not be listed');
+  model.apply(deployments([deployment('alice/adder', '1-aaa')]), T0);
+  assert.equal(model.deploymentsError, null);
+  model.setStatus('restarting');
+  assert.equal(model.deploymentsListed, false);
+  assert.deepEqual(model.deploymentViews(T0), []);
+});
+
+test('Ray workers are grouped by their node', () => {
+  const model = new PanelModel();
+  const row = fn('resize');
+  row.workers = [
+    { ...row.workers[0], id: 'w1', node: '10.0.0.2', description: 'actor 1' },
+    { ...row.workers[0], id: 'w2', node: '10.0.0.1', description: 'actor 2' },
+    { ...row.workers[0], id: 'w3', node: '10.0.0.2', description: 'actor 3' }
+  ];
+  model.apply(snapshot({ functions: [row, fn('local')] }), T0);
+  const [local, resize] = model.functionViews(T0);
+  assert.equal(local.nodes, '');
+  assert.equal(local.workersDetail, 'local-1: warm (pid 1)');
+  assert.equal(resize.nodes, 'on 2 nodes');
+  assert.equal(
+    resize.workersDetail,
+    [
+      '10.0.0.1:',
+      '  w2: warm (actor 2)',
+      '10.0.0.2:',
+      '  w1: warm (actor 1)',
+      '  w3: warm (actor 3)'
+    ].join('\n')
+  );
+  row.workers = [row.workers[0]];
+  model.apply(delta(1, { functions: [row] }), T0);
+  assert.equal(model.functionViews(T0)[1].nodes, 'on 10.0.0.2');
 });

@@ -19,8 +19,10 @@ from sieve_jupyter.deploy._handle import DeploymentFunction, DeploymentResolver
 from sieve_jupyter.deploy._listing import Deployments, deployments
 from sieve_jupyter.deploy._logs import deployment_logs
 from sieve_jupyter.deploy._model import Deployment
+from sieve_jupyter.deploy._options import DeployOptions
 
 __all__ = [
+    "DeployOptions",
     "DeployResult",
     "Deployment",
     "DeploymentFunction",

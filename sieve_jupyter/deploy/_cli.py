@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sieve_jupyter.deploy._options import add_arguments, arguments
+
 __all__ = ["HANDLERS", "add_commands"]
 
 
@@ -31,22 +33,8 @@ def add_commands(commands: Any) -> None:
         help="a notebook's function to deploy (repeatable; the first names "
         "the deployment; default: all)",
     )
-    deploy.add_argument(
-        "--backend",
-        choices=["local", "docker"],
-        default="local",
-        help="a detached local process (default) or a Docker container",
-    )
-    deploy.add_argument("--workers", type=int, default=1, help="warm workers per function")
-    deploy.add_argument(
-        "--host", default="127.0.0.1", help="address to bind (not loopback: a token is generated)"
-    )
-    deploy.add_argument("--port", type=int, help="port (default: one is allocated)")
+    add_arguments(deploy, backend="local", workers=1)
     deploy.add_argument("--user", help="the user part of its name (default: yours)")
-    deploy.add_argument("--force", action="store_true", help="deploy even if unchanged")
-    deploy.add_argument(
-        "--timeout", type=float, default=900.0, help="seconds to wait for its setup"
-    )
 
     listing = commands.add_parser("deployments", help="this machine's deployments, with health")
     listing.add_argument("--json", action="store_true", help="as JSON (no tokens)")
@@ -69,6 +57,7 @@ def add_commands(commands: Any) -> None:
 def _deploy(args: argparse.Namespace) -> int:
     from sieve_jupyter._config import configure
     from sieve_jupyter.deploy._deploy import _export_options, deploy_bundle
+    from sieve_jupyter.deploy._options import DeployOptions
 
     if args.user:
         configure(user=args.user)
@@ -95,17 +84,7 @@ def _deploy(args: argparse.Namespace) -> int:
 
         exported = export_notebook(source, None, names=args.names, **_export_options(args.backend))
         files, functions, default = exported.files, exported.functions, exported.default
-    result = deploy_bundle(
-        files,
-        functions,
-        default,
-        backend=args.backend,
-        workers=args.workers,
-        host=args.host,
-        port=args.port,
-        force=args.force,
-        timeout=args.timeout,
-    )
+    result = deploy_bundle(files, functions, default, DeployOptions(**arguments(args)))
     print(result)
     return 0
 

@@ -11,23 +11,17 @@ why. One process changes a name at a time (the others wait for it).
 
 from __future__ import annotations
 
-import ipaddress
-import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sieve_jupyter._config import Config, config
-from sieve_jupyter._errors import (
-    BuildError,
-    ConfigurationError,
-    DeployError,
-    FunctionNotFoundError,
-)
+from sieve_jupyter._config import config
+from sieve_jupyter._errors import BuildError, DeployError, FunctionNotFoundError
 from sieve_jupyter.deploy._catalog import Catalog, probe
 from sieve_jupyter.deploy._model import Deployment, NameRef, parse_name
+from sieve_jupyter.deploy._options import DeployOptions
 from sieve_jupyter.deploy._plan import RETIRE_SECONDS, Plan, content_digest
 
 if TYPE_CHECKING:
@@ -37,7 +31,6 @@ __all__ = ["DeployResult", "deploy", "deploy_bundle", "undeploy"]
 
 #: seconds a deploy waits for another process that is changing the same name
 _WAIT_FOR_OTHERS = 1800.0
-_MIN_TOKEN = 16
 
 
 @dataclass(frozen=True)
@@ -86,43 +79,6 @@ class DeployResult:
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         printer.text(str(self))
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_options(
-    backend: str, workers: int, host: str, port: int | None, token: str | None
-) -> str | None:
-    """Raises ConfigurationError naming the option; returns the token to use."""
-    if backend not in ("local", "docker"):
-        raise ConfigurationError(
-            f"backend: deployments run as 'local' processes or 'docker' containers, not "
-            f"{backend!r}. Fix: backend='local' or backend='docker'."
-        )
-    Config(workers=workers).validate()
-    if port is not None and (not isinstance(port, int) or not 1 <= port <= 65535):
-        raise ConfigurationError(
-            f"port: {port!r} is not a port. Fix: 1 to 65535, or leave it out to have one allocated."
-        )
-    if token is not None and len(token) < _MIN_TOKEN:
-        raise ConfigurationError(
-            f"token: {len(token)} characters is guessable. Fix: use {_MIN_TOKEN} or more, or "
-            "leave it out (one is generated when the host is not loopback)."
-        )
-    if not host:
-        raise ConfigurationError("host: must not be empty. Fix: host='127.0.0.1'.")
-    if token is None and not _is_loopback(host):
-        # Reachable from other machines: never without a token. It is kept in the registry
-        # (readable only by this user) and found there by sieve.function.get.
-        token = secrets.token_urlsafe(32)
-    return token
 
 
 def _targets(functions: Any) -> tuple[list[Any], str]:
@@ -184,26 +140,21 @@ def deploy(
 
     items, name = _targets(functions)
     registered_backend, registered_workers = _registration(name)
-    backend = backend or registered_backend or config.backend
-    workers = workers or registered_workers or config.workers
-    token = _check_options(backend, workers, host, port, token)
-    catalog = Catalog()
-    if backend == "docker":
-        catalog.kinds(docker=True)  # no engine: say so before exporting anything
-    exported = export(items, None, **_export_options(backend))
-    return deploy_bundle(
-        exported.files,
-        exported.functions,
-        exported.default,
-        backend=backend,
-        workers=workers,
+    options = DeployOptions(
+        backend=backend or registered_backend or config.backend,
+        workers=workers or registered_workers or config.workers,
         host=host,
         port=port,
         token=token,
         force=force,
         timeout=timeout,
-        log=log,
-        catalog=catalog,
+    ).checked()
+    catalog = Catalog()
+    if options.backend == "docker":
+        catalog.kinds(docker=True)  # no engine: say so before exporting anything
+    exported = export(items, None, **_export_options(options.backend))
+    return deploy_bundle(
+        exported.files, exported.functions, exported.default, options, log=log, catalog=catalog
     )
 
 
@@ -221,37 +172,24 @@ def deploy_bundle(
     files: dict[str, bytes],
     functions: Sequence[BundleFunction],
     default: str,
+    options: DeployOptions,
     *,
-    backend: str,
-    workers: int,
-    host: str = "127.0.0.1",
-    port: int | None = None,
-    token: str | None = None,
-    force: bool = False,
-    timeout: float = 900.0,
     log: Callable[[str], None] | None = None,
     catalog: Catalog | None = None,
 ) -> DeployResult:
     """Deploy a bundle's `files` (as `bundle_files` makes them) under ``user/NAME``, NAME
-    being the `default` function's; see `deploy`."""
+    being the `default` function's, as `options` say; see `deploy`."""
     from sieve_jupyter.manager import get_manager
 
     say = log if log is not None else print
-    token = _check_options(backend, workers, host, port, token)
+    options = options.checked()
     catalog = catalog if catalog is not None else Catalog()
     specs = [f.spec for f in functions]
     manager = get_manager()
     env: dict[str, str] = {}
     for spec in specs:
         env.update(manager.worker_environment(spec))  # (raises naming a missing one)
-    settings = {
-        "backend": backend,
-        "workers": workers,
-        "host": host,
-        "port": port,
-        "env": sorted(env),
-        "token": token is not None,
-    }
+    settings = {**options.settings(), "env": sorted(env)}
     digest = content_digest(files, settings)
     ref = NameRef(config.user, default)
     with catalog.registry.deploying(ref.key, _WAIT_FOR_OTHERS, say):
@@ -260,7 +198,7 @@ def deploy_bundle(
         if (
             current is not None
             and current.digest == digest
-            and not force
+            and not options.force
             and current.health in ("READY", "BUSY")
         ):
             return DeployResult(current, "unchanged")
@@ -271,15 +209,15 @@ def deploy_bundle(
             files=files,
             functions=tuple(f.name for f in functions),
             default=default,
-            workers=workers,
-            host=host,
-            port=port,
-            token=token,
+            workers=options.workers,
+            host=options.host,
+            port=options.port,
+            token=options.token,
             env=env,
             gpu=any(s.gpu is not None and not s.gpu.is_cpu for s in specs),
         )
-        kinds = {kind.name: kind for kind in catalog.kinds(docker=backend == "docker")}
-        kind: Any = kinds[backend]
+        kinds = {kind.name: kind for kind in catalog.kinds(docker=options.backend == "docker")}
+        kind: Any = kinds[options.backend]
         started = time.monotonic()
         try:
             new = kind.start(plan, catalog.ports(), say)
@@ -293,7 +231,7 @@ def deploy_bundle(
                 f"{ref.key}: the image of version {plan.version} did not build, so {keeps}.\n{exc}"
             ) from exc
         try:
-            _wait_ready(kind, new, timeout, current)
+            _wait_ready(kind, new, options.timeout, current)
         except BaseException:
             kind.stop(new, grace=5)
             raise

@@ -10,6 +10,7 @@ from typing import Any
 from sieve_jupyter.deploy._deploy import deploy, undeploy
 from sieve_jupyter.deploy._listing import deployments
 from sieve_jupyter.deploy._logs import deployment_logs
+from sieve_jupyter.deploy._options import add_arguments, arguments
 
 __all__ = ["COMMANDS"]
 
@@ -33,22 +34,9 @@ def deploy_command(words: list[str]) -> Any:
     """``%sieve deploy NAME... [--backend B] [--workers N] [--host H] [--port P] [--force]``"""
     parser = _parser("%sieve deploy")
     parser.add_argument("names", nargs="+")
-    parser.add_argument("--backend", choices=["local", "docker"])
-    parser.add_argument("--workers", type=int)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int)
-    parser.add_argument("--force", action="store_true")
-    parser.add_argument("--timeout", type=float, default=900.0)
+    add_arguments(parser, backend=None, workers=None)  # (default: as registered)
     args = _parse("%sieve deploy", "NAME... [--backend B] [--workers N]", parser, words)
-    result = deploy(
-        args.names,
-        backend=args.backend,
-        workers=args.workers,
-        host=args.host,
-        port=args.port,
-        force=args.force,
-        timeout=args.timeout,
-    )
+    result = deploy(args.names, **arguments(args))
     print(result)
     return None
 

@@ -151,6 +151,7 @@ class Deployment:
             "functions": list(self.functions),
             "default": self.default,
             "created_at": self.created_at,
+            "started_at": self.started_at or self.created_at,
             "uptime": round(self.uptime, 1),
             "pid": self.pid,
             "container": self.container,

@@ -19,13 +19,16 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sieve_jupyter.jupyter._channel_counts import JobCounter
+from sieve_jupyter.jupyter._channel_deployments import DeploymentsWatcher, deployments_available
 from sieve_jupyter.jupyter._channel_protocol import (
     ACTIONS,
     DEFAULT_JOB_LIMIT,
+    DEPLOYMENTS_INTERVAL,
     FLUSH_INTERVAL,
     MAX_JOB_LIMIT,
     PROTOCOL_VERSION,
     DeltaMessage,
+    DeploymentsMessage,
     Features,
     FunctionRow,
     JobRow,
@@ -98,6 +101,8 @@ class PanelChannel:
         threaded_actions: run actions on a worker thread, so a restart that waits for
             ``__setup__`` does not block the kernel; tests run them inline.
         on_closed: called once when the channel closes (the registry forgets it).
+        deployments_interval: seconds between two listings of the deployments while the
+            panel watches them.
     """
 
     def __init__(
@@ -109,6 +114,7 @@ class PanelChannel:
         threaded_actions: bool = True,
         clock: Callable[[], float] = time.time,
         on_closed: Callable[[PanelChannel], None] | None = None,
+        deployments_interval: float = DEPLOYMENTS_INTERVAL,
     ) -> None:
         self._comm = comm
         self._manager_factory = manager
@@ -133,6 +139,9 @@ class PanelChannel:
         self._stopped = threading.Event()
         self._flusher: threading.Thread | None = None
         self._send_context: contextvars.Context | None = None
+        self.deployments = DeploymentsWatcher(
+            self._send_deployments, interval=deployments_interval, clock=clock
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -154,6 +163,7 @@ class PanelChannel:
             unsubscribe()
         self._stopped.set()
         self._wake.set()
+        self.deployments.close()
         if not from_peer:
             try:
                 self._comm.close()
@@ -189,6 +199,9 @@ class PanelChannel:
             if isinstance(limit, int) and not isinstance(limit, bool):
                 self._job_limit = max(1, min(limit, MAX_JOB_LIMIT))
             self._subscribe()
+            self.deployments.watch(data.get("watch_deployments") is True)
+        elif kind == "watch":
+            self.deployments.watch(data.get("deployments") is True)
         elif kind == "action":
             self._action(data)
         else:
@@ -217,7 +230,7 @@ class PanelChannel:
             s for s in history[self._job_limit :] if s.get("status") == "processing"
         ]
         jobs = [self._with_error_text(job_row(s)) for s in listed]
-        features: Features = {"form": form_available()}
+        features: Features = {"form": form_available(), "deployments": deployments_available()}
         with self._lock:
             if self._closed:
                 return
@@ -261,7 +274,9 @@ class PanelChannel:
     def _run_action(self, request_id: str, action: str, target: str) -> None:
         manager = self._manager or self._manager_factory()
         try:
-            if action == "cancel_job":
+            if action == "undeploy":
+                self.deployments.undeploy(target)
+            elif action == "cancel_job":
                 job = manager.job(target)
                 job.cancel()
                 # Show the outcome even if the manager publishes no event for it.
@@ -287,6 +302,11 @@ class PanelChannel:
             "ok": error is None,
             "error": error,
         }
+        with self._lock:
+            if not self._closed:
+                self._send(message)
+
+    def _send_deployments(self, message: DeploymentsMessage) -> None:
         with self._lock:
             if not self._closed:
                 self._send(message)

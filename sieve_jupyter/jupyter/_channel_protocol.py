@@ -9,6 +9,12 @@ the target now exists) and sends ``subscribe`` (as the comm's open data, or late
 comm); the kernel answers with a ``snapshot`` and then ``delta`` messages whose ``seq`` counts
 up by one. A panel that sees a gap subscribes again. ``action`` requests get a ``result`` with
 the same ``request_id``.
+
+Deployments (``sieve.deployments()``: they outlive the kernel) are not the kernel's state, so
+they do not travel in snapshots and deltas: while the panel says its Deployments section is
+visible (``watch_deployments`` in ``subscribe``, then ``watch``), the kernel lists them with
+their health every `DEPLOYMENTS_INTERVAL` on a thread of its own and sends a whole
+``deployments`` message when the list changed (unsequenced: each one replaces the last).
 """
 
 from __future__ import annotations
@@ -37,13 +43,17 @@ MAX_JOB_LIMIT = 500
 FLUSH_INTERVAL = 0.25
 """Seconds between two deltas at most: a few updates a second however many jobs run."""
 
+DEPLOYMENTS_INTERVAL = 5.0
+"""Seconds between two listings of the deployments while the panel shows them: each asks
+every deployment's health check over HTTP, so it is polled slowly, and only while watched."""
+
 FunctionState = Literal["idle", "starting", "warm", "error", "stopped"]
 JobStatus = Literal["queued", "processing", "finished", "error", "cancelled"]
-ActionName = Literal["cancel_job", "restart", "stop"]
+ActionName = Literal["cancel_job", "restart", "stop", "undeploy"]
 
 FUNCTION_STATES: tuple[str, ...] = ("idle", "starting", "warm", "error", "stopped")
 JOB_STATUSES: tuple[str, ...] = ("queued", "processing", "finished", "error", "cancelled")
-ACTIONS: tuple[str, ...] = ("cancel_job", "restart", "stop")
+ACTIONS: tuple[str, ...] = ("cancel_job", "restart", "stop", "undeploy")
 
 
 class WorkerRow(TypedDict):
@@ -54,6 +64,8 @@ class WorkerRow(TypedDict):
     setup_seconds: float | None
     setup_at: float | None
     description: str
+    node: str | None
+    """Where the worker runs when that is another machine (a Ray worker's node address)."""
 
 
 class FunctionRow(TypedDict):
@@ -103,6 +115,25 @@ class Features(TypedDict):
     """What the kernel offers beyond the basics, so the panel can hide what would not work."""
 
     form: bool
+    deployments: bool
+    """The kernel can list deployments (the deployment layer is installed and hooked in)."""
+
+
+class DeploymentRow(TypedDict):
+    """One running version of a deployment of this kernel's user (``Deployment.describe()``
+    without what the panel must not see: never a token)."""
+
+    name: str
+    version: str
+    backend: str
+    url: str
+    state: str
+    health: str | None
+    draining: bool
+    workers: int
+    ready_workers: int | None
+    started_at: float | None
+    error: str | None
 
 
 class SnapshotMessage(TypedDict):
@@ -144,6 +175,19 @@ class ResultMessage(TypedDict):
     error: str | None
 
 
+class DeploymentsMessage(TypedDict):
+    """kernel -> panel: every deployment of the kernel's user with its health, when the list
+    changed (and right after the panel starts watching); `error` says why it could not be
+    listed (the rows are then empty)."""
+
+    v: int
+    type: Literal["deployments"]
+    server_time: float
+    user: str
+    deployments: list[DeploymentRow]
+    error: str | None
+
+
 class HelloMessage(TypedDict):
     """kernel -> panel: the beacon's data (on IOPub, not on the comm), sent when the kernel
     registers the comm target."""
@@ -158,10 +202,20 @@ class SubscribeMessage(TypedDict):
     v: int
     type: Literal["subscribe"]
     job_limit: int
+    watch_deployments: bool
+
+
+class WatchMessage(TypedDict):
+    """panel -> kernel: the Deployments section was shown or hidden (list them, or stop)."""
+
+    v: int
+    type: Literal["watch"]
+    deployments: bool
 
 
 class ActionMessage(TypedDict):
-    """panel -> kernel: cancel a job (target = job id), restart or stop a function (= name)."""
+    """panel -> kernel: cancel a job (target = job id), restart or stop a function (= name),
+    undeploy a deployment (= ``user/name``)."""
 
     v: int
     type: Literal["action"]
@@ -175,10 +229,12 @@ KERNEL_MESSAGES: dict[str, type[Any]] = {
     "snapshot": SnapshotMessage,
     "delta": DeltaMessage,
     "result": ResultMessage,
+    "deployments": DeploymentsMessage,
 }
 PANEL_MESSAGES: dict[str, type[Any]] = {
     "subscribe": SubscribeMessage,
     "action": ActionMessage,
+    "watch": WatchMessage,
 }
 RECORDS: dict[str, type[Any]] = {
     "worker": WorkerRow,
@@ -187,6 +243,7 @@ RECORDS: dict[str, type[Any]] = {
     "job": JobRow,
     "counts": JobCounts,
     "features": Features,
+    "deployment": DeploymentRow,
 }
 
 

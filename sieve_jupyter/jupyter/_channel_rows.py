@@ -5,9 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from sieve_jupyter.jupyter._channel_protocol import FunctionRow, JobRow, Progress, WorkerRow
+from sieve_jupyter.jupyter._channel_protocol import (
+    DeploymentRow,
+    FunctionRow,
+    JobRow,
+    Progress,
+    WorkerRow,
+)
 
-__all__ = ["function_row", "job_row"]
+__all__ = ["deployment_row", "function_row", "job_row"]
 
 
 def _number(value: Any) -> float | None:
@@ -23,6 +29,7 @@ def function_row(data: dict[str, Any]) -> FunctionRow:
             "setup_seconds": _number(w.get("setup_seconds")),
             "setup_at": _number(w.get("setup_at")),
             "description": str(w.get("description") or ""),
+            "node": None if not w.get("node") else str(w["node"]),
         }
         for w in data.get("workers") or []
         if isinstance(w, dict)
@@ -64,4 +71,34 @@ def job_row(data: dict[str, Any]) -> JobRow:
         "duration": _number(data.get("duration")),
         "error": None if error is None else str(error),
         "progress": _progress(data.get("progress")),
+    }
+
+
+_UNHEALTHY = {
+    "UNREACHABLE": "its server does not answer at {url}",
+    "SETUP_FAILED": "its setup failed; %sieve logs {name} --deployment shows why",
+    "DEFUNCT": "its server is defunct; %sieve logs {name} --deployment shows why",
+}
+
+
+def deployment_row(data: dict[str, Any]) -> DeploymentRow:
+    """The panel's view of ``Deployment.describe()``: exactly the protocol fields (so never a
+    token), with what an unhealthy server's health means."""
+    name, url = str(data["name"]), str(data.get("url", ""))
+    health = data.get("health")
+    health = None if health is None else str(health)
+    explain = _UNHEALTHY.get(health or "")
+    ready = data.get("ready_workers")
+    return {
+        "name": name,
+        "version": str(data.get("version", "")),
+        "backend": str(data.get("backend", "")),
+        "url": url,
+        "state": str(data.get("state", "")),
+        "health": health,
+        "draining": bool(data.get("draining")),
+        "workers": int(data.get("workers") or 0) * max(1, len(data.get("functions") or ())),
+        "ready_workers": ready if isinstance(ready, int) and not isinstance(ready, bool) else None,
+        "started_at": _number(data.get("started_at")),
+        "error": None if explain is None else f"{health}: {explain.format(name=name, url=url)}",
     }

@@ -14,7 +14,8 @@ __all__ = ["TOKEN_VARIABLE", "ServeSettings"]
 TOKEN_VARIABLE = "SIEVE_SERVE_TOKEN"
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine only (``localhost`` or a loopback address)."""
     if host == "localhost":
         return True
     try:
@@ -67,7 +68,7 @@ class ServeSettings:
 
     def validate(self) -> None:
         """Raises `ConfigurationError` naming the setting and the fix."""
-        if not _is_loopback(self.host) and not self.token and not self.insecure:
+        if not is_loopback(self.host) and not self.token and not self.insecure:
             raise ConfigurationError(
                 f"host: {self.host} is reachable from other machines and no token is set, so "
                 "anyone who can reach it could run the functions. Fix: set "

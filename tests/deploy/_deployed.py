@@ -7,12 +7,55 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import nbformat
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+#: the `deploy_cells` fixture: ``deploy_cells(cells, path, backend="local", **options)``
+Deploy = Callable[..., Any]
+
+_DEPLOY_SCRIPT = """\
+import sieve_jupyter as sieve
+
+@sieve.Model(name="adder")
+class Adder:
+    def __setup__(self):
+        print("setting up the adder")
+
+    def __predict__(self, x1: int, x2: int) -> int:
+        return x1 + x2
+
+if __name__ == "__main__":
+    sieve.configure(user="{user}")
+    print(Adder.deploy({options}))
+"""
+
+_CALLER = """\
+import json
+import sieve_jupyter as sieve
+
+adder = sieve.function.get("{user}/adder")
+print(json.dumps({{"run": adder.run(1, 2), "push": adder.push(2, 3).result(),
+                  "version": adder.version}}))
+"""
+
+
+def deploy_script(user: str, options: str = "") -> str:
+    """A script that defines the model ``adder`` (x1 + x2) and deploys it as `user`, with
+    `options` (Python keywords, e.g. ``backend="docker"``)."""
+    return _DEPLOY_SCRIPT.format(user=user, options=options)
+
+
+def caller_script(user: str) -> str:
+    """A script that calls ``user/adder`` by name and prints run, push and the version."""
+    return _CALLER.format(user=user)
 
 
 def adder_cells(offset: int = 0, setup: str = "", delay: float = 0.0) -> list[str]:
@@ -77,3 +120,40 @@ def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=timeout,
     )
+
+
+class ClientLoop:
+    """Clients calling ``handle(1, 2)`` in a loop from threads of their own (``run`` for each
+    False in `pushes`, ``push(...).result()`` for each True) while the ``with`` block runs,
+    keeping every result and every failure (the failures are the finding)."""
+
+    def __init__(self, handle: Any, pushes: tuple[bool, ...] = (False, True)) -> None:
+        self.handle = handle
+        self.results: list[int] = []
+        self.failures: list[BaseException] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, args=(p,)) for p in pushes]
+
+    def _loop(self, push: bool) -> None:
+        while not self._stop.is_set():
+            try:
+                self.results.append(
+                    self.handle.push(1, 2).result() if push else self.handle.run(1, 2)
+                )
+            except BaseException as exc:  # noqa: BLE001 - every failure is the finding
+                self.failures.append(exc)
+
+    def wait_for(self, count: int) -> None:
+        """Wait until `count` calls in all have answered."""
+        while len(self.results) < count:
+            time.sleep(0.05)
+
+    def __enter__(self) -> ClientLoop:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(60)

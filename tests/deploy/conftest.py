@@ -12,8 +12,10 @@ import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from _deployed import Deploy, exported
 from support import processes_under
 
 from sieve_jupyter._config import config, configure
@@ -60,3 +62,24 @@ def with_suppressed_kill(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+@pytest.fixture
+def deploy_cells() -> Deploy:
+    """``deploy_cells(cells, path, backend="local", **options)``: deploy a notebook made of
+    `cells` (written at `path`) with one worker, quietly, as ``sieve-jupyter deploy`` does;
+    `options` are `DeployOptions` fields (timeout, host, ...). Returns the DeployResult."""
+    from sieve_jupyter.deploy import DeployOptions, deploy_bundle
+
+    def deploy(cells: list[str], path: Path, backend: str = "local", **options: Any) -> Any:
+        bundle = exported(cells, path, backend=backend)
+        options.setdefault("workers", 1)
+        return deploy_bundle(
+            bundle.files,
+            bundle.functions,
+            bundle.default,
+            DeployOptions(backend=backend, **options),
+            log=lambda line: None,
+        )
+
+    return deploy

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,37 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _deployed import adder_cells, exported, run_script
+from _deployed import ClientLoop, Deploy, adder_cells, caller_script, deploy_script, run_script
 
 import sieve_jupyter as sieve
-from sieve_jupyter.deploy import deploy_bundle
 from sieve_jupyter.deploy._registry import LocalRegistry
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(2400)]
-
-SCRIPT = """\
-import sieve_jupyter as sieve
-
-@sieve.Model(name="adder")
-class Adder:
-    def __setup__(self):
-        print("setting up the adder")
-
-    def __predict__(self, x1: int, x2: int) -> int:
-        return x1 + x2
-
-if __name__ == "__main__":
-    sieve.configure(user="{user}")
-    print(Adder.deploy(backend="docker"))
-"""
-
-CALLER = """\
-import json
-import sieve_jupyter as sieve
-
-adder = sieve.function.get("{user}/adder")
-print(json.dumps({{"run": adder.run(1, 2), "push": adder.push(2, 3).result()}}))
-"""
 
 
 @pytest.fixture
@@ -77,29 +51,18 @@ def _containers(client: Any, user: str) -> list[Any]:
     )
 
 
-def _deploy(cells: list[str], path: Path, **options: Any) -> sieve.DeployResult:
-    bundle = exported(cells, path, backend="docker")
-    return deploy_bundle(
-        bundle.files,
-        bundle.functions,
-        bundle.default,
-        backend="docker",
-        workers=1,
-        log=lambda line: None,
-        **options,
-    )
-
-
 def test_a_docker_deployment_lives_on_its_own_and_leaves_nothing(
-    docker_client: Any, docker_user: str, tmp_path: Path
+    docker_client: Any, docker_user: str, tmp_path: Path, deploy_cells: Deploy
 ) -> None:
     user = docker_user
-    deployed = run_script(SCRIPT.format(user=user), tmp_path / "deploy_adder.py", timeout=1500)
+    deployed = run_script(
+        deploy_script(user, 'backend="docker"'), tmp_path / "deploy_adder.py", timeout=1500
+    )
     assert f"Deployed {user}/adder version 1-" in deployed.stdout
     assert "(docker)" in deployed.stdout
 
-    called = json.loads(run_script(CALLER.format(user=user), tmp_path / "caller.py").stdout)
-    assert called == {"run": 3, "push": 5}
+    called = json.loads(run_script(caller_script(user), tmp_path / "caller.py").stdout)
+    assert (called["run"], called["push"]) == (3, 5)
 
     # the labels are the registry: nothing of it is in the local registry file
     assert LocalRegistry().entries() == []
@@ -126,30 +89,13 @@ def test_a_docker_deployment_lives_on_its_own_and_leaves_nothing(
     assert sieve.deployments(user)[0].restarts == 1
 
     sieve.configure(user=user)
-    results: list[int] = []
-    failures: list[BaseException] = []
-    stop = threading.Event()
-
-    def loop(push: bool) -> None:
-        while not stop.is_set():
-            try:
-                results.append(handle.push(1, 2).result() if push else handle.run(1, 2))
-            except BaseException as exc:  # noqa: BLE001 - every failure is the finding
-                failures.append(exc)
-
-    threads = [threading.Thread(target=loop, args=(push,)) for push in (False, True)]
-    for thread in threads:
-        thread.start()
-    try:
-        second = _deploy(adder_cells(offset=100, delay=0.1), tmp_path / "v2.ipynb")
-        seen = len(results)
-        while len(results) < seen + 4:
-            time.sleep(0.05)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(60)
-    assert failures == []
+    with ClientLoop(handle) as clients:
+        second = deploy_cells(
+            adder_cells(offset=100, delay=0.1), tmp_path / "v2.ipynb", backend="docker"
+        )
+        clients.wait_for(len(clients.results) + 4)
+    results = clients.results
+    assert clients.failures == []
     assert second.outcome == "updated" and second.version.startswith("2-")
     assert set(results) == {3, 103}
     assert results[-2:] == [103, 103]
@@ -159,7 +105,7 @@ def test_a_docker_deployment_lives_on_its_own_and_leaves_nothing(
 
     broken = adder_cells(offset=7, setup='raise RuntimeError("no weights here")')
     with pytest.raises(sieve.DeployError, match="no weights here") as caught:
-        _deploy(broken, tmp_path / "v3.ipynb", timeout=600)
+        deploy_cells(broken, tmp_path / "v3.ipynb", timeout=600, backend="docker")
     assert f"version {second.version} keeps serving" in str(caught.value)
     assert handle.run(1, 1) == 102
     assert [

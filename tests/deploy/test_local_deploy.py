@@ -13,56 +13,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _deployed import adder_cells, cli, exported, run_script
+from _deployed import ClientLoop, Deploy, adder_cells, caller_script, cli, deploy_script, run_script
 from support import processes_under
 
 import sieve_jupyter as sieve
 from sieve_jupyter._errors import SieveWarning
 from sieve_jupyter.backends._identity import ProcessIdentity
-from sieve_jupyter.deploy import deploy_bundle
 from sieve_jupyter.deploy._registry import LocalRegistry
-
-SCRIPT = """\
-import sieve_jupyter as sieve
-
-@sieve.Model(name="adder")
-class Adder:
-    def __setup__(self):
-        print("setting up the adder")
-
-    def __predict__(self, x1: int, x2: int) -> int:
-        return x1 + x2
-
-if __name__ == "__main__":
-    sieve.configure(user="alice")
-    print(Adder.deploy())
-"""
-
-CALLER = """\
-import json
-import sieve_jupyter as sieve
-
-adder = sieve.function.get("alice/adder")
-print(json.dumps({"run": adder.run(1, 2), "push": adder.push(2, 3).result(),
-                  "version": adder.version}))
-"""
-
-
-def _deploy(cells: list[str], path: Path, **options: Any) -> sieve.DeployResult:
-    bundle = exported(cells, path)
-    options.setdefault("backend", "local")
-    options.setdefault("workers", 1)
-    return deploy_bundle(
-        bundle.files, bundle.functions, bundle.default, log=lambda line: None, **options
-    )
 
 
 def test_a_script_deploys_and_exits_and_another_process_calls_it_by_name(tmp_path: Path) -> None:
-    deployed = run_script(SCRIPT, tmp_path / "deploy_adder.py")
+    deployed = run_script(deploy_script("alice"), tmp_path / "deploy_adder.py")
     assert "Deployed alice/adder version 1-" in deployed.stdout
 
-    first = json.loads(run_script(CALLER, tmp_path / "caller.py").stdout)
-    second = json.loads(run_script(CALLER, tmp_path / "caller2.py").stdout)
+    first = json.loads(run_script(caller_script("alice"), tmp_path / "caller.py").stdout)
+    second = json.loads(run_script(caller_script("alice"), tmp_path / "caller2.py").stdout)
     assert (first["run"], first["push"]) == (3, 5)
     assert second == first
 
@@ -89,41 +54,21 @@ def test_a_script_deploys_and_exits_and_another_process_calls_it_by_name(tmp_pat
         sieve.function.get("alice/adder")
 
 
-def test_a_redeploy_under_a_client_loop_loses_no_call(tmp_path: Path) -> None:
+def test_a_redeploy_under_a_client_loop_loses_no_call(tmp_path: Path, deploy_cells: Deploy) -> None:
     sieve.configure(user="alice")
-    first = _deploy(adder_cells(offset=0, delay=0.2), tmp_path / "v1.ipynb")
+    first = deploy_cells(adder_cells(offset=0, delay=0.2), tmp_path / "v1.ipynb")
     assert first.outcome == "new"
-    again = _deploy(adder_cells(offset=0, delay=0.2), tmp_path / "v1.ipynb")
+    again = deploy_cells(adder_cells(offset=0, delay=0.2), tmp_path / "v1.ipynb")
     assert again.outcome == "unchanged" and again.version == first.version
     assert "unchanged" in str(again)
 
     handle = sieve.function.get("alice/adder")  # obtained before the redeploy
-    results: list[int] = []
-    failures: list[BaseException] = []
-    stop = threading.Event()
-
-    def loop(push: bool) -> None:
-        while not stop.is_set():
-            try:
-                results.append(handle.push(1, 2).result() if push else handle.run(1, 2))
-            except BaseException as exc:  # noqa: BLE001 - every failure is the finding
-                failures.append(exc)
-
-    threads = [threading.Thread(target=loop, args=(push,)) for push in (False, True, True)]
-    for thread in threads:
-        thread.start()
-    try:
-        while len(results) < 5:
-            time.sleep(0.05)
-        second = _deploy(adder_cells(offset=100, delay=0.2), tmp_path / "v2.ipynb")
-        seen = len(results)
-        while len(results) < seen + 6:
-            time.sleep(0.05)
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(60)
-    assert failures == []
+    with ClientLoop(handle, pushes=(False, True, True)) as clients:
+        clients.wait_for(5)
+        second = deploy_cells(adder_cells(offset=100, delay=0.2), tmp_path / "v2.ipynb")
+        clients.wait_for(len(clients.results) + 6)
+    results = clients.results
+    assert clients.failures == []
     assert second.outcome == "updated" and second.version.startswith("2-")
     assert [r.version for r in second.retired] == [first.version]
     assert set(results) == {3, 103}
@@ -135,12 +80,14 @@ def test_a_redeploy_under_a_client_loop_loses_no_call(tmp_path: Path) -> None:
     assert sieve.function.get("alice/adder:2").run(1, 1) == 102
 
 
-def test_a_redeploy_whose_setup_fails_leaves_the_old_version_serving(tmp_path: Path) -> None:
+def test_a_redeploy_whose_setup_fails_leaves_the_old_version_serving(
+    tmp_path: Path, deploy_cells: Deploy
+) -> None:
     sieve.configure(user="alice")
-    first = _deploy(adder_cells(offset=0), tmp_path / "v1.ipynb")
+    first = deploy_cells(adder_cells(offset=0), tmp_path / "v1.ipynb")
     broken = adder_cells(offset=5, setup='raise RuntimeError("no weights here")')
     with pytest.raises(sieve.DeployError, match="no weights here") as caught:
-        _deploy(broken, tmp_path / "v2.ipynb", timeout=120)
+        deploy_cells(broken, tmp_path / "v2.ipynb", timeout=120)
     assert f"version {first.version} keeps serving" in str(caught.value)
     assert [e["version"] for e in LocalRegistry().entries()] == [first.version]
     assert sieve.function.get("alice/adder").run(1, 2) == 3
@@ -149,11 +96,11 @@ def test_a_redeploy_whose_setup_fails_leaves_the_old_version_serving(tmp_path: P
     assert sorted(p.name for p in versions.iterdir()) == [first.version]
 
 
-def test_two_users_deployments_of_one_name_stay_apart(tmp_path: Path) -> None:
+def test_two_users_deployments_of_one_name_stay_apart(tmp_path: Path, deploy_cells: Deploy) -> None:
     sieve.configure(user="alice")
-    alice = _deploy(adder_cells(offset=0), tmp_path / "alice.ipynb")
+    alice = deploy_cells(adder_cells(offset=0), tmp_path / "alice.ipynb")
     sieve.configure(user="bob")
-    bob = _deploy(adder_cells(offset=0), tmp_path / "bob.ipynb")
+    bob = deploy_cells(adder_cells(offset=0), tmp_path / "bob.ipynb")
     assert bob.outcome == "new" and bob.url != alice.url
     assert [d.key for d in sieve.deployments()] == ["alice/adder", "bob/adder"]
     assert sieve.function.get("adder").url == bob.url  # (this process is bob now)
@@ -163,9 +110,11 @@ def test_two_users_deployments_of_one_name_stay_apart(tmp_path: Path) -> None:
     assert sieve.function.get("bob/adder").run(2, 2) == 4
 
 
-def test_a_killed_server_is_detected_and_its_entry_cleaned(tmp_path: Path) -> None:
+def test_a_killed_server_is_detected_and_its_entry_cleaned(
+    tmp_path: Path, deploy_cells: Deploy
+) -> None:
     sieve.configure(user="alice")
-    result = _deploy(adder_cells(offset=0), tmp_path / "v1.ipynb")
+    result = deploy_cells(adder_cells(offset=0), tmp_path / "v1.ipynb")
     pid = result.deployment.pid
     assert pid is not None
     directory = Path(result.deployment.directory or "")
@@ -183,9 +132,9 @@ def test_a_killed_server_is_detected_and_its_entry_cleaned(tmp_path: Path) -> No
         sieve.function.get("alice/adder")
 
 
-def test_a_name_found_nowhere_lists_what_exists(tmp_path: Path) -> None:
+def test_a_name_found_nowhere_lists_what_exists(tmp_path: Path, deploy_cells: Deploy) -> None:
     sieve.configure(user="alice")
-    _deploy(adder_cells(offset=0), tmp_path / "v1.ipynb")
+    deploy_cells(adder_cells(offset=0), tmp_path / "v1.ipynb")
     with pytest.raises(sieve.FunctionNotFoundError) as caught:
         sieve.function.get("alice/nothing")
     assert "deployments: alice/adder" in str(caught.value)
@@ -193,15 +142,17 @@ def test_a_name_found_nowhere_lists_what_exists(tmp_path: Path) -> None:
         sieve.undeploy("alice/nothing", log=lambda line: None)
 
 
-def test_chained_calls_reach_a_deployment(tmp_path: Path, unique: Any) -> None:
+def test_chained_calls_reach_a_deployment(
+    tmp_path: Path, unique: Any, deploy_cells: Deploy
+) -> None:
     sieve.configure(user="alice")
-    _deploy(adder_cells(offset=0), tmp_path / "adder.ipynb")
+    deploy_cells(adder_cells(offset=0), tmp_path / "adder.ipynb")
     caller = [
         "import sieve_jupyter as sieve",
         '@sieve.function(name="twice")\ndef twice(x: int) -> int:\n'
         '    return sieve.function.get("alice/adder").run(x, x)',
     ]
-    _deploy(caller, tmp_path / "twice.ipynb")
+    deploy_cells(caller, tmp_path / "twice.ipynb")
     # a deployment's function calls another deployment by name
     assert sieve.function.get("alice/twice").run(4) == 8
 
@@ -214,7 +165,7 @@ def test_chained_calls_reach_a_deployment(tmp_path: Path, unique: Any) -> None:
 
 
 def test_secrets_reach_the_deployment_but_no_file_and_another_interface_needs_a_token(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deploy_cells: Deploy
 ) -> None:
     secret = "s3cr3t-" + os.urandom(8).hex()
     monkeypatch.setenv("GREETING_KEY", secret)
@@ -226,7 +177,7 @@ def test_secrets_reach_the_deployment_but_no_file_and_another_interface_needs_a_
         '    return name + ":" + str(len(os.environ["GREETING_KEY"]))',
     ]
     sieve.configure(user="alice")
-    result = _deploy(cells, tmp_path / "greeter.ipynb", host="0.0.0.0")  # noqa: S104
+    result = deploy_cells(cells, tmp_path / "greeter.ipynb", host="0.0.0.0")  # noqa: S104
     token = result.deployment.token
     assert token is not None and len(token) >= 32
     assert "It wants a token" in str(result)
@@ -245,7 +196,9 @@ def test_secrets_reach_the_deployment_but_no_file_and_another_interface_needs_a_
             assert secret.encode() not in path.read_bytes(), path
 
 
-def test_a_crashed_worker_is_replaced_and_the_logs_follow_it(tmp_path: Path) -> None:
+def test_a_crashed_worker_is_replaced_and_the_logs_follow_it(
+    tmp_path: Path, deploy_cells: Deploy
+) -> None:
     from sieve_jupyter.deploy import deployment_logs
 
     cells = [
@@ -255,7 +208,7 @@ def test_a_crashed_worker_is_replaced_and_the_logs_follow_it(tmp_path: Path) -> 
         "    if crash:\n        os._exit(3)\n    return os.getpid()",
     ]
     sieve.configure(user="alice")
-    _deploy(cells, tmp_path / "fragile.ipynb")
+    deploy_cells(cells, tmp_path / "fragile.ipynb")
     followed: list[str] = []
     follower = threading.Thread(
         target=lambda: followed.extend(deployment_logs("alice/fragile", lines=1000, follow=True))

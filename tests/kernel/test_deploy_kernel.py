@@ -4,15 +4,7 @@ restarted (its process killed) and the new kernel calls the deployment by name, 
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-from _kernel import KernelSession, start_kernel
-from support import processes_under
-
-from sieve_jupyter._errors import SieveWarning
+from _kernel import KernelSession
 
 CELLS = [
     "import sieve_jupyter as sieve",
@@ -26,29 +18,6 @@ class Adder:
     def __predict__(self, x1: int, x2: int) -> int:
         return x1 + x2 + self.offset""",
 ]
-
-
-@pytest.fixture
-def deploying_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[KernelSession]:
-    """A kernel whose deployments go to a registry of this test's own; whatever it deployed
-    is undeployed afterwards, and no process started from here may remain."""
-    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "jupyter-data"))
-    monkeypatch.delenv("SIEVE_DEPLOYMENTS_DIR", raising=False)
-    session = start_kernel(tmp_path)
-    try:
-        yield session
-    finally:
-        session.close()
-        from sieve_jupyter.deploy import undeploy
-        from sieve_jupyter.deploy._registry import LocalRegistry
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", SieveWarning)
-            left = LocalRegistry().entries()
-        for key in sorted({f"{e['user']}/{e['name']}" for e in left}):
-            undeploy(key, log=lambda line: None)
-        assert left == []
-        assert processes_under(tmp_path) == []
 
 
 def test_a_deployment_outlives_its_kernel(deploying_kernel: KernelSession) -> None:

@@ -12,8 +12,8 @@ import pytest
 
 from sieve_jupyter._errors import ConfigurationError, DeployError, SieveWarning
 from sieve_jupyter.backends._identity import ProcessIdentity
-from sieve_jupyter.deploy._deploy import _check_options
 from sieve_jupyter.deploy._model import Deployment, parse_name
+from sieve_jupyter.deploy._options import DeployOptions
 from sieve_jupyter.deploy._paths import slug
 from sieve_jupyter.deploy._plan import content_digest
 from sieve_jupyter.deploy._registry import LocalRegistry
@@ -68,22 +68,15 @@ def test_a_version_is_named_by_counter_full_version_or_hash_prefix() -> None:
     ],
 )
 def test_bad_options_are_refused_naming_the_option(options: dict[str, object], field: str) -> None:
-    values: dict[str, object] = {
-        "backend": "local",
-        "workers": 1,
-        "host": "127.0.0.1",
-        "port": None,
-        "token": None,
-        **options,
-    }
+    values: dict[str, object] = {"backend": "local", "workers": 1, **options}
     with pytest.raises(ConfigurationError, match=field) as caught:
-        _check_options(**values)  # type: ignore[arg-type]
+        DeployOptions(**values).checked()  # type: ignore[arg-type]
     assert "Fix:" in str(caught.value)
 
 
 def test_another_interface_than_loopback_gets_a_token() -> None:
-    assert _check_options("local", 1, "127.0.0.1", None, None) is None
-    token = _check_options("local", 1, "0.0.0.0", None, None)  # noqa: S104
+    assert DeployOptions("local", 1, "127.0.0.1").checked().token is None
+    token = DeployOptions("local", 1, "0.0.0.0").checked().token  # noqa: S104
     assert token is not None and len(token) >= 32
 
 
