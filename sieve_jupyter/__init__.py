@@ -56,6 +56,7 @@ _EXPORTS: dict[str, str] = {
     "ModelHandle": "sieve_jupyter.sdk",
     "PythonVersionMismatchError": "sieve_jupyter._errors",
     "RemoteError": "sieve_jupyter._errors",
+    "ResultReleasedError": "sieve_jupyter._errors",
     "SetupError": "sieve_jupyter._errors",
     "SieveError": "sieve_jupyter._errors",
     "SieveWarning": "sieve_jupyter._errors",
@@ -272,6 +273,9 @@ if TYPE_CHECKING:  # pragma: no cover - static view of the lazy names
     )
     from sieve_jupyter._errors import (
         RemoteError as RemoteError,
+    )
+    from sieve_jupyter._errors import (
+        ResultReleasedError as ResultReleasedError,
     )
     from sieve_jupyter._errors import (
         SetupError as SetupError,

@@ -33,8 +33,13 @@
     │   └── PythonVersionMismatchError  the worker's Python minor version differs from the kernel's
     ├── RemoteError                     a user exception whose type could not be rebuilt in the
     │                                   kernel; carries `type_name`, `message`, `traceback`
-    └── JobCancelledError (concurrent.futures.CancelledError)
-                                        raised by `.run()` when its job was cancelled
+    ├── JobCancelledError (concurrent.futures.CancelledError)
+    │                                   raised by `.run()` when its job was cancelled
+    └── ResultReleasedError (LookupError)
+                                        the result of a job looked up in the job history
+                                        (`sieve.job`, the panel) was in shared memory and is
+                                        gone: the history keeps such results only while
+                                        something else holds them
 
 Warnings (said once, the work goes on):
 
@@ -72,6 +77,7 @@ __all__ = [
     "PythonVersionMismatchError",
     "RemoteError",
     "RemoteTraceback",
+    "ResultReleasedError",
     "SetupError",
     "SieveError",
     "SieveWarning",
@@ -300,6 +306,11 @@ class RemoteError(SieveError):
 
 class JobCancelledError(SieveError, concurrent.futures.CancelledError):
     """The job was cancelled before it produced a result."""
+
+
+class ResultReleasedError(SieveError, LookupError):
+    """A job from the job history finished, but its result (rebuilt on a worker's shared
+    memory) was released once nothing but the history held it."""
 
 
 class SieveWarning(UserWarning):

@@ -103,7 +103,9 @@ def _settle(
     # lane before it blames its running job)
     try:
         if type(outcome) is Result:
-            pool.finish_direct(worker, future, outcome)
+            reply = worker.reply
+            shared = reply is not None and reply.shared
+            pool.finish_direct(worker, future, outcome, shared=shared)
         # Moved: the outcome follows on the data connection, where the reader thread settles it
     finally:
         worker.lane.release()

@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import _base
 from typing import Any, TypeVar, cast
 
-from sieve_jupyter._errors import JobCancelledError
+from sieve_jupyter._errors import JobCancelledError, ResultReleasedError
 
-__all__ = ["JobFuture", "JobStatus", "failure_hooks"]
+__all__ = ["JobFuture", "JobStatus", "ReleasedJob", "failure_hooks"]
 
 #: called with a job's exception before its future holds it, so nothing can see the exception
 #: before the hooks have (the notebook layer attaches how IPython shows it)
@@ -289,3 +289,36 @@ class JobFuture(concurrent.futures.Future[T]):
         duration = self.duration
         took = f" {duration:.3f}s" if duration is not None else ""
         return f"<JobFuture {self.job_id} {self.status.value}{extra}{took}>"
+
+
+class ReleasedJob(JobFuture[Any]):
+    """What the job history shows for a finished job whose result was rebuilt on a worker's
+    shared memory once nothing else holds that job's future: everything the job's future had
+    (status, timings, logs, worker) but the result, which was released with the future so the
+    worker can reuse its segment. `result()` raises `ResultReleasedError`."""
+
+    @classmethod
+    def of(cls, future: JobFuture[Any]) -> ReleasedJob:
+        """A stand-in for the finished `future`, holding none of its result."""
+        stand_in = cls(future.job_id, future.function, (), {})
+        for name in (
+            "submitted_at",
+            "started_at",
+            "finished_at",
+            "worker_id",
+            "parent_job",
+            "context",
+            "progress",
+            "logs",
+        ):
+            setattr(stand_in, name, getattr(future, name))
+        stand_in._state = _base.FINISHED
+        return stand_in
+
+    def result(self, timeout: float | None = None) -> Any:
+        raise ResultReleasedError(
+            f"job {self.job_id} finished, but its result was in shared memory and was "
+            "released when the last reference to its future went away (the job history "
+            "keeps such results only while something else holds them). Fix: keep the future "
+            "that .push() returned, or the value .run() returned."
+        )

@@ -17,7 +17,9 @@ import sys
 import threading
 import uuid
 import warnings
+import weakref
 from collections.abc import Callable
+from concurrent.futures import _base
 from typing import TYPE_CHECKING, Any
 
 from sieve_jupyter._config import Config, config
@@ -32,7 +34,7 @@ from sieve_jupyter._hooks import manager_created_hooks
 from sieve_jupyter.backends import Backend, create_backend
 from sieve_jupyter.manager._events import EventBus
 from sieve_jupyter.manager._gpu import ManagerGpus
-from sieve_jupyter.manager._jobs import JobFuture
+from sieve_jupyter.manager._jobs import JobFuture, ReleasedJob
 from sieve_jupyter.manager._pool import SwapOutcome, WorkerPool
 from sieve_jupyter.manager._record import FunctionRecord
 
@@ -67,6 +69,25 @@ class Registration:
         self.swapped_workers = swapped or []
 
 
+#: a future's states once its job has ended
+_ENDED = (_base.FINISHED, _base.CANCELLED, _base.CANCELLED_AND_NOTIFIED)
+
+
+class _Weak:
+    """A history entry that does not keep its finished job's future (and so its result)
+    alive: the future while something else holds it, then a `ReleasedJob` stand-in."""
+
+    __slots__ = ("ref", "stand_in")
+
+    def __init__(self, future: JobFuture[Any]) -> None:
+        self.ref = weakref.ref(future)
+        self.stand_in = ReleasedJob.of(future)
+
+    def get(self) -> JobFuture[Any]:
+        future = self.ref()
+        return future if future is not None else self.stand_in
+
+
 class Manager:
     """Registers functions, runs their jobs on warm workers, and reports what happens."""
 
@@ -80,8 +101,9 @@ class Manager:
         self.submit_hooks: list[Callable[[JobFuture[Any]], None]] = []
         self._records: dict[str, FunctionRecord] = {}
         self._backends: dict[str, Backend] = {}
-        #: recent jobs, oldest first (an OrderedDict: dropping the oldest is O(1))
-        self._jobs: collections.OrderedDict[str, JobFuture[Any]] = collections.OrderedDict()
+        #: recent jobs, oldest first (an OrderedDict: dropping the oldest is O(1)); a job
+        #: whose result lives in a worker's shared memory is held weakly (`hold_weakly`)
+        self._jobs: collections.OrderedDict[str, JobFuture[Any] | _Weak] = collections.OrderedDict()
         self._job_ids = itertools.count(1)
         self._lock = threading.RLock()
         self._closed = False
@@ -312,21 +334,33 @@ class Manager:
             # garbage collector's young generation from filling (batches tripled its runs).
             while len(jobs) > limit:
                 oldest = next(iter(jobs.values()))
-                if not oldest.done():
+                if not isinstance(oldest, _Weak) and oldest._state not in _ENDED:
                     break
                 jobs.popitem(last=False)
 
+    def hold_weakly(self, future: JobFuture[Any]) -> None:
+        """Keep the finished `future` in the history only while something else holds it: its
+        result was rebuilt on a worker's shared memory, and a history that pinned it would make
+        the worker take fresh memory for every large result (and keep up to `job_history`
+        of them alive). Once the future is gone the history lists a `ReleasedJob`: the same
+        job, finished, without its result."""
+        entry = _Weak(future)
+        with self._lock:
+            if self._jobs.get(future.job_id) is future:
+                self._jobs[future.job_id] = entry
+
     def job(self, job_id: str) -> JobFuture[Any]:
         try:
-            return self._jobs[job_id]
+            entry = self._jobs[job_id]
         except KeyError:
             raise SieveError(
                 f"no job {job_id!r} in this kernel. Fix: `%sieve jobs` lists the recent ones."
             ) from None
+        return entry.get() if isinstance(entry, _Weak) else entry
 
     def jobs(self, limit: int | None = None) -> list[JobFuture[Any]]:
         """Recent jobs, newest first."""
-        jobs = list(self._jobs.values())
+        jobs = [e.get() if isinstance(e, _Weak) else e for e in self._jobs.values()]
         jobs.reverse()
         return jobs if limit is None else jobs[:limit]
 

@@ -36,6 +36,12 @@ __all__ = ["PoolHost", "SwapOutcome", "WorkerPool"]
 _GATHER_SECONDS = 0.0002
 #: most calls in flight per worker (for very fast calls)
 _MAX_WINDOW = 256
+#: calls waiting for a busy worker that a pushing thread writes itself, as one frame, rather
+#: than leave them to the sender thread (see `_full_batch`)...
+_PUSHER_BATCH = 64
+#: ... when that frame is at most this big: the window keeps so few such frames unread that
+#: they fit in the socket's buffer, so a push never waits for the worker to read
+_PUSHER_FRAME_BYTES = 16 * 1024
 
 
 class WorkerPool(PoolWorkers):
@@ -57,12 +63,16 @@ class WorkerPool(PoolWorkers):
                 self.state = "idle"  # stopped by the user; a new job starts workers again
             started = len(self.workers) < self.size and self._start_workers()
             inline = self._assign()
+            limit = None  # (an idle worker's call: latency-bound, written whatever its size)
+            if inline is None:
+                inline, limit = self._full_batch(), _PUSHER_FRAME_BYTES
         if started:
             self.publish_function()
         if inline is None:
             return
-        if not waited or type(inline) is WorkerConnection:
-            self._flush(inline)
+        if not waited or limit is not None or type(inline) is WorkerConnection:
+            # (limit: a busy worker's frame, which the waited call may not be in)
+            self._flush(inline, limit)
             return
         linked = cast(LinkedWorker, inline)
         try:
@@ -72,6 +82,21 @@ class WorkerPool(PoolWorkers):
             # (an interrupt: the link's own thread delivers the outcome)
             linked.settle_here(future.job_id, wait=False)
             raise
+
+    def _full_batch(self) -> Worker | None:
+        """A busy worker with a frame's worth of calls waiting (lock held).
+
+        A thread pushing a burst holds the GIL while it pushes, so the sender thread it wakes
+        runs only when the interpreter forces a switch (every 5 ms): calls would reach the
+        worker a window at a time, and the worker would idle between windows. So the pushing
+        thread writes every `_PUSHER_BATCH` calls itself (one frame, one system call, which
+        also lets the reader thread in); the sender writes what is left of the burst, and any
+        frame too big to be sure the write will not wait."""
+        for worker in self.workers.values():
+            # (exactly: a frame left to the sender is not encoded again at every push)
+            if worker.jobs.unwritten == _PUSHER_BATCH:
+                return worker
+        return None
 
     def try_direct(self, future: JobFuture[Any], wait: float | None = None) -> bool:
         """Run `future` as a direct call if a worker is idle (see `_direct.py`); False, having
@@ -142,13 +167,17 @@ class WorkerPool(PoolWorkers):
             return 1
         return max(2, min(_MAX_WINDOW, int(0.005 / average)))
 
-    def _flush(self, worker: Worker) -> None:
+    def _flush(self, worker: Worker, limit: int | None = None) -> None:
         """Write the worker's waiting calls to its data channel as one frame (any thread but
-        a reader)."""
+        a reader). With `limit` (a pushing thread's frame for a busy worker), a frame of more
+        bytes, or a worker someone else is writing to, is left to the sender thread."""
         if type(worker) is not WorkerConnection:
             self._flush_linked(cast(LinkedWorker, worker))  # (the only other kind)
             return
-        with worker.send_lock:
+        lock = worker.send_lock
+        if not lock.acquire(blocking=limit is None):
+            return  # a pushing thread never waits for a write: the sender (woken) takes these
+        try:
             with self.lock:
                 batch = worker.jobs.take_unwritten()
             if not batch or worker.data is None:
@@ -168,6 +197,16 @@ class WorkerPool(PoolWorkers):
                     if self._sender_waiting:
                         self._wake.notify()
                 raise
+            if (
+                limit is not None
+                and frame is not None
+                and (type(frame) is not bytes or len(frame) > limit)
+            ):
+                with self.lock:
+                    worker.jobs.put_back(batch)
+                    if self._sender_waiting:
+                        self._wake.notify()
+                return
             if frame is not None:
                 with self.lock:
                     worker.jobs.written([f.job_id for f in batch])
@@ -175,6 +214,8 @@ class WorkerPool(PoolWorkers):
                     worker.data.write(frame)  # (whole or not at all: see Channel.write)
                 except ChannelClosed:
                     return  # the reader notices the exit and requeues these jobs
+        finally:
+            lock.release()
         with self.lock:
             started = worker.jobs.start_next()
         if started is not None:
@@ -288,9 +329,12 @@ class WorkerPool(PoolWorkers):
             worker.jobs.unclaim_direct(future, requeue=requeue)
         worker.lane.release()
 
-    def finish_direct(self, worker: Worker, future: JobFuture[Any], result: Result) -> None:
+    def finish_direct(
+        self, worker: Worker, future: JobFuture[Any], result: Result, *, shared: bool = False
+    ) -> None:
         """Settle a direct call that came back with a value: `jobs_done` for the common case
-        of one result and nothing queued behind it, with less bookkeeping."""
+        of one result and nothing queued behind it, with less bookkeeping. `shared`: the value
+        was rebuilt on the worker's shared memory."""
         with self.lock:
             worker.jobs.finish(future.job_id)
             self._timed(result.finished_at - result.started_at)
@@ -301,6 +345,8 @@ class WorkerPool(PoolWorkers):
                 started, retire_now = None, False
         future.started_at = result.started_at  # the worker's own clock reading
         self._finish(future, value=result.value)
+        if shared:
+            self.host.hold_weakly(future)
         self._after_done(started, retire_now)
 
     # -- outcomes and news from workers (reader threads, see _messages.py) -------------------
@@ -316,10 +362,20 @@ class WorkerPool(PoolWorkers):
                 if future is not None:
                     finished.append((future, result))
             started, retire_now = self._hand_on(worker)
+        shared = worker.shared_results
         for future, result in finished:
-            future._set_started(worker.worker_id)  # (if its start was never seen: a batch)
+            # A job whose result came in a burst behind the one before it was never marked
+            # running (that happens once per burst): it is now, and says so, so every job's
+            # status goes queued -> processing -> finished.
+            started_now = future._set_started(worker.worker_id)
             future.started_at = result.started_at  # the worker's own clock reading
+            if started_now:
+                self.publish_job(future)
             self._finish(future, value=result.value)
+            if shared and future.job_id in shared:
+                self.host.hold_weakly(future)
+        if shared:
+            shared.difference_update(result.job for result in results)
         self._after_done(started, retire_now)
 
     def job_failed(self, worker: Worker, job_id: str, exception: BaseException) -> None:

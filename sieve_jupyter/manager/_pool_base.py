@@ -53,6 +53,8 @@ class PoolHost(Protocol):
         self, target: str | FunctionRecord, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> JobFuture[Any]: ...
 
+    def hold_weakly(self, future: JobFuture[Any]) -> None: ...
+
 
 class PoolBase:
     """The queue, the workers and the state of one function's pool."""

@@ -184,6 +184,8 @@ class WorkerConnection(Worker):
         try:
             while True:
                 message = unpack(data.recv())
+                if type(message) is Result and data.shared:
+                    self.shared_results.add(message.job)
                 if type(message) is Result and data.pending():
                     # A burst of results already here: settle them in one round (one lock
                     # round in the pool), then whatever message ended the burst.
@@ -212,6 +214,8 @@ class WorkerConnection(Worker):
                 if type(message) is not Result:
                     following = message
                     break
+                if data.shared:
+                    self.shared_results.add(message.job)
                 results.append(message)
         finally:  # (also when the worker died mid-frame: what arrived whole still counts)
             self.pool.jobs_done(self, results)

@@ -72,6 +72,10 @@ class Worker(abc.ABC):
         self.setup_at: float | None = None
         #: the exit was asked for (stop, restart after an error): no job is blamed for it
         self.exit_expected = False
+        #: jobs whose result was read and rebuilt on the worker's shared memory, not settled
+        #: yet (reader thread): the job history must not pin such a result (see
+        #: `Manager.hold_weakly`)
+        self.shared_results: set[str] = set()
 
     # -- state -------------------------------------------------------------------------------
 

@@ -56,6 +56,11 @@ class WorkerJobs:
         return bool(self._outbox)
 
     @property
+    def unwritten(self) -> int:
+        """Calls assigned and not yet written."""
+        return len(self._outbox)
+
+    @property
     def direct(self) -> str | None:
         return self._direct
 

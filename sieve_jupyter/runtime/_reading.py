@@ -86,6 +86,7 @@ class FrameReader:
     link: ShmLink | None
     #: the flags of the last frame `recv` read (set even when it could not be unpickled)
     flags: int
+    shared: bool
 
     def _init_reading(self, sock: socket.socket) -> None:
         # Bytes read but not yet consumed are `_rbuf[_rpos:_rend]`. The buffer is allocated
@@ -106,6 +107,9 @@ class FrameReader:
         self._descriptors: collections.deque[int] = collections.deque()
         self._unix = sock.family == socket.AF_UNIX
         self.flags = 0
+        #: the last message received was rebuilt on the peer's shared memory (it pins a
+        #: segment of the peer for as long as it lives)
+        self.shared = False
 
     def recv(self) -> Any:
         """Block until one whole message arrives and return it. Raises `ChannelClosed` at EOF,
@@ -125,6 +129,7 @@ class FrameReader:
                         self._fill(_PREFIX_SIZE + body_len)
                     start = self._rpos + _PREFIX_SIZE
                     self._rpos = end = start + body_len
+                    self.shared = False
                     return _decode(self._rview[start:end], [], None)
                 if flags & NOTICE:
                     self._read_notice(body_len)
@@ -135,6 +140,7 @@ class FrameReader:
                 frame.parts.append(self._read_part(frame, sizes[len(frame.parts)]))
             self._partial = None
             self.flags = frame.flags & ~SPECIAL
+            self.shared = frame.lease is not None
             return self._finish(frame)
 
     def pending(self) -> bool:

@@ -48,9 +48,9 @@ def direct_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     seen: list[str] = []
     original = WorkerPool.finish_direct
 
-    def spy(self: WorkerPool, worker: Any, future: Any, *rest: Any) -> None:
+    def spy(self: WorkerPool, worker: Any, future: Any, *rest: Any, **named: Any) -> None:
         seen.append(future.job_id)
-        original(self, worker, future, *rest)
+        original(self, worker, future, *rest, **named)
 
     monkeypatch.setattr(WorkerPool, "finish_direct", spy)
     return seen
@@ -188,8 +188,12 @@ def test_interrupting_a_direct_call_cancels_it_and_keeps_the_warm_worker(
     timer.join()
     cancelled = latest_job()
     assert cancelled.status is JobStatus.CANCELLED
-    # The worker was interrupted, not replaced, and its lane was handed back.
+    # The worker was interrupted, not replaced, and its lane was handed back: the reader
+    # settles the cancelled job (inflight 0), the helper thread that read the reply connection
+    # frees the lane a moment later.
     wait_for(lambda: Sleeper.workers[0]["inflight"] == 0)
+    (worker,) = get_manager().record(Sleeper.name).pool.workers.values()  # type: ignore[union-attr]
+    wait_for(lambda: not worker.lane.locked())
     before = len(direct_calls)
     assert Sleeper.run(0) == (pid, 1)
     assert len(direct_calls) == before + 1

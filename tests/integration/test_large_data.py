@@ -59,7 +59,7 @@ def dev_shm() -> list[str]:
 @pytest.fixture
 def quick_retirement(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Idle segments are retired after a moment (the default keeps them ten seconds), and the
-    job history keeps few results (it holds each finished job's value, shared or not)."""
+    job history keeps few jobs."""
     monkeypatch.setenv("SIEVE_SHM_KEEP_SECONDS", "0.2")
     previous = sieve.config.job_history
     sieve.configure(job_history=20)
@@ -204,6 +204,68 @@ def test_stopping_a_function_frees_the_kernels_segments_at_once(unique: Unique) 
     assert all(f.cancelled() for f in pending)
     wait_for(lambda: resources()["mapped"] == before["mapped"])
     wait_for(lambda: resources()["memfds"] == before["memfds"])
+
+
+def worker_segments_mapped_here(pid: int) -> set[str]:
+    """The worker's shared segments this process has mapped (one per result it holds)."""
+    return {name for name in resources()["mapped"] if name.startswith(f"/memfd:sieve-{pid}-")}
+
+
+def test_the_job_history_does_not_pin_large_results(unique: Unique) -> None:
+    """A result rebuilt on the worker's shared memory lives as long as the user holds it (its
+    future or the value), not as long as the job history remembers the job: the worker
+    reuses its segment call after call, and the history still lists the job, finished."""
+    from sieve_jupyter.manager import get_manager
+
+    @sieve.function(name=unique("big"))
+    def big(n: int) -> bytes:
+        print("made", n)
+        return bytes(n)
+
+    big.run(3 * MiB)
+    pid = big.workers[0]["pid"]
+    for _ in range(6):
+        assert len(big.run(3 * MiB)) == 3 * MiB
+    gc.collect()
+    # Each result went back to the worker once dropped, so its segments serve them all: two
+    # at most (a release notice may reach the worker just after its next result needed one),
+    # where a history that kept the results would pin seven.
+    assert len(worker_segments_mapped_here(pid)) <= 2
+
+    manager = get_manager()
+    held = big.push(3 * MiB)
+    held.result()
+    dropped = big.push(3 * MiB)
+    dropped_id = dropped.job_id
+    assert len(dropped.result()) == 3 * MiB
+    del dropped
+    gc.collect()
+    # A future the user still holds gives its result, also through the history.
+    assert manager.job(held.job_id) is held
+    assert len(manager.job(held.job_id).result()) == 3 * MiB
+    # A dropped one is still listed with its status, timings and output, not its result.
+    stand_in = manager.job(dropped_id)
+    assert stand_in.status == sieve.JobStatus.FINISHED
+    assert stand_in.done() and not stand_in.cancelled() and stand_in.exception() is None
+    assert stand_in.stdout == f"made {3 * MiB}\n"
+    assert stand_in.duration is not None and stand_in.worker_id is not None
+    assert stand_in.snapshot()["status"] == "finished"
+    assert dropped_id in [j.job_id for j in manager.jobs()]
+    with pytest.raises(sieve.ResultReleasedError, match="keep the future"):
+        stand_in.result()
+
+
+def test_small_results_stay_in_the_history(unique: Unique) -> None:
+    from sieve_jupyter.manager import get_manager
+
+    @sieve.function(name=unique("small"))
+    def small(n: int) -> bytes:
+        return bytes(n)
+
+    job_id = small.push(100).job_id
+    gc.collect()
+    future = get_manager().job(job_id)
+    assert future.result() == bytes(100)
 
 
 @pytest.mark.docker

@@ -46,6 +46,7 @@ EXPORTED = [
     "ModelHandle",
     "PythonVersionMismatchError",
     "RemoteError",
+    "ResultReleasedError",
     "SetupError",
     "SieveError",
     "SieveWarning",
