@@ -8,9 +8,12 @@ from typing import Any
 
 import nbformat
 import pytest
+from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+#: a markdown cell with this tag asks the reader to restart the kernel before the cells below
+RESTART_TAG = "restart-kernel"
 
 
 class _Records(logging.Handler):
@@ -25,6 +28,8 @@ class _Records(logging.Handler):
 def execute(name: str, tmp_path: Path, log: list[str] | None = None) -> list[str]:
     """Run a notebook; return each code cell's text output (streams and text/plain).
 
+    At a cell tagged `RESTART_TAG` the kernel is restarted, as the notebook asks its reader to.
+
     `log` collects what nbclient logged at WARNING or above (what `nbconvert --execute`
     prints). Whatever the notebook, the kernel opens no comm of its own (the side panel opens
     it), so nbclient, which has no handler for the panel's target, has nothing to warn about.
@@ -34,14 +39,29 @@ def execute(name: str, tmp_path: Path, log: list[str] | None = None) -> list[str
     records = _Records()
     logger.addHandler(records)
     logger.propagate = False
+    client = NotebookClient(
+        notebook,
+        timeout=180,
+        kernel_name="python3",
+        log=logger,
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
     try:
-        NotebookClient(
-            notebook,
-            timeout=180,
-            kernel_name="python3",
-            log=logger,
-            resources={"metadata": {"path": str(tmp_path)}},
-        ).execute()
+        with client.setup_kernel():
+            assert client.kc is not None and client.km is not None
+            restarted = False
+            for index, cell in enumerate(notebook.cells):
+                if RESTART_TAG in cell.metadata.get("tags", []):
+                    # what the notebook asks its reader to do here: Kernel > Restart Kernel
+                    # (nbclient's manager and client are the async ones)
+                    run_sync(client.km.restart_kernel)(now=True)
+                    run_sync(client.kc.wait_for_ready)(timeout=60)
+                    restarted = True
+                client.execute_cell(cell, index)
+                if restarted and cell.cell_type == "code":
+                    # a new kernel process counts its cells from 1 again
+                    assert cell.execution_count == 1, cell.execution_count
+                    restarted = False
     finally:
         logger.removeHandler(records)
     warnings = [r.getMessage() for r in records.records if r.levelno >= logging.WARNING]
@@ -120,8 +140,9 @@ def test_deploy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "server exited with 0" in out[6]
     assert "Deployed " in out[7] and "/adder version 1-" in out[7]
     assert out[8].strip() == "5"  # another process called it by name
-    assert "/adder" in out[9] and "READY" in out[9]
-    assert "Undeployed " in out[10]
+    assert out[9].strip() == "5 42"  # after the restart: a new kernel process calls it by name
+    assert "/adder" in out[10] and "READY" in out[10]
+    assert "Undeployed " in out[11]
     assert (tmp_path / "bundles" / "adder" / "sieve.yaml").exists()
 
 
