@@ -1,8 +1,8 @@
 """A Docker deployment survives a restart of the Docker engine (marker `docker`).
 
 The machine's engine is shared with other work, so it is never restarted: the test starts an
-engine of its own (``dockerd`` with its own data root, exec root, pidfile and socket; no
-bridge, no iptables, so it touches none of the shared engine's networking), gives it the test
+engine of its own (``dockerd`` with its own data root, exec root, pidfile, socket and bridge;
+no iptables, so it touches none of the shared engine's networking), gives it the test
 base image, deploys there through ``DOCKER_HOST``, stops and starts that engine, and calls
 the deployment by name again: the restart policy brought its container back. Everything of
 the private engine (containers, images, mounts, folders) is gone afterwards.
@@ -40,7 +40,20 @@ class PrivateEngine:
         self.pidfile = root / "dockerd.pid"
         self.log = root / "dockerd.log"
         self.host = f"unix://{self.socket}"
+        #: a bridge of its own: with `--bridge=none` an engine deletes `docker0`, the shared
+        #: engine's bridge (its deployments use the host's network and need none)
+        self.bridge = f"sjbr{uuid.uuid4().hex[:6]}"
         self._process: subprocess.Popen[bytes] | None = None
+
+    def add_bridge(self) -> None:
+        for command in (
+            ["ip", "link", "add", self.bridge, "type", "bridge"],
+            ["ip", "addr", "add", "10.213.77.1/24", "dev", self.bridge],
+        ):
+            subprocess.run(command, check=True, capture_output=True, timeout=30)
+
+    def remove_bridge(self) -> None:
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True, timeout=30)
 
     def docker(self, *args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -61,7 +74,7 @@ class PrivateEngine:
                     f"--exec-root={self.root / 'exec'}",
                     f"--pidfile={self.pidfile}",
                     f"--host={self.host}",
-                    "--bridge=none",
+                    f"--bridge={self.bridge}",
                     "--iptables=false",
                     "--ip-masq=false",
                 ],
@@ -109,12 +122,13 @@ def _unmount_under(root: Path) -> None:
 def private_engine(docker_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A private engine with the test base image, which this test's processes use (through
     ``DOCKER_HOST``); afterwards nothing of it remains."""
-    if shutil.which("dockerd") is None or os.geteuid() != 0:
-        pytest.skip("starting a private Docker engine needs dockerd and root")
+    if shutil.which("dockerd") is None or shutil.which("ip") is None or os.geteuid() != 0:
+        pytest.skip("starting a private Docker engine needs dockerd, ip and root")
     # (a short path: the engine's sockets live under it, and Unix socket paths are short)
     root = Path(tempfile.mkdtemp(prefix="sj-engine-", dir="/tmp"))
     engine = PrivateEngine(root)
     try:
+        engine.add_bridge()
         engine.start()
         base = docker_env["SIEVE_DOCKER_BASE_IMAGE"]
         saved = subprocess.run(["docker", "save", base], capture_output=True, timeout=600)
@@ -135,6 +149,7 @@ def private_engine(docker_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) 
                 engine.docker("rm", "-f", *left)
         finally:
             engine.stop()
+            engine.remove_bridge()
             _unmount_under(root)
             shutil.rmtree(root, ignore_errors=True)
 
