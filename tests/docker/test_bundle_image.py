@@ -85,6 +85,11 @@ def test_bundle_image_builds_runs_answers_and_is_removed(
     finally:
         if container is not None:
             container.remove(force=True)
+        # (a container the engine created but could not start never reached `container`)
+        for left in docker_client.containers.list(
+            all=True, filters={"label": "sieve-jupyter.test=bundle"}
+        ):
+            left.remove(force=True)
         docker_client.images.remove(tag, force=True)
     assert not docker_client.containers.list(all=True, filters={"label": "sieve-jupyter.test"})
     assert not [i for i in docker_client.images.list() if tag in i.tags]
