@@ -33,6 +33,7 @@ __all__ = [
     "actor_options",
     "infeasibility",
     "package_modules",
+    "spread_node",
     "unsupported_notes",
 ]
 
@@ -82,7 +83,8 @@ def actor_options(spec: FunctionSpec, extra: Mapping[str, Any] | None = None) ->
         # neither restart the actor nor run a call again.
         "max_restarts": 0,
         "max_task_retries": 0,
-        # Spread a function's workers over the cluster's nodes.
+        # Spread a function's workers over the cluster's nodes (the backend then names the
+        # node for each worker: `spread_node`).
         "scheduling_strategy": "SPREAD",
     }
     gpu = spec.gpu
@@ -147,6 +149,53 @@ def _describe_nodes(nodes: Sequence[NodeResources]) -> str:
     return "; ".join(parts) or "no live nodes"
 
 
+def _needs(options: Mapping[str, Any]) -> dict[str, float]:
+    """The node resources one actor with `options` needs (in Ray's names)."""
+    need: dict[str, float] = dict(options.get("resources") or {})
+    if options.get("num_gpus"):
+        need["GPU"] = float(options["num_gpus"])
+    if options.get("accelerator_type"):
+        need[f"accelerator_type:{options['accelerator_type']}"] = 0.001
+    for key in ("num_cpus", "memory"):
+        if options.get(key):
+            need["CPU" if key == "num_cpus" else "memory"] = float(options[key])
+    return need
+
+
+def _fitting(need: Mapping[str, float], nodes: Sequence[NodeResources]) -> list[NodeResources]:
+    """The live nodes whose total resources hold `need`."""
+    return [
+        n
+        for n in nodes
+        if n.get("Alive", True)
+        and all(n.get("Resources", {}).get(k, 0) >= v for k, v in need.items())
+    ]
+
+
+def spread_node(
+    options: Mapping[str, Any],
+    nodes: Sequence[NodeResources],
+    siblings: Sequence[str],
+    others: Sequence[str] = (),
+) -> str | None:
+    """The node for a function's next worker: of the nodes that can hold it, the one with the
+    fewest of the function's live workers (`siblings`: their node ids), then the fewest workers
+    of any function (`others`), then the first Ray lists. None when no node fits (Ray then says
+    why it waits).
+
+    Ray's own "SPREAD" is a round robin over every task and actor the cluster schedules: two
+    workers of one function started while anything else is placed can land on the same node.
+    Counting the function's workers spreads them every time.
+    """
+    fitting = _fitting(_needs(options), nodes)
+    if not fitting:
+        return None
+    # (min keeps the first of equals: Ray's order breaks ties)
+    best = min(fitting, key=lambda n: (siblings.count(n["NodeID"]), others.count(n["NodeID"])))
+    node_id: str = best["NodeID"]
+    return node_id
+
+
 def infeasibility(
     spec: FunctionSpec, workers: int, options: Mapping[str, Any], nodes: Sequence[NodeResources]
 ) -> str | None:
@@ -158,19 +207,10 @@ def infeasibility(
     split between nodes). CPU and memory are not counted: a warm actor holds none by default.
     """
     live = [n for n in nodes if n.get("Alive", True)]
-    need: dict[str, float] = dict(options.get("resources") or {})
+    need = _needs(options)
     share = float(options.get("num_gpus") or 0)
     accelerator = options.get("accelerator_type")
-    if share:
-        need["GPU"] = share
-    if accelerator:
-        need[f"accelerator_type:{accelerator}"] = 0.001
-    for key in ("num_cpus", "memory"):
-        if options.get(key):
-            need["CPU" if key == "num_cpus" else "memory"] = float(options[key])
-    fitting = [
-        n for n in live if all(n.get("Resources", {}).get(k, 0) >= v for k, v in need.items())
-    ]
+    fitting = _fitting(need, live)
     asked = ", ".join(f"{k}={v:g}" for k, v in sorted(need.items())) or "nothing"
     what = (
         f"{spec.gpu} ({accelerator}, {share:g} GPU per worker)"

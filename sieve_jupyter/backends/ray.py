@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import ray
 import ray.exceptions
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from sieve_jupyter._config import config
 from sieve_jupyter._errors import BackendError, GpuUnavailableError
@@ -38,6 +39,7 @@ from sieve_jupyter.backends._ray_options import (
     actor_options,
     infeasibility,
     package_modules,
+    spread_node,
     unsupported_notes,
 )
 
@@ -70,6 +72,8 @@ class RayBackend(Backend):
         self._hub_name = f"sieve-hub-{uuid.uuid4().hex[:12]}"
         self._namespace: str | None = None
         self._links: dict[str, RayLink] = {}
+        #: worker id -> (its function's name, the node the backend chose for it)
+        self._placed: dict[str, tuple[str, str]] = {}
         self._worker_class: Any = None
         self._collector: threading.Thread | None = None
         #: (node address, pid) of every worker this backend started
@@ -190,6 +194,7 @@ class RayBackend(Backend):
     def forget(self, worker_id: str) -> None:
         """A link closed: its mailbox goes."""
         self._links.pop(worker_id, None)
+        self._placed.pop(worker_id, None)
         with self._lock:
             hub = self._hub
             if hub is not None and self.alive():
@@ -228,11 +233,13 @@ class RayBackend(Backend):
         self.connect()
         hub = self._ensure_hub()
         options = actor_options(launch.spec, config.ray_actor_options)
+        self._place(launch, options)
         try:
             actor = self._worker_class.options(**options).remote(
                 launch.worker_id, hub, self._hub_name, self._namespace
             )
         except Exception as exc:  # noqa: BLE001 - Ray refused the options
+            self._placed.pop(launch.worker_id, None)
             raise BackendError(
                 f"worker {launch.worker_id}: Ray refused to create the actor ({exc}). Fix: "
                 "check sieve.config.ray_actor_options."
@@ -240,6 +247,31 @@ class RayBackend(Backend):
         link = RayLink(self, actor, launch, receiver, self._post)
         self._links[launch.worker_id] = link
         return link
+
+    def _place(self, launch: LinkLaunch, options: dict[str, Any]) -> None:
+        """Name the node for a worker whose options ask Ray to spread (the default): the one
+        with the fewest of its function's workers (`spread_node`), as a soft affinity — a node
+        that cannot take it now passes it on, as "SPREAD" would. A strategy given in
+        `ray_actor_options` is left as it is. (Workers of a function start together: each
+        choice is recorded before the next is made.)"""
+        if options.get("scheduling_strategy") != "SPREAD":
+            return
+        name = launch.spec.name
+        nodes = ray.nodes()  # type: ignore[no-untyped-call]
+        with self._lock:
+            placed = list(self._placed.values())
+            node_id = spread_node(
+                options,
+                nodes,
+                siblings=[node for function, node in placed if function == name],
+                others=[node for function, node in placed if function != name],
+            )
+            if node_id is None:
+                return
+            self._placed[launch.worker_id] = (name, node_id)
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(
+            node_id, soft=True, _spill_on_unavailable=True
+        )
 
     def started(self, node_ip: str, pid: int) -> None:
         """A worker answered from `pid` on `node_ip` (its death is reported by its job)."""

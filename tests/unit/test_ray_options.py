@@ -18,6 +18,7 @@ from sieve_jupyter.backends._ray_options import (
     ACCELERATOR_TYPES,
     actor_options,
     infeasibility,
+    spread_node,
     unsupported_notes,
 )
 from sieve_jupyter.spec import GPU_KINDS, Env, Environment, FunctionSpec, GpuRequest
@@ -31,7 +32,12 @@ def _spec(**fields: Any) -> FunctionSpec:
 
 
 def _node(ip: str, alive: bool = True, **resources: float) -> dict[str, Any]:
-    return {"NodeManagerAddress": ip, "Alive": alive, "Resources": {"CPU": 2.0, **resources}}
+    return {
+        "NodeID": f"id-{ip}",
+        "NodeManagerAddress": ip,
+        "Alive": alive,
+        "Resources": {"CPU": 2.0, **resources},
+    }
 
 
 #: a cluster shaped like the ray tier's: a head without GPUs, a node with one T4
@@ -152,6 +158,25 @@ def test_more_gpu_workers_than_shares_is_an_error_naming_the_room() -> None:
     assert "workers=3" in problem
     assert "room for 2" in problem
     assert "workers=2" in problem  # the fix
+
+
+def test_a_functions_workers_are_spread_over_the_nodes_whatever_else_runs() -> None:
+    head, node2 = "id-10.0.0.1", "id-10.0.0.2"
+    options = actor_options(_spec())
+    assert spread_node(options, CLUSTER, siblings=[]) == head  # (Ray's order breaks ties)
+    assert spread_node(options, CLUSTER, siblings=[head]) == node2
+    assert spread_node(options, CLUSTER, siblings=[head, node2]) == head
+    # Other functions' workers only break ties: this function's come first.
+    assert spread_node(options, CLUSTER, siblings=[head], others=[node2] * 5) == node2
+    assert spread_node(options, CLUSTER, siblings=[], others=[head]) == node2
+
+
+def test_spreading_keeps_to_the_nodes_that_can_hold_the_worker() -> None:
+    gpu = actor_options(_spec(gpu=GpuRequest("T4", split=2)))
+    assert spread_node(gpu, CLUSTER, siblings=["id-10.0.0.2"]) == "id-10.0.0.2"
+    dead = [CLUSTER[0], {**CLUSTER[1], "Alive": False}]
+    assert spread_node(actor_options(_spec()), dead, siblings=["id-10.0.0.1"]) == "id-10.0.0.1"
+    assert spread_node(gpu, dead, siblings=[]) is None  # (Ray says why it waits)
 
 
 def test_dead_nodes_do_not_count() -> None:
