@@ -132,10 +132,21 @@ def test_a_thousand_large_calls_with_crashes_and_cancels_leak_nothing(
         del futures, running, future  # (the last one holds a large result)
     crashed = {i for i, o in outcomes.items() if isinstance(o, sieve.WorkerCrashedError)}
     cancelled = {i for i, o in outcomes.items() if isinstance(o, sieve.JobCancelledError)}
+    lost: set[int] = set()
+    if backend == "ray":
+        # A Ray actor answers a call after it has moved on: dying at the next job's start can
+        # take the answer with it. The worker's journal delivers small outcomes all the same;
+        # a large one (left to Ray's object store) is not kept, and its job says so (docs/ray.md).
+        lost = crashed - crash_at
+        assert lost <= {i - 1 for i in crash_at if (i - 1) % 2}, lost
+        for i in lost:
+            assert "its result was lost" in str(outcomes[i]), outcomes[i]
+            assert "It was not run again" in str(outcomes[i])
+        crashed -= lost
     assert crashed == crash_at
     assert cancelled == {i for i in range(1000) if i % 100 in (50, 57)}
     for i, outcome in outcomes.items():
-        if i not in crashed | cancelled:
+        if i not in crashed | cancelled | lost:
             assert len(outcome) == (MiB if i % 2 else 16)
     del outcomes, outcome
     for i in range(25):  # push the last large results out of the job history
