@@ -25,6 +25,7 @@ import docker.errors
 import docker.types
 
 from sieve_jupyter._errors import BackendError, BuildError
+from sieve_jupyter.backends._docker_client import connect
 from sieve_jupyter.build import LABEL_PREFIX, BuildLog
 
 __all__ = ["DEPLOYMENT_LABEL", "DeployedContainer", "DeploymentEngine", "deployment_labels"]
@@ -87,19 +88,11 @@ class DeploymentEngine:
         BackendError: no Docker engine answers (with the fix)."""
         with self._lock:
             if self._client is None:
-                client = None
-                try:
-                    client = docker.from_env(timeout=30)
-                    client.ping()
-                except docker.errors.DockerException as exc:
-                    if client is not None:
-                        client.close()
-                    raise BackendError(
-                        f"backend='docker': cannot reach a Docker engine ({exc}). Fix: start "
-                        "Docker (dockerd), or point DOCKER_HOST at a running engine, or deploy "
-                        "with backend='local'."
-                    ) from exc
-                self._client = client
+                self._client = connect(
+                    "Fix: start Docker (dockerd), or point DOCKER_HOST at a running engine, or "
+                    "deploy with backend='local'.",
+                    timeout=30,
+                )
             return self._client
 
     def close(self) -> None:

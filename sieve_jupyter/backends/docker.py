@@ -23,6 +23,7 @@ import docker.errors
 
 from sieve_jupyter._errors import BackendError, BuildError, PythonVersionMismatchError
 from sieve_jupyter.backends._base import Backend, WorkerLaunch
+from sieve_jupyter.backends._docker_client import connect
 from sieve_jupyter.backends._docker_options import DockerOptions
 from sieve_jupyter.backends._docker_owner import (
     MANAGED_LABEL,
@@ -98,18 +99,9 @@ class DockerBackend(Backend):
         """
         with self._lock:
             if self._client is None:
-                client = None
-                try:
-                    client = docker.from_env()
-                    client.ping()
-                except docker.errors.DockerException as exc:
-                    if client is not None:
-                        client.close()
-                    raise BackendError(
-                        f"backend='docker': cannot reach a Docker engine ({exc}). Fix: start "
-                        "Docker (dockerd), or point DOCKER_HOST at a running engine."
-                    ) from exc
-                self._client = client
+                self._client = connect(
+                    "Fix: start Docker (dockerd), or point DOCKER_HOST at a running engine."
+                )
             if not self._reaped:
                 self._reaped = True
                 # a failed sweep must not stop this kernel from using the engine
