@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -23,3 +24,15 @@ def timed_calls(call: Callable[[], Any], n: int, warmup: int = 0) -> list[float]
         call()
         out.append(time.perf_counter() - t)
     return out
+
+
+def report(ratios: Mapping[str, float], json_path: str | None, **results: Any) -> None:
+    """Print `ratios` (all measured in this run), and write them with `results` to `json_path`
+    when one is given."""
+    width = max(map(len, ratios), default=0) + 1
+    print("\nratios, measured in this run:")
+    for label, value in ratios.items():
+        print(f"  {label:<{width}} {value:6.2f}")
+    if json_path:
+        with open(json_path, "w") as fh:
+            json.dump({**results, "ratios": dict(ratios)}, fh, indent=2)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import multiprocessing
 import os
 import statistics
@@ -27,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from _timing import percentile, timed_calls
+from _timing import percentile, report, timed_calls
 
 import sieve_jupyter as sieve
 
@@ -291,14 +290,7 @@ def main() -> None:
         "PPE 100MB time / sieve 100MB time (target >= 3)": med["ppe.big"] / med["sieve.big"],
         "cold start / spawned PPE first result (target <= 3)": med["sieve.cold"] / med["ppe.cold"],
     }
-    print("\nratios, measured in this run:")
-    for label, value in ratios.items():
-        print(f"  {label:<55} {value:6.2f}")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"medians": med, "ratios": ratios}, fh, indent=2)
-    get = sieve.function.get
-    _ = get
+    report(ratios, args.json, medians=med)
     fn.stop()
     big_fn.stop()
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import multiprocessing
 import os
 import statistics
@@ -32,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from _timing import report
 
 import sieve_jupyter as sieve
 
@@ -142,12 +142,7 @@ def main() -> None:
     }
     if "Ray, 2 actors" in med:
         ratios["sieve / Ray"] = ours / med["Ray, 2 actors"]
-    print("\nratios of frames/s, measured in this run:")
-    for label, value in ratios.items():
-        print(f"  {label:<34} {value:6.2f}")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"frames_per_second": med, "ratios": ratios}, fh, indent=2)
+    report(ratios, args.json, frames_per_second=med)  # (ratios of frames/s)
     ppe.shutdown()
     model.stop()
     if ray_run is not None:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import functools
-import json
 import multiprocessing
 import os
 import statistics
@@ -34,7 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from _timing import percentile, timed_calls
+from _timing import percentile, report, timed_calls
 
 import sieve_jupyter as sieve
 
@@ -158,16 +157,10 @@ def main() -> None:
         ratios["ray round trip / sieve round trip"] = (
             med["ray put + actor.trip"] / med["sieve local.trip"]
         )
-    print("\nratios, measured in this run:")
-    for label, value in ratios.items():
-        print(f"  {label:<55} {value:6.2f}")
-
     sizes: dict[str, dict[str, float]] = {}
     if args.sizes:
         sizes = threshold_sweep(sieve.function(name="bench-large-length")(length), args.quick)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"medians": med, "ratios": ratios, "sizes": sizes}, fh, indent=2)
+    report(ratios, args.json, medians=med, sizes=sizes)
     ppe.shutdown()
     for handle in (one_way, round_trip):
         handle.stop()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +17,40 @@ import pytest
 
 #: the `unique` fixture's type: makes a function name unique to the running test
 Unique = Callable[[str], str]
+
+#: the project's root: the processes a test starts import the package from it
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def script_env(**changes: str | None) -> dict[str, str]:
+    """This test's environment for a process it starts, the package importable from `ROOT`,
+    with `changes` (a None removes the variable)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    for name, value in changes.items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
+def run_script(
+    source: str, path: Path, *, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `source` as ``python path`` in a process of its own (in `path`'s folder, with
+    `script_env()` unless `env` is given; a file, so tracebacks quote its lines); fails the
+    test, with what it printed, unless it exits with 0."""
+    path.write_text(textwrap.dedent(source))
+    done = subprocess.run(
+        [sys.executable, str(path)],
+        env=script_env() if env is None else env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=path.parent,
+    )
+    assert done.returncode == 0, f"{path.name} failed:\n{done.stdout}\n{done.stderr}"
+    return done
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:

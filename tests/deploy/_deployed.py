@@ -3,7 +3,6 @@ the processes a test left behind."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -14,9 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import nbformat
-
-ROOT = Path(__file__).resolve().parents[2]
-
+from support import script_env
 
 #: the `deploy_cells` fixture: ``deploy_cells(cells, path, backend="local", **options)``
 Deploy = Callable[..., Any]
@@ -95,27 +92,10 @@ def exported(cells: list[str], path: Path, backend: str = "local") -> Any:
     return export_notebook(notebook(cells, path), None, **_export_options(backend))
 
 
-def run_script(source: str, path: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run `source` as ``python path`` in a process of its own (this test's environment)."""
-    path.write_text(textwrap.dedent(source))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(
-        [sys.executable, str(path)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=path.parent,
-    )
-    assert done.returncode == 0, f"{path.name} failed:\n{done.stdout}\n{done.stderr}"
-    return done
-
-
 def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", "sieve_jupyter.cli", *args],
-        env=env,
+        env=script_env(),
         capture_output=True,
         text=True,
         timeout=timeout,

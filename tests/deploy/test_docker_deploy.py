@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _deployed import ClientLoop, Deploy, adder_cells, caller_script, deploy_script, run_script
+from _deployed import ClientLoop, Deploy, adder_cells, caller_script, deploy_script
+from support import run_script
 
 import sieve_jupyter as sieve
 from sieve_jupyter.deploy._registry import LocalRegistry

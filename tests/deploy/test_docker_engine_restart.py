@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _deployed import caller_script, cli, deploy_script, run_script
+from _deployed import caller_script, cli, deploy_script
+from support import run_script
 
 pytestmark = [pytest.mark.docker, pytest.mark.timeout(900)]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _deployed import ClientLoop, Deploy, adder_cells, caller_script, cli, deploy_script, run_script
-from support import processes_under
+from _deployed import ClientLoop, Deploy, adder_cells, caller_script, cli, deploy_script
+from support import processes_under, run_script
 
 import sieve_jupyter as sieve
 from sieve_jupyter._errors import SieveWarning

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
-_ROOT = Path(__file__).resolve().parents[2]
+from support import run_script, script_env
 
 _CLIENT = """
 import json, os, time
@@ -82,21 +80,17 @@ def test_a_model_through_ray_client(ray_cluster: object, tmp_path: Path) -> None
     from ray_tier import RayCluster
 
     assert isinstance(ray_cluster, RayCluster)
-    script = tmp_path / "client_kernel.py"  # (a file: the traceback quotes its lines)
-    script.write_text(_CLIENT)
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    env["SIEVE_TEST_CLIENT_ADDRESS"] = f"ray://127.0.0.1:{ray_cluster.client_port}"
-    env["PYTHONPATH"] = str(_ROOT)
-    done = subprocess.run(
-        [sys.executable, str(script)],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
+    done = run_script(
+        _CLIENT,
+        tmp_path / "client_kernel.py",
         timeout=600,
+        env=script_env(
+            RAY_ADDRESS=None,
+            SIEVE_TEST_CLIENT_ADDRESS=f"ray://127.0.0.1:{ray_cluster.client_port}",
+        ),
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    assert done.returncode == 0 and lines, done.stdout[-4000:] + done.stderr[-4000:]
+    assert lines, done.stdout[-4000:] + done.stderr[-4000:]
     seen = json.loads(lines[-1].removeprefix("RESULT "))
 
     assert seen["client_mode"] is True  # it really went through Ray Client

@@ -10,12 +10,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from support import Unique, wait_for
+from support import Unique, script_env, wait_for
 
 import sieve_jupyter as sieve
 from sieve_jupyter.manager import get_manager
-
-_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _alive(pid: int) -> bool:
@@ -58,7 +56,7 @@ def test_a_killed_kernels_actors_do_not_outlive_it() -> None:
     # (the session's fixture put the cluster's address and token in this environment)
     kernel = subprocess.Popen(
         [sys.executable, "-c", _KERNEL],
-        env={**os.environ, "PYTHONPATH": str(_ROOT)},
+        env=script_env(),
         stdout=subprocess.PIPE,
         text=True,
     )
