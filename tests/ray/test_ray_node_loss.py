@@ -83,8 +83,9 @@ def test_losing_a_node_under_load_fails_only_its_running_job(
         i for i in range(400) if i not in failed
     ]
     runs = [len(list(marks.glob(f"ran-{i}-*"))) for i in range(400)]
-    assert all(runs[i] == 1 for i in range(400) if i not in failed)
-    assert all(runs[i] <= 1 for i in failed)  # (never run again)
+    # (what differs is shown with the jobs that failed: which ran twice, or not at all)
+    assert {i: runs[i] for i in range(400) if i not in failed and runs[i] != 1} == {}, failed
+    assert {i: runs[i] for i in failed if runs[i] > 1} == {}  # (never run again)
     # The lost worker was replaced on the node that is left.
     wait_for(lambda: len(pool.live_workers()) == 2, timeout=120)
     assert {w["node_id"] for w in pool.describe()} == {_node_id("head")}
