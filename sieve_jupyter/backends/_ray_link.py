@@ -18,7 +18,9 @@ says which job ran last and holds the outcomes the kernel had not confirmed: the
 that job finished (their kept outcomes are delivered; one too large to keep fails saying its
 result was lost, and is never run again), it is the one to blame if it was still running, and
 the calls after it never started (the pool runs them on the replacement). When its node is gone
-too, the first call without an answer is taken for the running one.
+too, the first call without an answer is taken for the running one, and the calls sent behind
+it fail, saying they may have begun (an actor whose node is lost runs on for a moment): none is
+run twice.
 """
 
 from __future__ import annotations
@@ -447,8 +449,14 @@ class RayLink(WorkerLink):
             return
         unanswered = [s.job for s in self._sent if s.kind in ("call", "stream")]
         record = self._read_journal()
-        blame = True  # (without a journal: the first call without an answer was running)
-        if record is not None:
+        blame = True
+        if record is None:
+            # Its node is gone, and the journal with it. The first call without an answer was
+            # running (or finished, its answer lost); the actor may have begun those sent
+            # behind it too (a lost node's actor can run on for a moment, and its answers can
+            # be lost): they fail rather than risk running twice.
+            self._maybe_begun(unanswered[0], unanswered[1:], reason)
+        else:
             state, last, kept = record
             # Everything before the last job it started finished; so did that one if the
             # journal says so. Their answers were lost with the actor, but kept on its node.
@@ -497,13 +505,29 @@ class RayLink(WorkerLink):
             return None
 
     def _results_lost(self, jobs: list[str], reason: str) -> None:
-        messages: list[Message] = []
-        for job in jobs:
-            error = WorkerCrashedError(
-                f"job {job} finished in worker {self._worker_id}, but its result was lost: "
+        self._fail(
+            {
+                job: f"job {job} finished in worker {self._worker_id}, but its result was lost: "
                 f"the worker died right after ({reason}). It was not run again."
-            )
-            messages.append(Error(job, error_info(error), False))
+                for job in jobs
+            }
+        )
+
+    def _maybe_begun(self, running: str, behind: list[str], reason: str) -> None:
+        self._fail(
+            {
+                job: f"job {job} was sent to worker {self._worker_id} behind job {running}, and "
+                f"the worker died ({reason}) before saying whether it had begun it. It was not run "
+                "again, so that it cannot run twice: push it again if that is safe."
+                for job in behind
+            }
+        )
+
+    def _fail(self, texts: dict[str, str]) -> None:
+        """Fail each job with a `WorkerCrashedError` saying its text."""
+        messages: list[Message] = [
+            Error(job, error_info(WorkerCrashedError(text)), False) for job, text in texts.items()
+        ]
         if messages:
             with self._deliver:
                 if not self._closed:

@@ -1,7 +1,8 @@
 """A node lost under load: its raylet is killed while a burst runs on both nodes. Only the job
-its worker was running fails; the worker is replaced on the node that is left, every other job
-finishes with its own result, and nothing runs twice. The node is started again afterwards, for
-the tests that follow."""
+its worker was running fails (and the one sent behind it, which it may have begun: the kernel
+cannot know, its journal lost with the node); the worker is replaced on the node that is left,
+every other job finishes with its own result, and nothing runs twice. The node is started again
+afterwards, for the tests that follow."""
 
 from __future__ import annotations
 
@@ -75,10 +76,16 @@ def test_losing_a_node_under_load_fails_only_its_running_job(
     outcomes = [_outcome(f) for f in futures]
 
     failed = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, BaseException)]
-    assert len(failed) <= 1, [outcomes[i] for i in failed]
+    # The job the lost worker was running fails; with its node, its journal is lost too, so
+    # the job sent behind it (two calls in flight for 20 ms jobs) may have begun: it fails as
+    # well, saying so, rather than run twice.
+    assert len(failed) <= 2, [outcomes[i] for i in failed]
     for i in failed:
         assert isinstance(outcomes[i], sieve.WorkerCrashedError), outcomes[i]
         assert "the Ray actor" in str(outcomes[i])
+    if len(failed) == 2:
+        assert "behind job" in str(outcomes[failed[1]]), outcomes[failed[1]]
+        assert "It was not run again" in str(outcomes[failed[1]])
     assert [o for i, o in enumerate(outcomes) if i not in failed] == [
         i for i in range(400) if i not in failed
     ]
