@@ -8,11 +8,9 @@ from sieve_jupyter._errors import ConfigurationError
 from sieve_jupyter._imports import installation_error
 from sieve_jupyter.backends._base import (
     Backend,
-    CallBatch,
     GpuAssignment,
     LinkLaunch,
     LinkReceiver,
-    Unsendable,
     WorkerLaunch,
     WorkerLink,
     WorkerProcess,
@@ -21,11 +19,9 @@ from sieve_jupyter.backends._base import (
 __all__ = [
     "BACKENDS",
     "Backend",
-    "CallBatch",
     "GpuAssignment",
     "LinkLaunch",
     "LinkReceiver",
-    "Unsendable",
     "WorkerLaunch",
     "WorkerLink",
     "WorkerProcess",

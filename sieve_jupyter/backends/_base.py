@@ -19,29 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from sieve_jupyter.runtime.protocol import ChannelClosed
-
 if TYPE_CHECKING:
     from sieve_jupyter.runtime.messages import Load, Message
     from sieve_jupyter.spec import FunctionSpec
 
 __all__ = [
     "Backend",
-    "CallBatch",
     "GpuAssignment",
     "LinkLaunch",
     "LinkReceiver",
-    "Unsendable",
     "WorkerLaunch",
     "WorkerLink",
     "WorkerProcess",
     "image_only_settings",
 ]
-
-#: calls handed to a worker link at once (`WorkerLink.send_calls`): (job, args, kwargs) each
-CallBatch = Sequence[tuple[str, tuple[Any, ...], dict[str, Any]]]
-#: told of a call whose arguments cannot be sent, and why (nothing of it was sent)
-Unsendable = Callable[[str, Exception], None]
 
 #: Module run (``python -m``) to start a worker; see sieve_jupyter/runtime/worker.py.
 WORKER_MODULE = "sieve_jupyter.runtime.worker"
@@ -206,26 +197,6 @@ class WorkerLink(abc.ABC):
             ChannelClosed: the worker is gone (nothing was sent).
             Exception: the arguments cannot be sent (nothing was sent).
         """
-
-    def send_calls(
-        self, calls: CallBatch, unsendable: Unsendable, *, waited: str | None = None
-    ) -> None:
-        """Send several calls (job, args, kwargs), in order, after the ones sent before; a
-        link may send a burst as fewer messages. A call whose arguments cannot be sent is
-        handed to `unsendable(job, error)` at once (nothing of it is sent) and the others go
-        on. `waited`: the job whose outcome the sending thread waits for (see `send_call`).
-        By default, `send_call` each.
-
-        Raises:
-            ChannelClosed: the worker is gone (the calls not sent yet never will be).
-        """
-        for job, args, kwargs in calls:
-            try:
-                self.send_call(job, args, kwargs, waited=job == waited)
-            except ChannelClosed:
-                raise
-            except Exception as exc:  # noqa: BLE001 - its arguments cannot be sent
-                unsendable(job, exc)
 
     def settle_here(self, job: str, *, wait: bool = True) -> None:
         """Called by the thread that sent `job` with `waited` and will wait for it: the link
