@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sieve_jupyter.runtime.protocol import ChannelClosed
+
 if TYPE_CHECKING:
     from sieve_jupyter.runtime.messages import Load, Message
     from sieve_jupyter.spec import FunctionSpec
@@ -197,6 +199,30 @@ class WorkerLink(abc.ABC):
             ChannelClosed: the worker is gone (nothing was sent).
             Exception: the arguments cannot be sent (nothing was sent).
         """
+
+    def send_calls(
+        self,
+        calls: Sequence[tuple[str, tuple[Any, ...], dict[str, Any]]],
+        unsendable: Callable[[str, Exception], None],
+        *,
+        waited: str | None = None,
+    ) -> None:
+        """Send several calls (job, args, kwargs), in order, after the ones sent before; a
+        link may send a burst as fewer messages. A call whose arguments cannot be sent is
+        handed to `unsendable(job, error)` at once (nothing of it is sent) and the others go
+        on. `waited`: the job whose outcome the sending thread waits for (see `send_call`).
+        By default, `send_call` each.
+
+        Raises:
+            ChannelClosed: the worker is gone (the calls not sent yet never will be).
+        """
+        for job, args, kwargs in calls:
+            try:
+                self.send_call(job, args, kwargs, waited=job == waited)
+            except ChannelClosed:
+                raise
+            except Exception as exc:  # noqa: BLE001 - its arguments cannot be sent
+                unsendable(job, exc)
 
     def settle_here(self, job: str, *, wait: bool = True) -> None:
         """Called by the thread that sent `job` with `waited` and will wait for it: the link

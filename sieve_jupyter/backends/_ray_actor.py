@@ -42,8 +42,8 @@ from typing import Any
 
 import ray
 
-from sieve_jupyter.backends._ray_journal import Journal
-from sieve_jupyter.backends._ray_wire import dumps_small, loads
+from sieve_jupyter.backends._ray_journal import KEEP_AT_MOST, Journal
+from sieve_jupyter.backends._ray_wire import call_failed, dumps_small, loads
 from sieve_jupyter.runtime import _context
 from sieve_jupyter.runtime._loading import Loaded, load_code, swap_code
 from sieve_jupyter.runtime._output import CapturedStream
@@ -117,6 +117,15 @@ class _Outbox:
                 self._urgent = self._number
             if len(self._pending) == 1 or self._urgent == self._number:
                 self._changed.notify_all()
+
+    def flush(self) -> None:
+        """Ship everything pending now, and wait until the hub holds it (or cannot be
+        reached: then it stays pending, and travels in the job's tail)."""
+        with self._changed:
+            target = self._urgent = self._number
+            self._changed.notify_all()
+            while self._acked < target and time.monotonic() >= self._broken_until:
+                self._changed.wait(1.0)
 
     def close_job(self) -> tuple[int, list[tuple[int, Any]]]:
         """The job ended: take what was not shipped, once what is being shipped is
@@ -248,6 +257,42 @@ class SieveWorker:
         whose outcomes the kernel got since the previous call), pickled (`_ray_wire.py`)."""
         return self._call(request, by_hub=False)
 
+    def calls(self, requests: list[tuple[str, bytes]]) -> Outcome | bytes:
+        """Run a group of jobs sent at once (a burst of pushes: one Ray call instead of one per
+        job), in order. `requests`: (job, request as for `call`) each. Each job's outcome
+        goes out as a side message (`_Outbox`), after what it printed: with the group's
+        answer, or through the hub once it has waited `LIVE_AFTER` — so while a long job
+        runs, the kernel has the outcomes of those before it and sees it start. An outcome
+        the journal cannot keep (a large result) is shipped through the hub before the next
+        job starts, so a crash cannot take it along. Answers as `call` does, with, in place
+        of an outcome of its own, whether an outcome was large (the kernel then sends this
+        function's calls one by one). A job whose call cannot be run here (its arguments
+        cannot be rebuilt, its result cannot be pickled) fails alone."""
+        large = False
+        for job, request in requests:
+            try:
+                _, args, kwargs, received = loads(request)
+            except Exception as exc:  # noqa: BLE001 - reported as that job's error
+                message: Message = Error(job, _error(call_failed(job, exc)), False)
+            else:
+                self._journal.received(received)
+                if self._retired:
+                    continue  # (the kernel replaces this worker and runs the rest there)
+                message = self._run(job, args, kwargs, by_hub=False)
+            try:
+                data = dumps_small((pack(message), 0, []))
+            except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be pickled
+                message = Error(job, _error(call_failed(job, exc)), False)
+                data = dumps_small((pack(message), 0, []))
+            self._outbox.add(message)
+            if data is not None and len(data) <= KEEP_AT_MOST:
+                self._journal.keep_pickled(job, data)
+            else:
+                large = True
+                self._outbox.flush()
+        outcome: Outcome = (large, *self._outbox.close_job())
+        return dumps_small(outcome) or outcome
+
     def stream_by_hub(self, request: Request | bytes) -> Outcome | bytes:
         """`stream` for a kernel that cannot read Ray's streaming generators (one connected
         through Ray Client): each item goes to the kernel as a side message, shipped through
@@ -259,10 +304,16 @@ class SieveWorker:
         self._journal.received(received)
         if self._retired:
             return None, *self._outbox.close_job()
+        return self._reply(self._run(job, args, kwargs, by_hub=by_hub), job)
+
+    def _run(
+        self, job: str, args: tuple[Any, ...], kwargs: dict[str, Any], *, by_hub: bool
+    ) -> Message:
+        """Run one job; returns its outcome (`Result`, `Error`, `Skipped` or `Cancelled`)."""
         started = time.time()
         skipped = self._begin(job)
         if skipped is not None:
-            return self._reply(skipped, job)
+            return skipped
         target = self._target
         assert target is not None, "call before load"
         try:
@@ -278,9 +329,9 @@ class SieveWorker:
             finally:
                 self._interruptible = False
         except BaseException as exc:  # noqa: BLE001 - user errors travel to the kernel
-            return self._reply(self._failed(job, exc), job)
+            return self._failed(job, exc)
         self._end()
-        return self._reply(Result(job, value, started, time.time()), job)
+        return Result(job, value, started, time.time())
 
     def stream(self, request: Request | bytes) -> Iterator[Any]:
         """Run one job of a generator function (`request` as for `call`): yields

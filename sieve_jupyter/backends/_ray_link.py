@@ -30,7 +30,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
@@ -41,7 +41,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from sieve_jupyter._errors import BackendError, PythonVersionMismatchError, WorkerCrashedError
 from sieve_jupyter.backends._base import LinkLaunch, LinkReceiver, WorkerLink
 from sieve_jupyter.backends._ray_journal import read_journal
-from sieve_jupyter.backends._ray_wire import dumps_small, loads
+from sieve_jupyter.backends._ray_wire import call_failed, dumps_small, loads
 from sieve_jupyter.runtime._tracebacks import error_info
 from sieve_jupyter.runtime.messages import (
     Cancel,
@@ -74,20 +74,27 @@ _STOP_GRACE = 2.0
 #: seconds to wait for a dead worker's journal
 _JOURNAL_WAIT = 60.0
 
+#: most calls sent to an actor as one (`RayLink.send_calls`)
+_GROUP = 64
+
 _ActorGone = (ray.exceptions.RayActorError,)
 
 
 class _Sent:
     """A call (or load, swap, ping) sent to the actor, awaiting its answer in order."""
 
-    __slots__ = ("claimed", "job", "kind", "ref")
+    __slots__ = ("claimed", "index", "job", "kind", "ref")
 
-    def __init__(self, kind: str, job: Any, ref: Any, claimed: bool = False) -> None:
+    def __init__(
+        self, kind: str, job: Any, ref: Any, claimed: bool = False, index: int | None = None
+    ) -> None:
         self.kind = kind  # "load", "call", "stream", "swap", "ping"
         self.job = job  # the job id (call, stream), the swap number, or None
         self.ref = ref
         #: the thread that sent it reads its answer (`settle_here`): the consumer waits
         self.claimed = claimed
+        #: its place in a group of calls sent as one (`send_calls`), answered together
+        self.index = index
 
 
 class RayLink(WorkerLink):
@@ -108,6 +115,9 @@ class RayLink(WorkerLink):
         self._post = post
         self._worker_id = launch.worker_id
         self._streaming = launch.spec.is_generator
+        #: a burst goes in groups of calls (`send_calls`): not for a generator function, nor
+        #: once a group brought a large result back
+        self._grouping = not self._streaming
         self._gpu = launch.spec.gpu is not None and not launch.spec.gpu.is_cpu
         self._hello = actor.hello.remote()
         self._info: dict[str, Any] = {}
@@ -195,13 +205,72 @@ class RayLink(WorkerLink):
     def send_call(
         self, job: str, args: tuple[Any, ...], kwargs: dict[str, Any], *, waited: bool = False
     ) -> None:
+        self._check_open()
+        self._send_request(job, self._request(job, args, kwargs), waited=waited)
+
+    def send_calls(
+        self,
+        calls: Sequence[tuple[str, tuple[Any, ...], dict[str, Any]]],
+        unsendable: Callable[[str, Exception], None],
+        *,
+        waited: str | None = None,
+    ) -> None:
+        """A burst of calls goes as few actor calls (`SieveWorker.calls`, up to `_GROUP`
+        jobs each): Ray's cost per call, on both sides, is most of a small job's. The jobs'
+        outcomes come as side messages, in order: with the group's answer, or through the hub
+        while a long job of the group runs (so it shows as running, the outcomes before it
+        arrive, and it can be cancelled). Only plain calls whose request is bytes are
+        grouped; a waited one, a generator's and one with a large buffer (left to Ray) go
+        alone, in their place. A cancel reaches a grouped job through the mailbox
+        (`ray.cancel` would stop the whole group)."""
+        self._check_open()
+        group: list[tuple[str, bytes]] = []
+        for job, args, kwargs in calls:
+            try:
+                request = self._request(job, args, kwargs)
+            except Exception as exc:  # noqa: BLE001 - its arguments cannot be sent
+                unsendable(job, exc)
+                continue
+            if not self._grouping or job == waited or type(request) is not bytes:
+                self._send_group(group)
+                group = []
+                self._send_request(job, request, waited=job == waited)
+                continue
+            group.append((job, request))
+            if len(group) == _GROUP:
+                self._send_group(group)
+                group = []
+        self._send_group(group)
+
+    def _check_open(self) -> None:
         if self._terminated or self._dying or self._closed:
             raise ChannelClosed(f"worker {self._worker_id} is gone")
+
+    def _request(self, job: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """A call's one argument to the actor, as bytes when it can be (see _ray_wire.py),
+        with the jobs whose outcomes arrived since the previous call (for the journal)."""
         with self._received_lock:
             received, self._received = self._received, []
-        # One argument, as bytes when it can be (see _ray_wire.py).
-        request: Any = (job, args, kwargs, received)
-        request = dumps_small(request) or request
+        request = (job, args, kwargs, received)
+        try:
+            return dumps_small(request) or request
+        except BaseException:
+            with self._received_lock:  # (not sent: the next call carries them)
+                self._received[:0] = received
+            raise
+
+    def _send_group(self, group: list[tuple[str, bytes]]) -> None:
+        if len(group) == 1:
+            self._send_request(*group[0])
+        elif group:
+            ref = self._actor.calls.remote(group)
+            with self._news:
+                for index, (job, _) in enumerate(group):
+                    self._sent.append(_Sent("call", job, ref, index=index))
+                if len(self._sent) == len(group):
+                    self._news.notify()
+
+    def _send_request(self, job: str, request: Any, *, waited: bool = False) -> None:
         if self._streaming and self._backend.client_mode:
             # (Ray Client cannot iterate a streaming generator: the items come by the hub)
             sent = _Sent("call", job, self._actor.stream_by_hub.remote(request))
@@ -298,14 +367,18 @@ class RayLink(WorkerLink):
     # -- side messages from the hub (the backend's puller thread) ----------------------------
 
     def side_messages(self, numbered: list[tuple[int, Any]]) -> None:
+        messages: list[Message] = []
         with self._deliver:
             if self._closed:
                 return
             fresh = [(n, p) for n, p in numbered if n > self._delivered]
             if fresh:
                 self._delivered = fresh[-1][0]
-                self._receiver.receive([unpack(p) for _, p in fresh])
+                messages = [unpack(p) for _, p in fresh]
+                self._receiver.receive(messages)
             self._deliver.notify_all()
+        if _restarting(messages):  # (an outcome of a group's job: `SieveWorker.calls`)
+            self.terminate()
 
     # -- the consumer thread -----------------------------------------------------------------
 
@@ -349,8 +422,30 @@ class RayLink(WorkerLink):
             except ray.exceptions.TaskCancelledError:
                 outcome = (pack(Skipped(sent.job)), 0, []) if sent.job is not None else None
             except Exception as exc:  # noqa: BLE001 - the call itself failed in Ray
-                outcome = self._failed_in_ray(sent, exc)
+                outcome = self._failed_in_ray(sent, exc)  # (each of a group's jobs in turn)
+            else:
+                if sent.index is not None:
+                    self._answered_group(sent, outcome)
+                    continue
             self._answered(sent, outcome)
+
+    def _answered_group(self, first: _Sent, outcome: Any) -> None:
+        """The group `first` leads was answered: its jobs' outcomes came as side messages,
+        through the hub or in the answer's tail (`SieveWorker.calls`); deliver those not
+        delivered yet, in order."""
+        with self._news:
+            members = []
+            while self._sent and self._sent[0].ref is first.ref:
+                members.append(self._sent.popleft())
+            if self._sent and self._sent[0].claimed:
+                self._news.notify_all()  # (its caller waits for it to come first)
+        with self._received_lock:
+            self._received.extend(sent.job for sent in members)
+        large, acked, tail = loads(outcome)
+        if large:
+            self._grouping = False  # (its results are large: each call brings its own back)
+        if self._deliver_outcome(None, acked, tail):
+            self.terminate()
 
     def _answered(self, sent: _Sent, outcome: Any) -> None:
         """`sent` (the oldest in flight) was answered: deliver its outcome (the consumer's
@@ -403,21 +498,14 @@ class RayLink(WorkerLink):
             if packed is not None:
                 messages.append(unpack(packed))
             self._receiver.receive(messages)
-        last = messages[-1] if messages and packed is not None else None
-        return type(last) is Error and last.restarting
+        return _restarting(messages)
 
     def _failed_in_ray(self, sent: _Sent, exc: Exception) -> Any:
         """A call Ray could not run (its arguments could not be rebuilt in the worker, say):
         its job fails with the reason; the worker carries on."""
         cause = exc.cause if isinstance(exc, ray.exceptions.RayTaskError) else exc
         if sent.kind in ("call", "stream"):
-            error = TypeError(
-                f"job {sent.job}: Ray could not run the call ({type(cause).__name__}: "
-                f"{cause}). Fix: pass values whose types the worker can import (plain data, "
-                "numpy arrays, sieve.File, or types defined in the notebook)."
-            )
-            error.__cause__ = cause
-            return pack(Error(sent.job, error_info(error), False)), 0, []
+            return pack(Error(sent.job, error_info(call_failed(sent.job, cause)), False)), 0, []
         if sent.kind == "swap":
             return pack(SwapFailed(sent.job, error_info(cause))), 0, []
         if sent.kind == "load":
@@ -541,6 +629,11 @@ class RayLink(WorkerLink):
             self._deliver.notify_all()
         self._backend.forget(self._worker_id)
         self._receiver.link_closed(reason, blame_running=blame_running)
+
+
+def _restarting(messages: list[Message]) -> bool:
+    """Whether the worker said it restarts (restart_on_error, FatalException)."""
+    return any(type(message) is Error and message.restarting for message in messages)
 
 
 def describe_actor_death(exc: BaseException, info: dict[str, Any]) -> str:

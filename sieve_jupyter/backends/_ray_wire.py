@@ -16,7 +16,7 @@ from typing import Any
 
 import cloudpickle
 
-__all__ = ["LARGE_BUFFER", "dumps_small", "loads"]
+__all__ = ["LARGE_BUFFER", "call_failed", "dumps_small", "loads"]
 
 #: bytes of one buffer from which a value is left to Ray's serialization (its threshold for
 #: putting an argument in the object store is 100 KB)
@@ -40,3 +40,16 @@ def dumps_small(obj: Any) -> bytes | None:
 def loads(value: Any) -> Any:
     """What `dumps_small` made (bytes), or a value Ray rebuilt itself, as it was sent."""
     return cloudpickle.loads(value) if type(value) is bytes else value
+
+
+def call_failed(job: str, cause: BaseException) -> TypeError:
+    """The error of a job whose call could not be run (its arguments could not be rebuilt in
+    the worker, say): raised in the kernel for a call Ray failed, in the worker for one of a
+    group (`SieveWorker.calls`), which carries on with the others."""
+    error = TypeError(
+        f"job {job}: Ray could not run the call ({type(cause).__name__}: {cause}). Fix: pass "
+        "values whose types the worker can import (plain data, numpy arrays, sieve.File, or "
+        "types defined in the notebook)."
+    )
+    error.__cause__ = cause
+    return error

@@ -3,7 +3,7 @@
 A Ray actor may run on a machine that cannot reach the kernel's Unix socket, and with Ray Client
 the kernel may be outside the cluster, so the Ray backend carries its workers' messages itself
 (`backends.WorkerLink`). The messages are those of `runtime/messages.py`, both ways, so this
-class is a thin adapter: the pool hands it calls (`send_call`), cancels and replies
+class is a thin adapter: the pool hands it calls (`send_calls`), cancels and replies
 (`send_control`) and swaps, which it passes to the link; what the link delivers goes to
 `_messages.handle` exactly as a connected worker's reader does, a burst of results settled in one
 round. The link calls this object from its own threads, one at a time.
@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sieve_jupyter.backends import LinkLaunch, WorkerLink
@@ -60,15 +60,18 @@ class LinkedWorker(Worker):
             self.move_to(WorkerState.SETUP)
         link.load(Load(pool.payload, pool.load_options()))
 
-    def send_call(
-        self, job: str, args: tuple[Any, ...], kwargs: dict[str, Any], *, waited: bool = False
+    def send_calls(
+        self,
+        calls: Sequence[tuple[str, tuple[Any, ...], dict[str, Any]]],
+        unsendable: Callable[[str, Exception], None],
+        *,
+        waited: str | None = None,
     ) -> None:
-        """Hand one call to the link (send lock held, in the order jobs were assigned);
-        `waited`: this thread calls `settle_here(job)` next."""
+        """Hand a burst of calls to the link (send lock held; see `WorkerLink.send_calls`)."""
         link = self.link
         if link is None:
             raise ChannelClosed("not started")
-        link.send_call(job, args, kwargs, waited=waited)
+        link.send_calls(calls, unsendable, waited=waited)
 
     def settle_here(self, job: str, *, wait: bool = True) -> None:
         """Wait for `job`'s outcome on this thread if the link can (`WorkerLink.settle_here`);

@@ -238,26 +238,27 @@ class WorkerPool(PoolWorkers):
 
     def _flush_linked(self, worker: LinkedWorker, waited: str | None = None) -> None:
         """Hand a linked worker its waiting calls, in order (any thread but a settler); its
-        backend sends each its own way (a Ray actor call each). A send cannot be cut in half
-        like a frame, so an interrupt waits until the calls are out. `waited`: the job this
-        thread will wait for (see `submit`)."""
+        backend sends them its own way (a Ray actor call for a group of them). A send cannot
+        be cut in half like a frame, so an interrupt waits until the calls are out. `waited`:
+        the job this thread will wait for (see `submit`)."""
         with worker.send_lock, deferred_interrupts():
             with self.lock:
                 batch = worker.jobs.take_unwritten()
-            for future in batch:
-                try:
-                    worker.send_call(
-                        future.job_id,
-                        future.args,
-                        future.kwargs,
-                        waited=future.job_id == waited,
-                    )
-                except ChannelClosed:
-                    return  # the worker is going: its exit requeues these jobs
-                except Exception as exc:  # noqa: BLE001 - an argument that cannot be sent
-                    with self.lock:
-                        worker.jobs.drop(future.job_id)
-                    self.fail_unsendable(future, exc)
+            futures = {future.job_id: future for future in batch}
+
+            def unsendable(job: str, exc: Exception) -> None:
+                with self.lock:
+                    worker.jobs.drop(job)
+                self.fail_unsendable(futures[job], exc)
+
+            try:
+                worker.send_calls(
+                    [(future.job_id, future.args, future.kwargs) for future in batch],
+                    unsendable,
+                    waited=waited,
+                )
+            except ChannelClosed:
+                return  # the worker is going: its exit requeues these jobs
         with self.lock:
             started = worker.jobs.start_next()
         if started is not None:

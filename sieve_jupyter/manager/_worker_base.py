@@ -50,7 +50,7 @@ class Worker(abc.ABC):
     #: calls to it may be written and answered on the calling thread (`_direct.py`): only a
     #: connected worker has the reply connection that needs
     direct_calls: ClassVar[bool] = False
-    #: reached through a `backends.WorkerLink` (the pool hands it calls with `send_call`)
+    #: reached through a `backends.WorkerLink` (the pool hands it calls with `send_calls`)
     linked: ClassVar[bool] = False
 
     def __init__(self, pool: WorkerPool, worker_id: str, gpu: GpuAssignment | None) -> None:

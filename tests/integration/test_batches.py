@@ -87,7 +87,7 @@ def test_a_burst_goes_in_frames_of_many_calls_and_comes_back_in_order(
     runs = [n for _, n in results]
     assert runs == sorted(runs) and len(set(runs)) == 2_000  # run in order, each once
     assert [f.stdout for f in futures] == [f"job {i}\n" for i in range(2_000)]
-    if backend != "ray":  # (a Ray actor call per job: no frames)
+    if backend != "ray":  # (Ray sends groups of calls its own way: tests/ray/test_ray_groups.py)
         assert sum(frames) == 2_000 and max(frames) > 1
     wait_for(lambda: all(transitions.get(f.job_id, [])[-1:] == ["finished"] for f in futures))
     assert all(transitions[f.job_id] == ["queued", "processing", "finished"] for f in futures), {
