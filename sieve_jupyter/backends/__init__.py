@@ -8,9 +8,11 @@ from sieve_jupyter._errors import ConfigurationError
 from sieve_jupyter._imports import installation_error
 from sieve_jupyter.backends._base import (
     Backend,
+    CallBatch,
     GpuAssignment,
     LinkLaunch,
     LinkReceiver,
+    Unsendable,
     WorkerLaunch,
     WorkerLink,
     WorkerProcess,
@@ -19,9 +21,11 @@ from sieve_jupyter.backends._base import (
 __all__ = [
     "BACKENDS",
     "Backend",
+    "CallBatch",
     "GpuAssignment",
     "LinkLaunch",
     "LinkReceiver",
+    "Unsendable",
     "WorkerLaunch",
     "WorkerLink",
     "WorkerProcess",

@@ -27,14 +27,21 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Backend",
+    "CallBatch",
     "GpuAssignment",
     "LinkLaunch",
     "LinkReceiver",
+    "Unsendable",
     "WorkerLaunch",
     "WorkerLink",
     "WorkerProcess",
     "image_only_settings",
 ]
+
+#: calls handed to a worker link at once (`WorkerLink.send_calls`): (job, args, kwargs) each
+CallBatch = Sequence[tuple[str, tuple[Any, ...], dict[str, Any]]]
+#: told of a call whose arguments cannot be sent, and why (nothing of it was sent)
+Unsendable = Callable[[str, Exception], None]
 
 #: Module run (``python -m``) to start a worker; see sieve_jupyter/runtime/worker.py.
 WORKER_MODULE = "sieve_jupyter.runtime.worker"
@@ -201,11 +208,7 @@ class WorkerLink(abc.ABC):
         """
 
     def send_calls(
-        self,
-        calls: Sequence[tuple[str, tuple[Any, ...], dict[str, Any]]],
-        unsendable: Callable[[str, Exception], None],
-        *,
-        waited: str | None = None,
+        self, calls: CallBatch, unsendable: Unsendable, *, waited: str | None = None
     ) -> None:
         """Send several calls (job, args, kwargs), in order, after the ones sent before; a
         link may send a burst as fewer messages. A call whose arguments cannot be sent is

@@ -30,7 +30,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import cloudpickle
@@ -39,7 +39,13 @@ import ray.exceptions
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from sieve_jupyter._errors import BackendError, PythonVersionMismatchError, WorkerCrashedError
-from sieve_jupyter.backends._base import LinkLaunch, LinkReceiver, WorkerLink
+from sieve_jupyter.backends._base import (
+    CallBatch,
+    LinkLaunch,
+    LinkReceiver,
+    Unsendable,
+    WorkerLink,
+)
 from sieve_jupyter.backends._ray_journal import read_journal
 from sieve_jupyter.backends._ray_wire import call_failed, dumps_small, loads
 from sieve_jupyter.runtime._tracebacks import error_info
@@ -209,11 +215,7 @@ class RayLink(WorkerLink):
         self._send_request(job, self._request(job, args, kwargs), waited=waited)
 
     def send_calls(
-        self,
-        calls: Sequence[tuple[str, tuple[Any, ...], dict[str, Any]]],
-        unsendable: Callable[[str, Exception], None],
-        *,
-        waited: str | None = None,
+        self, calls: CallBatch, unsendable: Unsendable, *, waited: str | None = None
     ) -> None:
         """A burst of calls goes as few actor calls (`SieveWorker.calls`, up to `_GROUP`
         jobs each): Ray's cost per call, on both sides, is most of a small job's. The jobs'

@@ -14,10 +14,10 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sieve_jupyter.backends import LinkLaunch, WorkerLink
+from sieve_jupyter.backends import CallBatch, LinkLaunch, Unsendable, WorkerLink
 from sieve_jupyter.manager import _messages
 from sieve_jupyter.manager._worker_base import Worker, WorkerState
 from sieve_jupyter.runtime.messages import (
@@ -61,11 +61,7 @@ class LinkedWorker(Worker):
         link.load(Load(pool.payload, pool.load_options()))
 
     def send_calls(
-        self,
-        calls: Sequence[tuple[str, tuple[Any, ...], dict[str, Any]]],
-        unsendable: Callable[[str, Exception], None],
-        *,
-        waited: str | None = None,
+        self, calls: CallBatch, unsendable: Unsendable, *, waited: str | None = None
     ) -> None:
         """Hand a burst of calls to the link (send lock held; see `WorkerLink.send_calls`)."""
         link = self.link
