@@ -30,6 +30,7 @@ runtime (standard library and cloudpickle) and this backend's hub.
 from __future__ import annotations
 
 import collections
+import contextlib
 import inspect
 import os
 import signal
@@ -200,6 +201,8 @@ class SieveWorker:
         #: said it restarts (restart_on_error, FatalException): it runs nothing more
         self._retired = False
         self._main_thread = threading.get_ident()
+        name = ray.get_runtime_context().get_actor_id() or f"pid-{os.getpid()}"
+        self._journal = Journal(os.path.join(tempfile.gettempdir(), "sieve-jupyter-ray", name))
         self._outbox = _Outbox(self._ship)
         self._streams = (
             CapturedStream("stdout", self._outbox.add, lambda: self._current),
@@ -210,8 +213,6 @@ class SieveWorker:
         _context.set_context(self._context)
         # (a plain actor builds itself on the main thread, where Python runs signal handlers)
         signal.signal(_CANCEL_SIGNAL, self._on_cancel_signal)
-        name = ray.get_runtime_context().get_actor_id() or f"pid-{os.getpid()}"
-        self._journal = Journal(os.path.join(tempfile.gettempdir(), "sieve-jupyter-ray", name))
         threading.Thread(target=self._poll, name="sieve-control", daemon=True).start()
 
     # -- what the kernel calls ---------------------------------------------------------------
@@ -429,6 +430,8 @@ class SieveWorker:
 
     def _ship(self, batch: list[tuple[int, Any]]) -> None:
         ray.get(self._hub.put.remote(self._worker_id, batch))
+        with contextlib.suppress(OSError):  # (the hub has them: that is what counts)
+            self._journal.shipped(batch[-1][0])
 
     def _poll(self) -> None:
         """Take what the kernel left in this worker's mailbox: cancels, replies, shutdowns."""

@@ -11,7 +11,9 @@ died, a small task on its node reads the folder (`read_journal`): the outcomes f
 delivered as if the actor had answered, the job that started and did not finish is the one to
 blame, and the calls after it never started. An outcome larger than `KEEP_AT_MOST` is not kept
 (writing it twice would cost too much): if its answer is lost, the job fails saying so, and is
-never run again.
+never run again. The outbox's thread also notes, in a file of its own, the highest side message
+the hub holds (`shipped`): what the hub holds reaches the kernel even though the actor died, and
+the kernel waits for it before it decides which results were lost.
 
 Imported in the cluster's workers: nothing of the package but the runtime's dependencies.
 """
@@ -34,6 +36,8 @@ KEEP_AT_MOST = 1 << 20
 _RECORD = 1024
 _STATE = "state"
 _OUTCOMES = "outcomes"
+_SHIPPED = "shipped"
+_NUMBER = struct.Struct("<Q")
 #: an outcome record's header: magic, epoch, job id length, outcome length
 _HEADER = struct.Struct("<4sIII")
 _MAGIC = b"SJO1"
@@ -42,7 +46,8 @@ _COMPACT_AT = 8 * KEEP_AT_MOST
 
 
 class Journal:
-    """The worker's side: written on the actor's main thread only.
+    """The worker's side: written on the actor's main thread only (`shipped` excepted: the
+    outbox's thread writes it, to a file of its own).
 
     Outcomes are appended to one file, one `pwrite` each (a process cannot die half way
     through one), and also held in memory until the kernel has them. When it has them all, or
@@ -58,6 +63,7 @@ class Journal:
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
         self._state = os.open(os.path.join(folder, _STATE), flags, 0o600)
         self._outcomes = os.open(os.path.join(folder, _OUTCOMES), flags, 0o600)
+        self._shipped = os.open(os.path.join(folder, _SHIPPED), flags, 0o600)
         self._epoch = 1
         self._offset = 0
         #: job -> (job id, pickled outcome) not confirmed by the kernel yet
@@ -68,6 +74,10 @@ class Journal:
 
     def finished(self, job: str) -> None:
         self._record("F", job)
+
+    def shipped(self, number: int) -> None:
+        """The hub holds this worker's side messages up to `number`."""
+        os.pwrite(self._shipped, _NUMBER.pack(number), 0)
 
     def keep(self, job: str, outcome: Any) -> None:
         """Keep `job`'s outcome until the kernel says it has it."""
@@ -114,20 +124,24 @@ class Journal:
         os.pwrite(self._state, f"{state} {job}\n".encode().ljust(_RECORD), 0)
 
 
-def read_journal(folder: str) -> tuple[str, str, dict[str, bytes]] | None:
-    """A dead worker's journal — ``("S" | "F", its last job, {job: pickled outcome})`` — and
-    removes it; None if it has no record. Runs as a task on the worker's node."""
+def read_journal(folder: str) -> tuple[str, str, dict[str, bytes], int] | None:
+    """A dead worker's journal — ``("S" | "F", its last job, {job: pickled outcome}, the
+    highest side message the hub holds)`` — and removes it; None if it has no record. Runs
+    as a task on the worker's node."""
     try:
         with open(os.path.join(folder, _STATE), "rb") as record:
             text = record.read(_RECORD).decode(errors="replace").strip()
         with open(os.path.join(folder, _OUTCOMES), "rb") as file:
             outcomes = _outcome_records(file.read())
+        with open(os.path.join(folder, _SHIPPED), "rb") as file:
+            raw = file.read(_NUMBER.size)
+        shipped = _NUMBER.unpack(raw)[0] if len(raw) == _NUMBER.size else 0
     except OSError:
         return None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     state, _, job = text.partition(" ")
-    return (state, job, outcomes) if state in ("S", "F") and job else None
+    return (state, job, outcomes, shipped) if state in ("S", "F") and job else None
 
 
 def _outcome_records(raw: bytes) -> dict[str, bytes]:

@@ -47,7 +47,12 @@ from sieve_jupyter.backends._base import (
     WorkerLink,
 )
 from sieve_jupyter.backends._ray_journal import read_journal
-from sieve_jupyter.backends._ray_wire import call_failed, dumps_small, loads
+from sieve_jupyter.backends._ray_wire import (
+    SideMessageOrder,
+    call_failed,
+    dumps_small,
+    loads,
+)
 from sieve_jupyter.runtime._tracebacks import error_info
 from sieve_jupyter.runtime.messages import (
     Cancel,
@@ -131,8 +136,8 @@ class RayLink(WorkerLink):
         self._news = threading.Condition()
         #: refs of the calls not answered yet, by job id (for `ray.cancel`)
         self._refs: dict[str, Any] = {}
-        #: the highest side-message number delivered, and the lock of every delivery
-        self._delivered = 0
+        #: side messages, delivered in the worker's order; and the lock of every delivery
+        self._order = SideMessageOrder()
         self._deliver = threading.Condition()
         self._terminated = False
         #: the actor died: nothing more is sent to it
@@ -369,14 +374,11 @@ class RayLink(WorkerLink):
     # -- side messages from the hub (the backend's puller thread) ----------------------------
 
     def side_messages(self, numbered: list[tuple[int, Any]]) -> None:
-        messages: list[Message] = []
         with self._deliver:
             if self._closed:
                 return
-            fresh = [(n, p) for n, p in numbered if n > self._delivered]
-            if fresh:
-                self._delivered = fresh[-1][0]
-                messages = [unpack(p) for _, p in fresh]
+            messages = [unpack(packed) for packed in self._order.take(numbered)]
+            if messages:
                 self._receiver.receive(messages)
             self._deliver.notify_all()
         if _restarting(messages):  # (an outcome of a group's job: `SieveWorker.calls`)
@@ -490,13 +492,11 @@ class RayLink(WorkerLink):
         it restarts."""
         with self._deliver:
             deadline = time.monotonic() + _SIDE_WAIT
-            while self._delivered < acked and time.monotonic() < deadline:
+            while self._order.delivered < acked and time.monotonic() < deadline:
                 self._deliver.wait(deadline - time.monotonic())
             if self._closed:
                 return False
-            messages: list[Message] = [unpack(p) for n, p in tail if n > self._delivered]
-            if tail:
-                self._delivered = max(self._delivered, tail[-1][0])
+            messages = [unpack(p) for p in self._order.take(tail, lost_up_to=acked)]
             if packed is not None:
                 messages.append(unpack(packed))
             self._receiver.receive(messages)
@@ -547,7 +547,8 @@ class RayLink(WorkerLink):
             # be lost): they fail rather than risk running twice.
             self._maybe_begun(unanswered[0], unanswered[1:], reason)
         else:
-            state, last, kept = record
+            state, last, kept, shipped = record
+            self._deliver_shipped(shipped)
             # Everything before the last job it started finished; so did that one if the
             # journal says so. Their answers were lost with the actor, but kept on its node.
             done = state == "F" or last in kept
@@ -563,7 +564,23 @@ class RayLink(WorkerLink):
             self._results_lost([job for job in finished if job not in kept], reason)
         self._close(reason, blame_running=blame)
 
-    def _read_journal(self) -> tuple[str, str, dict[str, bytes]] | None:
+    def _deliver_shipped(self, shipped: int) -> None:
+        """The actor died: wait until the side messages the hub held for it (up to
+        `shipped`) have come, then deliver all that came, in order. Outcomes shipped through
+        the hub (a large one, before the next job started) settle their jobs, which the
+        death then does not concern; what was only in the answers the actor took with it is
+        skipped."""
+        with self._deliver:
+            deadline = time.monotonic() + _SIDE_WAIT
+            while self._order.received < shipped and time.monotonic() < deadline:
+                self._deliver.wait(deadline - time.monotonic())
+            if self._closed:
+                return
+            messages = [unpack(p) for p in self._order.take([], self._order.received)]
+            if messages:
+                self._receiver.receive(messages)
+
+    def _read_journal(self) -> tuple[str, str, dict[str, bytes], int] | None:
         """The dead worker's journal (its last record and the outcomes it kept), read by a
         task on its node; None when the node is gone too, or the task cannot run there."""
         node_id = self._info.get("node_id")
@@ -584,7 +601,7 @@ class RayLink(WorkerLink):
             )
             ref = task.remote(path)
             try:
-                record: tuple[str, str, dict[str, bytes]] | None = ray.get(
+                record: tuple[str, str, dict[str, bytes], int] | None = ray.get(
                     ref, timeout=_JOURNAL_WAIT
                 )
             except ray.exceptions.GetTimeoutError:

@@ -16,7 +16,7 @@ from typing import Any
 
 import cloudpickle
 
-__all__ = ["LARGE_BUFFER", "call_failed", "dumps_small", "loads"]
+__all__ = ["LARGE_BUFFER", "SideMessageOrder", "call_failed", "dumps_small", "loads"]
 
 #: bytes of one buffer from which a value is left to Ray's serialization (its threshold for
 #: putting an argument in the object store is 100 KB)
@@ -53,3 +53,46 @@ def call_failed(job: str, cause: BaseException) -> TypeError:
     )
     error.__cause__ = cause
     return error
+
+
+class SideMessageOrder:
+    """A worker's side messages, put back in the order it numbered them (1, 2, 3 ...).
+
+    They reach the kernel two ways: through the hub while a job runs, and in the tail of the
+    answer of the call that ran it. The hub's puller and the link's consumer are two threads,
+    so a message shipped through the hub for one job can arrive before the answer of the call
+    before it, whose tail holds the messages numbered below it. Delivered as it came, the
+    tail's messages were then taken for old ones and dropped (an outcome among them left its
+    job unsettled forever). Each message is held here until every one before it is out.
+    Not thread-safe: the link's delivery lock guards it.
+    """
+
+    def __init__(self) -> None:
+        #: the highest number handed out
+        self.delivered = 0
+        self._early: dict[int, Any] = {}
+
+    @property
+    def received(self) -> int:
+        """The highest number that came (handed out or held back)."""
+        return max(self.delivered, max(self._early, default=0))
+
+    def take(self, numbered: list[tuple[int, Any]], lost_up_to: int = 0) -> list[Any]:
+        """Add `numbered` ((number, message) pairs); returns the messages that can go out
+        now, in order. Those numbered up to `lost_up_to` that have not come are taken as lost
+        on the way (a hub that went away with them), so the ones after them go on."""
+        early = self._early
+        for number, message in numbered:
+            if number > self.delivered:
+                early[number] = message
+        ready: list[Any] = []
+        number = self.delivered
+        while True:
+            message = early.pop(number + 1, None)
+            if message is not None:
+                ready.append(message)
+            elif number >= lost_up_to:
+                break
+            number += 1
+        self.delivered = number
+        return ready

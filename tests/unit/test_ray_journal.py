@@ -15,7 +15,7 @@ from sieve_jupyter.backends._ray_journal import KEEP_AT_MOST, Journal, read_jour
 def _read(folder: Path) -> tuple[str, str, dict[str, object]]:
     record = read_journal(str(folder))
     assert record is not None
-    state, job, kept = record
+    state, job, kept, _ = record
     return state, job, {name: cloudpickle.loads(data) for name, data in kept.items()}
 
 
@@ -77,3 +77,17 @@ def test_no_record_reads_as_none(tmp_path: Path) -> None:
     Journal(str(folder))
     assert read_journal(str(folder)) is None
     assert read_journal(str(tmp_path / "missing")) is None
+
+
+def test_it_holds_how_far_the_hub_holds_the_side_messages(tmp_path: Path) -> None:
+    folder = tmp_path / "actor"
+    journal = Journal(str(folder))
+    journal.started("a")
+    record = read_journal(str(folder))
+    assert record is not None and record[3] == 0  # nothing shipped yet
+    journal = Journal(str(folder))
+    journal.started("b")
+    journal.shipped(7)
+    journal.shipped(12)
+    record = read_journal(str(folder))
+    assert record is not None and record[3] == 12

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy
 import pytest
 
-from sieve_jupyter.backends._ray_wire import LARGE_BUFFER, dumps_small, loads
+from sieve_jupyter.backends._ray_wire import LARGE_BUFFER, SideMessageOrder, dumps_small, loads
 
 
 def test_a_small_request_travels_as_bytes_and_comes_back_equal() -> None:
@@ -37,3 +37,26 @@ def test_what_cannot_be_pickled_is_an_error_before_anything_is_sent() -> None:
 class _Unpicklable:
     def __reduce__(self) -> object:
         raise TypeError("not this one")
+
+
+def test_side_messages_that_overtake_an_answer_wait_for_its_tail() -> None:
+    # A group of calls: outcomes 1-3 went through the hub, 4 stayed in the group's answer;
+    # the next group's first outcome (5) came through the hub before that answer was read.
+    order = SideMessageOrder()
+    assert order.take([(1, "r1")]) == ["r1"]
+    assert order.take([(2, "r2"), (3, "r3")]) == ["r2", "r3"]
+    assert order.take([(5, "r5")]) == []  # (held: 4 is still on its way)
+    assert (order.delivered, order.received) == (3, 5)
+    assert order.take([(4, "r4")], lost_up_to=3) == ["r4", "r5"]  # the answer's tail
+    assert (order.delivered, order.received) == (5, 5)
+    # what was delivered already (a tail repeating the hub's) is not delivered again
+    assert order.take([(4, "r4"), (5, "r5"), (6, "r6")]) == ["r6"]
+
+
+def test_side_messages_lost_with_the_hub_do_not_hold_back_those_after_them() -> None:
+    order = SideMessageOrder()
+    assert order.take([(1, "a")]) == ["a"]
+    assert order.take([(4, "d"), (6, "f")]) == []  # (2 and 3 went with a hub that died)
+    # the job's answer says the hub held up to 3: what has not come by then is lost
+    assert order.take([(5, "e")], lost_up_to=3) == ["d", "e", "f"]
+    assert order.delivered == 6
