@@ -569,7 +569,9 @@ class RayLink(WorkerLink):
         `shipped`) have come, then deliver all that came, in order. Outcomes shipped through
         the hub (a large one, before the next job started) settle their jobs, which the
         death then does not concern; what was only in the answers the actor took with it is
-        skipped."""
+        skipped. (Waiting for the highest number to come, rather than to be delivered, is
+        enough: the hub hands a worker's messages on in the order they were posted, so a gap
+        below it can only be such an answer's.)"""
         with self._deliver:
             deadline = time.monotonic() + _SIDE_WAIT
             while self._order.received < shipped and time.monotonic() < deadline:
