@@ -201,9 +201,17 @@ def main() -> None:
         default=None,
         help="sieve.configure(busy_poll_us=...) for this run (0: never poll)",
     )
+    parser.add_argument(
+        "--no-follow",
+        action="store_true",
+        help="sieve.configure(follow_caller=False): a quick .run()'s worker is left where the "
+        "pinning put it (by default it runs on the caller's CPU, which undoes the pinning)",
+    )
     args = parser.parse_args()
     if args.busy_poll_us is not None:
         sieve.configure(busy_poll_us=args.busy_poll_us)
+    if args.no_follow:
+        sieve.configure(follow_caller=False)
     n_lat = 1000 if args.quick else 3000
     n_push = 2000 if args.quick else 10_000
     rounds = 2 if args.quick else 3
@@ -255,7 +263,7 @@ def main() -> None:
     print(
         f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, rounds={rounds}, "
         f"latency samples={n_lat}, pushes={n_push}, {placement}, "
-        f"busy_poll_us={sieve.config.busy_poll_us}"
+        f"busy_poll_us={sieve.config.busy_poll_us}, follow_caller={sieve.config.follow_caller}"
     )
     print(
         f"{'engine':<36}{'p50 us':>8}{'p99 us':>8}{'CPU us':>8}{'push/s':>10}"

@@ -47,6 +47,10 @@ class Config:
     #: answer, and an idle worker for its next call. Polling spares the cost of waking a
     #: sleeping process (tens of microseconds); 0 never polls (takes effect for new workers)
     busy_poll_us: int = 100
+    #: a local worker answering a quick `.run()` runs on the caller's CPU (Linux), which
+    #: spares the wake-up across CPUs of each call and its answer (manager/_affinity.py);
+    #: False leaves where workers run to the system (takes effect for new workers)
+    follow_caller: bool = True
     #: Docker backend: base image override (None: chosen from the spec)
     docker_base_image: str | None = None
     #: Docker backend: network mode of worker containers ("bridge", "none", "host"); bridge by
@@ -96,6 +100,12 @@ class Config:
                 f"job_history: must be a positive integer, got {self.job_history!r}."
             )
         _validate_ray(self.ray_address, self.ray_actor_options)
+        if not isinstance(self.follow_caller, bool):
+            raise ConfigurationError(
+                f"follow_caller: must be True or False, got {self.follow_caller!r}. "
+                "Fix: sieve.configure(follow_caller=False) to leave where workers run to "
+                "the system."
+            )
         if (
             not isinstance(self.busy_poll_us, int)
             or isinstance(self.busy_poll_us, bool)

@@ -127,6 +127,13 @@ class WorkerProcess(abc.ABC):
         """Extra state for `%sieve ls` and the side panel (container id, image, ...)."""
         return {}
 
+    @property
+    def host_pid(self) -> int | None:
+        """The worker's process id as this process sees it, when this process may set the
+        worker's CPU affinity (a child process; not a container, whose CPUs its engine
+        decides); None otherwise."""
+        return None
+
 
 @dataclass(frozen=True)
 class LinkLaunch:

@@ -46,6 +46,10 @@ class LocalProcess(WorkerProcess):
     def pid(self) -> int:
         return self._popen.pid
 
+    @property
+    def host_pid(self) -> int:
+        return self._popen.pid
+
     def poll(self) -> int | None:
         return self._popen.poll()
 

@@ -18,11 +18,13 @@ settles the job exactly as for a pushed one. This module does the I/O; the pool 
 from __future__ import annotations
 
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from sieve_jupyter.runtime.messages import Call, Moved, Result, pack, unpack
 from sieve_jupyter.runtime.protocol import (
     DIRECT_CALL,
+    SLEEP_AFTER,
     Channel,
     ChannelClosed,
     UndecodableMessage,
@@ -50,12 +52,14 @@ def call(
     """
     job_id = future.job_id
     listened = bool(pool.events)
+    follow = _follow_caller(pool, worker)
     written = False
     try:
         if listened and future._set_started(worker.worker_id):
             pool.publish_job(future)  # before the call: listeners see the states in order
         assert worker.data is not None
-        frame = worker.data.encode(pack(Call(job_id, future.args, future.kwargs)), DIRECT_CALL)
+        flags = DIRECT_CALL | SLEEP_AFTER if follow else DIRECT_CALL
+        frame = worker.data.encode(pack(Call(job_id, future.args, future.kwargs)), flags)
         written = True  # (a frame is written whole or not at all: see Channel.write)
         worker.data.write(frame)
     except ChannelClosed:
@@ -79,7 +83,8 @@ def call(
     if not listened:
         future._set_started(worker.worker_id)
     assert worker.reply is not None
-    worker.reply.spin = pool.reply_poll_seconds()
+    # (a followed worker runs on this thread's CPU: polling would only keep it waiting)
+    worker.reply.spin = 0.0 if follow else pool.reply_poll_seconds()
     if wait is not None and not (worker.reply.pending() or worker.reply.readable_within(wait)):
         _read_in_background(pool, worker, future)
         return
@@ -93,7 +98,26 @@ def call(
         # sends is read in the background, so the lane is not left stuck.
         _read_in_background(pool, worker, future)
         raise
+    worker.answered_at = time.perf_counter()
     _settle(pool, worker, future, outcome)
+
+
+def _follow_caller(pool: WorkerPool, worker: WorkerConnection) -> bool:
+    """Whether the call goes to the worker on the calling thread's CPU (see `_affinity.py`),
+    which is then where the worker runs: for a quick function whose worker is asleep. A worker
+    answering calls back to back (its last answer came less than its polling time ago) is
+    reached faster on its own CPU, polling, as long as the calls keep coming; then, as for
+    calls that are not quick, the worker may run anywhere again. (A followed call tells the
+    worker not to poll afterwards, so the first of a run of calls after it wakes the worker
+    on its own CPU once.)"""
+    cpu = worker.cpu
+    if cpu is None:
+        return False
+    if pool.follows_caller() and time.perf_counter() - worker.answered_at >= pool.busy_poll_seconds:
+        cpu.follow()
+        return not cpu.disabled
+    cpu.release()
+    return False
 
 
 def _settle(

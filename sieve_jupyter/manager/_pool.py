@@ -182,6 +182,8 @@ class WorkerPool(PoolWorkers):
                 batch = worker.jobs.take_unwritten()
             if not batch or worker.data is None:
                 return
+            if worker.cpu is not None:  # (these calls run beside whatever their pusher does)
+                worker.cpu.release()
             calls = [(f.job_id, f.args, f.kwargs) for f in batch]
             message = Call(*calls[0]) if len(calls) == 1 else Calls(calls)
             try:

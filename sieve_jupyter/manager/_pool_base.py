@@ -16,6 +16,7 @@ import traceback
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, Union
 
 from sieve_jupyter._errors import SieveError
+from sieve_jupyter.manager._affinity import FOLLOW_MAX_SECONDS
 from sieve_jupyter.runtime.messages import ErrorInfo
 
 if TYPE_CHECKING:
@@ -117,17 +118,23 @@ class PoolBase:
             "kind": "model" if self.spec.kind == "model" else "function",
             "restart_on_error": self.spec.restart_on_error,
             "sources": self.record.sources,
-            "busy_poll": self._busy_poll_seconds,
+            "busy_poll": self.busy_poll_seconds,
         }
 
     @property
-    def _busy_poll_seconds(self) -> float:
+    def busy_poll_seconds(self) -> float:
         return self.host.config.busy_poll_us / 1e6
+
+    def follows_caller(self) -> bool:
+        """Whether a direct call's worker runs on its caller's CPU (see _affinity.py): for
+        functions whose calls are timed and quick."""
+        average = self._average_seconds
+        return average is not None and average < FOLLOW_MAX_SECONDS
 
     def reply_poll_seconds(self) -> float:
         """How long a direct call polls for its outcome before sleeping: the configured time,
         unless calls of this function usually take longer than that anyway."""
-        budget = self._busy_poll_seconds
+        budget = self.busy_poll_seconds
         average = self._average_seconds
         return budget if average is None or average < budget else 0.0
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from sieve_jupyter._errors import BackendError, PythonVersionMismatchError
 from sieve_jupyter.backends import GpuAssignment, WorkerLaunch, WorkerProcess
 from sieve_jupyter.manager import _messages
+from sieve_jupyter.manager._affinity import CallerCpu
 from sieve_jupyter.manager._worker_base import Worker, WorkerState
 from sieve_jupyter.runtime.messages import (
     Hello,
@@ -73,6 +74,12 @@ class WorkerConnection(Worker):
         self.hello: Hello | None = None
         #: the memory shared with the worker (large buffers), None if either end cannot
         self.link: ShmLink | None = None
+        #: where the worker runs while it answers a quick direct call (None: left to the
+        #: system; see _affinity.py)
+        self.cpu: CallerCpu | None = None
+        #: when (`time.perf_counter`) the worker last answered a direct call: it polls for
+        #: its next call for a moment afterwards (see `_direct._follow_caller`)
+        self.answered_at = 0.0
 
     # -- startup (runs on a starter thread) --------------------------------------------------
 
@@ -103,6 +110,12 @@ class WorkerConnection(Worker):
                 labels=labels,
             )
         )
+        pid = self.process.host_pid
+        if pid is not None and self.pool.host.config.follow_caller:
+            try:
+                self.cpu = CallerCpu(pid)
+            except OSError:  # (exited already: the connection below says why)
+                pass
         self.data = self._accept(secret, timeout, "data")
         self.control = self._accept(secret, timeout, "control")
         self.reply = self._accept(secret, timeout, "reply")
@@ -201,6 +214,8 @@ class WorkerConnection(Worker):
             pass
         except Exception as exc:  # noqa: BLE001 - a protocol bug must still free the jobs
             self.pool.note_protocol_error(exc)
+        if self.cpu is not None:
+            self.cpu.stop()  # (before the process is reaped: see CallerCpu.stop)
         self.pool.worker_exited(self)
 
     def _read_results(self, first: Result, data: Channel) -> Message | None:
@@ -254,6 +269,8 @@ class WorkerConnection(Worker):
     def terminate(self, grace: float = 2.0) -> None:
         """Stop the worker and remove its IPC directory. Safe to call more than once."""
         self.exit_expected = True
+        if self.cpu is not None:
+            self.cpu.stop()
         self.send_control(Shutdown())
         if self.process is not None:
             self.process.terminate(grace)

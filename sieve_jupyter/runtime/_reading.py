@@ -48,6 +48,9 @@ _SPIN_MISSES = 3
 _SPIN_PROBE = 8
 #: room for the descriptors of one read (a frame carries at most a segment and the files)
 _ANCILLARY = socket.CMSG_SPACE(2 * (1 + _files.MAX_FILE_DESCRIPTORS) * array.array("i").itemsize)
+#: as a plain int: `socket.MSG_CTRUNC` is an enum member, and `int & member` goes through the
+#: enum's `__and__` (microseconds, on every read)
+_MSG_CTRUNC = int(socket.MSG_CTRUNC)
 
 
 class ChannelClosed(ConnectionError):
@@ -291,7 +294,7 @@ class FrameReader:
                 got, ancillary, msg_flags, _ = self._sock.recvmsg_into([view], _ANCILLARY)
                 if ancillary:
                     self._take_descriptors(ancillary)
-                if msg_flags & socket.MSG_CTRUNC:
+                if msg_flags & _MSG_CTRUNC:
                     # The kernel dropped descriptors (this process ran out of them): which
                     # frame they belonged to is lost, so the channel cannot continue.
                     raise ChannelClosed(
@@ -361,6 +364,11 @@ class FrameReader:
         if ready and time.perf_counter() - start <= self.spin:
             self._spin_misses = self._spin_skips = 0  # it came within the polling time
         return ready
+
+    def sleep_next_wait(self) -> None:
+        """Do not poll in the next wait for something to read: sleep on the socket at once
+        (the sender of the frame just read waits on this process's CPU)."""
+        self._spin_skips = max(self._spin_skips, 1)
 
     def _close_reading(self) -> None:
         while self._descriptors:

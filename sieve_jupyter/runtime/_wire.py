@@ -27,6 +27,7 @@ __all__ = [
     "DIRECT_CALL",
     "EXTENDED",
     "NOTICE",
+    "SLEEP_AFTER",
     "Frame",
     "dumps",
     "encode",
@@ -35,6 +36,9 @@ __all__ = [
 
 #: frame flag: a call whose outcome goes back on the reply channel (see runtime/worker.py)
 DIRECT_CALL = 0x01
+#: frame flag: the sender waits on the receiver's CPU, so the receiver must not poll for its
+#: next frame after this one (it would take that CPU from the sender; see manager/_affinity.py)
+SLEEP_AFTER = 0x02
 #: frame flag: the extended header follows (shared memory, descriptors)
 EXTENDED = 0x80
 #: frame flag: a notice for the channel itself, never returned by `recv`

@@ -5,9 +5,10 @@ the layout), so large arrays never go through the pickle. On a channel joined to
 (`_shm.py`) parts of `SHM_THRESHOLD` bytes or more cross through shared memory instead of the
 socket: one copy into a segment both processes map, and the receiver rebuilds arrays on it
 without copying. Files whose content travels (`_files.py`) pass as descriptors. The flags say
-how to handle a frame before it is unpickled (`DIRECT_CALL`), so they hold even for a frame that
-cannot be. Each message is a tuple whose first item names it (`runtime/messages.py`). Both ends
-prove they know the worker's secret with an HMAC challenge before any pickle is read.
+how to handle a frame before it is unpickled (`DIRECT_CALL`, `SLEEP_AFTER`), so they hold even
+for a frame that cannot be. Each message is a tuple whose first item names it
+(`runtime/messages.py`). Both ends prove they know the worker's secret with an HMAC challenge
+before any pickle is read.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from sieve_jupyter.runtime._wire import (
     DIRECT_CALL,
     INLINE,
     NO_SEGMENT,
+    SLEEP_AFTER,
     Frame,
     dumps,
     encode,
@@ -48,6 +50,7 @@ from sieve_jupyter.runtime.messages import Hello, LoadOptions
 __all__ = [
     "DIRECT_CALL",
     "SHM_THRESHOLD",
+    "SLEEP_AFTER",
     "AuthenticationError",
     "Channel",
     "ChannelClosed",

@@ -61,6 +61,7 @@ from sieve_jupyter.runtime.messages import (
 )
 from sieve_jupyter.runtime.protocol import (
     DIRECT_CALL,
+    SLEEP_AFTER,
     Channel,
     ChannelClosed,
     ShmLink,
@@ -222,6 +223,8 @@ class Worker:
                 if direct:  # its caller waits on the reply connection
                     self._send_reply(Moved(None))
                 continue
+            if data.flags & SLEEP_AFTER:
+                data.sleep_next_wait()
             if isinstance(message, Call):
                 if data.flags & DIRECT_CALL:
                     self._direct = message.job

@@ -9,6 +9,7 @@ so without the spy a regression to the queued path would pass unnoticed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import sys
@@ -25,6 +26,7 @@ from support import Unique, backend_ready, call_interrupted, in_thread, joined, 
 import sieve_jupyter as sieve
 from sieve_jupyter import WorkerCrashedError
 from sieve_jupyter.manager import JobStatus, get_manager
+from sieve_jupyter.manager._affinity import current_cpu
 from sieve_jupyter.manager._events import Event
 from sieve_jupyter.manager._pool import WorkerPool
 
@@ -286,6 +288,68 @@ def test_runs_without_busy_polling(unique: Unique, direct_calls: list[str]) -> N
         assert len(direct_calls) >= 19
     finally:
         sieve.configure(busy_poll_us=previous)
+
+
+def _worker_cpus(name: str) -> set[int]:
+    record = get_manager().record(name)
+    assert record.pool is not None
+    (worker,) = record.pool.workers.values()
+    return os.sched_getaffinity(worker.process.host_pid)
+
+
+@pytest.mark.skipif(current_cpu() is None, reason="no sched_getcpu / sched_setaffinity here")
+def test_a_quick_run_keeps_the_worker_on_the_callers_cpu_until_calls_are_pushed(
+    unique: Unique, direct_calls: list[str]
+) -> None:
+    previous = sieve.config.busy_poll_us
+    sieve.configure(busy_poll_us=0)  # (never polling: every call finds the worker asleep)
+    here = os.sched_getaffinity(0)
+    try:
+
+        @sieve.function(name=unique("quick"))
+        def quick(x: int) -> int:
+            return x + 1
+
+        home = os.sched_getaffinity(0)
+        assert quick.run(0) == 1  # (its first call is not timed yet: left where it is)
+        assert _worker_cpus(quick.name) == home
+        os.sched_setaffinity(0, {min(here)})  # this thread stays on one CPU from now on
+        assert [quick.run(i) for i in range(10)] == list(range(1, 11))
+        assert len(direct_calls) >= 9
+        assert _worker_cpus(quick.name) == {min(here)}
+        # pushed calls run beside their caller: the worker gets its own CPUs back
+        assert [f.result() for f in [quick.push(i) for i in range(50)]] == list(range(1, 51))
+        assert _worker_cpus(quick.name) == home
+    finally:
+        os.sched_setaffinity(0, here)
+        sieve.configure(busy_poll_us=previous)
+
+
+@pytest.mark.skipif(current_cpu() is None, reason="no sched_getcpu / sched_setaffinity here")
+@pytest.mark.parametrize("why", ["slow calls", "follow_caller=False"])
+def test_a_worker_is_left_where_it_is_for_slow_calls_or_when_told(
+    unique: Unique, direct_calls: list[str], why: str
+) -> None:
+    previous = dataclasses.asdict(sieve.config)
+    sieve.configure(busy_poll_us=0, follow_caller=why != "follow_caller=False")
+    here = os.sched_getaffinity(0)
+    try:
+        pause = 0.002 if why == "slow calls" else 0.0
+
+        @sieve.function(name=unique("steady"))
+        def steady(x: int) -> int:
+            time.sleep(pause)
+            return x
+
+        assert steady.run(0) == 0
+        home = _worker_cpus(steady.name)
+        os.sched_setaffinity(0, {min(here)})
+        assert [steady.run(i) for i in range(8)] == list(range(8))
+        assert len(direct_calls) >= 7
+        assert _worker_cpus(steady.name) == home
+    finally:
+        os.sched_setaffinity(0, here)
+        sieve.configure(**previous)
 
 
 def test_the_job_history_keeps_the_newest_jobs_up_to_its_limit(unique: Unique) -> None:

@@ -65,6 +65,8 @@ def test_a_good_value_beside_an_unknown_key_is_not_applied() -> None:
         ({"busy_poll_us": -1}, "busy_poll_us"),
         ({"busy_poll_us": 20_000}, "busy_poll_us"),
         ({"busy_poll_us": 0.5}, "busy_poll_us"),
+        ({"follow_caller": "no"}, "follow_caller"),
+        ({"follow_caller": 0}, "follow_caller"),
         # one bad value among good ones: nothing at all is applied
         ({"user": "fine", "workers": 2, "backend": "nope"}, "backend"),
     ],

@@ -1,0 +1,82 @@
+"""`CallerCpu`: a worker kept on its caller's CPU during quick direct calls
+(manager/_affinity.py), against a real child process's CPU affinity."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from sieve_jupyter.manager._affinity import CallerCpu, current_cpu
+
+pytestmark = pytest.mark.skipif(
+    current_cpu() is None, reason="no sched_getcpu / sched_setaffinity on this system"
+)
+
+
+@pytest.fixture
+def child() -> Iterator[subprocess.Popen[bytes]]:
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    yield process
+    process.kill()
+    process.wait()
+
+
+def test_follow_keeps_the_process_on_the_callers_cpu_and_release_gives_its_own_back(
+    child: subprocess.Popen[bytes],
+) -> None:
+    home = os.sched_getaffinity(child.pid)
+    cpu = CallerCpu(child.pid)
+    assert cpu.home == home and cpu.kept_on is None
+
+    here = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(here)})  # this thread stays put while it is checked
+    try:
+        cpu.follow()
+        assert cpu.kept_on == min(here)
+        assert os.sched_getaffinity(child.pid) == {min(here)}
+    finally:
+        os.sched_setaffinity(0, here)
+
+    cpu.release()
+    assert cpu.kept_on is None
+    assert os.sched_getaffinity(child.pid) == home
+
+
+def test_a_caller_on_a_cpu_the_worker_may_not_use_leaves_it_on_its_own(
+    child: subprocess.Popen[bytes],
+) -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs")
+    os.sched_setaffinity(child.pid, {cpus[0]})  # the worker's own CPUs: the first only
+    cpu = CallerCpu(child.pid)
+    os.sched_setaffinity(0, {cpus[1]})
+    try:
+        cpu.follow()
+    finally:
+        os.sched_setaffinity(0, set(cpus))
+    assert cpu.kept_on is None
+    assert os.sched_getaffinity(child.pid) == {cpus[0]}
+
+
+def test_a_process_that_is_gone_turns_following_off(child: subprocess.Popen[bytes]) -> None:
+    cpu = CallerCpu(child.pid)
+    child.kill()
+    child.wait()  # (reaped: the pid no longer names it)
+    cpu.follow()
+    assert cpu.disabled and cpu.kept_on is None
+    cpu.follow()  # no further attempt, no error
+    cpu.release()
+
+
+def test_a_stopped_one_never_moves_the_process_again(child: subprocess.Popen[bytes]) -> None:
+    home = os.sched_getaffinity(child.pid)
+    cpu = CallerCpu(child.pid)
+    cpu.stop()  # (what the pool does before the worker's process is reaped)
+    cpu.follow()
+    assert cpu.kept_on is None
+    assert os.sched_getaffinity(child.pid) == home
