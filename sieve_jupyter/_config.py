@@ -47,8 +47,9 @@ class Config:
     #: answer, and an idle worker for its next call. Polling spares the cost of waking a
     #: sleeping process (tens of microseconds); 0 never polls (takes effect for new workers)
     busy_poll_us: int = 100
-    #: a local worker answering a quick `.run()` runs on the caller's CPU (Linux), which
-    #: spares the wake-up across CPUs of each call and its answer (manager/_affinity.py);
+    #: a local worker answering a quick `.run()` after a pause runs on the caller's CPU
+    #: (Linux), which spares the wake-ups across CPUs of the call and its answer; the caller
+    #: then yields to it until it answers, even with busy_poll_us=0 (manager/_affinity.py);
     #: False leaves where workers run to the system (takes effect for new workers)
     follow_caller: bool = True
     #: Docker backend: base image override (None: chosen from the spec)

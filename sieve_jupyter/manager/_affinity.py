@@ -9,14 +9,17 @@ a raw Unix socket between two processes: a 100-byte round trip took about 45 us 
 scheduler placed them, about 10 us when the answering process was kept on the caller's CPU;
 busy polling (`busy_poll_us`) spares the wake-up too, but burns a CPU the peer may need.
 
-So before a quick direct call the pool sets the worker's CPU affinity to the CPU the calling
-thread is on (a system call only when that CPU changed since the last call), and before the
-worker gets work that runs beside its caller (pushed calls, a call that turns out slow) it gives
-the worker its own affinity back. Only the worker's main thread (the process id) is moved:
-threads it already has keep their own mask. A thread the worker starts while it is kept on one
-CPU inherits that CPU, which is why only calls that are quick on average (under
-`FOLLOW_MAX_SECONDS`, and never a function's first calls) follow their caller: a function that
-starts a thread pool on its first call does so before it is ever followed.
+So before a quick direct call to a worker that went to sleep the pool sets the worker's CPU
+affinity to the CPU the calling thread is on (a system call only when that CPU changed since the
+last call), and the caller yields to the worker until it answers instead of sleeping: an answer
+that wakes a sleeping caller makes the scheduler move the caller to the idle CPU, and a caller
+that moves at every call would drag its worker along for nothing (`CallerCpu.follow` backs off
+from such a caller). Before the worker gets work that runs beside its caller (pushed calls, a
+call that is not quick) it gets its own affinity back. Only the worker's main thread (the
+process id) is moved: threads it already has keep their own mask. A thread the worker starts
+while it is kept on one CPU inherits that CPU, which is why only calls that are quick on
+average (under `FOLLOW_MAX_SECONDS`, and never a function's first calls) follow their caller: a
+function that starts a thread pool on its first call does so before it is ever followed.
 
 Linux only, for workers whose process this kernel may move (`WorkerProcess.host_pid`: a local
 worker, not a container); anything the system refuses turns following off for that worker.
@@ -36,6 +39,9 @@ __all__ = ["FOLLOW_MAX_SECONDS", "CallerCpu", "current_cpu"]
 #: spared (tens of microseconds) matters next to a call this short, and threads a call starts
 #: while it is kept on one CPU would stay there (see the module docstring)
 FOLLOW_MAX_SECONDS = 0.0005
+#: calls not followed after the caller was found to have moved to another CPU
+_BACK_OFF = 32
+_MAX_BACK_OFF = 4096
 
 
 def _cpu_reader() -> Callable[[], int] | None:
@@ -74,19 +80,43 @@ class CallerCpu:
         self.kept_on: int | None = None
         #: the system refused a change: this worker is left where it is from now on
         self.disabled = False
+        #: calls left before following is tried again after the caller moved, and how many
+        #: to skip the next time it moves (see `follow`)
+        self._skips = 0
+        self._back_off = _BACK_OFF
         self._lock = threading.Lock()
 
-    def follow(self) -> None:
-        """Keep the worker on the calling thread's CPU (no system call when it already is)."""
+    def follow(self) -> bool:
+        """Keep the worker on the calling thread's CPU, if following pays; returns whether
+        the worker is kept there (no system call when it already was).
+
+        A caller that sleeps while the worker answers is woken by the answer, and the
+        scheduler then often moves it to the idle CPU rather than wait for its own. A caller
+        found on another CPU than the one the worker was kept on has moved so: it would move
+        at every call, dragging the worker along for nothing (measured: slower than leaving
+        both to the scheduler). Then the worker is given its own CPUs back for the next
+        `_BACK_OFF` calls, twice as many each time the caller moves again (up to
+        `_MAX_BACK_OFF`), after which following is tried again."""
+        if self.disabled:
+            return False
+        if self._skips:
+            self._skips -= 1
+            return False
         cpu = current_cpu()
-        if cpu is None or cpu == self.kept_on or self.disabled:
-            return
-        if cpu not in self.home:  # (the caller runs where the worker may not)
+        if cpu is None:
+            return False
+        if cpu == self.kept_on:
+            self._back_off = _BACK_OFF  # (the caller stayed: following pays)
+            return True
+        if self.kept_on is not None or cpu not in self.home:
+            self._skips = self._back_off
+            self._back_off = min(2 * self._back_off, _MAX_BACK_OFF)
             self.release()
-            return
+            return False
         with self._lock:
             if self._set({cpu}):
                 self.kept_on = cpu
+        return self.kept_on is not None
 
     def release(self) -> None:
         """Let the worker run on any of its own CPUs again."""

@@ -21,6 +21,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from sieve_jupyter.manager._affinity import FOLLOW_MAX_SECONDS
 from sieve_jupyter.runtime.messages import Call, Moved, Result, pack, unpack
 from sieve_jupyter.runtime.protocol import (
     DIRECT_CALL,
@@ -52,9 +53,9 @@ def call(
     """
     job_id = future.job_id
     listened = bool(pool.events)
-    follow = _follow_caller(pool, worker)
-    written = False
+    written = follow = False
     try:
+        follow = _follow_caller(pool, worker)
         if listened and future._set_started(worker.worker_id):
             pool.publish_job(future)  # before the call: listeners see the states in order
         assert worker.data is not None
@@ -83,8 +84,10 @@ def call(
     if not listened:
         future._set_started(worker.worker_id)
     assert worker.reply is not None
-    # (a followed worker runs on this thread's CPU: polling would only keep it waiting)
-    worker.reply.spin = 0.0 if follow else pool.reply_poll_seconds()
+    # A followed worker runs on this thread's CPU: this thread yields to it until it answers
+    # rather than sleep, since the answer waking a sleeping caller would move the caller to
+    # the other CPU (see `CallerCpu.follow`), and yielding costs no CPU the worker needs.
+    worker.reply.spin = FOLLOW_MAX_SECONDS if follow else pool.reply_poll_seconds()
     if wait is not None and not (worker.reply.pending() or worker.reply.readable_within(wait)):
         _read_in_background(pool, worker, future)
         return
@@ -114,8 +117,7 @@ def _follow_caller(pool: WorkerPool, worker: WorkerConnection) -> bool:
     if cpu is None:
         return False
     if pool.follows_caller() and time.perf_counter() - worker.answered_at >= pool.busy_poll_seconds:
-        cpu.follow()
-        return not cpu.disabled
+        return cpu.follow()
     cpu.release()
     return False
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from sieve_jupyter.manager._affinity import CallerCpu, current_cpu
+from sieve_jupyter.manager._affinity import _BACK_OFF, CallerCpu, current_cpu
 
 pytestmark = pytest.mark.skipif(
     current_cpu() is None, reason="no sched_getcpu / sched_setaffinity on this system"
@@ -80,3 +80,28 @@ def test_a_stopped_one_never_moves_the_process_again(child: subprocess.Popen[byt
     cpu.follow()
     assert cpu.kept_on is None
     assert os.sched_getaffinity(child.pid) == home
+
+
+def test_a_caller_that_moves_to_another_cpu_is_not_followed_for_a_while(
+    child: subprocess.Popen[bytes],
+) -> None:
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        pytest.skip("needs two CPUs")
+    home = os.sched_getaffinity(child.pid)
+    cpu = CallerCpu(child.pid)
+    try:
+        os.sched_setaffinity(0, {cpus[0]})
+        assert cpu.follow() and cpu.follow()  # kept on the caller's CPU; no change
+        assert os.sched_getaffinity(child.pid) == {cpus[0]}
+        os.sched_setaffinity(0, {cpus[1]})  # the caller moved: the worker gets its CPUs back
+        assert not cpu.follow()
+        assert os.sched_getaffinity(child.pid) == home
+        assert not any(cpu.follow() for _ in range(_BACK_OFF))
+        assert cpu.follow()  # tried again
+        assert os.sched_getaffinity(child.pid) == {cpus[1]}
+        os.sched_setaffinity(0, {cpus[0]})  # moved again: left alone twice as long
+        assert not any(cpu.follow() for _ in range(2 * _BACK_OFF + 1))
+        assert cpu.follow()
+    finally:
+        os.sched_setaffinity(0, set(cpus))

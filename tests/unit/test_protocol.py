@@ -25,6 +25,7 @@ from support import in_thread, joined
 from sieve_jupyter.runtime import _reading
 from sieve_jupyter.runtime.protocol import (
     DIRECT_CALL,
+    SLEEP_AFTER,
     AuthenticationError,
     Channel,
     ChannelClosed,
@@ -389,6 +390,32 @@ def test_a_channel_stops_polling_when_polling_does_not_pay(
     assert receiver.recv() == ("call", "job-1", (1,), {})
     receiver.spin = 0.001
     assert polled(nothing_comes)  # polling again
+
+
+def test_a_frame_flagged_sleep_after_makes_the_next_wait_sleep_at_once(
+    pair: tuple[Channel, Channel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (what a worker does for a call whose caller waits on the worker's CPU: polling there
+    # would take the CPU the caller needs)
+    yields = [0]
+    real_yield = _reading.os.sched_yield
+
+    def counted_yield() -> None:
+        yields[0] += 1
+        real_yield()
+
+    monkeypatch.setattr(_reading.os, "sched_yield", counted_yield)
+    sender, receiver = pair
+    receiver.spin = 0.001
+    sender.send(("call", "job-1", (1,), {}), DIRECT_CALL | SLEEP_AFTER)
+    assert receiver.recv() == ("call", "job-1", (1,), {})
+    assert receiver.flags == DIRECT_CALL | SLEEP_AFTER
+    receiver.sleep_next_wait()
+    before = yields[0]
+    assert not receiver.readable_within(0.002)  # slept: no poll
+    assert yields[0] == before
+    assert not receiver.readable_within(0.002)  # only once: the next wait polls again
+    assert yields[0] > before
 
 
 # -- authentication -----------------------------------------------------------------------------
