@@ -348,18 +348,24 @@ def test_a_polling_channel_receives_whenever_the_message_comes(
         receiver.recv()
 
 
-def test_a_channel_stops_polling_when_polling_does_not_pay(
-    pair: tuple[Channel, Channel], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Whether a wait polled shows in the `sched_yield`s between its polls.
-    yields = [0]
+@pytest.fixture
+def yields(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many times channels yielded the CPU so far: whether a wait polled shows in the
+    `sched_yield`s between its polls."""
+    count = [0]
     real_yield = _reading.os.sched_yield
 
     def counted_yield() -> None:
-        yields[0] += 1
+        count[0] += 1
         real_yield()
 
     monkeypatch.setattr(_reading.os, "sched_yield", counted_yield)
+    return count
+
+
+def test_a_channel_stops_polling_when_polling_does_not_pay(
+    pair: tuple[Channel, Channel], yields: list[int]
+) -> None:
 
     def polled(wait: Callable[[], object]) -> bool:
         before = yields[0]
@@ -393,18 +399,10 @@ def test_a_channel_stops_polling_when_polling_does_not_pay(
 
 
 def test_a_frame_flagged_sleep_after_makes_the_next_wait_sleep_at_once(
-    pair: tuple[Channel, Channel], monkeypatch: pytest.MonkeyPatch
+    pair: tuple[Channel, Channel], yields: list[int]
 ) -> None:
     # (what a worker does for a call whose caller waits on the worker's CPU: polling there
     # would take the CPU the caller needs)
-    yields = [0]
-    real_yield = _reading.os.sched_yield
-
-    def counted_yield() -> None:
-        yields[0] += 1
-        real_yield()
-
-    monkeypatch.setattr(_reading.os, "sched_yield", counted_yield)
     sender, receiver = pair
     receiver.spin = 0.001
     sender.send(("call", "job-1", (1,), {}), DIRECT_CALL | SLEEP_AFTER)
