@@ -204,8 +204,8 @@ def main() -> None:
     parser.add_argument(
         "--no-follow",
         action="store_true",
-        help="sieve.configure(follow_caller=False): a quick .run()'s worker is left where the "
-        "pinning put it (by default it runs on the caller's CPU, which undoes the pinning)",
+        help="sieve.configure(follow_caller=False), and pin our workers like the peers' (by "
+        "default a quick .run()'s worker runs on the caller's CPU, and ours are not pinned)",
     )
     args = parser.parse_args()
     if args.busy_poll_us is not None:
@@ -222,8 +222,13 @@ def main() -> None:
     big_fn = sieve.function(name="bench-array")(array_sum)
     big = np.ones(100 * 1024 * 1024 // 8)
     big_fn.run(big)
+    # A worker pinned by hand stays where it was put (following the caller only moves a worker
+    # within its own CPUs), so ours are pinned like the peers' only when they do not follow.
     sieve_pids = [w["pid"] for h in (fn, big_fn) for w in h.workers]
-    placement = pin([*peers.pids, *sieve_pids]) if not args.no_pin else "not pinned"
+    pinned = [*peers.pids, *(sieve_pids if args.no_follow else [])]
+    placement = pin(pinned) if not args.no_pin else "not pinned"
+    if not args.no_pin and not args.no_follow:
+        placement += " (ours follow the caller instead)"
 
     results: dict[str, list[float]] = {}
 

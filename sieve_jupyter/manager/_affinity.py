@@ -74,8 +74,9 @@ class CallerCpu:
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        #: the worker's own CPUs (what it inherited from the kernel), given back by `release`
-        self.home: frozenset[int] = frozenset(os.sched_getaffinity(pid))
+        #: the worker's own CPUs, given back by `release`: read when it is first followed
+        #: (after its `__setup__` and first calls, so CPUs chosen there, or by hand, are kept)
+        self.home: frozenset[int] | None = None
         #: the CPU the worker is kept on, None while it may run anywhere it likes
         self.kept_on: int | None = None
         #: the system refused a change: this worker is left where it is from now on
@@ -105,6 +106,12 @@ class CallerCpu:
         cpu = current_cpu()
         if cpu is None:
             return False
+        if self.home is None:
+            try:
+                self.home = frozenset(os.sched_getaffinity(self.pid))
+            except OSError:  # (gone)
+                self.disabled = True
+                return False
         if cpu == self.kept_on:
             self._back_off = _BACK_OFF  # (the caller stayed: following pays)
             return True
@@ -123,7 +130,7 @@ class CallerCpu:
         if self.kept_on is None:
             return
         with self._lock:
-            if self.kept_on is not None and self._set(self.home):
+            if self.kept_on is not None and self.home is not None and self._set(self.home):
                 self.kept_on = None
 
     def stop(self) -> None:

@@ -112,10 +112,7 @@ class WorkerConnection(Worker):
         )
         pid = self.process.host_pid
         if pid is not None and self.pool.host.config.follow_caller:
-            try:
-                self.cpu = CallerCpu(pid)
-            except OSError:  # (exited already: the connection below says why)
-                pass
+            self.cpu = CallerCpu(pid)
         self.data = self._accept(secret, timeout, "data")
         self.control = self._accept(secret, timeout, "control")
         self.reply = self._accept(secret, timeout, "reply")

@@ -30,13 +30,13 @@ def test_follow_keeps_the_process_on_the_callers_cpu_and_release_gives_its_own_b
 ) -> None:
     home = os.sched_getaffinity(child.pid)
     cpu = CallerCpu(child.pid)
-    assert cpu.home == home and cpu.kept_on is None
+    assert cpu.home is None and cpu.kept_on is None  # (read when first followed)
 
     here = os.sched_getaffinity(0)
     os.sched_setaffinity(0, {min(here)})  # this thread stays put while it is checked
     try:
-        cpu.follow()
-        assert cpu.kept_on == min(here)
+        assert cpu.follow()
+        assert cpu.home == home and cpu.kept_on == min(here)
         assert os.sched_getaffinity(child.pid) == {min(here)}
     finally:
         os.sched_setaffinity(0, here)
@@ -52,8 +52,9 @@ def test_a_caller_on_a_cpu_the_worker_may_not_use_leaves_it_on_its_own(
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
         pytest.skip("needs two CPUs")
-    os.sched_setaffinity(child.pid, {cpus[0]})  # the worker's own CPUs: the first only
     cpu = CallerCpu(child.pid)
+    # the worker's own CPUs, chosen after it started (in its setup, or by hand): kept
+    os.sched_setaffinity(child.pid, {cpus[0]})
     os.sched_setaffinity(0, {cpus[1]})
     try:
         cpu.follow()
@@ -67,7 +68,7 @@ def test_a_process_that_is_gone_turns_following_off(child: subprocess.Popen[byte
     cpu = CallerCpu(child.pid)
     child.kill()
     child.wait()  # (reaped: the pid no longer names it)
-    cpu.follow()
+    assert not cpu.follow()
     assert cpu.disabled and cpu.kept_on is None
     cpu.follow()  # no further attempt, no error
     cpu.release()
