@@ -27,6 +27,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -287,9 +288,13 @@ def _output_text(outputs: list[dict[str, Any]]) -> tuple[str, str | None]:
 class Notebook:
     """A Playwright page showing one notebook in the `lab` server."""
 
-    def __init__(self, page: Any, lab: Lab) -> None:
+    def __init__(self, page: Any, lab: Lab, workspace: str) -> None:
         self.page = page
         self.lab = lab
+        #: the JupyterLab workspace (saved layout) of this page alone: a reload restores what
+        #: this test opened, never a notebook of an earlier test whose kernel is gone (which
+        #: opens a modal "Select Kernel" dialog that takes the focus)
+        self.workspace = workspace
 
     def open_lab(self, where: str) -> None:
         """Load JupyterLab at `where` (relative to the server URL) and wait until it is restored."""
@@ -327,16 +332,20 @@ class Notebook:
         """Reload the page on the notebook being shown; its kernel keeps running (and may be
         busy: pass ``wait_for_idle=False`` then)."""
         path = self.path
-        self.open_lab("lab")
+        self.open_lab(f"lab/workspaces/{self.workspace}")
         # The saved workspace may bring another notebook to the front; ask for this one.
         self.activate(path, wait_for_idle=wait_for_idle)
 
     def _wait_until_current(self, path: str) -> None:
-        self.page.wait_for_function(
-            "(path) => window.jupyterapp.shell.currentWidget?.context?.path === path",
-            arg=path,
-            timeout=KERNEL_TIMEOUT_MS,
-        )
+        try:
+            self.page.wait_for_function(
+                "(path) => window.jupyterapp.shell.currentWidget?.context?.path === path",
+                arg=path,
+                timeout=KERNEL_TIMEOUT_MS,
+            )
+        except Exception as exc:  # (Playwright's TimeoutError): say what the page showed
+            shown = self.page.evaluate(_MAIN_AREA)
+            raise AssertionError(f"{path} never became the current notebook: {shown}") from exc
 
     def run(self, code: str, *, allow_error: bool = False) -> str:
         """Run `code` in a new cell, wait for it to finish, and return its text output.
@@ -393,6 +402,19 @@ class Notebook:
         )
 
 
+#: what the page shows, for a failure's message: the main area's notebooks, the focus, a dialog
+_MAIN_AREA = """
+() => {
+  const shell = window.jupyterapp.shell;
+  const widgets = [...shell.widgets('main')].map(
+    (w) => `${w.id}=${w.context?.path}${w.isVisible ? ' (visible)' : ''}`
+  );
+  return `current ${shell.currentWidget?.id}=${shell.currentWidget?.context?.path}; ` +
+    `main area: ${widgets.join(', ')}; focus in ${document.activeElement?.className}; ` +
+    `dialog: ${document.querySelector('.jp-Dialog')?.textContent ?? 'none'}`;
+}
+"""
+
 _NEW_NOTEBOOK = """
 async () => {
   const app = window.jupyterapp;
@@ -412,8 +434,8 @@ def notebook(page: Any, lab: Lab) -> Iterator[Notebook]:
     Every kernel the test started is shut down afterwards, so its workers go with it.
     """
     page.set_default_timeout(60_000)
-    book = Notebook(page, lab)
-    book.open_lab("lab?reset")
+    book = Notebook(page, lab, workspace=f"test-{uuid.uuid4().hex[:12]}")
+    book.open_lab(f"lab/workspaces/{book.workspace}?reset")
     book.new_notebook()
     try:
         yield book
