@@ -9,7 +9,8 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,18 @@ def run_script(
     )
     assert done.returncode == 0, f"{path.name} failed:\n{done.stdout}\n{done.stderr}"
     return done
+
+
+@contextmanager
+def thread_on_cpu(cpu: int) -> Iterator[None]:
+    """Keep the calling thread on `cpu` (Linux) for the block, then let it run where it
+    could before."""
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:

@@ -43,10 +43,6 @@ class LocalProcess(WorkerProcess):
         return f"pid {self._popen.pid}"
 
     @property
-    def pid(self) -> int:
-        return self._popen.pid
-
-    @property
     def host_pid(self) -> int:
         return self._popen.pid
 

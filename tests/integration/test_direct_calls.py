@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import Unique, backend_ready, call_interrupted, in_thread, joined, wait_for
+from support import (
+    Unique,
+    backend_ready,
+    call_interrupted,
+    in_thread,
+    joined,
+    thread_on_cpu,
+    wait_for,
+)
 
 import sieve_jupyter as sieve
 from sieve_jupyter import WorkerCrashedError
@@ -303,7 +311,6 @@ def test_a_quick_run_keeps_the_worker_on_the_callers_cpu_until_calls_are_pushed(
 ) -> None:
     previous = sieve.config.busy_poll_us
     sieve.configure(busy_poll_us=0)  # (never polling: every call finds the worker asleep)
-    here = os.sched_getaffinity(0)
     try:
 
         @sieve.function(name=unique("quick"))
@@ -313,15 +320,14 @@ def test_a_quick_run_keeps_the_worker_on_the_callers_cpu_until_calls_are_pushed(
         home = os.sched_getaffinity(0)
         assert quick.run(0) == 1  # (its first call is not timed yet: left where it is)
         assert _worker_cpus(quick.name) == home
-        os.sched_setaffinity(0, {min(here)})  # this thread stays on one CPU from now on
-        assert [quick.run(i) for i in range(10)] == list(range(1, 11))
-        assert len(direct_calls) >= 9
-        assert _worker_cpus(quick.name) == {min(here)}
-        # pushed calls run beside their caller: the worker gets its own CPUs back
-        assert [f.result() for f in [quick.push(i) for i in range(50)]] == list(range(1, 51))
-        assert _worker_cpus(quick.name) == home
+        with thread_on_cpu(min(home)):
+            assert [quick.run(i) for i in range(10)] == list(range(1, 11))
+            assert len(direct_calls) >= 9
+            assert _worker_cpus(quick.name) == {min(home)}
+            # pushed calls run beside their caller: the worker gets its own CPUs back
+            assert [f.result() for f in [quick.push(i) for i in range(50)]] == list(range(1, 51))
+            assert _worker_cpus(quick.name) == home
     finally:
-        os.sched_setaffinity(0, here)
         sieve.configure(busy_poll_us=previous)
 
 
@@ -332,7 +338,6 @@ def test_a_worker_is_left_where_it_is_for_slow_calls_or_when_told(
 ) -> None:
     previous = dataclasses.asdict(sieve.config)
     sieve.configure(busy_poll_us=0, follow_caller=why != "follow_caller=False")
-    here = os.sched_getaffinity(0)
     try:
         pause = 0.002 if why == "slow calls" else 0.0
 
@@ -343,12 +348,11 @@ def test_a_worker_is_left_where_it_is_for_slow_calls_or_when_told(
 
         assert steady.run(0) == 0
         home = _worker_cpus(steady.name)
-        os.sched_setaffinity(0, {min(here)})
-        assert [steady.run(i) for i in range(8)] == list(range(8))
-        assert len(direct_calls) >= 7
-        assert _worker_cpus(steady.name) == home
+        with thread_on_cpu(min(os.sched_getaffinity(0))):
+            assert [steady.run(i) for i in range(8)] == list(range(8))
+            assert len(direct_calls) >= 7
+            assert _worker_cpus(steady.name) == home
     finally:
-        os.sched_setaffinity(0, here)
         sieve.configure(**previous)
 
 

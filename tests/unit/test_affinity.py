@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+from support import thread_on_cpu
 
 from sieve_jupyter.manager._affinity import _BACK_OFF, CallerCpu, current_cpu
 
@@ -25,6 +26,15 @@ def child() -> Iterator[subprocess.Popen[bytes]]:
     process.wait()
 
 
+@pytest.fixture
+def cpus() -> list[int]:
+    """This process's CPUs, for a test that moves a caller between two of them."""
+    mine = sorted(os.sched_getaffinity(0))
+    if len(mine) < 2:
+        pytest.skip("needs two CPUs")
+    return mine
+
+
 def test_follow_keeps_the_process_on_the_callers_cpu_and_release_gives_its_own_back(
     child: subprocess.Popen[bytes],
 ) -> None:
@@ -32,14 +42,11 @@ def test_follow_keeps_the_process_on_the_callers_cpu_and_release_gives_its_own_b
     cpu = CallerCpu(child.pid)
     assert cpu.home is None and cpu.kept_on is None  # (read when first followed)
 
-    here = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {min(here)})  # this thread stays put while it is checked
-    try:
+    here = min(os.sched_getaffinity(0))
+    with thread_on_cpu(here):  # (this thread stays put while it is checked)
         assert cpu.follow()
-        assert cpu.home == home and cpu.kept_on == min(here)
-        assert os.sched_getaffinity(child.pid) == {min(here)}
-    finally:
-        os.sched_setaffinity(0, here)
+        assert cpu.home == home and cpu.kept_on == here
+        assert os.sched_getaffinity(child.pid) == {here}
 
     cpu.release()
     assert cpu.kept_on is None
@@ -47,19 +54,13 @@ def test_follow_keeps_the_process_on_the_callers_cpu_and_release_gives_its_own_b
 
 
 def test_a_caller_on_a_cpu_the_worker_may_not_use_leaves_it_on_its_own(
-    child: subprocess.Popen[bytes],
+    child: subprocess.Popen[bytes], cpus: list[int]
 ) -> None:
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        pytest.skip("needs two CPUs")
     cpu = CallerCpu(child.pid)
     # the worker's own CPUs, chosen after it started (in its setup, or by hand): kept
     os.sched_setaffinity(child.pid, {cpus[0]})
-    os.sched_setaffinity(0, {cpus[1]})
-    try:
+    with thread_on_cpu(cpus[1]):
         cpu.follow()
-    finally:
-        os.sched_setaffinity(0, set(cpus))
     assert cpu.kept_on is None
     assert os.sched_getaffinity(child.pid) == {cpus[0]}
 
@@ -84,25 +85,19 @@ def test_a_stopped_one_never_moves_the_process_again(child: subprocess.Popen[byt
 
 
 def test_a_caller_that_moves_to_another_cpu_is_not_followed_for_a_while(
-    child: subprocess.Popen[bytes],
+    child: subprocess.Popen[bytes], cpus: list[int]
 ) -> None:
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        pytest.skip("needs two CPUs")
     home = os.sched_getaffinity(child.pid)
     cpu = CallerCpu(child.pid)
-    try:
-        os.sched_setaffinity(0, {cpus[0]})
+    with thread_on_cpu(cpus[0]):
         assert cpu.follow() and cpu.follow()  # kept on the caller's CPU; no change
         assert os.sched_getaffinity(child.pid) == {cpus[0]}
-        os.sched_setaffinity(0, {cpus[1]})  # the caller moved: the worker gets its CPUs back
+    with thread_on_cpu(cpus[1]):  # the caller moved: the worker gets its CPUs back
         assert not cpu.follow()
         assert os.sched_getaffinity(child.pid) == home
         assert not any(cpu.follow() for _ in range(_BACK_OFF))
         assert cpu.follow()  # tried again
         assert os.sched_getaffinity(child.pid) == {cpus[1]}
-        os.sched_setaffinity(0, {cpus[0]})  # moved again: left alone twice as long
+    with thread_on_cpu(cpus[0]):  # moved again: left alone twice as long
         assert not any(cpu.follow() for _ in range(2 * _BACK_OFF + 1))
         assert cpu.follow()
-    finally:
-        os.sched_setaffinity(0, set(cpus))
