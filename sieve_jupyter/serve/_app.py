@@ -179,7 +179,7 @@ class _Api:
         prediction = self.service.predictions.get(request.path_params["prediction_id"])
         if prediction is None:
             return _json({}, 404)
-        prediction.future.cancel()
+        prediction.cancel()
         return _json({})
 
     async def create_route(self, request: Request) -> Response:
@@ -279,12 +279,12 @@ class _Api:
         self.service.predictions.add(prediction)
         if streaming:
             return StreamingResponse(
-                self._stream(prediction),
+                self._stream(prediction, future),
                 media_type="text/event-stream",
                 headers={"Cache-Control": "no-cache"},
             )
         if webhook is not None:
-            self._background(self._webhooks(prediction, prediction.start_envelope()))
+            self._background(self._webhooks(prediction, future, prediction.start_envelope()))
         if not sync:
             return _json(prediction.envelope(), 202)
         if waiter is not None and not await self._wait(request.receive, future, waiter):
@@ -469,12 +469,11 @@ class _Api:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _changes(self, prediction: Prediction) -> AsyncIterator[None]:
-        """Yield each time the prediction's job may have changed (status, logs, outputs), and
+    async def _changes(self, future: JobFuture[Any]) -> AsyncIterator[None]:
+        """Yield each time a prediction's job may have changed (status, logs, outputs), and
         once more after it is done."""
         loop = asyncio.get_running_loop()
         changed = asyncio.Event()
-        future = prediction.future
 
         def poke(*_: Any) -> None:
             loop.call_soon_threadsafe(changed.set)
@@ -494,13 +493,13 @@ class _Api:
         finally:
             self.service.unwatch(future.job_id)
 
-    async def _stream(self, prediction: Prediction) -> AsyncIterator[bytes]:
-        """Cog's server-sent events: start, output, log, completed."""
-        future = prediction.future
+    async def _stream(self, prediction: Prediction, future: JobFuture[Any]) -> AsyncIterator[bytes]:
+        """Cog's server-sent events: start, output, log, completed (`future`: the prediction's
+        job, which the prediction lets go of once it is done)."""
         started = False
         sent_logs = sent_outputs = 0
         try:
-            async for _ in self._changes(prediction):
+            async for _ in self._changes(future):
                 if not started and prediction.status != "starting":
                     started = True
                     yield _sse_event("start", {"id": prediction.id, "status": "processing"})
@@ -523,16 +522,17 @@ class _Api:
             if not future.done():
                 future.cancel()  # the client went away: nobody wants the result
 
-    async def _webhooks(self, prediction: Prediction, start: dict[str, Any]) -> None:
+    async def _webhooks(
+        self, prediction: Prediction, future: JobFuture[Any], start: dict[str, Any]
+    ) -> None:
         if self._http is None:
             import httpx
 
             self._http = httpx.AsyncClient(timeout=10.0)
         sender = WebhookSender(self._http, prediction, {"user-agent": "sieve-jupyter"})
-        future = prediction.future
         sent_logs = sent_outputs = 0
         await sender.send("start", start)
-        async for _ in self._changes(prediction):
+        async for _ in self._changes(future):
             if future.done():
                 break
             if len(future.logs) > sent_logs:

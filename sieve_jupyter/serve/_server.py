@@ -41,6 +41,9 @@ __all__ = [
 
 #: seconds a stopping server waits for the predictions in flight
 GRACE_SECONDS = 30.0
+#: finished jobs the manager of a process that only serves remembers
+#: (see `_configure_server_process`)
+SERVER_JOB_HISTORY = 100
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -214,10 +217,7 @@ def serve_bundle(
     from sieve_jupyter.serve._service import Service
 
     settings.validate()
-    if settings.busy_poll_us is not None:
-        from sieve_jupyter._config import configure
-
-        configure(busy_poll_us=settings.busy_poll_us)
+    _configure_server_process(settings)
     bundle = read_bundle(path)
     service = Service(settings)
     service.add_bundle(bundle)
@@ -242,14 +242,26 @@ def serve_modelyaml(
     from sieve_jupyter.serve._service import Service
 
     settings.validate()
-    if settings.busy_poll_us is not None:
-        from sieve_jupyter._config import configure
-
-        configure(busy_poll_us=settings.busy_poll_us)
+    _configure_server_process(settings)
     models = load_yaml(path, name=name, workers=settings.workers)
     service = Service(settings)
     service.add_registered(list(models), owned=True)
     return _serve_foreground(service, settings)
+
+
+def _configure_server_process(settings: ServeSettings) -> None:
+    """The manager's settings in a process that only serves.
+
+    Its job history is kept short: a notebook reads it (``%sieve jobs``, the side panel), a
+    server process never does (``GET /predictions/{id}`` reads the server's own store), and
+    every finished job it holds (arguments, result, logs, a lock, callbacks) is a dozen more
+    objects for each full pass of the garbage collector to walk, on whichever request triggers
+    it. With the default 10,000 such passes took up to 136 ms here."""
+    from sieve_jupyter._config import configure
+
+    configure(job_history=SERVER_JOB_HISTORY)
+    if settings.busy_poll_us is not None:
+        configure(busy_poll_us=settings.busy_poll_us)
 
 
 def _serve_foreground(service: Any, settings: ServeSettings) -> int:
