@@ -208,6 +208,7 @@ class JobFuture(concurrent.futures.Future[T]):
                 waiter.add_cancelled(self)
             self._condition.notify_all()
         self._invoke_callbacks()  # type: ignore[attr-defined]  # Future's own helper
+        self._done_callbacks.clear()
         self._wake_streams()
         if self._on_cancelled is not None:
             self._on_cancelled(self)  # e.g. the manager publishes the new status
@@ -239,12 +240,15 @@ class JobFuture(concurrent.futures.Future[T]):
             return False
         finally:
             self._wake_streams()
+        self._done_callbacks.clear()  # (they have run: see `_release_arguments`)
         return True
 
     def _release_arguments(self) -> None:
         # A finished job stays in the history for `%sieve jobs`; its arguments (perhaps large
         # arrays) are only needed to (re)send the call, and the hooks to cancel it not at all,
-        # so they are not kept alive with it (thousands of finished jobs are).
+        # so they are not kept alive with it (thousands of finished jobs are). Nor are its done
+        # callbacks once they have run (a progress widget's tracker, a server's bookkeeping):
+        # `Future` only ever calls them once, and calls a callback added later at once.
         self.args = ()
         self.kwargs = {}
         self._canceller = None

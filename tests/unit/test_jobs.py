@@ -57,11 +57,11 @@ def test_as_completed_and_wait_see_jobs_finish_on_other_threads() -> None:
 def test_cancel_wakes_a_waiter_and_runs_callbacks() -> None:
     future = _job()
     called: list[str] = []
-    future.add_done_callback(lambda f: called.append(f.job_id))
+    future.add_done_callback(lambda f: called.append(f"{f.done()}"))
     threading.Timer(0.05, future.cancel).start()
     done, _ = concurrent.futures.wait([future], timeout=10)
     assert done == {future} and future.cancelled()
-    assert called == ["f-0"]
+    assert called == ["True"]  # (once, done)
     assert future.cancel()  # (again: still cancelled)
 
 
@@ -78,3 +78,29 @@ def test_a_finished_job_holds_few_objects_for_the_collector() -> None:
     # waiter queue, and the future's waiter and callback lists: 7 (with a standard Condition,
     # which holds five bound methods of its lock, 12).
     assert per_job < 8, per_job
+
+
+class _Tracker:
+    def on_done(self, future: concurrent.futures.Future[Any]) -> None:
+        self.seen = future
+
+
+def test_a_finished_job_lets_go_of_its_done_callbacks_once_they_ran() -> None:
+    import weakref
+
+    for end in ("result", "cancel"):
+        future = _job()
+        tracker = _Tracker()
+        future.add_done_callback(tracker.on_done)  # (as a progress widget's tracker does)
+        if end == "result":
+            future._resolve(1)
+        else:
+            future.cancel()
+        assert tracker.seen is future  # it ran
+        alive = weakref.ref(tracker)
+        del tracker
+        gc.collect()
+        assert alive() is None, f"a job that ended by {end} keeps its callback's object alive"
+        late: list[Any] = []
+        future.add_done_callback(late.append)  # (added after the end: called at once)
+        assert late == [future]
