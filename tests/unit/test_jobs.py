@@ -68,7 +68,7 @@ def test_cancel_wakes_a_waiter_and_runs_callbacks() -> None:
 def test_a_finished_job_holds_few_objects_for_the_collector() -> None:
     gc.collect()
     before = len(gc.get_objects())
-    futures = [_job(n) for n in range(1000)]
+    futures = [_job(n) for n in range(3000)]
     for future in futures:
         future._set_started("w1")
         future._resolve(None)
