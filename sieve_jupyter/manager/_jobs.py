@@ -208,10 +208,11 @@ class JobFuture(concurrent.futures.Future[T]):
                 waiter.add_cancelled(self)
             self._condition.notify_all()
         self._invoke_callbacks()  # type: ignore[attr-defined]  # Future's own helper
-        self._done_callbacks.clear()
         self._wake_streams()
-        if self._on_cancelled is not None:
-            self._on_cancelled(self)  # e.g. the manager publishes the new status
+        on_cancelled = self._on_cancelled
+        self._release_hooks()
+        if on_cancelled is not None:
+            on_cancelled(self)  # e.g. the manager publishes the new status
         return True
 
     # -- transitions driven by the worker pool -----------------------------------------------
@@ -228,7 +229,6 @@ class JobFuture(concurrent.futures.Future[T]):
         """Finish the job unless it was cancelled meanwhile. Returns whether it took effect."""
         self.finished_at = time.time()
         self._release_arguments()
-        self._on_cancelled = None  # (a bound method per job, and a finished job is not cancelled)
         try:
             if exception is not None:
                 for hook in failure_hooks:
@@ -240,18 +240,23 @@ class JobFuture(concurrent.futures.Future[T]):
             return False
         finally:
             self._wake_streams()
-        self._done_callbacks.clear()  # (they have run: see `_release_arguments`)
+        self._release_hooks()
         return True
 
     def _release_arguments(self) -> None:
         # A finished job stays in the history for `%sieve jobs`; its arguments (perhaps large
         # arrays) are only needed to (re)send the call, and the hooks to cancel it not at all,
-        # so they are not kept alive with it (thousands of finished jobs are). Nor are its done
-        # callbacks once they have run (a progress widget's tracker, a server's bookkeeping):
-        # `Future` only ever calls them once, and calls a callback added later at once.
+        # so they are not kept alive with it (thousands of finished jobs are).
         self.args = ()
         self.kwargs = {}
         self._canceller = None
+
+    def _release_hooks(self) -> None:
+        # Once the job has ended and its done callbacks have run, neither they (a progress
+        # widget's tracker, a server's bookkeeping) nor the hook told of a cancel are needed:
+        # `Future` calls each callback once, and one added later at once.
+        self._on_cancelled = None
+        self._done_callbacks.clear()
 
     def _add_log(self, stream: str, text: str) -> None:
         logs = self.logs
