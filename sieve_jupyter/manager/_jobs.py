@@ -40,6 +40,9 @@ class JobStatus(str, enum.Enum):
 
 T = TypeVar("T")
 
+_CANCELLED = frozenset({_base.CANCELLED, _base.CANCELLED_AND_NOTIFIED})
+_ENDED = _CANCELLED | {_base.FINISHED}
+
 
 class _JobCondition(threading.Condition):
     """A future's condition, as `threading.Condition(threading.RLock())` behaves, holding three
@@ -69,6 +72,12 @@ class _JobCondition(threading.Condition):
 
     def _is_owned(self) -> bool:
         return self._lock._is_owned()  # type: ignore[attr-defined,no-any-return]
+
+    def notify_all(self) -> None:
+        # Most jobs end with nobody blocked in `result()` (a direct call reads its own
+        # answer): then there is no one to wake.
+        if self._waiters:
+            self.notify(len(self._waiters))
 
 
 class JobFuture(concurrent.futures.Future[T]):
@@ -143,7 +152,7 @@ class JobFuture(concurrent.futures.Future[T]):
             return JobStatus.QUEUED
         if state == _base.RUNNING:
             return JobStatus.PROCESSING
-        if state in (_base.CANCELLED, _base.CANCELLED_AND_NOTIFIED):
+        if state in _CANCELLED:
             return JobStatus.CANCELLED
         return JobStatus.ERROR if self._exception is not None else JobStatus.FINISHED
 
@@ -189,7 +198,7 @@ class JobFuture(concurrent.futures.Future[T]):
         with self._condition:
             if self._state == _base.FINISHED:
                 return False
-            if self._state in (_base.CANCELLED, _base.CANCELLED_AND_NOTIFIED):
+            if self._state in _CANCELLED:
                 return True
         if self._canceller is not None:
             self._canceller(self)
@@ -199,7 +208,7 @@ class JobFuture(concurrent.futures.Future[T]):
         with self._condition:
             if self._state == _base.FINISHED:
                 return False
-            if self._state in (_base.CANCELLED, _base.CANCELLED_AND_NOTIFIED):
+            if self._state in _CANCELLED:
                 return True
             self._state = _base.CANCELLED_AND_NOTIFIED
             self.finished_at = time.time()
@@ -312,10 +321,25 @@ class JobFuture(concurrent.futures.Future[T]):
         if exception is not None:
             raise exception
 
+    # A job's state only moves forward, and a finished one never changes: reading it needs no
+    # lock (one attribute read is atomic). `Future` takes its condition's lock for each of
+    # these, and a served prediction asks them about ten times.
+
+    def done(self) -> bool:
+        return self._state in _ENDED
+
+    def cancelled(self) -> bool:
+        return self._state in _CANCELLED
+
     def result(self, timeout: float | None = None) -> T:
         if self._state == _base.FINISHED and self._exception is None:
-            return cast(T, self._result)  # (final once set: no need for the lock)
+            return cast(T, self._result)
         return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        if self._state == _base.FINISHED:
+            return self._exception
+        return super().exception(timeout)
 
     def __await__(self) -> Any:
         return self._wait_async().__await__()

@@ -104,3 +104,33 @@ def test_a_finished_job_lets_go_of_its_done_callbacks_once_they_ran() -> None:
         late: list[Any] = []
         future.add_done_callback(late.append)  # (added after the end: called at once)
         assert late == [future]
+
+
+@pytest.mark.parametrize("end", ["pending", "running", "result", "error", "cancelled"])
+def test_done_cancelled_and_exception_answer_as_a_plain_future_does(end: str) -> None:
+    # (JobFuture reads its state without the lock: the answers must be Future's own)
+    job, plain = _job(), concurrent.futures.Future[Any]()
+    error = ValueError("bad")
+    if end != "pending":
+        assert job._set_started("w0")
+    if end in ("running", "result", "error"):
+        assert plain.set_running_or_notify_cancel()
+    if end == "result":
+        job._resolve(7)
+        plain.set_result(7)
+    elif end == "error":
+        job._resolve(exception=error)
+        plain.set_exception(error)
+    elif end == "cancelled":
+        job._mark_cancelled()  # (a running job can be; a running plain Future cannot)
+        plain.cancel()
+    assert (job.done(), job.cancelled()) == (plain.done(), plain.cancelled())
+    if end in ("result", "error"):
+        assert job.exception() is plain.exception()
+        assert job.exception(timeout=0) is plain.exception(timeout=0)
+    elif end == "cancelled":
+        with pytest.raises(concurrent.futures.CancelledError):
+            job.exception()
+    else:
+        with pytest.raises(TimeoutError):
+            job.exception(timeout=0)
