@@ -67,6 +67,11 @@ class Config:
     #: `resources` (e.g. {"high-mem": 1}), `scheduling_strategy`, `runtime_env` (merged with
     #: what the spec asks for, e.g. {"image_uri": ...})
     ray_actor_options: dict[str, Any] | None = None
+    #: Ray backend: a registry the cluster's nodes pull from (e.g. "registry.example.com/ml").
+    #: When set, a function whose environment only an image honours (system_packages,
+    #: run_commands, base_image, cuda_version) runs in the image the Docker backend builds for
+    #: it, with the kernel's Ray added, pushed there and given to its actors as `image_uri`
+    ray_image_registry: str | None = None
 
     def validate(self) -> None:
         if self.backend not in BACKEND_NAMES:
@@ -101,6 +106,7 @@ class Config:
                 f"job_history: must be a positive integer, got {self.job_history!r}."
             )
         _validate_ray(self.ray_address, self.ray_actor_options)
+        _validate_registry(self.ray_image_registry)
         if not isinstance(self.follow_caller, bool):
             raise ConfigurationError(
                 f"follow_caller: must be True or False, got {self.follow_caller!r}. "
@@ -162,6 +168,27 @@ def _validate_ray(address: Any, options: Any) -> None:
         raise ConfigurationError(
             f"ray_actor_options.runtime_env: must be a dict, got {type(runtime_env).__name__}. "
             "Fix: e.g. {'image_uri': 'registry/image:tag'}."
+        )
+
+
+def _validate_registry(registry: Any) -> None:
+    if registry is None:
+        return
+    fix = "Fix: e.g. sieve.configure(ray_image_registry='registry.example.com/ml')."
+    if not isinstance(registry, str) or not registry.strip() or registry != registry.strip():
+        raise ConfigurationError(
+            f"ray_image_registry: must be a registry (host[:port][/path]), got {registry!r}. {fix}"
+        )
+    if "://" in registry:
+        raise ConfigurationError(
+            f"ray_image_registry: {registry!r} has a scheme; images are named without one "
+            f"(the engine chooses https). {fix}"
+        )
+    last = registry.rsplit("/", 1)[-1]
+    if "@" in registry or ("/" in registry and ":" in last) or registry.endswith("/"):
+        raise ConfigurationError(
+            f"ray_image_registry: {registry!r} names an image, not where images go: the "
+            f"backend adds the name and tag itself. {fix}"
         )
 
 

@@ -35,6 +35,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -132,6 +133,10 @@ class RayCluster:
     nodes: dict[str, RayNode] = field(default_factory=dict)
     #: each node's object store (small: a 2-core machine is shared; the benchmark asks more)
     object_store_bytes: int = 80_000_000
+    #: the `ray` the nodes start with (that of the cluster's own environment)
+    ray: Path = CLUSTER_ENV / "bin" / "ray"
+    #: the user the nodes run as (None: this process's)
+    user: str | None = None
 
     def start_node(self, label: str) -> RayNode:
         """Start (or restart) the node called `label` and wait until it has joined."""
@@ -139,7 +144,7 @@ class RayCluster:
         # Every port chosen here: the defaults (8265, 10001, ...) may be another cluster's.
         ports = iter(free_ports(9))
         command = [
-            str(CLUSTER_ENV / "bin" / "ray"),
+            str(self.ray),
             "start",
             "--num-cpus=2",
             f"--object-store-memory={self.object_store_bytes}",
@@ -169,6 +174,7 @@ class RayCluster:
         process = subprocess.Popen(
             command,
             env=self.env,
+            **_as_user(self.user),
             start_new_session=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -190,6 +196,17 @@ class RayCluster:
         # worker nodes first: a raylet whose head is gone waits for it before it exits
         for label in sorted(self.nodes, key=lambda name: name == "head"):
             self.nodes.pop(label).stop()
+
+
+def _as_user(name: str | None) -> dict[str, Any]:
+    """`subprocess.Popen` arguments that run a process as user `name`, with its own groups
+    only (None: as this process)."""
+    if name is None:
+        return {}
+    import pwd
+
+    entry = pwd.getpwnam(name)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
 
 
 def cluster_environment(token: str, root: Path) -> dict[str, str]:

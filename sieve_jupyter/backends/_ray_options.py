@@ -70,14 +70,37 @@ def _gpu_share(request: GpuRequest) -> float:
     return 1.0 / request.split
 
 
-def actor_options(spec: FunctionSpec, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def given_image(extra: Mapping[str, Any] | None) -> str | None:
+    """The image `ray_actor_options` gives every worker (`image_uri`, or Ray's older
+    `container`), if any."""
+    runtime_env = (extra or {}).get("runtime_env") or {}
+    image = runtime_env.get("image_uri") or runtime_env.get("container")
+    return str(image) if image else None
+
+
+def needs_built_image(
+    spec: FunctionSpec, extra: Mapping[str, Any] | None, registry: str | None
+) -> bool:
+    """Whether the backend builds and pushes an image for `spec` (`ray_image_registry`): only
+    an image honours some of its environment, and none is given by hand."""
+    return bool(registry) and not given_image(extra) and bool(image_only_settings(spec))
+
+
+def actor_options(
+    spec: FunctionSpec, extra: Mapping[str, Any] | None = None, image: str | None = None
+) -> dict[str, Any]:
     """The `.options(...)` of each worker actor of `spec`.
 
     `extra` is `sieve.config.ray_actor_options` (num_cpus, memory, resources,
-    scheduling_strategy, runtime_env); its runtime_env is merged with the spec's.
+    scheduling_strategy, runtime_env); its runtime_env is merged with the spec's. `image` is
+    the one the backend built for `spec` (its `image_uri`). In an image (built, or given in
+    `extra`), the spec's Python packages are the image's: Ray takes no `pip` beside an
+    `image_uri`.
     """
     extra = dict(extra or {})
     runtime_env = dict(extra.pop("runtime_env", None) or {})
+    if image is not None:
+        runtime_env["image_uri"] = image
     options: dict[str, Any] = {
         # The pool replaces a dead worker itself (blaming only its running job): Ray must
         # neither restart the actor nor run a call again.
@@ -93,27 +116,36 @@ def actor_options(spec: FunctionSpec, extra: Mapping[str, Any] | None = None) ->
         options["accelerator_type"] = ACCELERATOR_TYPES[gpu.kind]
     options.update(extra)
     packages = list(spec.environment.python_packages)
-    if packages:
+    in_image = runtime_env.get("image_uri") or runtime_env.get("container")
+    if packages and not in_image:
         runtime_env["pip"] = [*runtime_env.get("pip", []), *packages]
     if runtime_env:
         options["runtime_env"] = runtime_env
     return options
 
 
-def unsupported_notes(spec: FunctionSpec, extra: Mapping[str, Any] | None = None) -> list[str]:
+def unsupported_notes(
+    spec: FunctionSpec, extra: Mapping[str, Any] | None = None, registry: str | None = None
+) -> list[str]:
     """What the Ray backend cannot honour for `spec` (said once, never silently dropped)."""
-    runtime_env = (extra or {}).get("runtime_env") or {}
-    image = runtime_env.get("image_uri") or runtime_env.get("container")
+    image = given_image(extra)
     env = spec.environment
-    ignored = [] if image else image_only_settings(spec)
+    ignored = [] if image or registry else image_only_settings(spec)
     kernel_python = f"{sys.version_info[0]}.{sys.version_info[1]}"
     notes = []
     if ignored:
         notes.append(
             "the ray backend cannot honour " + ", ".join(ignored) + " without an image: workers "
-            "run in the cluster's own environment. Build one with backend='docker' (`%sieve "
-            "build`), push it where the cluster can pull it, and give it as "
+            "run in the cluster's own environment. Fix: "
+            "sieve.configure(ray_image_registry='<a registry the nodes pull from>') to have "
+            "the image built and pushed for you, or give one by hand as "
             "sieve.configure(ray_actor_options={'runtime_env': {'image_uri': ...}})."
+        )
+    if image and env.python_packages:
+        notes.append(
+            f"python_packages {list(env.python_packages)} are not installed by the ray "
+            f"backend: the workers run in the image {image}, which must have them (Ray takes "
+            "no pip packages beside an image_uri)."
         )
     if env.python_version != kernel_python:
         notes.append(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import io
 import sys
 import threading
@@ -36,7 +37,7 @@ from sieve_jupyter.backends._docker_worker import (
     container_settings,
     remove_container,
 )
-from sieve_jupyter.build import BuildContext, BuildLog, make_build_context
+from sieve_jupyter.build import BuildContext, BuildLog, BuildOptions, make_build_context
 
 if TYPE_CHECKING:
     from sieve_jupyter.spec import FunctionSpec
@@ -74,6 +75,7 @@ class DockerBackend(Backend):
         self._lock = threading.Lock()
         self._build_locks: dict[str, threading.Lock] = {}
         self._images: dict[str, str] = {}  # environment hash + options -> tag known to exist
+        self._pushed: set[str] = set()  # tags this backend pushed (`publish`)
         self._workers: weakref.WeakSet[DockerWorker] = weakref.WeakSet()
         self._owner = current_owner()
         self._closed = False
@@ -149,10 +151,18 @@ class DockerBackend(Backend):
         """
         self.image_for(spec, log)
 
-    def image_for(self, spec: FunctionSpec, log: Callable[[str], None] | None = None) -> str:
+    def image_for(
+        self,
+        spec: FunctionSpec,
+        log: Callable[[str], None] | None = None,
+        *,
+        build_options: BuildOptions | None = None,
+    ) -> str:
         """The tag of `spec`'s image, built first unless the engine already has it.
 
         `log` gets each line of progress, newline-terminated (the text a cell shows).
+        `build_options` replaces the builder's part of this backend's options (another
+        backend's image: see `publish`).
         """
 
         def emit(line: str) -> None:
@@ -160,11 +170,12 @@ class DockerBackend(Backend):
                 log(line + "\n")
 
         options = self.options
-        key = f"{spec.environment.content_hash()} {options!r}"
+        build_options = build_options or options.build_options()
+        key = f"{spec.environment.content_hash()} {build_options!r}"
         known = self._images.get(key)
         if known is not None:
             return known
-        context = make_build_context(spec.environment, options.build_options())
+        context = make_build_context(spec.environment, build_options)
         with self._lock:
             build_lock = self._build_locks.setdefault(context.tag, threading.Lock())
         with build_lock:  # one build per tag, even when several functions prepare at once
@@ -173,6 +184,59 @@ class DockerBackend(Backend):
                 self._build(context, options, emit)
         self._images[key] = context.tag
         return context.tag
+
+    def publish(
+        self,
+        spec: FunctionSpec,
+        registry: str,
+        requirements: tuple[str, ...],
+        log: Callable[[str], None] | None = None,
+    ) -> str:
+        """Build `spec`'s image with `requirements` added to the SDK's own (e.g. the Ray a
+        cluster runs), under `registry`, and push it there. Returns the pushed reference.
+
+        The content tag covers the environment and the build options, so an unchanged
+        environment is neither rebuilt nor pushed again by this backend.
+
+        Raises:
+            BuildError: the build failed.
+            BackendError: the push failed (naming the registry's answer and the fix).
+        """
+        base = self.options.build_options()
+        build_options = dataclasses.replace(
+            base,
+            repository=f"{registry}/{base.repository}",
+            sdk_requirements=(*base.sdk_requirements, *requirements),
+        )
+        tag = self.image_for(spec, log, build_options=build_options)
+        with self._lock:
+            if tag in self._pushed:
+                return tag
+            push_lock = self._build_locks.setdefault(f"push {tag}", threading.Lock())
+        with push_lock:
+            if tag not in self._pushed:
+                self._push(tag, log)
+                self._pushed.add(tag)
+        return tag
+
+    def _push(self, tag: str, log: Callable[[str], None] | None) -> None:
+        repository, _, version = tag.rpartition(":")
+        if log is not None:
+            log(f"Pushing {tag} ...\n")
+        error = ""
+        try:
+            for chunk in self.client.api.push(repository, version, stream=True, decode=True):
+                error = chunk.get("error") or error
+        except docker.errors.APIError as exc:
+            error = str(exc.explanation or exc)
+        if error:
+            raise BackendError(
+                f"ray_image_registry: pushing {tag} failed ({error}). Fix: log the engine in "
+                f"to the registry (docker login {repository.split('/')[0]}), or point "
+                "sieve.configure(ray_image_registry=...) at one it may push to."
+            )
+        if log is not None:
+            log(f"Pushed {tag}.\n")
 
     def _image_exists(self, tag: str) -> bool:
         try:

@@ -38,12 +38,16 @@ from sieve_jupyter.backends._ray_link import RayLink
 from sieve_jupyter.backends._ray_options import (
     actor_options,
     infeasibility,
+    needs_built_image,
     package_modules,
     spread_node,
     unsupported_notes,
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sieve_jupyter.backends.docker import DockerBackend
     from sieve_jupyter.spec import FunctionSpec
 
 __all__ = ["RayBackend"]
@@ -80,6 +84,8 @@ class RayBackend(Backend):
         self._workers: set[tuple[str, int]] = set()
         #: connected through Ray Client (`ray://`): some of Ray's API is missing there
         self.client_mode = False
+        #: builds and pushes the images of `ray_image_registry` (made when first needed)
+        self._images: DockerBackend | None = None
 
     # -- the cluster -------------------------------------------------------------------------
 
@@ -207,7 +213,28 @@ class RayBackend(Backend):
 
     def check(self, spec: FunctionSpec) -> list[str]:
         self.connect()
-        return unsupported_notes(spec, config.ray_actor_options)
+        return unsupported_notes(spec, config.ray_actor_options, config.ray_image_registry)
+
+    def prepare(self, spec: FunctionSpec, log: Callable[[str], None]) -> None:
+        """Build and push `spec`'s image when it needs one (`ray_image_registry`)."""
+        self.connect()
+        self._image_for(spec, log)
+
+    def _image_for(self, spec: FunctionSpec, log: Callable[[str], None] | None) -> str | None:
+        """The image `spec`'s workers run in when the backend builds it (see
+        `needs_built_image`): the Docker backend's image of its environment, with the
+        kernel's Ray (the cluster's own version: drivers and workers run one), pushed to
+        `ray_image_registry`. None when the workers run in the cluster's environment."""
+        registry = config.ray_image_registry
+        if registry is None or not needs_built_image(spec, config.ray_actor_options, registry):
+            return None
+        with self._lock:
+            if self._images is None:
+                from sieve_jupyter.backends.docker import DockerBackend
+
+                self._images = DockerBackend()
+            images = self._images
+        return images.publish(spec, registry, (f"ray=={ray.__version__}",), log)
 
     def check_workers(self, spec: FunctionSpec, workers: int) -> None:
         self.connect()
@@ -232,7 +259,8 @@ class RayBackend(Backend):
     def start_link(self, launch: LinkLaunch, receiver: LinkReceiver) -> RayLink:
         self.connect()
         hub = self._ensure_hub()
-        options = actor_options(launch.spec, config.ray_actor_options)
+        image = self._image_for(launch.spec, lambda text: receiver.log("stderr", text))
+        options = actor_options(launch.spec, config.ray_actor_options, image)
         self._place(launch, options)
         try:
             actor = self._worker_class.options(**options).remote(
@@ -295,6 +323,9 @@ class RayBackend(Backend):
                     except Exception:  # noqa: BLE001, S110 - already gone
                         pass
             self._closed = True
+            images, self._images = self._images, None
+        if images is not None:
+            images.close()
         for link in links:
             link.join(5.0)
         if self._collector is not None:

@@ -7,6 +7,7 @@ behaviour tests run the full manager on top of it.
 from __future__ import annotations
 
 import contextlib
+import socket
 import subprocess
 import sys
 import time
@@ -89,6 +90,28 @@ def test_unreachable_base_image_names_the_setting_to_change(docker_env: dict[str
         backend.prepare(spec(), lambda line: None)
     assert info.value.step == "FROM sieve-test/no-such-base:1"
     assert "docker_base_image" in str(info.value)
+
+
+def test_a_push_the_registry_refuses_names_the_setting_and_the_fix(
+    docker_backend: Any, docker_client: Any
+) -> None:
+    # (nothing listens on this port: the engine cannot push there)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        registry = f"127.0.0.1:{sock.getsockname()[1]}"
+    lines: list[str] = []
+    try:
+        with pytest.raises(BackendError) as info:
+            docker_backend.publish(spec(), registry, (), lines.append)
+        message = str(info.value)
+        assert message.startswith(f"ray_image_registry: pushing {registry}/sieve-jupyter-env:")
+        assert "Fix:" in message and "docker login 127.0.0.1" in message
+        assert any(line.startswith("Pushing ") for line in lines)
+    finally:
+        for image in docker_client.images.list():
+            for tag in image.tags:
+                if tag.startswith(f"{registry}/"):
+                    docker_client.images.remove(tag, force=True)
 
 
 def test_worker_container_connects_gets_env_and_leaves_nothing(

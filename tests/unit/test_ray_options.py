@@ -18,6 +18,7 @@ from sieve_jupyter.backends._ray_options import (
     ACCELERATOR_TYPES,
     actor_options,
     infeasibility,
+    needs_built_image,
     spread_node,
     unsupported_notes,
 )
@@ -74,17 +75,42 @@ def test_python_packages_go_to_the_runtime_env_merged_with_the_settings() -> Non
     extra = {
         "num_cpus": 1,
         "resources": {"node2": 1},
-        "runtime_env": {"pip": ["tqdm"], "image_uri": "registry.example/img:1"},
+        "runtime_env": {"pip": ["tqdm"], "env_vars": {"MODE": "x"}},
     }
     options = actor_options(spec, extra)
     assert options["runtime_env"] == {
         "pip": ["tqdm", "numpy>=1.26", "pillow"],
-        "image_uri": "registry.example/img:1",
+        "env_vars": {"MODE": "x"},
     }
     assert options["num_cpus"] == 1
     assert options["resources"] == {"node2": 1}
-    assert extra["runtime_env"] == {"pip": ["tqdm"], "image_uri": "registry.example/img:1"}
+    assert extra["runtime_env"] == {"pip": ["tqdm"], "env_vars": {"MODE": "x"}}
     assert "runtime_env" not in actor_options(_spec())
+
+
+def test_in_an_image_the_python_packages_are_the_images() -> None:
+    # (Ray refuses `pip` beside an `image_uri`: "cannot be used together with other fields")
+    spec = _spec(environment={"python_packages": ("pillow",), "system_packages": ("ffmpeg",)})
+    built = actor_options(spec, {"num_cpus": 1}, image="127.0.0.1:5000/sieve-jupyter-env:abc")
+    assert built["runtime_env"] == {"image_uri": "127.0.0.1:5000/sieve-jupyter-env:abc"}
+    assert built["num_cpus"] == 1
+    given = {"runtime_env": {"image_uri": "registry.example/img:1"}}
+    assert actor_options(spec, given)["runtime_env"] == {"image_uri": "registry.example/img:1"}
+    # an image given by hand must carry them: said once, with the image's name
+    (note,) = unsupported_notes(spec, given)
+    assert "python_packages ['pillow']" in note and "registry.example/img:1" in note
+
+
+def test_an_image_is_built_only_for_what_only_an_image_honours() -> None:
+    registry = "127.0.0.1:5000"
+    apt = _spec(environment={"system_packages": ("ffmpeg",)})
+    pip_only = _spec(environment={"python_packages": ("pillow",)})
+    assert needs_built_image(apt, None, registry)
+    assert not needs_built_image(apt, None, None)  # no registry: reported instead
+    assert not needs_built_image(pip_only, None, registry)  # Ray's pip does that
+    assert not needs_built_image(apt, {"runtime_env": {"image_uri": "r/i:1"}}, registry)
+    # with a registry, nothing is left unhonoured
+    assert unsupported_notes(apt, None, registry) == []
 
 
 def test_env_values_never_reach_the_actor_options(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,7 +133,7 @@ def test_system_packages_and_run_commands_are_reported_unless_an_image_is_given(
     (note,) = unsupported_notes(spec)
     assert "system_packages ['ffmpeg']" in note
     assert "run_commands ['echo hi']" in note
-    assert "image_uri" in note  # the fix
+    assert "image_uri" in note and "ray_image_registry" in note  # the fixes
     assert unsupported_notes(spec, {"runtime_env": {"image_uri": "registry.example/i:1"}}) == []
     assert unsupported_notes(_spec()) == []
 
@@ -220,6 +246,12 @@ def restore_config() -> Iterator[None]:
         ({"ray_actor_options": {"memory": "2GB"}}, "ray_actor_options.memory"),
         ({"ray_actor_options": {"resources": {"a": 0}}}, "ray_actor_options.resources"),
         ({"ray_actor_options": {"runtime_env": "img"}}, "ray_actor_options.runtime_env"),
+        ({"ray_image_registry": ""}, "ray_image_registry"),
+        ({"ray_image_registry": 5000}, "ray_image_registry"),
+        ({"ray_image_registry": "https://registry.example.com"}, "ray_image_registry"),
+        ({"ray_image_registry": "registry.example.com/ml/model:1"}, "ray_image_registry"),
+        ({"ray_image_registry": "registry.example.com/ml@sha256:ab"}, "ray_image_registry"),
+        ({"ray_image_registry": "registry.example.com/ml/"}, "ray_image_registry"),
     ],
 )
 def test_bad_ray_settings_name_the_field_and_change_nothing(
@@ -239,6 +271,8 @@ def test_good_ray_settings_are_kept() -> None:
         backend="ray",
         ray_address="ray://head:10001",
         ray_actor_options={"num_cpus": 0.5, "resources": {"node2": 1}},
+        ray_image_registry="127.0.0.1:5000/ml",
     )
+    assert sieve.config.ray_image_registry == "127.0.0.1:5000/ml"
     assert sieve.config.backend == "ray"
     assert sieve.config.ray_address == "ray://head:10001"
