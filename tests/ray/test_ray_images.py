@@ -159,6 +159,9 @@ def image_cluster(docker_client: Any, docker_env: dict[str, str]) -> Iterator[Im
             # what Ray's podman left (its `podman run` keeps stopped containers) and pulled
             _as(home, "podman", "rm", "--all", "--force")
             _as(home, "podman", "rmi", "--all", "--force")
+            # and rootless podman's pause process, which holds its user namespace (the user
+            # is this test's own: whatever it still runs was started here)
+            subprocess.run(["pkill", "-KILL", "-u", USER], check=False)
             for image in docker_client.images.list():
                 for tag in image.tags:
                     if tag.startswith(f"{registry}/"):
