@@ -175,6 +175,9 @@ class RayCluster:
             command,
             env=self.env,
             **_as_user(self.user),
+            # (its processes inherit it: podman, run by Ray as the cluster's user, must be
+            # able to enter it, which a checkout under root's private folder is not)
+            cwd=self.root,
             start_new_session=True,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
