@@ -19,6 +19,7 @@ to Ray.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import re
 import threading
@@ -128,6 +129,10 @@ class RayBackend(Backend):
             self.client_mode = ray.util.client.ray.is_connected()  # type: ignore[no-untyped-call]
             self._worker_class = ray.remote(SieveWorker)
             _quiet_deaths_of(self._workers)
+            # At exit, close before Ray's own handler (registered by `ray.init`, before this)
+            # shuts Ray down: a thread of this backend calling Ray after that aborts the
+            # process ("The core worker has already been shutdown").
+            atexit.register(self.close)
             self._connected = True
 
     def alive(self) -> bool:
