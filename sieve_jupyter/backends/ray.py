@@ -12,9 +12,11 @@ go through one small mailbox actor per kernel (`_ray_hub.SieveHub`), polled by a
 
 The cluster needs only Ray, the SDK's small dependencies and the kernel's Python version: this
 package's runtime and cloudpickle travel with the kernel's Ray job (`runtime_env["py_modules"]`).
-The spec's mapping onto actor options is in `_ray_options.py`. Actors belong to the kernel's Ray
-job: they end with the kernel. This module and its `_ray_*` helpers are the only ones that talk
-to Ray.
+The spec's mapping onto actor options is in `_ray_options.py`. A function whose environment only
+an image honours runs, with `ray_image_registry` set, in the image the Docker backend builds and
+pushes for it (`DockerBackend.publish`), as the actors' `image_uri`. Actors belong to the
+kernel's Ray job: they end with the kernel. This module and its `_ray_*` helpers are the only
+ones that talk to Ray.
 """
 
 from __future__ import annotations
