@@ -359,28 +359,35 @@ def probe(engine: Engine, port: int, requests: int) -> dict[str, float]:
     """Sequential latency to the microsecond: one kept-alive HTTP/1.1 connection, the request's
     bytes made once, each answer read whole (``Content-Length`` or chunked) before the next
     request goes out. What it adds per request (a send, a few reads, a header scan) is the same
-    for every engine."""
+    for every engine. Only answers with status 200 are timed; the others are counted (Cog
+    answers ``409`` to a request that comes before it has freed its one slot)."""
     body = json.dumps(engine.body).encode()
     request = (
         f"POST {engine.path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode() + body
     times: list[int] = []
+    refused = 0
     with socket.create_connection(("127.0.0.1", port)) as sock:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for _ in range(requests):
             start = time.perf_counter_ns()
             sock.sendall(request)
             status = _read_answer(sock)
-            times.append(time.perf_counter_ns() - start)
-            if status != 200:
-                raise RuntimeError(f"{engine.name} answered HTTP {status} to the probe")
+            elapsed = time.perf_counter_ns() - start
+            if status == 200:
+                times.append(elapsed)
+            else:
+                refused += 1
+    if not times:
+        raise RuntimeError(f"{engine.name} answered no probe request with 200")
     times.sort()
     return {
         "p50_us": times[len(times) // 2] / 1000,
         "p90_us": times[len(times) * 9 // 10] / 1000,
         "p99_us": times[len(times) * 99 // 100] / 1000,
         "mean_us": sum(times) / len(times) / 1000,
+        "non_200": refused,
     }
 
 
@@ -446,15 +453,16 @@ def measure(engine: Engine, work: Path, venvs: Path, args: argparse.Namespace) -
 def report(results: list[dict[str, Any]]) -> None:
     print(
         "\n| engine | version | seq p50 | seq mean | seq p99 | probe p50 | probe p99 "
-        "| 1 client req/s | 16 clients req/s "
+        "| probe non-200 | 1 client req/s | 16 clients req/s "
         "(200s only) | non-200 at 16 | server CPU ms/req | client CPU ms/req | cold start |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in results:
         s, c1, c16, pr = r["sequential"], r["c1"], r["c16"], r["probe"]
         print(
             f"| {r['engine']} | {r['version']} | {s['p50_ms']:.2f} ms | {s['mean_ms']:.3f} ms "
             f"| {s['p99_ms']:.2f} ms | {pr['p50_us']:.0f} µs | {pr['p99_us']:.0f} µs "
+            f"| {pr['non_200']:,} "
             f"| {c1['rps']:,.0f} | {c16['rps']:,.0f} ({c16['ok_rps']:,.0f}) | "
             f"{c16['non_200']:,} of {c16['responses']:,} | "
             f"{c16['server_cpu_ms_per_req']:.2f} | {c16['client_cpu_ms_per_req']:.2f} | "
