@@ -70,12 +70,15 @@ def _gpu_share(request: GpuRequest) -> float:
     return 1.0 / request.split
 
 
-def given_image(extra: Mapping[str, Any] | None) -> str | None:
-    """The image `ray_actor_options` gives every worker (`image_uri`, or Ray's older
-    `container`), if any."""
-    runtime_env = (extra or {}).get("runtime_env") or {}
+def _image_in(runtime_env: Mapping[str, Any]) -> str | None:
+    """The image a runtime_env runs its worker in (`image_uri`, or Ray's older `container`)."""
     image = runtime_env.get("image_uri") or runtime_env.get("container")
     return str(image) if image else None
+
+
+def given_image(extra: Mapping[str, Any] | None) -> str | None:
+    """The image `ray_actor_options` gives every worker, if any."""
+    return _image_in((extra or {}).get("runtime_env") or {})
 
 
 def needs_built_image(
@@ -116,8 +119,7 @@ def actor_options(
         options["accelerator_type"] = ACCELERATOR_TYPES[gpu.kind]
     options.update(extra)
     packages = list(spec.environment.python_packages)
-    in_image = runtime_env.get("image_uri") or runtime_env.get("container")
-    if packages and not in_image:
+    if packages and not _image_in(runtime_env):
         runtime_env["pip"] = [*runtime_env.get("pip", []), *packages]
     if runtime_env:
         options["runtime_env"] = runtime_env
