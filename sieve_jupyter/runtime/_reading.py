@@ -51,6 +51,7 @@ _ANCILLARY = socket.CMSG_SPACE(2 * (1 + _files.MAX_FILE_DESCRIPTORS) * array.arr
 #: as a plain int: `socket.MSG_CTRUNC` is an enum member, and `int & member` goes through the
 #: enum's `__and__` (microseconds, on every read)
 _MSG_CTRUNC = int(socket.MSG_CTRUNC)
+_DONTWAIT = int(socket.MSG_DONTWAIT)
 
 
 class ChannelClosed(ConnectionError):
@@ -287,26 +288,39 @@ class FrameReader:
         return out
 
     def _recv_into(self, view: memoryview) -> int:
+        """Read what has arrived into `view`, waiting for something if nothing has.
+
+        The wait is a poll, never a blocking read: a read blocked on a socket is woken each
+        time the peer takes bytes this process wrote on it (the socket has room to write
+        again, and a blocked reader sleeps where writers do), which for a reader thread whose
+        process writes calls on the same connection was a wake-up for nothing per call, on
+        the other CPU. A poll for input is woken only by input (or the end)."""
         try:
             if self.spin:
                 self.readable_within(None)
-            if self._unix:
-                got, ancillary, msg_flags, _ = self._sock.recvmsg_into([view], _ANCILLARY)
-                if ancillary:
-                    self._take_descriptors(ancillary)
-                if msg_flags & _MSG_CTRUNC:
-                    # The kernel dropped descriptors (this process ran out of them): which
-                    # frame they belonged to is lost, so the channel cannot continue.
-                    raise ChannelClosed(
-                        "descriptors sent on the channel were dropped: this "
-                        "process has too many files open"
-                    )
-            else:
-                got = self._sock.recv_into(view)
+            try:
+                got = self._receive(view, _DONTWAIT)
+            except BlockingIOError:
+                self.readable_within(None)
+                got = self._receive(view, 0)
         except (OSError, ValueError) as exc:  # (ValueError: closed here, its descriptor is -1)
             raise ChannelClosed(str(exc)) from exc
         if not got:
             raise ChannelClosed("peer closed the channel")
+        return got
+
+    def _receive(self, view: memoryview, flags: int) -> int:
+        if not self._unix:
+            return self._sock.recv_into(view, 0, flags)
+        got, ancillary, msg_flags, _ = self._sock.recvmsg_into([view], _ANCILLARY, flags)
+        if ancillary:
+            self._take_descriptors(ancillary)
+        if msg_flags & _MSG_CTRUNC:
+            # The kernel dropped descriptors (this process ran out of them): which frame
+            # they belonged to is lost, so the channel cannot continue.
+            raise ChannelClosed(
+                "descriptors sent on the channel were dropped: this process has too many files open"
+            )
         return got
 
     def _take_descriptors(self, ancillary: list[tuple[int, int, bytes]]) -> None:

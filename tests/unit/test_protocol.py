@@ -416,6 +416,50 @@ def test_a_frame_flagged_sleep_after_makes_the_next_wait_sleep_at_once(
     assert yields[0] > before
 
 
+def _voluntary_switches(thread_id: int) -> int:
+    with open(f"/proc/self/task/{thread_id}/status") as status:
+        for line in status:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches in /proc")
+
+
+def _state(thread_id: int) -> str:
+    with open(f"/proc/self/task/{thread_id}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
+def test_a_waiting_reader_is_not_woken_when_the_peer_reads_what_this_side_wrote(
+    pair: tuple[Channel, Channel],
+) -> None:
+    # The kernel's reader thread waits on a worker's data connection while other threads of
+    # the kernel write calls on it: each call the worker read used to wake the reader for
+    # nothing (a read blocked on a socket sleeps where its writers do, and is woken when the
+    # socket has room again). Counted by the thread's voluntary context switches, which are
+    # a count of wake-ups, not a timing.
+    ours, peer = pair
+    thread_ids: list[int] = []
+
+    def read_one() -> Any:
+        thread_ids.append(threading.get_native_id())
+        return ours.recv()
+
+    thread, outcome = in_thread(read_one)
+    deadline = time.monotonic() + 30  # (a bound on a hang: the thread starts and waits)
+    while not thread_ids or _state(thread_ids[0]) != "S":
+        assert time.monotonic() < deadline, "the reader never started waiting"
+        time.sleep(0.001)
+    before = _voluntary_switches(thread_ids[0])
+    for number in range(200):
+        ours.send(("call", f"job-{number}", (number,), {}))
+        assert peer.recv() == ("call", f"job-{number}", (number,), {})
+    woken = _voluntary_switches(thread_ids[0]) - before
+    peer.send(("result", "job-0", 1))
+    assert joined(thread, outcome) == ("result", "job-0", 1)
+    assert woken < 20, f"the waiting reader was woken {woken} times by 200 writes read"
+
+
 # -- authentication -----------------------------------------------------------------------------
 
 
