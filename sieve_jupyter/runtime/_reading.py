@@ -46,6 +46,9 @@ _CHUNK = 256 * 1024
 #: sleeps through before it polls again (see `FrameReader.readable_within`)
 _SPIN_MISSES = 3
 _SPIN_PROBE = 8
+#: seconds one turn of a poll may take before the poll counts as crowded out: the yield in it
+#: ran another process, which needs this CPU more than a poll does
+_CROWDED = 0.00005
 #: room for the descriptors of one read (a frame carries at most a segment and the files)
 _ANCILLARY = socket.CMSG_SPACE(2 * (1 + _files.MAX_FILE_DESCRIPTORS) * array.array("i").itemsize)
 #: as a plain int: `socket.MSG_CTRUNC` is an enum member, and `int & member` goes through the
@@ -345,7 +348,10 @@ class FrameReader:
         made a served prediction slower with polling than without. So `_SPIN_MISSES` polls in
         a row that run out without anything arriving turn polling off for the next
         `_SPIN_PROBE` waits; a wait that ends within `spin` anyway, or a probe that pays,
-        turns it back on."""
+        turns it back on. A poll whose yield handed the CPU to another process for longer
+        than `_CROWDED` is crowded out: that process needs the CPU (on two vCPUs, the client
+        and the server beside a polling worker), so it stops and counts as polls that ran
+        out."""
         poller = self._poller
         if poller is None:
             poller = self._poller = select.poll()
@@ -356,13 +362,19 @@ class FrameReader:
         start = time.perf_counter()
         if self.spin and not self._spin_skips:
             spin_until = start + (self.spin if seconds is None else min(self.spin, seconds))
+            before = start
             while True:
                 os.sched_yield()
                 if poll(0):
                     self._spin_misses = 0
                     return True
-                if time.perf_counter() > spin_until:
+                now = time.perf_counter()
+                if now - before > _CROWDED:
+                    self._spin_misses = _SPIN_MISSES - 1  # (counts as polls that ran out)
                     break
+                if now > spin_until:
+                    break
+                before = now
             self._spin_misses += 1
             if self._spin_misses >= _SPIN_MISSES:
                 self._spin_skips = _SPIN_PROBE

@@ -351,7 +351,9 @@ def test_a_polling_channel_receives_whenever_the_message_comes(
 @pytest.fixture
 def yields(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many times channels yielded the CPU so far: whether a wait polled shows in the
-    `sched_yield`s between its polls."""
+    `sched_yield`s between its polls. (A poll is never crowded out here: on a loaded machine
+    any turn of it can take long, and crowding has a test of its own.)"""
+    monkeypatch.setattr(_reading, "_CROWDED", float("inf"))
     count = [0]
     real_yield = _reading.os.sched_yield
 
@@ -396,6 +398,30 @@ def test_a_channel_stops_polling_when_polling_does_not_pay(
     assert receiver.recv() == ("call", "job-1", (1,), {})
     receiver.spin = 0.001
     assert polled(nothing_comes)  # polling again
+
+
+def test_a_poll_crowded_out_by_another_process_stops_polling(
+    pair: tuple[Channel, Channel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A yield that hands the CPU over for longer than `_CROWDED` ran another process that needs
+    # this CPU (on two vCPUs: the client and the server beside a polling worker): polling on
+    # would take turns from it. Simulated here by a yield that lasts that long.
+    turns = [0]
+
+    def crowded_yield() -> None:
+        turns[0] += 1
+        time.sleep(2 * _reading._CROWDED)
+
+    monkeypatch.setattr(_reading.os, "sched_yield", crowded_yield)
+    _, receiver = pair
+    receiver.spin = 0.05
+    assert not receiver.readable_within(0.01)
+    assert turns[0] == 1  # gave up polling after one crowded turn, and slept
+    for _ in range(_reading._SPIN_PROBE):
+        assert not receiver.readable_within(0.001)
+    assert turns[0] == 1  # the waits after it sleep at once, as after polls that ran out
+    assert not receiver.readable_within(0.001)
+    assert turns[0] == 2  # then it tries polling again
 
 
 def test_a_frame_flagged_sleep_after_makes_the_next_wait_sleep_at_once(
