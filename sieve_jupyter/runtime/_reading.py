@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import array
 import collections
+import contextlib
 import os
 import select
 import socket
@@ -297,14 +298,16 @@ class FrameReader:
         time the peer takes bytes this process wrote on it (the socket has room to write
         again, and a blocked reader sleeps where writers do), which for a reader thread whose
         process writes calls on the same connection was a wake-up for nothing per call, on
-        the other CPU. A poll for input is woken only by input (or the end)."""
+        the other CPU. A poll for input is woken only by input (or the end). A channel that
+        polls tries the read first (what it waits for is often there already); one that
+        expects to sleep goes straight to the poll."""
         try:
-            if self.spin:
-                self.readable_within(None)
-            try:
-                got = self._receive(view, _DONTWAIT)
-            except BlockingIOError:
-                self.readable_within(None)
+            got = -1
+            if self.spin and not self._spin_skips:
+                with contextlib.suppress(BlockingIOError):
+                    got = self._receive(view, _DONTWAIT)
+            if got < 0:
+                self._await_input(None)
                 got = self._receive(view, 0)
         except (OSError, ValueError) as exc:  # (ValueError: closed here, its descriptor is -1)
             raise ChannelClosed(str(exc)) from exc
@@ -352,13 +355,20 @@ class FrameReader:
         than `_CROWDED` is crowded out: that process needs the CPU (on two vCPUs, the client
         and the server beside a polling worker), so it stops and counts as polls that ran
         out."""
+        if self._poll(0):  # (cheaper than a failing non-blocking read: no exception)
+            return True
+        return self._await_input(seconds)
+
+    def _poll(self, milliseconds: float | None = None) -> list[tuple[int, int]]:
         poller = self._poller
         if poller is None:
             poller = self._poller = select.poll()
             poller.register(self._sock, select.POLLIN)
-        poll = poller.poll
-        if poll(0):  # (cheaper than a failing non-blocking read: no exception)
-            return True
+        return poller.poll(milliseconds)
+
+    def _await_input(self, seconds: float | None) -> bool:
+        """`readable_within` once a look found nothing there yet."""
+        poll = self._poll
         start = time.perf_counter()
         if self.spin and not self._spin_skips:
             spin_until = start + (self.spin if seconds is None else min(self.spin, seconds))
