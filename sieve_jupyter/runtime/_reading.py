@@ -56,6 +56,8 @@ _ANCILLARY = socket.CMSG_SPACE(2 * (1 + _files.MAX_FILE_DESCRIPTORS) * array.arr
 #: enum's `__and__` (microseconds, on every read)
 _MSG_CTRUNC = int(socket.MSG_CTRUNC)
 _DONTWAIT = int(socket.MSG_DONTWAIT)
+#: what `_poll` answers for a closed channel: its end (the read that follows raises)
+_CLOSED = [(-1, select.POLLNVAL)]
 
 
 class ChannelClosed(ConnectionError):
@@ -360,6 +362,11 @@ class FrameReader:
         return self._await_input(seconds)
 
     def _poll(self, milliseconds: float | None = None) -> list[tuple[int, int]]:
+        if self._closed:
+            # Closed, by another thread (a worker being stopped): the descriptor number the
+            # poller holds is free, and the next socket opened takes it, which a poll would
+            # watch instead. The channel's end is what there is to read.
+            return _CLOSED
         poller = self._poller
         if poller is None:
             poller = self._poller = select.poll()

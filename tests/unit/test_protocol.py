@@ -7,6 +7,7 @@ the worker, each on its own thread where both must talk at once.
 from __future__ import annotations
 
 import hmac
+import os
 import pickle
 import signal
 import socket
@@ -177,6 +178,31 @@ def test_clean_close_between_frames_raises_channel_closed(pair: tuple[Channel, C
     assert receiver.recv() == "last"
     with pytest.raises(ChannelClosed):
         receiver.recv()
+
+
+def test_a_channel_closed_by_another_thread_never_waits_on_its_old_descriptor() -> None:
+    """A reader waits in `poll`, which holds the socket's descriptor number. Once the channel is
+    closed (by another thread: stopping a worker), that number is free, and the next socket the
+    process opens takes it: a wait that then polled it would watch someone else's socket, and
+    sleep for as long as nothing arrives there. It must say the channel is closed instead."""
+    left, right = socket.socketpair()
+    channel = Channel(left)
+    assert not channel.readable_within(0)  # (the descriptor is now the poller's)
+    number = left.fileno()
+    channel.close()
+    other, other_peer = socket.socketpair()  # (the lowest free numbers: usually that one)
+    taken = other.fileno() == number
+    if not taken:
+        os.dup2(other.fileno(), number)  # the number names another socket, silent
+    try:
+        assert channel.readable_within(10)  # its end: at once, not after 10 s
+        thread, outcome = in_thread(channel.recv)
+        assert isinstance(joined(thread, outcome), ChannelClosed)
+    finally:
+        if not taken:
+            os.close(number)
+        for sock in (other, other_peer, right):
+            sock.close()
 
 
 def test_sending_to_a_closed_peer_raises_channel_closed() -> None:
