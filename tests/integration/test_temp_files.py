@@ -54,9 +54,14 @@ SITECUSTOMIZE = textwrap.dedent(
     """
 )
 
+#: seconds after which the kernel script prints every thread's stack and exits: a hang then
+#: fails the test saying where it waits (the script takes a few seconds)
+HANG_SECONDS = 180
+
 KERNEL = textwrap.dedent(
-    """
-    import json, os, sys, time
+    f"""
+    import faulthandler, json, os, sys, time
+    faulthandler.dump_traceback_later({HANG_SECONDS}, exit=True)
     import sieve_jupyter as sieve
 
     pids = set()
@@ -245,9 +250,9 @@ def test_workers_and_uploads_leave_nothing_in_the_temporary_directory(
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=240,  # (a bound on a hang: the script takes a few seconds)
+        timeout=HANG_SECONDS + 60,  # (the script's own bound comes first, with its stacks)
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
     report: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
     assert report["event"] == "done"
     assert len(report["pids"]) >= 8  # every kind of worker above was seen
