@@ -431,8 +431,7 @@ class Manager:
         }
 
     def _publish_function(self, record: FunctionRecord) -> None:
-        if self.events.wants("function"):
-            self.events.emit("function", record.describe())
+        record.publish(self.events)
 
 
 def _exited(outcomes: dict[str, SwapOutcome]) -> list[str]:

@@ -146,8 +146,7 @@ class PoolBase:
             self.events.emit("job", future.snapshot())
 
     def publish_function(self) -> None:
-        if self.events.wants("function"):
-            self.events.emit("function", self.record.describe())
+        self.record.publish(self.events)
 
     # -- shared helpers ----------------------------------------------------------------------
 

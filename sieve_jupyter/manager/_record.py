@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from sieve_jupyter.manager._events import EventBus
     from sieve_jupyter.manager._pool import WorkerPool
     from sieve_jupyter.spec import FunctionSpec
 
@@ -31,10 +33,24 @@ class FunctionRecord:
     registered_at: float = field(default_factory=time.time)
     #: the checks before a first worker starts passed (see `Manager._preflight`)
     checked: bool = False
+    #: held from a snapshot to its event (see `publish`)
+    _publishing: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def publish(self, events: EventBus) -> None:
+        """Send a ``function`` event with the state as it is now.
+
+        Snapshots go out in the order they were taken: without the lock, a thread preempted
+        between its snapshot and its event (a worker's start thread, say) sent an older state
+        after a newer one (its reader's "ready"), and a view kept showing the older one until
+        the function changed again: the side panel a worker still starting, a server
+        ``STARTING``."""
+        if events.wants("function"):
+            with self._publishing:
+                events.emit("function", self.describe())
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able snapshot: the data of a ``function`` event."""
