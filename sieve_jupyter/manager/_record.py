@@ -34,7 +34,7 @@ class FunctionRecord:
     #: the checks before a first worker starts passed (see `Manager._preflight`)
     checked: bool = False
     #: held from a snapshot to its event (see `publish`)
-    _publishing: threading.RLock = field(default_factory=threading.RLock, repr=False)
+    _publishing: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
 
     @property
     def name(self) -> str:
