@@ -108,6 +108,8 @@ class FrameReader:
         self._rend = 0
         self._partial: _PartialFrame | None = None
         self._poller: select.poll | None = None
+        #: a poll that may sleep is under way (see `_sleep`)
+        self._sleeping = False
         #: polls in a row that ran out, and waits left to sleep through without polling
         #: (see `readable_within`)
         self._spin_misses = 0
@@ -361,17 +363,36 @@ class FrameReader:
             return True
         return self._await_input(seconds)
 
-    def _poll(self, milliseconds: float | None = None) -> list[tuple[int, int]]:
+    def _poll(self, milliseconds: float | None) -> list[tuple[int, int]]:
+        """Look at the socket; a look that may sleep goes through `_sleep`."""
         if self._closed:
             # Closed, by another thread (a worker being stopped): the descriptor number the
-            # poller holds is free, and the next socket opened takes it, which a poll would
-            # watch instead. The channel's end is what there is to read.
+            # poller holds may be free, and the next socket opened takes it, which a poll
+            # would watch instead. The channel's end is what there is to read.
             return _CLOSED
         poller = self._poller
         if poller is None:
             poller = self._poller = select.poll()
             poller.register(self._sock, select.POLLIN)
         return poller.poll(milliseconds)
+
+    def _sleep(self, milliseconds: float | None) -> list[tuple[int, int]]:
+        """`_poll` that may sleep, during which the channel's descriptor stays open.
+
+        A sleeping poll looks its descriptor number up again each time it is woken. Were the
+        number closed by another thread (a worker stopped while its reader waits) and taken
+        by the next file opened before the reader ran again (a busy machine), the poll would
+        watch that file, for as long as nothing arrived there, instead of the socket whose
+        end woke it. So `Channel.close` only shuts a socket a poll sleeps on down (which wakes
+        the poll) and leaves closing it to the poll. (The two threads each write their flag
+        before they read the other's, so one of them always sees the other.)"""
+        self._sleeping = True
+        try:
+            return self._poll(milliseconds)
+        finally:
+            self._sleeping = False
+            if self._closed:
+                self._sock.close()  # (closing twice is harmless)
 
     def _await_input(self, seconds: float | None) -> bool:
         """`readable_within` once a look found nothing there yet."""
@@ -398,12 +419,12 @@ class FrameReader:
         elif self._spin_skips:
             self._spin_skips -= 1
         if seconds is None:
-            ready = bool(poll())
+            ready = bool(self._sleep(None))
         else:
             left = seconds - (time.perf_counter() - start)
             if left <= 0:
                 return False
-            ready = bool(poll(left * 1000.0))
+            ready = bool(self._sleep(left * 1000.0))
         if ready and time.perf_counter() - start <= self.spin:
             self._spin_misses = self._spin_skips = 0  # it came within the polling time
         return ready

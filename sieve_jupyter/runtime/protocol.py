@@ -275,7 +275,8 @@ class Channel(FrameReader):
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        self._sock.close()
+        if not self._sleeping:  # (else the poll it woke closes it: see `_sleep`)
+            self._sock.close()
         self._close_reading()
 
 

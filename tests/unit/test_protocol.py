@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import hmac
 import os
+import pathlib
 import pickle
 import signal
 import socket
 import struct
+import subprocess
 import sys
 import threading
 import time
@@ -202,6 +204,49 @@ def test_a_channel_closed_by_another_thread_never_waits_on_its_old_descriptor() 
         if not taken:
             os.close(number)
         for sock in (other, other_peer, right):
+            sock.close()
+
+
+def test_a_reader_woken_after_its_channel_was_closed_ends_with_its_own_socket() -> None:
+    """A sleeping poll looks its descriptor number up again when it is woken. A worker stopped
+    by another thread has its peer gone (which wakes the reader's poll) and its channel closed;
+    on a busy machine the reader may run only after the process opened another file, which
+    took the freed number: the poll then watched that file and slept on, and the worker was
+    never replaced (the side panel's restart test, about 1 run in 15 beside a CPU hog).
+
+    Here the reader is held off its CPU the same way (a lowest-priority thread sharing one CPU
+    with a busy process) while its peer goes, the channel is closed and a socket is opened.
+    The channel's descriptor must stay its own until the reader has seen the end."""
+    left, right = socket.socketpair()
+    channel = Channel(left)
+    thread, outcome = in_thread(channel.recv)
+    wchan = pathlib.Path(f"/proc/self/task/{thread.native_id}/wchan")
+    deadline = time.monotonic() + 10
+    while "poll" not in wchan.read_text():  # (asleep in its poll)
+        assert time.monotonic() < deadline, "the reader never went to sleep in a poll"
+        time.sleep(0.001)
+    cpu = min(os.sched_getaffinity(0))
+    busy = subprocess.Popen(
+        [sys.executable, "-c", "print(flush=True)\nwhile True: pass"], stdout=subprocess.PIPE
+    )
+    opened: list[socket.socket] = []
+    try:
+        os.sched_setaffinity(busy.pid, {cpu})
+        os.sched_setaffinity(thread.native_id, {cpu})
+        os.sched_setscheduler(thread.native_id, os.SCHED_IDLE, os.sched_param(0))
+        assert busy.stdout is not None
+        busy.stdout.readline()  # (it is spinning)
+        right.close()
+        channel.close()
+        opened.extend(socket.socketpair())  # (the lowest free numbers)
+    finally:
+        busy.kill()
+        busy.communicate()
+    try:
+        assert isinstance(joined(thread, outcome), ChannelClosed)
+        assert left.fileno() == -1  # closed once the reader was done with it
+    finally:
+        for sock in opened:
             sock.close()
 
 
