@@ -229,9 +229,12 @@ class ShmLink:
         self._owned: dict[int, _Segment] = {}
         self._next_id = 1
         self._mapped: dict[int, _Mapping] = {}
-        #: leases of the peer's segments we are done with, and our segments retired (deques:
-        #: appended from finalizers, which must not take a lock)
-        self._releases: deque[tuple[int, int]] = deque()
+        #: leases of the peer's segments something here still uses ``(segment, generation)``
+        self._held: set[tuple[int, int]] = set()
+        #: leases of the peer's segments we are done with, not yet sent, and our segments
+        #: retired (deques: appended from finalizers, which must not take a lock). Releases
+        #: leave with the next frame to the peer (`take_releases`) or by the notice thread.
+        self.releases: deque[tuple[int, int]] = deque()
         self._retired: deque[tuple[int, int]] = deque()
         self._closed = False
         _notices.register(self)
@@ -369,15 +372,17 @@ class ShmLink:
             self._lease_done(segment_id, generation)  # (nothing here will use it)
             raise
         view = mapping.view(span)
+        self._held.add((segment_id, generation))
         finalizer = weakref.finalize(view.obj, self._lease_done, segment_id, generation)
         finalizer.atexit = False
         return view
 
     def _lease_done(self, segment_id: int, generation: int) -> None:
         # (runs wherever the last view was dropped: no locks here)
+        self._held.discard((segment_id, generation))
         if self._closed:
             return  # (the peer is gone, and its segments with it)
-        self._releases.append((segment_id, generation))
+        self.releases.append((segment_id, generation))
         _notices.wake()
 
     def unmap(self, pairs: list[tuple[int, int]]) -> None:
@@ -389,13 +394,19 @@ class ShmLink:
 
     # -- notices and lifetime ----------------------------------------------------------------
 
+    def take_releases(self) -> list[tuple[int, int]]:
+        """Take the releases not yet sent, for a frame about to go to the peer to carry ahead
+        of itself: the peer then frees those segments before it reads the frame. So a call
+        sent after the last result was dropped finds that result's segment free for its own,
+        however late the notice thread would have run (on a loaded machine, often after the
+        next result had made a new segment)."""
+        return [] if self._closed else _drain(self.releases)
+
     def send_notices(self) -> None:
         """Send the pending releases and retirements to the peer (the notice thread)."""
         notify = self.notify
-        for kind, pending in ((NOTICE_RELEASE, self._releases), (NOTICE_RETIRE, self._retired)):
-            pairs = []
-            while pending:
-                pairs.append(pending.popleft())
+        for kind, pending in ((NOTICE_RELEASE, self.releases), (NOTICE_RETIRE, self._retired)):
+            pairs = _drain(pending)
             if pairs and notify is not None and not self._closed:
                 try:
                     notify(kind, pairs)
@@ -412,16 +423,34 @@ class ShmLink:
             owned = [s for s in self._owned.values() if not s.writing]
             self._owned = {}
             self._mapped.clear()
+            self._held.clear()
             for segment in owned:
                 segment.close()
-        self._releases.clear()
+        self.releases.clear()
         self._retired.clear()
 
     def counts(self) -> dict[str, int]:
-        """How many segments this side owns (busy, free) and maps (for tests and display)."""
+        """How many segments this side owns (busy, free), how many of the peer's it maps and
+        how many leases of them it still holds (for tests and display)."""
         with self._lock:
             busy = sum(1 for s in self._owned.values() if s.busy)
-            return {"busy": busy, "free": len(self._owned) - busy, "mapped": len(self._mapped)}
+            return {
+                "busy": busy,
+                "free": len(self._owned) - busy,
+                "mapped": len(self._mapped),
+                "held": len(self._held),
+            }
+
+
+def _drain(pending: deque[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Everything in `pending` (which another thread may drain at the same time)."""
+    pairs = []
+    try:
+        while pending:
+            pairs.append(pending.popleft())
+    except IndexError:  # (the other one took the last)
+        pass
+    return pairs
 
 
 def pack_pairs(pairs: list[tuple[int, int]]) -> bytes:

@@ -170,7 +170,10 @@ class Channel(FrameReader):
         out whole.
         """
         if type(frame) is bytes and len(frame) <= _ATOMIC_WRITE:  # the common case
+            link = self.link
             with self._send_lock:
+                if link is not None and link.releases:
+                    frame = self._releases_ahead(link) + frame
                 try:
                     self._sock.sendall(frame)
                 except OSError as exc:
@@ -247,8 +250,11 @@ class Channel(FrameReader):
         return lease, offsets
 
     def _send_parts(self, parts: list[Any], descriptors: list[int]) -> None:
-        pending = [memoryview(part).cast("B") for part in parts]
+        link = self.link
         with self._send_lock:
+            if link is not None and link.releases:
+                parts = [self._releases_ahead(link), *parts]
+            pending = [memoryview(part).cast("B") for part in parts]
             try:
                 if descriptors:
                     rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", descriptors))]
@@ -257,6 +263,13 @@ class Channel(FrameReader):
                     _consume(pending, self._sock.sendmsg(pending[:512]))
             except OSError as exc:
                 raise ChannelClosed(str(exc)) from exc
+
+    @staticmethod
+    def _releases_ahead(link: ShmLink) -> bytes:
+        """A notice of the releases not yet sent, for the frame written next (with the send
+        lock held) to carry ahead of itself; the peer reads it first (see `take_releases`)."""
+        pairs = link.take_releases()
+        return notice(_shm.NOTICE_RELEASE, pack_pairs(pairs)) if pairs else b""
 
     def send_notice(self, kind: int, pairs: list[tuple[int, int]]) -> None:
         """Send a shared-memory notice (see `ShmLink.notify`). Raises `ChannelClosed`."""

@@ -118,19 +118,44 @@ def test_a_segment_goes_back_to_its_owner_and_is_reused(peers: tuple[Peer, Peer]
     array = np.ones(2_000_000)
     sender.channel.send(array)
     received = receiver.next()
-    assert sender.link.counts() == {"busy": 1, "free": 0, "mapped": 0}
+    assert sender.link.counts() == {"busy": 1, "free": 0, "mapped": 0, "held": 0}
     view = received[10:20]  # a view keeps the segment leased, like the array itself
     del received
     gc.collect()
     assert sender.link.counts()["busy"] == 1
+    assert receiver.link.counts()["held"] == 1
     del view
-    wait_for(lambda: sender.link.counts() == {"busy": 0, "free": 1, "mapped": 0})
+    assert receiver.link.counts()["held"] == 0
+    wait_for(lambda: sender.link.counts() == {"busy": 0, "free": 1, "mapped": 0, "held": 0})
     sender.channel.send(array * 2)  # the same segment again: nothing new is made or mapped
     again = receiver.next()
     assert again[0] == 2.0
-    assert sender.link.counts() == {"busy": 1, "free": 0, "mapped": 0}
+    assert sender.link.counts() == {"busy": 1, "free": 0, "mapped": 0, "held": 0}
     assert receiver.link.counts()["mapped"] == 1
     assert memfd_mappings(sender.link) == 2
+
+
+@pytest.mark.parametrize("reply", ["small", "large"])
+def test_a_release_rides_ahead_of_the_next_frame_to_the_owner(
+    peers: tuple[Peer, Peer], monkeypatch: pytest.MonkeyPatch, reply: str
+) -> None:
+    """The kernel drops a result and sends the next call: the worker must find the result's
+    segment free when that call's result needs one, however late the notice thread runs (on
+    a loaded machine it often ran after, and each result made a new segment)."""
+    sender, receiver = peers
+    # The receiver's notice thread never sends: the frame it writes is the release's only way.
+    monkeypatch.setattr(receiver.link, "send_notices", lambda: None)
+    sender.channel.send(np.ones(500_000))
+    received = receiver.next()
+    del received
+    gc.collect()
+    assert sender.link.counts()["busy"] == 1  # (not sent yet)
+    receiver.channel.send("next call" if reply == "small" else np.zeros(500_000))
+    assert sender.next() is not None
+    # The notice arrived in front of the frame, so it was handled before the frame was seen.
+    assert sender.link.counts()["busy"] == 0
+    sender.channel.send(np.ones(500_000))
+    assert sender.link.counts()["busy"] == 1 and sender.link.counts()["free"] == 0  # reused
 
 
 def test_read_only_arrays_stay_read_only(peers: tuple[Peer, Peer]) -> None:
@@ -201,8 +226,8 @@ def test_idle_segments_are_retired_on_both_sides(peers: tuple[Peer, Peer]) -> No
     del received
     # released, then retired once idle for keep_seconds: unmapped on both sides
     wait_for(lambda: memfd_mappings(sender.link) == 0)
-    assert sender.link.counts() == {"busy": 0, "free": 0, "mapped": 0}
-    assert receiver.link.counts() == {"busy": 0, "free": 0, "mapped": 0}
+    assert sender.link.counts() == {"busy": 0, "free": 0, "mapped": 0, "held": 0}
+    assert receiver.link.counts() == {"busy": 0, "free": 0, "mapped": 0, "held": 0}
 
 
 def test_a_segment_costs_no_descriptor_once_shared(peers: tuple[Peer, Peer]) -> None:
@@ -251,7 +276,7 @@ def test_a_link_closed_while_a_frame_is_written_leaves_its_segment_to_the_writer
     del lease
     gc.collect()
     assert memfd_mappings(link) == 0
-    assert link.counts() == {"busy": 0, "free": 0, "mapped": 0}
+    assert link.counts() == {"busy": 0, "free": 0, "mapped": 0, "held": 0}
 
 
 def test_an_unlinked_channel_keeps_large_parts_in_the_stream() -> None:
@@ -311,4 +336,4 @@ def test_pickling_errors_leave_no_segment_behind(peers: tuple[Peer, Peer]) -> No
     sender, receiver = peers
     with pytest.raises((TypeError, pickle.PicklingError)):
         sender.channel.send((np.ones(1_000_000), threading.Lock()))
-    assert sender.link.counts() == {"busy": 0, "free": 0, "mapped": 0}
+    assert sender.link.counts() == {"busy": 0, "free": 0, "mapped": 0, "held": 0}
