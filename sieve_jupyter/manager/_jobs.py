@@ -234,8 +234,16 @@ class JobFuture(concurrent.futures.Future[T]):
         self.worker_id = worker_id
         return True
 
-    def _resolve(self, value: Any = None, exception: BaseException | None = None) -> bool:
-        """Finish the job unless it was cancelled meanwhile. Returns whether it took effect."""
+    def _resolve(
+        self,
+        value: Any = None,
+        exception: BaseException | None = None,
+        *,
+        before_wake: Callable[[JobFuture[Any]], None] | None = None,
+    ) -> bool:
+        """Finish the job unless it was cancelled meanwhile. Returns whether it took effect.
+        `before_wake` is called with the finished job (all but its value set) just before a
+        value wakes the threads waiting for it."""
         self.finished_at = time.time()
         self._release_arguments()
         try:
@@ -244,6 +252,8 @@ class JobFuture(concurrent.futures.Future[T]):
                     hook(exception)
                 self.set_exception(exception)
             else:
+                if before_wake is not None and not self.cancelled():
+                    before_wake(self)
                 self.set_result(cast(T, list(self.outputs) if self.streaming else value))
         except concurrent.futures.InvalidStateError:
             return False

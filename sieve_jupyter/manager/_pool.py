@@ -347,9 +347,7 @@ class WorkerPool(PoolWorkers):
                 worker.jobs.start_next()
                 started, retire_now = None, False
         future.started_at = result.started_at  # the worker's own clock reading
-        self._finish(future, value=result.value)
-        if shared:
-            self.host.hold_weakly(future)
+        self._finish(future, value=result.value, shared=shared)
         self._after_done(started, retire_now)
 
     # -- outcomes and news from workers (reader threads, see _messages.py) -------------------
@@ -374,9 +372,7 @@ class WorkerPool(PoolWorkers):
             future.started_at = result.started_at  # the worker's own clock reading
             if started_now:
                 self.publish_job(future)
-            self._finish(future, value=result.value)
-            if shared and future.job_id in shared:
-                self.host.hold_weakly(future)
+            self._finish(future, value=result.value, shared=future.job_id in shared)
         if shared:
             shared.difference_update(result.job for result in results)
         self._after_done(started, retire_now)

@@ -177,9 +177,18 @@ class PoolBase:
             return self.queue[0] if self.queue else None
 
     def _finish(
-        self, future: JobFuture[Any], value: Any = None, exception: BaseException | None = None
+        self,
+        future: JobFuture[Any],
+        value: Any = None,
+        exception: BaseException | None = None,
+        *,
+        shared: bool = False,
     ) -> None:
-        if future._resolve(value, exception):
+        """Settle `future`. `shared`: its value was rebuilt on a worker's shared memory, so the
+        history holds the job weakly (`PoolHost.hold_weakly`) from before whoever waits for it
+        wakes: a caller that drops the value next finds the memory going back at once."""
+        before_wake = self.host.hold_weakly if shared else None
+        if future._resolve(value, exception, before_wake=before_wake):
             self.publish_job(future)
 
     def _busy(self) -> bool:
