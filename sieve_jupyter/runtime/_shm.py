@@ -15,8 +15,10 @@ first time costs a fault (on a VM, often a trip to the hypervisor), and a segmen
 transfer costs more in faults than the copy it saves. Free segments beyond `FREE_BUDGET`, or
 unused for `keep_seconds`, are retired: closed here, unmapped by the peer.
 
-Notices (releases and retirements) are sent by one daemon thread per process (`sieve-shm`),
-because the code that drops the last view can run anywhere, even inside a lock or a send.
+A release leaves with the next frame written to the owner, ahead of it (`take_releases`), so
+the owner has the segment back before it reads that frame. Notices no frame takes (releases,
+retirements) are sent by one daemon thread per process (`sieve-shm`): the code that drops the
+last view can run anywhere, even inside a lock or a send, so it only queues them.
 """
 
 from __future__ import annotations
