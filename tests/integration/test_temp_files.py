@@ -67,7 +67,10 @@ KERNEL = textwrap.dedent(
     pids = set()
 
     def say(**data):
-        print(json.dumps(data), flush=True)
+        # (in a file: the form shows its job's progress and result from the thread that
+        # settles it, which outside IPython prints them, at any time, even mid-line)
+        with open("report.json", "w") as handle:
+            json.dump(data, handle)
 
     def wait_until(condition, what, timeout=60.0):
         deadline = time.monotonic() + timeout
@@ -253,7 +256,7 @@ def test_workers_and_uploads_leave_nothing_in_the_temporary_directory(
         timeout=HANG_SECONDS + 60,  # (the script's own bound comes first, with its stacks)
     )
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}"
-    report: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    report: dict[str, Any] = json.loads((tmp_path / "report.json").read_text())
     assert report["event"] == "done"
     assert len(report["pids"]) >= 8  # every kind of worker above was seen
     wait_for(lambda: not any(alive(p) for p in report["pids"]))
