@@ -112,18 +112,18 @@ def _swap_failed(pool: WorkerPool, worker: Worker, message: SwapFailed) -> None:
 
 
 def _undecodable(pool: WorkerPool, worker: Worker, message: Undecodable) -> None:
-    """The worker could not unpickle a frame of calls (a type it cannot import): those jobs
-    fail with the reason; the worker and its warm state carry on."""
+    """The worker could not unpickle a call (a type it cannot import): that job fails with the
+    reason; the worker and its warm state carry on."""
     info = message.error
-    cause = rebuild_exception(info)
-    for job_id in pool.undecodable_calls(worker, direct=message.direct):
+    job_id = pool.undecodable_call(worker, direct=message.direct)
+    if job_id is not None:
         error = TypeError(
             f"job {job_id}: its arguments cannot be rebuilt in the worker "
             f"({info['type_name']}: {info['message']}). Fix: pass values whose types the "
             "worker can import (plain data, numpy arrays, sieve.File, or types defined in the "
             "notebook)."
         )
-        error.__cause__ = cause
+        error.__cause__ = rebuild_exception(info)
         pool.job_failed(worker, job_id, error)
 
 

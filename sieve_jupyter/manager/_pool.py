@@ -24,8 +24,8 @@ from sieve_jupyter.manager._pool_base import PoolHost, SwapOutcome
 from sieve_jupyter.manager._pool_workers import PoolWorkers
 from sieve_jupyter.manager._worker import WorkerConnection
 from sieve_jupyter.manager._worker_base import Worker
-from sieve_jupyter.runtime.messages import Call, Calls, Cancel, Result, pack
-from sieve_jupyter.runtime.protocol import ChannelClosed
+from sieve_jupyter.runtime.messages import Call, Cancel, Result, pack
+from sieve_jupyter.runtime.protocol import ChannelClosed, Frame
 
 if TYPE_CHECKING:
     from sieve_jupyter.manager._jobs import JobFuture
@@ -36,12 +36,12 @@ __all__ = ["PoolHost", "SwapOutcome", "WorkerPool"]
 _GATHER_SECONDS = 0.0002
 #: most calls in flight per worker (for very fast calls)
 _MAX_WINDOW = 256
-#: calls waiting for a busy worker that a pushing thread writes itself, as one frame, rather
+#: calls waiting for a busy worker that a pushing thread writes itself, in one write, rather
 #: than leave them to the sender thread (see `_full_batch`)...
 _PUSHER_BATCH = 64
-#: ... when that frame is at most this big: the window keeps so few such frames unread that
+#: ... when that write is at most this big: the window keeps so few such writes unread that
 #: they fit in the socket's buffer, so a push never waits for the worker to read
-_PUSHER_FRAME_BYTES = 16 * 1024
+_PUSHER_WRITE_BYTES = 16 * 1024
 
 
 class WorkerPool(PoolWorkers):
@@ -65,13 +65,13 @@ class WorkerPool(PoolWorkers):
             inline = self._assign()
             limit = None  # (an idle worker's call: latency-bound, written whatever its size)
             if inline is None:
-                inline, limit = self._full_batch(), _PUSHER_FRAME_BYTES
+                inline, limit = self._full_batch(), _PUSHER_WRITE_BYTES
         if started:
             self.publish_function()
         if inline is None:
             return
         if not waited or limit is not None or type(inline) is WorkerConnection:
-            # (limit: a busy worker's frame, which the waited call may not be in)
+            # (limit: a busy worker's write, which the waited call may not be in)
             self._flush(inline, limit)
             return
         linked = cast(LinkedWorker, inline)
@@ -84,16 +84,16 @@ class WorkerPool(PoolWorkers):
             raise
 
     def _full_batch(self) -> Worker | None:
-        """A busy worker with a frame's worth of calls waiting (lock held).
+        """A busy worker with a write's worth of calls waiting (lock held).
 
         A thread pushing a burst holds the GIL while it pushes, so the sender thread it wakes
         runs only when the interpreter forces a switch (every 5 ms): calls would reach the
         worker a window at a time, and the worker would idle between windows. So the pushing
-        thread writes every `_PUSHER_BATCH` calls itself (one frame, one system call, which
-        also lets the reader thread in); the sender writes what is left of the burst, and any
-        frame too big to be sure the write will not wait."""
+        thread writes every `_PUSHER_BATCH` calls itself (one system call, which also lets the
+        reader thread in); the sender writes what is left of the burst, and any write too big
+        to be sure it will not wait."""
         for worker in self.workers.values():
-            # (exactly: a frame left to the sender is not encoded again at every push)
+            # (exactly: calls left to the sender are not encoded again at every push)
             if worker.jobs.unwritten == _PUSHER_BATCH:
                 return worker
         return None
@@ -129,7 +129,7 @@ class WorkerPool(PoolWorkers):
 
         Returns the worker the caller should write to itself: one that was idle, so its call is
         latency-bound. Busy workers' calls are left to the sender thread, which writes
-        everything that piled up as one frame.
+        everything that piled up in one write.
         """
         ready = [w for w in self.workers.values() if w.ready]
         if not ready or not self.queue:
@@ -168,8 +168,13 @@ class WorkerPool(PoolWorkers):
         return max(2, min(_MAX_WINDOW, int(0.005 / average)))
 
     def _flush(self, worker: Worker, limit: int | None = None) -> None:
-        """Write the worker's waiting calls to its data channel as one frame (any thread but
-        a reader). With `limit` (a pushing thread's frame for a busy worker), a frame of more
+        """Write the worker's waiting calls to its data channel (any thread but a reader).
+
+        Each call is a frame of its own, pickled on its own, so an object passed to several
+        calls reaches each of them as its own copy, as it does a call written alone (one
+        pickle for all would rebuild it once for all, and a call changing it in place would
+        change it for the calls after it). The small frames of a burst still go out in one
+        write. With `limit` (a pushing thread's write for a busy worker), a write of more
         bytes, or a worker someone else is writing to, is left to the sender thread."""
         if type(worker) is not WorkerConnection:
             self._flush_linked(cast(LinkedWorker, worker))  # (the only other kind)
@@ -180,40 +185,40 @@ class WorkerPool(PoolWorkers):
         try:
             with self.lock:
                 batch = worker.jobs.take_unwritten()
-            if not batch or worker.data is None:
+            channel = worker.data
+            if not batch or channel is None:
                 return
             if worker.cpu is not None:  # (these calls run beside whatever their pusher does)
                 worker.cpu.release()
-            calls = [(f.job_id, f.args, f.kwargs) for f in batch]
-            message = Call(*calls[0]) if len(calls) == 1 else Calls(calls)
+            frames: list[bytes | Frame] = []
+            sendable: list[JobFuture[Any]] = []
+            unsendable: list[tuple[JobFuture[Any], Exception]] = []
             try:
-                frame = worker.data.encode(pack(message))
-            except Exception:  # noqa: BLE001 - an argument that cannot be pickled
-                self._write_one_by_one(worker, batch)
-                frame = None
+                for future in batch:
+                    try:
+                        frames.append(
+                            channel.encode(pack(Call(future.job_id, future.args, future.kwargs)))
+                        )
+                    except Exception as exc:  # noqa: BLE001 - arguments that cannot be pickled
+                        unsendable.append((future, exc))
+                    else:
+                        sendable.append(future)
             except BaseException:
                 # The pushing thread was interrupted before writing anything: the calls wait
                 # for the sender thread.
-                with self.lock:
-                    worker.jobs.put_back(batch)
-                    if self._sender_waiting:
-                        self._wake.notify()
+                self._put_back(worker, batch)
                 raise
-            if (
-                limit is not None
-                and frame is not None
-                and (type(frame) is not bytes or len(frame) > limit)
-            ):
-                with self.lock:
-                    worker.jobs.put_back(batch)
-                    if self._sender_waiting:
-                        self._wake.notify()
+            if limit is not None and not _fits(frames, limit):
+                self._put_back(worker, batch)
                 return
-            if frame is not None:
+            for future, error in unsendable:
                 with self.lock:
-                    worker.jobs.written([f.job_id for f in batch])
+                    worker.jobs.drop(future.job_id)
+                self.fail_unsendable(future, error)
+            if sendable:
                 try:
-                    worker.data.write(frame)  # (whole or not at all: see Channel.write)
+                    for chunk in _joined(frames):
+                        channel.write(chunk)  # (each frame whole or not at all: Channel.write)
                 except ChannelClosed:
                     return  # the reader notices the exit and requeues these jobs
         finally:
@@ -223,20 +228,12 @@ class WorkerPool(PoolWorkers):
         if started is not None:
             self.publish_job(started)
 
-    def _write_one_by_one(self, worker: WorkerConnection, batch: list[JobFuture[Any]]) -> None:
-        assert worker.data is not None
-        for future in batch:
-            try:
-                worker.data.send(pack(Call(future.job_id, future.args, future.kwargs)))
-            except ChannelClosed:
-                return
-            except Exception as exc:  # noqa: BLE001
-                with self.lock:
-                    worker.jobs.drop(future.job_id)
-                self.fail_unsendable(future, exc)
-                continue
-            with self.lock:
-                worker.jobs.written([future.job_id])
+    def _put_back(self, worker: Worker, batch: list[JobFuture[Any]]) -> None:
+        """Calls taken for a write that did not happen: first in line again, for the sender."""
+        with self.lock:
+            worker.jobs.put_back(batch)
+            if self._sender_waiting:
+                self._wake.notify()
 
     def _flush_linked(self, worker: LinkedWorker, waited: str | None = None) -> None:
         """Hand a linked worker its waiting calls, in order (any thread but a settler); its
@@ -292,7 +289,7 @@ class WorkerPool(PoolWorkers):
                         break
             if woken:
                 # Calls reach this thread only while their worker is busy with earlier ones:
-                # a moment's pause lets a burst of pushes pile up into one frame instead of
+                # a moment's pause lets a burst of pushes pile up into one write instead of
                 # this thread and the pushing one trading the GIL call by call.
                 time.sleep(_GATHER_SECONDS)
                 with self.lock:
@@ -413,12 +410,10 @@ class WorkerPool(PoolWorkers):
             future.progress = (fraction, text)
             self.publish_job(future)
 
-    def undecodable_calls(self, worker: Worker, *, direct: bool) -> list[str]:
-        """The jobs of the frame of calls the worker could not unpickle."""
+    def undecodable_call(self, worker: Worker, *, direct: bool) -> str | None:
+        """The job whose call the worker could not unpickle."""
         with self.lock:
-            if direct:
-                return [worker.jobs.direct] if worker.jobs.direct is not None else []
-            return worker.jobs.oldest_unfinished_frame()
+            return worker.jobs.direct if direct else worker.jobs.oldest_written()
 
     def _timed(self, seconds: float) -> None:
         """Fold one call's duration in the worker into the moving average (lock held)."""
@@ -442,3 +437,30 @@ class WorkerPool(PoolWorkers):
         if retire_now:
             self.stop()
             self._closed = True
+
+
+def _fits(frames: list[bytes | Frame], limit: int) -> bool:
+    """Whether `frames` are all small and, together, at most `limit` bytes."""
+    total = 0
+    for frame in frames:
+        if type(frame) is not bytes:
+            return False
+        total += len(frame)
+    return total <= limit
+
+
+def _joined(frames: list[bytes | Frame]) -> list[bytes | Frame]:
+    """`frames` for writing in order, runs of small ones joined into one write."""
+    out: list[bytes | Frame] = []
+    run: list[bytes] = []
+    for frame in frames:
+        if type(frame) is bytes:
+            run.append(frame)
+            continue
+        if run:
+            out.append(b"".join(run))
+            run = []
+        out.append(frame)
+    if run:
+        out.append(run[0] if len(run) == 1 else b"".join(run))
+    return out

@@ -20,7 +20,7 @@ __all__ = ["WorkerJobs"]
 class WorkerJobs:
     """Jobs assigned to one worker: written to it (in flight) or waiting to be written."""
 
-    __slots__ = ("_direct", "_frames", "_inflight", "_outbox", "_running", "worker_id")
+    __slots__ = ("_direct", "_inflight", "_outbox", "_running", "worker_id")
 
     def __init__(self, worker_id: str) -> None:
         self.worker_id = worker_id
@@ -31,9 +31,6 @@ class WorkerJobs:
         self._running: str | None = None
         #: the job of the direct call in progress (see _direct.py), if any
         self._direct: str | None = None
-        #: job ids of each frame of calls written, oldest first (trimmed as frames complete);
-        #: names the jobs of a frame the worker could not unpickle
-        self._frames: collections.deque[list[str]] = collections.deque()
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -72,7 +69,8 @@ class WorkerJobs:
         self._outbox.append(future)
 
     def take_unwritten(self) -> list[JobFuture[Any]]:
-        """The calls waiting to be written, in order; the caller writes them as one frame."""
+        """The calls waiting to be written, in order; the caller writes them (or puts them
+        back)."""
         batch = list(self._outbox)
         self._outbox.clear()
         return batch
@@ -81,21 +79,16 @@ class WorkerJobs:
         """Calls taken but not written (the writer was interrupted): first in line again."""
         self._outbox.extendleft(reversed(batch))
 
-    def written(self, job_ids: list[str]) -> None:
-        """A frame with these calls went out (send lock held, so frames are in channel order)."""
-        frames = self._frames
-        while frames and not any(j in self._inflight for j in frames[0]):
-            frames.popleft()
-        frames.append(job_ids)
-
-    def oldest_unfinished_frame(self) -> list[str]:
-        """The unfinished jobs of the oldest frame that still has some: the worker handles
-        frames in order, so that is the one it just failed to read."""
-        for job_ids in self._frames:
-            unfinished = [j for j in job_ids if j in self._inflight]
-            if unfinished:
-                return unfinished
-        return []
+    def oldest_written(self) -> str | None:
+        """The oldest job written to the worker and not yet heard back about, but the direct
+        call's: the worker reads calls in order and answers each before it reads the next,
+        so that is the call it just failed to read."""
+        for future in self._inflight.values():
+            if self._outbox and future is self._outbox[0]:
+                return None  # the rest was never written
+            if future.job_id != self._direct:
+                return future.job_id
+        return None
 
     def drop(self, job_id: str) -> None:
         """Forget a job that will never be written (its arguments could not be pickled)."""

@@ -22,7 +22,6 @@ __all__ = [
     "MESSAGES",
     "WORKER_TO_KERNEL",
     "Call",
-    "Calls",
     "Cancel",
     "Cancelled",
     "ChainedError",
@@ -93,9 +92,6 @@ class LoadOptions(_LoadOptions, total=False):
     shm_keep_seconds: float  # how long an unused shared-memory segment is kept for reuse
 
 
-#: one call in a `Calls` batch: (job, args, kwargs)
-CallTuple = tuple[str, tuple[Any, ...], dict[str, Any]]
-
 # -- kernel -> worker ----------------------------------------------------------------------------
 
 
@@ -113,12 +109,6 @@ class Call(NamedTuple):
     job: str
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-
-
-class Calls(NamedTuple):
-    """Data: several jobs at once (a burst of pushes), run in order."""
-
-    calls: list[CallTuple]
 
 
 class Swap(NamedTuple):
@@ -257,8 +247,8 @@ class SwapFailed(NamedTuple):
 
 
 class Undecodable(NamedTuple):
-    """Data: a frame of calls could not be unpickled here (a type the worker cannot import);
-    those jobs fail, the worker carries on. `direct`: it was a direct call's frame."""
+    """Data: a call could not be unpickled here (a type the worker cannot import); its job
+    fails, the worker carries on. `direct`: it was a direct call."""
 
     error: ErrorInfo
     direct: bool
@@ -271,7 +261,7 @@ class Moved(NamedTuple):
     job: str | None
 
 
-KERNEL_TO_WORKER: tuple[type[Any], ...] = (Load, Call, Calls, Swap, Cancel, Reply, Shutdown)
+KERNEL_TO_WORKER: tuple[type[Any], ...] = (Load, Call, Swap, Cancel, Reply, Shutdown)
 WORKER_TO_KERNEL: tuple[type[Any], ...] = (
     Hello,
     Ready,
@@ -304,7 +294,6 @@ CONNECTIONS: dict[type[Any], tuple[str, ...]] = {
 Message = Union[  # noqa: UP007 - a runtime alias, spelled so Python 3.10 can evaluate it
     Load,
     Call,
-    Calls,
     Swap,
     Cancel,
     Reply,

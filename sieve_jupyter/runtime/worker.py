@@ -1,10 +1,10 @@
 """The worker process: load a function or model by value, run `__setup__` once, serve calls.
 
 Started as ``python -m sieve_jupyter.runtime.worker --dir IPC_DIR --worker-id ID``. It opens three
-authenticated connections to ``IPC_DIR/sock``: *data* (the kernel sends `Load`, `Call`, `Calls`,
-`Swap`, `Shutdown`; the worker sends everything it has to say), *control* (the kernel sends
-`Cancel` and `Reply`, read by their own thread so a cancel reaches a job while the main thread
-runs it) and *reply*, which carries only the outcome of a direct call. The vocabulary is in
+authenticated connections to ``IPC_DIR/sock``: *data* (the kernel sends `Load`, `Call`, `Swap`,
+`Shutdown`; the worker sends everything it has to say), *control* (the kernel sends `Cancel` and
+`Reply`, read by their own thread so a cancel reaches a job while the main thread runs it) and
+*reply*, which carries only the outcome of a direct call. The vocabulary is in
 `runtime/messages.py`.
 
 A direct call is a `.run()` that found this worker idle: a `Call` frame flagged `DIRECT_CALL`,
@@ -39,8 +39,6 @@ from sieve_jupyter.runtime._tracebacks import error_info
 from sieve_jupyter.runtime._types import FatalException
 from sieve_jupyter.runtime.messages import (
     Call,
-    Calls,
-    CallTuple,
     Cancel,
     Cancelled,
     Error,
@@ -217,7 +215,7 @@ class Worker:
             except ChannelClosed:
                 return
             except UndecodableMessage as exc:
-                # Calls whose arguments cannot be rebuilt here: those jobs fail, we carry on.
+                # A call whose arguments cannot be rebuilt here: that job fails, we carry on.
                 direct = bool(data.flags & DIRECT_CALL)
                 self.send(Undecodable(error_info(exc.__cause__ or exc), direct))
                 if direct:  # its caller waits on the reply connection
@@ -230,8 +228,6 @@ class Worker:
                     self._direct = message.job
                     self._spilled = False
                 self._run_call(*message)
-            elif isinstance(message, Calls):
-                self._run_calls(message.calls)
             elif isinstance(message, Load):
                 self._load(message.payload, message.options)
             elif isinstance(message, Swap):
@@ -241,10 +237,6 @@ class Worker:
             # Not kept while the next frame is awaited: arguments may lease the kernel's
             # shared memory, which goes back to the kernel only once nothing refers to them.
             del message
-
-    def _run_calls(self, calls: list[CallTuple]) -> None:
-        while calls:  # (each call's arguments are dropped once it has run)
-            self._run_call(*calls.pop(0))
 
     def _load(self, payload: bytes, options: LoadOptions) -> None:
         self._restart_on_error = options["restart_on_error"]

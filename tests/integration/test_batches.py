@@ -1,12 +1,12 @@
-"""Bursts of pushes travel several calls to a frame; every job keeps its own life.
+"""Bursts of pushes travel several calls to a write; every job keeps its own life.
 
-When calls pile up for a busy worker they go out together (`Calls`), written by the pushing
-thread every few dozen calls and by the pool's sender for the rest. Batching must change nothing
-a user can see per job: each goes queued -> processing -> finished (or error, or cancelled; a
-cancel that reaches the worker before the worker reaches the call skips it, even when the call
-already sits in a frame the worker holds), each has its own output, results come back in order,
-and a worker dying in the middle of a frame fails only the job it was running while the rest of
-that frame runs on its replacement.
+When calls pile up for a busy worker they go out together (one write of their frames), written
+by the pushing thread every few dozen calls and by the pool's sender for the rest. Batching must
+change nothing a user can see per job: each gets its own copy of its arguments, each goes
+queued -> processing -> finished (or error, or cancelled; a cancel that reaches the worker before
+the worker reaches the call skips it, even when the call already sits in what the worker has
+read), each has its own output, results come back in order, and a worker dying in the middle of
+a write fails only the job it was running while the rest runs on its replacement.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from __future__ import annotations
 import itertools
 import os
 import signal
+import sys
 import tempfile
 import threading
 import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -40,16 +42,28 @@ def marks() -> Any:
 
 
 @pytest.fixture
-def frames(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The number of calls in each frame written to a connected worker."""
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of calls in each write to a connected worker: the calls a writer took, less
+    those it put back for the sender (a writer holds the worker's send lock from one to the
+    other, so what it puts back is what it took from that worker last)."""
     sizes: list[int] = []
-    original = WorkerJobs.written
+    last: dict[int, int] = {}  # each worker's last take, as an index into `sizes`
+    take, put_back = WorkerJobs.take_unwritten, WorkerJobs.put_back
 
-    def spy(self: WorkerJobs, job_ids: list[str]) -> None:
-        sizes.append(len(job_ids))
-        original(self, job_ids)
+    def taken(self: WorkerJobs) -> list[Any]:
+        batch = take(self)
+        if batch:
+            last[id(self)] = len(sizes)
+            sizes.append(len(batch))
+        return batch
 
-    monkeypatch.setattr(WorkerJobs, "written", spy)
+    def returned(self: WorkerJobs, batch: list[Any]) -> None:
+        assert sizes[last[id(self)]] == len(batch)
+        sizes[last[id(self)]] = 0  # (not a write)
+        put_back(self, batch)
+
+    monkeypatch.setattr(WorkerJobs, "take_unwritten", taken)
+    monkeypatch.setattr(WorkerJobs, "put_back", returned)
     return sizes
 
 
@@ -70,8 +84,8 @@ def transitions() -> Any:
     unsubscribe()
 
 
-def test_a_burst_goes_in_frames_of_many_calls_and_comes_back_in_order(
-    backend: str, unique: Unique, frames: list[int], transitions: dict[str, list[str]]
+def test_a_burst_goes_in_writes_of_many_calls_and_comes_back_in_order(
+    backend: str, unique: Unique, writes: list[int], transitions: dict[str, list[str]]
 ) -> None:
     counter = itertools.count(1)  # travels with the function: one per worker
 
@@ -81,7 +95,7 @@ def test_a_burst_goes_in_frames_of_many_calls_and_comes_back_in_order(
         return i, next(counter)
 
     ordered.run(-1)
-    frames.clear()
+    writes.clear()
     futures = [ordered.push(i) for i in range(2_000)]
     results = [f.result(timeout=120) for f in futures]
     assert [i for i, _ in results] == list(range(2_000))
@@ -89,7 +103,7 @@ def test_a_burst_goes_in_frames_of_many_calls_and_comes_back_in_order(
     assert runs == sorted(runs) and len(set(runs)) == 2_000  # run in order, each once
     assert [f.stdout for f in futures] == [f"job {i}\n" for i in range(2_000)]
     if backend != "ray":  # (Ray sends groups of calls its own way: tests/ray/test_ray_groups.py)
-        assert sum(frames) == 2_000 and max(frames) > 1
+        assert sum(writes) == 2_000 and max(writes) > 1
     wait_for(lambda: all(transitions.get(f.job_id, [])[-1:] == ["finished"] for f in futures))
     assert all(transitions[f.job_id] == ["queued", "processing", "finished"] for f in futures), {
         f.job_id: transitions[f.job_id] for f in futures[:5]
@@ -97,8 +111,8 @@ def test_a_burst_goes_in_frames_of_many_calls_and_comes_back_in_order(
     assert all(f.started_at is not None and f.finished_at is not None for f in futures)
 
 
-def test_a_cancel_reaches_a_job_whose_frame_the_worker_already_holds(
-    backend: str, unique: Unique, marks: Path, frames: list[int], transitions: dict[str, Any]
+def test_a_cancel_reaches_a_job_whose_call_the_worker_already_holds(
+    backend: str, unique: Unique, marks: Path, writes: list[int], transitions: dict[str, Any]
 ) -> None:
     doomed = list(range(3, 300, 7))
     gate_name = unique("gate")
@@ -136,12 +150,12 @@ def test_a_cancel_reaches_a_job_whose_frame_the_worker_already_holds(
             break
         assert held.run(-1) == -1
     assert pool._window() == _MAX_WINDOW
-    frames.clear()
+    writes.clear()
     futures = [held.push(i) for i in range(300)]
     wait_for(lambda: (marks / "started").exists())
     if backend != "ray":
-        # jobs 1.. went out while job 0 ran: the worker holds frames of them already
-        wait_for(lambda: sum(frames) >= 150)
+        # jobs 1.. went out while job 0 ran: the worker holds their calls already
+        wait_for(lambda: sum(writes) >= 150)
     assert all(futures[i].cancel() for i in doomed)
     (marks / "go").touch()
     kept = [i for i in range(300) if i not in doomed]
@@ -155,8 +169,8 @@ def test_a_cancel_reaches_a_job_whose_frame_the_worker_already_holds(
     assert held.run(7) == 7
 
 
-def test_a_crash_in_the_middle_of_a_frame_fails_only_the_running_job(
-    backend: str, unique: Unique, marks: Path, frames: list[int]
+def test_a_crash_in_the_middle_of_a_write_fails_only_the_running_job(
+    backend: str, unique: Unique, marks: Path, writes: list[int]
 ) -> None:
     @sieve.function(name=unique("crashy"), backend=backend)
     def crashy(i: int) -> int:
@@ -175,11 +189,11 @@ def test_a_crash_in_the_middle_of_a_frame_fails_only_the_running_job(
             outcomes.append(exc)
     assert isinstance(outcomes[500], sieve.WorkerCrashedError)
     assert [o for i, o in enumerate(outcomes) if i != 500] == [i for i in range(1_000) if i != 500]
-    # every job ran exactly once: none of the crashed frame's others was lost or run twice
+    # every job ran exactly once: none of the crashed write's others was lost or run twice
     runs = [p.name.split("-")[1] for p in marks.glob("ran-*")]
     assert sorted(int(r) for r in runs if r) == list(range(1_000))
     if backend != "ray":
-        assert max(frames) > 1
+        assert max(writes) > 1
 
 
 def test_large_and_small_arguments_mixed_in_one_burst(backend: str, unique: Unique) -> None:
@@ -188,10 +202,90 @@ def test_large_and_small_arguments_mixed_in_one_burst(backend: str, unique: Uniq
         return i, len(data), data[-1] if data else -1
 
     mixed.run(0, b"")
-    # large ones cross in shared memory, mid-sized ones inline but make a frame of them too big
+    # large ones cross in shared memory, mid-sized ones inline but make a write of them too big
     # for the pushing thread to write (the sender does), small ones batch as usual
     sizes = {0: 2 * MiB, 5: 20_000}
     payloads = [bytes([i % 251]) * sizes.get(i % 10, 10) for i in range(400)]
     futures = [mixed.push(i, p) for i, p in enumerate(payloads)]
     expected = [(i, len(p), p[-1]) for i, p in enumerate(payloads)]
     assert [f.result(timeout=120) for f in futures] == expected
+
+
+def test_calls_sent_together_do_not_share_their_arguments(
+    backend: str, unique: Unique, marks: Path, writes: list[int]
+) -> None:
+    """Each call gets its own copy of its arguments, as a call sent alone does: an object
+    passed to several calls of one burst is not rebuilt once for all of them in the worker,
+    where a call changing it in place would change it for the calls after it."""
+    gate_name = unique("gate")
+
+    @sieve.function(name=gate_name, backend=backend)
+    def gate(path: str) -> bool:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return True
+
+    @sieve.function(name=unique("scale"), backend=backend)
+    def scale(values, factor: float, wait: bool = False):  # type: ignore[no-untyped-def]
+        # (no hint on `values`: a hint would have the call validate, and copy, the list)
+        if wait:  # hold the worker so the calls behind pile up and go out together
+            sieve.function.get(gate_name).run(str(marks / "go"))
+        for i, v in enumerate(values):
+            values[i] = v * factor  # in place
+        return values
+
+    assert gate.run(str(marks)) is True
+    shared = [1.0, 2.0, 3.0]
+    held = scale.push(shared, 1.0, True)
+    futures = [scale.push(shared, float(i)) for i in range(1, 40)]
+    if backend != "ray":  # (Ray sends each call's arguments on their own)
+        wait_for(lambda: sum(writes) >= 2)  # some calls went out behind the held one
+    (marks / "go").touch()
+    assert held.result(timeout=60) == shared
+    assert [f.result(timeout=60) for f in futures] == [
+        [v * i for v in shared] for i in range(1, 40)
+    ]
+    if backend != "ray":
+        assert max(writes) > 1
+
+
+def test_a_call_the_worker_cannot_rebuild_fails_alone_among_calls_sent_together(
+    backend: str, unique: Unique, marks: Path, writes: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A type from a module only the kernel has: it pickles by reference here, and the worker
+    # cannot import it. The calls written with it run as if it were not there.
+    module = types.ModuleType("only_in_the_kernel")
+    exec("class Thing:\n    pass", module.__dict__)  # noqa: S102
+    monkeypatch.setitem(sys.modules, "only_in_the_kernel", module)
+    gate_name = unique("gate")
+
+    @sieve.function(name=gate_name, backend=backend)
+    def gate(path: str) -> bool:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return True
+
+    @sieve.function(name=unique("kind"), backend=backend)
+    def kind(value, wait: bool = False) -> str:  # type: ignore[no-untyped-def]
+        if wait:
+            sieve.function.get(gate_name).run(str(marks / "go"))
+        return type(value).__name__
+
+    assert gate.run(str(marks)) is True
+    held = kind.push(0, True)
+    values: list[Any] = [1, "a", module.Thing(), 2.0, [3], module.Thing(), b"b"]
+    futures = [kind.push(v) for v in values]
+    if backend != "ray":
+        wait_for(lambda: sum(writes) >= 2)
+    (marks / "go").touch()
+    assert held.result(timeout=60) == "int"
+    for value, future in zip(values, futures, strict=True):
+        if isinstance(value, module.Thing):
+            with pytest.raises(TypeError, match="No module named 'only_in_the_kernel'"):
+                future.result(timeout=60)
+        else:
+            assert future.result(timeout=60) == type(value).__name__
+    if backend != "ray":
+        assert max(writes) > 1
