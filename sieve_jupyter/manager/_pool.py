@@ -24,8 +24,8 @@ from sieve_jupyter.manager._pool_base import PoolHost, SwapOutcome
 from sieve_jupyter.manager._pool_workers import PoolWorkers
 from sieve_jupyter.manager._worker import WorkerConnection
 from sieve_jupyter.manager._worker_base import Worker
-from sieve_jupyter.runtime.messages import Call, Cancel, Result, pack
-from sieve_jupyter.runtime.protocol import ChannelClosed, Frame
+from sieve_jupyter.runtime.messages import Cancel, Result, pack_call
+from sieve_jupyter.runtime.protocol import Channel, ChannelClosed, Frame
 
 if TYPE_CHECKING:
     from sieve_jupyter.manager._jobs import JobFuture
@@ -173,9 +173,10 @@ class WorkerPool(PoolWorkers):
         Each call is a frame of its own, pickled on its own, so an object passed to several
         calls reaches each of them as its own copy, as it does a call written alone (one
         pickle for all would rebuild it once for all, and a call changing it in place would
-        change it for the calls after it). The small frames of a burst still go out in one
-        write. With `limit` (a pushing thread's write for a busy worker), a write of more
-        bytes, or a worker someone else is writing to, is left to the sender thread."""
+        change it for the calls after it). The small frames of a burst go out in one write.
+        With `limit` (a pushing thread's write for a busy worker), a write of more bytes, a
+        call that is not small and plain, or a worker someone else is writing to, is left to
+        the sender thread."""
         if type(worker) is not WorkerConnection:
             self._flush_linked(cast(LinkedWorker, worker))  # (the only other kind)
             return
@@ -190,37 +191,32 @@ class WorkerPool(PoolWorkers):
                 return
             if worker.cpu is not None:  # (these calls run beside whatever their pusher does)
                 worker.cpu.release()
-            frames: list[bytes | Frame] = []
-            sendable: list[JobFuture[Any]] = []
+            writes: list[bytes | Frame] = []
             unsendable: list[tuple[JobFuture[Any], Exception]] = []
             try:
-                for future in batch:
-                    try:
-                        frames.append(
-                            channel.encode(pack(Call(future.job_id, future.args, future.kwargs)))
-                        )
-                    except Exception as exc:  # noqa: BLE001 - arguments that cannot be pickled
-                        unsendable.append((future, exc))
-                    else:
-                        sendable.append(future)
+                calls = [pack_call(f.job_id, f.args, f.kwargs) for f in batch]
+                joined = channel.encode_small(calls, limit)
+                if joined is not None:
+                    writes.append(joined)
+                elif limit is None:
+                    writes, unsendable = _encode_each(channel, batch, calls)
             except BaseException:
                 # The pushing thread was interrupted before writing anything: the calls wait
                 # for the sender thread.
                 self._put_back(worker, batch)
                 raise
-            if limit is not None and not _fits(frames, limit):
+            if not writes and limit is not None:
                 self._put_back(worker, batch)
                 return
             for future, error in unsendable:
                 with self.lock:
                     worker.jobs.drop(future.job_id)
                 self.fail_unsendable(future, error)
-            if sendable:
-                try:
-                    for chunk in _joined(frames):
-                        channel.write(chunk)  # (each frame whole or not at all: Channel.write)
-                except ChannelClosed:
-                    return  # the reader notices the exit and requeues these jobs
+            try:
+                for chunk in writes:
+                    channel.write(chunk)  # (each frame whole or not at all: Channel.write)
+            except ChannelClosed:
+                return  # the reader notices the exit and requeues these jobs
         finally:
             lock.release()
         with self.lock:
@@ -439,28 +435,27 @@ class WorkerPool(PoolWorkers):
             self._closed = True
 
 
-def _fits(frames: list[bytes | Frame], limit: int) -> bool:
-    """Whether `frames` are all small and, together, at most `limit` bytes."""
-    total = 0
-    for frame in frames:
-        if type(frame) is not bytes:
-            return False
-        total += len(frame)
-    return total <= limit
-
-
-def _joined(frames: list[bytes | Frame]) -> list[bytes | Frame]:
-    """`frames` for writing in order, runs of small ones joined into one write."""
-    out: list[bytes | Frame] = []
+def _encode_each(
+    channel: Channel, batch: list[JobFuture[Any]], calls: list[Any]
+) -> tuple[list[bytes | Frame], list[tuple[JobFuture[Any], Exception]]]:
+    """The calls of `batch` (`calls`, packed) encoded one by one, for writing in order (runs of
+    small frames joined into one write), and the jobs whose arguments cannot be pickled."""
+    writes: list[bytes | Frame] = []
+    unsendable: list[tuple[JobFuture[Any], Exception]] = []
     run: list[bytes] = []
-    for frame in frames:
+    for future, call in zip(batch, calls, strict=True):
+        try:
+            frame = channel.encode(call)
+        except Exception as exc:  # noqa: BLE001 - arguments that cannot be pickled
+            unsendable.append((future, exc))
+            continue
         if type(frame) is bytes:
             run.append(frame)
             continue
         if run:
-            out.append(b"".join(run))
+            writes.append(b"".join(run))
             run = []
-        out.append(frame)
+        writes.append(frame)
     if run:
-        out.append(run[0] if len(run) == 1 else b"".join(run))
-    return out
+        writes.append(b"".join(run))
+    return writes, unsendable

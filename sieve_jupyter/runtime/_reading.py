@@ -15,6 +15,7 @@ import array
 import collections
 import contextlib
 import os
+import pickle
 import select
 import socket
 import struct
@@ -41,8 +42,15 @@ from sieve_jupyter.runtime._wire import (
 __all__ = ["ChannelClosed", "FrameReader", "UndecodableMessage"]
 
 _PREFIX_SIZE = PREFIX.size
+_unpack_prefix = PREFIX.unpack_from
+_pickle_loads = pickle.loads
 #: bytes asked of the socket per read
 _CHUNK = 256 * 1024
+#: a frame header's bits that take it off `recv`'s common case: the special flags (a notice,
+#: the extended header) and the count of out-of-band buffers
+_NOT_PLAIN = SPECIAL << 24 | BUFFERS_MASK
+#: the largest body `recv` unpickles straight from the read buffer (one that holds it whole)
+_SMALL_BODY = _CHUNK - PREFIX.size
 #: polls in a row that find nothing before a channel stops polling, and the waits it then
 #: sleeps through before it polls again (see `FrameReader.readable_within`)
 _SPIN_MISSES = 3
@@ -129,24 +137,32 @@ class FrameReader:
         while True:
             frame = self._partial
             if frame is None:
-                if self._rend - self._rpos < _PREFIX_SIZE:
+                pos = self._rpos
+                if self._rend - pos < _PREFIX_SIZE:
                     self._fill(_PREFIX_SIZE)
-                word, body_len = PREFIX.unpack_from(self._rbuf, self._rpos)
-                flags = self.flags = word >> 24
-                n_buffers = word & BUFFERS_MASK
-                small = body_len <= len(self._rbuf) - _PREFIX_SIZE
-                if not n_buffers and not flags & SPECIAL and small:
-                    # The common case: unpickle straight from the read buffer (no copy).
-                    if self._rend - self._rpos < _PREFIX_SIZE + body_len:
+                    pos = self._rpos
+                word, body_len = _unpack_prefix(self._rbuf, pos)
+                if not word & _NOT_PLAIN and body_len <= _SMALL_BODY:
+                    # The common case (no flag but the call's own, no out-of-band buffer, a
+                    # body that fits the read buffer): unpickled straight from it, no copy.
+                    # (This runs for every message, so it keeps to local names.)
+                    self.flags = word >> 24
+                    end = pos + _PREFIX_SIZE + body_len
+                    if self._rend < end:
                         self._fill(_PREFIX_SIZE + body_len)
-                    start = self._rpos + _PREFIX_SIZE
-                    self._rpos = end = start + body_len
+                        pos = self._rpos
+                        end = pos + _PREFIX_SIZE + body_len
+                    self._rpos = end
                     self.shared = False
-                    return _decode(self._rview[start:end], [], None)
+                    try:
+                        return _pickle_loads(self._rview[pos + _PREFIX_SIZE : end])
+                    except Exception as exc:
+                        raise UndecodableMessage(f"{type(exc).__name__}: {exc}") from exc
+                flags = self.flags = word >> 24
                 if flags & NOTICE:
                     self._read_notice(body_len)
                     continue
-                frame = self._partial = self._read_header(flags, n_buffers, body_len)
+                frame = self._partial = self._read_header(flags, word & BUFFERS_MASK, body_len)
             sizes = frame.inline_sizes()
             while len(frame.parts) < len(sizes):
                 frame.parts.append(self._read_part(frame, sizes[len(frame.parts)]))

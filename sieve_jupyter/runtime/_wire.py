@@ -31,6 +31,7 @@ __all__ = [
     "Frame",
     "dumps",
     "encode",
+    "encode_small",
     "loads",
 ]
 
@@ -46,6 +47,7 @@ NOTICE = 0x40
 SPECIAL = EXTENDED | NOTICE
 
 PREFIX = struct.Struct("!IQ")  # (flags << 24 | n_buffers, body length)
+_PREFIX_SIZE = PREFIX.size
 BUFFERS_MASK = (1 << 24) - 1
 LENGTH = struct.Struct("!Q")
 EXTENSION = struct.Struct("!IIHHIQ")
@@ -101,8 +103,8 @@ def _dumps(obj: Any, files: _files.Outgoing | None) -> tuple[bytes, list[pickle.
     try:
         try:
             body = pickle.dumps(obj, protocol=5, buffer_callback=keep_large)
-            if b"__main__" in body:  # a notebook-defined Enum member etc.: the peer cannot
-                raise pickle.PicklingError("refers to __main__; pickle by value")  # import it
+            if _refers_to_main(body):
+                raise pickle.PicklingError("refers to __main__; pickle by value")
         except (pickle.PicklingError, TypeError, AttributeError):
             buffers.clear()
             if files is not None:
@@ -114,6 +116,23 @@ def _dumps(obj: Any, files: _files.Outgoing | None) -> tuple[bytes, list[pickle.
     return body, buffers
 
 
+def _refers_to_main(body: bytes) -> bool:
+    """Whether a pickle refers to `__main__` (a notebook-defined Enum member, say), which the
+    peer cannot import: such a message is pickled by value instead. (`find`, not `in`: twice
+    as fast on a small body, and this runs for every message.)"""
+    return body.find(b"__main__") >= 0
+
+
+class _LargeBuffer(Exception):
+    """A buffer to send out of band: not a message for `encode`'s fast path."""
+
+
+def _inline_only(buffer: pickle.PickleBuffer) -> bool:
+    if buffer.raw().nbytes < OOB_THRESHOLD:
+        return True  # (kept inside the pickle)
+    raise _LargeBuffer
+
+
 def encode(message: Any, flags: int = 0, *, files_by_content: bool = False) -> bytes | Frame:
     """Pickle `message` into a frame for `Channel.write` (raises, writing nothing, if it cannot
     be pickled): the bytes of a small frame, or a `Frame`.
@@ -121,11 +140,52 @@ def encode(message: Any, flags: int = 0, *, files_by_content: bool = False) -> b
     `files_by_content`: the receiver does not share this process's files, so `sieve.File`s
     take their content along (`Channel.encode` sets it for its peer).
     """
+    if not files_by_content:
+        body = _plain_body(message)
+        if body is not None:
+            if len(body) <= OOB_THRESHOLD:
+                return PREFIX.pack(flags << 24, len(body)) + body
+            return Frame(flags, body, [], [])
     files = _files.Outgoing() if files_by_content else None
     body, buffers = _dumps(message, files)
     if not buffers and (files is None or not files.paths) and len(body) <= OOB_THRESHOLD:
         return PREFIX.pack(flags << 24, len(body)) + body
     return Frame(flags, body, [b.raw() for b in buffers], files.paths if files else [])
+
+
+def encode_small(
+    messages: list[Any], limit: int | None = None, *, files_by_content: bool = False
+) -> bytes | None:
+    """The small frames of `messages` (no flags), joined for one write, each message pickled
+    on its own (an object in several of them reaches the receiver as one copy per message).
+    None, having written nothing, unless every message takes `encode`'s common case with a
+    small frame and, with `limit`, all of them take at most `limit` bytes: then `encode` each
+    (which also says which cannot be pickled)."""
+    if files_by_content:
+        return None
+    parts: list[bytes] = []
+    total = 0
+    for message in messages:
+        body = _plain_body(message)
+        if body is None or len(body) > OOB_THRESHOLD:
+            return None
+        total += _PREFIX_SIZE + len(body)
+        if limit is not None and total > limit:
+            return None
+        parts.append(PREFIX.pack(0, len(body)))
+        parts.append(body)
+    return b"".join(parts)
+
+
+def _plain_body(message: Any) -> bytes | None:
+    """`message` pickled by the C pickler in one go, when that is all it takes: the common
+    case, with nothing to set up. None when it is not (a buffer to send out of band, something
+    the C pickler cannot take or that refers to `__main__`): `_dumps` then does it."""
+    try:
+        body = pickle.dumps(message, protocol=5, buffer_callback=_inline_only)
+    except (_LargeBuffer, pickle.PicklingError, TypeError, AttributeError):
+        return None
+    return None if _refers_to_main(body) else body
 
 
 def loads(body: bytes | bytearray | memoryview, buffers: list[Any]) -> Any:

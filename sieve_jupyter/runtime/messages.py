@@ -48,6 +48,7 @@ __all__ = [
     "Undecodable",
     "UpstreamCall",
     "pack",
+    "pack_call",
     "unpack",
 ]
 
@@ -319,6 +320,12 @@ Message = Union[  # noqa: UP007 - a runtime alias, spelled so Python 3.10 can ev
 def pack(message: Message) -> tuple[Any, ...]:
     """The wire form of `message`: its tag, then its fields."""
     return (type(message).__name__, *message)
+
+
+def pack_call(job: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+    """`pack(Call(job, args, kwargs))`, without making the `Call` first (a burst packs
+    hundreds, and the named tuple costs ten times the plain one)."""
+    return ("Call", job, args, kwargs)
 
 
 def unpack(raw: tuple[Any, ...]) -> Message:

@@ -40,6 +40,7 @@ from sieve_jupyter.runtime._wire import (
     Frame,
     dumps,
     encode,
+    encode_small,
     extended_header,
     loads,
     notice,
@@ -153,6 +154,11 @@ class Channel(FrameReader):
     def encode(self, message: Any, flags: int = 0) -> bytes | Frame:
         """Pickle `message` into a frame for this channel's peer (see `_wire.encode`)."""
         return encode(message, flags, files_by_content=self.files_by_content)
+
+    def encode_small(self, messages: list[Any], limit: int | None = None) -> bytes | None:
+        """The small frames of `messages`, pickled each on its own and joined for one write;
+        None when they are not all small and plain (see `_wire.encode_small`)."""
+        return encode_small(messages, limit, files_by_content=self.files_by_content)
 
     def send(self, message: Any, flags: int = 0) -> None:
         """Pickle and send one message. Raises `ChannelClosed` if the peer is gone, and the

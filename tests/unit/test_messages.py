@@ -75,6 +75,12 @@ def test_a_message_travels_as_a_plain_tuple_and_comes_back_as_itself(message: An
     assert type(back) is type(message) and back == message
 
 
+def test_a_call_packed_without_its_named_tuple_is_the_same_on_the_wire() -> None:
+    call = Call("job-1", (1, "two"), {"three": 3.0})
+    assert messages.pack_call(*call) == pack(call)
+    assert unpack(messages.pack_call(*call)) == call
+
+
 @pytest.mark.parametrize("wire", [("Nope", 1), ("Result", "too", "few"), (), ("Call",)])
 def test_a_tuple_that_is_not_a_message_is_refused(wire: tuple[Any, ...]) -> None:
     with pytest.raises(ValueError, match="not a worker-protocol message"):

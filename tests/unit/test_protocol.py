@@ -6,6 +6,7 @@ the worker, each on its own thread where both must talk at once.
 
 from __future__ import annotations
 
+import enum
 import hmac
 import os
 import pathlib
@@ -276,6 +277,29 @@ def test_lambdas_fall_back_to_cloudpickle(pair: tuple[Channel, Channel]) -> None
     sender.send(("load", lambda x: x + offset))
     _, fn = receiver.recv()
     assert fn(4) == 7
+
+
+def test_a_value_whose_type_lives_in_main_travels_by_value(
+    pair: tuple[Channel, Channel], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A notebook's Enum pickles by reference to `__main__`, which the worker's `__main__` does
+    # not have: the frame must carry the class itself.
+    color = enum.Enum("Color", "RED GREEN", module="__main__")  # type: ignore[misc]
+    monkeypatch.setattr(sys.modules["__main__"], "Color", color, raising=False)
+    sender, receiver = pair
+    sender.send(("call", color.GREEN))
+    monkeypatch.delattr(sys.modules["__main__"], "Color")  # (as in the worker)
+    kind, value = receiver.recv()
+    assert (kind, type(value).__name__, value.name, value.value) == ("call", "Color", "GREEN", 2)
+
+
+def test_a_large_body_without_buffers_arrives_whole(pair: tuple[Channel, Channel]) -> None:
+    sender, receiver = pair
+    blob = bytes(range(256)) * 1024  # 256 KiB of `bytes`: inside the pickle, which is large
+    messages = [("blob", blob), ("small", 1), ("blob", blob[::-1])]
+    thread, outcome = in_thread(lambda: [sender.send(m) for m in messages])
+    assert [receiver.recv() for _ in messages] == messages
+    joined(thread, outcome)
 
 
 class _Interrupted(Exception):
