@@ -42,6 +42,22 @@ def marks() -> Any:
 
 
 @pytest.fixture
+def gate(backend: str, unique: Unique, marks: Path) -> str:
+    """The name of a warm function that returns once the path it is given exists (within a
+    minute): a job calling it holds its worker until the test creates that path."""
+
+    @sieve.function(name=unique("gate"), backend=backend)
+    def gate(path: str) -> bool:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return True
+
+    assert gate.run(str(marks)) is True
+    return gate.name
+
+
+@pytest.fixture
 def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The number of calls in each write to a connected worker: the calls a writer took, less
     those it put back for the sender (a writer holds the worker's send lock from one to the
@@ -112,17 +128,14 @@ def test_a_burst_goes_in_writes_of_many_calls_and_comes_back_in_order(
 
 
 def test_a_cancel_reaches_a_job_whose_call_the_worker_already_holds(
-    backend: str, unique: Unique, marks: Path, writes: list[int], transitions: dict[str, Any]
+    backend: str,
+    unique: Unique,
+    marks: Path,
+    gate: str,
+    writes: list[int],
+    transitions: dict[str, Any],
 ) -> None:
     doomed = list(range(3, 300, 7))
-    gate_name = unique("gate")
-
-    @sieve.function(name=gate_name, backend=backend)
-    def gate(path: str) -> bool:
-        deadline = time.monotonic() + 60
-        while not os.path.exists(path) and time.monotonic() < deadline:
-            time.sleep(0.005)
-        return True
 
     @sieve.function(name=unique("held"), backend=backend)
     def held(i: int) -> int:
@@ -132,12 +145,11 @@ def test_a_cancel_reaches_a_job_whose_call_the_worker_already_holds(
             # worker when job 0 returns. (A cancel races with the worker reaching its call
             # otherwise: docs/INTERNALS.md, "Batches".)
             (marks / "started").touch()
-            sieve.function.get(gate_name).run(str(marks / "go"))
+            sieve.function.get(gate).run(str(marks / "go"))
         if i in doomed:
             (marks / f"ran-{i}").touch()
         return i
 
-    assert gate.run(str(marks)) is True  # warm
     # warm, and timed as fast, so the pool sends many calls ahead to the worker. (A call the
     # worker was descheduled in, on a busy machine, times the function as slow for the next
     # dozens of calls and the pool then sends a few dozen ahead, not 150: so call until the
@@ -212,30 +224,21 @@ def test_large_and_small_arguments_mixed_in_one_burst(backend: str, unique: Uniq
 
 
 def test_calls_sent_together_do_not_share_their_arguments(
-    backend: str, unique: Unique, marks: Path, writes: list[int]
+    backend: str, unique: Unique, marks: Path, gate: str, writes: list[int]
 ) -> None:
     """Each call gets its own copy of its arguments, as a call sent alone does: an object
     passed to several calls of one burst is not rebuilt once for all of them in the worker,
     where a call changing it in place would change it for the calls after it."""
-    gate_name = unique("gate")
-
-    @sieve.function(name=gate_name, backend=backend)
-    def gate(path: str) -> bool:
-        deadline = time.monotonic() + 60
-        while not os.path.exists(path) and time.monotonic() < deadline:
-            time.sleep(0.005)
-        return True
 
     @sieve.function(name=unique("scale"), backend=backend)
     def scale(values, factor: float, wait: bool = False):  # type: ignore[no-untyped-def]
         # (no hint on `values`: a hint would have the call validate, and copy, the list)
         if wait:  # hold the worker so the calls behind pile up and go out together
-            sieve.function.get(gate_name).run(str(marks / "go"))
+            sieve.function.get(gate).run(str(marks / "go"))
         for i, v in enumerate(values):
             values[i] = v * factor  # in place
         return values
 
-    assert gate.run(str(marks)) is True
     shared = [1.0, 2.0, 3.0]
     held = scale.push(shared, 1.0, True)
     futures = [scale.push(shared, float(i)) for i in range(1, 40)]
@@ -251,29 +254,25 @@ def test_calls_sent_together_do_not_share_their_arguments(
 
 
 def test_a_call_the_worker_cannot_rebuild_fails_alone_among_calls_sent_together(
-    backend: str, unique: Unique, marks: Path, writes: list[int], monkeypatch: pytest.MonkeyPatch
+    backend: str,
+    unique: Unique,
+    marks: Path,
+    gate: str,
+    writes: list[int],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # A type from a module only the kernel has: it pickles by reference here, and the worker
     # cannot import it. The calls written with it run as if it were not there.
     module = types.ModuleType("only_in_the_kernel")
     exec("class Thing:\n    pass", module.__dict__)  # noqa: S102
     monkeypatch.setitem(sys.modules, "only_in_the_kernel", module)
-    gate_name = unique("gate")
-
-    @sieve.function(name=gate_name, backend=backend)
-    def gate(path: str) -> bool:
-        deadline = time.monotonic() + 60
-        while not os.path.exists(path) and time.monotonic() < deadline:
-            time.sleep(0.005)
-        return True
 
     @sieve.function(name=unique("kind"), backend=backend)
     def kind(value, wait: bool = False) -> str:  # type: ignore[no-untyped-def]
         if wait:
-            sieve.function.get(gate_name).run(str(marks / "go"))
+            sieve.function.get(gate).run(str(marks / "go"))
         return type(value).__name__
 
-    assert gate.run(str(marks)) is True
     held = kind.push(0, True)
     values: list[Any] = [1, "a", module.Thing(), 2.0, [3], module.Thing(), b"b"]
     futures = [kind.push(v) for v in values]
