@@ -45,18 +45,21 @@ _ENDED = _CANCELLED | {_base.FINISHED}
 
 
 class _JobCondition(threading.Condition):
-    """A future's condition, as `threading.Condition(threading.RLock())` behaves, holding three
+    """A future's condition, as `threading.Condition(threading.RLock())` behaves, holding two
     objects instead of eight.
 
     `threading.Condition` stores five bound methods of its lock on each instance (`acquire`,
-    `release` and three private ones its `wait` uses). A kernel keeps thousands of finished
-    jobs (the history, the futures a `.map()` returned), and each of those objects is one more
-    for every full pass of the garbage collector to walk: with them, the passes took 54-215 ms
-    of a 10,000-job burst that itself took 222-464 ms. Here they are methods of the class."""
+    `release` and three private ones its `wait` uses), and a queue for the threads waiting. A
+    kernel keeps thousands of finished jobs (the history, the futures a `.map()` returned),
+    and each of those objects is one more for every full pass of the garbage collector to
+    walk: with them, the passes took 54-215 ms of a 10,000-job burst that itself took
+    222-464 ms. Here the methods are the class's, and the queue is made by the first wait
+    (most jobs have none: a direct call reads its own answer)."""
+
+    _waiters: Any = ()
 
     def __init__(self) -> None:  # (the base class's __init__ is what this replaces)
         self._lock = threading.RLock()
-        self._waiters: Any = collections.deque()
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         return self._lock.acquire(blocking, timeout)
@@ -73,9 +76,13 @@ class _JobCondition(threading.Condition):
     def _is_owned(self) -> bool:
         return self._lock._is_owned()  # type: ignore[attr-defined,no-any-return]
 
+    def wait(self, timeout: float | None = None) -> bool:
+        if type(self._waiters) is tuple:  # (the lock is held, as `wait` requires)
+            self._waiters = collections.deque()
+        return super().wait(timeout)
+
     def notify_all(self) -> None:
-        # Most jobs end with nobody blocked in `result()` (a direct call reads its own
-        # answer): then there is no one to wake.
+        # Most jobs end with nobody blocked in `result()`: then there is no one to wake.
         if self._waiters:
             self.notify(len(self._waiters))
 
@@ -109,6 +116,8 @@ class JobFuture(concurrent.futures.Future[T]):
     parent_job: str | None = None
     context: Any = None
     _outputs_changed: threading.Condition | None = None
+    #: `Future`'s list of done callbacks, made by the first one added (most jobs have none)
+    _done_callbacks: Any = ()
 
     def __init__(
         self,
@@ -121,14 +130,14 @@ class JobFuture(concurrent.futures.Future[T]):
         canceller: Callable[[JobFuture[Any]], None] | None = None,
         on_cancelled: Callable[[JobFuture[Any]], None] | None = None,
     ) -> None:
-        # What `Future.__init__` sets, with a leaner condition (see `_JobCondition`;
-        # tests/unit/test_jobs.py checks that a plain Future has no other state).
+        # What `Future.__init__` sets, with a leaner condition (see `_JobCondition`) and the
+        # list of done callbacks left to the first one (tests/unit/test_jobs.py checks that a
+        # plain Future has no other state).
         self._condition = _JobCondition()
         self._state = _base.PENDING
         self._result = None
         self._exception = None
         self._waiters: list[Any] = []
-        self._done_callbacks: list[Callable[[concurrent.futures.Future[T]], object]] = []
         self.job_id = job_id
         self.function = function
         self.args = args
@@ -270,12 +279,18 @@ class JobFuture(concurrent.futures.Future[T]):
         self.kwargs = {}
         self._canceller = None
 
+    def add_done_callback(self, fn: Callable[[concurrent.futures.Future[T]], object]) -> None:
+        with self._condition:
+            if type(self._done_callbacks) is tuple:  # (no list until there is a callback)
+                self._done_callbacks = []
+        super().add_done_callback(fn)
+
     def _release_hooks(self) -> None:
         # Once the job has ended and its done callbacks have run, neither they (a progress
         # widget's tracker, a server's bookkeeping) nor the hook told of a cancel are needed:
         # `Future` calls each callback once, and one added later at once.
         self._on_cancelled = None
-        self._done_callbacks.clear()
+        self._done_callbacks = ()
 
     def _add_log(self, stream: str, text: str) -> None:
         logs = self.logs
