@@ -134,11 +134,14 @@ def test_a_thousand_large_calls_with_crashes_and_cancels_leak_nothing(
     cancelled = {i for i, o in outcomes.items() if isinstance(o, sieve.JobCancelledError)}
     lost: set[int] = set()
     if backend == "ray":
-        # A Ray actor answers a call after it has moved on: dying at the next job's start can
-        # take the answer with it. The worker's journal delivers small outcomes all the same;
-        # a large one (left to Ray's object store) is not kept, and its job says so (docs/ray.md).
+        # A Ray actor answers a call after it has moved on: dying at a job's start can take
+        # the answers of the jobs before it with it (the one before, on a quiet machine; a
+        # run of them when the actor's answers wait for a CPU). The worker's journal delivers
+        # small outcomes all the same; a large one (left to Ray's object store) is not kept,
+        # and its job says so (docs/ray.md). Jobs are pushed a hundred at a time, each burst
+        # settled before the next: what a crash can take is in its own burst, before it.
         lost = crashed - crash_at
-        assert lost <= {i - 1 for i in crash_at if (i - 1) % 2}, lost
+        assert lost <= {i for c in crash_at for i in range(c - c % 100, c) if i % 2}, lost
         for i in lost:
             assert "its result was lost" in str(outcomes[i]), outcomes[i]
             assert "It was not run again" in str(outcomes[i])
