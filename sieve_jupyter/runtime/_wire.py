@@ -140,17 +140,17 @@ def encode(message: Any, flags: int = 0, *, files_by_content: bool = False) -> b
     `files_by_content`: the receiver does not share this process's files, so `sieve.File`s
     take their content along (`Channel.encode` sets it for its peer).
     """
-    if not files_by_content:
-        body = _plain_body(message)
-        if body is not None:
-            if len(body) <= OOB_THRESHOLD:
-                return PREFIX.pack(flags << 24, len(body)) + body
-            return Frame(flags, body, [], [])
-    files = _files.Outgoing() if files_by_content else None
-    body, buffers = _dumps(message, files)
-    if not buffers and (files is None or not files.paths) and len(body) <= OOB_THRESHOLD:
+    body = None if files_by_content else _plain_body(message)
+    buffers: list[pickle.PickleBuffer] = []
+    paths: list[tuple[str, int]] = []
+    if body is None:  # (anything but the common case)
+        files = _files.Outgoing() if files_by_content else None
+        body, buffers = _dumps(message, files)
+        if files is not None:
+            paths = files.paths
+    if not buffers and not paths and len(body) <= OOB_THRESHOLD:
         return PREFIX.pack(flags << 24, len(body)) + body
-    return Frame(flags, body, [b.raw() for b in buffers], files.paths if files else [])
+    return Frame(flags, body, [b.raw() for b in buffers], paths)
 
 
 def encode_small(
