@@ -59,8 +59,9 @@ start_engine() {
   fi
   mkdir -p "$ENGINE_DIR/data" "$ENGINE_DIR/exec"
   local pidfile="$ENGINE_DIR/dockerd.pid"
-  # A stale pidfile from a killed engine blocks startup; remove it if its process is gone.
-  if [ -f "$pidfile" ] && ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+  # A stale pidfile from a killed engine blocks startup; remove it unless its process is a
+  # live dockerd (after a restart the number it holds may belong to any other process).
+  if [ -f "$pidfile" ] && [ "$(cat "/proc/$(cat "$pidfile")/comm" 2>/dev/null)" != dockerd ]; then
     rm -f "$pidfile"
   fi
   log "starting dockerd (data root $ENGINE_DIR/data)"
