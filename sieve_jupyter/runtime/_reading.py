@@ -187,6 +187,18 @@ class FrameReader:
                 return False  # (the rest of a notice: no message to wait for)
             self._read_notice(body_len)
 
+    def has_input(self) -> bool:
+        """Whether a message has begun to arrive, so `recv` need not wait for the peer to send
+        one: it is buffered already, or on the socket. What waits on the socket is read in
+        to tell (notices among it, handled here, are not a message to wait for). Raises
+        `ChannelClosed` at the channel's end."""
+        if self.pending():
+            return True
+        if not self._poll(0):
+            return False
+        self._fill(self._rend - self._rpos + 1)  # (returns at once: the socket has bytes)
+        return self.pending()
+
     def _read_notice(self, body_len: int) -> None:
         self._fill(_PREFIX_SIZE + body_len)
         start = self._rpos + _PREFIX_SIZE

@@ -3,7 +3,8 @@
 Started as ``python -m sieve_jupyter.runtime.worker --dir IPC_DIR --worker-id ID``. It opens three
 authenticated connections to ``IPC_DIR/sock``: *data* (the kernel sends `Load`, `Call`, `Swap`,
 `Shutdown`; the worker sends everything it has to say), *control* (the kernel sends `Cancel` and
-`Reply`, read by their own thread so a cancel reaches a job while the main thread runs it) and
+`Reply`, read by their own thread so a cancel reaches a job while the main thread runs it, and
+by the main thread before it starts a call, so a cancel waiting there is never overtaken) and
 *reply*, which carries only the outcome of a direct call. The vocabulary is in
 `runtime/messages.py`.
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
+import select
 import signal
 import socket
 import sys
@@ -103,6 +105,8 @@ class Worker:
         self._restart_on_error = True
         self._main_thread = threading.get_ident()
         self._streams: tuple[CapturedStream, ...] = ()
+        #: held by the thread reading the control connection (see `_read_control`)
+        self._control_lock = threading.Lock()
 
     # -- sending -----------------------------------------------------------------------------
 
@@ -171,20 +175,35 @@ class Worker:
     # -- control thread ----------------------------------------------------------------------
 
     def control_loop(self) -> None:
+        """Handle control messages as they arrive, so a cancel reaches a job while it runs.
+        (This thread waits with a poller of its own: the channel's is used only by the thread
+        holding `_control_lock`, see `_read_control`.)"""
+        arrivals = _poller(self._control)
         while True:
-            try:
-                message = unpack(self._control.recv())
-            except ChannelClosed:
-                # The kernel died or dropped us: leave at once, even mid-job (no orphans).
-                os._exit(0)
-            if isinstance(message, Cancel):
-                self._cancel(message.job)
-            elif isinstance(message, Reply):
-                context = _context.current_context()
-                if context is not None:
-                    context.resolve(message.request, message.ok, message.value)
-            elif isinstance(message, Shutdown):
-                os._exit(0)
+            arrivals.poll()
+            self._read_control()
+
+    def _read_control(self) -> None:
+        """Handle every control message that has arrived. The control thread does when one
+        comes; the main thread too, before it starts a call that waited behind others (see
+        `serve`), so a cancel sent while that call waited is seen first, however late the
+        control thread gets to run. The lock makes them take turns, each message handled once."""
+        with self._control_lock:
+            control = self._control
+            while control.has_input():
+                try:
+                    message = unpack(control.recv())
+                except ChannelClosed:
+                    # The kernel died or dropped us: leave at once, even mid-job (no orphans).
+                    os._exit(0)
+                if isinstance(message, Cancel):
+                    self._cancel(message.job)
+                elif isinstance(message, Reply):
+                    context = _context.current_context()
+                    if context is not None:
+                        context.resolve(message.request, message.ok, message.value)
+                elif isinstance(message, Shutdown):
+                    os._exit(0)
 
     def _cancel(self, job_id: str) -> None:
         with self._lock:
@@ -209,6 +228,7 @@ class Worker:
     def serve(self) -> None:
         signal.signal(_CANCEL_SIGNAL, self._on_cancel_signal)
         data = self._data
+        control_arrived = _poller(self._control).poll  # (this thread's own: see control_loop)
         while True:
             try:
                 message = unpack(data.recv())
@@ -227,6 +247,13 @@ class Worker:
                 if data.flags & DIRECT_CALL:
                     self._direct = message.job
                     self._spilled = False
+                elif control_arrived(0) or self._control_lock.locked():
+                    # The kernel may have cancelled this call after writing it, and that cancel
+                    # may wait unread on the control connection (its thread not yet run, or
+                    # still handling it): a call must not start before the cancels sent ahead
+                    # of its start are seen. (Looked at in this order, nothing slips between:
+                    # what the control thread takes off the socket, it handles holding the lock.)
+                    self._read_control()
                 self._run_call(*message)
             elif isinstance(message, Load):
                 self._load(message.payload, message.options)
@@ -324,6 +351,13 @@ class Worker:
             self._current = None
             self._cancel_target = None
             self._interrupt_after_send = False
+
+
+def _poller(channel: Channel) -> select.poll:
+    """A poller for input on `channel`, for one thread (a poller cannot be shared by threads)."""
+    poller = select.poll()
+    poller.register(channel.fileno(), select.POLLIN)
+    return poller
 
 
 def _connect(

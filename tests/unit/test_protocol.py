@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from support import in_thread, joined
 
-from sieve_jupyter.runtime import _reading
+from sieve_jupyter.runtime import _reading, _shm, _wire
 from sieve_jupyter.runtime.protocol import (
     DIRECT_CALL,
     SLEEP_AFTER,
@@ -114,6 +114,26 @@ def test_pending_reports_a_buffered_next_message(pair: tuple[Channel, Channel]) 
     receiver.recv()
     receiver.recv()
     assert not receiver.pending()
+
+
+def test_has_input_sees_the_socket_and_the_buffer_and_the_end(
+    pair: tuple[Channel, Channel],
+) -> None:
+    sender, receiver = pair
+    assert not receiver.has_input()
+    # a notice alone (for the channel itself) is no message: nothing to wait for in `recv`
+    sender.socket.sendall(_wire.notice(_shm.NOTICE_RELEASE, b""))
+    assert not receiver.has_input()
+    sender.send(("cancel", 1))
+    sender.send(("cancel", 2))
+    assert receiver.has_input()  # on the socket, not read yet
+    assert receiver.recv() == ("cancel", 1)
+    assert receiver.has_input()  # the second came with the first read
+    assert receiver.recv() == ("cancel", 2)
+    assert not receiver.has_input()
+    sender.close()
+    with pytest.raises(ChannelClosed):
+        receiver.has_input()
 
 
 def test_messages_mixing_small_and_out_of_band_frames_stay_in_order(
