@@ -142,8 +142,8 @@ def test_a_cancel_reaches_a_job_whose_call_the_worker_already_holds(
         if i == 0:
             # Hold the worker on another function: its answer comes back on the control
             # connection after the cancels the test sent there, so they have all reached the
-            # worker when job 0 returns. (A cancel races with the worker reaching its call
-            # otherwise: docs/INTERNALS.md, "Batches".)
+            # worker when job 0 returns. (A Ray actor could reach a call before its cancel
+            # otherwise: docs/ray.md, "Limits".)
             (marks / "started").touch()
             sieve.function.get(gate).run(str(marks / "go"))
         if i in doomed:
