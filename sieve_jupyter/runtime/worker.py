@@ -189,13 +189,7 @@ class Worker:
         `serve`), so a cancel sent while that call waited is seen first, however late the
         control thread gets to run. The lock makes them take turns, each message handled once."""
         with self._control_lock:
-            control = self._control
-            while control.has_input():
-                try:
-                    message = unpack(control.recv())
-                except ChannelClosed:
-                    # The kernel died or dropped us: leave at once, even mid-job (no orphans).
-                    os._exit(0)
+            while (message := self._next_control()) is not None:
                 if isinstance(message, Cancel):
                     self._cancel(message.job)
                 elif isinstance(message, Reply):
@@ -204,6 +198,16 @@ class Worker:
                         context.resolve(message.request, message.ok, message.value)
                 elif isinstance(message, Shutdown):
                     os._exit(0)
+
+    def _next_control(self) -> Message | None:
+        """The next control message if one has arrived, else None (lock held)."""
+        try:
+            if not self._control.has_input():
+                return None
+            return unpack(self._control.recv())
+        except ChannelClosed:
+            # The kernel died or dropped us: leave at once, even mid-job (no orphans).
+            os._exit(0)
 
     def _cancel(self, job_id: str) -> None:
         with self._lock:

@@ -30,7 +30,12 @@ KERNEL = textwrap.dedent(
     import sieve_jupyter as sieve
 
     @sieve.function(name="lifetime", workers=2)
-    def whoami() -> int:
+    def whoami(seconds: float = 0) -> int:
+        if seconds:
+            # (what the worker writes to stderr then cannot tell it of the kernel's end: a
+            # write to the kernel that finds it gone ends the worker too)
+            sys.stderr = open(os.devnull, "w")
+            time.sleep(seconds)
         return os.getpid()
 
     def say(**data):
@@ -46,6 +51,11 @@ KERNEL = textwrap.dedent(
     for line in sys.stdin:
         if line.strip() == "run":
             say(event="ran", pid=whoami.run())
+        elif line.strip() == "hold":  # a job that keeps its worker busy for ten minutes
+            held = whoami.push(600)
+            while held.status != "processing":
+                time.sleep(0.01)
+            say(event="holding")
         elif line.strip() == "exit":
             break
     """
@@ -117,6 +127,16 @@ def test_killed_kernel_leaves_no_workers(kernel: Kernel) -> None:
     os.kill(kernel.pid, signal.SIGKILL)
     kernel.process.wait(30)
     wait_for(lambda: not any(alive(p) for p in kernel.workers))
+
+
+def test_killed_kernel_leaves_no_worker_running_a_job(kernel: Kernel) -> None:
+    """A worker in the middle of a job learns of the kernel's end on its control connection
+    (its main thread is busy) and leaves at once, not when the job ends."""
+    kernel.send("hold")
+    assert kernel.read()["event"] == "holding"
+    os.kill(kernel.pid, signal.SIGKILL)
+    kernel.process.wait(30)
+    wait_for(lambda: not any(alive(p) for p in kernel.workers), timeout=30)
 
 
 def test_kernel_exiting_normally_stops_its_workers(kernel: Kernel) -> None:
