@@ -16,6 +16,7 @@ import asyncio
 import atexit
 import contextlib
 import gc
+import logging
 import os
 import signal
 import socket
@@ -149,6 +150,10 @@ def _uvicorn_server(
         server_header=False,
         timeout_keep_alive=30,
     )
+    if settings.access_log:
+        # uvicorn gives its access logger the server's level, at which its lines (INFO) would
+        # all be dropped: the access log has a level of its own.
+        logging.getLogger("uvicorn.access").setLevel(logging.INFO)
     return Server(config)
 
 

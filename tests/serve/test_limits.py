@@ -190,3 +190,18 @@ def test_a_public_address_needs_a_token_or_insecure(main_bundle: Path) -> None:
     assert done.returncode == 2
     assert "host: 0.0.0.0" in done.stderr and "SIEVE_SERVE_TOKEN" in done.stderr
     assert "--insecure" in done.stderr
+
+
+def test_the_access_log_names_every_request_and_never_the_token(main_bundle: Path) -> None:
+    server = Server(main_bundle, "--access-log", env={"SIEVE_SERVE_TOKEN": TOKEN, "GREETING": "hi"})
+    try:
+        assert server.predict({"input": {"x1": 6, "x2": 7}}).json()["output"] == 42
+        assert server.predict({"input": {"x1": "six"}}).status_code == 422
+        with httpx.Client(base_url=server.url) as anonymous:
+            assert anonymous.post("/predictions", json={"input": {}}).status_code == 401
+    finally:
+        assert server.stop() == 0
+    logged = [line for line in server.output.splitlines() if '"POST /predictions' in line]
+    statuses = [line.split('HTTP/1.1" ')[1].split()[0] for line in logged]
+    assert statuses == ["200", "422", "401"], server.output
+    assert TOKEN not in server.output
