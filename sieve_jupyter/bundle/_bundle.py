@@ -309,7 +309,7 @@ def read_bundle(directory: str | os.PathLike[str]) -> Bundle:
         SpecError: sieve.yaml is missing, is not YAML, or breaks the schema or a spec rule;
             the field names the line (``sieve.yaml line 12: functions[0].spec.kind``).
     """
-    from sieve_jupyter.bundle._schema_check import SchemaCheck
+    from sieve_jupyter.spec._schema_check import SchemaCheck
 
     root = Path(directory).resolve()
     path = root / SPEC_FILE

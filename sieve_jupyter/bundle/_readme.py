@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import keyword
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,6 +43,14 @@ def example_input(spec: FunctionSpec) -> dict[str, Any]:
     required = set(spec.inputs.get("required", []))
     properties = spec.inputs.get("properties", {})
     return {k: _example(v) for k, v in properties.items() if k in required}
+
+
+def _call_arguments(example: dict[str, Any]) -> str:
+    """`example` as a call's arguments: ``x1=1, x2=1`` (``**{...}`` for names Python cannot
+    take as keywords)."""
+    if all(name.isidentifier() and not keyword.iskeyword(name) for name in example):
+        return ", ".join(f"{name}={value!r}" for name, value in example.items())
+    return f"**{example!r}"
 
 
 def bundle_readme(specs: Sequence[FunctionSpec], *, default: str, environment: Environment) -> str:
@@ -128,7 +137,7 @@ def bundle_readme(specs: Sequence[FunctionSpec], *, default: str, environment: E
         "import sieve_jupyter as sieve",
         "",
         'remote = sieve.function.get("http://127.0.0.1:8000")',
-        f"remote.run(**{example_input(main)!r})",
+        f"remote.run({_call_arguments(example_input(main))})",
         "```",
         "",
         "`Prefer: respond-async` answers at once (then `GET /predictions/{id}`), "

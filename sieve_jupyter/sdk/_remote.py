@@ -2,8 +2,11 @@
 
 `run` / `push` / `map` behave as a local handle's: `push` returns a real `JobFuture` (status,
 job_id, logs, outputs streamed as they come, `cancel()` that reaches the worker), a failure
-raises `RemoteError` with the server's traceback, and an input the server rejects (422) raises
-`InputError` naming the field before anything runs. A server still running its setup (503) or
+raises `RemoteError` with the server's traceback, and an input that does not fit raises
+`InputError` naming the field (a missing or unknown argument, `TypeError`) from the call itself,
+before anything is sent: the handle checks inputs against the schema the server publishes, as the
+server does. (Where that check cannot run here, the server's 422 raises the same errors, from
+`run` or from the pushed job's `result()`.) A server still running its setup (503) or
 with a full queue (429) is waited for, up to ``sieve.config.start_timeout``.
 
 `run` is one HTTP request on a kept-alive connection; each `push` is a request whose answer is
@@ -45,6 +48,7 @@ from sieve_jupyter.sdk._remote_wire import (
     _sync_clients,
     _sync_lock,
 )
+from sieve_jupyter.spec._schema_check import SchemaCheck
 
 __all__ = ["DRAINING_HEADER", "HttpFunction", "Locate", "http_function"]
 
@@ -187,6 +191,7 @@ class HttpFunction:
         return {
             "name": name,
             "inputs": inputs,
+            "check": SchemaCheck.if_available(inputs),
             "order": order,
             "streaming": streaming,
             "output": output.get("items", {}) if streaming else output,
@@ -239,7 +244,18 @@ class HttpFunction:
             if key in value:
                 raise TypeError(f"{described['name']}: got multiple values for {key!r}")
             value[key] = item
-        return {key: _jsonable(item) for key, item in value.items()}
+        value = {key: _jsonable(item) for key, item in value.items()}
+        check: SchemaCheck | None = described["check"]
+        if check is not None:
+            # (the *args travel as one list, which the schema leaves out: as the server checks)
+            fixed = value
+            if isinstance(var, dict) and var["name"] in value:
+                fixed = {key: item for key, item in value.items() if key != var["name"]}
+            problems = check.problems(fixed)
+            if problems:
+                first = problems[0]
+                raise _input_error(described["name"], first.path, first.rule, first.message)
+        return value
 
     def _request(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         return {"id": uuid.uuid4().hex, "input": self._input(args, kwargs)}
@@ -258,12 +274,11 @@ class HttpFunction:
         if status == 422:
             detail = response.json().get("detail") or [{}]
             first = detail[0]
-            loc = first.get("loc", [])
-            field = str(loc[-1]) if loc else "input"
-            raise InputError(
-                field,
-                str(first.get("msg", "invalid")) + ".",
-                "pass a value that fits the function's type hints.",
+            loc = list(first.get("loc", []))
+            path = tuple(loc[2:] if loc[:2] == ["body", "input"] else loc[-1:])
+            rule = _RULES.get(str(first.get("type")), "")
+            raise _input_error(
+                self._describe()["name"], path, rule, str(first.get("msg", "invalid"))
             )
         if status == 503:
             raise SetupError(f"{self.base}: {response.json().get('error', 'not ready')}")
@@ -473,6 +488,30 @@ class HttpFunction:
                         future.cancel()
 
         return results()
+
+
+#: Cog's 422 ``detail`` types for the schema rules that are about arguments, not values
+_RULES = {"missing": "required", "extra_forbidden": "additionalProperties"}
+
+
+def _input_error(
+    name: str, path: tuple[str | int, ...], rule: str, message: str
+) -> InputError | TypeError:
+    """The error a local handle raises for the same input: `TypeError` for a missing or unknown
+    argument, `InputError` naming the argument for a value that does not fit (and where in it,
+    when the problem is inside a list or an object)."""
+    if not path:
+        return InputError("input", f"{message}.", "pass the function's arguments.")
+    if len(path) == 1 and rule == "required":
+        return TypeError(f"{name}: missing a required argument: {path[0]!r}")
+    if len(path) == 1 and rule == "additionalProperties":
+        return TypeError(f"{name}: got an unexpected keyword argument {path[0]!r}")
+    where = "".join(f"[{part!r}]" for part in path[1:])
+    return InputError(
+        str(path[0]),
+        f"{message}" + (f" (at {path[0]}{where})" if where else "") + ".",
+        "pass a value that fits the function's type hints.",
+    )
 
 
 def _result(future: JobFuture[Any]) -> Any:

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sieve_jupyter.bundle._schema_check import SchemaCheck, SchemaProblem
 from sieve_jupyter.runtime import Audio, File, Image, Video
 from sieve_jupyter.spec import FILE_FORMAT, FunctionSpec
 from sieve_jupyter.spec._dataurl import decode_data_url
+from sieve_jupyter.spec._schema_check import SchemaCheck, SchemaProblem
 
 __all__ = ["FileStore", "InputError422", "InputPlan", "decode_data_url", "encode_output"]
 

@@ -1,4 +1,5 @@
-"""Checking values against JSON Schemas (a bundle's sieve.yaml, a function's inputs).
+"""Checking values against JSON Schemas (a bundle's sieve.yaml, a served function's inputs: on
+the server, and in the HTTP client before it sends).
 
 fastjsonschema compiles a schema to Python (a few microseconds a check, and a quick import:
 `jsonschema` takes seconds to import where its optional format packages are installed). Its
@@ -8,6 +9,7 @@ tuple, ``$defs`` of a recursive type) is checked with `jsonschema` (draft 2020-1
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +65,15 @@ class SchemaCheck:
             import fastjsonschema
 
             self._quick = fastjsonschema.compile(schema, use_formats=False)
+
+    @classmethod
+    def if_available(cls, schema: dict[str, Any]) -> SchemaCheck | None:
+        """A check of `schema`, or None where the library it needs is not installed
+        (`jsonschema`, which only the serve and export extras bring, for the newer keywords)."""
+        needed = "jsonschema" if _keywords(schema) & _NEWER_KEYWORDS else "fastjsonschema"
+        if importlib.util.find_spec(needed) is None:
+            return None
+        return cls(schema)
 
     def problems(self, value: Any) -> list[SchemaProblem]:
         if self._quick is None:

@@ -10,6 +10,7 @@ import pytest
 from _servers import Server
 
 import sieve_jupyter as sieve
+from sieve_jupyter.spec._schema_check import SchemaCheck
 
 
 def test_run_push_and_map(main_server: Server) -> None:
@@ -53,6 +54,54 @@ def test_errors_are_remote_errors_and_input_errors(main_server: Server) -> None:
     assert bad.value.field == "x2"
     with pytest.raises(TypeError):
         remote.run(1, 2, 3)
+
+
+def test_inputs_are_checked_before_anything_is_sent(main_bundle: object) -> None:
+    """As a local handle's: `push` itself raises, and the server never sees the call (its
+    `--access-log` names every request it got)."""
+    server = Server(main_bundle, "--access-log")  # type: ignore[arg-type]
+    try:
+        remote = sieve.function.get(server.url)
+        assert remote.name == "multiplier"  # (the schema is read once, with the name)
+        with pytest.raises(sieve.InputError) as bad:
+            remote.push(1, "two")
+        assert bad.value.field == "x2" and "'two' is not of type 'integer'" in str(bad.value)
+        with pytest.raises(sieve.InputError, match=r"x2: \[2\] is not of type 'integer'"):
+            remote.run(1, [2])
+        with pytest.raises(TypeError, match="multiplier: missing a required argument: 'x2'"):
+            remote.push(1)
+        with pytest.raises(TypeError, match="unexpected keyword argument 'x3'"):
+            remote.run(x1=1, x2=2, x3=3)
+        with pytest.raises(sieve.InputError) as bad:
+            list(remote.map([1], ["x"]))
+        assert bad.value.field == "x2"
+        assert remote.run(1, 2) == 2  # the one call that went out
+    finally:
+        assert server.stop() == 0
+    lines = server.output.splitlines()
+    assert any('"GET /openapi.json HTTP/1.1" 200' in line for line in lines), server.output
+    posted = [line for line in lines if '"POST ' in line]
+    assert len(posted) == 1 and '"POST /predictions HTTP/1.1" 200' in posted[0], server.output
+
+
+def test_where_the_client_cannot_check_the_server_s_answer_raises_the_same(
+    main_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a validator here (a worker's environment may lack it), the server's 422 becomes
+    the same errors: from `run`, and from a pushed job's `result()`."""
+    monkeypatch.setattr(SchemaCheck, "if_available", classmethod(lambda cls, schema: None))
+    remote = sieve.function.get(main_server.url)
+    with pytest.raises(sieve.InputError) as bad:
+        remote.run(1, "two")
+    assert bad.value.field == "x2" and "'two' is not of type 'integer'" in str(bad.value)
+    future = remote.push(1, "two")
+    with pytest.raises(sieve.InputError) as bad:
+        future.result(60)
+    assert bad.value.field == "x2"
+    with pytest.raises(TypeError, match="multiplier: missing a required argument: 'x2'"):
+        remote.run(1)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'x3'"):
+        remote.run(x1=1, x2=2, x3=3)
 
 
 def test_cancel_reaches_the_server(main_server: Server) -> None:

@@ -61,6 +61,10 @@ def test_exporting_twice_gives_byte_identical_bundles(tmp_path: Path) -> None:
         "README.md",
     ):
         assert name in on_disk, name
+    # the README's call reads as Python a user would write
+    assert 'remote = sieve.function.get("http://127.0.0.1:8000")\nremote.run(x=' in (
+        on_disk["README.md"].decode()
+    )
 
 
 def test_env_names_appear_and_their_values_never_do(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -458,3 +458,49 @@ def test_annotations_as_a_notebook_cell_writes_them() -> None:
         "mode: Literal['a', 'b'] = 'a', limit: int | None = None, arr: ndarray = None, "
         "later: NotYetDefined = None) -> Iterator[list[sieve.File]]"
     )
+
+
+# -- checking values against the schema (the server's inputs, and the client's before it sends)
+
+
+def test_schema_check_names_the_place_and_the_rule() -> None:
+    from sieve_jupyter.spec._schema_check import SchemaCheck
+
+    def f(x: int, tags: list[str], pair: tuple[int, str] = (0, "")) -> None: ...
+
+    plain = SchemaCheck(inputs_schema(lambda x, tags: None))  # no hints: anything goes
+    assert plain.problems({"x": object(), "tags": 1}) == []
+    check = SchemaCheck(inputs_schema(f))
+    assert check.problems({"x": 1, "tags": ["a"], "pair": [2, "b"]}) == []
+    (problem,) = check.problems({"x": 1, "tags": ["a", 2]})
+    assert (problem.path, problem.rule) == (("tags", 1), "type")
+    assert "2 is not of type 'string'" in problem.message
+    (problem,) = check.problems({"tags": []})
+    assert (problem.path, problem.rule) == (("x",), "required")
+    (problem,) = check.problems({"x": 1, "tags": [], "other": 3})
+    assert (problem.path, problem.rule) == (("other",), "additionalProperties")
+    # a tuple's items are `prefixItems` (draft 2020-12): checked by jsonschema, the same way
+    (problem,) = check.problems({"x": 1, "tags": [], "pair": [2, 3]})
+    assert (problem.path, problem.rule) == (("pair", 1), "type")
+
+
+def test_schema_check_if_available_is_none_without_the_library_it_needs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    from sieve_jupyter.spec import _schema_check
+
+    def f(x: int, pair: tuple[int, str]) -> None: ...
+
+    simple, newer = inputs_schema(lambda x: None), inputs_schema(f)
+    assert _schema_check.SchemaCheck.if_available(simple) is not None
+    assert _schema_check.SchemaCheck.if_available(newer) is not None
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        _schema_check.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "jsonschema" else real(name, *a),
+    )
+    assert _schema_check.SchemaCheck.if_available(simple) is not None  # (fastjsonschema)
+    assert _schema_check.SchemaCheck.if_available(newer) is None
