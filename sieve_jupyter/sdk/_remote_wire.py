@@ -15,9 +15,12 @@ import tempfile
 import threading
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sieve_jupyter._errors import RemoteError, RemoteTraceback, SieveError
+
+if TYPE_CHECKING:
+    from sieve_jupyter.runtime import File
 
 
 def _httpx() -> Any:
@@ -161,26 +164,24 @@ async def _events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, Any]]:
 
 
 def _jsonable(value: Any) -> Any:
-    """Arguments as JSON: `sieve.File`s become data URLs (or their URL), paths too."""
+    """An argument as JSON, as a served function's results are (dates as ISO text, pydantic
+    models and dataclasses as objects, numpy arrays as lists, ...); `sieve.File`s and paths
+    become data URLs, or their URL.
+
+    Raises:
+        TypeError: a value that has no JSON form, naming its type.
+    """
+    from sieve_jupyter.runtime._json import to_json
+
+    return to_json(value, _file_url)
+
+
+def _file_url(file: File) -> str:
+    if file.url is not None:
+        return file.url
+    import mimetypes
     import pathlib
 
-    from sieve_jupyter.runtime import File
-
-    if isinstance(value, File):
-        if value.url is not None:
-            return value.url
-        value = pathlib.Path(value.path)
-    if isinstance(value, pathlib.PurePath):
-        import mimetypes
-
-        media_type = mimetypes.guess_type(str(value))[0] or "application/octet-stream"
-        data = base64.b64encode(pathlib.Path(value).read_bytes()).decode("ascii")
-        return f"data:{media_type};base64,{data}"
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    tolist = getattr(value, "tolist", None)
-    if callable(tolist):
-        return tolist()
-    return value
+    media_type = mimetypes.guess_type(file.path)[0] or "application/octet-stream"
+    data = base64.b64encode(pathlib.Path(file.path).read_bytes()).decode("ascii")
+    return f"data:{media_type};base64,{data}"

@@ -15,24 +15,18 @@ Imports nothing of the serving stack (no FastAPI): this module runs inside worke
 
 from __future__ import annotations
 
-import base64
 import dataclasses
-import datetime
-import decimal
-import enum
 import inspect
-import math
-import pathlib
 import sys
 import typing
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from sieve_jupyter.runtime import File
 from sieve_jupyter.runtime._exported import EntryNotFound, exported
+from sieve_jupyter.runtime._json import to_json
+from sieve_jupyter.spec._dataurl import decode_data_url
 
-__all__ = ["BundleEntry", "load_entry", "to_json"]
+__all__ = ["BundleEntry", "load_entry"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,10 +120,12 @@ def _coercer(func: Callable[..., Any]) -> Callable[[dict[str, Any]], dict[str, A
         ):
             adapters[name] = _ArrayAdapter()  # JSON brings nested lists
             continue
-        try:
-            adapters[name] = TypeAdapter(hint, config=config)
-        except Exception:  # noqa: BLE001 - a type pydantic cannot build: left as it is
+        if hint is bytes:
+            adapters[name] = _BytesAdapter()
             continue
+        adapter = _type_adapter(TypeAdapter, hint, config)
+        if adapter is not None:
+            adapters[name] = adapter
     if not adapters:
         return None
 
@@ -144,6 +140,18 @@ def _coercer(func: Callable[..., Any]) -> Callable[[dict[str, Any]], dict[str, A
     return coerce
 
 
+def _type_adapter(type_adapter: Any, hint: Any, config: Any) -> Any:
+    """pydantic's validator of `hint` (None: a type it cannot build, whose values are passed as
+    they come). A pydantic model, dataclass or TypedDict keeps its own config: pydantic refuses
+    one given beside it."""
+    for options in ({"config": config}, {}):
+        try:
+            return type_adapter(hint, **options)
+        except Exception:  # noqa: BLE001, S112 - next way, or none
+            continue
+    return None
+
+
 class _ArrayAdapter:
     def validate_python(self, value: Any) -> Any:
         import numpy
@@ -151,47 +159,13 @@ class _ArrayAdapter:
         return numpy.asarray(value)
 
 
-_PLAIN = (str, int, bool, type(None))
+class _BytesAdapter:
+    """`bytes` arrive as a data URL (as the HTTP client sends them, and as a function's `bytes`
+    go back); any other text as its UTF-8."""
 
-
-def to_json(value: Any) -> Any:
-    """`value` as JSON values (and `sieve.File`s): numpy arrays and scalars, pydantic models,
-    dataclasses, enums, dates, UUIDs, decimals, bytes (a data URL) and paths (a `File`).
-
-    Raises:
-        TypeError: a value of a type that has no JSON form, naming the type and the fix.
-    """
-    if isinstance(value, _PLAIN):
+    def validate_python(self, value: Any) -> Any:
+        if isinstance(value, str):
+            if value.startswith("data:"):
+                return decode_data_url(value)[1]
+            return value.encode()
         return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, File):
-        return value
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_json(item) for item in value]
-    if isinstance(value, dict):
-        return {str(key): to_json(item) for key, item in value.items()}
-    if isinstance(value, pathlib.PurePath):
-        return File(str(value))
-    if isinstance(value, enum.Enum):
-        return to_json(value.value)
-    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
-        return value.isoformat()
-    if isinstance(value, (uuid.UUID, decimal.Decimal)):
-        return str(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        data = base64.b64encode(bytes(value)).decode("ascii")
-        return f"data:application/octet-stream;base64,{data}"
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    dump = getattr(value, "model_dump", None)  # pydantic v2
-    if callable(dump):
-        return to_json(dump(mode="json"))
-    tolist = getattr(value, "tolist", None)  # numpy arrays and scalars, torch tensors
-    if callable(tolist):
-        return to_json(tolist())
-    raise TypeError(
-        f"an output of type {type(value).__module__}.{type(value).__qualname__} has no JSON "
-        "form. Fix: return plain data (numbers, strings, lists, dicts), a numpy array, a "
-        "pydantic model, a dataclass or a sieve.File."
-    )

@@ -4,13 +4,43 @@ with the same futures and errors as local handles."""
 from __future__ import annotations
 
 import concurrent.futures
+import datetime
+import enum
 import time
+from pathlib import Path
 
 import pytest
-from _servers import Server
+from _servers import Server, notebook
+from pydantic import BaseModel
 
 import sieve_jupyter as sieve
+from sieve_jupyter.bundle import export_notebook
 from sieve_jupyter.spec._schema_check import SchemaCheck
+
+TYPED_CELLS = [
+    "import datetime, enum\nfrom pydantic import BaseModel\nimport sieve_jupyter as sieve",
+    '''class Color(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+class Box(BaseModel):
+    corner: tuple[int, int]
+    label: str
+
+@sieve.function(name="describe")
+def describe(day: datetime.date, color: Color, box: Box, blob: bytes, ids: set[int]) -> str:
+    return f"{day:%Y/%m/%d} {color.name} {box.label}@{box.corner} {blob!r} {sorted(ids)}"''',
+]
+
+
+class Color(enum.Enum):  # (the client's own types: what crosses is their JSON form)
+    RED = "red"
+    BLUE = "blue"
+
+
+class Box(BaseModel):
+    corner: tuple[int, int]
+    label: str
 
 
 def test_run_push_and_map(main_server: Server) -> None:
@@ -102,6 +132,34 @@ def test_where_the_client_cannot_check_the_server_s_answer_raises_the_same(
         remote.run(1)
     with pytest.raises(TypeError, match="unexpected keyword argument 'x3'"):
         remote.run(x1=1, x2=2, x3=3)
+
+
+def test_arguments_of_the_types_a_local_handle_takes_arrive_as_those_types(
+    tmp_path: Path,
+) -> None:
+    """Dates, enums, pydantic models, bytes and sets: sent as JSON, validated back into the
+    function's own types in its worker."""
+    export_notebook(notebook(TYPED_CELLS, tmp_path / "typed.ipynb"), tmp_path / "bundle")
+    server = Server(tmp_path / "bundle")
+    try:
+        remote = sieve.function.get(server.url)
+        day, box = datetime.date(2026, 12, 6), Box(corner=(1, 2), label="b")
+        expected = "2026/12/06 BLUE b@(1, 2) b'\\x00\\xff' [1, 3]"
+        assert remote.run(day, Color.BLUE, box, b"\x00\xff", {3, 1}) == expected
+        assert remote.push(day, Color.BLUE, box, b"\x00\xff", {1, 3}).result(60) == expected
+        # (bytes sent by any client: a data URL, or text, taken as its UTF-8)
+        body = {"day": "2026-12-06", "color": "red", "box": {"corner": [0, 0], "label": "t"}}
+        answer = server.predict({"input": {**body, "blob": "hi", "ids": []}}).json()
+        assert answer["output"] == "2026/12/06 RED t@(0, 0) b'hi' []", answer
+        with pytest.raises(sieve.InputError) as bad:
+            remote.run(day, "green", box, b"", set())
+        assert bad.value.field == "color" and "'green' is not one of" in str(bad.value)
+        with pytest.raises(sieve.InputError, match=r"\(at box\['corner'\]\[1\]\)"):
+            remote.run(day, Color.RED, {"corner": [1, "two"], "label": "x"}, b"", set())
+        with pytest.raises(TypeError, match="has no JSON form"):
+            remote.run(day, Color.RED, box, b"", {object()})
+    finally:
+        assert server.stop() == 0
 
 
 def test_cancel_reaches_the_server(main_server: Server) -> None:
