@@ -196,7 +196,17 @@ def _serve_settings(args: argparse.Namespace) -> Any:
 def _serve(args: argparse.Namespace) -> int:
     from sieve_jupyter.serve import serve_bundle
 
-    model_yaml = _model_yaml(Path(args.bundle))
+    path = Path(args.bundle)
+    if path.suffix == ".ipynb":
+        print(
+            f"sieve-jupyter serve: {path} is a notebook, and serve takes a bundle or a "
+            f"model.yaml. Fix: export it "
+            f"first (sieve-jupyter export {path} -o BUNDLE, then serve BUNDLE), or deploy it "
+            f"(sieve-jupyter deploy {path}).",
+            file=sys.stderr,
+        )
+        return 2
+    model_yaml = _model_yaml(path)
     if model_yaml is not None:
         return _serve_modelyaml(args, model_yaml)
     if args.name:

@@ -81,11 +81,18 @@ class ServeSettings:
             raise ConfigurationError(f"workers: {self.workers}. Fix: 1 to 64.")
         for name in ("max_body_bytes", "inline_file_bytes"):
             if getattr(self, name) < 0:
-                raise ConfigurationError(f"{name}: must not be negative.")
+                raise ConfigurationError(
+                    f"{name}: {getattr(self, name)} is negative. Fix: a number of bytes, 0 or more."
+                )
         if self.queue_size < 0:
-            raise ConfigurationError("queue_size: must not be negative (0: no waiting).")
+            raise ConfigurationError(
+                f"queue_size: {self.queue_size} is negative. Fix: 0 (no waiting) or more."
+            )
         if self.keep_seconds <= 0:
-            raise ConfigurationError("keep_seconds: must be positive.")
+            raise ConfigurationError(
+                f"keep_seconds: {self.keep_seconds} is not positive. Fix: how long finished "
+                "predictions stay readable, in seconds (600 by default)."
+            )
         if self.token is not None and len(self.token) < 16:
             raise ConfigurationError(
                 f"token: {TOKEN_VARIABLE} is {len(self.token)} characters long; a guessable "

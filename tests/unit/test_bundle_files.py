@@ -174,6 +174,10 @@ def test_openapi_follows_cogs_shape() -> None:
         (ServeSettings(token="short"), "token"),
         (ServeSettings(workers=0, token=None), "workers"),
         (ServeSettings(port=70000, token=None), "port"),
+        (ServeSettings(queue_size=-1, token=None), "queue_size"),
+        (ServeSettings(max_body_bytes=-1, token=None), "max_body_bytes"),
+        (ServeSettings(inline_file_bytes=-5, token=None), "inline_file_bytes"),
+        (ServeSettings(keep_seconds=0, token=None), "keep_seconds"),
     ],
 )
 def test_bad_serve_settings_name_the_setting(settings: ServeSettings, field: str) -> None:
@@ -181,6 +185,17 @@ def test_bad_serve_settings_name_the_setting(settings: ServeSettings, field: str
         settings.validate()
     assert str(raised.value).startswith(f"{field}:")
     assert "Fix:" in str(raised.value)
+
+
+def test_serving_a_notebook_says_to_export_or_deploy_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sieve_jupyter.cli import main
+
+    assert main(["serve", str(tmp_path / "demo.ipynb")]) == 2
+    said = capsys.readouterr().err
+    assert "demo.ipynb is a notebook" in said and "Fix: export it first" in said
+    assert "sieve-jupyter deploy" in said
 
 
 def test_a_public_address_is_allowed_with_a_token_or_insecure() -> None:
