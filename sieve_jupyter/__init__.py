@@ -110,6 +110,13 @@ def _attach_notebook_layer(manager: Any) -> None:
 
 manager_created_hooks.append(_attach_notebook_layer)
 
+if "IPython" in sys.modules:
+    # The package's own errors (a bad argument, an unknown name) show the caller's frames
+    # only, from the first one: they say what is wrong and how to fix it.
+    from sieve_jupyter.jupyter._tracebacks import install_error_display
+
+    install_error_display()
+
 
 class _Deployments:
     """`function.get("user/name")` finds deployments (loaded when a name is not a function of

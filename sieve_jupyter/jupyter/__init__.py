@@ -3,7 +3,8 @@
 `%load_ext sieve_jupyter` registers the magics and attaches the rest. In a Jupyter kernel the
 output routing, the traceback display and the panel channel are attached as soon as the
 manager starts, even without `%load_ext`, so `import sieve_jupyter as sieve` alone already
-shows worker output in the right cell and job errors like local ones.
+shows worker output in the right cell and job errors like local ones (and the package's
+own errors without its frames, from the import on).
 """
 
 from __future__ import annotations

@@ -11,6 +11,11 @@ source line; see ``error_info`` in the worker). In the notebook:
   package's frames and ``concurrent.futures`` are left out. The worker's frames become real
   traceback entries (compiled stand-ins with the right file, line and function name), so
   IPython, ``%xmode`` and its colours treat them like any other frame.
+- The package's own errors (`SieveError`: a bad argument, an unknown name, a spec that does not
+  fit) say what is wrong and how to fix it; the frames inside the package that raised them add
+  nothing a user can act on. `install()` gives the class a `_render_traceback_` that shows the
+  caller's frames only, up to the line that made the call, then the error (its cause, if it
+  has one, as IPython shows it).
 - `error_text(exc)` is the same in a few plain lines, for the progress widget, the panel's
   tooltips and ``%sieve logs``.
 """
@@ -25,7 +30,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["RemoteFrame", "error_text", "install", "remote_report"]
+__all__ = ["RemoteFrame", "error_text", "install", "install_error_display", "remote_report"]
 
 #: modules whose frames never show: this package (the caller's side of a job), the futures it
 #: waits on, and IPython's own cell runner
@@ -297,6 +302,18 @@ class _JobTraceback:
             exc.__cause__, exc.__context__, exc.__suppress_context__ = saved
 
 
+def _render_sieve_error(exc: BaseException) -> list[str]:
+    """`SieveError._render_traceback_` (see the module docstring)."""
+    formatter = getattr(_shell(), "InteractiveTB", None)
+    if formatter is None:
+        import traceback
+
+        return traceback.format_exception(type(exc), exc, exc.__traceback__)
+    entries = _local_entries(exc.__traceback__)
+    stb: list[str] = formatter.structured_traceback(type(exc), exc, _chain_tb(entries), tb_offset=0)
+    return stb
+
+
 def _attach(exc: BaseException) -> None:
     try:
         exc._render_traceback_ = _JobTraceback(exc)  # type: ignore[attr-defined]
@@ -305,8 +322,18 @@ def _attach(exc: BaseException) -> None:
 
 
 def install() -> None:
-    """Make every job's exception display like a local one in IPython (idempotent)."""
+    """Make every job's exception display like a local one in IPython, and the package's own
+    errors without its frames (idempotent)."""
     from sieve_jupyter.manager._jobs import failure_hooks
 
     if _attach not in failure_hooks:
         failure_hooks.append(_attach)
+    install_error_display()
+
+
+def install_error_display() -> None:
+    """Show the package's own errors without its frames in IPython (idempotent; cheap, so the
+    package does it when it is imported in IPython, before any manager exists)."""
+    from sieve_jupyter._errors import SieveError
+
+    SieveError._render_traceback_ = _render_sieve_error  # type: ignore[attr-defined]

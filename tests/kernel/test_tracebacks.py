@@ -104,3 +104,27 @@ def test_a_failing_setup_shows_its_frames(kernel_session: KernelSession) -> None
     assert "raise RuntimeError('no weights here')" in text
     assert "SetupError" in text
     _assert_no_package_frames(text)
+
+
+def test_the_package_s_own_errors_show_the_cell_and_hide_the_package(
+    kernel_session: KernelSession,
+) -> None:
+    """A bad argument, an unknown name: the message says what and how; no frame of the
+    package that raised it shows, from the first error of a fresh kernel on."""
+    first = _traceback(
+        kernel_session.run('import sieve_jupyter as sieve\nsieve.function.get("nope")')
+    )
+    assert '----> 2 sieve.function.get("nope")' in first
+    assert "FunctionNotFoundError: function 'nope' is neither registered" in first
+    _assert_no_package_frames(first)
+    kernel_session.ok(RESIZE)
+    text = _traceback(kernel_session.run('resize.run("three")'))
+    assert '----> 1 resize.run("three")' in text
+    assert text.rstrip().endswith(
+        "InputError: i: expected int, got str 'three' (input should be "
+        "a valid integer, unable to parse string as an integer). Fix: pass int."
+    )
+    _assert_no_package_frames(text)
+    magic = _traceback(kernel_session.run("%load_ext sieve_jupyter\n%sieve stop no-such"))
+    assert "FunctionNotFoundError: function 'no-such' is not registered" in magic
+    _assert_no_package_frames(magic)
