@@ -9,7 +9,7 @@ from typing import Any
 
 from sieve_jupyter.spec import Environment, FunctionSpec
 
-__all__ = ["bundle_readme", "example_input"]
+__all__ = ["bundle_readme", "call_arguments", "example_input"]
 
 
 def _example(schema: dict[str, Any]) -> Any:
@@ -45,7 +45,7 @@ def example_input(spec: FunctionSpec) -> dict[str, Any]:
     return {k: _example(v) for k, v in properties.items() if k in required}
 
 
-def _call_arguments(example: dict[str, Any]) -> str:
+def call_arguments(example: dict[str, Any]) -> str:
     """`example` as a call's arguments: ``x1=1, x2=1`` (``**{...}`` for names Python cannot
     take as keywords)."""
     if all(name.isidentifier() and not keyword.iskeyword(name) for name in example):
@@ -137,7 +137,7 @@ def bundle_readme(specs: Sequence[FunctionSpec], *, default: str, environment: E
         "import sieve_jupyter as sieve",
         "",
         'remote = sieve.function.get("http://127.0.0.1:8000")',
-        f"remote.run({_call_arguments(example_input(main))})",
+        f"remote.run({call_arguments(example_input(main))})",
         "```",
         "",
         "`Prefer: respond-async` answers at once (then `GET /predictions/{id}`), "

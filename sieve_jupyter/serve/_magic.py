@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import json
 from typing import Any
 
+from sieve_jupyter.bundle._readme import call_arguments, example_input
 from sieve_jupyter.serve._server import BackgroundServer, _servers, serve_functions
 
 __all__ = ["serve_command"]
@@ -33,10 +35,12 @@ def serve_command(words: list[str]) -> BackgroundServer | None:
         return None
     settings: dict[str, Any] = {"port": args.port, "host": args.host, "insecure": args.insecure}
     server = serve_functions(args.names, **settings)
+    example = example_input(server.service.functions[server.service.default].spec)
     print(
         f"Serving {', '.join(args.names)} at {server.url} until the kernel stops "
-        f"(%sieve serve --stop {' '.join(args.names)}).\n"
+        f"(%sieve serve --stop {' '.join(args.names)}). Call it with\n"
         f"curl -s {server.url}/predictions -H 'content-type: application/json' "
-        "-d '{\"input\": {...}}'"
+        f"-d '{json.dumps({'input': example})}'\n"
+        f"or from Python: sieve.function.get({server.url!r}).run({call_arguments(example)})"
     )
     return server

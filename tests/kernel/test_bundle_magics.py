@@ -61,10 +61,20 @@ def test_serve_a_kernel_function_until_stopped(kernel_session: KernelSession) ->
         "server = _ = get_ipython().run_line_magic('sieve', "
         "'serve adder --port 0'); print(server.url)"
     )
-    url = started.stream().strip().splitlines()[-1]
+    lines = started.stream().strip().splitlines()
+    url = lines[-1]
     assert url.startswith("http://127.0.0.1:")
     response = httpx.post(f"{url}/predictions", json={"input": {"x1": 1, "x2": 2}}, timeout=60)
     assert response.status_code == 200 and response.json()["output"] == 103
+    # the calls it printed run as they are
+    curl = next(line for line in lines if line.startswith("curl -s "))
+    assert curl.startswith(f"curl -s {url}/predictions -H 'content-type: application/json' -d '")
+    body = curl.split(" -d '", 1)[1].rstrip("'")
+    assert httpx.post(f"{url}/predictions", content=body, timeout=60).json()["output"] == 102
+    python = next(line for line in lines if line.startswith("or from Python: "))
+    assert python == f"or from Python: sieve.function.get({url!r}).run(x1=1, x2=1)"
+    called = kernel_session.ok(f"print({python.removeprefix('or from Python: ')})")
+    assert called.stream().strip() == "102"
     listing = kernel_session.ok("%sieve jobs adder")
     assert listing.text.count("finished") >= 2  # the kernel's own job and the HTTP one
     kernel_session.ok("%sieve serve --stop adder")
