@@ -114,7 +114,7 @@ class Manager:
         self,
         spec: FunctionSpec,
         obj: Any,
-        payload: bytes,
+        payload: bytes | Callable[[], bytes],
         *,
         backend: str | None = None,
         workers: int | None = None,
@@ -128,6 +128,10 @@ class Manager:
         and environment unchanged), the workers get the new code without running `__setup__`
         again, and this waits for each worker's answer.
 
+        `payload` is the pickled code, or a callable that pickles it: called once, when a
+        worker first needs the code (`FunctionRecord.payload`), on the thread that first runs
+        or warms the function, or here for a swap into warm workers.
+
         Raises:
             SwapError: the new code failed to load in a warm worker. Nothing changed: the
                 previous registration stays, and its code still answers calls everywhere.
@@ -135,7 +139,7 @@ class Manager:
         record = FunctionRecord(
             spec=spec,
             obj=obj,
-            payload=payload,
+            code=payload,
             backend=backend or self.config.backend,
             workers=workers or self.config.workers,
             setup_key=setup_key,
@@ -169,6 +173,13 @@ class Manager:
         )
 
     def _swap(self, old: FunctionRecord, record: FunctionRecord, pool: WorkerPool) -> Registration:
+        try:
+            record.payload  # noqa: B018 - pickled before any worker is touched
+        except BaseException:
+            with self._lock:
+                if self._records.get(record.name) is record:
+                    self._records[record.name] = old
+            raise
         record.pool = pool
         record.checked = old.checked
         outcomes = pool.swap(record)
@@ -311,7 +322,8 @@ class Manager:
             self.events.emit("job", future.snapshot())
 
     def _preflight(self, record: FunctionRecord) -> None:
-        """Checks that must pass before any worker starts: env values, backend support, GPUs."""
+        """Checks that must pass before any worker starts: env values, backend support, GPUs,
+        and the code pickles."""
         self.worker_environment(record.spec)
         backend = self.backend(record.backend)
         for note in backend.check(record.spec):
@@ -321,6 +333,7 @@ class Manager:
         backend.check_workers(record.spec, record.workers)
         if not backend.allocates_gpus:
             self.gpus.check_workers(record.spec, record.workers)
+        record.payload  # noqa: B018 - pickled here, so what cannot be raises to the caller
         record.checked = True
 
     def _remember(self, future: JobFuture[Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,8 @@ class FunctionRecord:
 
     spec: FunctionSpec
     obj: Any
-    payload: bytes
+    #: the pickled code, or how to make it (see `payload`)
+    code: bytes | Callable[[], bytes]
     backend: str
     workers: int
     #: fingerprint of `__setup__` + environment; equal keys allow a hot swap (see `register`)
@@ -35,10 +37,30 @@ class FunctionRecord:
     checked: bool = False
     #: held from a snapshot to its event (see `publish`)
     _publishing: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
+    #: held while the code is pickled (see `payload`)
+    _pickling: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def payload(self) -> bytes:
+        """The code as workers load it, pickled when first needed rather than where it was
+        defined: a function is pickled with the globals it names as they are *then*, and a
+        helper defined below it (further down the cell, in a later cell), or the function's
+        own name when it calls itself, is bound only after its decorator ran.
+
+        Raises:
+            Exception: the code cannot be pickled (it names an open file, a lock ...).
+        """
+        code = self.code
+        if not isinstance(code, bytes):
+            with self._pickling:
+                code = self.code
+                if not isinstance(code, bytes):
+                    code = self.code = code()
+        return code
 
     def publish(self, events: EventBus) -> None:
         """Send a ``function`` event with the state as it is now.

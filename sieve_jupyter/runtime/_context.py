@@ -79,10 +79,31 @@ class RemoteFunction:
 
     Pickling a notebook-side handle produces one of these, so a function that calls
     ``other.run(x)`` works unchanged in a worker: the call is routed through the manager.
+    Calling it, ``other(x)``, is a plain call in this process, as calling the handle is in the
+    notebook: it carries the function (or, for a model, the class: the call makes an instance
+    and runs its ``__setup__``), when it could travel with the code that named it.
     """
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, local: Any = None, model: bool = False) -> None:
         self.name = name
+        self._local = local
+        self._model = model
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        local = self._local
+        if local is None:
+            raise TypeError(
+                f"{self.name}: calling it directly runs its code in this process, and that code "
+                f"did not come along (it was defined in a module this worker cannot import). "
+                f"Fix: {self.name}.run(...) or .push(...), which run it on its own workers."
+            )
+        if not self._model:
+            return local(*args, **kwargs)
+        instance = local(*args, **kwargs)
+        setup = getattr(instance, "__setup__", None)
+        if setup is not None:
+            setup()
+        return instance
 
     def _context(self) -> WorkerContext:
         context = current_context()
@@ -105,7 +126,7 @@ class RemoteFunction:
         return f"<remote sieve function {self.name!r}>"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (RemoteFunction, (self.name,))
+        return (RemoteFunction, (self.name, self._local, self._model))
 
 
 def report_progress(fraction: float | None = None, message: str = "") -> None:

@@ -5,7 +5,7 @@ The captured module was written for a notebook, so its sieve functions are handl
 one asked for is unwrapped (the decorated function or class behind its handle), and every other
 handle of the module becomes a `RemoteFunction`: a call such as ``tokenize.run(...)`` inside a
 model then goes through the manager that started this worker (as chaining does in a kernel)
-instead of starting workers of its own here.
+instead of starting workers of its own here, while ``tokenize(...)`` stays a plain call.
 
 Standard library only: this runs in containers where nothing else of sieve-jupyter is
 installed.
@@ -46,7 +46,8 @@ def exported(module: str, entry: str) -> Any:
         obj = obj.__wrapped__
     for key, value in list(vars(namespace).items()):
         if is_handle(value):
-            setattr(namespace, key, RemoteFunction(value.name))
+            model = getattr(getattr(value, "spec", None), "kind", "function") == "model"
+            setattr(namespace, key, RemoteFunction(value.name, value.__wrapped__, model))
     return obj
 
 

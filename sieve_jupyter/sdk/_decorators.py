@@ -11,11 +11,12 @@ the class's own type, so write ``Adder = sieve.Model(name="adder")(AdderClass)``
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from typing import Any, ParamSpec, Protocol, TypeVar, cast, overload
 
-from sieve_jupyter._errors import FunctionNotFoundError
+from sieve_jupyter._errors import FunctionNotFoundError, SieveError
 from sieve_jupyter._hooks import name_resolvers
 from sieve_jupyter.manager import Registration, get_manager
 from sieve_jupyter.runtime import RemoteFunction, current_context
@@ -83,7 +84,7 @@ def register(
     registration = get_manager().register(
         spec,
         obj,
-        dumps(obj),
+        functools.partial(_pickled, obj, spec.name),
         backend=backend,
         workers=workers,
         setup_key=_setup_key(obj, spec),
@@ -92,6 +93,18 @@ def register(
     )
     handle_type = ModelHandle if spec.kind == "model" else FunctionHandle
     return handle_type(obj, spec, registration.record), registration
+
+
+def _pickled(obj: Any, name: str) -> bytes:
+    """`obj` as its workers load it (the manager calls this when they first need it)."""
+    try:
+        return dumps(obj)
+    except Exception as exc:
+        raise SieveError(
+            f"{name}: its code cannot be sent to a worker ({type(exc).__name__}: {exc}). Fix: "
+            "create what it uses that cannot be copied (a lock, a connection, an open file) "
+            "inside the function or in __setup__, not at the notebook's top level."
+        ) from exc
 
 
 class _Predictor(Protocol[P, R_co]):

@@ -18,6 +18,7 @@ from sieve_jupyter._errors import JobCancelledError, SieveError
 from sieve_jupyter._hooks import deploy_hooks
 from sieve_jupyter.manager import FunctionRecord, JobFuture, get_manager
 from sieve_jupyter.runtime import RemoteFunction
+from sieve_jupyter.sdk._payload import travels_by_value
 from sieve_jupyter.spec import ArgumentChecker, FunctionSpec
 
 __all__ = ["FunctionHandle", "ModelHandle", "wait_result"]
@@ -167,9 +168,13 @@ class FunctionHandle(Generic[P, R]):
     # -- display and pickling ----------------------------------------------------------------
 
     def __reduce__(self) -> tuple[Any, ...]:
-        # Inside another function's worker, a handle becomes a proxy that routes calls
-        # through the manager (chaining).
-        return (RemoteFunction, (self.name,))
+        # Inside another function's worker, a handle becomes a proxy that routes `run` and
+        # `push` through the manager (chaining), and runs a plain call in the worker, as the
+        # handle does here: with the code, when it travels by value with the code that names
+        # the handle (see `travels_by_value`).
+        wrapped = self.__wrapped__
+        local = wrapped if travels_by_value(wrapped) else None
+        return (RemoteFunction, (self.name, local, self.spec.kind == "model"))
 
     def __repr__(self) -> str:
         from sieve_jupyter.sdk._display import handle_text

@@ -12,6 +12,7 @@ import inspect
 import linecache
 import sys
 import sysconfig
+import threading
 import types
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,10 @@ def _is_user_module(module_name: str) -> bool:
     return not any(path.is_relative_to(root) for root in _INSTALLED_ROOTS)
 
 
+#: the user module `dumps` is pickling by value at the moment, per thread
+_by_value = threading.local()
+
+
 def dumps(obj: Any) -> bytes:
     """Pickle a function or class by value (see the module docstring)."""
     module_name = getattr(obj, "__module__", "__main__") or "__main__"
@@ -49,11 +54,21 @@ def dumps(obj: Any) -> bytes:
         return dumps_by_value(obj)
     module = sys.modules[module_name]
     cloudpickle.register_pickle_by_value(module)
+    _by_value.module = module_name
     try:
         data = dumps_by_value(obj)
     finally:
+        _by_value.module = None
         cloudpickle.unregister_pickle_by_value(module)
     return data
+
+
+def travels_by_value(obj: Any) -> bool:
+    """Whether pickling `obj` now copies its code (a notebook's, or one of the user module
+    being pickled by `dumps`), rather than naming it for the worker to import: where that
+    module may not exist (a container), only what travels by value can be called there."""
+    module_name = getattr(obj, "__module__", None) or "__main__"
+    return module_name == "__main__" or module_name == getattr(_by_value, "module", None)
 
 
 def source_lines(obj: Any) -> dict[str, list[str]]:

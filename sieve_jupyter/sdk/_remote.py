@@ -191,7 +191,8 @@ class HttpFunction:
         return {
             "name": name,
             "inputs": inputs,
-            "check": SchemaCheck.if_available(inputs),
+            # (a recursive type's definitions are the document's components: kept beside it)
+            "check": SchemaCheck.if_available({**inputs, "components": {"schemas": schemas}}),
             "order": order,
             "streaming": streaming,
             "output": output.get("items", {}) if streaming else output,

@@ -260,6 +260,42 @@ def test_chaining_calls_another_function_from_a_worker(backend: str, unique: Uni
     assert outer.run(1) == [2, 11]
 
 
+def test_code_travels_with_the_names_it_uses_when_it_first_runs(
+    backend: str, unique: Unique
+) -> None:
+    """As plain Python resolves names when a call runs, not where the function is defined: a
+    function calling itself, a helper and another sieve function defined after it, and
+    another function or model called directly (a plain call inside this worker, as in the
+    notebook: theirs start no workers)."""
+
+    @sieve.function(name=unique("fact"), backend=backend)
+    def fact(n: int) -> int:
+        return 1 if n <= 1 else n * fact(n - 1)
+
+    @sieve.function(name=unique("quad"), backend=backend)
+    def quad(x: int) -> int:
+        return double(double(x)) + offset(x) + Scale().__predict__(x)
+
+    @sieve.function(name=unique("double"), backend=backend)
+    def double(x: int) -> int:
+        return 2 * x
+
+    def offset(x: int) -> int:
+        return x + 100
+
+    @sieve.Model(name=unique("scale"), backend=backend)
+    class Scale:
+        def __setup__(self) -> None:
+            self.factor = 1000
+
+        def __predict__(self, x: int) -> int:
+            return self.factor * x
+
+    assert fact.run(5) == 120
+    assert quad.run(3) == 12 + 103 + 3000
+    assert double.workers == [] and Scale.workers == []
+
+
 def test_env_values_reach_the_worker_and_missing_ones_fail_first(
     backend: str, unique: Unique, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -56,6 +56,21 @@ def test_model_arguments_are_checked_against_predict(unique: Unique) -> None:
     assert Predictor.run(text="ok") == "OK"
 
 
+def test_code_that_cannot_travel_says_why_when_it_first_runs(unique: Unique) -> None:
+    lock = threading.Lock()
+
+    @sieve.function(name=unique("holds-a-lock"))
+    def holds(x: int) -> int:
+        with lock:
+            return x
+
+    for call in (lambda: holds.run(1), lambda: holds.push(1)):
+        with pytest.raises(sieve.SieveError, match="its code cannot be sent to a worker") as caught:
+            call()
+        assert "lock" in str(caught.value) and "Fix: create what it uses" in str(caught.value)
+    assert holds.workers == []
+
+
 def test_unpicklable_argument_fails_its_job_and_the_worker_stays_usable(unique: Unique) -> None:
     @sieve.function(name=unique("echo-pid"))
     def echo_pid(value: Any) -> tuple[Any, int]:

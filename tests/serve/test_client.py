@@ -30,6 +30,13 @@ class Box(BaseModel):
 @sieve.function(name="describe")
 def describe(day: datetime.date, color: Color, box: Box, blob: bytes, ids: set[int]) -> str:
     return f"{day:%Y/%m/%d} {color.name} {box.label}@{box.corner} {blob!r} {sorted(ids)}"''',
+    """class Node(BaseModel):
+    value: int
+    children: "list[Node]" = []
+
+@sieve.function(name="total")
+def total(tree: Node) -> int:
+    return tree.value + sum(total(child) for child in tree.children)""",
 ]
 
 
@@ -158,6 +165,14 @@ def test_arguments_of_the_types_a_local_handle_takes_arrive_as_those_types(
             remote.run(day, Color.RED, {"corner": [1, "two"], "label": "x"}, b"", set())
         with pytest.raises(TypeError, match="has no JSON form"):
             remote.run(day, Color.RED, box, b"", {object()})
+        # a recursive type: its definitions live among the document's components
+        total = sieve.function.get(f"{server.url}/functions/total")
+        tree = {"value": 1, "children": [{"value": 2, "children": [{"value": 3}]}]}
+        assert total.run(tree) == 6
+        tree["children"][0]["children"][0]["value"] = "three"  # type: ignore[index]
+        with pytest.raises(sieve.InputError) as bad:
+            total.run(tree)
+        assert bad.value.field == "tree" and "'three' is not of type 'integer'" in str(bad.value)
     finally:
         assert server.stop() == 0
 

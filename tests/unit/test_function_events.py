@@ -21,7 +21,7 @@ def test_a_publisher_preempted_after_its_snapshot_never_sends_it_after_a_newer_o
         name="f", kind="function", environment=types.SimpleNamespace(content_hash=lambda: "h")
     )
     pool: Any = types.SimpleNamespace(state="starting", describe=list, queue=[], last_error=None)
-    record = FunctionRecord(spec=spec, obj=None, payload=b"", backend="local", workers=1)  # type: ignore[arg-type]
+    record = FunctionRecord(spec=spec, obj=None, code=b"", backend="local", workers=1)  # type: ignore[arg-type]
     record.pool = pool
     events = EventBus()
     seen: list[str] = []
