@@ -93,9 +93,10 @@ class RemoteFunction:
         local = self._local
         if local is None:
             raise TypeError(
-                f"{self.name}: calling it directly runs its code in this process, and that code "
-                f"did not come along (it was defined in a module this worker cannot import). "
-                f"Fix: {self.name}.run(...) or .push(...), which run it on its own workers."
+                f"{self.name}: this handle has no code of its own in this worker (it came from "
+                "sieve.function.get, or from a module the worker cannot import), so it cannot "
+                f"be called directly. Fix: .run(...) or .push(...), which run {self.name} on "
+                "its own workers."
             )
         if not self._model:
             return local(*args, **kwargs)
