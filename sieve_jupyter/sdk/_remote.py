@@ -28,6 +28,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from sieve_jupyter._config import config
@@ -48,9 +49,10 @@ from sieve_jupyter.sdk._remote_wire import (
     _sync_clients,
     _sync_lock,
 )
+from sieve_jupyter.spec import Metadata
 from sieve_jupyter.spec._schema_check import SchemaCheck
 
-__all__ = ["DRAINING_HEADER", "HttpFunction", "Locate", "http_function"]
+__all__ = ["DRAINING_HEADER", "HttpFunction", "Locate", "RemoteSpec", "http_function"]
 
 _TOKEN_VARIABLE = "SIEVE_SERVE_TOKEN"
 #: a server that is shutting down answers new predictions 503 with this header
@@ -60,6 +62,19 @@ _RECONNECT_SECONDS = 0.25
 
 #: where a deployment's name points now: ``(url, token)``; raises when it is gone
 Locate = Callable[[], "tuple[str, str | None]"]
+
+
+@dataclass(frozen=True)
+class RemoteSpec:
+    """A served function as its handle knows it, with the fields of a `FunctionSpec` that
+    describe it. `inputs` is its input schema, with the OpenAPI document's components beside
+    it (where a recursive type's definitions are)."""
+
+    name: str
+    inputs: dict[str, Any]
+    signature: str
+    doc: str
+    metadata: Metadata
 
 
 class _Moved(Exception):
@@ -188,11 +203,19 @@ class HttpFunction:
         order = sorted(
             inputs.get("properties", {}), key=lambda k: inputs["properties"][k].get("x-order", 0)
         )
+        spec = RemoteSpec(
+            name=name,
+            # (a recursive type's definitions are the document's components: kept beside it)
+            inputs={**inputs, "components": {"schemas": schemas}},
+            signature=str(inputs.get("x-sieve-signature", "")),
+            doc=str(inputs.get("description", "")),
+            metadata=Metadata(title=str(inputs.get("x-sieve-title", ""))),
+        )
         return {
             "name": name,
+            "spec": spec,
             "inputs": inputs,
-            # (a recursive type's definitions are the document's components: kept beside it)
-            "check": SchemaCheck.if_available({**inputs, "components": {"schemas": schemas}}),
+            "check": SchemaCheck.if_available(spec.inputs),
             "order": order,
             "streaming": streaming,
             "output": output.get("items", {}) if streaming else output,
@@ -213,6 +236,13 @@ class HttpFunction:
         return str(self._describe()["name"])
 
     @property
+    def spec(self) -> RemoteSpec:
+        """What the server says of the function: its name, input schema, signature, docstring
+        and title (what `sieve.form` reads, as it reads a local handle's spec)."""
+        spec: RemoteSpec = self._describe()["spec"]
+        return spec
+
+    @property
     def is_generator(self) -> bool:
         return bool(self._describe()["streaming"])
 
@@ -222,7 +252,11 @@ class HttpFunction:
         return dict(result)
 
     def __repr__(self) -> str:
-        return f"<sieve remote function {self.url}>"
+        described = self._described  # (no request for a repr: shown once it is known)
+        if described is None:
+            return f"<sieve remote function {self.url}>"
+        spec = described["spec"]
+        return f"<sieve remote function {spec.name}{spec.signature} at {self.url}>"
 
     # -- calling -----------------------------------------------------------------------------
 

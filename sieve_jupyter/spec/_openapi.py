@@ -3,7 +3,8 @@
 The shape follows Cog's: ``components.schemas.Input`` / ``Output`` describe the default
 function, ``PredictionRequest`` / ``PredictionResponse`` the envelope, so tools written for Cog
 read it. Each function of a bundle also gets ``<Name>Input`` / ``<Name>Output`` and its own
-``/functions/{name}/predictions`` routes. Properties carry Cog's ``x-order``.
+``/functions/{name}/predictions`` routes. Properties carry Cog's ``x-order``; an input schema
+carries the function's docstring (``description``), signature and title (``x-sieve-...``).
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ def _input_schema(spec: FunctionSpec, title: str, components: dict[str, Any]) ->
     for order, prop in enumerate(schema.get("properties", {}).values()):
         if isinstance(prop, dict):
             prop["x-order"] = order
+    # What the HTTP client shows of the function (its repr, a form's header), as a local
+    # handle shows it from the spec.
+    if spec.doc:
+        schema["description"] = spec.doc
+    schema["x-sieve-signature"] = spec.signature
+    if spec.metadata.title:
+        schema["x-sieve-title"] = spec.metadata.title
     return schema
 
 

@@ -177,6 +177,20 @@ def test_arguments_of_the_types_a_local_handle_takes_arrive_as_those_types(
         assert server.stop() == 0
 
 
+def test_a_form_and_a_repr_from_what_the_server_says(main_server: Server) -> None:
+    url = f"{main_server.url}/functions/adder"
+    adder = sieve.function.get(url)
+    assert repr(adder) == f"<sieve remote function {url}>"  # (a repr sends no request)
+    form = sieve.form(adder)
+    assert repr(adder) == f"<sieve remote function adder(x1: int, x2: int = 10) -> int at {url}>"
+    assert adder.spec.metadata.title == "Adds" and "Adds" in form.children[1].value
+    assert list(form.fields) == ["x1", "x2"]
+    future = form.set(x1=2, x2=3).submit()
+    assert future is not None and future.result(60) == 5
+    form.reset()  # (the default, 10, comes from the schema the server published)
+    assert form.set(x1=2).submit() is not None and form.futures[-1].result(60) == 12
+
+
 def test_cancel_reaches_the_server(main_server: Server) -> None:
     sleeper = sieve.function.get(f"{main_server.url}/functions/sleeper")
     future = sleeper.push(60, "never")
