@@ -24,7 +24,6 @@ from typing import Any
 
 from sieve_jupyter.runtime._exported import EntryNotFound, exported
 from sieve_jupyter.runtime._json import to_json
-from sieve_jupyter.spec._dataurl import decode_data_url
 
 __all__ = ["BundleEntry", "load_entry"]
 
@@ -160,12 +159,8 @@ class _ArrayAdapter:
 
 
 class _BytesAdapter:
-    """`bytes` arrive as a data URL (as the HTTP client sends them, and as a function's `bytes`
-    go back); any other text as its UTF-8."""
+    """`bytes` arrive as bytes (the server decoded the data URL they were sent as: see
+    `InputPlan.decode_binary`), or as other text, taken as its UTF-8."""
 
     def validate_python(self, value: Any) -> Any:
-        if isinstance(value, str):
-            if value.startswith("data:"):
-                return decode_data_url(value)[1]
-            return value.encode()
-        return value
+        return value.encode() if isinstance(value, str) else value

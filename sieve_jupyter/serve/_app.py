@@ -223,7 +223,9 @@ class _Api:
                 )
             webhook, events = self._webhook(request_data)
             value = served.plan.check(request_data.get("input"))
-            kwargs_input = to_files(served.plan, value, uploads, uploaded)
+            kwargs_input = to_files(
+                served.plan, served.plan.decode_binary(value), uploads, uploaded
+            )
         except InputError422 as exc:
             uploads.remove()
             return _json({"detail": exc.detail}, 422)

@@ -54,6 +54,8 @@ class InputPlan:
     files: dict[str, tuple[str, bool]] = field(default_factory=dict)
     positional: tuple[str, ...] = ()
     var_positional: str | None = None
+    #: `bytes` inputs (``format: binary``): a data URL is decoded here, a bad one is a 422
+    binary: tuple[str, ...] = ()
 
     @classmethod
     def for_spec(cls, spec: FunctionSpec) -> InputPlan:
@@ -65,6 +67,11 @@ class InputPlan:
                 for option in options:
                     if isinstance(option, dict) and option.get("format") == FILE_FORMAT:
                         plan.files[name] = (option.get("x-sieve-type", "File"), many)
+        plan.binary = tuple(
+            name
+            for name, prop in schema.get("properties", {}).items()
+            if isinstance(prop, dict) and prop.get("format") == "binary"
+        )
         plan.positional = tuple(schema.get("x-positional-only", ()))
         var = schema.get("x-var-positional")
         plan.var_positional = var["name"] if isinstance(var, dict) else None
@@ -106,6 +113,27 @@ class InputPlan:
         if problems:
             raise InputError422([self._describe(p) for p in problems])
         return value
+
+    def decode_binary(self, value: dict[str, Any]) -> dict[str, Any]:
+        """`value` with its `bytes` inputs that came as data URLs decoded (other text is the
+        worker's to read as UTF-8).
+
+        Raises:
+            InputError422: a data URL that does not decode.
+        """
+        decoded = None
+        for name in self.binary:
+            item = value.get(name)
+            if isinstance(item, str) and item.startswith("data:"):
+                try:
+                    data = decode_data_url(item)[1]
+                except ValueError as exc:
+                    raise InputError422(
+                        [_detail(["body", "input", name], f"not a valid data URL: {exc}")]
+                    ) from None
+                decoded = decoded if decoded is not None else dict(value)
+                decoded[name] = data
+        return value if decoded is None else decoded
 
     def _describe(self, problem: SchemaProblem) -> dict[str, Any]:
         loc: list[Any] = ["body", "input", *problem.path]

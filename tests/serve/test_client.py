@@ -158,6 +158,13 @@ def test_arguments_of_the_types_a_local_handle_takes_arrive_as_those_types(
         body = {"day": "2026-12-06", "color": "red", "box": {"corner": [0, 0], "label": "t"}}
         answer = server.predict({"input": {**body, "blob": "hi", "ids": []}}).json()
         assert answer["output"] == "2026/12/06 RED t@(0, 0) b'hi' []", answer
+        broken = {**body, "blob": "data:application/octet-stream;base64,%%%", "ids": []}
+        refused = server.predict({"input": broken})
+        assert refused.status_code == 422, refused.text
+        (detail,) = refused.json()["detail"]
+        assert (
+            detail["loc"] == ["body", "input", "blob"] and "not a valid data URL" in detail["msg"]
+        )
         with pytest.raises(sieve.InputError) as bad:
             remote.run(day, "green", box, b"", set())
         assert bad.value.field == "color" and "'green' is not one of" in str(bad.value)
