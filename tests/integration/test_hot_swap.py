@@ -100,3 +100,35 @@ def test_a_swap_that_fails_in_a_worker_changes_nothing(
     # The registration and the warm instance are as they were.
     assert sieve.function.get(name).run() == before
     assert Swapper.run() == before
+
+
+def test_a_swap_whose_code_cannot_travel_changes_nothing(unique: Unique) -> None:
+    """The new code is pickled before any worker is touched: when it cannot be, the error says
+    why and the registration stays as it was."""
+    import threading
+
+    name = unique("swapper")
+
+    @sieve.Model(name=name)
+    class Swapper:
+        def __setup__(self) -> None:
+            self.token = os.urandom(4).hex()
+
+        def __predict__(self) -> str:
+            return "v1:" + self.token
+
+    before = Swapper.run()
+    lock = threading.Lock()
+    with pytest.raises(sieve.SieveError, match="its code cannot be sent to a worker"):
+
+        @sieve.Model(name=name)
+        class Swapper:  # type: ignore[no-redef]  # noqa: F811
+            def __setup__(self) -> None:
+                self.token = os.urandom(4).hex()
+
+            def __predict__(self) -> str:
+                with lock:
+                    return "v2:" + self.token
+
+    assert sieve.function.get(name).run() == before
+    assert Swapper.run() == before
