@@ -212,9 +212,7 @@ class HttpFunction:
             metadata=Metadata(title=str(inputs.get("x-sieve-title", ""))),
         )
         return {
-            "name": name,
             "spec": spec,
-            "inputs": inputs,
             "check": SchemaCheck.if_available(spec.inputs),
             "order": order,
             "streaming": streaming,
@@ -233,7 +231,7 @@ class HttpFunction:
 
     @property
     def name(self) -> str:
-        return str(self._describe()["name"])
+        return self.spec.name
 
     @property
     def spec(self) -> RemoteSpec:
@@ -263,7 +261,8 @@ class HttpFunction:
     def _input(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         described = self._describe()
         order: list[str] = described["order"]
-        var = described["inputs"].get("x-var-positional")
+        spec: RemoteSpec = described["spec"]
+        var = spec.inputs.get("x-var-positional")
         value: dict[str, Any] = {}
         for index, arg in enumerate(args):
             if index < len(order):
@@ -272,12 +271,12 @@ class HttpFunction:
                 value.setdefault(var["name"], []).append(arg)
             else:
                 raise TypeError(
-                    f"{described['name']}: takes {len(order)} positional "
+                    f"{spec.name}: takes {len(order)} positional "
                     f"arguments ({', '.join(order)}) but {len(args)} were given"
                 )
         for key, item in kwargs.items():
             if key in value:
-                raise TypeError(f"{described['name']}: got multiple values for {key!r}")
+                raise TypeError(f"{spec.name}: got multiple values for {key!r}")
             value[key] = item
         value = {key: _jsonable(item) for key, item in value.items()}
         check: SchemaCheck | None = described["check"]
@@ -289,7 +288,7 @@ class HttpFunction:
             problems = check.problems(fixed)
             if problems:
                 first = problems[0]
-                raise _input_error(described["name"], first.path, first.rule, first.message)
+                raise _input_error(spec.name, first.path, first.rule, first.message)
         return value
 
     def _request(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -312,9 +311,7 @@ class HttpFunction:
             loc = list(first.get("loc", []))
             path = tuple(loc[2:] if loc[:2] == ["body", "input"] else loc[-1:])
             rule = _RULES.get(str(first.get("type")), "")
-            raise _input_error(
-                self._describe()["name"], path, rule, str(first.get("msg", "invalid"))
-            )
+            raise _input_error(self.name, path, rule, str(first.get("msg", "invalid")))
         if status == 503:
             raise SetupError(f"{self.base}: {response.json().get('error', 'not ready')}")
         self._checked(response)
@@ -402,7 +399,7 @@ class HttpFunction:
 
         future: JobFuture[Any] = JobFuture(
             body["id"],
-            described["name"],
+            described["spec"].name,
             args,
             kwargs,
             streaming=described["streaming"],
