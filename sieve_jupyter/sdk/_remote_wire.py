@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import base64
 import json
 import os
 import shutil
@@ -179,9 +178,6 @@ def _jsonable(value: Any) -> Any:
 def _file_url(file: File) -> str:
     if file.url is not None:
         return file.url
-    import mimetypes
-    import pathlib
+    from sieve_jupyter.spec._dataurl import file_data_url
 
-    media_type = mimetypes.guess_type(file.path)[0] or "application/octet-stream"
-    data = base64.b64encode(pathlib.Path(file.path).read_bytes()).decode("ascii")
-    return f"data:{media_type};base64,{data}"
+    return file_data_url(file.path)

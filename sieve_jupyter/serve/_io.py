@@ -8,7 +8,6 @@ would let a caller read the server's own files).
 
 from __future__ import annotations
 
-import base64
 import mimetypes
 import os
 import secrets
@@ -23,7 +22,7 @@ from typing import Any
 
 from sieve_jupyter.runtime import Audio, File, Image, Video
 from sieve_jupyter.spec import FILE_FORMAT, FunctionSpec
-from sieve_jupyter.spec._dataurl import decode_data_url
+from sieve_jupyter.spec._dataurl import decode_data_url, file_data_url
 from sieve_jupyter.spec._schema_check import SchemaCheck, SchemaProblem
 
 __all__ = ["FileStore", "InputError422", "InputPlan", "decode_data_url", "encode_output"]
@@ -261,11 +260,8 @@ def encode_output(
         if value.url is not None and value._local is None:
             return value.url
         path = value.path
-        size = os.path.getsize(path)
-        media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
-        if size <= inline_limit:
-            data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
-            return f"data:{media_type};base64,{data}"
+        if os.path.getsize(path) <= inline_limit:
+            return file_data_url(path)
         return f"{base_url()}files/{store.add(path)}"
     if isinstance(value, list):
         return [

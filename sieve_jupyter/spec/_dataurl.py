@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import mimetypes
 import re
 import urllib.parse
+from pathlib import Path
 
-__all__ = ["decode_data_url"]
+__all__ = ["decode_data_url", "file_data_url"]
 
 _DATA_URL = re.compile(
     r"^data:(?P<type>[^;,]*)(?P<params>(;[^;,]*)*?)(?P<b64>;base64)?,", re.DOTALL
@@ -32,3 +34,10 @@ def decode_data_url(url: str) -> tuple[str, bytes]:
     else:
         data = urllib.parse.unquote_to_bytes(payload)
     return match.group("type") or "application/octet-stream", data
+
+
+def file_data_url(path: str) -> str:
+    """The file at `path` as a ``data:`` URL, its media type guessed from its name."""
+    media_type = mimetypes.guess_type(path)[0] or "application/octet-stream"
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f"data:{media_type};base64,{data}"
