@@ -65,10 +65,9 @@ def test_a_swap_keeps_setup_and_names_the_workers_that_took_it(
     assert {w["id"]: w["setup_at"] for w in handle.workers} == setups  # no __setup__ again
 
 
-def test_a_swap_that_fails_in_a_worker_changes_nothing(
-    backend: str, unique: Unique, kernel_only_module: Callable[[], Any]
-) -> None:
-    name = unique("swapper")
+def first_version(name: str, backend: str | None = None) -> Any:
+    """A model registered as `name` whose later versions below keep its `__setup__`
+    (so registering one of them swaps its code into warm workers)."""
 
     @sieve.Model(name=name, backend=backend)
     class Swapper:
@@ -78,6 +77,14 @@ def test_a_swap_that_fails_in_a_worker_changes_nothing(
         def __predict__(self) -> str:
             return "v1:" + self.token
 
+    return Swapper
+
+
+def test_a_swap_that_fails_in_a_worker_changes_nothing(
+    backend: str, unique: Unique, kernel_only_module: Callable[[], Any]
+) -> None:
+    name = unique("swapper")
+    Swapper = first_version(name, backend)
     before = Swapper.run()
     (worker,) = [w["id"] for w in Swapper.workers]
     module = kernel_only_module()
@@ -108,15 +115,7 @@ def test_a_swap_whose_code_cannot_travel_changes_nothing(unique: Unique) -> None
     import threading
 
     name = unique("swapper")
-
-    @sieve.Model(name=name)
-    class Swapper:
-        def __setup__(self) -> None:
-            self.token = os.urandom(4).hex()
-
-        def __predict__(self) -> str:
-            return "v1:" + self.token
-
+    Swapper = first_version(name)
     before = Swapper.run()
     lock = threading.Lock()
     with pytest.raises(sieve.SieveError, match="its code cannot be sent to a worker"):
