@@ -24,7 +24,7 @@ import docker
 import docker.errors
 import docker.types
 
-from sieve_jupyter._errors import BackendError, BuildError
+from sieve_jupyter._errors import BackendError
 from sieve_jupyter.backends._docker_client import connect
 from sieve_jupyter.build import LABEL_PREFIX, BuildLog
 
@@ -129,13 +129,7 @@ class DeploymentEngine:
         except docker.errors.APIError as exc:
             follow.error = follow.error or str(exc.explanation or exc)
         if follow.error or not self.has_image(tag):
-            step = f" at step `{follow.step}`" if follow.step else ""
-            raise BuildError(
-                f"docker build of the deployment image {tag} failed{step}: "
-                f"{follow.error or 'no image'}.\n--- last lines of the step ---\n{follow.tail}",
-                step=follow.step,
-                log_tail=follow.tail,
-            )
+            raise follow.failure(f"the deployment image {tag}")
 
     def has_image(self, tag: str) -> bool:
         try:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import docker
 import docker.errors
 
-from sieve_jupyter._errors import BackendError, BuildError, PythonVersionMismatchError
+from sieve_jupyter._errors import BackendError, PythonVersionMismatchError
 from sieve_jupyter.backends._base import Backend, WorkerLaunch
 from sieve_jupyter.backends._docker_client import connect
 from sieve_jupyter.backends._docker_options import DockerOptions
@@ -268,19 +268,13 @@ class DockerBackend(Backend):
         except docker.errors.APIError as exc:  # e.g. the base image cannot be pulled
             follow.error = follow.error or str(exc.explanation or exc)
         if follow.error or not self._image_exists(context.tag):
-            step = f" at step `{follow.step}`" if follow.step else ""
             fix = ""
             if follow.step.startswith("FROM"):
                 fix = (
-                    f" Fix: make {context.base_image} available to the engine (docker pull, or "
+                    f"Fix: make {context.base_image} available to the engine (docker pull, or "
                     "a reachable registry), or set docker_base_image to an image it has."
                 )
-            raise BuildError(
-                f"docker build of {context.tag} failed{step}: {follow.error or 'no image'}.{fix}"
-                f"\n--- last lines of the step ---\n{follow.tail}",
-                step=follow.step,
-                log_tail=follow.tail,
-            )
+            raise follow.failure(context.tag, fix)
         self.built.append(context.tag)
         log(f"Built image {context.tag}.")
 

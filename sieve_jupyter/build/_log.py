@@ -2,7 +2,8 @@
 
 The Docker engine streams a build as JSON chunks (``{"stream": ...}``, ``{"status": ...}``,
 ``{"error": ...}``); `BuildLog` turns them into display lines and remembers enough to explain a
-failure (the failing ``Step N/M : ...`` and the tail of its output). Pure logic, no Docker calls.
+failure (the failing ``Step N/M : ...``, the tail of its output, and the fix when the tail shows
+a known cause). Pure logic, no Docker calls.
 """
 
 from __future__ import annotations
@@ -12,9 +13,48 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from sieve_jupyter._errors import BuildError
+
 __all__ = ["BuildLog"]
 
 _STEP_RE = re.compile(r"^Step \d+/\d+ : (.*)$")
+# the engine colours a step's standard error (``ESC[91m`` ... ``ESC[0m``): kept on the lines
+# shown (a notebook renders them), dropped from the tail an error message quotes
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
+
+# Causes a step's output names, and their fixes, first match wins: the engine's network and
+# certificates before a package (pip reports an unreachable index as a missing version).
+_FIXES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (
+        re.compile(
+            r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|SSL certificate problem"
+            r"|certificate verification failed",
+            re.IGNORECASE,
+        ),
+        "The build does not trust the certificate the package index presented (a proxy that "
+        "re-signs TLS?). Fix: point docker_ca_bundle (or SIEVE_DOCKER_CA_BUNDLE) at a PEM file "
+        "of the certificates to trust, e.g. /etc/ssl/certs/ca-certificates.crt.",
+    ),
+    (
+        re.compile(
+            r"Temporary failure in name resolution|Could not resolve host|Network is unreachable"
+            r"|Name or service not known|Failed to establish a new connection"
+        ),
+        "The build's RUN steps cannot reach the network. Fix: set "
+        "SIEVE_DOCKER_BUILD_NETWORK=host where the engine's default network has no route out, "
+        "or check the engine's proxy.",
+    ),
+    (
+        re.compile(r"No matching distribution found for (\S+)"),
+        "The package index has no release of {0}. Fix: check its name and version in "
+        "python_packages, and that the build reaches the package index.",
+    ),
+    (
+        re.compile(r"Unable to locate package (\S+)"),
+        "No apt package is called {0}. Fix: check its name in system_packages (the base image's "
+        "distribution may call it differently).",
+    ),
+)
 
 
 class BuildLog:
@@ -75,5 +115,27 @@ class BuildLog:
 
     @property
     def tail(self) -> str:
-        """The last lines the current step printed."""
-        return "\n".join(self._tail)
+        """The last lines the current step printed (without the engine's colours)."""
+        return _ANSI_RE.sub("", "\n".join(self._tail))
+
+    def fix(self) -> str:
+        """What went wrong and how to fix it, when the tail shows a known cause; else ``""``."""
+        tail = self.tail
+        for pattern, fix in _FIXES:
+            match = pattern.search(tail)
+            if match:
+                return fix.format(*match.groups())
+        return ""
+
+    def failure(self, what: str, fix: str = "") -> BuildError:
+        """The error for a failed build of `what` (e.g. ``"image x:1"``): the failing step, the
+        engine's message, the fix (`fix`, else one the tail shows) and the tail itself."""
+        step = f" at step `{self.step}`" if self.step else ""
+        fix = fix or self.fix()
+        return BuildError(
+            f"docker build of {what} failed{step}: {self.error or 'no image'}."
+            + (f" {fix}" if fix else "")
+            + f"\n--- last lines of the step ---\n{self.tail}",
+            step=self.step,
+            log_tail=self.tail,
+        )

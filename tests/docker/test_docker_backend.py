@@ -80,6 +80,27 @@ def test_failed_build_names_the_step_and_shows_its_output(docker_backend: Any) -
     assert "apt-get install" in error.step
     assert "no-such-package-for-sieve-tests" in error.log_tail
     assert "apt-get install" in str(error)
+    assert "No apt package is called no-such-package-for-sieve-tests" in str(error)
+    assert "Fix: check its name in system_packages" in str(error)
+
+
+def test_a_build_without_network_says_so_and_names_the_setting(docker_env: dict[str, str]) -> None:
+    import dataclasses
+
+    from sieve_jupyter.backends.docker import DockerBackend, DockerOptions
+
+    # (the user's packages are a layer of their own: the runtime's, cached, need no network)
+    options = dataclasses.replace(DockerOptions.current(), build_network="none")
+    backend = DockerBackend(options)
+    try:
+        with pytest.raises(BuildError) as info:
+            backend.prepare(spec(python_packages=["sieve-offline-probe==1.0"]), lambda line: None)
+    finally:
+        backend.close()
+    assert "pip install" in info.value.step
+    message = str(info.value)
+    assert "cannot reach the network" in message and "SIEVE_DOCKER_BUILD_NETWORK=host" in message
+    assert "has no release" not in message  # the network, not the package, is the cause
 
 
 def test_unreachable_base_image_names_the_setting_to_change(docker_env: dict[str, str]) -> None:
