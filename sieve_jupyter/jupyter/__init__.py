@@ -32,7 +32,10 @@ def attach(ipython: Any) -> None:
     manager = get_manager()
     state = _attached.setdefault(id(ipython), {})
     if "router" not in state:
+        from sieve_jupyter.sdk._script_output import routed_elsewhere
+
         state["router"] = OutputRouter(ipython, manager)
+        routed_elsewhere(manager)  # (terminal IPython: the router prints, not the script's way)
     if "display" not in state:
         from sieve_jupyter.manager import JobFuture
 
@@ -92,7 +95,10 @@ def unload_ipython_extension(ipython: Any) -> None:
                 ipython.magics_manager.magics[kind].pop(name, None)
     router = state.get("router")
     if router is not None:
+        from sieve_jupyter.sdk._script_output import routed_elsewhere
+
         router.close()
+        routed_elsewhere(None)
     if state.get("display"):
         from sieve_jupyter.manager import JobFuture
 

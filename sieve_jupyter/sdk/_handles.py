@@ -19,6 +19,7 @@ from sieve_jupyter._hooks import deploy_hooks
 from sieve_jupyter.manager import FunctionRecord, JobFuture, get_manager
 from sieve_jupyter.runtime import RemoteFunction
 from sieve_jupyter.sdk._payload import travels_by_value
+from sieve_jupyter.sdk._script_output import manager as calling_manager
 from sieve_jupyter.spec import ArgumentChecker, FunctionSpec
 
 __all__ = ["FunctionHandle", "ModelHandle", "wait_result"]
@@ -67,7 +68,7 @@ class FunctionHandle(Generic[P, R]):
             SieveError: the function cannot start (missing Env, GPU, dependency ...).
         """
         checked_args, checked_kwargs = self._checked(args, kwargs)
-        future: JobFuture[R] = get_manager().submit(self._record, checked_args, checked_kwargs)
+        future: JobFuture[R] = calling_manager().submit(self._record, checked_args, checked_kwargs)
         return future
 
     def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -79,7 +80,7 @@ class FunctionHandle(Generic[P, R]):
         if self.spec.is_generator:
             return cast(R, _cancel_on_interrupt_iter(self.push(*args, **kwargs)))
         checked_args, checked_kwargs = self._checked(args, kwargs)
-        future: JobFuture[R] = get_manager().run(self._record, checked_args, checked_kwargs)
+        future: JobFuture[R] = calling_manager().run(self._record, checked_args, checked_kwargs)
         return wait_result(future)
 
     def map(
