@@ -94,10 +94,11 @@ class InputPlan:
                     )
                 ]
             )
-        schema_value = value
-        if self.var_positional is not None and self.var_positional in value:
-            schema_value = {k: v for k, v in value.items() if k != self.var_positional}
-            if not isinstance(value[self.var_positional], list):
+        given = self._sieve_file_objects(value)
+        schema_value = given
+        if self.var_positional is not None and self.var_positional in given:
+            schema_value = {k: v for k, v in given.items() if k != self.var_positional}
+            if not isinstance(given[self.var_positional], list):
                 raise InputError422(
                     [
                         _detail(
@@ -111,7 +112,24 @@ class InputPlan:
         problems = self.validator.problems(schema_value)
         if problems:
             raise InputError422([self._describe(p) for p in problems])
-        return value
+        return given
+
+    def _sieve_file_objects(self, value: dict[str, Any]) -> dict[str, Any]:
+        """`value` with each file input given as Sieve's API gives one, ``{"url": "..."}``,
+        replaced by its URL: a request written for Sieve's push API works here unchanged."""
+        out = None
+        for name, (_, many) in self.files.items():
+            item = value.get(name)
+            if many and isinstance(item, list):
+                url = [_url_of(entry) for entry in item]
+                changed = any(u is not e for u, e in zip(url, item, strict=True))
+            else:
+                url = _url_of(item)
+                changed = url is not item
+            if changed:
+                out = out if out is not None else dict(value)
+                out[name] = url
+        return value if out is None else out
 
     def decode_binary(self, value: dict[str, Any]) -> dict[str, Any]:
         """`value` with its `bytes` inputs that came as data URLs decoded (other text is the
@@ -152,6 +170,13 @@ class InputPlan:
         if self.var_positional is not None:
             args += list(kwargs.pop(self.var_positional, []))
         return tuple(args), kwargs
+
+
+def _url_of(item: Any) -> Any:
+    """The URL of a Sieve file object (``{"url": "https://..."}``), else `item` itself."""
+    if isinstance(item, dict) and len(item) == 1 and isinstance(item.get("url"), str):
+        return item["url"]
+    return item
 
 
 class Uploads:

@@ -257,6 +257,17 @@ def test_file_inputs_as_data_urls_and_multipart(main_server: Server) -> None:
         {"input": {"document": "/etc/passwd"}}, "/functions/file-size/predictions"
     )
     assert refused.status_code == 422 and refused.json()["detail"][0]["loc"][-1] == "document"
+    # Sieve's push API writes a file as an object with its URL; a path is refused that way too
+    as_sieve = main_server.predict(
+        {"input": {"document": {"url": url}}}, "/functions/file-size/predictions"
+    ).json()
+    assert as_sieve["status"] == "succeeded" and as_sieve["output"] == len(data)
+    for wrapped in ({"url": "/etc/passwd"}, {"url": url, "name": "a.txt"}):
+        refused = main_server.predict(
+            {"input": {"document": wrapped}}, "/functions/file-size/predictions"
+        )
+        assert refused.status_code == 422, wrapped
+        assert refused.json()["detail"][0]["loc"][-1] == "document"
 
 
 def test_file_outputs_inline_or_linked(main_server: Server) -> None:
