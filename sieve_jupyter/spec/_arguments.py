@@ -193,7 +193,9 @@ def _with_files(hint: Any) -> Any:
     if origin is None or not args:
         return hint
     if origin is typing.Annotated:
-        return typing.Annotated.__class_getitem__((_with_files(args[0]), *hint.__metadata__))
+        # (subscripted with a tuple: `Annotated.__class_getitem__` is gone in Python 3.13)
+        params = (_with_files(args[0]), *hint.__metadata__)
+        return typing.Annotated[params]
     if origin is typing.Literal:
         return hint
     adapted = tuple(_with_files(a) if a is not Ellipsis else a for a in args)

@@ -11,7 +11,6 @@ a write fails only the job it was running while the rest runs on its replacement
 
 from __future__ import annotations
 
-import itertools
 import os
 import signal
 import sys
@@ -103,12 +102,13 @@ def transitions() -> Any:
 def test_a_burst_goes_in_writes_of_many_calls_and_comes_back_in_order(
     backend: str, unique: Unique, writes: list[int], transitions: dict[str, list[str]]
 ) -> None:
-    counter = itertools.count(1)  # travels with the function: one per worker
+    calls = [0]  # travels with the function: one per worker
 
     @sieve.function(name=unique("ordered"), backend=backend)
     def ordered(i: int) -> tuple[int, int]:
         print(f"job {i}")
-        return i, next(counter)
+        calls[0] += 1
+        return i, calls[0]
 
     ordered.run(-1)
     writes.clear()
