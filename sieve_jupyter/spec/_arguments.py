@@ -145,12 +145,12 @@ def _name(hint: Any) -> str:
 
     if hint is type(None):
         return "None"
-    if isinstance(hint, type):
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if isinstance(hint, type) and origin is None:  # (Python 3.10 takes `list[int]` for a type)
         if issubclass(hint, File):
             return f"sieve.{hint.__name__}"
         module = hint.__module__
         return hint.__qualname__ if module == "builtins" else f"{module}.{hint.__qualname__}"
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is typing.Annotated:
         return _name(args[0])
     if origin is typing.Union or type(hint).__name__ == "UnionType":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import gc
+import sys
 import threading
 import time
 from typing import Any
@@ -78,8 +79,9 @@ def test_a_finished_job_holds_few_objects_for_the_collector() -> None:
     per_job = (len(gc.get_objects()) - before) / len(futures)
     # The future and its attributes' dict, its condition with the condition's lock, and the
     # future's list of waiters: 5 (with a standard Condition, which holds five bound methods of
-    # its lock and a queue of waiters, and a list of done callbacks, 12).
-    assert per_job < 6, per_job
+    # its lock and a queue of waiters, and a list of done callbacks, 12). Python 3.10 tracks
+    # one more: an instance's attributes there are always a dict of their own.
+    assert per_job < (6 if sys.version_info >= (3, 11) else 7), per_job
 
 
 class _Tracker:
@@ -134,5 +136,5 @@ def test_done_cancelled_and_exception_answer_as_a_plain_future_does(end: str) ->
         with pytest.raises(concurrent.futures.CancelledError):
             job.exception()
     else:
-        with pytest.raises(TimeoutError):
+        with pytest.raises(concurrent.futures.TimeoutError):  # (3.10: not the builtin)
             job.exception(timeout=0)
