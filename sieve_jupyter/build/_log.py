@@ -22,9 +22,12 @@ _STEP_RE = re.compile(r"^Step \d+/\d+ : (.*)$")
 # shown (a notebook renders them), dropped from the tail an error message quotes
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
 
-# Causes a step's output names, and their fixes, first match wins: the engine's network and
-# certificates before a package (pip reports an unreachable index as a missing version).
+# Causes a step's output names, and their fixes, first match wins: the image's own scripts
+# first, then the engine's network and certificates before a package (pip reports an
+# unreachable index as a missing version).
 _FIXES: tuple[tuple[re.Pattern[str], str], ...] = (
+    # what a script of the image's own says (``sieve: ... Fix: ...``, e.g. no such Python)
+    (re.compile(r"^sieve: (.*Fix: .*)$", re.MULTILINE), "{0}"),
     (
         re.compile(
             r"CERTIFICATE_VERIFY_FAILED|certificate verify failed|SSL certificate problem"
@@ -124,7 +127,8 @@ class BuildLog:
         for pattern, fix in _FIXES:
             match = pattern.search(tail)
             if match:
-                return fix.format(*match.groups())
+                text = fix.format(*match.groups())
+                return text[:1].upper() + text[1:]
         return ""
 
     def failure(self, what: str, fix: str = "") -> BuildError:

@@ -119,3 +119,16 @@ def test_an_unknown_failure_has_no_made_up_fix_and_a_given_fix_wins() -> None:
     assert log.fix() == ""
     assert str(log.failure("image x")).split("\n")[0].endswith("non-zero code: 1.")
     assert "Fix: pull it" in str(log.failure("image x", "Fix: pull it"))
+
+
+def test_the_images_own_explanation_is_the_fix() -> None:
+    log = _failed(
+        "Get:1 http://deb.debian.org/debian bookworm InRelease [151 kB]",
+        "sieve: this distribution has no python3.13 package. Fix: use a base image that "
+        "provides Python 3.13.",
+        step="RUN sh /etc/sieve/install-python.sh 3.13",
+    )
+    assert log.fix() == (
+        "This distribution has no python3.13 package. Fix: use a base image that provides "
+        "Python 3.13."
+    )
