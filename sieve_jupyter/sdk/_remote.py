@@ -49,6 +49,7 @@ from sieve_jupyter.sdk._remote_wire import (
     _sync_clients,
     _sync_lock,
 )
+from sieve_jupyter.sdk._script_output import print_remote, show_run_logs
 from sieve_jupyter.spec import Metadata
 from sieve_jupyter.spec._schema_check import SchemaCheck
 
@@ -352,7 +353,9 @@ class HttpFunction:
             try:
                 response = client.post(self.predictions, json=body)
                 if response.status_code == 200:
-                    return self._outcome(response.json())
+                    envelope = response.json()
+                    show_run_logs(envelope)
+                    return self._outcome(envelope)
                 wait = self._wait_or_raise(response, deadline)
             except KeyboardInterrupt:
                 self._cancel_id(body["id"])
@@ -481,7 +484,9 @@ class HttpFunction:
         if event == "start":
             future._set_started(None)
         elif event == "log":
-            future._add_log(data.get("source", "stdout"), data.get("data", ""))
+            stream, text = data.get("source", "stdout"), data.get("data", "")
+            future._add_log(stream, text)
+            print_remote(stream, text)
         elif event == "output" and future.streaming:
             future._add_output(_decode(data.get("chunk"), schema))
         elif event == "completed":

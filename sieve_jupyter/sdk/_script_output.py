@@ -12,6 +12,11 @@ before `.run()` returns.)
 Only calls through a handle decide: a server or a deployment drives the manager directly and
 keeps worker output in its predictions' logs. The notebook layer calls `routed_elsewhere` when
 it routes a manager's output itself, which stops the printing here.
+
+A served function called over HTTP prints on its server: a handle's `.run()` writes what the
+prediction printed where its caller prints (`show_run_logs`), and the output of a pushed
+prediction, which arrives as it is printed, is written here too in a script
+(`print_remote`).
 """
 
 from __future__ import annotations
@@ -19,15 +24,20 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from sieve_jupyter.manager import Event, Manager, get_manager
 
-__all__ = ["manager", "routed_elsewhere"]
+__all__ = ["manager", "print_remote", "routed_elsewhere", "show_run_logs"]
 
 _lock = threading.Lock()
 #: the manager whose output has been provided for (printed here, or routed by the notebook)
 _decided: Manager | None = None
 _unsubscribe: Callable[[], None] | None = None
+#: the notebook layer routes worker output in this process (terminal IPython's extension)
+_routed = False
+#: how the server's logs of a failed prediction end: the traceback its error carries
+_TRACEBACK = "Traceback (most recent call last):"
 
 
 def manager() -> Manager:
@@ -42,10 +52,11 @@ def manager() -> Manager:
 def routed_elsewhere(routed: Manager | None) -> None:
     """The notebook layer routes `routed`'s output from now on (stop printing it here); `None`:
     it stopped, so the next call through a handle decides again."""
-    global _decided
+    global _decided, _routed
     with _lock:
         _stop()
         _decided = routed
+        _routed = routed is not None
 
 
 def _decide(current: Manager) -> None:
@@ -55,8 +66,15 @@ def _decide(current: Manager) -> None:
             return
         _stop()
         _decided = current
-        if "ipykernel" not in sys.modules:  # (a kernel routes output as its manager starts)
+        if not _in_kernel():  # (a kernel routes output as its manager starts)
             _unsubscribe = current.events.subscribe(_print, kinds={"log"})
+
+
+def _in_kernel() -> bool:
+    """Whether this process is a Jupyter kernel (not merely one that imported ipykernel)."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return getattr(shell, "kernel", None) is not None
 
 
 def _stop() -> None:
@@ -68,9 +86,33 @@ def _stop() -> None:
 
 def _print(event: Event) -> None:
     data = event.data
+    _write(data["stream"], data["text"])
+
+
+def print_remote(stream: str, text: str) -> None:
+    """Output of a pushed prediction, as it arrives from its server: written here in a script
+    (in a notebook the cell that pushed it has long finished)."""
+    if not _routed and not _in_kernel():
+        _write(stream, text)
+
+
+def show_run_logs(envelope: dict[str, Any]) -> None:
+    """What a prediction `.run()` waited for printed on its server, written where the caller
+    prints (a notebook's cell, a script's terminal), as a local `.run()` shows its worker's
+    output. The traceback a failed one's logs end with is left to the error it raises."""
+    logs = envelope.get("logs") or ""
+    if envelope.get("status") == "failed":
+        at = logs.rfind(_TRACEBACK)
+        logs = logs[:at] if at >= 0 else logs
+    if logs:
+        sys.stdout.write(logs)
+        sys.stdout.flush()
+
+
+def _write(stream: str, text: str) -> None:
     # (the process's own streams: a redirect of sys.stdout made by one thread for a while
-    # must not catch, or outlive, output arriving on the manager's threads)
-    target = sys.__stderr__ if data["stream"] == "stderr" else sys.__stdout__
+    # must not catch, or outlive, output arriving on other threads)
+    target = sys.__stderr__ if stream == "stderr" else sys.__stdout__
     if target is not None:
-        target.write(data["text"])
+        target.write(text)
         target.flush()

@@ -105,3 +105,22 @@ def test_export_to_a_model_yaml_and_load_it_back(
     assert loaded.stream().split()[-2:] == ["103", "103"]
     bad = kernel_session.run("%sieve export adder models/x --format yaml")
     assert not bad.ok and "UsageError" in bad.error["ename"]  # type: ignore[index]
+
+
+def test_what_a_served_call_printed_shows_once_under_the_calling_cell(
+    kernel_session: KernelSession,
+) -> None:
+    # The served job is the kernel's own (its server drives the kernel's manager), but the
+    # call is the HTTP client's: what the function printed shows under the cell that made the
+    # call, once, as for a local `.run()`.
+    kernel_session.ok("import sieve_jupyter as sieve\n%load_ext sieve_jupyter")
+    kernel_session.ok(
+        '@sieve.function(name="greeter")\n'
+        "def greet(name: str) -> str:\n"
+        '    print("greeting", name)\n'
+        '    return f"hello {name}"'
+    )
+    kernel_session.ok("server = get_ipython().run_line_magic('sieve', 'serve greeter --port 0')")
+    called = kernel_session.ok("print(sieve.function.get(server.url).run('ada'))")
+    assert called.stream() == "greeting ada\nhello ada\n"
+    kernel_session.ok("%sieve serve --stop greeter")

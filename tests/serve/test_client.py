@@ -75,6 +75,26 @@ def test_logs_and_streams_arrive_on_the_future(main_server: Server) -> None:
     assert future.result() == [0, 1, 4]
 
 
+def test_what_a_prediction_printed_shows_where_its_caller_prints(
+    main_server: Server, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # As a local handle's worker output does: `.run()` writes it before it returns, and a
+    # pushed prediction's output is written as it arrives (this is a script, not a kernel).
+    adder = sieve.function.get(f"{main_server.url}/functions/adder")
+    adder.run(0)  # (the adder's setup output goes with its first call)
+    capfd.readouterr()
+    assert adder.run(1, 2) == 3
+    printed = capfd.readouterr().out
+    assert printed.startswith("adding 1 2 ") and printed.count("\n") == 1, printed
+    counter = sieve.function.get(f"{main_server.url}/functions/counter")
+    assert counter.push(2).result(60) == [0, 1]
+    assert capfd.readouterr().out == "item 0\nitem 1\n"
+    fails = sieve.function.get(f"{main_server.url}/functions/fails")
+    with pytest.raises(sieve.RemoteError):
+        fails.run("bad day")
+    assert capfd.readouterr().out == ""  # (the traceback is the error's, not printed output)
+
+
 def test_errors_are_remote_errors_and_input_errors(main_server: Server) -> None:
     fails = sieve.function.get(f"{main_server.url}/functions/fails")
     with pytest.raises(sieve.RemoteError) as raised:
