@@ -1,5 +1,5 @@
 """Worker output lands under the cell that started the job — never in whichever cell runs later,
-and never as a flood.
+and never as a flood. (So does the output of a prediction pushed to a server, as it arrives.)
 
 At submission (on the cell's own thread) the router notes the cell's request header on the job.
 Log lines from the worker then go out on IOPub with *that* header as parent, so the frontend
@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from sieve_jupyter.manager import Event, JobFuture, Manager
+from sieve_jupyter.sdk._remote import push_watchers
 
 __all__ = ["OutputRouter", "claim_output"]
 
@@ -66,12 +67,15 @@ class OutputRouter:
         self._notices = _StartupNotices(self) if self._kernel is not None else None
         self._unsubscribe = manager.events.subscribe(self._on_event, kinds={"log", "function"})
         manager.submit_hooks.append(self.on_submit)
+        push_watchers.append(self)
         self._thread_ident = threading.get_ident()
 
     def close(self) -> None:
         self._unsubscribe()
         if self.on_submit in self._manager.submit_hooks:
             self._manager.submit_hooks.remove(self.on_submit)
+        if self in push_watchers:
+            push_watchers.remove(self)
         if self._notices is not None:
             self._notices.close()
 
@@ -86,6 +90,17 @@ class OutputRouter:
             pool = self._manager.record(future.function).pool
             if pool is None or pool.state != "warm":
                 self._notices.expect(parent, future)
+
+    # -- predictions pushed to a server (`sieve.function.get("http://...")`) ----------------
+
+    def pushed(self, future: JobFuture[Any]) -> None:
+        if threading.get_ident() == self._thread_ident:
+            future.context = _Route(self._current_parent())
+
+    def printed(self, future: JobFuture[Any], stream: str, text: str) -> None:
+        route = future.context
+        if isinstance(route, _Route) and not route.claimed:
+            self.emit_stream(route.parent, stream, text)
 
     def _current_parent(self) -> Any:
         if self._kernel is None:

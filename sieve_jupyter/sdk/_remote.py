@@ -29,7 +29,7 @@ import urllib.parse
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from sieve_jupyter._config import config
 from sieve_jupyter._errors import (
@@ -76,6 +76,20 @@ class RemoteSpec:
     signature: str
     doc: str
     metadata: Metadata
+
+
+class PushWatcher(Protocol):
+    """Where a pushed prediction's printed output goes (the notebook layer's router): told of
+    each push on the caller's thread, then of each piece of output as it arrives."""
+
+    def pushed(self, future: JobFuture[Any]) -> None: ...
+
+    def printed(self, future: JobFuture[Any], stream: str, text: str) -> None: ...
+
+
+#: the watchers of pushed predictions; with none, their output is printed in a script
+#: (`_script_output.print_remote`)
+push_watchers: list[PushWatcher] = []
 
 
 class _Moved(Exception):
@@ -408,6 +422,8 @@ class HttpFunction:
             streaming=described["streaming"],
             canceller=cancel,
         )
+        for watcher in push_watchers:
+            watcher.pushed(future)  # (on the caller's thread, before any event can arrive)
         task.append(asyncio.run_coroutine_threadsafe(self._follow(loop, body, future), loop.loop))
         return future
 
@@ -486,7 +502,10 @@ class HttpFunction:
         elif event == "log":
             stream, text = data.get("source", "stdout"), data.get("data", "")
             future._add_log(stream, text)
-            print_remote(stream, text)
+            if not push_watchers:
+                print_remote(stream, text)
+            for watcher in push_watchers:
+                watcher.printed(future, stream, text)
         elif event == "output" and future.streaming:
             future._add_output(_decode(data.get("chunk"), schema))
         elif event == "completed":

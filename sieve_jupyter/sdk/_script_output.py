@@ -34,8 +34,6 @@ _lock = threading.Lock()
 #: the manager whose output has been provided for (printed here, or routed by the notebook)
 _decided: Manager | None = None
 _unsubscribe: Callable[[], None] | None = None
-#: the notebook layer routes worker output in this process (terminal IPython's extension)
-_routed = False
 #: how the server's logs of a failed prediction end: the traceback its error carries
 _TRACEBACK = "Traceback (most recent call last):"
 
@@ -52,11 +50,10 @@ def manager() -> Manager:
 def routed_elsewhere(routed: Manager | None) -> None:
     """The notebook layer routes `routed`'s output from now on (stop printing it here); `None`:
     it stopped, so the next call through a handle decides again."""
-    global _decided, _routed
+    global _decided
     with _lock:
         _stop()
         _decided = routed
-        _routed = routed is not None
 
 
 def _decide(current: Manager) -> None:
@@ -90,9 +87,9 @@ def _print(event: Event) -> None:
 
 
 def print_remote(stream: str, text: str) -> None:
-    """Output of a pushed prediction, as it arrives from its server: written here in a script
-    (in a notebook the cell that pushed it has long finished)."""
-    if not _routed and not _in_kernel():
+    """Output of a pushed prediction, as it arrives from its server, where nothing routes it
+    (`sdk._remote.push_watchers`): written here, unless this is a kernel."""
+    if not _in_kernel():
         _write(stream, text)
 
 

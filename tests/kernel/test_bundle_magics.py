@@ -123,4 +123,8 @@ def test_what_a_served_call_printed_shows_once_under_the_calling_cell(
     kernel_session.ok("server = get_ipython().run_line_magic('sieve', 'serve greeter --port 0')")
     called = kernel_session.ok("print(sieve.function.get(server.url).run('ada'))")
     assert called.stream() == "greeting ada\nhello ada\n"
+    # pushed: the output arrives while the cell waits, and goes under that cell
+    pushed = kernel_session.ok("f = sieve.function.get(server.url).push('bob')\n_ = f.result(60)")
+    assert pushed.stream() == "greeting bob\n"
+    assert kernel_session.ok("print(f.stdout)").stream() == "greeting bob\n\n"
     kernel_session.ok("%sieve serve --stop greeter")
