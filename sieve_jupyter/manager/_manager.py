@@ -429,9 +429,10 @@ class Manager:
             if value is None:
                 about = f" ({env.description})" if env.description else ""
                 raise EnvironmentVariableError(
-                    f"{spec.name}: environment variable {env.name}{about} is not set in the "
-                    f"kernel and has no default. Fix: os.environ[{env.name!r}] = '...' in the "
-                    "notebook (or export it before starting Jupyter), then run again."
+                    f"{spec.name}: environment variable {env.name}{about} is not set in this "
+                    f"process (the kernel, or the script) and has no default. Fix: "
+                    f"os.environ[{env.name!r}] = '...' before the call (or export it before "
+                    "starting Jupyter or the script), then run again."
                 )
             values[env.name] = value
         return values

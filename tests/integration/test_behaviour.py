@@ -320,6 +320,7 @@ def test_env_values_reach_the_worker_and_missing_ones_fail_first(
     def needs() -> None:
         return None
 
-    with pytest.raises(sieve.EnvironmentVariableError, match="SIEVE_TEST_MISSING_VAR"):
+    with pytest.raises(sieve.EnvironmentVariableError, match="SIEVE_TEST_MISSING_VAR") as info:
         needs.push()
+    assert "Fix: os.environ['SIEVE_TEST_MISSING_VAR'] = '...' before the call" in str(info.value)
     assert needs.state == "idle"  # nothing was started
