@@ -91,6 +91,22 @@ def _write_podman_config(home: Path, registry: str) -> None:
         os.chown(path, entry.pw_uid, entry.pw_gid)
 
 
+def _forget_podman_processes() -> None:
+    """End every process of the cluster's user (this test's own: whatever it runs was started
+    here), rootless podman's pause process among them, and remove the pause process's pid
+    files. Podman keeps its first run's temporary folder (a `TMPDIR` of an earlier run of this
+    test) in its database and reads the pid file there on every run: one naming a process long
+    gone, whose number another user's process has since taken, makes podman fail to join that
+    process's user namespace ("cannot set user namespace")."""
+    subprocess.run(["pkill", "-KILL", "-u", USER], check=False)
+    uid = pwd.getpwnam(USER).pw_uid
+    for stale in (
+        *Path("/tmp").glob(f"*/podman-run-{uid}/libpod/tmp/pause.pid"),
+        *Path("/tmp").glob(f"podman-run-{uid}/libpod/tmp/pause.pid"),
+    ):
+        stale.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def _registry(root: Path) -> Iterator[str]:
     (port,) = free_ports(1)
@@ -133,6 +149,7 @@ def image_cluster(docker_client: Any, docker_env: dict[str, str]) -> Iterator[Im
         Path("/dev/mqueue").mkdir(exist_ok=True)
         subprocess.run(["mount", "-t", "mqueue", "mqueue", "/dev/mqueue"], check=True)
     home = Path(pwd.getpwnam(USER).pw_dir)
+    _forget_podman_processes()
     root = Path(tempfile.mkdtemp(prefix="sjrimg-", dir="/tmp"))
     entry = pwd.getpwnam(USER)
     os.chown(root, entry.pw_uid, entry.pw_gid)
@@ -159,9 +176,8 @@ def image_cluster(docker_client: Any, docker_env: dict[str, str]) -> Iterator[Im
             # what Ray's podman left (its `podman run` keeps stopped containers) and pulled
             _as(home, "podman", "rm", "--all", "--force")
             _as(home, "podman", "rmi", "--all", "--force")
-            # and rootless podman's pause process, which holds its user namespace (the user
-            # is this test's own: whatever it still runs was started here)
-            subprocess.run(["pkill", "-KILL", "-u", USER], check=False)
+            # and rootless podman's pause process, which holds its user namespace
+            _forget_podman_processes()
             for image in docker_client.images.list():
                 for tag in image.tags:
                     if tag.startswith(f"{registry}/"):
