@@ -45,6 +45,7 @@ from sieve_jupyter.sdk._remote_wire import (
     _httpx,
     _jsonable,
     _Loop,
+    _printed,
     _remote_error,
     _sync_clients,
     _sync_lock,
@@ -368,7 +369,7 @@ class HttpFunction:
                 response = client.post(self.predictions, json=body)
                 if response.status_code == 200:
                     envelope = response.json()
-                    show_run_logs(envelope)
+                    show_run_logs(_printed(envelope))  # (a traceback is the error's)
                     return self._outcome(envelope)
                 wait = self._wait_or_raise(response, deadline)
             except KeyboardInterrupt:

@@ -129,11 +129,22 @@ def _decode(value: Any, schema: dict[str, Any]) -> Any:
     return value
 
 
+def _split_traceback(logs: str) -> tuple[str, str]:
+    """A failed prediction's logs as (what the function printed, the traceback the server
+    appended to them)."""
+    index = logs.rfind("Traceback (most recent call last):")
+    return (logs[:index], logs[index:]) if index >= 0 else (logs, "")
+
+
+def _printed(envelope: dict[str, Any]) -> str:
+    """What a prediction printed: its logs, without the traceback a failed one's end with."""
+    logs = envelope.get("logs") or ""
+    return _split_traceback(logs)[0] if envelope.get("status") == "failed" else logs
+
+
 def _remote_error(envelope: dict[str, Any]) -> BaseException:
     message = envelope.get("error") or "the prediction failed"
-    logs = envelope.get("logs") or ""
-    index = logs.rfind("Traceback (most recent call last):")
-    traceback = logs[index:] if index >= 0 else ""
+    traceback = _split_traceback(envelope.get("logs") or "")[1]
     type_name = "Exception"
     if traceback:
         last = traceback.rstrip().splitlines()[-1]

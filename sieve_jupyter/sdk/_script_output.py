@@ -24,7 +24,6 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
 
 from sieve_jupyter.manager import Event, Manager, get_manager
 
@@ -34,8 +33,6 @@ _lock = threading.Lock()
 #: the manager whose output has been provided for (printed here, or routed by the notebook)
 _decided: Manager | None = None
 _unsubscribe: Callable[[], None] | None = None
-#: how the server's logs of a failed prediction end: the traceback its error carries
-_TRACEBACK = "Traceback (most recent call last):"
 
 
 def manager() -> Manager:
@@ -93,16 +90,12 @@ def print_remote(stream: str, text: str) -> None:
         _write(stream, text)
 
 
-def show_run_logs(envelope: dict[str, Any]) -> None:
+def show_run_logs(printed: str) -> None:
     """What a prediction `.run()` waited for printed on its server, written where the caller
     prints (a notebook's cell, a script's terminal), as a local `.run()` shows its worker's
-    output. The traceback a failed one's logs end with is left to the error it raises."""
-    logs = envelope.get("logs") or ""
-    if envelope.get("status") == "failed":
-        at = logs.rfind(_TRACEBACK)
-        logs = logs[:at] if at >= 0 else logs
-    if logs:
-        sys.stdout.write(logs)
+    output."""
+    if printed:
+        sys.stdout.write(printed)
         sys.stdout.flush()
 
 
