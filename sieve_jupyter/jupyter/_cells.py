@@ -102,6 +102,7 @@ def decorator_settings(args: Any) -> dict[str, Any]:
     settings: dict[str, Any] = {
         "name": args.name,
         "gpu": parse_gpu(args.gpu),
+        "machine_type": args.machine_type,
         "python_version": args.python_version,
         "python_packages": _flatten(args.python_packages),
         "system_packages": _flatten(args.system_packages),

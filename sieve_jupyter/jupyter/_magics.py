@@ -40,6 +40,10 @@ def _cell_options(func: Any) -> Any:
     options = [
         argument("--name", "-n", help="the function's name (default: the definition's name)"),
         argument("--gpu", help="GPU kind, optionally shared: T4, A100, T4:split=2"),
+        argument(
+            "--machine-type",
+            help="Sieve's older way to name the GPU, e.g. a100-20gb (prefer --gpu)",
+        ),
         argument("--python-version", help='Python version of the environment, e.g. "3.11"'),
         argument(
             "--python-packages",

@@ -148,9 +148,16 @@ class _FunctionDecorator:
     def __call__(self, obj: Any = None, /, *, name: str | None = None, **settings: Any) -> Any:
         """Register a function (or a class with `__setup__`/`__predict__`) as a Sieve function.
 
-        Keyword-only, as in Sieve: ``name``, ``gpu``, ``python_version``, ``python_packages``,
-        ``system_packages``, ``cuda_version``, ``run_commands``, ``environment_variables``,
-        ``metadata``, ``restart_on_error``; plus ``backend`` and ``workers`` for this kernel.
+        Keyword-only, as in Sieve: ``name``, ``gpu``, ``machine_type``, ``python_version``,
+        ``python_packages``, ``system_packages``, ``cuda_version``, ``run_commands``,
+        ``environment_variables``, ``metadata``, ``restart_on_error``; plus ``backend`` and
+        ``workers`` for this kernel.
+
+        ``machine_type`` is Sieve's older SDK's way to pick the GPU (``gpu=True,
+        machine_type="a100-20gb"``): it decides the GPU and nothing else. With ``gpu=True`` or
+        no ``gpu`` it asks for the machine type's GPU; a ``gpu`` of the same kind keeps its
+        split; a ``gpu`` of another kind, or ``gpu=False`` with a GPU machine type, is a
+        SpecError. ``gpu=sieve.gpu.A100()`` is the current way.
 
         Raises:
             SpecError: a bad argument, naming the field and the fix (at decoration time).

@@ -9,7 +9,7 @@ from typing import Any
 
 from sieve_jupyter._errors import SpecError
 from sieve_jupyter.spec._cuda import DEFAULT_CUDA_VERSION
-from sieve_jupyter.spec._gpu import coerce_gpu
+from sieve_jupyter.spec._gpu import resolve_gpu
 from sieve_jupyter.spec._model import KINDS, Environment, FunctionSpec, coerce_envs, coerce_metadata
 from sieve_jupyter.spec._schema import inputs_schema, output_schema
 from sieve_jupyter.spec._signature import format_signature
@@ -17,9 +17,11 @@ from sieve_jupyter.spec._validate import check_bool, check_function_name, curren
 
 __all__ = ["OPTIONS", "spec_from_callable"]
 
-#: The decorator keywords besides ``name``, as in Sieve's SDK.
+#: The decorator keywords besides ``name``, as in Sieve's SDK. ``machine_type`` is its older
+#: SDK's way to pick the GPU: it only decides ``spec.gpu`` (see `resolve_gpu`).
 OPTIONS = (
     "gpu",
+    "machine_type",
     "python_version",
     "python_packages",
     "system_packages",
@@ -89,6 +91,10 @@ def spec_from_callable(obj: Any, *, kind: str, name: Any, **options: Any) -> Fun
             ``python_version`` to the running interpreter's, ``cuda_version`` to
             `DEFAULT_CUDA_VERSION` when a GPU is requested, ``restart_on_error`` to True. An
             option given as None takes its default (magics pass unset options that way).
+            ``machine_type`` (Sieve's older SDK, e.g. ``"a100-20gb"``) is not recorded: it
+            decides ``spec.gpu`` with ``gpu``. ``gpu=True`` or unset takes the machine type's
+            GPU; a ``gpu`` naming the same kind keeps its split; a different kind, or
+            ``gpu=False`` with a GPU machine type, is refused (see `resolve_gpu`).
 
     Raises:
         SpecError: any invalid argument, naming the field and the fix.
@@ -130,7 +136,7 @@ def spec_from_callable(obj: Any, *, kind: str, name: Any, **options: Any) -> Fun
         signature = signature.replace(parameters=params)
     is_generator = inspect.isgeneratorfunction(target) or inspect.isasyncgenfunction(target)
 
-    gpu = coerce_gpu(options.get("gpu"))
+    gpu = resolve_gpu(options.get("gpu"), options.get("machine_type"))
     cuda_version = options.get("cuda_version")
     if cuda_version is None and gpu is not None:
         cuda_version = DEFAULT_CUDA_VERSION

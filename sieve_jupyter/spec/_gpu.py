@@ -12,7 +12,16 @@ from typing import Any
 
 from sieve_jupyter._errors import SpecError
 
-__all__ = ["GPU_KINDS", "MAX_SPLIT", "GpuKind", "GpuRequest", "gpu", "coerce_gpu"]
+__all__ = [
+    "GPU_KINDS",
+    "MACHINE_TYPES",
+    "MAX_SPLIT",
+    "GpuKind",
+    "GpuRequest",
+    "coerce_gpu",
+    "gpu",
+    "resolve_gpu",
+]
 
 #: Card kinds a request may name, with a human description. ``CPU`` means no accelerator.
 GPU_KINDS: dict[str, str] = {
@@ -174,3 +183,101 @@ def coerce_gpu(value: Any, field: str = "gpu") -> GpuRequest | None:
     else:
         raise SpecError(field, f"expected a sieve.gpu constructor, got {value!r}.", _GPU_FIX)
     return None if request.is_cpu else request
+
+
+def _machine_type_name(kind: str) -> str:
+    """``"A10020GB"`` -> ``"a100-20gb"``: a kind as Sieve's older SDK spelled machine types."""
+    return re.sub(r"(?<=\d)(\d\dGB)$", r"-\1", kind).lower()
+
+
+#: Sieve's older ``machine_type=`` strings, one per kind (``"t4"``, ``"a100-20gb"``, ``"cpu"``).
+#: Any spelling `_canonical_kind` reduces to a kind is accepted; these are the ones shown.
+MACHINE_TYPES: tuple[str, ...] = tuple(_machine_type_name(kind) for kind in GPU_KINDS)
+
+_MACHINE_TYPE_FIX = (
+    f"use one of {', '.join(repr(m) for m in MACHINE_TYPES)}; or, the current way, drop "
+    "machine_type and pass gpu=sieve.gpu.A100() (any of sieve.gpu.T4(), sieve.gpu.L4(), ...)."
+)
+
+
+def _machine_kind(machine_type: Any) -> str:
+    """The GPU kind a ``machine_type=`` string names (``"CPU"`` for none).
+
+    Raises:
+        SpecError: not a string, or no known kind (field ``machine_type``, listing them).
+    """
+    if not isinstance(machine_type, str):
+        raise SpecError(
+            "machine_type",
+            f"must be a string, got {type(machine_type).__name__} {machine_type!r}.",
+            _MACHINE_TYPE_FIX,
+        )
+    kind = _canonical_kind(machine_type)
+    if kind not in GPU_KINDS:
+        raise SpecError(
+            "machine_type", f"unknown machine type {machine_type!r}.", _MACHINE_TYPE_FIX
+        )
+    return kind
+
+
+def _describe_gpu(value: Any) -> str:
+    """How the user wrote ``gpu=``, for a message (``sieve.gpu.T4(split=2)``, ``'t4'``)."""
+    if isinstance(value, GpuRequest):
+        return f"sieve.gpu.{value.kind}({'' if value.split == 1 else f'split={value.split}'})"
+    return repr(value)
+
+
+def resolve_gpu(value: Any, machine_type: Any = None) -> GpuRequest | None:
+    """The `GpuRequest` for a decorator's ``gpu=`` and ``machine_type=`` together.
+
+    ``machine_type`` is Sieve's older SDK's way to pick the machine (``"a100-20gb"``,
+    ``"a100"``, ``"t4"``, see `MACHINE_TYPES`); it only decides the GPU, so nothing else
+    records it. With it:
+
+    - ``gpu=True`` or ``gpu`` unset/None: the GPU the machine type names (a GPU machine type
+      asks for its GPU; ``gpu=True`` alone would mean a T4).
+    - ``gpu=sieve.gpu.X(...)``, a kind string or a mapping naming the *same* kind: that
+      request, split included. A *different* kind is a contradiction, refused rather than
+      guessed.
+    - ``gpu=False`` (or ``sieve.gpu.CPU()``) with a GPU machine type: refused, as
+      contradictory; with ``machine_type="cpu"`` it is no accelerator.
+
+    Without ``machine_type`` this is `coerce_gpu`.
+
+    Raises:
+        SpecError: a bad ``gpu`` (field ``gpu``); an unknown machine type, or one that
+            contradicts ``gpu`` (field ``machine_type``), with the fix.
+    """
+    if machine_type is None:
+        return coerce_gpu(value)
+    kind = _machine_kind(machine_type)
+    machine = None if kind == "CPU" else GpuRequest(kind)
+    if value is None:
+        return machine
+    if value is True:
+        if machine is None:
+            raise SpecError(
+                "machine_type",
+                f"gpu=True asks for a GPU, but machine_type={machine_type!r} has none.",
+                "drop gpu=True for a CPU machine, or name a GPU, e.g. gpu=sieve.gpu.T4().",
+            )
+        return machine
+    requested = coerce_gpu(value)
+    requested_kind = "CPU" if requested is None else requested.kind
+    if requested_kind == kind:
+        return requested
+    if value is False:
+        raise SpecError(
+            "machine_type",
+            f"gpu=False asks for no GPU, but machine_type={machine_type!r} is a GPU machine "
+            f"({kind}).",
+            f"drop machine_type for no GPU, or set gpu=sieve.gpu.{kind}() (the current way) "
+            "to get it.",
+        )
+    raise SpecError(
+        "machine_type",
+        f"gpu={_describe_gpu(value)} and machine_type={machine_type!r} ask for different "
+        f"machines ({requested_kind} vs {kind}).",
+        f"keep one and drop machine_type: gpu=sieve.gpu.{kind}() is the current way to ask for "
+        f"the {kind}, or keep gpu={_describe_gpu(value)}.",
+    )

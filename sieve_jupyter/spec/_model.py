@@ -74,6 +74,8 @@ class Env:
         name: the variable's name, e.g. ``"OPENAI_API_KEY"``.
         description: what it is for (shown where the value is asked for).
         default: used when the kernel's environment lacks the variable; None makes it required.
+            A number is kept as its ``str()`` (``30`` -> ``"30"``, ``0.9`` -> ``"0.9"``), as
+            Sieve's SDK accepted it; a bool is refused (``"True"`` or ``"1"``?).
     """
 
     name: str
@@ -83,8 +85,7 @@ class Env:
     def __post_init__(self) -> None:
         check_env_name(self.name, "environment_variables.name")
         check_str(self.description, "environment_variables.description")
-        if self.default is not None:
-            check_str(self.default, "environment_variables.default")
+        _set(self, "default", _env_default(self.default))
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "description": self.description, "default": self.default}
@@ -96,6 +97,25 @@ class Env:
                 "environment_variables.name", "is required.", "give the variable's name."
             )
         return cls(**_check_mapping(data, cls, "environment_variables"))
+
+
+def _env_default(value: Any) -> str | None:
+    """An `Env` default as the string the worker's environment gets.
+
+    A variable's value is a string, but Sieve's SDK took numbers (``default=30``), so int and
+    float become their ``str()``. A bool has no one spelling a program would expect (``"True"``,
+    ``"true"``, ``"1"``), so it is refused rather than guessed.
+    """
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    example = '"1"' if value is True else '"0"' if value is False else '"30"'
+    raise SpecError(
+        "environment_variables.default",
+        f"must be a string or a number, got {type(value).__name__} {value!r}.",
+        f"write the text the variable should hold, e.g. default={example}.",
+    )
 
 
 def coerce_envs(value: Any, field_name: str = "environment_variables") -> tuple[Env, ...]:

@@ -73,6 +73,27 @@ def test_the_magic_option_parser_knows_every_option_of_the_magics() -> None:
     assert ours == theirs
 
 
+def test_a_machine_type_magic_option_becomes_the_decorator_keyword() -> None:
+    pytest.importorskip("IPython")
+    from sieve_jupyter.jupyter._cells import decorator_settings
+    from sieve_jupyter.jupyter._magics import SieveMagics
+
+    magic = SieveMagics.sieve_model
+    parser = getattr(magic, "parser", None) or magic.__wrapped__.parser  # type: ignore[attr-defined]
+    settings = decorator_settings(parser.parse_argstring("--gpu T4 --machine-type a100"))
+    assert settings["machine_type"] == "a100" and settings["gpu"] == "T4"
+    assert "machine_type" not in decorator_settings(parser.parse_argstring("--name m"))
+
+    got = capture(
+        cells(
+            "%%sieve_model --name m --machine-type a100\n"
+            "class M:\n    def __predict__(self, x: int) -> int:\n        return x",
+        )
+    )
+    decorator = [line for line in got.source.splitlines() if line.startswith("@")][0]
+    assert decorator == "@sieve_jupyter.Model(name='m', machine_type='a100')"
+
+
 def test_an_undefined_name_names_the_cell_and_the_name() -> None:
     with pytest.raises(ExportError) as raised:
         capture(

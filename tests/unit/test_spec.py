@@ -128,11 +128,77 @@ def test_gpu_forms_sieve_users_write(value: Any, expected: GpuRequest | None) ->
     assert build(gpu=value).gpu == expected
 
 
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"gpu": True, "machine_type": "a100-20gb"}, GpuRequest("A10020GB")),  # hifi_gan_plus
+        ({"gpu": True, "machine_type": "a100"}, GpuRequest("A100")),  # controlnet
+        ({"machine_type": "a100"}, GpuRequest("A100")),  # a GPU machine type asks for its GPU
+        ({"gpu": None, "machine_type": "t4"}, GpuRequest("T4")),
+        ({"gpu": gpu.A100(split=2), "machine_type": "a100"}, GpuRequest("A100", 2)),
+        ({"gpu": "A10020GB", "machine_type": "a100-20gb"}, GpuRequest("A10020GB")),
+        ({"gpu": {"kind": "L4", "split": 4}, "machine_type": "L4"}, GpuRequest("L4", 4)),
+        ({"gpu": gpu.V100, "machine_type": "v100"}, GpuRequest("V100")),
+        ({"machine_type": "cpu"}, None),
+        ({"gpu": False, "machine_type": "cpu"}, None),
+        ({"gpu": gpu.T4(), "machine_type": None}, GpuRequest("T4")),
+    ],
+)
+def test_machine_type_decides_the_gpu(options: dict[str, Any], expected: GpuRequest | None) -> None:
+    spec = build(**options)
+    assert spec.gpu == expected
+    assert "machine_type" not in spec.to_dict()  # only spec.gpu records it
+    if expected is not None:
+        assert spec.environment.cuda_version == DEFAULT_CUDA_VERSION
+
+
+def test_machine_type_on_a_model_as_sieve_examples_write_it() -> None:
+    spec = build(Adder, kind="model", name="hifi_gan_plus", gpu=True, machine_type="a100-20gb")
+    assert spec.gpu == GpuRequest("A10020GB")
+
+
+@pytest.mark.parametrize(
+    ("options", "mentions"),
+    [
+        ({"gpu": gpu.T4(), "machine_type": "a100"}, ["sieve.gpu.T4()", "'a100'", "A100()"]),
+        ({"gpu": "l4", "machine_type": "a100-20gb"}, ["'l4'", "'a100-20gb'", "A10020GB()"]),
+        ({"gpu": gpu.CPU(), "machine_type": "t4"}, ["sieve.gpu.CPU()", "'t4'"]),
+        ({"gpu": False, "machine_type": "a100"}, ["gpu=False", "'a100'", "drop machine_type"]),
+        ({"gpu": True, "machine_type": "cpu"}, ["gpu=True", "'cpu'"]),
+    ],
+)
+def test_machine_type_contradicting_gpu_fails(options: dict[str, Any], mentions: list[str]) -> None:
+    error = assert_spec_error("machine_type", **options)
+    assert error.field == "machine_type"
+    assert "Fix:" in str(error)
+    for text in mentions:
+        assert text in str(error), text
+
+
+@pytest.mark.parametrize("value", ["a100-40gb", "tpu", "", 3, True])
+def test_unknown_machine_type_lists_the_known_ones(value: Any) -> None:
+    error = assert_spec_error("machine_type", machine_type=value)
+    assert error.field == "machine_type"
+    assert "Fix:" in str(error)
+    assert "'a100-20gb'" in error.fix and "'t4'" in error.fix and "sieve.gpu.A100()" in error.fix
+
+
+def test_a_bad_gpu_next_to_a_machine_type_names_gpu() -> None:
+    assert assert_spec_error("gpu", gpu="T5", machine_type="t4").field == "gpu"
+
+
+def test_machine_type_is_a_known_option() -> None:
+    assert "machine_type" in sieve.spec.OPTIONS
+    error = assert_spec_error("machine_types", machine_types="a100")
+    assert "machine_type" in error.fix
+
+
 def test_none_means_the_default() -> None:
     spec = build(
         **dict.fromkeys(
             [
                 "gpu",
+                "machine_type",
                 "python_version",
                 "python_packages",
                 "system_packages",
@@ -359,9 +425,49 @@ def test_bad_env_name(value: str) -> None:
 
 def test_env_default_and_description_types() -> None:
     with pytest.raises(SpecError, match="environment_variables.default"):
-        Env("A", default=3)  # type: ignore[arg-type]
+        Env("A", default=["3"])  # type: ignore[arg-type]
     with pytest.raises(SpecError, match="environment_variables.description"):
         Env("A", description=None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("default", "expected"),
+    [(30, "30"), (0.9, "0.9"), (0, "0"), (-1.5, "-1.5"), ("fast", "fast"), ("", ""), (None, None)],
+)
+def test_env_numeric_defaults_become_strings(default: Any, expected: str | None) -> None:
+    # Sieve's examples write sieve.Env(name="FPS", default=30), default=0.9
+    env = Env("FPS", default=default)
+    assert env.default == expected
+    assert Env.from_dict(env.to_dict()) == env
+    assert env.to_dict()["default"] == expected
+
+
+@pytest.mark.parametrize("default", [True, False])
+def test_env_bool_default_is_refused(default: bool) -> None:
+    with pytest.raises(SpecError) as info:
+        Env("DEBUG", default=default)
+    assert info.value.field == "environment_variables.default"
+    assert "Fix:" in str(info.value) and "bool" in str(info.value)
+    error = assert_spec_error(
+        "environment_variables[0].default",
+        environment_variables=[{"name": "DEBUG", "default": default}],
+    )
+    assert "Fix:" in str(error)
+
+
+def test_a_numeric_env_default_is_what_the_worker_gets(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sieve_jupyter.manager import get_manager
+
+    monkeypatch.delenv("FPS", raising=False)
+    monkeypatch.delenv("TEMPERATURE", raising=False)
+    spec = build(
+        environment_variables=[
+            sieve.Env(name="FPS", default=30),
+            sieve.Env(name="TEMPERATURE", default=0.9),
+        ]
+    )
+    assert get_manager().worker_environment(spec) == {"FPS": "30", "TEMPERATURE": "0.9"}
+    assert FunctionSpec.from_dict(spec.to_dict()) == spec
 
 
 def test_duplicate_env_fails() -> None:
