@@ -14,7 +14,8 @@
     ├── EnvironmentVariableError        a declared `sieve.Env` is missing from the kernel's
     │                                   environment; raised before any worker starts
     ├── GpuUnavailableError             the requested GPU is not on this machine
-    ├── DependencyError                 a local worker cannot honour `python_packages`
+    ├── DependencyError                 a local worker cannot honour `python_packages`, or a
+    │                                   feature needs an extra that is not installed
     ├── ExportError                     code cannot be captured into a bundle (a name it needs
     │                                   is undefined, a cell cannot be read); names the cell
     ├── DeployError                     a deployment could not be started or changed (its
@@ -197,7 +198,9 @@ class GpuUnavailableError(SieveError):
 
 
 class DependencyError(SieveError):
-    """A local worker runs in the kernel's environment and a required package is missing."""
+    """A package is missing: one that `python_packages` asks for, in the kernel's environment,
+    where a local worker runs; or an optional one a feature needs (the message names the extra
+    that installs it)."""
 
 
 class ExportError(SieveError):

@@ -7,12 +7,14 @@ turns an `ImportError` into advice asks `installation_error` first.
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
 
-from sieve_jupyter._errors import InstallationError
+from sieve_jupyter._errors import DependencyError, InstallationError
 from sieve_jupyter._version import __version__
 
-__all__ = ["installation_error", "own_missing_module"]
+__all__ = ["installation_error", "own_missing_module", "require_extra"]
 
 _PACKAGE = "sieve_jupyter"
 
@@ -47,3 +49,18 @@ def installation_error(exc: ImportError, needed_by: str) -> InstallationError | 
         "missing after that, the wheel or sdist was built without it: report it to the "
         "sieve-jupyter project."
     )
+
+
+def require_extra(extra: str, modules: Sequence[str], needed_by: str) -> None:
+    """Check, before anything is done, that the optional `modules` which `needed_by` imports
+    are installed; they come with the package's `extra`.
+
+    Raises:
+        DependencyError: one is missing (the message names it, and the extra that installs it).
+    """
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise DependencyError(
+            f"{needed_by} needs {' and '.join(missing)}, which the {extra!r} extra of "
+            f"sieve-jupyter installs. Fix: pip install 'sieve-jupyter[{extra}]'."
+        )

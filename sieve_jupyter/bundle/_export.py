@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sieve_jupyter._errors import ExportError
+from sieve_jupyter._imports import require_extra
 from sieve_jupyter.bundle._bundle import MODULE, BundleFunction, bundle_files, write_bundle
 from sieve_jupyter.bundle._capture import Capture, capture
 from sieve_jupyter.bundle._cells import Cell
@@ -210,6 +211,7 @@ def export_notebook(
 
     Takes the options of `export_cells`.
     """
+    require_extra("export", ("nbformat",), "exporting a notebook file")
     import nbformat
 
     notebook_path = Path(path)

@@ -23,6 +23,7 @@ from sieve_jupyter.deploy._catalog import Catalog, probe
 from sieve_jupyter.deploy._model import Deployment, NameRef, parse_name
 from sieve_jupyter.deploy._options import DeployOptions
 from sieve_jupyter.deploy._plan import RETIRE_SECONDS, Plan, content_digest
+from sieve_jupyter.serve import require_server
 
 if TYPE_CHECKING:
     from sieve_jupyter.bundle import BundleFunction
@@ -183,6 +184,8 @@ def deploy_bundle(
 
     say = log if log is not None else print
     options = options.checked()
+    if options.backend == "local":  # (its server runs with this environment's packages)
+        require_server("a local deployment")
     catalog = catalog if catalog is not None else Catalog()
     specs = [f.spec for f in functions]
     manager = get_manager()

@@ -13,16 +13,35 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sieve_jupyter._imports import require_extra
 from sieve_jupyter.serve._settings import TOKEN_VARIABLE, ServeSettings
 
 if TYPE_CHECKING:
     from sieve_jupyter.serve._server import BackgroundServer
 
-__all__ = ["TOKEN_VARIABLE", "ServeSettings", "serve_bundle", "serve_functions", "serve_modelyaml"]
+__all__ = [
+    "SERVER_MODULES",
+    "TOKEN_VARIABLE",
+    "ServeSettings",
+    "require_server",
+    "serve_bundle",
+    "serve_functions",
+    "serve_modelyaml",
+]
+
+#: what the server imports that only the ``serve`` extra installs
+SERVER_MODULES = ("fastapi", "uvicorn")
+
+
+def require_server(needed_by: str = "serving over HTTP") -> None:
+    """Raise `DependencyError` (naming the ``serve`` extra) before anything starts, when the
+    server's packages are not installed."""
+    require_extra("serve", SERVER_MODULES, needed_by)
 
 
 def serve_bundle(path: Any, settings: ServeSettings | None = None, prepare: Any = None) -> int:
     """Serve a bundle in the foreground until SIGTERM; see `_server.serve_bundle`."""
+    require_server("serving a bundle")
     from sieve_jupyter.serve._server import serve_bundle as run
 
     return run(path, settings or ServeSettings(), prepare)
@@ -32,6 +51,7 @@ def serve_modelyaml(
     path: Any, settings: ServeSettings | None = None, *, name: str | None = None
 ) -> int:
     """Serve the models of a model.yaml in the foreground until SIGTERM; see `_server`."""
+    require_server("serving a model.yaml")
     from sieve_jupyter.serve._server import serve_modelyaml as run
 
     return run(path, settings or ServeSettings(), name=name)
@@ -39,6 +59,7 @@ def serve_modelyaml(
 
 def serve_functions(names: Any, **settings: Any) -> BackgroundServer:
     """Serve this process's functions from a background thread; see `_server`."""
+    require_server("%sieve serve")
     from sieve_jupyter.serve._server import serve_functions as run
 
     return run(names, **settings)

@@ -10,7 +10,8 @@ installed (not editable) into a fresh virtualenv.
 - `installed` (session): a fresh virtualenv (without a pip of its own) holding the wheel and
   its user extras (``jupyter``, ``docker``, ``ray``, ``serve``, ``export``), installed by this
   environment's pip, with its cache and with requirements/test.txt as constraints, so only what
-  the cache lacks is downloaded.
+  the cache lacks is downloaded. `installed_bare`: the same with the wheel alone (no extra),
+  as ``pip install sieve-jupyter`` leaves a user.
 
 Everything is made under one temporary folder, removed at the end of the session. Every test
 here is marked ``packaging``. Without git, or without Node when the labextension must be built,
@@ -78,7 +79,17 @@ def built(scratch: Path) -> Built:
 
 @pytest.fixture(scope="session")
 def installed(built: Built, scratch: Path) -> Installed:
-    venv = scratch / "venv"
+    return _install(built, scratch / "full", USER_EXTRAS)
+
+
+@pytest.fixture(scope="session")
+def installed_bare(built: Built, scratch: Path) -> Installed:
+    """The wheel alone, as ``pip install sieve-jupyter`` gives it: no extra."""
+    return _install(built, scratch / "bare", "")
+
+
+def _install(built: Built, folder: Path, extras: str) -> Installed:
+    venv = folder / "venv"
     run([sys.executable, "-m", "venv", "--without-pip", str(venv)], timeout=120)
     python = venv / "bin" / "python"
     env = {
@@ -97,7 +108,7 @@ def installed(built: Built, scratch: Path) -> Installed:
             str(python),
             "install",
             "--quiet",
-            f"{built.wheel}[{USER_EXTRAS}]",
+            f"{built.wheel}[{extras}]" if extras else str(built.wheel),
             "--constraint",
             str(CONSTRAINTS),
         ],
@@ -110,9 +121,9 @@ def installed(built: Built, scratch: Path) -> Installed:
             env=env,
         ).stdout.strip()
     )
-    work = scratch / "work"
+    work = folder / "work"
     work.mkdir()
-    jupyter = scratch / "jupyter"  # nothing of this machine's Jupyter set-up counts
+    jupyter = folder / "jupyter"  # nothing of this machine's Jupyter set-up counts
     env.update(
         PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}",
         VIRTUAL_ENV=str(venv),

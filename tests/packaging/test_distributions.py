@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 from _dist import REPO, Built, Installed, tracked_files
 
+from sieve_jupyter.bundle import Cell, export_cells
+
 EXTENSION = "sieve-jupyter"
 
 #: The first test also waits for the session's build and install (half a minute here; several
@@ -228,3 +230,68 @@ def test_a_wheel_missing_a_module_says_to_reinstall_not_to_add_an_extra(
     assert str(broken / "sieve_jupyter") in message
     assert "pip install --force-reinstall --no-deps 'sieve-jupyter==" in message
     assert "sieve-jupyter[docker]" not in message
+
+
+def test_the_wheel_alone_runs_a_script_on_local_workers(installed_bare: Installed) -> None:
+    # `pip install sieve-jupyter` and a plain script: no extra is needed for the core
+    report = script_output(
+        installed_bare,
+        """
+        import json, sys
+        import sieve_jupyter as sieve
+
+        @sieve.Model(name="bare-adder")
+        class Adder:
+            def __setup__(self):
+                self.offset = 1
+
+            def __predict__(self, x1: int, x2: int) -> int:
+                return x1 + x2 + self.offset
+
+        futures = [Adder.push(1, x) for x in range(3)]
+        optional = ["IPython", "fastapi", "nbformat", "docker", "ray"]
+        print(json.dumps({"run": Adder.run(2, 3), "push": [f.result(60) for f in futures],
+                          "imported": [m for m in optional if m in sys.modules]}))
+    """,
+    )
+    assert report == {"run": 6, "push": [2, 3, 4], "imported": []}
+
+
+@pytest.mark.parametrize(
+    ("command", "extra", "needs"),
+    [
+        (["serve", "BUNDLE"], "serve", "fastapi and uvicorn"),
+        (["serve", "model.yaml"], "serve", "fastapi and uvicorn"),
+        (["export", "notebook.ipynb"], "export", "nbformat"),
+        (["deploy", "BUNDLE"], "serve", "fastapi and uvicorn"),
+    ],
+)
+def test_a_command_that_needs_an_extra_names_it_before_doing_anything(
+    installed_bare: Installed, command: list[str], extra: str, needs: str, tmp_path: Path
+) -> None:
+    # a real bundle, as exported on a machine with the extras (never read: the check comes
+    # first, as it does for the other files)
+    source = textwrap.dedent("""\
+        import sieve_jupyter as sieve
+
+        @sieve.function(name="bare-double")
+        def double(x: int) -> int:
+            return 2 * x
+    """)
+    export_cells([Cell(1, source)], tmp_path / "BUNDLE")
+    (tmp_path / "model.yaml").write_text("")
+    (tmp_path / "notebook.ipynb").write_text("")
+    deployments = tmp_path / "deployments"
+    done = subprocess.run(
+        [str(installed_bare.venv / "bin" / "sieve-jupyter"), *command],
+        cwd=tmp_path,
+        env={**installed_bare.env, "SIEVE_DEPLOYMENTS_DIR": str(deployments)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert f"needs {needs}, which the '{extra}' extra" in done.stderr
+    assert f"Fix: pip install 'sieve-jupyter[{extra}]'" in done.stderr
+    assert not deployments.exists()
