@@ -1,6 +1,6 @@
 """The ``sieve-jupyter`` command: export notebooks to bundles, serve and build bundles.
 
-sieve-jupyter export NOTEBOOK [-o DIR] [--name NAME ...] [--default NAME]
+sieve-jupyter export NOTEBOOK|FILE.py [-o DIR] [--name NAME ...] [--default NAME]
                               [--format bundle|model.yaml]
 sieve-jupyter serve BUNDLE [--host 127.0.0.1] [--port 8000] [--workers N]
 sieve-jupyter serve model.yaml [--name NAME] [same options]
@@ -35,9 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     export = commands.add_parser(
-        "export", help="capture a notebook's sieve functions and models as a bundle"
+        "export", help="capture a notebook's (or a .py file's) functions and models as a bundle"
     )
-    export.add_argument("notebook", help="the .ipynb file")
+    export.add_argument("source", help="the notebook (.ipynb) or Python file (.py)")
     export.add_argument(
         "-o", "--output-dir", help="where the bundle goes (default: bundles/<notebook name>)"
     )
@@ -156,12 +156,12 @@ def _check_parser(commands: Any) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from sieve_jupyter.bundle import export_notebook
+    from sieve_jupyter.bundle import export_file
 
-    notebook = Path(args.notebook)
-    output = args.output_dir or str(Path("bundles") / notebook.stem)
-    result = export_notebook(
-        notebook,
+    source = Path(args.source)
+    output = args.output_dir or str(Path("bundles") / source.stem)
+    result = export_file(
+        source,
         output,
         names=args.names,
         default=args.default,
@@ -197,9 +197,10 @@ def _serve(args: argparse.Namespace) -> int:
     from sieve_jupyter.serve import serve_bundle
 
     path = Path(args.bundle)
-    if path.suffix == ".ipynb":
+    if path.suffix in (".ipynb", ".py"):
+        what = "a notebook" if path.suffix == ".ipynb" else "a Python file"
         print(
-            f"sieve-jupyter serve: {path} is a notebook, and serve takes a bundle or a "
+            f"sieve-jupyter serve: {path} is {what}, and serve takes a bundle or a "
             f"model.yaml. Fix: export it "
             f"first (sieve-jupyter export {path} -o BUNDLE, then serve BUNDLE), or deploy it "
             f"(sieve-jupyter deploy {path}).",

@@ -1,7 +1,8 @@
 """Export: notebook (or kernel, or script) -> a bundle that builds and serves without Jupyter.
 
     sieve.export(Adder, "bundles/adder")              # from a running notebook
-    export_notebook("quickstart.ipynb", "bundles/q")  # from a file (or `sieve-jupyter export`)
+    export_file("quickstart.ipynb", "bundles/q")      # from a notebook or a .py file
+                                                      # (`sieve-jupyter export`)
     read_bundle("bundles/q")                          # validated, with line numbers on errors
 
 The nbconvert exporter (``--to sieve-bundle``) lives in `_nbconvert` (it needs nbconvert).
@@ -25,6 +26,7 @@ from sieve_jupyter.bundle._export import (
     cells_from_notebook,
     export,
     export_cells,
+    export_file,
     export_notebook,
 )
 
@@ -41,6 +43,7 @@ __all__ = [
     "cells_from_notebook",
     "export",
     "export_cells",
+    "export_file",
     "export_notebook",
     "merged_environment",
     "read_bundle",

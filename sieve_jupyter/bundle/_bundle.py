@@ -4,6 +4,8 @@ Layout::
 
     sieve.yaml          the spec: module, default function, each function's FunctionSpec
     src/main.py         the captured module
+    src/...             the local modules it imports and the files its import reads, found
+                        in the exported code's folder (see `_export._IMPORT_SCRIPT`)
     requirements.txt    the workers' Python packages (with the cloudpickle pin)
     Dockerfile          from the Docker backend's builder, plus the server and the code
     .dockerignore
@@ -185,8 +187,11 @@ def bundle_files(
     source: str,
     base_image: str | None = None,
     ca_bundle: Path | None = None,
+    local_files: dict[str, bytes] | None = None,
 ) -> dict[str, bytes]:
-    """Every file of a bundle, by path (see the module docstring).
+    """Every file of a bundle, by path (see the module docstring). `local_files` (by path in
+    the exported code's folder: its local modules, files its import reads) go beside the
+    module in ``src/``.
 
     Raises:
         SpecError: the functions cannot share one image (different Python versions).
@@ -210,6 +215,7 @@ def bundle_files(
     )
     files: dict[str, bytes] = {
         "sieve.yaml": spec_yaml.encode(),
+        **{f"src/{name}": data for name, data in (local_files or {}).items()},
         f"src/{MODULE}.py": module_source.encode(),
         "openapi.json": (json.dumps(openapi, indent=2, sort_keys=True) + "\n").encode(),
         ".dockerignore": _DOCKERIGNORE.encode(),

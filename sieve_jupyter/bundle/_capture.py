@@ -12,6 +12,7 @@ never takes it.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -151,6 +152,8 @@ def capture(
 
 
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+#: code written for Sieve's own SDK, whose decorators are not this package's
+_SIEVE_SDK_IMPORT = re.compile(r"^\s*(import sieve\s*($|#)|from sieve import )", re.M)
 
 
 def _label(statement: Statement) -> str:
@@ -172,6 +175,12 @@ def _choose(
         if not latest:
             skipped = [p.cell.name for p in parsed if p.excluded]
             hint = f" (left out: {', '.join(skipped)})" if skipped else ""
+            if any(_SIEVE_SDK_IMPORT.search(p.cell.source) for p in parsed):
+                raise ExportError(
+                    f"no sieve function or model is defined in these cells{hint}: they import "
+                    "Sieve's own SDK (`import sieve`). Fix: change that line to "
+                    "`import sieve_jupyter as sieve`."
+                )
             raise ExportError(
                 f"no sieve function or model is defined in these cells{hint}. Fix: decorate a "
                 "function with @sieve.function(...) or a class with @sieve.Model(...)."

@@ -32,17 +32,90 @@ __all__ = [
     "cells_from_notebook",
     "export",
     "export_cells",
+    "export_file",
     "export_notebook",
 ]
 
+#: Run in a fresh interpreter, in the folder of the exported code: imports the captured module,
+#: then says each entry's spec and which files of that folder the code needs beside itself:
+#: the local modules it imports (at import time, or in a function body: those are found by
+#: name without being imported) and what they import in turn, and the files its import reads
+#: (a `readme=open("README.md").read()`, relative to the folder or to the module's
+#: `__file__`, which is made to point there). Nothing outside that folder is taken, nor
+#: anything of an installed environment inside it (a `.venv`), nor sieve-jupyter itself.
 _IMPORT_SCRIPT = textwrap.dedent("""\
-    import importlib, json, sys
+    import ast, importlib, importlib.util, json, os, sys, sysconfig
     src, module, out, *entries = sys.argv[1:]
+    root = os.path.realpath(os.getcwd())
+    outside = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, src,
+               *sysconfig.get_paths().values()) if p}
+    reads = set()
+
+    def audit(event, args):
+        if event == "open" and isinstance(args[0], str) and args[1] in ("r", "rb", "rt"):
+            reads.add(os.path.join(root, args[0]))
+
+    def local(path):
+        path = os.path.realpath(path)
+        if not path.startswith(root + os.sep) or not os.path.isfile(path):
+            return None
+        if any(path == o or path.startswith(o + os.sep) for o in outside):
+            return None
+        return os.path.relpath(path, root)
+
+    def imports(path):
+        names = set()
+        for node in ast.walk(ast.parse(open(path, "rb").read())):
+            if isinstance(node, ast.Import):
+                names.update(a.name.partition(".")[0] for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names.add(node.module.partition(".")[0])
+        return names
+
+    def module_files(name):
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            return []
+        if spec is None or name == "sieve_jupyter" or not spec.origin:
+            return []
+        if not spec.submodule_search_locations:
+            return [spec.origin]
+        found = []  # a package: all its Python files
+        for folder in spec.submodule_search_locations:
+            for base, dirs, names in os.walk(folder):
+                dirs[:] = [d for d in dirs if d != "__pycache__"]
+                found += [os.path.join(base, n) for n in names if n.endswith(".py")]
+        return found
+
+    sys.addaudithook(audit)
     sys.path.insert(0, src)
-    namespace = importlib.import_module(module)
+    spec = importlib.util.spec_from_file_location(module, os.path.join(src, module + ".py"))
+    namespace = importlib.util.module_from_spec(spec)
+    # as if it were beside the files it reads (`open(os.path.dirname(__file__) + ...)`), as it
+    # is in the bundle's src/
+    namespace.__file__ = os.path.join(root, module + ".py")
+    sys.modules[module] = namespace
+    spec.loader.exec_module(namespace)
     specs = {entry: getattr(namespace, entry).spec.to_dict() for entry in entries}
+    loaded = {m.__name__.partition(".")[0] for m in list(sys.modules.values())
+              if local(getattr(m, "__file__", None) or "/")}
+    captured = imports(os.path.join(src, module + ".py"))
+    shadowed = module in captured and any(
+        os.path.exists(os.path.join(root, module + end)) for end in (".py", "/__init__.py"))
+    pending, seen = loaded | captured, {module}
+    files = {local(path) for path in reads if not path.endswith((".py", ".pyc"))}
+    while pending:
+        name = pending.pop()
+        seen.add(name)
+        for path in module_files(name):
+            if local(path) is not None:
+                files.add(local(path))
+                pending |= imports(path) - seen
+    files.discard(None)
     with open(out, "w") as f:
-        json.dump({"specs": specs, "ipython": "IPython" in sys.modules}, f)
+        json.dump({"specs": specs, "ipython": "IPython" in sys.modules,
+                   "files": sorted(files), "shadowed": shadowed}, f)
 """)
 
 
@@ -65,15 +138,24 @@ class ExportResult:
     files: dict[str, bytes]
     format: str = "bundle"
     notes: tuple[str, ...] = ()
+    #: the files taken from the exported code's folder (local modules, files its import
+    #: reads), by path there; they are in `files` under ``src/``
+    local_files: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         names = ", ".join(f.name for f in self.functions)
         where = f" in {self.path}" if self.path is not None else ""
         what = " as a model.yaml" if self.format == "model.yaml" else ""
         notes = "".join(f"\nNote: {note}" for note in self.notes)
+        taken = (
+            f"\nfrom its folder (imported, or read by its import): {', '.join(self.local_files)}"
+            if self.local_files
+            else ""
+        )
         return (
             f"Exported {names}{what}{where} (default: {self.default}).\n"
             + self.capture.report_text()
+            + taken
             + notes
         )
 
@@ -81,8 +163,12 @@ class ExportResult:
         printer.text(str(self))
 
 
-def _specs(source: str, entries: Sequence[str], cwd: Path | None) -> dict[str, FunctionSpec]:
-    """Import the captured module in a fresh interpreter; return each entry's spec."""
+def _specs(
+    source: str, entries: Sequence[str], cwd: Path | None
+) -> tuple[dict[str, FunctionSpec], dict[str, bytes]]:
+    """Import the captured module in a fresh interpreter, in `cwd`; return each entry's spec,
+    and the files of `cwd` the code needs beside itself (by path in `cwd`: see
+    `_IMPORT_SCRIPT`)."""
     with tempfile.TemporaryDirectory(prefix="sieve-export-") as work:
         src = Path(work) / "src"
         src.mkdir()
@@ -108,7 +194,15 @@ def _specs(source: str, entries: Sequence[str], cwd: Path | None) -> dict[str, F
                 "own, or tag the cell that defines what is missing `sieve-export`."
             )
         data = json.loads(out.read_text())
-    return {entry: FunctionSpec.from_dict(spec) for entry, spec in data["specs"].items()}
+    specs = {entry: FunctionSpec.from_dict(spec) for entry, spec in data["specs"].items()}
+    if data["shadowed"]:
+        raise ExportError(
+            f"the code imports its folder's module {MODULE!r}, and {MODULE}.py is the module the "
+            f"bundle makes of the exported code, which would import itself instead. Fix: "
+            f"rename {MODULE}.py (and the imports of it)."
+        )
+    files = {name: (cwd / name).read_bytes() for name in data["files"]} if cwd else {}
+    return specs, files
 
 
 def export_cells(
@@ -147,7 +241,7 @@ def export_cells(
             "leave it out (the Docker backend takes SIEVE_DOCKER_CA_BUNDLE).",
         )
     captured = capture(cells, names, origin=origin)
-    specs = _specs(
+    specs, local_files = _specs(
         captured.source, [t.entry for t in captured.targets], Path(cwd) if cwd is not None else None
     )
     functions = tuple(BundleFunction(entry=t.entry, spec=specs[t.entry]) for t in captured.targets)
@@ -166,7 +260,9 @@ def export_cells(
     if format == "model.yaml":
         from sieve_jupyter.bundle._modelyaml import MARKER, modelyaml_files
 
-        exported = modelyaml_files(captured, functions, origin=origin, base_image=base_image)
+        exported = modelyaml_files(
+            captured, functions, origin=origin, base_image=base_image, local_files=local_files
+        )
         path = (
             write_bundle(exported.files, directory, marker=MARKER, what="a model.yaml export")
             if directory is not None
@@ -180,18 +276,25 @@ def export_cells(
             files=exported.files,
             format=format,
             notes=exported.notes,
+            local_files=tuple(local_files),
         )
     files = bundle_files(
         captured.source,
         functions,
         default=default,
         source=origin,
+        local_files=local_files,
         base_image=base_image,
         ca_bundle=Path(ca_bundle) if ca_bundle is not None else None,
     )
     path = write_bundle(files, directory) if directory is not None else None
     return ExportResult(
-        path=path, functions=functions, default=default, capture=captured, files=files
+        path=path,
+        functions=functions,
+        default=default,
+        capture=captured,
+        files=files,
+        local_files=tuple(local_files),
     )
 
 
@@ -220,6 +323,35 @@ def export_notebook(
     return export_cells(
         cells_from_notebook(notebook), directory, origin=notebook_path.name, **options
     )
+
+
+def export_file(
+    path: str | os.PathLike[str], directory: str | os.PathLike[str] | None, **options: Any
+) -> ExportResult:
+    """Export the sieve functions and models of a notebook (``.ipynb``) or of a Python file
+    (``.py``, such as the ``main.py`` of a project written for Sieve), as
+    ``sieve-jupyter export`` and ``deploy`` do. Takes the options of `export_cells`.
+
+    Raises:
+        ExportError: the file is neither, or does not exist; or its code cannot be captured.
+    """
+    file = Path(path)
+    if file.suffix not in (".ipynb", ".py"):
+        raise ExportError(
+            f"{file} is neither a notebook (.ipynb) nor a Python file (.py). Fix: name the "
+            "notebook or the .py file that defines the functions."
+        )
+    if not file.is_file():
+        raise ExportError(f"there is no file {file}. Fix: check the path.")
+    if file.suffix == ".ipynb":
+        return export_notebook(file, directory, **options)
+    options.setdefault("cwd", file.resolve().parent)
+    return export_cells(cells_from_script(file), directory, origin=file.name, **options)
+
+
+def cells_from_script(path: Path) -> list[Cell]:
+    """A Python file as one cell (its statements are captured one by one, as a cell's are)."""
+    return [Cell(1, path.read_text(), label=path.name)]
 
 
 def cells_from_history(shell: Any) -> list[Cell]:
@@ -289,12 +421,8 @@ def _source_of(objects: Sequence[Any]) -> tuple[list[Cell], str, Path]:
         except (TypeError, OSError):
             filename = None
         if filename and os.path.isfile(filename) and filename.endswith(".py"):
-            text = Path(filename).read_text()
-            return (
-                [Cell(1, text, label=Path(filename).name)],
-                Path(filename).name,
-                Path(filename).resolve().parent,
-            )
+            path = Path(filename)
+            return cells_from_script(path), path.name, path.resolve().parent
     try:
         from IPython.core.getipython import get_ipython
     except ImportError:
@@ -304,7 +432,7 @@ def _source_of(objects: Sequence[Any]) -> tuple[list[Cell], str, Path]:
     if shell is None and script and script.endswith(".py") and os.path.isfile(script):
         # a plain `python script.py`: its functions are captured from the script itself
         path = Path(script)
-        return [Cell(1, path.read_text(), label=path.name)], path.name, path.resolve().parent
+        return cells_from_script(path), path.name, path.resolve().parent
     if shell is None:
         raise ExportError(
             "cannot find the code to export: not in IPython or Jupyter, and the functions "

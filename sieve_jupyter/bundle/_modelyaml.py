@@ -212,8 +212,10 @@ def modelyaml_files(
     *,
     origin: str,
     base_image: str | None = None,
+    local_files: dict[str, bytes] | None = None,
 ) -> ModelYamlExport:
-    """The files of a model.yaml export of `functions` (captured in `captured`).
+    """The files of a model.yaml export of `functions` (captured in `captured`), with the
+    `local_files` the code needs beside it (see `bundle_files`) in its code folder.
 
     Raises:
         ExportError: a function that a model.yaml cannot call the same way (it streams, is
@@ -225,6 +227,7 @@ def modelyaml_files(
     entries = [read_entry(tree, f, cells.get(f.entry, origin)) for f in functions]
     files: dict[str, bytes] = {
         YAML_FILE: _document(entries, origin, base_image).encode(),
+        **{f"{CODE_DIR}/{name}": data for name, data in (local_files or {}).items()},
         f"{CODE_DIR}/{MODULE}.py": captured.source.encode(),
         f"{CODE_DIR}/{ENTRY_MODULE}.py": entry_module(entries, tree, origin).encode(),
     }

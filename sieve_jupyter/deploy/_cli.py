@@ -24,7 +24,9 @@ def add_commands(commands: Any) -> None:
     deploy = commands.add_parser(
         "deploy", help="deploy a notebook's functions (or a bundle) so they serve detached"
     )
-    deploy.add_argument("source", help="a notebook (.ipynb) or a bundle's folder")
+    deploy.add_argument(
+        "source", help="a notebook (.ipynb), a Python file (.py) or a bundle's folder"
+    )
     deploy.add_argument(
         "--name",
         action="append",
@@ -80,9 +82,9 @@ def _deploy(args: argparse.Namespace) -> int:
             )
             return 2
     else:
-        from sieve_jupyter.bundle import export_notebook
+        from sieve_jupyter.bundle import export_file
 
-        exported = export_notebook(source, None, names=args.names, **_export_options(args.backend))
+        exported = export_file(source, None, names=args.names, **_export_options(args.backend))
         files, functions, default = exported.files, exported.functions, exported.default
     result = deploy_bundle(files, functions, default, DeployOptions(**arguments(args)))
     print(result)

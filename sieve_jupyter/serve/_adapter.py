@@ -15,8 +15,10 @@ Imports nothing of the serving stack (no FastAPI): this module runs inside worke
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
+import os
 import sys
 import typing
 from collections.abc import Callable, Iterator
@@ -48,7 +50,8 @@ def load_entry(src: str, module: str, entry: str, kind: str) -> Any:
         sys.path.insert(0, src)
     try:
         # (the module's other sieve handles are reached through the server's manager)
-        obj = exported(module, entry)
+        with _working_directory(src):
+            obj = exported(module, entry)
     except EntryNotFound:
         raise LookupError(
             f"{module}.py defines no {entry!r}. Fix: export the bundle again, or correct "
@@ -57,6 +60,19 @@ def load_entry(src: str, module: str, entry: str, kind: str) -> Any:
     if kind == "model" or inspect.isclass(obj):
         return _served_model(obj)
     return _served_function(obj, obj)
+
+
+@contextlib.contextmanager
+def _working_directory(folder: str) -> Iterator[None]:
+    """Run the module's import in `folder` (``src/``), where the export put the files that its
+    import reads by a relative path (a ``readme=open("README.md").read()``), as they were beside
+    the code it was exported from; calls then run where the server runs."""
+    before = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 def _served_function(target: Callable[..., Any], annotated: Callable[..., Any]) -> Any:
