@@ -171,7 +171,10 @@ class Service:
         served.setup_status = "failed" if not served.was_ready else served.setup_status
         if served.setup_completed is None:
             served.setup_completed = time.time()
-        served.setup_logs.append(text)
+        # (the same failure is told by the worker's state event and by what `start` reads
+        # back when warming returns: logged once)
+        if not served.setup_logs or served.setup_logs[-1] != text:
+            served.setup_logs.append(text)
 
     def _on_event(self, event: Event) -> None:
         data = event.data

@@ -110,6 +110,8 @@ class Broken:
         assert "Traceback" in health["setup"]["logs"]
         refused = server.predict({"input": {"x": 1}})
         assert refused.status_code == 503 and refused.json()["status"] == "failed"
+        logs = server.health()["setup"]["logs"]
+        assert logs.count("Traceback (most recent call last)") == 1, logs  # (told once)
     finally:
         assert server.stop() == 0
 
