@@ -16,7 +16,10 @@ import pytest
 from sieve_jupyter.bundle import export_notebook
 
 CELLS = [
-    "import sieve_jupyter as sieve",
+    # a module and a file of the notebook's folder, which the bundle must carry into the image
+    "import sieve_jupyter as sieve\n"
+    "from offsets import extra\n"
+    "GREETING = open('greeting.txt').read()",
     """@sieve.Model(name="adder", python_packages=["six==1.17.0"],
              environment_variables=[sieve.Env(name="OFFSET", description="added")])
 class Adder:
@@ -24,7 +27,7 @@ class Adder:
         import os, six  # the user's package, only in the workers' environment
         self.offset = int(os.environ["OFFSET"])
     def __predict__(self, x1: int, x2: int) -> int:
-        return x1 + x2 + self.offset""",
+        return x1 + x2 + self.offset + extra() + len(GREETING)""",
 ]
 
 
@@ -35,6 +38,8 @@ def test_bundle_image_builds_runs_answers_and_is_removed(
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [nbformat.v4.new_code_cell(c) for c in CELLS]
     nbformat.write(notebook, tmp_path / "adder.ipynb")
+    (tmp_path / "offsets.py").write_text("def extra():\n    return 1000\n")
+    (tmp_path / "greeting.txt").write_text("hi")
     export_notebook(
         tmp_path / "adder.ipynb",
         tmp_path / "bundle",
@@ -75,7 +80,7 @@ def test_bundle_image_builds_runs_answers_and_is_removed(
             assert time.monotonic() < deadline, (health, container.logs().decode())
             time.sleep(0.2)
         response = httpx.post(f"{url}/predictions", json={"input": {"x1": 1, "x2": 2}}, timeout=60)
-        assert response.status_code == 200 and response.json()["output"] == 103
+        assert response.status_code == 200 and response.json()["output"] == 1105
         # the server's own environment never sees the user's package
         probe = container.exec_run(["/opt/sieve/server/bin/python", "-c", "import six"])
         assert probe.exit_code != 0
