@@ -21,6 +21,7 @@ from sieve_jupyter.bundle._cells import (
     BUILTIN_NAMES,
     EXPORT_TAG,
     SKIP_TAG,
+    STAR,
     Cell,
     Known,
     ParsedCell,
@@ -121,7 +122,12 @@ def capture(
             if source is None:
                 if name in BUILTIN_NAMES or name in statement.bound:
                     continue
-                raise ExportError(_undefined(name, statement, parsed))
+                stars = _star_imports(statement, bindings)
+                if not stars:
+                    raise ExportError(_undefined(name, statement, parsed))
+                for star in stars:
+                    take(star, f"{name!r} (from its *), needed by {_label(statement)}")
+                continue
             if SKIP_TAG in source.cell.cell.tags:
                 raise ExportError(
                     f"{statement.cell.cell.name}: {_label(statement)} needs {name!r}, which is "
@@ -210,6 +216,15 @@ def _resolve(
         return None
     before = [s for s in candidates if s.position < statement.position]
     return before[-1] if before else candidates[0]
+
+
+def _star_imports(statement: Statement, bindings: dict[str, list[Statement]]) -> list[Statement]:
+    """The ``from module import *`` statements that may define a name `statement` uses and no
+    statement binds by name: those before it (else all of them), since which module's * holds
+    the name is known only once they run."""
+    stars = [s for s in bindings.get(STAR, ()) if s is not statement]
+    before = [s for s in stars if s.position < statement.position]
+    return before or stars
 
 
 def _undefined(name: str, statement: Statement, parsed: list[ParsedCell]) -> str:

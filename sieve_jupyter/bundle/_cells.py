@@ -21,10 +21,20 @@ from typing import Any
 
 from sieve_jupyter._errors import ExportError
 
-__all__ = ["Cell", "Known", "ParsedCell", "Statement", "magic_options_parser", "parse_cell"]
+__all__ = [
+    "STAR",
+    "Cell",
+    "Known",
+    "ParsedCell",
+    "Statement",
+    "magic_options_parser",
+    "parse_cell",
+]
 
 SKIP_TAG = "sieve-skip"
 EXPORT_TAG = "sieve-export"
+#: what a ``from module import *`` binds: names no one can list before it runs (see `_names`)
+STAR = "*"
 #: names Python provides; a bundle module needs no definition for them
 BUILTIN_NAMES = frozenset(dir(builtins)) | {
     "__name__",
@@ -201,7 +211,16 @@ _MAGIC_LINE = re.compile(r"^\s*(%|!)|^\s*[\w.]+\?\??\s*$")
 
 
 def _strip_magics(source: str) -> tuple[str, list[str]]:
-    """Replace IPython-only lines with ``pass`` at their indentation; return them too."""
+    """Replace IPython-only lines with ``pass`` at their indentation; return them too.
+
+    Source that parses as Python has none: a magic or shell line is a syntax error there, so
+    a line that starts with ``%`` or ``!`` continues an expression (``"%d" \\n % (n,)``)."""
+    try:
+        ast.parse(source)
+    except SyntaxError:
+        pass
+    else:
+        return source, []
     lines = source.splitlines(keepends=True)
     magics = []
     out = []
@@ -343,6 +362,8 @@ def _names(node: ast.stmt, text: str) -> tuple[set[str], set[str]]:
     # A def or class may refer to itself (recursion); `x = x + 1` needs an earlier x.
     if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
         free.discard(node.name)
+    if isinstance(node, ast.ImportFrom) and any(alias.name == "*" for alias in node.names):
+        bound.add(STAR)  # (a name defined nowhere else may come from it: see `capture`)
     return bound, free
 
 

@@ -178,3 +178,49 @@ def test_choosing_functions_and_the_functions_they_call() -> None:
 def test_nothing_to_export_says_so() -> None:
     with pytest.raises(ExportError, match="no sieve function or model"):
         capture(cells("x = 1"))
+
+
+def test_a_line_that_continues_an_expression_with_percent_is_python_not_a_magic() -> None:
+    # Sieve's scene-detection example formats a message across lines; the `% (` line was
+    # taken for a line magic and the whole file left out
+    body = (
+        "import sieve_jupyter as sieve\n\n"
+        "@sieve.function(name='scenes')\n"
+        "def scenes(n: int) -> str:\n"
+        "    return (\n"
+        '        "Scene %2d"\n'
+        "        % (\n"
+        "            n,\n"
+        "        )\n"
+        "    )\n"
+    )
+    got = capture(cells(body))
+    assert [t.name for t in got.targets] == ["scenes"]
+    assert "        % (\n" in got.source
+    namespace: dict[str, object] = {}
+    exec(compile(got.source, "main.py", "exec"), namespace)  # noqa: S102 - the captured module
+    assert got.report == ["cell 1: taken whole: defines function 'scenes'"]
+    # a real magic is still stripped where the cell is not plain Python
+    magic = capture(cells("%time x = 1\nimport sieve_jupyter as sieve", body))
+    assert "%time" not in magic.source
+
+
+def test_a_name_from_a_star_import_takes_the_star_import() -> None:
+    got = capture(
+        cells(
+            "import sieve_jupyter as sieve\nfrom string import *\nfrom math import *",
+            "print(pi)",
+            "@sieve.function(name='f')\ndef f() -> str:\n    return ascii_lowercase[:3]",
+        )
+    )
+    assert "from string import *" in got.source and "from math import *" in got.source
+    assert "'ascii_lowercase' (from its *), needed by f" in got.report[0]
+    namespace: dict[str, object] = {}
+    exec(compile(got.source, "main.py", "exec"), namespace)  # noqa: S102 - the captured module
+    with pytest.raises(ExportError, match="'missing', which no cell defines"):
+        capture(
+            cells(
+                "import sieve_jupyter as sieve",
+                "@sieve.function(name='g')\ndef g() -> int:\n    return missing",
+            )
+        )
