@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -190,8 +191,7 @@ def _specs(
             tail = "\n".join(done.stderr.strip().splitlines()[-15:])
             raise ExportError(
                 "the captured module does not import with plain Python, so it could not be "
-                f"served:\n{tail}\nFix: make the cells it took (see the report) run on their "
-                "own, or tag the cell that defines what is missing `sieve-export`."
+                f"served:\n{tail}\nFix: {_import_fix(done.stderr)}"
             )
         data = json.loads(out.read_text())
     specs = {entry: FunctionSpec.from_dict(spec) for entry, spec in data["specs"].items()}
@@ -203,6 +203,22 @@ def _specs(
         )
     files = {name: (cwd / name).read_bytes() for name in data["files"]} if cwd else {}
     return specs, files
+
+
+def _import_fix(stderr: str) -> str:
+    """How to mend a captured module that did not import (its error is the end of `stderr`)."""
+    missing = re.search(r"ModuleNotFoundError: No module named '([^']+)'\s*$", stderr)
+    if missing is not None:
+        name = missing.group(1)
+        return (
+            f"install {name.partition('.')[0]} where you export (the export imports the code "
+            f"to read its specs), or import {name} inside the function or __setup__ that "
+            "uses it, where the workers' own packages are."
+        )
+    return (
+        "make the cells it took (see the report) run on their own, or tag the cell that "
+        "defines what is missing `sieve-export`."
+    )
 
 
 def export_cells(

@@ -147,3 +147,28 @@ def test_a_local_module_named_like_the_bundles_module_is_refused(tmp_path: Path)
     with pytest.raises(Exception, match=r"rename main\.py") as raised:
         export_file(notebook_code, None)
     assert type(raised.value).__name__ == "ExportError"
+
+
+@pytest.mark.parametrize(
+    ("line", "fix"),
+    [
+        (
+            "import no_such_package_here.sub\nSettings = no_such_package_here.sub",
+            "install no_such_package_here where you export",
+        ),
+        ("class Settings:\n    ratio = 1 / 0", "make the cells it took"),
+    ],
+)
+def test_code_that_does_not_import_here_says_why_and_the_fix(
+    tmp_path: Path, line: str, fix: str
+) -> None:
+    main = tmp_path / "main.py"
+    main.write_text(
+        f"import sieve_jupyter as sieve\n{line}\n\n"
+        "@sieve.function(name='f')\ndef f() -> int:\n    return Settings.ratio\n"
+    )
+    with pytest.raises(Exception, match="does not import with plain Python") as raised:
+        export_file(main, tmp_path / "bundle")
+    assert type(raised.value).__name__ == "ExportError"
+    assert f"Fix: {fix}" in str(raised.value)
+    assert not (tmp_path / "bundle").exists()  # nothing written
