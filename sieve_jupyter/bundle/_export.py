@@ -43,7 +43,9 @@ __all__ = [
 #: name without being imported) and what they import in turn, and the files its import reads
 #: (a `readme=open("README.md").read()`, relative to the folder or to the module's
 #: `__file__`, which is made to point there). Nothing outside that folder is taken, nor
-#: anything of an installed environment inside it (a `.venv`), nor sieve-jupyter itself.
+#: anything of an installed environment inside it (a `.venv`), nor sieve-jupyter itself; what
+#: may hold secrets (a hidden file such as `.env`, keys, credentials) is withheld and listed:
+#: secrets reach a worker as `sieve.Env` values, never inside a bundle or an image.
 _IMPORT_SCRIPT = textwrap.dedent("""\
     import ast, importlib, importlib.util, json, os, sys, sysconfig
     src, module, out, *entries = sys.argv[1:]
@@ -51,6 +53,15 @@ _IMPORT_SCRIPT = textwrap.dedent("""\
     outside = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, src,
                *sysconfig.get_paths().values()) if p}
     reads = set()
+    secret_names = {"credentials.json", "secrets.json", "secrets.toml", "secrets.yaml",
+                    "netrc", "_netrc"}
+    secret_ends = (".pem", ".key", ".p12", ".pfx", ".jks", ".keystore")
+
+    def private(name):
+        parts = name.split(os.sep)
+        last = parts[-1].lower()
+        return (any(p.startswith(".") for p in parts) or last in secret_names
+                or last.endswith(secret_ends) or last.startswith("id_rsa"))
 
     def audit(event, args):
         if event == "open" and isinstance(args[0], str) and args[1] in ("r", "rb", "rt"):
@@ -105,18 +116,19 @@ _IMPORT_SCRIPT = textwrap.dedent("""\
     shadowed = module in captured and any(
         os.path.exists(os.path.join(root, module + end)) for end in (".py", "/__init__.py"))
     pending, seen = loaded | captured, {module}
-    files = {local(path) for path in reads if not path.endswith((".py", ".pyc"))}
+    needed = {local(path) for path in reads if not path.endswith((".py", ".pyc"))}
     while pending:
         name = pending.pop()
         seen.add(name)
         for path in module_files(name):
             if local(path) is not None:
-                files.add(local(path))
+                needed.add(local(path))
                 pending |= imports(path) - seen
-    files.discard(None)
+    needed.discard(None)
+    withheld = sorted(name for name in needed if private(name))
     with open(out, "w") as f:
-        json.dump({"specs": specs, "ipython": "IPython" in sys.modules,
-                   "files": sorted(files), "shadowed": shadowed}, f)
+        json.dump({"specs": specs, "ipython": "IPython" in sys.modules, "shadowed": shadowed,
+                   "files": sorted(needed - set(withheld)), "withheld": withheld}, f)
 """)
 
 
@@ -142,6 +154,9 @@ class ExportResult:
     #: the files taken from the exported code's folder (local modules, files its import
     #: reads), by path there; they are in `files` under ``src/``
     local_files: tuple[str, ...] = ()
+    #: files the code reads or imports from its folder that may hold secrets (a hidden file
+    #: such as ``.env``, keys, credentials): never put in a bundle
+    withheld: tuple[str, ...] = ()
 
     def __str__(self) -> str:
         names = ", ".join(f.name for f in self.functions)
@@ -153,10 +168,17 @@ class ExportResult:
             if self.local_files
             else ""
         )
+        withheld = (
+            f"\nnot taken, as it may hold secrets: {', '.join(self.withheld)} (pass secrets "
+            "as sieve.Env values, which reach the workers from the server's environment)"
+            if self.withheld
+            else ""
+        )
         return (
             f"Exported {names}{what}{where} (default: {self.default}).\n"
             + self.capture.report_text()
             + taken
+            + withheld
             + notes
         )
 
@@ -164,12 +186,20 @@ class ExportResult:
         printer.text(str(self))
 
 
-def _specs(
-    source: str, entries: Sequence[str], cwd: Path | None
-) -> tuple[dict[str, FunctionSpec], dict[str, bytes]]:
-    """Import the captured module in a fresh interpreter, in `cwd`; return each entry's spec,
-    and the files of `cwd` the code needs beside itself (by path in `cwd`: see
-    `_IMPORT_SCRIPT`)."""
+@dataclass(frozen=True)
+class _Imported:
+    """What importing the captured module in a fresh interpreter told (see `_IMPORT_SCRIPT`)."""
+
+    specs: dict[str, FunctionSpec]
+    #: the files of the exported code's folder it needs beside itself, by path there
+    files: dict[str, bytes]
+    #: files it needs that may hold secrets, left out (by path in the folder)
+    withheld: tuple[str, ...]
+
+
+def _specs(source: str, entries: Sequence[str], cwd: Path | None) -> _Imported:
+    """Import the captured module in a fresh interpreter, in `cwd`: each entry's spec, and
+    what the code needs of `cwd` beside itself."""
     with tempfile.TemporaryDirectory(prefix="sieve-export-") as work:
         src = Path(work) / "src"
         src.mkdir()
@@ -201,8 +231,10 @@ def _specs(
             f"bundle makes of the exported code, which would import itself instead. Fix: "
             f"rename {MODULE}.py (and the imports of it)."
         )
-    files = {name: (cwd / name).read_bytes() for name in data["files"]} if cwd else {}
-    return specs, files
+    if cwd is None:
+        return _Imported(specs, {}, ())
+    files = {name: (cwd / name).read_bytes() for name in data["files"]}
+    return _Imported(specs, files, tuple(data["withheld"]))
 
 
 def _import_fix(stderr: str) -> str:
@@ -257,10 +289,13 @@ def export_cells(
             "leave it out (the Docker backend takes SIEVE_DOCKER_CA_BUNDLE).",
         )
     captured = capture(cells, names, origin=origin)
-    specs, local_files = _specs(
+    imported = _specs(
         captured.source, [t.entry for t in captured.targets], Path(cwd) if cwd is not None else None
     )
-    functions = tuple(BundleFunction(entry=t.entry, spec=specs[t.entry]) for t in captured.targets)
+    local_files = imported.files
+    functions = tuple(
+        BundleFunction(entry=t.entry, spec=imported.specs[t.entry]) for t in captured.targets
+    )
     by_name = {f.name: f for f in functions}
     if default is None:
         default = functions[0].name
@@ -293,6 +328,7 @@ def export_cells(
             format=format,
             notes=exported.notes,
             local_files=tuple(local_files),
+            withheld=imported.withheld,
         )
     files = bundle_files(
         captured.source,
@@ -311,6 +347,7 @@ def export_cells(
         capture=captured,
         files=files,
         local_files=tuple(local_files),
+        withheld=imported.withheld,
     )
 
 

@@ -172,3 +172,32 @@ def test_code_that_does_not_import_here_says_why_and_the_fix(
     assert type(raised.value).__name__ == "ExportError"
     assert f"Fix: {fix}" in str(raised.value)
     assert not (tmp_path / "bundle").exists()  # nothing written
+
+
+def test_files_that_may_hold_secrets_are_never_put_in_a_bundle(tmp_path: Path) -> None:
+    # what code commonly reads at import: a dotenv file, a key, a credentials file
+    secrets = {
+        ".env": "API_TOKEN=s3cr3t-value\n",
+        "certs/client.pem": "-----BEGIN PRIVATE KEY-----\n",
+        "credentials.json": '{"token": "s3cr3t-value"}\n',
+        ".config/settings.txt": "hidden folder\n",
+    }
+    for name, text in secrets.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    (tmp_path / "labels.txt").write_text("cat\ndog\n")
+    main = tmp_path / "main.py"
+    main.write_text(
+        "import sieve_jupyter as sieve\n"
+        f"CONFIG = [open(name).read() for name in {sorted(secrets)!r}]\n"
+        "LABELS = open('labels.txt').read().split()\n\n"
+        "@sieve.function(name='labels')\n"
+        "def labels() -> list:\n"
+        "    return LABELS if CONFIG else []\n"
+    )
+    result = export_file(main, tmp_path / "bundle")
+    assert result.local_files == ("labels.txt",)
+    assert result.withheld == tuple(sorted(secrets))
+    assert "not taken, as it may hold secrets: .config/settings.txt, .env" in str(result)
+    written = b"".join(p.read_bytes() for p in (tmp_path / "bundle").rglob("*") if p.is_file())
+    assert b"s3cr3t-value" not in written and b"PRIVATE KEY" not in written
