@@ -3,6 +3,7 @@
 sieve-jupyter export NOTEBOOK|FILE.py [-o DIR] [--name NAME ...] [--default NAME]
                               [--format bundle|model.yaml]
 sieve-jupyter serve BUNDLE [--host 127.0.0.1] [--port 8000] [--workers N]
+sieve-jupyter serve NOTEBOOK|FILE.py [same options]   # exported to a temporary bundle
 sieve-jupyter serve model.yaml [--name NAME] [same options]
 sieve-jupyter check model.yaml [--runtime] [--name NAME]
 sieve-jupyter build BUNDLE [-t TAG] [--network host]
@@ -16,6 +17,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -59,11 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     serve = commands.add_parser(
-        "serve", help="serve a bundle or a model.yaml over HTTP (Cog's API)"
+        "serve", help="serve a bundle, a model.yaml, a notebook or a .py file over HTTP (Cog's API)"
     )
     serve.add_argument(
         "bundle",
-        help="the bundle's folder (it holds sieve.yaml), or a model.yaml (or a folder holding one)",
+        help="the bundle's folder (it holds sieve.yaml), a model.yaml (or a folder holding one), "
+        "or a notebook or .py file (exported to a temporary bundle first)",
     )
     serve.add_argument(
         "--name",
@@ -198,15 +201,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     path = Path(args.bundle)
     if path.suffix in (".ipynb", ".py"):
-        what = "a notebook" if path.suffix == ".ipynb" else "a Python file"
-        print(
-            f"sieve-jupyter serve: {path} is {what}, and serve takes a bundle or a "
-            f"model.yaml. Fix: export it "
-            f"first (sieve-jupyter export {path} -o BUNDLE, then serve BUNDLE), or deploy it "
-            f"(sieve-jupyter deploy {path}).",
-            file=sys.stderr,
-        )
-        return 2
+        return _serve_source(args, path)
     model_yaml = _model_yaml(path)
     if model_yaml is not None:
         return _serve_modelyaml(args, model_yaml)
@@ -222,6 +217,28 @@ def _serve(args: argparse.Namespace) -> int:
 
         return run_deployment(args.bundle, _serve_settings(args), args.deployment)
     return serve_bundle(args.bundle, _serve_settings(args))
+
+
+def _serve_source(args: argparse.Namespace, path: Path) -> int:
+    """Serve a notebook's (or a .py file's) functions as `sieve-jupyter export` would bundle
+    them: exported to a temporary folder, removed when the server stops (a way to try the
+    bundle; `export` keeps one, `deploy` keeps it serving)."""
+    from sieve_jupyter.bundle import export_file
+    from sieve_jupyter.serve import require_server, serve_bundle
+
+    if args.name or args.deployment:
+        print(
+            f"sieve-jupyter serve: {path} serves all its functions (choose the default one "
+            "with --default); --name applies to a model.yaml.",
+            file=sys.stderr,
+        )
+        return 2
+    require_server(f"serving {path.name}")  # (before anything is exported)
+    with tempfile.TemporaryDirectory(prefix="sieve-serve-") as folder:
+        exported = export_file(path, Path(folder) / "bundle")
+        print(exported, file=sys.stderr)
+        assert exported.path is not None
+        return serve_bundle(exported.path, _serve_settings(args))
 
 
 def _model_yaml(path: Path) -> Path | None:

@@ -263,6 +263,7 @@ def test_the_wheel_alone_runs_a_script_on_local_workers(installed_bare: Installe
         (["serve", "BUNDLE"], "serve", "fastapi and uvicorn"),
         (["serve", "model.yaml"], "serve", "fastapi and uvicorn"),
         (["export", "notebook.ipynb"], "export", "nbformat"),
+        (["serve", "notebook.ipynb"], "serve", "fastapi and uvicorn"),
         (["deploy", "BUNDLE"], "serve", "fastapi and uvicorn"),
     ],
 )

@@ -4,6 +4,7 @@ local modules the code imports and the files its import reads go along."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -110,6 +111,23 @@ def test_a_projects_main_py_exports_with_what_it_needs_and_serves(tmp_path: Path
         assert body["output"] == "HELLO, ADA! (please)"
     finally:
         assert server.stop() == 0
+
+
+def test_serving_a_projects_main_py_exports_it_for_the_servers_life(tmp_path: Path) -> None:
+    main = _project(tmp_path / "project")
+    server = Server(main, "--workers", "1")
+    try:
+        body = server.predict({"input": {"name": "lin"}}).json()
+        assert body["status"] == "succeeded", body
+        assert body["output"] == "HELLO, LIN! (please)"
+    finally:
+        assert server.stop() == 0
+    output = server.output
+    assert "from its folder (imported, or read by its import): GREETER.README.md" in output
+    exported = re.search(r"Exported greeter in (\S+) ", output)
+    assert exported is not None, output
+    assert not Path(exported.group(1)).exists()  # removed with the server
+    assert not list((tmp_path / "project").rglob("sieve.yaml"))  # nothing left in the project
 
 
 def test_code_for_sieves_own_sdk_says_to_change_the_import(tmp_path: Path) -> None:
