@@ -201,3 +201,15 @@ def test_a_public_address_is_allowed_with_a_token_or_insecure() -> None:
     ServeSettings(host="0.0.0.0", token="x" * 32).validate()
     ServeSettings(host="0.0.0.0", token=None, insecure=True).validate()
     ServeSettings(host="::1", token=None).validate()
+
+
+def test_serving_a_notebook_with_a_model_yaml_option_says_which_applies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sieve_jupyter.cli import main
+
+    (tmp_path / "main.py").write_text("")
+    assert main(["serve", str(tmp_path / "main.py"), "--name", "adder"]) == 2
+    said = capsys.readouterr().err
+    assert "serves all its functions (choose the default one with --default)" in said
+    assert "--name applies to a model.yaml" in said
