@@ -193,9 +193,6 @@ def _export_command(words: list[str]) -> Any:
 
 
 def _serve_command(words: list[str]) -> Any:
-    from sieve_jupyter.serve import require_server
-
-    require_server("%sieve serve")  # (before its module imports the server's packages)
     from sieve_jupyter.serve._magic import serve_command
 
     return serve_command(words)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sieve_jupyter.bundle._readme import call_arguments, example_input
-from sieve_jupyter.serve._server import BackgroundServer, _servers, serve_functions
+from sieve_jupyter.serve import require_server
+
+if TYPE_CHECKING:
+    from sieve_jupyter.serve._server import BackgroundServer
 
 __all__ = ["serve_command"]
 
@@ -15,6 +18,9 @@ __all__ = ["serve_command"]
 def serve_command(words: list[str]) -> BackgroundServer | None:
     """Start (or with ``--stop``, stop) a server for functions registered in this kernel."""
     from IPython.core.error import UsageError
+
+    require_server("%sieve serve")  # (before the server's module imports its packages)
+    from sieve_jupyter.serve._server import _servers, serve_functions
 
     parser = argparse.ArgumentParser(prog="%sieve serve", add_help=False, exit_on_error=False)
     parser.add_argument("names", nargs="+")
