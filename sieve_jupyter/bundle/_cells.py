@@ -211,16 +211,8 @@ _MAGIC_LINE = re.compile(r"^\s*(%|!)|^\s*[\w.]+\?\??\s*$")
 
 
 def _strip_magics(source: str) -> tuple[str, list[str]]:
-    """Replace IPython-only lines with ``pass`` at their indentation; return them too.
-
-    Source that parses as Python has none: a magic or shell line is a syntax error there, so
-    a line that starts with ``%`` or ``!`` continues an expression (``"%d" \\n % (n,)``)."""
-    try:
-        ast.parse(source)
-    except SyntaxError:
-        pass
-    else:
-        return source, []
+    """Replace IPython-only lines with ``pass`` at their indentation; return them too. (Only
+    for source that does not parse as Python: see `parse_cell`.)"""
     lines = source.splitlines(keepends=True)
     magics = []
     out = []
@@ -298,16 +290,24 @@ def parse_cell(cell: Cell, order: int, known: Known) -> ParsedCell:
         source = _convert_sieve_magic(cell, first, body)
         parsed.converted = True
         known.aliases.add("sieve_jupyter")
-    python, parsed.magics = _strip_magics(source)
+    # Source that parses as Python has no magic lines: a magic or shell line is a syntax error
+    # there, so a line that starts with `%` or `!` continues an expression ("%d" then % (n,)).
+    tree: ast.Module | None
+    try:
+        tree, python = ast.parse(source), source
+    except SyntaxError:
+        tree = None
+        python, parsed.magics = _strip_magics(source)
     parsed.python = python
     parsed.lines = python.splitlines(keepends=True)
     if parsed.lines and not parsed.lines[-1].endswith("\n"):
         parsed.lines[-1] += "\n"
-    try:
-        tree = ast.parse(python)
-    except SyntaxError as exc:
-        parsed.excluded = f"does not parse as Python ({exc.msg}, line {exc.lineno})"
-        return parsed
+    if tree is None:
+        try:
+            tree = ast.parse(python)
+        except SyntaxError as exc:
+            parsed.excluded = f"does not parse as Python ({exc.msg}, line {exc.lineno})"
+            return parsed
     for node in tree.body:
         first_line = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
         last_line = node.end_lineno or node.lineno

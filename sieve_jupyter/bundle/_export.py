@@ -121,8 +121,8 @@ _IMPORT_SCRIPT = textwrap.dedent("""\
         name = pending.pop()
         seen.add(name)
         for path in module_files(name):
-            if local(path) is not None:
-                needed.add(local(path))
+            if (where := local(path)) is not None:
+                needed.add(where)
                 pending |= imports(path) - seen
     needed.discard(None)
     withheld = sorted(name for name in needed if private(name))
