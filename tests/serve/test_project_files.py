@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from _servers import ROOT, Server
 
+from sieve_jupyter import ExportError
 from sieve_jupyter.bundle import export_file
 
 MAIN = """\
@@ -133,9 +134,8 @@ def test_serving_a_projects_main_py_exports_it_for_the_servers_life(tmp_path: Pa
 def test_code_for_sieves_own_sdk_says_to_change_the_import(tmp_path: Path) -> None:
     main = tmp_path / "main.py"
     main.write_text(MAIN.replace("import sieve_jupyter as sieve", "import sieve"))
-    with pytest.raises(Exception, match=r"import sieve_jupyter as sieve") as raised:
+    with pytest.raises(ExportError, match=r"import sieve_jupyter as sieve"):
         export_file(main, None)
-    assert type(raised.value).__name__ == "ExportError"
 
 
 @pytest.mark.parametrize("name", ["main.txt", "missing.py"])
@@ -144,9 +144,8 @@ def test_export_file_refuses_what_is_not_a_notebook_or_python_file(
 ) -> None:
     if name.endswith(".txt"):
         (tmp_path / name).write_text("")
-    with pytest.raises(Exception, match="Fix:") as raised:
+    with pytest.raises(ExportError, match="Fix:"):
         export_file(tmp_path / name, None)
-    assert type(raised.value).__name__ == "ExportError"
 
 
 def test_a_local_module_named_like_the_bundles_module_is_refused(tmp_path: Path) -> None:
@@ -162,9 +161,8 @@ def test_a_local_module_named_like_the_bundles_module_is_refused(tmp_path: Path)
                 return main.VALUE
         """)
     )
-    with pytest.raises(Exception, match=r"rename main\.py") as raised:
+    with pytest.raises(ExportError, match=r"rename main\.py"):
         export_file(notebook_code, None)
-    assert type(raised.value).__name__ == "ExportError"
 
 
 @pytest.mark.parametrize(
@@ -185,9 +183,8 @@ def test_code_that_does_not_import_here_says_why_and_the_fix(
         f"import sieve_jupyter as sieve\n{line}\n\n"
         "@sieve.function(name='f')\ndef f() -> int:\n    return Settings.ratio\n"
     )
-    with pytest.raises(Exception, match="does not import with plain Python") as raised:
+    with pytest.raises(ExportError, match="does not import with plain Python") as raised:
         export_file(main, tmp_path / "bundle")
-    assert type(raised.value).__name__ == "ExportError"
     assert f"Fix: {fix}" in str(raised.value)
     assert not (tmp_path / "bundle").exists()  # nothing written
 
