@@ -10,7 +10,9 @@ more, because jsonschema there compiles an optional IRI grammar at import, and e
 imports it.) `ray start --head` and a second `ray start --address` make two raylets — two nodes
 — each with a resource label (`head`, `node2`) that places workers on it; the second node also
 declares one fake T4 (`--num-gpus=1`, `accelerator_type:T4`), so GPU requests are placed and
-checked by Ray's real scheduler on a machine without GPUs. Each node is started in a session of
+checked by Ray's real scheduler on a machine without GPUs, and runs in a mount namespace of its
+own where one folder (`RayCluster.apart`) is not the machine's, so files cross to it as to
+another machine (tests/ray/test_ray_files.py). Each node is started in a session of
 its own, so its every process (raylet, agents, workers) is found by its process group and ended
 by id; nothing else on the machine is touched (`ray stop` would end every Ray process of this
 user, other people's clusters too). Settings are small: a 2-core machine is shared.
@@ -137,6 +139,12 @@ class RayCluster:
     ray: Path = CLUSTER_ENV / "bin" / "ray"
     #: the user the nodes run as (None: this process's)
     user: str | None = None
+    #: a folder node2 does not share with this machine (None: node2 shares every folder).
+    #: node2 then runs in a mount namespace of its own, where an empty tmpfs covers this
+    #: folder: files the kernel writes there are not on node2, and files node2's workers write
+    #: there are not here, as between two machines (the other folders stay shared: the tests'
+    #: marker files are seen on both nodes)
+    apart: Path | None = None
 
     def start_node(self, label: str) -> RayNode:
         """Start (or restart) the node called `label` and wait until it has joined."""
@@ -170,6 +178,10 @@ class RayCluster:
             ]
         else:
             command += ["--num-gpus=1", f"--address={self.address}"]
+        if label == "node2" and self.apart is not None:
+            mount = 'mount -t tmpfs -o size=64m,mode=1777 sieve-apart "$0" && exec "$@"'
+            unshare = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", mount]
+            command = [*unshare, str(self.apart), *command]
         # A session of its own: the node's processes are found, and ended, by process group.
         process = subprocess.Popen(
             command,
@@ -261,7 +273,7 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster
     token = os.urandom(16).hex()
     env = cluster_environment(token, root)
     port, client_port = free_ports(2)
-    cluster = RayCluster(f"127.0.0.1:{port}", client_port, root, env)
+    cluster = RayCluster(f"127.0.0.1:{port}", client_port, root, env, apart=_apart_folder(root))
     saved_env = {k: os.environ.get(k) for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS")}
     saved_address = sieve.config.ray_address
     try:
@@ -286,6 +298,20 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RayCluster
             cluster.stop()
         finally:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _apart_folder(root: Path) -> Path | None:
+    """The folder node2 will not share (`RayCluster.apart`), where a mount namespace of its own
+    can be made (as root, with util-linux's unshare); else None, saying why outside CI."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        reason = "not root" if os.geteuid() != 0 else "no unshare"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"ray tier: node2 cannot have folders of its own ({reason})")
+        print(f"\nray tier: node2 shares every folder with this machine ({reason})")
+        return None
+    apart = root / "apart"
+    apart.mkdir()
+    return apart
 
 
 def _disconnect() -> None:

@@ -44,8 +44,8 @@ from typing import Any
 import ray
 
 from sieve_jupyter.backends._ray_journal import KEEP_AT_MOST, Journal
-from sieve_jupyter.backends._ray_wire import call_failed, dumps_small, loads
-from sieve_jupyter.runtime import _context
+from sieve_jupyter.backends._ray_wire import call_failed, dumps_all, dumps_small, loads
+from sieve_jupyter.runtime import _context, _files
 from sieve_jupyter.runtime._loading import Loaded, load_code, swap_code
 from sieve_jupyter.runtime._output import CapturedStream
 from sieve_jupyter.runtime._tracebacks import error_info
@@ -227,6 +227,7 @@ class SieveWorker:
             "node_ip": ray.util.get_node_ip_address(),  # type: ignore[no-untyped-call]
             "actor_id": context.get_actor_id(),
             "journal": self._journal.folder,
+            "files": _files.filesystem_id(),
         }
 
     def ping(self) -> bool:
@@ -238,6 +239,9 @@ class SieveWorker:
         if not gpu:
             os.environ["CUDA_VISIBLE_DEVICES"] = ""  # as on Sieve: no GPU asked, none seen
         self._restart_on_error = options["restart_on_error"]
+        # The kernel does not see this node's files: every File sent from here (an answer, a
+        # streamed output, a side message, a call to another function) takes its content.
+        _files.carry_content_by_default(options.get("files_by_content", False))
         loaded, answer = load_code(payload, options, _error)
         if loaded is None:
             self._retired = True
@@ -429,7 +433,7 @@ class SieveWorker:
     # -- the hub -----------------------------------------------------------------------------
 
     def _ship(self, batch: list[tuple[int, Any]]) -> None:
-        ray.get(self._hub.put.remote(self._worker_id, batch))
+        ray.get(self._hub.put.remote(self._worker_id, dumps_all(batch)))
         with contextlib.suppress(OSError):  # (the hub has them: that is what counts)
             self._journal.shipped(batch[-1][0])
 
@@ -446,7 +450,7 @@ class SieveWorker:
                     pass
                 continue
             for packed in posted:
-                message = unpack(packed)
+                message = unpack(loads(packed))
                 if isinstance(message, Cancel):
                     self._cancel(message.job)
                 elif isinstance(message, Reply):

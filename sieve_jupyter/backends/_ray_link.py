@@ -50,9 +50,11 @@ from sieve_jupyter.backends._ray_journal import read_journal
 from sieve_jupyter.backends._ray_wire import (
     SideMessageOrder,
     call_failed,
+    dumps_all,
     dumps_small,
     loads,
 )
+from sieve_jupyter.runtime import _files
 from sieve_jupyter.runtime._tracebacks import error_info
 from sieve_jupyter.runtime.messages import (
     Cancel,
@@ -132,6 +134,9 @@ class RayLink(WorkerLink):
         self._gpu = launch.spec.gpu is not None and not launch.spec.gpu.is_cpu
         self._hello = actor.hello.remote()
         self._info: dict[str, Any] = {}
+        #: the actor does not see the kernel's files (another machine, a container): Files
+        #: sent to it take their content (`_files.carrying_content`), and so do its answers
+        self._carry_files = False
         self._sent: collections.deque[_Sent] = collections.deque()
         self._news = threading.Condition()
         #: refs of the calls not answered yet, by job id (for `ray.cancel`)
@@ -203,10 +208,12 @@ class RayLink(WorkerLink):
                 "the kernel's)."
             )
         self._info = info
+        self._carry_files = info["files"] != _files.filesystem_id()
         self._backend.started(info["node_ip"], info["pid"])
 
     def load(self, load: Load) -> None:
-        ref = self._actor.load.remote(load.payload, load.options, dict(self._launch.env), self._gpu)
+        options = {**load.options, "files_by_content": self._carry_files}
+        ref = self._actor.load.remote(load.payload, options, dict(self._launch.env), self._gpu)
         self._enqueue(_Sent("load", None, ref))
         self._consumer = threading.Thread(
             target=self._consume, name=f"sieve-consume-{self._worker_id}", daemon=True
@@ -260,7 +267,8 @@ class RayLink(WorkerLink):
             received, self._received = self._received, []
         request = (job, args, kwargs, received)
         try:
-            return dumps_small(request) or request
+            with _files.carrying_content(self._carry_files):
+                return dumps_small(request) or request
         except BaseException:
             with self._received_lock:  # (not sent: the next call carries them)
                 self._received[:0] = received
@@ -278,13 +286,15 @@ class RayLink(WorkerLink):
                     self._news.notify()
 
     def _send_request(self, job: str, request: Any, *, waited: bool = False) -> None:
-        if self._streaming and self._backend.client_mode:
-            # (Ray Client cannot iterate a streaming generator: the items come by the hub)
-            sent = _Sent("call", job, self._actor.stream_by_hub.remote(request))
-        elif self._streaming:
-            sent = _Sent("stream", job, self._actor.stream.remote(request))
-        else:
-            sent = _Sent("call", job, self._actor.call.remote(request), claimed=waited)
+        # (a request that is not bytes holds a large buffer: Ray pickles it, here and now)
+        with _files.carrying_content(self._carry_files and type(request) is not bytes):
+            if self._streaming and self._backend.client_mode:
+                # (Ray Client cannot iterate a streaming generator: the items come by the hub)
+                sent = _Sent("call", job, self._actor.stream_by_hub.remote(request))
+            elif self._streaming:
+                sent = _Sent("stream", job, self._actor.stream.remote(request))
+            else:
+                sent = _Sent("call", job, self._actor.call.remote(request), claimed=waited)
         self._refs[job] = sent.ref
         self._enqueue(sent)
 
@@ -325,10 +335,20 @@ class RayLink(WorkerLink):
                 ray.cancel(ref)  # (never runs if it has not started)
             except Exception:  # noqa: BLE001, S110 - already done, or the actor is gone
                 pass
-        self._post(self._worker_id, pack(Cancel(job)))  # (interrupted if it runs)
+        self._to_mailbox(Cancel(job))  # (interrupted if it runs)
 
     def reply(self, request: int, ok: bool, value: Any) -> None:
-        self._post(self._worker_id, pack(Reply(request, ok, value)))
+        self._to_mailbox(Reply(request, ok, value))
+
+    def _to_mailbox(self, message: Message) -> None:
+        """Leave `message` in the worker's mailbox at the hub, as bytes (see _ray_wire.py).
+
+        Raises:
+            Exception: `message` cannot be pickled (a reply's value), before anything is sent.
+        """
+        with _files.carrying_content(self._carry_files):
+            data = dumps_all(pack(message))
+        self._post(self._worker_id, data)
 
     def swap(self, swap: int, payload: bytes, sources: dict[str, list[str]]) -> None:
         if self._terminated or self._dying or self._closed:
@@ -348,7 +368,7 @@ class RayLink(WorkerLink):
             return
         # Asked to leave, it removes its journal and exits at once, even mid-job (the hub's
         # mailbox is read by a thread of its own); killed if it has not after a grace period.
-        self._post(self._worker_id, pack(Shutdown()))
+        self._to_mailbox(Shutdown())
         timer = threading.Timer(_STOP_GRACE, self.kill)
         timer.daemon = True
         timer.start()
@@ -374,6 +394,7 @@ class RayLink(WorkerLink):
     # -- side messages from the hub (the backend's puller thread) ----------------------------
 
     def side_messages(self, numbered: list[tuple[int, Any]]) -> None:
+        """Side messages the worker shipped through the hub, numbered (`SieveWorker._ship`)."""
         with self._deliver:
             if self._closed:
                 return

@@ -5,8 +5,10 @@ which costs several times what pickling the same small tuple costs; bytes it onl
 call's request and its outcome travel as cloudpickle bytes — the outcome's are also what the
 worker's journal keeps. A value holding a large buffer (a big numpy array: anything pickled
 out of band) is left to Ray instead: it moves such buffers out of band, through its object
-store, without the copies pickling them into bytes would make. Imported in the cluster's
-workers too.
+store, without the copies pickling them into bytes would make. What goes through the hub
+(side messages, cancels, replies) is always bytes (`dumps_all`): the hub only holds it, so it
+never rebuilds a user's value (which it might not be able to import) nor a `sieve.File`, whose
+content would land on the hub's node. Imported in the cluster's workers too.
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from typing import Any
 
 import cloudpickle
 
-__all__ = ["LARGE_BUFFER", "SideMessageOrder", "call_failed", "dumps_small", "loads"]
+__all__ = [
+    "LARGE_BUFFER",
+    "SideMessageOrder",
+    "call_failed",
+    "dumps_all",
+    "dumps_small",
+    "loads",
+]
 
 #: bytes of one buffer from which a value is left to Ray's serialization (its threshold for
 #: putting an argument in the object store is 100 KB)
@@ -35,6 +44,12 @@ def dumps_small(obj: Any) -> bytes | None:
 
     data = cloudpickle.dumps(obj, protocol=5, buffer_callback=in_band)
     return None if large else data
+
+
+def dumps_all(obj: Any) -> bytes:
+    """`obj` pickled whole (protocol 5, buffers in band), for the hub to hold."""
+    data: bytes = cloudpickle.dumps(obj, protocol=5)
+    return data
 
 
 def loads(value: Any) -> Any:

@@ -46,6 +46,7 @@ from sieve_jupyter.backends._ray_options import (
     spread_node,
     unsupported_notes,
 )
+from sieve_jupyter.backends._ray_wire import loads
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -202,7 +203,7 @@ class RayBackend(Backend):
             for worker_id, numbered in posted:
                 link = self._links.get(worker_id)
                 if link is not None:
-                    link.side_messages(numbered)
+                    link.side_messages(loads(numbered))
 
     def forget(self, worker_id: str) -> None:
         """A link closed: its mailbox goes."""

@@ -5,10 +5,12 @@ as its path or URL, as it always did. A channel to a process that does not (a co
 machine) pickles with `sending_content()` in effect, and each File then carries its content: a
 small file inside the pickle, a larger one as an open descriptor passed with `SCM_RIGHTS`
 (nothing is read or copied by the sender; the receiver copies it in the kernel with
-`sendfile`). The receiver keeps contents in a per-process store keyed by their SHA-256, so a file
-it already has is not copied again (the sender hashes each file version once). A File made from
-a URL and never read travels as the URL and is fetched lazily where it is read (into the same
-store, once per URL).
+`sendfile`). Where no descriptor can go along (Ray carries the pickles between machines),
+`carrying_content()` puts every content in the pickle, a large one as an out-of-band buffer.
+The receiver keeps contents in a per-process store keyed by their SHA-256, so a file it already
+has is not copied again (the sender hashes each file version once). A File made from a URL and
+never read travels as the URL and is fetched lazily where it is read (into the same store, once
+per URL).
 
 The store is a private temporary folder (``sieve-files-<pid>-*``), removed at exit; one left by
 a process that was killed is removed by the next process that makes its own.
@@ -36,6 +38,8 @@ __all__ = [
     "INLINE_FILE",
     "MAX_FILE_DESCRIPTORS",
     "FileStore",
+    "carry_content_by_default",
+    "carrying_content",
     "digest_of",
     "filesystem_id",
     "receiving",
@@ -80,11 +84,13 @@ def filesystem_id() -> str:
 
 
 class Outgoing:
-    """The files whose descriptors a frame being pickled will carry, in order."""
+    """The files whose descriptors a frame being pickled will carry, in order (`limit` at
+    most: the contents of the others go inside the pickle)."""
 
-    __slots__ = ("paths",)
+    __slots__ = ("limit", "paths")
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_FILE_DESCRIPTORS) -> None:
+        self.limit = limit
         self.paths: list[tuple[str, int]] = []
 
     def add(self, path: str, size: int) -> int:
@@ -97,8 +103,53 @@ class Outgoing:
 
 def sending_content(outgoing: Outgoing | None) -> None:
     """Make Files pickled on this thread carry their content (`outgoing` collects the files to
-    pass as descriptors), or, with None, travel by reference again."""
-    _state.outgoing = outgoing
+    pass as descriptors), or, with None, travel as this process does by default again."""
+    if outgoing is None:
+        _state.__dict__.pop("outgoing", None)
+    else:
+        _state.outgoing = outgoing
+
+
+#: every content inside the pickle (no descriptor can go along); shared: it never collects
+_INLINE_ONLY = Outgoing(limit=0)
+#: what a thread outside `sending_content` and `carrying_content` pickles Files with
+_by_default: Outgoing | None = None
+_UNSET = object()
+
+
+class carrying_content:  # noqa: N801 - used as a context manager, named like one
+    """While in effect (and `carry`), Files pickled on this thread carry their whole content
+    inside the pickle: for pickles that something else carries to a process that does not share
+    this one's files (Ray's calls to an actor on another machine). A large content is an
+    out-of-band buffer, which Ray moves through its object store without a copy. (A class, not
+    a generator: it wraps every call to a Ray worker.)"""
+
+    __slots__ = ("_before", "_carry")
+
+    def __init__(self, carry: bool = True) -> None:
+        self._carry = carry
+        self._before: Any = _UNSET
+
+    def __enter__(self) -> None:
+        if self._carry:
+            self._before = getattr(_state, "outgoing", _UNSET)
+            _state.outgoing = _INLINE_ONLY
+
+    def __exit__(self, *exc_info: object) -> None:
+        if not self._carry:
+            return
+        if self._before is _UNSET:
+            del _state.outgoing
+        else:
+            _state.outgoing = self._before
+
+
+def carry_content_by_default(carry: bool) -> None:
+    """Make every thread of this process pickle Files with their content unless told otherwise
+    (a Ray actor whose every pickle goes to a kernel that does not see its files: its answers
+    are pickled by Ray, after the call returned, and its side messages by a thread of its own)."""
+    global _by_default
+    _by_default = _INLINE_ONLY if carry else None
 
 
 def reduce_file(file: Any) -> tuple[Any, ...]:
@@ -109,7 +160,7 @@ def reduce_file(file: Any) -> tuple[Any, ...]:
         ValueError: the content must travel but the file cannot be read (naming it and why).
     """
     cls = type(file)
-    outgoing: Outgoing | None = getattr(_state, "outgoing", None)
+    outgoing: Outgoing | None = getattr(_state, "outgoing", _by_default)
     path = file._local
     if outgoing is None or path is None:
         return (_by_reference, (cls, file._source))
@@ -127,7 +178,7 @@ def reduce_file(file: Any) -> tuple[Any, ...]:
         )
     digest = digest_of(path, info)
     name = os.path.basename(path) or "file"
-    if info.st_size <= INLINE_FILE or len(outgoing.paths) >= MAX_FILE_DESCRIPTORS:
+    if info.st_size <= INLINE_FILE or len(outgoing.paths) >= outgoing.limit:
         data = bytearray(info.st_size)
         with open(path, "rb") as fh:
             fh.readinto(data)

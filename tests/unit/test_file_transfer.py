@@ -161,6 +161,50 @@ def test_files_travel_by_reference_where_files_are_shared(
     assert copy.deepcopy(Image(path)) == Image(path)
 
 
+def test_carrying_content_puts_every_file_inside_the_pickle(
+    store: _files.FileStore, tmp_path: Path
+) -> None:
+    """What Ray carries (`carrying_content`): no descriptor can go along, so a large content is
+    an out-of-band buffer (Ray's object store moves those), a small one in the stream."""
+    small, large = make(tmp_path, "small.txt", 100), make(tmp_path, "large.bin", 3 * 2**20)
+    buffers: list[pickle.PickleBuffer] = []
+    with _files.carrying_content():
+        data = pickle.dumps([File(small), Image(large)], protocol=5, buffer_callback=buffers.append)
+    assert [memoryview(b).nbytes for b in buffers] == [large.stat().st_size]
+    small.unlink()
+    large.unlink()  # (what arrives is the content that travelled, not the sender's files)
+    copies = pickle.loads(data, buffers=buffers)
+    assert [type(c) for c in copies] == [File, Image]
+    assert all(c.path.startswith(store.root) for c in copies)
+    assert [os.path.getsize(c.path) for c in copies] == [100, 3 * 2**20]
+    # outside it, and with carry=False, a File is its path again
+    assert pickle.loads(pickle.dumps(File(copies[0].path))).path == copies[0].path
+    with _files.carrying_content(carry=False):
+        assert pickle.loads(pickle.dumps(File(copies[0].path))).path == copies[0].path
+
+
+def test_a_process_can_carry_content_by_default(store: _files.FileStore, tmp_path: Path) -> None:
+    """A Ray actor whose kernel does not see its files pickles every File with its content, on
+    any thread (Ray pickles its answers; its outbox thread, its side messages)."""
+    path = make(tmp_path, "made-here.txt", 10)
+    _files.carry_content_by_default(True)
+    try:
+        seen: list[str] = []
+        thread = threading.Thread(
+            target=lambda: seen.append(pickle.loads(pickle.dumps(File(path))).path)
+        )
+        thread.start()
+        thread.join(30)
+        assert seen and seen[0] != str(path) and seen[0].startswith(store.root)
+        # a local channel that pickled by reference leaves the process's default behind
+        _files.sending_content(_files.Outgoing())
+        _files.sending_content(None)
+        assert pickle.loads(pickle.dumps(File(path))).path.startswith(store.root)
+    finally:
+        _files.carry_content_by_default(False)
+    assert pickle.loads(pickle.dumps(File(path))).path == str(path)
+
+
 class _Server(http.server.ThreadingHTTPServer):
     hits: int = 0
 

@@ -1,0 +1,147 @@
+"""`sieve.File`s between the kernel and a Ray worker on a node that does not see its files.
+
+The tier's node2 has a folder of its own (`RayCluster.apart`: a tmpfs in node2's mount
+namespace), so a file the kernel writes there is not on node2 and one node2 writes there is not
+here, as between two machines. Files then travel with their content, every way a value crosses:
+a call's arguments, its answer, a burst of pushes (grouped calls, whose outcomes come as side
+messages), a streamed output, a call the worker makes to a function of the kernel and its
+answer. On the head node, which shares the kernel's folders, they keep travelling as paths.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import sieve_jupyter as sieve
+
+Unique = Callable[[str], str]
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def apart(ray_cluster: Any) -> Path:
+    if ray_cluster.apart is None:
+        pytest.skip("node2 shares every folder with this machine (see the tier's setup)")
+    folder: Path = ray_cluster.apart / os.urandom(4).hex()
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def on_node() -> Iterator[Callable[[str], None]]:
+    """Place the Ray workers of functions started from now on on the tier's node `label`."""
+    saved = sieve.config.ray_actor_options
+
+    def place(label: str) -> None:
+        sieve.configure(ray_actor_options={"resources": {label: 1}})
+
+    yield place
+    sieve.configure(ray_actor_options=saved)
+
+
+def test_files_cross_to_and_from_a_node_that_does_not_share_them(
+    unique: Unique, apart: Path, on_node: Callable[[str], None]
+) -> None:
+    on_node("node2")
+    large = apart / "clip.bin"
+    large.write_bytes(os.urandom(3 * MiB))  # (its content goes through Ray's object store)
+    small = apart / "note.txt"
+    small.write_text("from the kernel")
+
+    @sieve.function(name=unique("reverse"), backend="ray")
+    def reverse(clip: sieve.File, note: sieve.File, out: str) -> Any:
+        import os
+
+        os.makedirs(out, exist_ok=True)  # (in node2's own folder: not on the kernel's machine)
+        with open(clip.path, "rb") as fh, open(os.path.join(out, "reversed.bin"), "wb") as rev:
+            rev.write(fh.read()[::-1])
+        with open(note.path) as fh, open(os.path.join(out, "note.txt"), "w") as upper:
+            upper.write(fh.read().upper())
+        made = [sieve.File(os.path.join(out, name)) for name in ("reversed.bin", "note.txt")]
+        return made, clip.path, os.path.exists(str(large)), sieve.Image(path=made[1].path)
+
+    out = apart / "out"
+    files, clip_there, original_seen, image = reverse.run(
+        sieve.File(str(large)), str(small), str(out)
+    )
+    assert not original_seen  # node2 does not see the kernel's file...
+    assert clip_there != str(large)  # ...it got a copy of its content
+    assert not out.exists()  # node2's folder is not here either...
+    reversed_clip, note = files
+    assert Path(reversed_clip.path).read_bytes() == large.read_bytes()[::-1]  # ...yet they open
+    assert Path(note.path).read_text() == "FROM THE KERNEL"
+    assert os.path.basename(reversed_clip.path) == "reversed.bin"
+    assert isinstance(image, sieve.Image) and Path(image.path).read_text() == "FROM THE KERNEL"
+    # the same content is sent once: the worker reuses its copy
+    assert reverse.run(sieve.File(str(large)), str(small), str(out))[1] == clip_there
+    # a burst goes in groups, whose outcomes come back as side messages
+    futures = [
+        reverse.push(sieve.File(str(large)), str(small), str(apart / f"out{i}")) for i in range(6)
+    ]
+    for future in futures:
+        (clip, _), *_ = future.result(timeout=120)
+        assert Path(clip.path).read_bytes() == large.read_bytes()[::-1]
+
+
+def test_streamed_files_and_calls_back_to_the_kernel_carry_their_content(
+    unique: Unique, apart: Path, on_node: Callable[[str], None]
+) -> None:
+    @sieve.function(name=unique("count-bytes"))  # a local worker, on the kernel's machine
+    def count_bytes(file: sieve.File, out: str) -> sieve.File:
+        import os
+
+        with open(file.path, "rb") as fh:
+            content = fh.read()
+        os.makedirs(out, exist_ok=True)
+        answer = os.path.join(out, "count.txt")
+        with open(answer, "w") as fh:
+            fh.write(str(len(content)))
+        return sieve.File(answer)
+
+    on_node("node2")
+    counter = count_bytes.name
+
+    @sieve.function(name=unique("frames"), backend="ray")
+    def frames(count: int, out: str, kernel_out: str) -> Any:
+        import os
+        import time
+
+        os.makedirs(out, exist_ok=True)
+        for index in range(count):
+            path = os.path.join(out, f"frame-{index}.txt")
+            with open(path, "w") as fh:
+                fh.write(f"frame {index} " * (index + 1))
+            if index == count - 1:
+                time.sleep(0.2)  # (a job that runs on: its call goes through the hub)
+                counted = sieve.function.get(counter).run(sieve.File(path), kernel_out)
+                with open(counted.path) as fh:  # the kernel's answer, a file made there
+                    yield fh.read()
+            else:
+                yield sieve.File(path)
+
+    out, kernel_out = apart / "frames", apart / "kernel-out"
+    items = list(frames.run(3, str(out), str(kernel_out)))
+    assert not out.exists()
+    assert [Path(f.path).read_text() for f in items[:2]] == ["frame 0 ", "frame 1 frame 1 "]
+    assert items[2] == str(len("frame 2 " * 3))
+    assert (kernel_out / "count.txt").read_text() == items[2]  # (written by the local worker)
+
+
+def test_a_node_that_shares_the_kernels_files_gets_their_paths(
+    unique: Unique, tmp_path: Path, on_node: Callable[[str], None]
+) -> None:
+    on_node("head")
+    note = tmp_path / "note.txt"
+    note.write_text("shared")
+
+    @sieve.function(name=unique("where"), backend="ray")
+    def where(file: sieve.File) -> Any:
+        return file.path, sieve.File(file.path)
+
+    path, back = where.run(sieve.File(str(note)))
+    assert path == str(note) and back.path == str(note)
