@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import os
 from typing import Any
 
 from sieve_jupyter._errors import ConfigurationError
@@ -72,6 +73,10 @@ class Config:
     #: run_commands, base_image, cuda_version) runs in the image the Docker backend builds for
     #: it, with the kernel's Ray added, pushed there and given to its actors as `image_uri`
     ray_image_registry: str | None = None
+    #: Ray backend: a folder of this machine that every worker starts in, on its node (Ray
+    #: uploads it once, when the kernel connects to the cluster): a project's own modules and
+    #: the files its code opens by a relative path. None: the workers start where Ray puts them
+    ray_working_dir: str | None = None
 
     def validate(self) -> None:
         if self.backend not in BACKEND_NAMES:
@@ -107,6 +112,7 @@ class Config:
             )
         _validate_ray(self.ray_address, self.ray_actor_options)
         _validate_registry(self.ray_image_registry)
+        _validate_working_dir(self.ray_working_dir)
         if not isinstance(self.follow_caller, bool):
             raise ConfigurationError(
                 f"follow_caller: must be True or False, got {self.follow_caller!r}. "
@@ -168,6 +174,24 @@ def _validate_ray(address: Any, options: Any) -> None:
         raise ConfigurationError(
             f"ray_actor_options.runtime_env: must be a dict, got {type(runtime_env).__name__}. "
             "Fix: e.g. {'image_uri': 'registry/image:tag'}."
+        )
+    local = (runtime_env or {}).get("working_dir")
+    if isinstance(local, str) and "://" not in local:
+        # (Ray takes a folder of this machine only for the whole job, and refuses each actor)
+        raise ConfigurationError(
+            f"ray_actor_options.runtime_env.working_dir: {local!r} is a folder of this machine, "
+            "which Ray uploads only for the kernel's whole job. Fix: "
+            f"sieve.configure(ray_working_dir={local!r})."
+        )
+
+
+def _validate_working_dir(folder: Any) -> None:
+    if folder is None:
+        return
+    if not isinstance(folder, str) or not os.path.isdir(folder):
+        raise ConfigurationError(
+            f"ray_working_dir: must be a folder of this machine, got {folder!r}. Fix: "
+            "sieve.configure(ray_working_dir='.') for the notebook's folder."
         )
 
 

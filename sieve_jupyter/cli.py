@@ -80,6 +80,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--port", type=int, default=8000, help="port (0: pick a free one)")
     serve.add_argument("--workers", type=int, default=1, help="warm workers per function")
+    serve.add_argument(
+        "--backend",
+        choices=["local", "ray"],
+        default="local",
+        help="where the workers run: processes of this machine (default), or actors of a Ray "
+        "cluster, spread over its machines (needs the ray extra)",
+    )
+    serve.add_argument(
+        "--ray-address",
+        help="with --backend ray: the cluster (ray://head:10001, auto, host:6379; default: "
+        "RAY_ADDRESS, else a Ray started here)",
+    )
     serve.add_argument("--default", help="the function that also answers /predictions")
     serve.add_argument(
         "--insecure",
@@ -193,6 +205,8 @@ def _serve_settings(args: argparse.Namespace) -> Any:
         access_log=args.access_log,
         busy_poll_us=args.busy_poll_us,
         fd=args.fd,
+        backend=args.backend,
+        ray_address=args.ray_address,
     )
 
 
@@ -234,11 +248,13 @@ def _serve_source(args: argparse.Namespace, path: Path) -> int:
         )
         return 2
     require_server(f"serving {path.name}")  # (before anything is exported)
+    settings = _serve_settings(args)
+    settings.validate()
     with tempfile.TemporaryDirectory(prefix="sieve-serve-") as folder:
         exported = export_file(path, Path(folder) / "bundle")
         print(exported, file=sys.stderr)
         assert exported.path is not None
-        return serve_bundle(exported.path, _serve_settings(args))
+        return serve_bundle(exported.path, settings)
 
 
 def _model_yaml(path: Path) -> Path | None:

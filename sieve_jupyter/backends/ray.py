@@ -117,7 +117,7 @@ class RayBackend(Backend):
                         logging_level=logging.WARNING,
                         include_dashboard=False,
                         # What runs in the actors travels with the job (see _ray_options.py).
-                        runtime_env={"py_modules": package_modules(), "excludes": _EXCLUDES},
+                        runtime_env=_job_runtime_env(),
                     )
                 except Exception as exc:  # noqa: BLE001 - Ray raises many kinds here
                     raise BackendError(
@@ -379,3 +379,12 @@ def _about(line: str, workers: set[tuple[str, int]]) -> bool:
 _WORKER_DEATH = re.compile(
     r"Worker IP address: (?P<ip>\S+) Worker port: \d+ Worker PID: (?P<pid>\d+)"
 )
+
+
+def _job_runtime_env() -> dict[str, Any]:
+    """What travels with the kernel's Ray job to every node: the package's runtime and
+    cloudpickle, and `ray_working_dir`, which each worker starts in."""
+    runtime_env: dict[str, Any] = {"py_modules": package_modules(), "excludes": _EXCLUDES}
+    if config.ray_working_dir is not None:
+        runtime_env["working_dir"] = config.ray_working_dir
+    return runtime_env

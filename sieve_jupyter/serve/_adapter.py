@@ -45,7 +45,9 @@ class BundleEntry:
 
 
 def load_entry(src: str, module: str, entry: str, kind: str) -> Any:
-    """Import `module` from the folder `src` and wrap its `entry` for serving."""
+    """Import `module` from the folder `src` and wrap its `entry` for serving (`src` empty:
+    the working directory, where Ray put the bundle's ``src/`` for an actor on its node)."""
+    src = src or os.getcwd()
     if src not in sys.path:
         sys.path.insert(0, src)
     try:

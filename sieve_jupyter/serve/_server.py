@@ -224,6 +224,8 @@ def serve_bundle(
     settings.validate()
     _configure_server_process(settings)
     bundle = read_bundle(path)
+    if settings.backend == "ray":
+        _ship_to_ray(bundle.src)
     service = Service(settings)
     service.add_bundle(bundle)
     if prepare is not None:
@@ -247,6 +249,13 @@ def serve_modelyaml(
     from sieve_jupyter.serve._service import Service
 
     settings.validate()
+    if settings.backend != "local":
+        from sieve_jupyter._errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"backend: a model.yaml's models run on local workers only (its code and weights "
+            f"are fetched on this machine). Fix: serve it without --backend {settings.backend}."
+        )
     _configure_server_process(settings)
     models = load_yaml(path, name=name, workers=settings.workers)
     service = Service(settings)
@@ -267,6 +276,17 @@ def _configure_server_process(settings: ServeSettings) -> None:
     configure(job_history=SERVER_JOB_HISTORY)
     if settings.busy_poll_us is not None:
         configure(busy_poll_us=settings.busy_poll_us)
+    if settings.ray_address is not None:
+        configure(ray_address=settings.ray_address)
+
+
+def _ship_to_ray(src: Path) -> None:
+    """Have the bundle's ``src/`` reach its workers on a Ray cluster: Ray uploads the folder
+    (once, by content) and starts each actor in a copy of it on its node, where the worker
+    imports the module (`_adapter.load_entry` with no folder of its own)."""
+    from sieve_jupyter._config import configure
+
+    configure(ray_working_dir=str(src))
 
 
 def _serve_foreground(service: Any, settings: ServeSettings) -> int:

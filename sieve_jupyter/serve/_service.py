@@ -100,13 +100,16 @@ class Service:
         """Register a bundle's functions with the manager (their workers import its code)."""
         from sieve_jupyter.serve._adapter import BundleEntry
 
+        backend = self.settings.backend
+        # (on Ray, src/ is each actor's working directory on its node: see _server._ship_to_ray)
+        src = "" if backend == "ray" else str(bundle.src)
         for function in bundle.functions:
-            entry = BundleEntry(str(bundle.src), bundle.module, function.entry, function.spec.kind)
+            entry = BundleEntry(src, bundle.module, function.entry, function.spec.kind)
             self.manager.register(
                 function.spec,
                 entry,
                 pickle.dumps(entry),
-                backend="local",
+                backend=backend,
                 workers=self.settings.workers,
             )
             self._registered.append(function.name)

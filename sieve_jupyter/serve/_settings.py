@@ -10,6 +10,9 @@ from sieve_jupyter._errors import ConfigurationError
 
 __all__ = ["TOKEN_VARIABLE", "ServeSettings"]
 
+#: where a server's workers can run (a Docker worker would be a container beside the server's
+#: own: the bundle's image is the way to serve in a container)
+SERVE_BACKENDS = ("local", "ray")
 #: With this set, every route but /health-check needs ``Authorization: Bearer <token>``.
 TOKEN_VARIABLE = "SIEVE_SERVE_TOKEN"
 
@@ -65,9 +68,30 @@ class ServeSettings:
     #: None keeps the process's setting
     busy_poll_us: int | None = None
     fd: int | None = None
+    #: where the workers run: processes of this machine ("local"), or actors of a Ray
+    #: cluster ("ray"), which can be spread over its machines
+    backend: str = "local"
+    #: with backend "ray": the cluster, as `sieve.configure(ray_address=...)` takes it (None:
+    #: RAY_ADDRESS, else a Ray started on this machine)
+    ray_address: str | None = None
 
     def validate(self) -> None:
-        """Raises `ConfigurationError` naming the setting and the fix."""
+        """Raises `ConfigurationError` naming the setting and the fix, and `DependencyError`
+        for a backend whose packages are not installed."""
+        if self.backend not in SERVE_BACKENDS:
+            raise ConfigurationError(
+                f"backend: {self.backend!r} cannot serve. Fix: --backend "
+                f"{' or '.join(SERVE_BACKENDS)} (a Docker image of the bundle: "
+                "`sieve-jupyter build`)."
+            )
+        if self.ray_address is not None and self.backend != "ray":
+            raise ConfigurationError(
+                "ray_address: is set but the workers run locally. Fix: add --backend ray."
+            )
+        if self.backend == "ray":
+            from sieve_jupyter._imports import require_extra
+
+            require_extra("ray", ["ray"], "serving on a Ray cluster (--backend ray)")
         if not is_loopback(self.host) and not self.token and not self.insecure:
             raise ConfigurationError(
                 f"host: {self.host} is reachable from other machines and no token is set, so "

@@ -178,6 +178,8 @@ def test_openapi_follows_cogs_shape() -> None:
         (ServeSettings(max_body_bytes=-1, token=None), "max_body_bytes"),
         (ServeSettings(inline_file_bytes=-5, token=None), "inline_file_bytes"),
         (ServeSettings(keep_seconds=0, token=None), "keep_seconds"),
+        (ServeSettings(backend="docker", token=None), "backend"),
+        (ServeSettings(ray_address="auto", token=None), "ray_address"),
     ],
 )
 def test_bad_serve_settings_name_the_setting(settings: ServeSettings, field: str) -> None:
@@ -195,6 +197,13 @@ def test_serving_a_missing_notebook_says_so_before_anything_starts(
     assert main(["serve", str(tmp_path / "demo.ipynb")]) == 2
     said = capsys.readouterr().err
     assert f"there is no file {tmp_path / 'demo.ipynb'}. Fix: check the path." in said
+
+
+def test_a_model_yaml_is_not_served_on_ray(tmp_path: Path) -> None:
+    from sieve_jupyter.serve import serve_modelyaml
+
+    with pytest.raises(sieve.ConfigurationError, match=r"^backend: a model.yaml's models run"):
+        serve_modelyaml(tmp_path / "model.yaml", ServeSettings(backend="ray", token=None))
 
 
 def test_a_public_address_is_allowed_with_a_token_or_insecure() -> None:

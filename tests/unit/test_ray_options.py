@@ -252,6 +252,12 @@ def restore_config() -> Iterator[None]:
         ({"ray_image_registry": "registry.example.com/ml/model:1"}, "ray_image_registry"),
         ({"ray_image_registry": "registry.example.com/ml@sha256:ab"}, "ray_image_registry"),
         ({"ray_image_registry": "registry.example.com/ml/"}, "ray_image_registry"),
+        ({"ray_working_dir": "/no/such/folder"}, "ray_working_dir"),
+        ({"ray_working_dir": 3}, "ray_working_dir"),
+        (
+            {"ray_actor_options": {"runtime_env": {"working_dir": "."}}},
+            "ray_actor_options.runtime_env.working_dir",
+        ),
     ],
 )
 def test_bad_ray_settings_name_the_field_and_change_nothing(
@@ -273,6 +279,11 @@ def test_good_ray_settings_are_kept() -> None:
         ray_actor_options={"num_cpus": 0.5, "resources": {"node2": 1}},
         ray_image_registry="127.0.0.1:5000/ml",
     )
+    sieve.configure(
+        ray_working_dir=".",
+        ray_actor_options={"runtime_env": {"working_dir": "s3://bucket/project.zip"}},
+    )
+    assert sieve.config.ray_working_dir == "."
     assert sieve.config.ray_image_registry == "127.0.0.1:5000/ml"
     assert sieve.config.backend == "ray"
     assert sieve.config.ray_address == "ray://head:10001"
