@@ -512,12 +512,13 @@ class _Api:
                 if future.streaming:
                     outputs = list(future.outputs)
                     for index in range(sent_outputs, len(outputs)):
-                        chunk = prediction.encode(outputs[index])
+                        chunk = prediction.encode_item(outputs[index])
                         yield _sse_event("output", {"chunk": chunk, "index": index})
                     sent_outputs = len(outputs)
                 if future.done():
+                    output = None if future.streaming else prediction.output()
                     if not future.streaming and prediction.status == "succeeded":
-                        yield _sse_event("output", {"chunk": prediction.output(), "index": 0})
+                        yield _sse_event("output", {"chunk": output, "index": 0})
                     yield _sse_event("completed", prediction.envelope())
                     return
         finally:
@@ -543,6 +544,7 @@ class _Api:
             if len(future.outputs) > sent_outputs:
                 sent_outputs = len(future.outputs)
                 await sender.send("output")
+        prediction.output()  # (first: an output that cannot be encoded fails the prediction)
         if prediction.status == "succeeded":
             await sender.send("output")
         await sender.send("completed")

@@ -62,6 +62,9 @@ class Prediction:
     encode: Callable[[Any], Any] = lambda value: value
     _output: Any = None
     _encoded: bool = False
+    #: why the result could not be put into JSON (a file it returned cannot be read): the
+    #: prediction then failed, saying so
+    _output_error: str | None = None
     #: the envelope of the finished prediction, once it was asked for
     _final: dict[str, Any] | None = None
     _finished_at: float | None = None
@@ -70,6 +73,8 @@ class Prediction:
     def status(self) -> str:
         if self.future is None:
             return str(self._settled()["status"])
+        if self._output_error is not None:
+            return "failed"
         return _STATUS[self.future.status]
 
     @property
@@ -92,18 +97,31 @@ class Prediction:
         future = self.future
         if future is None:
             return self._settled()["output"]
+        if self._encoded:
+            return self._output
         if future.streaming:
-            if self._encoded:
-                return self._output
-            items = [self.encode(item) for item in future.outputs]
-            if future.done():
+            items = [self.encode_item(item) for item in future.outputs]
+            if future.done() or self._output_error is not None:
                 self._output, self._encoded = items, True
             return items
         if not future.done() or future.cancelled() or future.exception() is not None:
             return None
-        if not self._encoded:
-            self._output, self._encoded = self.encode(future.result()), True
+        self._output, self._encoded = self.encode_item(future.result()), True
         return self._output
+
+    def encode_item(self, value: Any) -> Any:
+        """`value` (the result, or a streamed item) as JSON; None, failing the prediction
+        with the reason, when a `sieve.File` in it is gone or cannot be read."""
+        try:
+            return self.encode(value)
+        except OSError as exc:
+            if self._output_error is None:
+                self._output_error = (
+                    f"{self.function}: its output file {exc.filename or ''} cannot be read "
+                    f"({exc.strerror or exc}). Fix: return a sieve.File that still exists when "
+                    "the function returns (not one in a temporary folder it removes)."
+                )
+            return None
 
     def envelope(self) -> dict[str, Any]:
         """The prediction as Cog's API returns it. Once it is done, the same dict each time
@@ -112,7 +130,9 @@ class Prediction:
         if future is None:
             return self._settled()
         done = future.done()  # (read first: a job that ends meanwhile is settled next time)
+        output = self.output()  # (first: an output that cannot be encoded fails it)
         error, traceback = _error(future)
+        error = self._output_error or error
         logs = "".join(text for _, text in future.logs)
         if traceback:
             logs += ("" if not logs or logs.endswith("\n") else "\n") + traceback
@@ -123,7 +143,7 @@ class Prediction:
             "id": self.id,
             "status": self.status,
             "input": self.input,
-            "output": self.output(),
+            "output": output,
             "error": error,
             "logs": logs,
             "metrics": {} if predict_time is None else {"predict_time": predict_time},

@@ -317,3 +317,67 @@ def test_health_and_openapi(main_server: Server) -> None:
     assert inputs["properties"]["x1"] == {"type": "integer", "x-order": 0}
     assert "/functions/counter/predictions" in schema["paths"]
     assert schema["components"]["schemas"]["CounterOutput"]["x-cog-array-type"] == "iterator"
+
+
+VANISHING = """
+import os
+import tempfile
+from typing import Iterator
+
+import sieve_jupyter as sieve
+
+
+@sieve.function(name="vanishing")
+def vanishing(text: str) -> sieve.File:
+    with tempfile.TemporaryDirectory() as folder:  # (removed before the answer is encoded)
+        path = os.path.join(folder, "out.txt")
+        with open(path, "w") as fh:
+            fh.write(text)
+        return sieve.File(path)
+
+
+@sieve.function(name="vanishing-items")
+def vanishing_items(count: int) -> Iterator[sieve.File]:
+    for index in range(count):
+        with tempfile.TemporaryDirectory() as folder:
+            path = os.path.join(folder, f"item-{index}.txt")
+            with open(path, "w") as fh:
+                fh.write(str(index))
+            yield sieve.File(path)
+"""
+
+
+def test_an_output_file_that_is_gone_fails_the_prediction_saying_why(tmp_path: Path) -> None:
+    """A function that returns a File in a temporary folder it removes: the prediction fails
+    with the reason and the fix (it used to be a 500 with no body worth reading)."""
+    from sieve_jupyter.bundle import export_file
+
+    (tmp_path / "main.py").write_text(VANISHING)
+    exported = export_file(tmp_path / "main.py", tmp_path / "bundle")
+    assert exported.path is not None
+    server = Server(Path(exported.path))
+    try:
+        for path, body in (
+            ("/functions/vanishing/predictions", {"input": {"text": "hi"}}),
+            ("/functions/vanishing-items/predictions", {"input": {"count": 2}}),
+        ):
+            response = server.predict(body, path)
+            assert response.status_code == 200, response.text
+            answer = response.json()
+            assert answer["status"] == "failed", answer
+            assert "output file" in answer["error"] and "cannot be read" in answer["error"]
+            assert "Fix: return a sieve.File that still exists" in answer["error"]
+            # polled later, the prediction says the same
+            polled = server.client.get(f"/predictions/{answer['id']}").json()
+            assert polled["status"] == "failed" and polled["error"] == answer["error"]
+        with server.client.stream(
+            "POST",
+            "/functions/vanishing/predictions",
+            content=json.dumps({"input": {"text": "hi"}}),
+            headers={"content-type": "application/json", "accept": "text/event-stream"},
+        ) as stream:
+            events = [line for line in stream.iter_lines() if line.startswith("data:")]
+        completed = json.loads(events[-1].removeprefix("data:").strip())
+        assert completed["status"] == "failed" and "cannot be read" in completed["error"]
+    finally:
+        assert server.stop() == 0
