@@ -27,6 +27,8 @@ class Kind(Protocol):
     """What the deployer and the catalog need from a kind of deployment."""
 
     name: str
+    #: the deployment backends it runs (``Deployment.backend``)
+    backends: tuple[str, ...]
 
     def versions(self, key: str | None = None) -> list[Deployment]: ...
 
@@ -68,6 +70,10 @@ class Catalog:
             if found is not None:
                 kinds.append(found)
         return kinds
+
+    def by_backend(self, docker: bool | None = None) -> dict[str, Any]:
+        """`kinds(docker)` by the backend names they run."""
+        return {backend: kind for kind in self.kinds(docker) for backend in kind.backends}
 
     def versions(self, key: str | None = None) -> list[Deployment]:
         """Every running version (of ``user/name`` `key`, or all), newest first per name."""

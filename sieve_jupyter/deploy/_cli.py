@@ -1,6 +1,6 @@
 """The deployment commands of ``sieve-jupyter``:
 
-sieve-jupyter deploy NOTEBOOK|BUNDLE [--name NAME] [--backend local|docker] [--workers N]
+sieve-jupyter deploy NOTEBOOK|BUNDLE [--name NAME] [--backend local|docker|ray] [--workers N]
 sieve-jupyter deployments [--json] [--user USER]
 sieve-jupyter logs NAME [-n N] [-f]
 sieve-jupyter undeploy NAME

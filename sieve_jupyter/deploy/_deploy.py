@@ -121,8 +121,10 @@ def deploy(
     Args:
         functions: a handle (``Adder``), a name, or a list of them (the first is the
             deployment's name and default function).
-        backend: ``"local"`` (a detached server process) or ``"docker"`` (a container from
-            the bundle's image); default: the backend the function is registered with.
+        backend: ``"local"`` (a detached server process), ``"docker"`` (a container from
+            the bundle's image) or ``"ray"`` (a detached server process whose workers are
+            actors of the Ray cluster `sieve.config.ray_address` names); default: the backend
+            the function is registered with.
         workers: warm workers per function (default: as registered).
         host: the interface the server binds; another than loopback gets a token.
         port: the port (default: one is allocated).
@@ -141,9 +143,11 @@ def deploy(
 
     items, name = _targets(functions)
     registered_backend, registered_workers = _registration(name)
+    chosen = backend or registered_backend or config.backend
     options = DeployOptions(
-        backend=backend or registered_backend or config.backend,
+        backend=chosen,
         workers=workers or registered_workers or config.workers,
+        ray_address=config.ray_address if chosen == "ray" else None,
         host=host,
         port=port,
         token=token,
@@ -184,7 +188,7 @@ def deploy_bundle(
 
     say = log if log is not None else print
     options = options.checked()
-    if options.backend == "local":  # (its server runs with this environment's packages)
+    if options.backend in ("local", "ray"):  # (its server runs with this environment's packages)
         require_server("a local deployment")
     catalog = catalog if catalog is not None else Catalog()
     specs = [f.spec for f in functions]
@@ -218,8 +222,10 @@ def deploy_bundle(
             token=options.token,
             env=env,
             gpu=any(s.gpu is not None and not s.gpu.is_cpu for s in specs),
+            backend=options.backend,
+            ray_address=options.ray_address,
         )
-        kinds = {kind.name: kind for kind in catalog.kinds(docker=options.backend == "docker")}
+        kinds = catalog.by_backend(docker=options.backend == "docker")
         kind: Any = kinds[options.backend]
         started = time.monotonic()
         try:
@@ -326,12 +332,9 @@ def undeploy(name: str, *, log: Callable[[str], None] | None = None) -> list[Dep
             versions = [v for v in versions if v.matches(ref.version)]
         if not versions:
             raise FunctionNotFoundError(catalog.missing(ref))
-        kinds = {
-            kind.name: kind
-            for kind in catalog.kinds(
-                docker=True if any(v.backend == "docker" for v in versions) else None
-            )
-        }
+        kinds = catalog.by_backend(
+            docker=True if any(v.backend == "docker" for v in versions) else None
+        )
         _retire(kinds, versions)
     say(
         f"Undeployed {ref}: "

@@ -51,6 +51,7 @@ class DockerKind:
     """Docker deployments (see the module docstring)."""
 
     name = "docker"
+    backends: tuple[str, ...] = ("docker",)
 
     def __init__(self, engine: DeploymentEngine, registry: LocalRegistry) -> None:
         self.engine = engine

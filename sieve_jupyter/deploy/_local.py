@@ -127,6 +127,8 @@ class LocalKind:
     """Local deployments: versions in the registry, servers as detached processes."""
 
     name = "local"
+    #: its server's workers: processes beside it, or actors of a Ray cluster
+    backends: tuple[str, ...] = ("local", "ray")
 
     def __init__(self, registry: LocalRegistry | None = None) -> None:
         self.registry = registry if registry is not None else LocalRegistry()
@@ -172,6 +174,7 @@ class LocalKind:
             "workers": plan.workers,
             "created_at": time.time(),
             "dir": str(directory),
+            "backend": plan.backend,
         }
         try:
             command = [
@@ -189,6 +192,10 @@ class LocalKind:
                 "--deployment",
                 plan.identity,
             ]
+            if plan.backend == "ray":
+                command += ["--backend", "ray"]
+                if plan.ray_address is not None:
+                    command += ["--ray-address", plan.ray_address]
             env = _server_environment(plan, bundle, self.registry.root)
             # (the server records itself too, in case this process dies before it does)
             env[RECORD_VARIABLE] = json.dumps({k: v for k, v in entry.items() if k != "token"})
@@ -271,7 +278,7 @@ def _deployment(entry: dict[str, Any]) -> Deployment:
         name=entry["name"],
         version=entry["version"],
         digest=entry["digest"],
-        backend="local",
+        backend=entry.get("backend", "local"),
         url=entry["url"],
         functions=tuple(entry.get("functions", ())),
         default=entry.get("default", ""),

@@ -12,6 +12,7 @@ from typing import Any
 
 from sieve_jupyter._config import Config
 from sieve_jupyter._errors import ConfigurationError
+from sieve_jupyter._imports import require_extra
 from sieve_jupyter.serve._settings import is_loopback
 
 __all__ = ["DeployOptions", "add_arguments", "arguments"]
@@ -24,7 +25,8 @@ class DeployOptions:
     """Where and how a deployment's server runs.
 
     Attributes:
-        backend: ``"local"`` (a detached server process) or ``"docker"`` (a container).
+        backend: ``"local"`` (a detached server process), ``"docker"`` (a container) or
+            ``"ray"`` (a detached server process whose workers are Ray actors).
         workers: warm workers per function.
         host: the interface the server binds; another than loopback gets a token.
         port: the port (None: one is allocated).
@@ -41,6 +43,8 @@ class DeployOptions:
     token: str | None = field(default=None, repr=False)
     force: bool = False
     timeout: float = 900.0
+    #: with backend "ray": the cluster (`sieve.config.ray_address` when deploying)
+    ray_address: str | None = None
 
     def checked(self) -> DeployOptions:
         """These options, with the token to use.
@@ -48,11 +52,14 @@ class DeployOptions:
         Raises:
             ConfigurationError: a bad option, naming it and the fix.
         """
-        if self.backend not in ("local", "docker"):
+        if self.backend not in ("local", "docker", "ray"):
             raise ConfigurationError(
-                f"backend: deployments run as 'local' processes or 'docker' containers, not "
-                f"{self.backend!r}. Fix: backend='local' or backend='docker'."
+                f"backend: deployments run as 'local' processes, 'docker' containers or a "
+                f"local process with 'ray' workers, not {self.backend!r}. Fix: "
+                "backend='local', 'docker' or 'ray'."
             )
+        if self.backend == "ray":
+            require_extra("ray", ["ray"], "a deployment on Ray")
         Config(workers=self.workers).validate()
         port = self.port
         if port is not None and (not isinstance(port, int) or not 1 <= port <= 65535):
@@ -83,6 +90,7 @@ class DeployOptions:
             "host": self.host,
             "port": self.port,
             "token": self.token is not None,
+            **({"ray_address": self.ray_address} if self.backend == "ray" else {}),
         }
 
 
@@ -106,9 +114,10 @@ def add_arguments(
     and `workers` are the defaults: the CLI has no registration to take them from)."""
     parser.add_argument(
         "--backend",
-        choices=["local", "docker"],
+        choices=["local", "docker", "ray"],
         default=backend,
-        help="a detached local process or a Docker container",
+        help="a detached local process, a Docker container, or a detached local process whose "
+        "workers are actors of a Ray cluster (sieve.config.ray_address, else RAY_ADDRESS)",
     )
     parser.add_argument("--workers", type=int, default=workers, help="warm workers per function")
     parser.add_argument(

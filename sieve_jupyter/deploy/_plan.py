@@ -45,6 +45,11 @@ class Plan:
     token: str | None = field(repr=False)
     env: dict[str, str] = field(repr=False)
     gpu: bool = False
+    #: where its workers run: "local" processes, or actors of a Ray cluster ("ray"); the
+    #: Docker kind runs them in its container
+    backend: str = "local"
+    #: with backend "ray": the cluster (None: RAY_ADDRESS in the server's environment)
+    ray_address: str | None = None
 
     @property
     def version(self) -> str:

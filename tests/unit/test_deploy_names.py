@@ -60,7 +60,7 @@ def test_a_version_is_named_by_counter_full_version_or_hash_prefix() -> None:
 @pytest.mark.parametrize(
     ("options", "field"),
     [
-        ({"backend": "ray"}, "backend:"),
+        ({"backend": "kubernetes"}, "backend:"),
         ({"workers": 0}, "workers"),
         ({"port": 70000}, "port:"),
         ({"token": "short"}, "token:"),
@@ -72,6 +72,14 @@ def test_bad_options_are_refused_naming_the_option(options: dict[str, object], f
     with pytest.raises(ConfigurationError, match=field) as caught:
         DeployOptions(**values).checked()  # type: ignore[arg-type]
     assert "Fix:" in str(caught.value)
+
+
+def test_a_ray_deployment_is_versioned_by_its_cluster() -> None:
+    """A deployment whose workers are Ray actors: its cluster's address is part of what runs
+    (another cluster is another version); a local one's settings do not mention Ray."""
+    on_ray = DeployOptions("ray", 1, ray_address="ray://head:10001").checked()
+    assert on_ray.settings()["ray_address"] == "ray://head:10001"
+    assert "ray_address" not in DeployOptions("local", 1).checked().settings()
 
 
 def test_another_interface_than_loopback_gets_a_token() -> None:
