@@ -137,6 +137,11 @@ class RayLink(WorkerLink):
         #: the actor does not see the kernel's files (another machine, a container): Files
         #: sent to it take their content (`_files.carrying_content`), and so do its answers
         self._carry_files = False
+        #: contents (SHA-256) the actor holds: a call that ran unpickled them into its store,
+        #: so a File with one of them goes as a reference to it, not its content again
+        self._held: set[str] = set()
+        #: the contents each call not answered yet carries (held once it has run)
+        self._carried: dict[str, list[str]] = {}
         self._sent: collections.deque[_Sent] = collections.deque()
         self._news = threading.Condition()
         #: refs of the calls not answered yet, by job id (for `ray.cancel`)
@@ -266,9 +271,13 @@ class RayLink(WorkerLink):
         with self._received_lock:
             received, self._received = self._received, []
         request = (job, args, kwargs, received)
+        outgoing = _files.for_peer(self._held)
         try:
-            with _files.carrying_content(self._carry_files):
-                return dumps_small(request) or request
+            with _files.carrying_content(self._carry_files, outgoing):
+                data = dumps_small(request)
+            if outgoing.carried:
+                self._carried[job] = outgoing.carried
+            return data or request
         except BaseException:
             with self._received_lock:  # (not sent: the next call carries them)
                 self._received[:0] = received
@@ -286,8 +295,10 @@ class RayLink(WorkerLink):
                     self._news.notify()
 
     def _send_request(self, job: str, request: Any, *, waited: bool = False) -> None:
-        # (a request that is not bytes holds a large buffer: Ray pickles it, here and now)
-        with _files.carrying_content(self._carry_files and type(request) is not bytes):
+        # (a request that is not bytes holds a large buffer: Ray pickles it, here and now,
+        # carrying what `_request` carried, and referring to what the actor holds)
+        outgoing = _files.for_peer(self._held)
+        with _files.carrying_content(self._carry_files and type(request) is not bytes, outgoing):
             if self._streaming and self._backend.client_mode:
                 # (Ray Client cannot iterate a streaming generator: the items come by the hub)
                 sent = _Sent("call", job, self._actor.stream_by_hub.remote(request))
@@ -326,6 +337,7 @@ class RayLink(WorkerLink):
             if not isinstance(exc, Exception):
                 raise  # (an interrupt: the caller cancels the job)
             return
+        self._ran(sent)
         self._answered(sent, outcome)
 
     def cancel(self, job: str) -> None:
@@ -449,10 +461,20 @@ class RayLink(WorkerLink):
             except Exception as exc:  # noqa: BLE001 - the call itself failed in Ray
                 outcome = self._failed_in_ray(sent, exc)  # (each of a group's jobs in turn)
             else:
+                self._ran(sent)
                 if sent.index is not None:
                     self._answered_group(sent, outcome)
                     continue
             self._answered(sent, outcome)
+
+    def _ran(self, sent: _Sent) -> None:
+        """`sent` was answered by the worker: its request was unpickled there, so the contents
+        it carried are in the worker's store now (a call Ray cancelled or could not run was
+        never unpickled: its contents are sent again). Not said of a group's jobs, one of which
+        may have failed to unpickle: they carry small contents only, sent again each time."""
+        carried = self._carried.pop(sent.job, None) if sent.job is not None else None
+        if carried and sent.index is None:
+            self._held.update(carried)
 
     def _answered_group(self, first: _Sent, outcome: Any) -> None:
         """The group `first` leads was answered: its jobs' outcomes came as side messages,
@@ -462,6 +484,7 @@ class RayLink(WorkerLink):
             members = []
             while self._sent and self._sent[0].ref is first.ref:
                 members.append(self._sent.popleft())
+                self._carried.pop(members[-1].job or "", None)
             if self._sent and self._sent[0].claimed:
                 self._news.notify_all()  # (its caller waits for it to come first)
         with self._received_lock:
@@ -481,6 +504,7 @@ class RayLink(WorkerLink):
                 self._news.notify_all()  # (its caller waits for it to come first)
         if sent.kind in ("call", "stream"):
             self._refs.pop(sent.job, None)
+            self._carried.pop(sent.job, None)
             with self._received_lock:
                 self._received.append(sent.job)
         if sent.kind == "ping" or outcome is None:

@@ -40,6 +40,7 @@ __all__ = [
     "FileStore",
     "carry_content_by_default",
     "carrying_content",
+    "for_peer",
     "digest_of",
     "filesystem_id",
     "receiving",
@@ -85,13 +86,19 @@ def filesystem_id() -> str:
 
 class Outgoing:
     """The files whose descriptors a frame being pickled will carry, in order (`limit` at
-    most: the contents of the others go inside the pickle)."""
+    most: the contents of the others go inside the pickle). `held`: contents (SHA-256) the
+    receiver is known to hold, which go as a reference to its store; `carried` collects those
+    of the contents put inside the pickle."""
 
-    __slots__ = ("limit", "paths")
+    __slots__ = ("carried", "held", "limit", "paths")
 
-    def __init__(self, limit: int = MAX_FILE_DESCRIPTORS) -> None:
+    def __init__(
+        self, limit: int = MAX_FILE_DESCRIPTORS, held: set[str] | frozenset[str] = frozenset()
+    ) -> None:
         self.limit = limit
         self.paths: list[tuple[str, int]] = []
+        self.held = held
+        self.carried: list[str] = []
 
     def add(self, path: str, size: int) -> int:
         for index, (known, _) in enumerate(self.paths):
@@ -124,16 +131,17 @@ class carrying_content:  # noqa: N801 - used as a context manager, named like on
     out-of-band buffer, which Ray moves through its object store without a copy. (A class, not
     a generator: it wraps every call to a Ray worker.)"""
 
-    __slots__ = ("_before", "_carry")
+    __slots__ = ("_before", "_carry", "_outgoing")
 
-    def __init__(self, carry: bool = True) -> None:
+    def __init__(self, carry: bool = True, outgoing: Outgoing | None = None) -> None:
         self._carry = carry
+        self._outgoing = outgoing or _INLINE_ONLY  # (one with `limit=0`: see `for_peer`)
         self._before: Any = _UNSET
 
     def __enter__(self) -> None:
         if self._carry:
             self._before = getattr(_state, "outgoing", _UNSET)
-            _state.outgoing = _INLINE_ONLY
+            _state.outgoing = self._outgoing
 
     def __exit__(self, *exc_info: object) -> None:
         if not self._carry:
@@ -142,6 +150,13 @@ class carrying_content:  # noqa: N801 - used as a context manager, named like on
             del _state.outgoing
         else:
             _state.outgoing = self._before
+
+
+def for_peer(held: set[str]) -> Outgoing:
+    """What to pickle one message for a peer that no descriptor reaches with (`carrying_content`):
+    contents go inside the pickle, but those in `held` (the peer confirmed it has them) as a
+    reference to its store; `carried` then lists the contents that went."""
+    return Outgoing(limit=0, held=held)
 
 
 def carry_content_by_default(carry: bool) -> None:
@@ -178,11 +193,15 @@ def reduce_file(file: Any) -> tuple[Any, ...]:
         )
     digest = digest_of(path, info)
     name = os.path.basename(path) or "file"
+    if digest in outgoing.held:
+        return (_held, (cls, file.url, name, digest, info.st_size))
     if info.st_size <= INLINE_FILE or len(outgoing.paths) >= outgoing.limit:
         data = bytearray(info.st_size)
         with open(path, "rb") as fh:
             fh.readinto(data)
         content: Any = bytes(data) if info.st_size <= INLINE_FILE else pickle.PickleBuffer(data)
+        if outgoing is not _INLINE_ONLY:  # (the shared one collects nothing)
+            outgoing.carried.append(digest)
         return (_with_content, (cls, file.url, name, digest, content))
     index = outgoing.add(path, info.st_size)
     return (_with_descriptor, (cls, file.url, name, digest, info.st_size, index))
@@ -248,6 +267,20 @@ def _by_reference(cls: type[Any], source: str) -> Any:
 def _with_content(cls: type[Any], url: str | None, name: str, digest: str, data: Any) -> Any:
     with memoryview(data) as view:
         path = store().put(digest, name, view.nbytes, lambda out: _write_all(out, view))
+    return _received(cls, url, path)
+
+
+def _held(cls: type[Any], url: str | None, name: str, digest: str, size: int) -> Any:
+    """A File whose content this process received before (its sender was told so)."""
+
+    def missing(out: int) -> None:
+        raise ValueError(
+            f"the content of file {name!r} ({digest[:12]}) was sent as one this process "
+            "holds, and it does not: its store was removed. Fix: send the file again (a new "
+            "worker gets contents anew)."
+        )
+
+    path = store().put(digest, name, size, missing)
     return _received(cls, url, path)
 
 

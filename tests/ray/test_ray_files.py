@@ -5,7 +5,8 @@ namespace), so a file the kernel writes there is not on node2 and one node2 writ
 here, as between two machines. Files then travel with their content, every way a value crosses:
 a call's arguments, its answer, a burst of pushes (grouped calls, whose outcomes come as side
 messages), a streamed output, a call the worker makes to a function of the kernel and its
-answer. On the head node, which shares the kernel's folders, they keep travelling as paths.
+answer. A content the worker holds is not sent again. On the head node, which shares the
+kernel's folders, they keep travelling as paths.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ def apart(ray_cluster: Any) -> Path:
     folder: Path = ray_cluster.apart / os.urandom(4).hex()
     folder.mkdir()
     return folder
+
+
+def _pool(name: str) -> Any:
+    from sieve_jupyter.manager import get_manager
+
+    return get_manager().record(name).pool
 
 
 @pytest.fixture
@@ -77,8 +84,15 @@ def test_files_cross_to_and_from_a_node_that_does_not_share_them(
     assert Path(note.path).read_text() == "FROM THE KERNEL"
     assert os.path.basename(reversed_clip.path) == "reversed.bin"
     assert isinstance(image, sieve.Image) and Path(image.path).read_text() == "FROM THE KERNEL"
-    # the same content is sent once: the worker reuses its copy
+    # the same content is sent once: the next call refers to the worker's copy...
+    (link,) = [w.link for w in _pool(reverse.name).live_workers()]
+    request = link._request("probe", (sieve.File(str(large)), str(small), str(out)), {})
+    assert type(request) is bytes and len(request) < 64 * 1024  # (not the 3 MiB again)
     assert reverse.run(sieve.File(str(large)), str(small), str(out))[1] == clip_there
+    # ...and a new worker gets it anew
+    reverse.restart()
+    files, clip_again, _, _ = reverse.run(sieve.File(str(large)), str(small), str(out))
+    assert Path(files[0].path).read_bytes() == large.read_bytes()[::-1]
     # a burst goes in groups, whose outcomes come back as side messages
     futures = [
         reverse.push(sieve.File(str(large)), str(small), str(apart / f"out{i}")) for i in range(6)

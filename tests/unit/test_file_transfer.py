@@ -183,6 +183,27 @@ def test_carrying_content_puts_every_file_inside_the_pickle(
         assert pickle.loads(pickle.dumps(File(copies[0].path))).path == copies[0].path
 
 
+def test_a_content_the_peer_holds_goes_as_a_reference(
+    store: _files.FileStore, tmp_path: Path
+) -> None:
+    """`for_peer(held)`: what the peer confirmed it holds is not sent again; `carried` lists
+    what was, for the sender to count as held once the peer has unpickled it."""
+    path = make(tmp_path, "clip.bin", 2 * 2**20)
+    first = _files.for_peer(set())
+    with _files.carrying_content(outgoing=first):
+        data = pickle.dumps(File(path), protocol=5)
+    assert len(data) > 2 * 2**20 and first.carried == [_files.digest_of(str(path))]
+    received = pickle.loads(data)
+    again = _files.for_peer(set(first.carried))
+    with _files.carrying_content(outgoing=again):
+        reference = pickle.dumps(File(path), protocol=5)
+    assert len(reference) < 1024 and again.carried == []
+    assert pickle.loads(reference).path == received.path  # (the copy it holds)
+    store.remove()  # a peer that lost its store says so, naming the file
+    with pytest.raises(ValueError, match=r"'clip.bin' .* does not: its store was removed"):
+        pickle.loads(reference)
+
+
 def test_a_process_can_carry_content_by_default(store: _files.FileStore, tmp_path: Path) -> None:
     """A Ray actor whose kernel does not see its files pickles every File with its content, on
     any thread (Ray pickles its answers; its outbox thread, its side messages)."""
