@@ -489,7 +489,11 @@ class RayLink(WorkerLink):
                 self._news.notify_all()  # (its caller waits for it to come first)
         with self._received_lock:
             self._received.extend(sent.job for sent in members)
-        large, acked, tail = loads(outcome)
+        try:
+            large, acked, tail = loads(outcome)
+        except Exception as exc:  # noqa: BLE001 - e.g. a type the kernel cannot import
+            self._unreadable([sent.job for sent in members if sent.job is not None], exc)
+            return
         if large:
             self._grouping = False  # (its results are large: each call brings its own back)
         if self._deliver_outcome(None, acked, tail):
@@ -509,7 +513,13 @@ class RayLink(WorkerLink):
                 self._received.append(sent.job)
         if sent.kind == "ping" or outcome is None:
             return
-        packed, acked, tail = loads(outcome)
+        try:
+            packed, acked, tail = loads(outcome)
+        except Exception as exc:  # noqa: BLE001 - e.g. a type the kernel cannot import
+            if sent.job is None or sent.kind not in ("call", "stream"):
+                raise
+            self._unreadable([sent.job], exc)
+            return
         if self._deliver_outcome(packed, acked, tail):
             # The worker said it restarts (restart_on_error, FatalException): a Ray actor
             # cannot end itself after answering, so the kernel ends it.
@@ -657,6 +667,40 @@ class RayLink(WorkerLink):
             return record
         except Exception:  # noqa: BLE001 - the node went away meanwhile
             return None
+
+    def _unreadable(self, jobs: list[str], exc: Exception) -> None:
+        """An answer that cannot be rebuilt here (it holds a type the kernel cannot import: a
+        module only the cluster has): its jobs fail saying so. What else travelled with it
+        (side messages) is lost, so the worker is given up as if it had died: the calls sent
+        behind fail as when a node is lost (they may have begun; none runs twice), and the
+        pool starts a fresh worker. (Left to the consumer, the error stopped it: the calls
+        waited forever.)"""
+        self._dying = True
+        why = f"{type(exc).__name__}: {exc}"
+        failed: list[Message] = [
+            Error(
+                job,
+                error_info(
+                    TypeError(
+                        f"job {job}: its answer cannot be rebuilt in the kernel ({why}). Fix: "
+                        "return values whose types the kernel can import (plain data, numpy "
+                        "arrays, sieve.File, or types defined in the notebook)."
+                    )
+                ),
+                False,
+            )
+            for job in jobs
+        ]
+        with self._deliver:
+            if not self._closed:
+                self._receiver.receive(failed)
+        with self._news:
+            behind = [s.job for s in self._sent if s.kind in ("call", "stream") and s.job]
+        reason = f"an answer it sent cannot be read in the kernel ({why})"
+        if behind and jobs:
+            self._maybe_begun(jobs[-1], behind, reason)
+        self.terminate()
+        self._close(reason, blame_running=False)
 
     def _results_lost(self, jobs: list[str], reason: str) -> None:
         self._fail(

@@ -159,3 +159,38 @@ def test_a_node_that_shares_the_kernels_files_gets_their_paths(
 
     path, back = where.run(sieve.File(str(note)))
     assert path == str(note) and back.path == str(note)
+
+
+CLUSTER_ONLY = "class Secret:\n    def __init__(self, x):\n        self.x = x\n"
+
+
+def test_an_answer_the_kernel_cannot_rebuild_fails_its_job_and_nothing_waits(
+    unique: Unique, apart: Path, on_node: Callable[[str], None]
+) -> None:
+    """A result of a type only the cluster can import (a module in node2's own folder): its
+    job fails saying why, the calls behind it end too, and a fresh worker serves on."""
+    on_node("node2")
+
+    @sieve.function(name=unique("secret"), backend="ray")
+    def secret(x: int, folder: str) -> Any:
+        import importlib
+        import os
+        import sys
+
+        if x < 0:
+            return x
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "cluster_only.py"), "w") as fh:
+            fh.write(CLUSTER_ONLY)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+        return importlib.import_module("cluster_only").Secret(x)
+
+    folder = str(apart / "modules")
+    with pytest.raises(TypeError, match=r"cannot be rebuilt in the kernel .*cluster_only"):
+        secret.run(1, folder)
+    futures = [secret.push(i, folder) for i in range(6)]
+    for future in futures:  # (each ends: its own answer unreadable, or sent behind one)
+        with pytest.raises((TypeError, sieve.WorkerCrashedError)):
+            future.result(timeout=120)
+    assert secret.run(-1, folder) == -1
