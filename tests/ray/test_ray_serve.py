@@ -2,12 +2,13 @@
 tier's two-node cluster, so its predictions are answered on both machines. The bundle's `src/`
 reaches each actor's node through Ray (a file its module reads when imported included), files
 its functions return come back from the node that does not share this one's folders, and
-stopping the server ends its actors."""
+stopping the server ends its actors. Files uploaded to it reach workers on either node."""
 
 from __future__ import annotations
 
 import base64
 import concurrent.futures
+import hashlib
 import os
 import textwrap
 import time
@@ -44,6 +45,17 @@ class Where:
             "pid": os.getpid(),
             "answer": f"{GREETING} {2 * x}",
         }
+
+
+@sieve.function(name="checksum")
+def checksum(document: sieve.File) -> dict:
+    import hashlib
+
+    import ray
+
+    with open(document.path, "rb") as fh:
+        digest = hashlib.sha256(fh.read()).hexdigest()
+    return {"sha256": digest, "node": ray.get_runtime_context().get_node_id()}
 
 
 @sieve.function(name="make-file")
@@ -122,6 +134,25 @@ def test_a_bundle_served_on_ray_answers_on_every_node(bundle: Path, ray_cluster:
             while made_on != _node_ids() and time.monotonic() < deadline:
                 made_on.update(pool.map(make_file, range(8)))
         assert made_on == _node_ids()
+
+        # a file uploaded to the server reaches its workers on both nodes
+        upload = os.urandom(200_000)
+        data_url = "data:application/octet-stream;base64," + base64.b64encode(upload).decode()
+
+        def checksum(_: int) -> str:
+            body = {"input": {"document": data_url}}
+            response = server.predict(body, "/functions/checksum/predictions")
+            assert response.status_code == 200, response.text
+            output = response.json()["output"]
+            assert output["sha256"] == hashlib.sha256(upload).hexdigest()
+            return str(output["node"])
+
+        read_on: set[str] = set()
+        deadline = time.monotonic() + 60
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            while read_on != _node_ids() and time.monotonic() < deadline:
+                read_on.update(pool.map(checksum, range(8)))
+        assert read_on == _node_ids()
     finally:
         assert server.stop() == 0, server.output
     pids = {o["pid"] for o in seen}
