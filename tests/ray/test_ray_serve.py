@@ -12,6 +12,7 @@ import hashlib
 import os
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,21 +99,18 @@ def test_a_bundle_served_on_ray_answers_on_every_node(bundle: Path, ray_cluster:
             assert time.monotonic() < deadline, server.health()
             time.sleep(0.1)
 
-        def where(x: int) -> dict[str, Any]:
+        seen: list[dict[str, Any]] = []
+
+        def where(x: int) -> str:
             response = server.predict({"input": {"x": x}}, "/functions/where/predictions")
             assert response.status_code == 200, response.text
             body = response.json()
             assert body["status"] == "succeeded", body
             assert body["output"]["answer"] == f"hello from the project {2 * x}"
-            return dict(body["output"])
+            seen.append(body["output"])
+            return str(body["output"]["node"])
 
-        seen: list[dict[str, Any]] = []
-        deadline = time.monotonic() + 60
-        with concurrent.futures.ThreadPoolExecutor(8) as pool:
-            # (both workers are busy only when predictions overlap: send them in rounds)
-            while {o["node"] for o in seen} != _node_ids() and time.monotonic() < deadline:
-                seen += pool.map(where, range(16))
-        assert {o["node"] for o in seen} == _node_ids()  # one worker on each machine
+        assert _on_every_node(where) == _node_ids()  # one worker on each machine
         assert all(o["actor"] for o in seen) and len({o["actor"] for o in seen}) == 2
 
         size = 3 * 256 * 1024
@@ -128,12 +126,7 @@ def test_a_bundle_served_on_ray_answers_on_every_node(bundle: Path, ray_cluster:
             return str(output["node"])
 
         # (made on node2, which does not share the server's folders, the file comes anyway)
-        made_on: set[str] = set()
-        deadline = time.monotonic() + 60
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            while made_on != _node_ids() and time.monotonic() < deadline:
-                made_on.update(pool.map(make_file, range(8)))
-        assert made_on == _node_ids()
+        assert _on_every_node(make_file) == _node_ids()
 
         # a file uploaded to the server reaches its workers on both nodes
         upload = os.urandom(200_000)
@@ -147,12 +140,7 @@ def test_a_bundle_served_on_ray_answers_on_every_node(bundle: Path, ray_cluster:
             assert output["sha256"] == hashlib.sha256(upload).hexdigest()
             return str(output["node"])
 
-        read_on: set[str] = set()
-        deadline = time.monotonic() + 60
-        with concurrent.futures.ThreadPoolExecutor(4) as pool:
-            while read_on != _node_ids() and time.monotonic() < deadline:
-                read_on.update(pool.map(checksum, range(8)))
-        assert read_on == _node_ids()
+        assert _on_every_node(checksum) == _node_ids()
     finally:
         assert server.stop() == 0, server.output
     pids = {o["pid"] for o in seen}
@@ -160,6 +148,18 @@ def test_a_bundle_served_on_ray_answers_on_every_node(bundle: Path, ray_cluster:
     while _alive(pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _alive(pids)  # the server's actors ended with it
+
+
+def _on_every_node(predict: Callable[[int], str]) -> set[str]:
+    """The nodes that answered `predict` (which returns the node it ran on), called in rounds
+    of overlapping predictions (two workers are both busy only when predictions overlap) until
+    every node of the cluster answered, a minute at most."""
+    answered: set[str] = set()
+    deadline = time.monotonic() + 60
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        while answered != _node_ids() and time.monotonic() < deadline:
+            answered.update(pool.map(predict, range(16)))
+    return answered
 
 
 def _alive(pids: set[int]) -> set[int]:
