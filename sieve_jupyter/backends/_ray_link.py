@@ -271,11 +271,11 @@ class RayLink(WorkerLink):
         with self._received_lock:
             received, self._received = self._received, []
         request = (job, args, kwargs, received)
-        outgoing = _files.for_peer(self._held)
+        outgoing = _files.for_peer(self._held) if self._carry_files else None
         try:
             with _files.carrying_content(self._carry_files, outgoing):
                 data = dumps_small(request)
-            if outgoing.carried:
+            if outgoing is not None and outgoing.carried:
                 self._carried[job] = outgoing.carried
             return data or request
         except BaseException:
@@ -297,8 +297,8 @@ class RayLink(WorkerLink):
     def _send_request(self, job: str, request: Any, *, waited: bool = False) -> None:
         # (a request that is not bytes holds a large buffer: Ray pickles it, here and now,
         # carrying what `_request` carried, and referring to what the actor holds)
-        outgoing = _files.for_peer(self._held)
-        with _files.carrying_content(self._carry_files and type(request) is not bytes, outgoing):
+        carry = self._carry_files and type(request) is not bytes
+        with _files.carrying_content(carry, _files.for_peer(self._held) if carry else None):
             if self._streaming and self._backend.client_mode:
                 # (Ray Client cannot iterate a streaming generator: the items come by the hub)
                 sent = _Sent("call", job, self._actor.stream_by_hub.remote(request))
@@ -677,23 +677,15 @@ class RayLink(WorkerLink):
         waited forever.)"""
         self._dying = True
         why = f"{type(exc).__name__}: {exc}"
-        failed: list[Message] = [
-            Error(
-                job,
-                error_info(
-                    TypeError(
-                        f"job {job}: its answer cannot be rebuilt in the kernel ({why}). Fix: "
-                        "return values whose types the kernel can import (plain data, numpy "
-                        "arrays, sieve.File, or types defined in the notebook)."
-                    )
-                ),
-                False,
-            )
-            for job in jobs
-        ]
-        with self._deliver:
-            if not self._closed:
-                self._receiver.receive(failed)
+        self._fail(
+            {
+                job: f"job {job}: its answer cannot be rebuilt in the kernel ({why}). Fix: "
+                "return values whose types the kernel can import (plain data, numpy arrays, "
+                "sieve.File, or types defined in the notebook)."
+                for job in jobs
+            },
+            TypeError,
+        )
         with self._news:
             behind = [s.job for s in self._sent if s.kind in ("call", "stream") and s.job]
         reason = f"an answer it sent cannot be read in the kernel ({why})"
@@ -721,10 +713,10 @@ class RayLink(WorkerLink):
             }
         )
 
-    def _fail(self, texts: dict[str, str]) -> None:
-        """Fail each job with a `WorkerCrashedError` saying its text."""
+    def _fail(self, texts: dict[str, str], error: type[Exception] = WorkerCrashedError) -> None:
+        """Fail each job with an `error` (a `WorkerCrashedError` unless told) saying its text."""
         messages: list[Message] = [
-            Error(job, error_info(WorkerCrashedError(text)), False) for job, text in texts.items()
+            Error(job, error_info(error(text)), False) for job, text in texts.items()
         ]
         if messages:
             with self._deliver:
