@@ -65,7 +65,8 @@ ENGINES = {
     "bare-fastapi": Engine("bare-fastapi", health="/ping"),
     "sieve-jupyter": Engine("sieve-jupyter"),
     # Workers and the waiting loop poll 200 us instead of 100 before they sleep: long enough to
-    # catch the next request of a client on this machine, at the cost of CPU (README, "Serving").
+    # catch the next request of a client on this machine, at the cost of CPU
+    # (docs/performance.md, "Serving").
     "sieve-jupyter-poll200": Engine("sieve-jupyter-poll200", args=["--busy-poll-us", "200"]),
     "cog": Engine("cog", ["cog"]),
     "litserve": Engine(
