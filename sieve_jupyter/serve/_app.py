@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from fastapi import Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
@@ -49,6 +49,37 @@ _LISTEN_AFTER = 0.05
 
 
 _json = JsonResponse
+
+
+class _Accepted(NamedTuple):
+    """A prediction request that passed every check and holds a place in the queue."""
+
+    prediction_id: str
+    value: Any  # the input as received (the envelope's `input`)
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    webhook: str | None
+    webhook_events: frozenset[str]
+
+
+def _prediction_id(given: Any, path_id: str | None) -> str:
+    """The new prediction's id: the body's `id`, the URL's, or a fresh one."""
+    prediction_id = given or path_id or secrets.token_hex(13)
+    if path_id is not None and prediction_id != path_id:
+        raise InputError422(
+            [
+                {
+                    "loc": ["body", "id"],
+                    "type": "value_error",
+                    "msg": "prediction ID must match the ID supplied in the URL",
+                }
+            ]
+        )
+    if not isinstance(prediction_id, str):
+        raise InputError422(
+            [{"loc": ["body", "id"], "msg": "must be a string", "type": "type_error"}]
+        )
+    return prediction_id
 
 
 def _sse_event(event: str, data: Any) -> bytes:
@@ -186,17 +217,18 @@ class _Api:
         return await self.create(Incoming.of(request))
 
     async def create(self, request: Incoming) -> Response:
+        """A new prediction (`POST /predictions`, `PUT /predictions/{id}`, the same under
+        `/functions/{name}`): refused, read and checked before anything runs, then started and
+        answered the way the request asks (sync, `Prefer: respond-async`, event stream)."""
         if (refused := self.refused(request.header(b"authorization"))) is not None:
             return refused
         served = self.served(request)
         if served is None:
             return self.no_function(request)
         path_id = request.path_params.get("prediction_id")
-        if path_id is not None:
-            existing = self.service.predictions.get(path_id)
-            if existing is not None:  # an idempotent retry: the prediction as it is now
-                status = 200 if existing.status in TERMINAL else 202
-                return _json(existing.envelope(), status)
+        existing = self.service.predictions.get(path_id) if path_id is not None else None
+        if existing is not None:  # an idempotent retry: the prediction as it is now
+            return _json(existing.envelope(), 200 if existing.status in TERMINAL else 202)
         try:
             body = await request.body(self.settings.max_body_bytes)
         except TooLarge:
@@ -204,33 +236,28 @@ class _Api:
         except Disconnected:
             return _json({}, 499)  # (nobody is there to read it)
         uploads = Uploads(self.uploads)
+        accepted = await self._accept(request, body, served, uploads, path_id)
+        if isinstance(accepted, Response):
+            uploads.remove()
+            return accepted
+        return await self._start(request, served, accepted, uploads, large=len(body) > _LARGE_BODY)
+
+    async def _accept(
+        self, request: Incoming, body: bytes, served: Served, uploads: Uploads, path_id: str | None
+    ) -> _Accepted | Response:
+        """The request's prediction, checked and admitted to the queue; or the answer that
+        refuses it (422, 409, 429, 503)."""
         try:
             request_data, uploaded = await self._parse(request, body, served, uploads)
-            prediction_id = request_data.get("id") or path_id or secrets.token_hex(13)
-            if path_id is not None and prediction_id != path_id:
-                raise InputError422(
-                    [
-                        {
-                            "loc": ["body", "id"],
-                            "type": "value_error",
-                            "msg": "prediction ID must match the ID supplied in the URL",
-                        }
-                    ]
-                )
-            if not isinstance(prediction_id, str):
-                raise InputError422(
-                    [{"loc": ["body", "id"], "msg": "must be a string", "type": "type_error"}]
-                )
+            prediction_id = _prediction_id(request_data.get("id"), path_id)
             webhook, events = self._webhook(request_data)
             value = served.plan.check(request_data.get("input"))
             kwargs_input = to_files(
                 served.plan, served.plan.decode_binary(value), uploads, uploaded
             )
         except InputError422 as exc:
-            uploads.remove()
             return _json({"detail": exc.detail}, 422)
         if self.service.predictions.get(prediction_id) is not None:
-            uploads.remove()
             return _json(
                 {
                     "detail": f"A prediction with id {prediction_id!r} exists. Fix: a "
@@ -240,18 +267,32 @@ class _Api:
             )
         why = self.service.admit(served)
         if why is not None:
-            uploads.remove()
             return self._not_admitted(served, why)
         args, kwargs = served.plan.call(kwargs_input)
+        return _Accepted(prediction_id, value, args, kwargs, webhook, events)
+
+    async def _start(
+        self,
+        request: Incoming,
+        served: Served,
+        accepted: _Accepted,
+        uploads: Uploads,
+        *,
+        large: bool,
+    ) -> Response:
+        """Start an admitted prediction's job and answer as the request asks."""
         # Everything but the call itself is ready before it is made: once the job is out, a
         # quick worker answers at once, and its reply should find this thread waiting.
         streaming = "text/event-stream" in (request.header(b"accept") or "")
         sync = not streaming and request.header(b"prefer") != "respond-async"
+        webhook = accepted.webhook
         encode = output_encoder(self.settings.inline_file_bytes, self.files, request.base_url)
         loop = asyncio.get_running_loop()
         created = time.time()
+        args, kwargs = accepted.args, accepted.kwargs
         try:
-            if len(body) > _LARGE_BODY:
+            if large:
+                # (pickling a large input must not stall the event loop)
                 future = await loop.run_in_executor(None, self.service.submit, served, args, kwargs)
             elif sync and webhook is None and served.inflight == 1:
                 # Nothing else of this function is in flight: a quick call is answered on
@@ -269,13 +310,13 @@ class _Api:
             future.add_done_callback(lambda _: loop.call_soon_threadsafe(_settle, waiter))
         future.add_done_callback(lambda _: self._done(served, future, uploads))
         prediction = Prediction(
-            prediction_id,
+            accepted.prediction_id,
             served.name,
-            value,
+            accepted.value,
             future,
             created_at=created,
             webhook=webhook,
-            webhook_events=events,
+            webhook_events=accepted.webhook_events,
             encode=encode,
         )
         self.service.predictions.add(prediction)
