@@ -75,76 +75,15 @@ def capture(
     definitions = [s for s in statements if s.sieve is not None]
     targets = _choose(definitions, names, parsed)
 
-    bindings: dict[str, list[Statement]] = {}
-    for statement in statements:
-        for name in statement.bound:
-            bindings.setdefault(name, []).append(statement)
-
-    taken: dict[int, Statement] = {}
-    needed_by: dict[int, str] = {}
-    whole: set[int] = set()  # orders of cells taken whole
-    queue: list[Statement] = []
-
-    def take(statement: Statement, reason: str) -> None:
-        if id(statement) in taken:
-            return
-        taken[id(statement)] = statement
-        needed_by.setdefault(id(statement), reason)
-        queue.append(statement)
-        cell = statement.cell
-        if cell.pure and cell.order not in whole and SKIP_TAG not in cell.cell.tags:
-            whole.add(cell.order)
-            for other in cell.statements:
-                if other is not statement:
-                    take(other, f"in the same cell as {_label(statement)}")
-
-    for cell in parsed:
-        if EXPORT_TAG in cell.cell.tags:
-            if cell.excluded or cell.magics:
-                what = cell.excluded or f"uses {cell.magics[0]!r}"
-                raise ExportError(
-                    f"{cell.cell.name} is tagged {EXPORT_TAG} but {what}, which plain Python "
-                    "cannot run. Fix: remove the magic from the cell, or the tag."
-                )
-            whole.add(cell.order)
-            for statement in cell.statements:
-                take(statement, f"tagged {EXPORT_TAG}")
+    closure = _Closure(parsed, statements)
+    closure.take_tagged_cells()
     for statement in targets:
         assert statement.sieve is not None
-        take(statement, f"defines {statement.sieve[0]} {statement.sieve[1]!r}")
+        closure.take(statement, f"defines {statement.sieve[0]} {statement.sieve[1]!r}")
+    closure.complete()
 
-    while queue:
-        statement = queue.pop()
-        for name in sorted(statement.free):
-            if name == "sieve_jupyter" and statement.cell.converted:
-                continue  # the module's header imports it for the decorators of magic cells
-            source = _resolve(name, statement, bindings)
-            if source is None:
-                if name in BUILTIN_NAMES or name in statement.bound:
-                    continue
-                stars = _star_imports(statement, bindings)
-                if not stars:
-                    raise ExportError(_undefined(name, statement, parsed))
-                for star in stars:
-                    take(star, f"{name!r} (from its *), needed by {_label(statement)}")
-                continue
-            if SKIP_TAG in source.cell.cell.tags:
-                raise ExportError(
-                    f"{statement.cell.cell.name}: {_label(statement)} needs {name!r}, which is "
-                    f"defined only in {source.cell.cell.name}, tagged {SKIP_TAG}. Fix: remove "
-                    f"the tag, or define {name!r} in a cell that is exported."
-                )
-            if source.action:
-                raise ExportError(
-                    f"{statement.cell.cell.name}: {_label(statement)} needs {name!r}, which "
-                    f"{source.cell.cell.name} computes with a statement that {source.action}. "
-                    f"Fix: compute {name!r} inside the function (or in __setup__), or tag "
-                    f"{source.cell.cell.name} {EXPORT_TAG} if running it at import is intended."
-                )
-            take(source, f"{name!r}, needed by {_label(statement)}")
-
-    ordered = sorted(taken.values(), key=lambda s: s.position)
-    module, report = _assemble(parsed, ordered, whole, needed_by, origin)
+    ordered = sorted(closure.taken.values(), key=lambda s: s.position)
+    module, report = _assemble(parsed, ordered, closure.whole, closure.needed_by, origin)
     # Sieve functions the chosen ones call (`tokenize.run(...)`) are served too: a worker
     # reaches them through the server's manager.
     served = [*targets, *(s for s in ordered if s.sieve is not None and s not in targets)]
@@ -155,6 +94,90 @@ def capture(
         if s.sieve is not None and isinstance(s.node, _DEFS) and latest[s.sieve[1]] is s
     ]
     return Capture(source=module, targets=chosen, report=report)
+
+
+class _Closure:
+    """The statements the module needs: those taken, and transitively the statements that
+    bind the names they use (a worklist)."""
+
+    def __init__(self, parsed: list[ParsedCell], statements: list[Statement]) -> None:
+        self.parsed = parsed
+        #: for each name, the statements that bind it, in notebook order
+        self.bindings: dict[str, list[Statement]] = {}
+        for statement in statements:
+            for name in statement.bound:
+                self.bindings.setdefault(name, []).append(statement)
+        self.taken: dict[int, Statement] = {}
+        #: why each statement was taken (the first reason)
+        self.needed_by: dict[int, str] = {}
+        self.whole: set[int] = set()  # orders of cells taken whole
+        self._queue: list[Statement] = []
+
+    def take(self, statement: Statement, reason: str) -> None:
+        """Take `statement`, and the rest of its cell when the cell only defines things."""
+        if id(statement) in self.taken:
+            return
+        self.taken[id(statement)] = statement
+        self.needed_by.setdefault(id(statement), reason)
+        self._queue.append(statement)
+        cell = statement.cell
+        if cell.pure and cell.order not in self.whole and SKIP_TAG not in cell.cell.tags:
+            self.whole.add(cell.order)
+            for other in cell.statements:
+                if other is not statement:
+                    self.take(other, f"in the same cell as {_label(statement)}")
+
+    def take_tagged_cells(self) -> None:
+        """Take every cell tagged ``sieve-export`` whole."""
+        for cell in self.parsed:
+            if EXPORT_TAG not in cell.cell.tags:
+                continue
+            if cell.excluded or cell.magics:
+                what = cell.excluded or f"uses {cell.magics[0]!r}"
+                raise ExportError(
+                    f"{cell.cell.name} is tagged {EXPORT_TAG} but {what}, which plain Python "
+                    "cannot run. Fix: remove the magic from the cell, or the tag."
+                )
+            self.whole.add(cell.order)
+            for statement in cell.statements:
+                self.take(statement, f"tagged {EXPORT_TAG}")
+
+    def complete(self) -> None:
+        """Take what the taken statements need, until nothing more is needed."""
+        while self._queue:
+            statement = self._queue.pop()
+            for name in sorted(statement.free):
+                if name == "sieve_jupyter" and statement.cell.converted:
+                    continue  # the module's header imports it for the decorators of magic cells
+                self._take_source_of(name, statement)
+
+    def _take_source_of(self, name: str, statement: Statement) -> None:
+        """Take the statement that binds `name` for `statement`; raises `ExportError` when
+        none can be taken."""
+        source = _resolve(name, statement, self.bindings)
+        if source is None:
+            if name in BUILTIN_NAMES or name in statement.bound:
+                return
+            stars = _star_imports(statement, self.bindings)
+            if not stars:
+                raise ExportError(_undefined(name, statement, self.parsed))
+            for star in stars:
+                self.take(star, f"{name!r} (from its *), needed by {_label(statement)}")
+            return
+        if SKIP_TAG in source.cell.cell.tags:
+            raise ExportError(
+                f"{statement.cell.cell.name}: {_label(statement)} needs {name!r}, which is "
+                f"defined only in {source.cell.cell.name}, tagged {SKIP_TAG}. Fix: remove "
+                f"the tag, or define {name!r} in a cell that is exported."
+            )
+        if source.action:
+            raise ExportError(
+                f"{statement.cell.cell.name}: {_label(statement)} needs {name!r}, which "
+                f"{source.cell.cell.name} computes with a statement that {source.action}. "
+                f"Fix: compute {name!r} inside the function (or in __setup__), or tag "
+                f"{source.cell.cell.name} {EXPORT_TAG} if running it at import is intended."
+            )
+        self.take(source, f"{name!r}, needed by {_label(statement)}")
 
 
 _DEFS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)

@@ -243,59 +243,57 @@ def _bindings(body: list[ast.stmt], nested: bool = False) -> dict[str, str | Non
     name -> the import line that binds it (a plain top-level import), else None."""
     found: dict[str, str | None] = {}
     for statement in body:
-        if isinstance(statement, ast.Import):
-            for alias in statement.names:
-                text = (
-                    f"import {alias.name} as {alias.asname}"
-                    if alias.asname
-                    else f"import {alias.name}"
-                )
-                found[alias.asname or alias.name.split(".")[0]] = None if nested else text
-        elif isinstance(statement, ast.ImportFrom):
-            for alias in statement.names:
-                if alias.name == "*":
-                    continue
-                text = None
-                if statement.level == 0 and statement.module and not nested:
-                    text = f"from {statement.module} import {alias.name}" + (
-                        f" as {alias.asname}" if alias.asname else ""
-                    )
-                found[alias.asname or alias.name] = text
+        if isinstance(statement, (ast.Import, ast.ImportFrom)):
+            found.update(_imported(statement, nested))
         elif isinstance(statement, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             found[statement.name] = None
-        elif isinstance(
-            statement,
-            (
-                ast.Assign,
-                ast.AnnAssign,
-                ast.AugAssign,
-                ast.For,
-                ast.AsyncFor,
-                ast.With,
-                ast.AsyncWith,
-            ),
-        ):
-            targets: list[ast.AST] = []
-            if isinstance(statement, ast.Assign):
-                targets = list(statement.targets)
-            elif isinstance(statement, (ast.AnnAssign, ast.AugAssign, ast.For, ast.AsyncFor)):
-                targets = [statement.target]
-            else:
-                targets = [i.optional_vars for i in statement.items if i.optional_vars]
-            for target in targets:
-                for node in ast.walk(target):
-                    if isinstance(node, ast.Name):
-                        found[node.id] = None
-        for block in ("body", "orelse", "finalbody"):
-            if isinstance(
-                statement,
-                (ast.If, ast.Try, ast.With, ast.AsyncWith, ast.For, ast.AsyncFor, ast.While),
-            ):
-                found.update(_bindings(getattr(statement, block, []), nested=True))
-        if isinstance(statement, ast.Try):
-            for handler in statement.handlers:
-                found.update(_bindings(handler.body, nested=True))
+        else:
+            found.update(dict.fromkeys(_assigned(statement)))
+        for block in _blocks(statement):
+            found.update(_bindings(block, nested=True))
     return found
+
+
+def _imported(statement: ast.Import | ast.ImportFrom, nested: bool) -> dict[str, str | None]:
+    """The names an import binds -> its line, for a plain top-level import (else None)."""
+    found: dict[str, str | None] = {}
+    for alias in statement.names:
+        suffix = f" as {alias.asname}" if alias.asname else ""
+        if isinstance(statement, ast.Import):
+            text: str | None = f"import {alias.name}{suffix}"
+            name = alias.asname or alias.name.split(".")[0]
+        elif alias.name == "*":
+            continue
+        else:
+            plain = statement.level == 0 and statement.module
+            text = f"from {statement.module} import {alias.name}{suffix}" if plain else None
+            name = alias.asname or alias.name
+        found[name] = None if nested else text
+    return found
+
+
+def _assigned(statement: ast.stmt) -> list[str]:
+    """The names an assignment, a `for` or a `with` binds."""
+    targets: list[ast.AST] = []
+    if isinstance(statement, ast.Assign):
+        targets = list(statement.targets)
+    elif isinstance(statement, (ast.AnnAssign, ast.AugAssign, ast.For, ast.AsyncFor)):
+        targets = [statement.target]
+    elif isinstance(statement, (ast.With, ast.AsyncWith)):
+        targets = [item.optional_vars for item in statement.items if item.optional_vars]
+    return [
+        node.id for target in targets for node in ast.walk(target) if isinstance(node, ast.Name)
+    ]
+
+
+def _blocks(statement: ast.stmt) -> list[list[ast.stmt]]:
+    """The statement blocks a compound statement runs at the level it is on."""
+    if isinstance(statement, ast.Try):
+        handlers = [handler.body for handler in statement.handlers]
+        return [statement.body, *handlers, statement.orelse, statement.finalbody]
+    if isinstance(statement, (ast.If, ast.With, ast.AsyncWith, ast.For, ast.AsyncFor, ast.While)):
+        return [getattr(statement, block, []) for block in ("body", "orelse")]
+    return []
 
 
 def _imports(tree: ast.Module, names: set[str]) -> list[str]:

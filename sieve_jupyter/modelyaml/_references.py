@@ -251,12 +251,7 @@ def plan_inputs(
     load_outputs: set[str] = set()
     if load is not None and load.output is not None:
         load_outputs = {load.output.name, *load.output.keys}
-    known = ["${model.name}", "${model.runtime.device}", "${datapoints}", "${inputs.NAME}"]
-    known += [f"${{model.files.{name}.url}}" for name in files]
-    known += [f"${{model.runtime.load.output.{name}}}" for name in sorted(load_outputs)]
-    for kind, function in functions.items():
-        if function is not None:
-            known += [f"${{model.runtime.{kind}.inputs.{i.name}}}" for i in function.inputs]
+    known = _known_references(functions, files, load_outputs)
     #: (function, input) -> the inputs it refers to, and whether it reads a call argument or
     #: the load output (which a load input cannot)
     edges: dict[tuple[str, str], tuple[str, str]] = {}
@@ -307,6 +302,32 @@ def plan_inputs(
                     edges[(kind, item.name)] = (parts[2], parts[4])
         plan.inputs[kind] = entries
 
+    _check_chains(document, places, edges, late, problems)
+    return plan
+
+
+def _known_references(
+    functions: Mapping[str, Entrypoint | None], files: Sequence[str], load_outputs: set[str]
+) -> list[str]:
+    """The references an input may make, as an error lists them."""
+    known = ["${model.name}", "${model.runtime.device}", "${datapoints}", "${inputs.NAME}"]
+    known += [f"${{model.files.{name}.url}}" for name in files]
+    known += [f"${{model.runtime.load.output.{name}}}" for name in sorted(load_outputs)]
+    for kind, function in functions.items():
+        if function is not None:
+            known += [f"${{model.runtime.{kind}.inputs.{i.name}}}" for i in function.inputs]
+    return known
+
+
+def _check_chains(
+    document: YamlDocument,
+    places: dict[tuple[str, str], Location],
+    edges: dict[tuple[str, str], tuple[str, str]],
+    late: set[tuple[str, str]],
+    problems: list[YamlProblem],
+) -> None:
+    """Follow each input's references to other inputs: a cycle is a problem, and so is a load
+    input that depends on something that exists only once calls come (`late`)."""
     for start, location in places.items():
         chain = [start]
         node = start
@@ -334,7 +355,6 @@ def plan_inputs(
                         "use ${datapoints} and ${inputs.NAME} in predict's inputs only.",
                     )
                 )
-    return plan
 
 
 def _classify(
