@@ -241,7 +241,10 @@ class SieveWorker:
         self._restart_on_error = options["restart_on_error"]
         # The kernel does not see this node's files: every File sent from here (an answer, a
         # streamed output, a side message, a call to another function) takes its content.
-        _files.carry_content_by_default(options.get("files_by_content", False))
+        by_content = options.get("files_by_content", False)
+        _files.carry_content_by_default(by_content)
+        if by_content:  # (and the kernel sends contents this worker holds as references)
+            _files.keep_originals()
         loaded, answer = load_code(payload, options, _error)
         if loaded is None:
             self._retired = True

@@ -42,6 +42,7 @@ __all__ = [
     "carrying_content",
     "for_peer",
     "digest_of",
+    "keep_originals",
     "filesystem_id",
     "receiving",
     "reduce_file",
@@ -311,6 +312,14 @@ def _write_all(out: int, view: memoryview) -> None:
         view = view[os.write(out, view) :]
 
 
+def _copy_file(path: str, out: int) -> None:
+    source = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _copy_descriptor(source, out, os.fstat(source).st_size)
+    finally:
+        os.close(source)
+
+
 def _copy_descriptor(source: int, out: int, size: int) -> None:
     """Copy `size` bytes of the open file `source` from its start (in the kernel: no trip
     through this process's memory)."""
@@ -347,6 +356,8 @@ class FileStore:
         self._lock = threading.Lock()
         #: path -> (size, mtime_ns) when this store wrote it (a file changed since is redone)
         self._written: dict[str, tuple[int, int]] = {}
+        #: keep each content apart from the files handed out (see `keep_originals`)
+        self.keeps_originals = False
 
     @property
     def root(self) -> str:
@@ -361,7 +372,8 @@ class FileStore:
 
     def put(self, key: str, name: str, size: int | None, write: Callable[[int], None]) -> str:
         """The path of content `key` under `name`, calling ``write(fd)`` to fill it only if
-        the store does not have it yet (`size` None: not known in advance).
+        the store does not have it yet (`size` None: not known in advance). A store that keeps
+        originals writes the content once, beside, and hands out copies of it.
 
         Raises:
             ValueError: `write` produced other than `size` bytes (the content was cut short).
@@ -372,6 +384,12 @@ class FileStore:
         if self._intact(target, size):
             return target
         os.makedirs(folder, exist_ok=True)
+        if self.keeps_originals:
+            original = folder + ".original"  # (beside the folder: no file name can clash)
+            if not self._intact(original, size):
+                self._write(original, name, size, write)
+            self._write(target, name, size, functools.partial(_copy_file, original))
+            return target
         for sibling in os.listdir(folder):  # the same content, arrived under another name
             other = os.path.join(folder, sibling)
             if sibling.startswith(".") or not self._intact(other, size):
@@ -384,7 +402,16 @@ class FileStore:
                 break
             self._record(target)
             return target
-        part = os.path.join(folder, f".part-{secrets.token_hex(8)}")
+        self._write(target, name, size, write)
+        return target
+
+    def _write(self, path: str, name: str, size: int | None, write: Callable[[int], None]) -> None:
+        """Fill `path` with ``write(fd)`` (into a part file renamed into place).
+
+        Raises:
+            ValueError: `write` produced other than `size` bytes.
+        """
+        part = os.path.join(os.path.dirname(path), f".part-{secrets.token_hex(8)}")
         out = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
             try:
@@ -397,15 +424,14 @@ class FileStore:
                     f"file {name!r}: {written} bytes arrived of {size} (was it changed or "
                     "truncated while it was being sent?)"
                 )
-            os.replace(part, target)
+            os.replace(part, path)
         except BaseException:
             try:
                 os.unlink(part)
             except OSError:
                 pass
             raise
-        self._record(target)
-        return target
+        self._record(path)
 
     def _intact(self, path: str, size: int | None) -> bool:
         try:
@@ -474,3 +500,10 @@ _store = FileStore()
 def store() -> FileStore:
     """This process's file store."""
     return _store
+
+
+def keep_originals() -> None:
+    """This process is sent references to contents it received before (a Ray actor that the
+    kernel sends Files by content: `for_peer`): keep each content apart from the file user
+    code gets, which user code may change, so a reference always finds the content."""
+    _store.keeps_originals = True

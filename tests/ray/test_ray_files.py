@@ -194,3 +194,23 @@ def test_an_answer_the_kernel_cannot_rebuild_fails_its_job_and_nothing_waits(
         with pytest.raises((TypeError, sieve.WorkerCrashedError)):
             future.result(timeout=120)
     assert secret.run(-1, folder) == -1
+
+
+def test_a_worker_that_changed_a_file_it_got_gets_its_content_again(
+    unique: Unique, apart: Path, on_node: Callable[[str], None]
+) -> None:
+    on_node("node2")
+    source = apart / "log.txt"
+    source.write_text("first line\n")
+
+    @sieve.function(name=unique("append"), backend="ray")
+    def append(log: sieve.File) -> str:
+        with open(log.path) as fh:
+            before = fh.read()
+        with open(log.path, "a") as fh:  # (its own copy, on node2)
+            fh.write("added by the worker\n")
+        return before
+
+    for _ in range(3):
+        assert append.run(sieve.File(str(source))) == "first line\n"
+    assert source.read_text() == "first line\n"

@@ -204,6 +204,44 @@ def test_a_content_the_peer_holds_goes_as_a_reference(
         pickle.loads(reference)
 
 
+def test_a_reference_finds_the_content_after_user_code_changed_its_copy(
+    store: _files.FileStore, tmp_path: Path
+) -> None:
+    """A process sent references (a Ray worker on another machine) keeps each content apart
+    from the file user code gets: a call that changed its copy does not change what the next
+    reference finds. Without originals the content is lost with the change."""
+    path = make(tmp_path, "log.txt", 100)
+    original = path.read_bytes()
+    with _files.carrying_content():
+        data = pickle.dumps(File(path), protocol=5)
+    reference = _reference_to(path)
+
+    store.keeps_originals = True
+    first = pickle.loads(data)
+    Path(first.path).write_bytes(b"changed by the call")  # (in place: the same file)
+    again = pickle.loads(reference)
+    assert again.path == first.path and Path(again.path).read_bytes() == original
+    other = pickle.loads(_reference_to(path, name="renamed.txt"))
+    assert Path(other.path).read_bytes() == original  # (a copy under the other name)
+
+    store.keeps_originals = False
+    store.remove()
+    plain = pickle.loads(data)
+    Path(plain.path).write_bytes(b"changed by the call")
+    with pytest.raises(ValueError, match="does not: its store was removed"):
+        pickle.loads(reference)
+
+
+def _reference_to(path: Path, name: str | None = None) -> bytes:
+    """A pickled File whose content the receiver is said to hold."""
+    source = path if name is None else path.with_name(name)
+    if name is not None:
+        source.write_bytes(path.read_bytes())
+    held = _files.for_peer({_files.digest_of(str(path))})
+    with _files.carrying_content(outgoing=held):
+        return pickle.dumps(File(source), protocol=5)
+
+
 def test_a_process_can_carry_content_by_default(store: _files.FileStore, tmp_path: Path) -> None:
     """A Ray actor whose kernel does not see its files pickles every File with its content, on
     any thread (Ray pickles its answers; its outbox thread, its side messages)."""
