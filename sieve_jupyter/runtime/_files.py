@@ -380,10 +380,10 @@ class FileStore:
         """
         name = os.path.basename(name) or "file"
         folder = os.path.join(self.root, key)
-        target = os.path.join(folder, name)
+        target = self._place(folder, name)
         if self._intact(target, size):
             return target
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
         if self.keeps_originals:
             original = folder + ".original"  # (beside the folder: no file name can clash)
             if not self._intact(original, size):
@@ -432,6 +432,27 @@ class FileStore:
                 pass
             raise
         self._record(path)
+
+    def _place(self, folder: str, name: str) -> str:
+        """Where a content arriving under `name` goes: its folder, unless the file there was
+        changed since this store wrote it (user code changed a File it got: the change is
+        kept, and the arrival goes to a numbered folder beside it)."""
+        target = os.path.join(folder, name)
+        number = 0
+        while self._changed(target):
+            number += 1
+            target = os.path.join(folder, str(number), name)
+        return target
+
+    def _changed(self, path: str) -> bool:
+        written = self._written.get(path)
+        if written is None:
+            return False
+        try:
+            info = os.stat(path)
+        except OSError:
+            return False  # (removed: the place is free again)
+        return (info.st_size, info.st_mtime_ns) != written
 
     def _intact(self, path: str, size: int | None) -> bool:
         try:

@@ -220,7 +220,8 @@ def test_a_reference_finds_the_content_after_user_code_changed_its_copy(
     first = pickle.loads(data)
     Path(first.path).write_bytes(b"changed by the call")  # (in place: the same file)
     again = pickle.loads(reference)
-    assert again.path == first.path and Path(again.path).read_bytes() == original
+    assert Path(again.path).read_bytes() == original
+    assert Path(first.path).read_bytes() == b"changed by the call"  # (kept: see below)
     other = pickle.loads(_reference_to(path, name="renamed.txt"))
     assert Path(other.path).read_bytes() == original  # (a copy under the other name)
 
@@ -230,6 +231,23 @@ def test_a_reference_finds_the_content_after_user_code_changed_its_copy(
     Path(plain.path).write_bytes(b"changed by the call")
     with pytest.raises(ValueError, match="does not: its store was removed"):
         pickle.loads(reference)
+
+
+def test_a_file_user_code_changed_keeps_its_change_when_the_content_comes_again(
+    store: _files.FileStore, tmp_path: Path
+) -> None:
+    """A result the notebook drew on is not overwritten by the next result with the same
+    content: that one goes beside it, and the one after reuses it."""
+    path = make(tmp_path, "frame.png", 200 * 1024)
+    with _files.carrying_content():
+        data = pickle.dumps(File(path), protocol=5)
+    first = pickle.loads(data)
+    Path(first.path).write_bytes(b"boxes drawn on it")
+    second = pickle.loads(data)
+    assert second.path != first.path and os.path.basename(second.path) == "frame.png"
+    assert Path(second.path).read_bytes() == path.read_bytes()
+    assert Path(first.path).read_bytes() == b"boxes drawn on it"
+    assert pickle.loads(data).path == second.path
 
 
 def _reference_to(path: Path, name: str | None = None) -> bytes:
