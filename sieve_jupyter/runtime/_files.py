@@ -460,8 +460,10 @@ class FileStore:
         except OSError:
             return False
         written = self._written.get(path)
-        return (size is None or info.st_size == size) and (
-            written is None or written == (info.st_size, info.st_mtime_ns)
+        return (
+            stat.S_ISREG(info.st_mode)  # (not the numbered folder of a changed file's content)
+            and (size is None or info.st_size == size)
+            and (written is None or written == (info.st_size, info.st_mtime_ns))
         )
 
     def _record(self, path: str) -> None:
