@@ -8,7 +8,8 @@ small file inside the pickle, a larger one as an open descriptor passed with `SC
 `sendfile`). Where no descriptor can go along (Ray carries the pickles between machines),
 `carrying_content()` puts every content in the pickle, a large one as an out-of-band buffer.
 The receiver keeps contents in a per-process store keyed by their SHA-256, so a file it already
-has is not copied again (the sender hashes each file version once). A File made from a URL and
+has is not copied again (the sender hashes each file version once); a file there that user code
+changed is left as it is, and the content arrives again beside it. A File made from a URL and
 never read travels as the URL and is fetched lazily where it is read (into the same store, once
 per URL).
 
@@ -354,7 +355,7 @@ class FileStore:
         self._parent = parent
         self._root: str | None = None
         self._lock = threading.Lock()
-        #: path -> (size, mtime_ns) when this store wrote it (a file changed since is redone)
+        #: path -> (size, mtime_ns) when this store wrote it (one changed since is user code's)
         self._written: dict[str, tuple[int, int]] = {}
         #: keep each content apart from the files handed out (see `keep_originals`)
         self.keeps_originals = False
