@@ -23,7 +23,7 @@ from sieve_jupyter.modelyaml._code import (
     EntrypointNotFound,
     read_entrypoint,
 )
-from sieve_jupyter.modelyaml._documents import Entry, repository_runtime
+from sieve_jupyter.modelyaml._documents import Entry, RuntimeSource, repository_runtime
 from sieve_jupyter.modelyaml._fetch import (
     FetchError,
     checkout,
@@ -33,6 +33,7 @@ from sieve_jupyter.modelyaml._fetch import (
 )
 from sieve_jupyter.modelyaml._positions import Location, YamlDocument, format_location
 from sieve_jupyter.modelyaml._references import plan_inputs, reference_in
+from sieve_jupyter.modelyaml._schema import Entrypoint, Runtime
 from sieve_jupyter.spec import GpuRequest, coerce_gpu
 from sieve_jupyter.spec._validate import check_image_reference
 
@@ -105,92 +106,31 @@ def resolve_entry(
     runtime_doc = source.document.document
     problems: list[YamlProblem] = []
 
-    files: dict[str, str] = {}
-    mounts = [str(root) if in_place else f"{root}:ro"]
-    for item, origin, location in source.files:
-        try:
-            path = _file(item.url, item.upload, root, cache, refresh)
-        except FetchError as exc:
-            problems.append(origin.document.problem((*location, "url"), exc.problem, exc.fix))
-            continue
-        files[item.name] = path
-        if item.upload and not Path(path).is_relative_to(root):
-            mounts.append(f"{path}:ro")
-
-    gpu: GpuRequest | None = None
-    device = "gpu" if runtime.device in ("gpu", "cuda") else "cpu"
-    if runtime.gpu is not None and device == "cpu":
-        problems.append(
-            runtime_doc.problem(
-                (*where, "gpu"),
-                "names a GPU, but device is cpu.",
-                "set device: gpu, or remove gpu:.",
-            )
-        )
-    elif device == "gpu":
-        try:
-            gpu = coerce_gpu(True if runtime.gpu is None else runtime.gpu, "gpu")
-        except SpecError as exc:
-            problems.append(runtime_doc.problem((*where, "gpu"), exc.problem, exc.fix))
-    image = None
-    if runtime.image is not None:
-        try:
-            image = check_image_reference(runtime.image, "image")
-        except SpecError as exc:
-            problems.append(runtime_doc.problem((*where, "image"), exc.problem, exc.fix))
-
+    files, mounts = _fetch_files(source, root, in_place, cache, refresh, problems)
+    device, gpu, image = _placement(runtime, runtime_doc, where, problems)
     functions = {"load": runtime.load, "predict": runtime.predict}
-    code: dict[str, EntrypointCode] = {}
-    for kind, function in functions.items():
-        if function is None:
-            continue
-        try:
-            code[kind] = read_entrypoint(root, function.entrypoint)
-        except EntrypointNotFound as exc:
-            problems.append(runtime_doc.problem((*where, kind, "entrypoint"), *exc.args))
-            continue
-        problems += _check_inputs(
-            runtime_doc, (*where, kind), function.inputs, code[kind], function.entrypoint
-        )
+    code = _read_code(functions, root, runtime_doc, where, problems)
     names = [item.name for item, _, _ in source.files]  # a file that failed is still named
     plan = plan_inputs(runtime_doc, where, functions, names, problems)
-    for argument in plan.arguments:
-        if argument == "self":
-            index = next(
-                i
-                for i, item in enumerate(runtime.predict.inputs)
-                if item.name == plan.arguments[argument]
+    if "self" in plan.arguments:
+        index = next(
+            i
+            for i, item in enumerate(runtime.predict.inputs)
+            if item.name == plan.arguments["self"]
+        )
+        problems.append(
+            runtime_doc.problem(
+                (*where, "predict", "inputs", index, "value"),
+                "${inputs.self} cannot be a call argument (the model's own name for itself).",
+                "give the argument another name.",
             )
-            problems.append(
-                runtime_doc.problem(
-                    (*where, "predict", "inputs", index, "value"),
-                    "${inputs.self} cannot be a call argument (the model's own name for itself).",
-                    "give the argument another name.",
-                )
-            )
+        )
     if problems:
         raise ModelYamlError(problems)
 
     parameters, annotations = _call_signature(plan.arguments, code.get("predict"))
 
-    def at(location: Location) -> str:
-        line, column = runtime_doc.position(location)
-        return f"{runtime_doc.file}:{line}:{column}: {format_location(location)}"
-
-    worker_functions: dict[str, dict[str, Any]] = {}
-    for kind, function in functions.items():
-        if function is None:
-            continue
-        worker_functions[kind] = {
-            "entrypoint": function.entrypoint,
-            "inputs": plan.inputs.get(kind, []),
-            "output": function.output.model_dump() if function.output else None,
-            # where the worker's messages point
-            "at": {
-                "entrypoint": at((*where, kind, "entrypoint")),
-                "keys": at((*where, kind, "output", "keys")),
-            },
-        }
+    worker_functions = _worker_functions(functions, plan.inputs, runtime_doc, where)
     predict_code = code.get("predict")
     line = document.position(entry.location)[0]
     return ResolvedModel(
@@ -213,6 +153,111 @@ def resolve_entry(
         doc=(predict_code.doc if predict_code else "") or entry.entry.description or "",
         environment=plan.environment,
     )
+
+
+def _fetch_files(
+    source: RuntimeSource,
+    root: Path,
+    in_place: bool,
+    cache: Path,
+    refresh: bool,
+    problems: list[YamlProblem],
+) -> tuple[dict[str, str], list[str]]:
+    """The model's files, fetched (name -> local path), and what the worker mounts: the code,
+    and each uploaded file outside it (read-only but a repository used in place)."""
+    files: dict[str, str] = {}
+    mounts = [str(root) if in_place else f"{root}:ro"]
+    for item, origin, location in source.files:
+        try:
+            path = _file(item.url, item.upload, root, cache, refresh)
+        except FetchError as exc:
+            problems.append(origin.document.problem((*location, "url"), exc.problem, exc.fix))
+            continue
+        files[item.name] = path
+        if item.upload and not Path(path).is_relative_to(root):
+            mounts.append(f"{path}:ro")
+    return files, mounts
+
+
+def _placement(
+    runtime: Runtime, runtime_doc: YamlDocument, where: Location, problems: list[YamlProblem]
+) -> tuple[str, GpuRequest | None, str | None]:
+    """The runtime's device (``cpu`` or ``gpu``), its GPU request and its image, checked."""
+    gpu: GpuRequest | None = None
+    device = "gpu" if runtime.device in ("gpu", "cuda") else "cpu"
+    if runtime.gpu is not None and device == "cpu":
+        problems.append(
+            runtime_doc.problem(
+                (*where, "gpu"),
+                "names a GPU, but device is cpu.",
+                "set device: gpu, or remove gpu:.",
+            )
+        )
+    elif device == "gpu":
+        try:
+            gpu = coerce_gpu(True if runtime.gpu is None else runtime.gpu, "gpu")
+        except SpecError as exc:
+            problems.append(runtime_doc.problem((*where, "gpu"), exc.problem, exc.fix))
+    image = None
+    if runtime.image is not None:
+        try:
+            image = check_image_reference(runtime.image, "image")
+        except SpecError as exc:
+            problems.append(runtime_doc.problem((*where, "image"), exc.problem, exc.fix))
+    return device, gpu, image
+
+
+def _read_code(
+    functions: Mapping[str, Entrypoint | None],
+    root: Path,
+    runtime_doc: YamlDocument,
+    where: Location,
+    problems: list[YamlProblem],
+) -> dict[str, EntrypointCode]:
+    """Each entrypoint's code, read from the repository, with its inputs checked against it."""
+    code: dict[str, EntrypointCode] = {}
+    for kind, function in functions.items():
+        if function is None:
+            continue
+        try:
+            code[kind] = read_entrypoint(root, function.entrypoint)
+        except EntrypointNotFound as exc:
+            problems.append(runtime_doc.problem((*where, kind, "entrypoint"), *exc.args))
+            continue
+        problems += _check_inputs(
+            runtime_doc, (*where, kind), function.inputs, code[kind], function.entrypoint
+        )
+    return code
+
+
+def _worker_functions(
+    functions: Mapping[str, Entrypoint | None],
+    inputs: Mapping[str, Any],
+    runtime_doc: YamlDocument,
+    where: Location,
+) -> dict[str, dict[str, Any]]:
+    """What the worker is told of each entrypoint: where it is, how its inputs get their
+    values, its output's keys, and the positions its messages point to."""
+
+    def at(location: Location) -> str:
+        line, column = runtime_doc.position(location)
+        return f"{runtime_doc.file}:{line}:{column}: {format_location(location)}"
+
+    worker_functions: dict[str, dict[str, Any]] = {}
+    for kind, function in functions.items():
+        if function is None:
+            continue
+        worker_functions[kind] = {
+            "entrypoint": function.entrypoint,
+            "inputs": inputs.get(kind, []),
+            "output": function.output.model_dump() if function.output else None,
+            # where the worker's messages point
+            "at": {
+                "entrypoint": at((*where, kind, "entrypoint")),
+                "keys": at((*where, kind, "output", "keys")),
+            },
+        }
+    return worker_functions
 
 
 def _code_root(
