@@ -25,6 +25,7 @@ from typing import Any
 from sieve_jupyter._errors import SieveError
 from sieve_jupyter.deploy._cli import HANDLERS as DEPLOYMENT_HANDLERS
 from sieve_jupyter.deploy._cli import add_commands as add_deployment_commands
+from sieve_jupyter.serve._settings import SERVE_BACKENDS
 
 __all__ = ["main"]
 
@@ -82,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1, help="warm workers per function")
     serve.add_argument(
         "--backend",
-        choices=["local", "ray"],
+        choices=SERVE_BACKENDS,
         default="local",
         help="where the workers run: processes of this machine (default), or actors of a Ray "
         "cluster, spread over its machines (needs the ray extra)",

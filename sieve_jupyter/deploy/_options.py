@@ -15,7 +15,11 @@ from sieve_jupyter._errors import ConfigurationError
 from sieve_jupyter._imports import require_extra
 from sieve_jupyter.serve._settings import is_loopback
 
-__all__ = ["DeployOptions", "add_arguments", "arguments"]
+__all__ = ["DEPLOY_BACKENDS", "DeployOptions", "add_arguments", "arguments"]
+
+#: how a deployment runs: a detached server process, a container, or a detached server process
+#: whose workers are actors of a Ray cluster
+DEPLOY_BACKENDS = ("local", "docker", "ray")
 
 _MIN_TOKEN = 16
 
@@ -52,7 +56,7 @@ class DeployOptions:
         Raises:
             ConfigurationError: a bad option, naming it and the fix.
         """
-        if self.backend not in ("local", "docker", "ray"):
+        if self.backend not in DEPLOY_BACKENDS:
             raise ConfigurationError(
                 f"backend: deployments run as 'local' processes, 'docker' containers or a "
                 f"local process with 'ray' workers, not {self.backend!r}. Fix: "
@@ -114,7 +118,7 @@ def add_arguments(
     and `workers` are the defaults: the CLI has no registration to take them from)."""
     parser.add_argument(
         "--backend",
-        choices=["local", "docker", "ray"],
+        choices=DEPLOY_BACKENDS,
         default=backend,
         help="a detached local process, a Docker container, or a detached local process whose "
         "workers are actors of a Ray cluster (sieve.config.ray_address, else RAY_ADDRESS)",

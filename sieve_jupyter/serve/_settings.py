@@ -8,7 +8,7 @@ import os
 
 from sieve_jupyter._errors import ConfigurationError
 
-__all__ = ["TOKEN_VARIABLE", "ServeSettings"]
+__all__ = ["SERVE_BACKENDS", "TOKEN_VARIABLE", "ServeSettings"]
 
 #: where a server's workers can run (a Docker worker would be a container beside the server's
 #: own: the bundle's image is the way to serve in a container)
