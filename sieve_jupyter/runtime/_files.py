@@ -14,7 +14,9 @@ never read travels as the URL and is fetched lazily where it is read (into the s
 per URL).
 
 The store is a private temporary folder (``sieve-files-<pid>-*``), removed at exit; one left by
-a process that was killed is removed by the next process that makes its own.
+a process that was killed is removed by the next process that makes its own. While the process
+lives, a content stays as long as a File points at it; once none does, it is kept in case it
+arrives again, up to `SPARE_BYTES` of such contents, beyond which the least recently used go.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import tempfile
 import threading
 import urllib.parse
 import urllib.request
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -57,6 +60,9 @@ INLINE_FILE = 64 * 1024
 #: through shared memory)
 MAX_FILE_DESCRIPTORS = 64
 _DIGEST_CACHE = 4096
+#: bytes of received contents no File points at any more that a store keeps, in case the same
+#: content arrives again
+SPARE_BYTES = 1 << 30
 
 _state = threading.local()
 
@@ -267,9 +273,10 @@ def _by_reference(cls: type[Any], source: str) -> Any:
 
 
 def _with_content(cls: type[Any], url: str | None, name: str, digest: str, data: Any) -> Any:
+    file = _new_file(cls)
     with memoryview(data) as view:
-        path = store().put(digest, name, view.nbytes, lambda out: _write_all(out, view))
-    return _received(cls, url, path)
+        path = store().put(digest, name, view.nbytes, lambda out: _write_all(out, view), file)
+    return _received(file, url, path)
 
 
 def _held(cls: type[Any], url: str | None, name: str, digest: str, size: int) -> Any:
@@ -282,8 +289,8 @@ def _held(cls: type[Any], url: str | None, name: str, digest: str, size: int) ->
             "worker gets contents anew)."
         )
 
-    path = store().put(digest, name, size, missing)
-    return _received(cls, url, path)
+    file = _new_file(cls)
+    return _received(file, url, store().put(digest, name, size, missing, file))
 
 
 def _with_descriptor(
@@ -296,12 +303,19 @@ def _with_descriptor(
             "(a File sent with its content can only be unpickled by the channel receiving it)"
         )
     fd = descriptors[index]
-    path = store().put(digest, name, size, lambda out: _copy_descriptor(fd, out, size))
-    return _received(cls, url, path)
+    file = _new_file(cls)
+    path = store().put(digest, name, size, lambda out: _copy_descriptor(fd, out, size), file)
+    return _received(file, url, path)
 
 
-def _received(cls: type[Any], url: str | None, path: str) -> Any:
+def _new_file(cls: type[Any]) -> Any:
+    """A File not filled in yet (it owns its content in the store from the start)."""
     file = object.__new__(cls)
+    file._source = file._local = None
+    return file
+
+
+def _received(file: Any, url: str | None, path: str) -> Any:
     file._source = url if url is not None else path
     file._local = path
     return file
@@ -343,20 +357,43 @@ def _copy_descriptor(source: int, out: int, size: int) -> None:
             offset += len(chunk)
 
 
+class _Stored:
+    """A file the store wrote: its size and change time then (one that differs since was
+    changed by user code; None while it is being written), how many hold it (live Files, and
+    a thread writing it), and whether it is an original (never removed while the process
+    lives: see `keep_originals`)."""
+
+    __slots__ = ("original", "owners", "written")
+
+    def __init__(self, written: tuple[int, int] | None, original: bool) -> None:
+        self.written = written
+        self.owners = 0
+        self.original = original
+
+
 class FileStore:
     """This process's store of received (and downloaded) file contents: ``<root>/<key>/<name>``.
 
     Contents are keyed by their SHA-256 (downloads by their URL's), so one that arrived before
-    is reused: linked under a new name if it came under another one. Thread-safe: concurrent
-    arrivals of the same content each write a private part file and rename it into place.
+    is reused: linked under a new name if it came under another one. Each path handed out
+    belongs to the File it was handed to (`put`'s `owner`); once no live File owns it, it is
+    *spare*, and spare contents beyond `spare_bytes` go, least recently used first, when the
+    next content arrives. Thread-safe: concurrent arrivals of the same content each write a
+    private part file and rename it into place; what the store knows is kept under its lock.
     """
 
-    def __init__(self, parent: str | None = None) -> None:
+    def __init__(self, parent: str | None = None, spare_bytes: int | None = None) -> None:
         self._parent = parent
         self._root: str | None = None
         self._lock = threading.Lock()
-        #: path -> (size, mtime_ns) when this store wrote it (one changed since is user code's)
-        self._written: dict[str, tuple[int, int]] = {}
+        #: every file this store wrote (or linked) and still has
+        self._stored: dict[str, _Stored] = {}
+        #: the stored files no File owns: path -> size, the longest unowned first
+        self._spare: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self._spare_total = 0
+        #: paths whose owner went away (appended by finalizers, which must not take the lock)
+        self._released: collections.deque[str] = collections.deque()
+        self.spare_bytes = SPARE_BYTES if spare_bytes is None else spare_bytes
         #: keep each content apart from the files handed out (see `keep_originals`)
         self.keeps_originals = False
 
@@ -371,49 +408,80 @@ class FileStore:
                     atexit.register(self.remove)
         return self._root
 
-    def put(self, key: str, name: str, size: int | None, write: Callable[[int], None]) -> str:
+    def put(
+        self,
+        key: str,
+        name: str,
+        size: int | None,
+        write: Callable[[int], None],
+        owner: Any = None,
+    ) -> str:
         """The path of content `key` under `name`, calling ``write(fd)`` to fill it only if
-        the store does not have it yet (`size` None: not known in advance). A store that keeps
-        originals writes the content once, beside, and hands out copies of it.
+        the store does not have it yet (`size` None: not known in advance). The path is kept
+        while `owner` (the File it is for) lives. A store that keeps originals writes the
+        content once, beside, and hands out copies of it.
 
         Raises:
             ValueError: `write` produced other than `size` bytes (the content was cut short).
         """
         name = os.path.basename(name) or "file"
         folder = os.path.join(self.root, key)
-        target = self._place(folder, name)
-        if self._intact(target, size):
-            return target
-        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with self._lock:
+            self._trim()
+            target = self._place(folder, name)
+            if self._intact(target, size):
+                self._own(target, owner)
+                return target
+            self._reserve(target)  # (held while it is written: trimming leaves it alone)
+        try:
+            part = self._fill(folder, target, name, size, write)
+        except BaseException:
+            with self._lock:
+                self._release(target)
+            raise
+        with self._lock:
+            try:
+                self._commit(part, target, size)
+                self._own(target, owner)
+            finally:
+                self._release(target)  # (the writer's hold: `owner` holds it now)
+        return target
+
+    def _fill(
+        self, folder: str, target: str, name: str, size: int | None, write: Callable[[int], None]
+    ) -> str:
+        """A part file holding the content: a copy of the original, a link to the same
+        content under another name, or what ``write(fd)`` wrote."""
         if self.keeps_originals:
             original = folder + ".original"  # (beside the folder: no file name can clash)
-            if not self._intact(original, size):
-                self._write(original, name, size, write)
-            self._write(target, name, size, functools.partial(_copy_file, original))
-            return target
-        for sibling in os.listdir(folder):  # the same content, arrived under another name
+            with self._lock:
+                have_original = self._intact(original, size)
+            if not have_original:
+                part = self._write(self.root, name, size, write)
+                with self._lock:
+                    self._stored.setdefault(original, _Stored(None, True))
+                    self._commit(part, original, size)
+            return self._write(folder, name, size, functools.partial(_copy_file, original))
+        for sibling in _listdir(folder):  # the same content, arrived under another name
             other = os.path.join(folder, sibling)
-            if sibling.startswith(".") or not self._intact(other, size):
-                continue
+            with self._lock:
+                if sibling.startswith(".") or other == target or not self._intact(other, size):
+                    continue
             part = os.path.join(folder, f".part-{secrets.token_hex(8)}")
             try:
                 os.link(other, part)
-                os.replace(part, target)
-            except OSError:
+                return part
+            except OSError:  # (trimmed meanwhile)
                 break
-            self._record(target)
-            return target
-        self._write(target, name, size, write)
-        return target
+        return self._write(folder, name, size, write)
 
-    def _write(self, path: str, name: str, size: int | None, write: Callable[[int], None]) -> None:
-        """Fill `path` with ``write(fd)`` (into a part file renamed into place).
+    def _write(self, folder: str, name: str, size: int | None, write: Callable[[int], None]) -> str:
+        """A new part file in `folder` filled with ``write(fd)``.
 
         Raises:
             ValueError: `write` produced other than `size` bytes.
         """
-        part = os.path.join(os.path.dirname(path), f".part-{secrets.token_hex(8)}")
-        out = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        part, out = self._part(folder)
         try:
             try:
                 write(out)
@@ -425,19 +493,46 @@ class FileStore:
                     f"file {name!r}: {written} bytes arrived of {size} (was it changed or "
                     "truncated while it was being sent?)"
                 )
+        except BaseException:
+            _unlink(part)
+            raise
+        return part
+
+    def _commit(self, part: str, path: str, size: int | None) -> None:
+        """Rename the filled `part` to `path`, unless another arrival of the same content got
+        there first (then `part` goes). Lock held: what others see of `path` changes at once."""
+        stored = self._stored[path]
+        if stored.written is not None and self._intact(path, size):
+            _unlink(part)
+            return
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
             os.replace(part, path)
         except BaseException:
-            try:
-                os.unlink(part)
-            except OSError:
-                pass
+            _unlink(part)
             raise
-        self._record(path)
+        info = os.stat(path)
+        stored.written = (info.st_size, info.st_mtime_ns)
+
+    @staticmethod
+    def _part(folder: str) -> tuple[str, int]:
+        """A new private part file in `folder` (made if missing, again if trimming removed it
+        meanwhile), open for writing."""
+        for attempt in range(3):
+            part = os.path.join(folder, f".part-{secrets.token_hex(8)}")
+            try:
+                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+                return part, os.open(part, flags, 0o600)
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+                os.makedirs(folder, exist_ok=True)
+        raise AssertionError("unreachable")
 
     def _place(self, folder: str, name: str) -> str:
         """Where a content arriving under `name` goes: its folder, unless the file there was
         changed since this store wrote it (user code changed a File it got: the change is
-        kept, and the arrival goes to a numbered folder beside it)."""
+        kept, and the arrival goes to a numbered folder beside it). Lock held."""
         target = os.path.join(folder, name)
         number = 0
         while self._changed(target):
@@ -446,34 +541,103 @@ class FileStore:
         return target
 
     def _changed(self, path: str) -> bool:
-        written = self._written.get(path)
-        if written is None:
+        stored = self._stored.get(path)
+        if stored is None or stored.written is None:
             return False
         try:
             info = os.stat(path)
         except OSError:
             return False  # (removed: the place is free again)
-        return (info.st_size, info.st_mtime_ns) != written
+        return (info.st_size, info.st_mtime_ns) != stored.written
 
     def _intact(self, path: str, size: int | None) -> bool:
         try:
             info = os.stat(path)
         except OSError:
             return False
-        written = self._written.get(path)
+        stored = self._stored.get(path)
+        written = None if stored is None else stored.written
         return (
             stat.S_ISREG(info.st_mode)  # (not the numbered folder of a changed file's content)
             and (size is None or info.st_size == size)
             and (written is None or written == (info.st_size, info.st_mtime_ns))
         )
 
-    def _record(self, path: str) -> None:
-        info = os.stat(path)
-        self._written[path] = (info.st_size, info.st_mtime_ns)
+    # -- what is kept (lock held) ------------------------------------------------------------
 
-    def download(self, url: str) -> str:
+    def _reserve(self, path: str) -> None:
+        """Hold `path` for the thread about to write it."""
+        stored = self._stored.get(path)
+        if stored is None:
+            stored = self._stored[path] = _Stored(None, False)
+        stored.owners += 1
+        self._unspare(path)
+
+    def _own(self, path: str, owner: Any) -> None:
+        """`owner` (a File) holds `path` until it goes away."""
+        if owner is None:
+            return
+        stored = self._stored.get(path)
+        if stored is None:  # (there, but not written by this store: user code put it there)
+            info = os.stat(path)
+            stored = self._stored[path] = _Stored((info.st_size, info.st_mtime_ns), False)
+        if stored.original:
+            return
+        stored.owners += 1
+        self._unspare(path)
+        weakref.finalize(owner, self._released.append, path).atexit = False
+
+    def _release(self, path: str) -> None:
+        """One holder of `path` is done with it: with none left, it is spare (or forgotten,
+        if it was never written)."""
+        stored = self._stored.get(path)
+        if stored is None or stored.owners == 0:
+            return
+        stored.owners -= 1
+        if stored.owners:
+            return
+        if stored.written is None:
+            del self._stored[path]
+        else:
+            self._spare[path] = stored.written[0]
+            self._spare_total += stored.written[0]
+
+    def _unspare(self, path: str) -> None:
+        size = self._spare.pop(path, None)
+        if size is not None:
+            self._spare_total -= size
+
+    def _trim(self) -> None:
+        """Count the Files that went away, then remove the longest unowned contents until the
+        spare ones fit in `spare_bytes`."""
+        released = self._released
+        while released:
+            self._release(released.popleft())
+        while self._spare_total > self.spare_bytes and self._spare:
+            path, size = self._spare.popitem(last=False)
+            self._spare_total -= size
+            del self._stored[path]
+            try:
+                os.unlink(path)
+            except OSError:
+                continue
+            folder = os.path.dirname(path)
+            while folder != self._root:  # (the content's folder, its numbered ones)
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break
+                folder = os.path.dirname(folder)
+
+    def spare(self) -> int:
+        """Bytes of contents no File owns that the store keeps now."""
+        with self._lock:
+            self._trim()
+            return self._spare_total
+
+    def download(self, url: str, owner: Any = None) -> str:
         """The local path of `url`'s content, downloaded on first use (``file:`` URLs are
-        local paths already)."""
+        local paths already), kept while `owner` lives."""
         parsed = urllib.parse.urlsplit(url)
         if parsed.scheme == "file":
             return urllib.request.url2pathname(parsed.path)
@@ -486,13 +650,31 @@ class FileStore:
                 shutil.copyfileobj(response, fh)
 
         key = "url-" + hashlib.sha256(url.encode()).hexdigest()[:40]
-        return self.put(key, os.path.basename(parsed.path) or "download", None, fetch)
+        return self.put(key, os.path.basename(parsed.path) or "download", None, fetch, owner)
 
     def remove(self) -> None:
         """Delete the store (at exit: the Files pointing into it are dangling afterwards)."""
-        root, self._root = self._root, None
+        with self._lock:
+            root, self._root = self._root, None
+            self._stored.clear()
+            self._spare.clear()
+            self._spare_total = 0
         if root is not None:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _listdir(folder: str) -> list[str]:
+    try:
+        return os.listdir(folder)
+    except FileNotFoundError:
+        return []
 
 
 def _remove_stale_stores(parent: str) -> None:

@@ -34,7 +34,7 @@ class File:
         url: the same, as Sieve's SDK also accepts ``File(url=...)``.
     """
 
-    __slots__ = ("_source", "_local")
+    __slots__ = ("_source", "_local", "__weakref__")  # (weakly: its content in the store)
 
     def __init__(
         self, path: str | os.PathLike[str] | None = None, *, url: str | None = None
@@ -54,7 +54,7 @@ class File:
     def path(self) -> str:
         """A local path to the file's content, downloading it on first use."""
         if self._local is None:
-            self._local = _files.store().download(self._source)
+            self._local = _files.store().download(self._source, self)
         return self._local
 
     def __fspath__(self) -> str:

@@ -322,3 +322,47 @@ def test_files_cross_into_and_out_of_a_container_without_a_shared_folder(
     assert isinstance(reversed_clip, sieve.File)
     # the same content is sent once: the container reuses its copy
     assert reverse.run(sieve.File(str(large)), str(small))[2] == clip_there
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("docker_backend_ready")
+def test_a_container_worker_keeps_only_what_its_files_hold_and_a_budget_of_the_rest(
+    unique: Unique, tmp_path: Path
+) -> None:
+    """A long-lived worker (a deployment's) receiving a new file with every call does not fill
+    its disk: once a call is over, nothing points at its file, and beyond the budget such
+    contents go, oldest first; a file the model keeps stays."""
+    clips = []
+    for number in range(6):
+        clip = tmp_path / f"clip-{number}.bin"
+        clip.write_bytes(bytes([number]) * (2 * MiB))  # (a descriptor each: over 64 KiB)
+        clips.append(clip)
+
+    @sieve.Model(name=unique("keeper"), backend="docker")
+    class Keeper:
+        def __setup__(self) -> None:
+            from sieve_jupyter.runtime import _files
+
+            self.store = _files.store()
+            self.store.spare_bytes = 5 * MiB
+            self.kept: list[sieve.File] = []
+
+        def __predict__(self, clip: sieve.File, keep: bool) -> Any:
+            import os
+
+            if keep:
+                self.kept.append(clip)
+            with open(clip.path, "rb") as fh:
+                first = fh.read(1)
+            on_disk = sum(
+                os.path.getsize(os.path.join(folder, name))
+                for folder, _, names in os.walk(self.store.root)
+                for name in names
+            )
+            return first, on_disk, [open(k.path, "rb").read(1) for k in self.kept]
+
+    answers = [Keeper.run(sieve.File(str(clip)), number == 0) for number, clip in enumerate(clips)]
+    assert [first for first, _, _ in answers] == [bytes([n]) for n in range(6)]
+    assert all(kept == [b"\x00"] for _, _, kept in answers)  # (the kept one stays)
+    # what is on disk: the kept file, this call's, and at most 5 MiB (two) of the others
+    assert [on_disk // MiB for _, on_disk, _ in answers] == [2, 4, 6, 8, 8, 8]

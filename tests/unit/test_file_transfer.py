@@ -346,3 +346,138 @@ def test_stores_of_processes_that_are_gone_are_removed(tmp_path: Path) -> None:
     assert not dead.exists() and live.exists()
     fresh.remove()
     assert sorted(os.listdir(tmp_path)) == [live.name]
+
+
+# -- what a store keeps while its process lives ------------------------------------------------
+
+
+@pytest.fixture
+def small_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[_files.FileStore]:
+    """A private store that keeps 1 MiB of contents no File points at."""
+    (tmp_path / "small").mkdir()
+    made = _files.FileStore(str(tmp_path / "small"), spare_bytes=2**20)
+    monkeypatch.setattr(_files, "_store", made)
+    yield made
+    made.remove()
+
+
+def _arrival(path: Path) -> bytes:
+    """A pickled File that carries `path`'s content (as a container's result would)."""
+    with _files.carrying_content():
+        return pickle.dumps(File(path), protocol=5)
+
+
+def test_contents_no_file_points_at_go_beyond_the_budget_oldest_first(
+    small_store: _files.FileStore, tmp_path: Path
+) -> None:
+    """A long notebook (or a server's worker) receiving many files does not fill its disk: what
+    no File points at any more is kept up to the budget, the longest unused going first; what
+    a File points at stays, however far over the budget the store is."""
+    arrivals = [_arrival(make(tmp_path, f"frame-{i}.bin", 400_000)) for i in range(5)]
+    kept = pickle.loads(arrivals[0])  # (the notebook keeps this result)
+    gone = [pickle.loads(data).path for data in arrivals[1:4]]  # (dropped at once)
+    assert small_store.spare() == 3 * 400_000 - 400_000  # (two fit in 1 MiB: the oldest went)
+    assert not os.path.exists(gone[0]) and all(os.path.exists(p) for p in gone[1:])
+    assert not os.path.exists(os.path.dirname(gone[0]))  # (its folder too)
+
+    small_store.spare_bytes = 0
+    last = pickle.loads(arrivals[4])
+    assert small_store.spare() == 0 and not any(os.path.exists(p) for p in gone)
+    assert Path(kept.path).read_bytes() == Path(tmp_path / "frame-0.bin").read_bytes()
+    assert Path(last.path).read_bytes() == Path(tmp_path / "frame-4.bin").read_bytes()
+    del kept, last
+    assert small_store.spare() == 0 and os.listdir(small_store.root) == []
+
+
+def test_a_spare_content_that_arrives_again_is_reused_and_owned_again(
+    small_store: _files.FileStore, tmp_path: Path
+) -> None:
+    data = _arrival(make(tmp_path, "clip.bin", 300_000))
+    first = pickle.loads(data)
+    path, inode = first.path, os.stat(first.path).st_ino
+    del first
+    assert small_store.spare() == 300_000
+    again = pickle.loads(data)
+    assert again.path == path and os.stat(path).st_ino == inode  # (not written again)
+    assert small_store.spare() == 0
+    small_store.spare_bytes = 0
+    pickle.loads(_arrival(make(tmp_path, "other.bin", 10)))  # (trims, but not what is owned)
+    assert Path(again.path).read_bytes() == (tmp_path / "clip.bin").read_bytes()
+
+
+def test_a_content_two_files_point_at_stays_until_both_are_gone(
+    small_store: _files.FileStore, tmp_path: Path
+) -> None:
+    small_store.spare_bytes = 0
+    data = _arrival(make(tmp_path, "shared.bin", 1000))
+    one, two = pickle.loads(data), pickle.loads(data)
+    assert one.path == two.path
+    del one
+    assert small_store.spare() == 0 and os.path.exists(two.path)
+    path = two.path
+    del two
+    assert small_store.spare() == 0 and not os.path.exists(path)
+
+
+def test_originals_kept_for_references_are_never_trimmed(
+    small_store: _files.FileStore, tmp_path: Path
+) -> None:
+    """A process sent references (a Ray worker) must find each content it confirmed: the
+    originals stay; the copies handed out go like any content."""
+    small_store.spare_bytes = 0
+    small_store.keeps_originals = True
+    path = make(tmp_path, "weights.bin", 5000)
+    copy_path = pickle.loads(_arrival(path)).path  # (dropped at once)
+    assert small_store.spare() == 0 and not os.path.exists(copy_path)
+    again = pickle.loads(_reference_to(path))
+    assert Path(again.path).read_bytes() == path.read_bytes()
+
+
+def test_a_store_stays_consistent_under_concurrent_arrivals_and_drops(
+    small_store: _files.FileStore, tmp_path: Path
+) -> None:
+    """Threads receiving the same and different contents while others drop theirs, with
+    nothing spare kept: every File alive finds its content, and once all are gone nothing
+    is left."""
+    small_store.spare_bytes = 0
+    arrivals = [_arrival(make(tmp_path, f"part-{i}.bin", 70_000 + i)) for i in range(4)]
+    sizes = [70_000 + i for i in range(4)]
+    failures: list[BaseException] = []
+
+    def receive(seed: int) -> None:
+        try:
+            held: list[File] = []
+            for round_ in range(150):
+                index = (seed + round_) % 4
+                file = pickle.loads(arrivals[index])
+                assert os.path.getsize(file.path) == sizes[index]
+                held.append(file)
+                if len(held) > 2:
+                    dropped = held.pop(0)
+                    assert os.path.exists(dropped.path)  # (owned until now)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=receive, args=(seed,)) for seed in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+    assert small_store.spare() == 0
+    leftover = [name for _, _, names in os.walk(small_store.root) for name in names]
+    assert leftover == []
+
+
+def test_a_downloaded_url_is_kept_while_a_file_points_at_it(
+    small_store: _files.FileStore, server: _Server
+) -> None:
+    small_store.spare_bytes = 0
+    url = f"http://127.0.0.1:{server.server_address[1]}/pics/cat.png"
+    file = File(url=url)
+    path = file.path
+    assert File(url=url).path == path and server.hits == 1  # (the store had it)
+    del file
+    assert small_store.spare() == 0 and not os.path.exists(path)
+    assert Path(File(url=url).path).read_bytes() == b"remote image bytes"
+    assert server.hits == 2
