@@ -79,8 +79,9 @@ _THIS_FILE = os.path.abspath(__file__)
 #: (packed outcome or None, the highest side-message number the hub holds, the tail: numbered
 #: side messages not shipped). An outcome None: the call was not run (the worker is retiring)
 Outcome = tuple[Any, int, list[tuple[int, Any]]]
-#: a call: (job id, args, kwargs, the jobs whose outcomes the kernel has received)
-Request = tuple[str, tuple[Any, ...], dict[str, Any], list[str]]
+#: a call: (job id, contents to drop (`_files.Forget`, None once unpickled), args, kwargs, the
+#: jobs whose outcomes the kernel has received)
+Request = tuple[str, None, tuple[Any, ...], dict[str, Any], list[str]]
 
 
 #: side messages shipped at once: a call to another function waits for its answer, and a
@@ -279,7 +280,7 @@ class SieveWorker:
         large = False
         for job, request in requests:
             try:
-                _, args, kwargs, received = loads(request)
+                _, _, args, kwargs, received = loads(request)
             except Exception as exc:  # noqa: BLE001 - reported as that job's error
                 message: Message = Error(job, _error(call_failed(job, exc)), False)
             else:
@@ -308,7 +309,7 @@ class SieveWorker:
         return self._call(request, by_hub=True)
 
     def _call(self, request: Request | bytes, *, by_hub: bool) -> Outcome | bytes:
-        job, args, kwargs, received = loads(request)
+        job, _, args, kwargs, received = loads(request)
         self._journal.received(received)
         if self._retired:
             return None, *self._outbox.close_job()
@@ -344,7 +345,7 @@ class SieveWorker:
     def stream(self, request: Request | bytes) -> Iterator[Any]:
         """Run one job of a generator function (`request` as for `call`): yields
         ``("output", item)`` for each item as it is produced, then ``("end", *outcome)``."""
-        job, args, kwargs, received = loads(request)
+        job, _, args, kwargs, received = loads(request)
         self._journal.received(received)
         if self._retired:
             yield ("end", None, *self._outbox.close_job())

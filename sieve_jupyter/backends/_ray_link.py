@@ -137,11 +137,17 @@ class RayLink(WorkerLink):
         #: the actor does not see the kernel's files (another machine, a container): Files
         #: sent to it take their content (`_files.carrying_content`), and so do its answers
         self._carry_files = False
-        #: contents (SHA-256) the actor holds: a call that ran unpickled them into its store,
-        #: so a File with one of them goes as a reference to it, not its content again
-        self._held: set[str] = set()
+        #: contents (SHA-256) sent to the actor, and those it holds: a call that ran unpickled
+        #: them into its store, so a File with one of them goes as a reference to it, not its
+        #: content again (bounded: the actor is told to drop the least recently used)
+        self._contents = _files.PeerContents()
         #: the contents each call not answered yet carries (held once it has run)
         self._carried: dict[str, list[str]] = {}
+        #: what each call not answered yet tells the actor to drop (again if it never ran)
+        self._forgets: dict[str, _files.Forget] = {}
+        #: held from a call's pickling to its sending: the actor unpickles calls in the order
+        #: they were pickled, so a `Forget` comes after every call that still refers to them
+        self._send_lock = threading.RLock()
         self._sent: collections.deque[_Sent] = collections.deque()
         self._news = threading.Condition()
         #: refs of the calls not answered yet, by job id (for `ray.cancel`)
@@ -229,7 +235,8 @@ class RayLink(WorkerLink):
         self, job: str, args: tuple[Any, ...], kwargs: dict[str, Any], *, waited: bool = False
     ) -> None:
         self._check_open()
-        self._send_request(job, self._request(job, args, kwargs), waited=waited)
+        with self._send_lock:
+            self._send_request(job, self._request(job, args, kwargs), waited=waited)
 
     def send_calls(
         self, calls: CallBatch, unsendable: Unsendable, *, waited: str | None = None
@@ -243,6 +250,10 @@ class RayLink(WorkerLink):
         alone, in their place. A cancel reaches a grouped job through the mailbox
         (`ray.cancel` would stop the whole group)."""
         self._check_open()
+        with self._send_lock:
+            self._send_calls(calls, unsendable, waited)
+
+    def _send_calls(self, calls: CallBatch, unsendable: Unsendable, waited: str | None) -> None:
         group: list[tuple[str, bytes]] = []
         for job, args, kwargs in calls:
             try:
@@ -267,21 +278,32 @@ class RayLink(WorkerLink):
 
     def _request(self, job: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """A call's one argument to the actor, as bytes when it can be (see _ray_wire.py),
-        with the jobs whose outcomes arrived since the previous call (for the journal)."""
+        with the contents the actor may drop (before the arguments: see `_files.Forget`) and
+        the jobs whose outcomes arrived since the previous call (for the journal)."""
         with self._received_lock:
             received, self._received = self._received, []
-        request = (job, args, kwargs, received)
-        outgoing = _files.for_peer(self._held) if self._carry_files else None
+        forget = self._contents.take_forget() if self._carry_files else None
+        request = (job, forget, args, kwargs, received)
+        outgoing = self._contents.outgoing() if self._carry_files else None
         try:
             with _files.carrying_content(self._carry_files, outgoing):
                 data = dumps_small(request)
-            if outgoing is not None and outgoing.carried:
-                self._carried[job] = outgoing.carried
-            return data or request
         except BaseException:
             with self._received_lock:  # (not sent: the next call carries them)
                 self._received[:0] = received
+            if forget is not None:
+                self._contents.forget_again(forget)
             raise
+        if outgoing is not None:
+            self._sent_with(job, outgoing)
+        if forget is not None:
+            self._forgets[job] = forget
+        return data or request
+
+    def _sent_with(self, job: str, outgoing: _files.Outgoing) -> None:
+        self._contents.sent(outgoing)
+        if outgoing.carried:
+            self._carried[job] = list(outgoing.carried)
 
     def _send_group(self, group: list[tuple[str, bytes]]) -> None:
         if len(group) == 1:
@@ -298,7 +320,8 @@ class RayLink(WorkerLink):
         # (a request that is not bytes holds a large buffer: Ray pickles it, here and now,
         # carrying what `_request` carried, and referring to what the actor holds)
         carry = self._carry_files and type(request) is not bytes
-        with _files.carrying_content(carry, _files.for_peer(self._held) if carry else None):
+        outgoing = self._contents.outgoing() if carry else None
+        with _files.carrying_content(carry, outgoing):
             if self._streaming and self._backend.client_mode:
                 # (Ray Client cannot iterate a streaming generator: the items come by the hub)
                 sent = _Sent("call", job, self._actor.stream_by_hub.remote(request))
@@ -306,6 +329,8 @@ class RayLink(WorkerLink):
                 sent = _Sent("stream", job, self._actor.stream.remote(request))
             else:
                 sent = _Sent("call", job, self._actor.call.remote(request), claimed=waited)
+        if outgoing is not None:
+            self._sent_with(job, outgoing)
         self._refs[job] = sent.ref
         self._enqueue(sent)
 
@@ -358,8 +383,11 @@ class RayLink(WorkerLink):
         Raises:
             Exception: `message` cannot be pickled (a reply's value), before anything is sent.
         """
-        with _files.carrying_content(self._carry_files):
+        outgoing = _files.Outgoing(limit=0) if self._carry_files else None
+        with _files.carrying_content(self._carry_files, outgoing):
             data = dumps_all(pack(message))
+        if outgoing is not None:
+            self._contents.sent(outgoing)  # (the actor keeps them: forgotten in their turn)
         self._post(self._worker_id, data)
 
     def swap(self, swap: int, payload: bytes, sources: dict[str, list[str]]) -> None:
@@ -457,8 +485,10 @@ class RayLink(WorkerLink):
                 self._actor_gone(sent, exc)
                 return
             except ray.exceptions.TaskCancelledError:
+                self._not_run(sent)
                 outcome = (pack(Skipped(sent.job)), 0, []) if sent.job is not None else None
             except Exception as exc:  # noqa: BLE001 - the call itself failed in Ray
+                self._not_run(sent)
                 outcome = self._failed_in_ray(sent, exc)  # (each of a group's jobs in turn)
             else:
                 self._ran(sent)
@@ -472,9 +502,19 @@ class RayLink(WorkerLink):
         it carried are in the worker's store now (a call Ray cancelled or could not run was
         never unpickled: its contents are sent again). Not said of a group's jobs, one of which
         may have failed to unpickle: they carry small contents only, sent again each time."""
-        carried = self._carried.pop(sent.job, None) if sent.job is not None else None
+        if sent.job is None:
+            return
+        self._forgets.pop(sent.job, None)
+        carried = self._carried.pop(sent.job, None)
         if carried and sent.index is None:
-            self._held.update(carried)
+            self._contents.confirm(carried)
+
+    def _not_run(self, sent: _Sent) -> None:
+        """`sent` failed in Ray (cancelled before it started, say): what it told the actor to
+        drop goes with the next call (dropping twice does no harm)."""
+        forget = self._forgets.pop(sent.job, None) if sent.job is not None else None
+        if forget is not None:
+            self._contents.forget_again(forget)
 
     def _answered_group(self, first: _Sent, outcome: Any) -> None:
         """The group `first` leads was answered: its jobs' outcomes came as side messages,
@@ -485,6 +525,7 @@ class RayLink(WorkerLink):
             while self._sent and self._sent[0].ref is first.ref:
                 members.append(self._sent.popleft())
                 self._carried.pop(members[-1].job or "", None)
+                self._forgets.pop(members[-1].job or "", None)
             if self._sent and self._sent[0].claimed:
                 self._news.notify_all()  # (its caller waits for it to come first)
         with self._received_lock:
@@ -509,6 +550,7 @@ class RayLink(WorkerLink):
         if sent.kind in ("call", "stream"):
             self._refs.pop(sent.job, None)
             self._carried.pop(sent.job, None)
+            self._forgets.pop(sent.job, None)
             with self._received_lock:
                 self._received.append(sent.job)
         if sent.kind == "ping" or outcome is None:

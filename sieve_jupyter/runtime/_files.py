@@ -42,6 +42,8 @@ __all__ = [
     "INLINE_FILE",
     "MAX_FILE_DESCRIPTORS",
     "FileStore",
+    "Forget",
+    "PeerContents",
     "carry_content_by_default",
     "carrying_content",
     "for_peer",
@@ -95,10 +97,10 @@ def filesystem_id() -> str:
 class Outgoing:
     """The files whose descriptors a frame being pickled will carry, in order (`limit` at
     most: the contents of the others go inside the pickle). `held`: contents (SHA-256) the
-    receiver is known to hold, which go as a reference to its store; `carried` collects those
-    of the contents put inside the pickle."""
+    receiver is known to hold, which go as a reference to its store (collected in
+    `referenced`); `carried` collects the contents put inside the pickle, with their sizes."""
 
-    __slots__ = ("carried", "held", "limit", "paths")
+    __slots__ = ("carried", "held", "limit", "paths", "referenced")
 
     def __init__(
         self, limit: int = MAX_FILE_DESCRIPTORS, held: set[str] | frozenset[str] = frozenset()
@@ -106,7 +108,8 @@ class Outgoing:
         self.limit = limit
         self.paths: list[tuple[str, int]] = []
         self.held = held
-        self.carried: list[str] = []
+        self.carried: dict[str, int] = {}
+        self.referenced: list[str] = []
 
     def add(self, path: str, size: int) -> int:
         for index, (known, _) in enumerate(self.paths):
@@ -167,6 +170,88 @@ def for_peer(held: set[str]) -> Outgoing:
     return Outgoing(limit=0, held=held)
 
 
+#: contents a peer keeping originals is left holding for this process at most (`PeerContents`)
+PEER_CONTENTS = 10_000
+
+
+class PeerContents:
+    """The contents this process sent to a peer that keeps them (`keep_originals`: a Ray worker
+    on another machine), and those it may refer to instead of sending them again (`held`: a
+    call that carried them ran there). Bounded like a store's spare contents: beyond
+    `SPARE_BYTES` (or `PEER_CONTENTS` contents), the least recently sent or referred to are
+    forgotten here, and the peer is told to drop them by the next call (`take_forget`), which
+    the peer unpickles after every message that may still refer to them. Thread-safe."""
+
+    def __init__(self, limit_bytes: int | None = None, limit_count: int | None = None) -> None:
+        self.limit_bytes = SPARE_BYTES if limit_bytes is None else limit_bytes
+        self.limit_count = PEER_CONTENTS if limit_count is None else limit_count
+        self.held: set[str] = set()
+        self._lock = threading.Lock()
+        #: every content sent (digest -> size), the least recently used first
+        self._sent: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self._total = 0
+        self._forgotten: list[str] = []
+
+    def outgoing(self) -> Outgoing:
+        """What to pickle a message to the peer with."""
+        return for_peer(self.held)
+
+    def sent(self, outgoing: Outgoing) -> None:
+        """A message pickled with `outgoing` is going to the peer: what it carried and what it
+        referred to are the most recently used now; the least recently used beyond the budget
+        are forgotten."""
+        with self._lock:
+            known = self._sent
+            for digest, size in outgoing.carried.items():
+                self._total += size - known.pop(digest, 0)
+                known[digest] = size
+            for digest in outgoing.referenced:
+                if digest in known:
+                    known.move_to_end(digest)
+            while known and (self._total > self.limit_bytes or len(known) > self.limit_count):
+                digest, size = known.popitem(last=False)
+                self._total -= size
+                self.held.discard(digest)
+                self._forgotten.append(digest)
+
+    def confirm(self, digests: list[str]) -> None:
+        """A call that carried `digests` ran: the peer holds them (unless forgotten since)."""
+        with self._lock:
+            self.held.update(d for d in digests if d in self._sent)
+
+    def take_forget(self) -> Forget | None:
+        """What the next call tells the peer to drop (None: nothing)."""
+        with self._lock:
+            if not self._forgotten:
+                return None
+            forget, self._forgotten = Forget(self._forgotten), []
+        return forget
+
+    def forget_again(self, forget: Forget) -> None:
+        """The call that carried `forget` was never unpickled (cancelled before it ran): the
+        next one tells the peer."""
+        with self._lock:
+            self._forgotten.extend(forget.digests)
+
+
+class Forget:
+    """Placed in a message before its values: unpickling it makes the receiving store drop the
+    originals of `digests` (its sender no longer refers to them), before any content that
+    message carries arrives (a pickle is rebuilt in order)."""
+
+    __slots__ = ("digests",)
+
+    def __init__(self, digests: list[str]) -> None:
+        self.digests = digests
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_forget_originals, (self.digests,))
+
+
+def _forget_originals(digests: list[str]) -> None:
+    store().forget_originals(digests)
+
+
 def carry_content_by_default(carry: bool) -> None:
     """Make every thread of this process pickle Files with their content unless told otherwise
     (a Ray actor whose every pickle goes to a kernel that does not see its files: its answers
@@ -202,6 +287,7 @@ def reduce_file(file: Any) -> tuple[Any, ...]:
     digest = digest_of(path, info)
     name = os.path.basename(path) or "file"
     if digest in outgoing.held:
+        outgoing.referenced.append(digest)
         return (_held, (cls, file.url, name, digest, info.st_size))
     if info.st_size <= INLINE_FILE or len(outgoing.paths) >= outgoing.limit:
         data = bytearray(info.st_size)
@@ -209,7 +295,7 @@ def reduce_file(file: Any) -> tuple[Any, ...]:
             fh.readinto(data)
         content: Any = bytes(data) if info.st_size <= INLINE_FILE else pickle.PickleBuffer(data)
         if outgoing is not _INLINE_ONLY:  # (the shared one collects nothing)
-            outgoing.carried.append(digest)
+            outgoing.carried[digest] = info.st_size
         return (_with_content, (cls, file.url, name, digest, content))
     index = outgoing.add(path, info.st_size)
     return (_with_descriptor, (cls, file.url, name, digest, info.st_size, index))
@@ -290,7 +376,7 @@ def _held(cls: type[Any], url: str | None, name: str, digest: str, size: int) ->
         )
 
     file = _new_file(cls)
-    return _received(file, url, store().put(digest, name, size, missing, file))
+    return _received(file, url, store().put(digest, name, size, missing, file, reference=True))
 
 
 def _with_descriptor(
@@ -415,11 +501,14 @@ class FileStore:
         size: int | None,
         write: Callable[[int], None],
         owner: Any = None,
+        *,
+        reference: bool = False,
     ) -> str:
         """The path of content `key` under `name`, calling ``write(fd)`` to fill it only if
         the store does not have it yet (`size` None: not known in advance). The path is kept
         while `owner` (the File it is for) lives. A store that keeps originals writes the
-        content once, beside, and hands out copies of it.
+        content once, beside, and hands out copies of it: a content that arrives (not as a
+        `reference` to one the store holds) is kept as an original again if it was dropped.
 
         Raises:
             ValueError: `write` produced other than `size` bytes (the content was cut short).
@@ -429,7 +518,7 @@ class FileStore:
         with self._lock:
             self._trim()
             target = self._place(folder, name)
-            if self._intact(target, size):
+            if self._intact(target, size) and (reference or not self._lacks_original(folder, size)):
                 self._own(target, owner)
                 return target
             self._reserve(target)  # (held while it is written: trimming leaves it alone)
@@ -446,6 +535,9 @@ class FileStore:
             finally:
                 self._release(target)  # (the writer's hold: `owner` holds it now)
         return target
+
+    def _lacks_original(self, folder: str, size: int | None) -> bool:
+        return self.keeps_originals and not self._intact(folder + ".original", size)
 
     def _fill(
         self, folder: str, target: str, name: str, size: int | None, write: Callable[[int], None]
@@ -628,6 +720,18 @@ class FileStore:
                 except OSError:
                     break
                 folder = os.path.dirname(folder)
+
+    def forget_originals(self, digests: list[str]) -> None:
+        """Drop the originals of `digests` (see `keep_originals`): the process sending them
+        no longer refers to them. The copies handed out stay while their Files live."""
+        with self._lock:
+            root = self._root
+            if root is None:
+                return
+            for digest in digests:
+                path = os.path.join(root, os.path.basename(digest) + ".original")
+                self._stored.pop(path, None)
+                _unlink(path)
 
     def spare(self) -> int:
         """Bytes of contents no File owns that the store keeps now."""

@@ -214,3 +214,41 @@ def test_a_worker_that_changed_a_file_it_got_gets_its_content_again(
     for _ in range(3):
         assert append.run(sieve.File(str(source))) == "first line\n"
     assert source.read_text() == "first line\n"
+
+
+def test_a_worker_drops_the_contents_the_kernel_no_longer_refers_to(
+    unique: Unique, apart: Path, on_node: Callable[[str], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker on another machine keeps each content it got, for the kernel's references;
+    beyond the budget the kernel forgets the least recently used and tells the worker with its
+    next call, so a long-lived worker (a deployment's) does not fill its disk. A forgotten
+    content sent again arrives whole; one still held goes as a reference."""
+    from sieve_jupyter.runtime import _files
+
+    monkeypatch.setattr(_files, "SPARE_BYTES", 5 * MiB)  # (the kernel's side of the budget)
+    on_node("node2")
+    clips = []
+    for number in range(6):
+        clip = apart / f"clip-{number}.bin"
+        clip.write_bytes(bytes([number]) * (2 * MiB))
+        clips.append(clip)
+
+    @sieve.function(name=unique("originals"), backend="ray")
+    def originals(clip: sieve.File) -> Any:
+        import os
+
+        from sieve_jupyter.runtime import _files
+
+        with open(clip.path, "rb") as fh:
+            first = fh.read(1)
+        root = _files.store().root
+        return first, sum(name.endswith(".original") for name in os.listdir(root))
+
+    answers = [originals.run(sieve.File(str(clip))) for clip in clips]
+    assert [first for first, _ in answers] == [bytes([n]) for n in range(6)]
+    # two fit in 5 MiB with the one arriving; the third is dropped with the next call
+    assert [kept for _, kept in answers] == [1, 2, 3, 3, 3, 3]
+    # a held content goes as a reference (nothing new kept: the call drops clip-3's)...
+    assert originals.run(sieve.File(str(clips[5]))) == (b"\x05", 2)
+    # ...and a forgotten one arrives whole again
+    assert originals.run(sieve.File(str(clips[0]))) == (b"\x00", 3)

@@ -192,12 +192,12 @@ def test_a_content_the_peer_holds_goes_as_a_reference(
     first = _files.for_peer(set())
     with _files.carrying_content(outgoing=first):
         data = pickle.dumps(File(path), protocol=5)
-    assert len(data) > 2 * 2**20 and first.carried == [_files.digest_of(str(path))]
+    assert len(data) > 2 * 2**20 and first.carried == {_files.digest_of(str(path)): 2 * 2**20}
     received = pickle.loads(data)
     again = _files.for_peer(set(first.carried))
     with _files.carrying_content(outgoing=again):
         reference = pickle.dumps(File(path), protocol=5)
-    assert len(reference) < 1024 and again.carried == []
+    assert len(reference) < 1024 and again.carried == {}
     assert pickle.loads(reference).path == received.path  # (the copy it holds)
     store.remove()  # a peer that lost its store says so, naming the file
     with pytest.raises(ValueError, match=r"'clip.bin' .* does not: its store was removed"):
@@ -481,3 +481,61 @@ def test_a_downloaded_url_is_kept_while_a_file_points_at_it(
     assert small_store.spare() == 0 and not os.path.exists(path)
     assert Path(File(url=url).path).read_bytes() == b"remote image bytes"
     assert server.hits == 2
+
+
+def test_a_peer_keeping_originals_is_told_to_drop_the_least_recently_used(
+    store: _files.FileStore, tmp_path: Path
+) -> None:
+    """`PeerContents` bounds what a Ray worker keeps for the kernel's references: beyond the
+    budget, the contents least recently sent or referred to are forgotten on the kernel's
+    side, and the next message, unpickled there before its own values, drops their originals.
+    A content sent again after that arrives whole and is held again."""
+    store.keeps_originals = True
+    peer = _files.PeerContents(limit_bytes=250_000)
+    paths = [make(tmp_path, f"take-{i}.bin", 100_000) for i in range(3)]
+    digests = [_files.digest_of(str(p)) for p in paths]
+
+    def message(*files: Path) -> bytes:
+        """What the kernel sends: the forget first, then the Files; confirmed once sent (as
+        a call that ran)."""
+        forget = peer.take_forget()
+        outgoing = peer.outgoing()
+        with _files.carrying_content(outgoing=outgoing):
+            data = pickle.dumps((forget, [File(f) for f in files]), protocol=5)
+        peer.sent(outgoing)
+        pickle.loads(data)
+        peer.confirm(list(outgoing.carried))
+        return data
+
+    def originals() -> list[str]:
+        return sorted(n for n in os.listdir(store.root) if n.endswith(".original"))
+
+    message(paths[0], paths[1])
+    assert peer.held == {digests[0], digests[1]}
+    assert len(message(paths[0])) < 1024  # (a reference) and now the most recently used
+    message(paths[2])  # (300,000 bytes sent: the least recently used, take-1, is forgotten)
+    assert peer.held == {digests[0], digests[2]}
+    assert len(originals()) == 3  # (the worker is told with the next message)
+    message()
+    assert originals() == sorted(f"{digests[i]}.original" for i in (0, 2))
+    again = pickle.loads(message(paths[1]))[1][0]  # (whole again: take-0 is forgotten now)
+    assert Path(again.path).read_bytes() == paths[1].read_bytes()
+    assert peer.held == {digests[1], digests[2]}
+    # its copy was still in the store, yet the content is kept as an original again, so a
+    # reference finds it after user code changed that copy
+    assert f"{digests[1]}.original" in originals()
+    Path(again.path).write_bytes(b"changed by the call")
+    assert Path(pickle.loads(message(paths[1]))[1][0].path).read_bytes() == paths[1].read_bytes()
+
+
+def test_a_forget_that_never_arrived_goes_with_the_next_message() -> None:
+    peer = _files.PeerContents(limit_bytes=0)
+    outgoing = peer.outgoing()
+    outgoing.carried["a" * 64] = 10
+    peer.sent(outgoing)
+    forget = peer.take_forget()
+    assert forget is not None and forget.digests == ["a" * 64]
+    assert peer.take_forget() is None
+    peer.forget_again(forget)  # (its call was cancelled before the worker unpickled it)
+    again = peer.take_forget()
+    assert again is not None and again.digests == ["a" * 64]
