@@ -242,14 +242,7 @@ def _resolve(node: ast.expr, names: dict[str, Any]) -> Any:
             raise LookupError(node.id)
         return names[node.id]
     if isinstance(node, ast.Attribute):
-        owner = _resolve(node.value, names)
-        if isinstance(owner, dict):
-            if node.attr not in owner:
-                raise LookupError(node.attr)
-            return owner[node.attr]
-        if owner not in _SAFE_MODULES.values():
-            raise LookupError(node.attr)
-        return getattr(owner, node.attr)
+        return _resolve_attribute(node, names)
     if isinstance(node, ast.Constant):
         if node.value is None:
             return None
@@ -257,22 +250,39 @@ def _resolve(node: ast.expr, names: dict[str, Any]) -> Any:
             return _resolve(ast.parse(node.value, mode="eval").body, names)
         raise LookupError(repr(node.value))
     if isinstance(node, ast.Subscript):
-        origin = _resolve(node.value, names)
-        if origin is typing.Literal:
-            values = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
-            return typing.Literal[tuple(ast.literal_eval(v) for v in values)]
-        if origin is typing.Annotated and isinstance(node.slice, ast.Tuple):
-            return _resolve(node.slice.elts[0], names)  # the type; its metadata is code
-        if isinstance(node.slice, ast.Tuple):
-            arguments: Any = tuple(_resolve(e, names) for e in node.slice.elts)
-        else:
-            arguments = _resolve(node.slice, names)
-        return origin[arguments]
+        return _resolve_subscript(node, names)
     if isinstance(node, ast.List):  # Callable[[int, str], R]
         return [_resolve(e, names) for e in node.elts]
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
         return typing.Union[_resolve(node.left, names), _resolve(node.right, names)]  # noqa: UP007
     raise LookupError(type(node).__name__)
+
+
+def _resolve_attribute(node: ast.Attribute, names: dict[str, Any]) -> Any:
+    """``sieve.File``, ``typing.Optional``: an attribute of a namespace or of a safe module."""
+    owner = _resolve(node.value, names)
+    if isinstance(owner, dict):
+        if node.attr not in owner:
+            raise LookupError(node.attr)
+        return owner[node.attr]
+    if owner not in _SAFE_MODULES.values():
+        raise LookupError(node.attr)
+    return getattr(owner, node.attr)
+
+
+def _resolve_subscript(node: ast.Subscript, names: dict[str, Any]) -> Any:
+    """``list[int]``, ``Literal["a", "b"]``, ``Annotated[T, ...]`` (the type only)."""
+    origin = _resolve(node.value, names)
+    if origin is typing.Literal:
+        values = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        return typing.Literal[tuple(ast.literal_eval(v) for v in values)]
+    if origin is typing.Annotated and isinstance(node.slice, ast.Tuple):
+        return _resolve(node.slice.elts[0], names)  # the type; its metadata is code
+    if isinstance(node.slice, ast.Tuple):
+        arguments: Any = tuple(_resolve(e, names) for e in node.slice.elts)
+    else:
+        arguments = _resolve(node.slice, names)
+    return origin[arguments]
 
 
 def _annotation(node: ast.expr | None, names: dict[str, Any]) -> Any:

@@ -144,71 +144,85 @@ def substitute_environment(
 ) -> Any:
     """The document's data with ``${NAME}`` environment variables substituted where the format
     says so; problems (unset variables, misplaced or malformed references) go to `problems`."""
+    return _Substitution(document, environ, problems).visit(document.data, ())
 
-    def visit(value: Any, location: Location) -> Any:
+
+class _Substitution:
+    """One pass of `substitute_environment` over a document."""
+
+    def __init__(
+        self, document: YamlDocument, environ: Mapping[str, str], problems: ModelProblems
+    ) -> None:
+        self.document = document
+        self.environ = environ
+        self.problems = problems
+
+    def visit(self, value: Any, location: Location) -> Any:
         if _is_input_value(location):
-            check_input_value(value, location)
+            self._check_input_value(value, location)
             return value
         if isinstance(value, dict):
-            return {k: visit(v, (*location, str(k))) for k, v in value.items()}
+            return {k: self.visit(v, (*location, str(k))) for k, v in value.items()}
         if isinstance(value, list):
-            return [visit(v, (*location, i)) for i, v in enumerate(value)]
-        try:
-            reference = reference_in(value)
-        except ValueError as exc:
-            problems.add(location, document.problem(location, str(exc), _ONE_REFERENCE_FIX))
-            return value
+            return [self.visit(v, (*location, i)) for i, v in enumerate(value)]
+        reference = self._reference(value, location)
         if reference is None:
             return value
         if location[-1:] == ("access_token",):
-            if not reference.is_environment:
-                problems.add(
-                    location,
-                    document.problem(
-                        location,
-                        f"{reference} is not an environment variable.",
-                        "write access_token: ${NAME} with NAME the variable that holds the token.",
-                    ),
-                )
-            elif reference.name not in environ:
-                problems.add(location, _unset_problem(document, location, reference.name))
+            self._check_token(reference, location)
             return value  # read for the clone only
         if len(location) == 3 and location[2] == "name" and str(reference) == UNIVERSAL_NAME:
             return value
         if not reference.is_environment:
-            problems.add(
+            self._add(
                 location,
-                document.problem(
-                    location,
-                    f"{reference} can only be used as the value of an entrypoint's input.",
-                    "write the value here as text, or an environment variable ${NAME}.",
-                ),
+                f"{reference} can only be used as the value of an entrypoint's input.",
+                "write the value here as text, or an environment variable ${NAME}.",
             )
             return value
-        if reference.name not in environ:
-            problems.add(location, _unset_problem(document, location, reference.name))
-            return value
-        return environ[reference.name]
+        return self._environment_value(reference.name, value, location)
 
-    def check_input_value(value: Any, location: Location) -> None:
+    def _reference(self, value: Any, location: Location) -> Reference | None:
+        """The reference `value` is (None: none, or a malformed one, reported)."""
+        try:
+            return reference_in(value)
+        except ValueError as exc:
+            self._add(location, str(exc), _ONE_REFERENCE_FIX)
+            return None
+
+    def _check_token(self, reference: Reference, location: Location) -> None:
+        if not reference.is_environment:
+            self._add(
+                location,
+                f"{reference} is not an environment variable.",
+                "write access_token: ${NAME} with NAME the variable that holds the token.",
+            )
+        else:
+            self._is_set(reference.name, location)
+
+    def _environment_value(self, name: str, value: Any, location: Location) -> Any:
+        return self.environ[name] if self._is_set(name, location) else value
+
+    def _is_set(self, name: str, location: Location) -> bool:
+        """Whether environment variable `name` is set (reported if not)."""
+        if name in self.environ:
+            return True
+        self.problems.add(location, _unset_problem(self.document, location, name))
+        return False
+
+    def _check_input_value(self, value: Any, location: Location) -> None:
+        """An entrypoint input's value may be any reference, but only as the whole value; an
+        environment variable must be set."""
         if isinstance(value, (dict, list)):
             if _contains_reference(value):
-                problems.add(
-                    location,
-                    document.problem(
-                        location, "has a reference inside a list or mapping.", _ONE_REFERENCE_FIX
-                    ),
-                )
+                self._add(location, "has a reference inside a list or mapping.", _ONE_REFERENCE_FIX)
             return
-        try:
-            reference = reference_in(value)
-        except ValueError as exc:
-            problems.add(location, document.problem(location, str(exc), _ONE_REFERENCE_FIX))
-            return
-        if reference is not None and reference.is_environment and reference.name not in environ:
-            problems.add(location, _unset_problem(document, location, reference.name))
+        reference = self._reference(value, location)
+        if reference is not None and reference.is_environment:
+            self._is_set(reference.name, location)
 
-    return visit(document.data, ())
+    def _add(self, location: Location, message: str, fix: str) -> None:
+        self.problems.add(location, self.document.problem(location, message, fix))
 
 
 # --- runtime references, per model ---------------------------------------------------------------
