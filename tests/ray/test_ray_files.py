@@ -223,9 +223,9 @@ def test_a_worker_drops_the_contents_the_kernel_no_longer_refers_to(
     beyond the budget the kernel forgets the least recently used and tells the worker with its
     next call, so a long-lived worker (a deployment's) does not fill its disk. A forgotten
     content sent again arrives whole; one still held goes as a reference."""
-    from sieve_jupyter.runtime import _files
+    from sieve_jupyter.runtime import _file_store
 
-    monkeypatch.setattr(_files, "SPARE_BYTES", 5 * MiB)  # (the kernel's side of the budget)
+    monkeypatch.setattr(_file_store, "SPARE_BYTES", 5 * MiB)  # (the kernel's side of it)
     on_node("node2")
     clips = []
     for number in range(6):
