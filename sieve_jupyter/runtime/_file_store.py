@@ -74,8 +74,8 @@ def copy_descriptor(source: int, out: int, size: int) -> None:
 class _Stored:
     """A file the store wrote: its size and change time then (one that differs since was
     changed by user code; None while it is being written), how many hold it (live Files, and
-    a thread writing it), and whether it is an original (never removed while the process
-    lives: see `keep_originals`)."""
+    a thread writing it), and whether it is an original (never trimmed: dropped only when the
+    process sending references says so, `forget_originals`)."""
 
     __slots__ = ("original", "owners", "written")
 
@@ -165,6 +165,8 @@ class FileStore:
         return target
 
     def _lacks_original(self, folder: str, size: int | None) -> bool:
+        """A store keeping originals has none intact for the content of `folder` (kept beside
+        the folder, where no file name can clash). Lock held."""
         return self.keeps_originals and not self._intact(folder + ".original", size)
 
     def _fill(
@@ -173,10 +175,10 @@ class FileStore:
         """A part file holding the content: a copy of the original, a link to the same
         content under another name, or what ``write(fd)`` wrote."""
         if self.keeps_originals:
-            original = folder + ".original"  # (beside the folder: no file name can clash)
+            original = folder + ".original"
             with self._lock:
-                have_original = self._intact(original, size)
-            if not have_original:
+                lacks_original = self._lacks_original(folder, size)
+            if lacks_original:
                 part = self._write(self.root, name, size, write)
                 with self._lock:
                     self._stored.setdefault(original, _Stored(None, True))
@@ -234,20 +236,13 @@ class FileStore:
         info = os.stat(path)
         stored.written = (info.st_size, info.st_mtime_ns)
 
-    @staticmethod
-    def _part(folder: str) -> tuple[str, int]:
-        """A new private part file in `folder` (made if missing, again if trimming removed it
-        meanwhile), open for writing."""
-        for attempt in range(3):
-            part = os.path.join(folder, f".part-{secrets.token_hex(8)}")
-            try:
-                flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-                return part, os.open(part, flags, 0o600)
-            except FileNotFoundError:
-                if attempt == 2:
-                    raise
-                os.makedirs(folder, exist_ok=True)
-        raise AssertionError("unreachable")
+    def _part(self, folder: str) -> tuple[str, int]:
+        """A new private part file in `folder`, open for writing. Made under the lock: trimming
+        removes empty folders, and one holding a part file is not empty."""
+        part = os.path.join(folder, f".part-{secrets.token_hex(8)}")
+        with self._lock:
+            os.makedirs(folder, exist_ok=True)
+            return part, os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
 
     def _place(self, folder: str, name: str) -> str:
         """Where a content arriving under `name` goes: its folder, unless the file there was
