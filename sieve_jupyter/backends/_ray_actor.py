@@ -13,7 +13,9 @@ its outcome (`Result`, `Error`, ... of `runtime/messages.py`, packed). While a c
   outcome says up to which number the hub holds them, so the kernel delivers them in order and
   before the outcome.
 - the kernel reaches the running job through the hub too: a poller thread takes cancels and the
-  answers to calls the job made, and shutdowns.
+  answers to calls the job made, and shutdowns. What has reached the actor is taken before
+  each call starts, by the main thread itself if the poller has not run yet (`_take_mail`):
+  a call never starts after its cancel arrived.
 
 A Ray actor answers a call after it has moved on: its reply leaves from another thread, so an
 actor that dies just after calls returned (the next job crashed at once) can take their answers
@@ -192,6 +194,11 @@ class SieveWorker:
         self._hub_name = hub_name
         self._namespace = namespace
         self._lock = threading.Lock()
+        #: the poller's pending take from the hub, and the last one handled (by either thread)
+        self._mail: Any = None
+        self._mail_taken: Any = None
+        self._mail_lock = threading.Lock()
+        self._arrived = _arrived_check()
         self._current: str | None = None
         self._interruptible = False
         self._cancel_target: str | None = None
@@ -385,6 +392,7 @@ class SieveWorker:
             raise _Interrupted()
 
     def _begin(self, job: str) -> Skipped | None:
+        self._take_mail()
         with self._lock:
             if job in self._cancelled:
                 self._cancelled.discard(job)
@@ -445,7 +453,8 @@ class SieveWorker:
         """Take what the kernel left in this worker's mailbox: cancels, replies, shutdowns."""
         while True:
             try:
-                posted = ray.get(self._hub.take.remote(self._worker_id, _POLL_SECONDS))
+                self._mail = self._hub.take.remote(self._worker_id, _POLL_SECONDS)
+                posted = ray.get(self._mail)
             except Exception:  # noqa: BLE001 - the hub restarts: find it again by name
                 time.sleep(1.0)
                 try:
@@ -453,6 +462,30 @@ class SieveWorker:
                 except ValueError:
                     pass
                 continue
+            self._handle_mail(self._mail, posted)
+
+    def _take_mail(self) -> None:
+        """Handle what reached the actor for the poller, before a call starts.
+
+        The poller thread needs the interpreter's lock to return from its wait, and a job may
+        keep that lock to its end (a C extension's loop, a long switch interval): the main
+        thread would then start the next call, maybe one cancelled long before, while the
+        cancel lies unread in this process. So the main thread looks whether the poller's
+        answer has arrived (Ray's in-process store, a fraction of a microsecond) and if so
+        handles it itself; the poller then finds it handled."""
+        mail = self._mail
+        if mail is None or mail is self._mail_taken or not self._arrived(mail):
+            return
+        try:
+            posted = ray.get(mail)
+        except Exception:  # noqa: BLE001 - the hub failed: the poller deals with it
+            return
+        self._handle_mail(mail, posted)
+
+    def _handle_mail(self, mail: Any, posted: list[Any]) -> None:
+        with self._mail_lock:
+            if mail is self._mail_taken:
+                return  # (the other thread handled it)
             for packed in posted:
                 message = unpack(loads(packed))
                 if isinstance(message, Cancel):
@@ -462,6 +495,7 @@ class SieveWorker:
                 elif isinstance(message, Shutdown):
                     self._journal.remove()
                     os._exit(0)
+            self._mail_taken = mail  # (only now: `_take_mail` must not pass it half handled)
 
     def _cancel(self, job: str) -> None:
         with self._lock:
@@ -478,6 +512,28 @@ class SieveWorker:
             and (self._cancel_target == self._current)
         ):
             raise _Interrupted()
+
+
+def _arrived_check() -> Callable[[Any], bool]:
+    """Whether an object's value is in this process already (the reply of a Ray call made
+    from here), without waiting or asking the raylet. Ray's public `ray.wait` with no timeout
+    asks the raylet when it is not (about 100 us); its core worker answers from its own store.
+    Where this Ray version lacks that, nothing is ever seen as arrived (the poller alone
+    takes the mail, as before)."""
+    try:
+        import ray._private.worker as ray_worker
+
+        exists = ray_worker.global_worker.core_worker.object_exists  # type: ignore[attr-defined]
+    except (ImportError, AttributeError):
+        return lambda ref: False
+
+    def arrived(ref: Any) -> bool:
+        try:
+            return bool(exists(ref, memory_store_only=True))
+        except Exception:  # noqa: BLE001 - an API of another shape: never seen
+            return False
+
+    return arrived
 
 
 def _error(exc: BaseException) -> Any:
