@@ -27,7 +27,7 @@ import os
 import pickle
 import stat
 import threading
-from typing import Any
+from typing import Any, TypeVar
 
 from sieve_jupyter.runtime import _file_store
 from sieve_jupyter.runtime._file_store import FileStore, copy_descriptor, write_all
@@ -42,6 +42,7 @@ __all__ = [
     "carrying_content",
     "for_peer",
     "digest_of",
+    "file_from_content",
     "keep_originals",
     "filesystem_id",
     "receiving",
@@ -49,6 +50,8 @@ __all__ = [
     "sending_content",
     "store",
 ]
+
+_F = TypeVar("_F")
 
 #: files up to this size travel inside the pickle; larger ones as a descriptor
 INLINE_FILE = 64 * 1024
@@ -354,6 +357,14 @@ def _with_content(cls: type[Any], url: str | None, name: str, digest: str, data:
     with memoryview(data) as view:
         path = store().put(digest, name, view.nbytes, lambda out: write_all(out, view), file)
     return _received(file, url, path)
+
+
+def file_from_content(cls: type[_F], name: str, data: bytes) -> _F:
+    """A `cls` File holding `data`, which reached this process other than in a File (a data
+    URL in an HTTP answer): kept in the store by its content, as any content received, while
+    a File holds it (the same content twice is one path)."""
+    file: _F = _with_content(cls, None, name, hashlib.sha256(data).hexdigest(), data)
+    return file
 
 
 def _held(cls: type[Any], url: str | None, name: str, digest: str, size: int) -> Any:

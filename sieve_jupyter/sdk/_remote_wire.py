@@ -1,18 +1,15 @@
 """What travels between a handle on a served function and its server: the one event-loop
 thread that reads pushed jobs' event streams, the kept-alive clients for `run`, inputs as JSON
-(files as data URLs), outputs decoded by their schema (files saved locally), and a failed
-prediction's envelope turned back into an error with the server's traceback."""
+(files as data URLs), outputs decoded by their schema (files kept in the process's file
+store), and a failed prediction's envelope turned back into an error with the server's
+traceback."""
 
 from __future__ import annotations
 
 import asyncio
 import atexit
 import json
-import os
-import shutil
-import tempfile
 import threading
-import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -90,24 +87,18 @@ def _close_sync_clients() -> None:
 
 atexit.register(_close_sync_clients)
 
-_files_dir: str | None = None
 
-
-def _save_data_url(url: str) -> str:
-    from sieve_jupyter.spec._dataurl import decode_data_url
-
-    global _files_dir
-    if _files_dir is None:
-        _files_dir = tempfile.mkdtemp(prefix="sieve-remote-")
-        atexit.register(shutil.rmtree, _files_dir, True)
-    media_type, data = decode_data_url(url)
+def _file_of_data_url(url: str) -> File:
+    """An output file the server sent inline: kept in this process's file store, by content,
+    while the File lives (many calls returning files must not fill the disk)."""
     import mimetypes
 
-    suffix = mimetypes.guess_extension(media_type) or ""
-    path = os.path.join(_files_dir, f"{uuid.uuid4().hex}{suffix}")
-    with open(path, "wb") as f:
-        f.write(data)
-    return path
+    from sieve_jupyter.runtime import File
+    from sieve_jupyter.runtime._files import file_from_content
+    from sieve_jupyter.spec._dataurl import decode_data_url
+
+    media_type, data = decode_data_url(url)
+    return file_from_content(File, f"output{mimetypes.guess_extension(media_type) or ''}", data)
 
 
 def _is_file(schema: dict[str, Any]) -> bool:
@@ -122,7 +113,7 @@ def _decode(value: Any, schema: dict[str, Any]) -> Any:
 
     if isinstance(value, str) and _is_file(schema):
         if value.startswith("data:"):
-            return File(_save_data_url(value))
+            return _file_of_data_url(value)
         return File(url=value)
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
         return [_decode(v, schema["items"]) for v in value]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import concurrent.futures
 import datetime
 import enum
+import gc
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from pydantic import BaseModel
 
 import sieve_jupyter as sieve
 from sieve_jupyter.bundle import export_notebook
+from sieve_jupyter.runtime import _files
 from sieve_jupyter.spec._schema_check import SchemaCheck
 
 TYPED_CELLS = [
@@ -246,5 +248,16 @@ def test_files_travel_both_ways(main_server: Server, tmp_path: object) -> None:
         made = make.run(64)
         assert isinstance(made, sieve.File)
         assert pathlib.Path(made.path).read_bytes() == b"x" * 64
+        # Kept in the process's file store by content, for as long as a File holds it: the
+        # same output again is the same file, and one no File holds counts as spare (removed
+        # beyond the store's budget), so many calls do not fill the disk.
+        store = _files.store()
+        assert pathlib.Path(made.path).is_relative_to(store.root)
+        again = make.run(64)
+        assert again.path == made.path
+        spare = store.spare()
+        del made, again
+        gc.collect()
+        assert store.spare() == spare + 64
     finally:
         pathlib.Path("/tmp/sieve-test-out-64.bin").unlink(missing_ok=True)
