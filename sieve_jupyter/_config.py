@@ -100,16 +100,21 @@ class Config:
             )
         if self.gpu_fallback not in ("error", "cpu"):
             raise ConfigurationError(
-                f"gpu_fallback: must be 'error' or 'cpu', got {self.gpu_fallback!r}."
+                f"gpu_fallback: must be 'error' or 'cpu', got {self.gpu_fallback!r}. Fix: "
+                "sieve.configure(gpu_fallback='cpu') to run on the CPU (with a warning) where "
+                "the GPU asked for is missing."
             )
-        if not isinstance(self.start_timeout, (int, float)) or self.start_timeout <= 0:
+        if not _is_number(self.start_timeout) or self.start_timeout <= 0:
             raise ConfigurationError(
-                f"start_timeout: must be a positive number of seconds, got {self.start_timeout!r}."
+                f"start_timeout: must be a positive number of seconds, got "
+                f"{self.start_timeout!r}. Fix: sieve.configure(start_timeout=300)."
             )
-        if not isinstance(self.job_history, int) or self.job_history < 1:
+        if not _is_number(self.job_history, int) or self.job_history < 1:
             raise ConfigurationError(
-                f"job_history: must be a positive integer, got {self.job_history!r}."
+                f"job_history: must be a positive integer, got {self.job_history!r}. Fix: "
+                "sieve.configure(job_history=1000) to remember fewer finished jobs."
             )
+        _validate_docker(self.docker_base_image, self.docker_network, self.docker_ca_bundle)
         _validate_ray(self.ray_address, self.ray_actor_options)
         _validate_registry(self.ray_image_registry)
         _validate_working_dir(self.ray_working_dir)
@@ -128,6 +133,31 @@ class Config:
                 f"busy_poll_us: must be an integer from 0 to 10000 microseconds, got "
                 f"{self.busy_poll_us!r}. Fix: sieve.configure(busy_poll_us=0) to never poll."
             )
+
+
+def _is_number(value: Any, kind: type | tuple[type, ...] = (int, float)) -> bool:
+    return isinstance(value, kind) and not isinstance(value, bool)
+
+
+def _validate_docker(base_image: Any, network: Any, ca_bundle: Any) -> None:
+    if base_image is not None and (
+        not isinstance(base_image, str) or not base_image or base_image != base_image.strip()
+    ):
+        raise ConfigurationError(
+            f"docker_base_image: must be an image reference or None, got {base_image!r}. Fix: "
+            "sieve.configure(docker_base_image='python:3.11-slim'), or None to have it chosen "
+            "from each function's spec."
+        )
+    if not isinstance(network, str) or not network.strip():
+        raise ConfigurationError(
+            f"docker_network: must be a network name, got {network!r}. Fix: use 'none', "
+            "'bridge', 'host' or the name of a Docker network."
+        )
+    if ca_bundle is not None and (not isinstance(ca_bundle, str) or not os.path.isfile(ca_bundle)):
+        raise ConfigurationError(
+            f"docker_ca_bundle: must be a PEM file of this machine, got {ca_bundle!r}. Fix: "
+            "sieve.configure(docker_ca_bundle='/etc/ssl/certs/ca-certificates.crt'), or None."
+        )
 
 
 def _validate_ray(address: Any, options: Any) -> None:

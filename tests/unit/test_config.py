@@ -61,7 +61,15 @@ def test_a_good_value_beside_an_unknown_key_is_not_applied() -> None:
         ({"user": "a/b"}, "user"),
         ({"user": ""}, "user"),
         ({"start_timeout": 0}, "start_timeout"),
+        ({"start_timeout": True}, "start_timeout"),
         ({"job_history": 0}, "job_history"),
+        ({"job_history": True}, "job_history"),
+        ({"job_history": 10.0}, "job_history"),
+        ({"docker_base_image": ""}, "docker_base_image"),
+        ({"docker_base_image": " python:3.11"}, "docker_base_image"),
+        ({"docker_network": ""}, "docker_network"),
+        ({"docker_network": None}, "docker_network"),
+        ({"docker_ca_bundle": "/no/such/bundle.pem"}, "docker_ca_bundle"),
         ({"busy_poll_us": -1}, "busy_poll_us"),
         ({"busy_poll_us": 20_000}, "busy_poll_us"),
         ({"busy_poll_us": 0.5}, "busy_poll_us"),
@@ -78,6 +86,7 @@ def test_bad_values_name_the_field_and_leave_config_unchanged(
     with pytest.raises(sieve.ConfigurationError) as caught:
         sieve.configure(**settings)
     assert str(caught.value).startswith(f"{field}:")
+    assert "Fix:" in str(caught.value)
     assert isinstance(caught.value, ValueError)  # a stdlib base where the meaning matches
     assert dataclasses.asdict(sieve.config) == before
 
