@@ -313,7 +313,8 @@ class JobCancelledError(SieveError, concurrent.futures.CancelledError):
 
 class ResultReleasedError(SieveError, LookupError):
     """A job from the job history finished, but its result (rebuilt on a worker's shared
-    memory) was released once nothing but the history held it."""
+    memory, or held in Ray's object store) was released once nothing but the history held
+    it."""
 
 
 class SieveWarning(UserWarning):

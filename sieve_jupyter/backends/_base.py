@@ -14,7 +14,7 @@ and is the same for every backend. A worker is reached one of two ways:
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -157,8 +157,11 @@ class LinkReceiver(Protocol):
     kernel runs user callbacks from here), one call at a time per worker.
     """
 
-    def receive(self, messages: Sequence[Message]) -> None:
-        """Messages from the worker (`runtime/messages.py`), in the order it sent them."""
+    def receive(self, messages: Sequence[Message], held: Collection[str] = ()) -> None:
+        """Messages from the worker (`runtime/messages.py`), in the order it sent them.
+        `held`: the jobs among them whose results hold memory the engine keeps while they
+        live (Ray's object store), which the job history then holds only weakly, as it does
+        results rebuilt on a worker's shared memory."""
 
     def log(self, stream: str, text: str) -> None:
         """A note about the worker for whoever waits for it (e.g. still waiting for the

@@ -63,6 +63,7 @@ from sieve_jupyter.runtime.messages import (
     Message,
     Output,
     Reply,
+    Result,
     SetupFailed,
     Shutdown,
     Skipped,
@@ -562,7 +563,9 @@ class RayLink(WorkerLink):
                 raise
             self._unreadable([sent.job], exc)
             return
-        if self._deliver_outcome(packed, acked, tail):
+        # (an outcome Ray rebuilt itself holds a large buffer, which may live in its object
+        # store for as long as the result does: the job history must not keep it there)
+        if self._deliver_outcome(packed, acked, tail, held=type(outcome) is not bytes):
             # The worker said it restarts (restart_on_error, FatalException): a Ray actor
             # cannot end itself after answering, so the kernel ends it.
             self.terminate()
@@ -584,9 +587,11 @@ class RayLink(WorkerLink):
                 return item[1:]
         raise BackendError(f"job {sent.job}: the worker's stream ended without an outcome")
 
-    def _deliver_outcome(self, packed: Any, acked: int, tail: list[tuple[int, Any]]) -> bool:
+    def _deliver_outcome(
+        self, packed: Any, acked: int, tail: list[tuple[int, Any]], *, held: bool = False
+    ) -> bool:
         """Deliver a job's side messages, then its outcome; returns whether the worker said
-        it restarts."""
+        it restarts. `held`: a result in the outcome holds memory Ray keeps for it."""
         with self._deliver:
             deadline = time.monotonic() + _SIDE_WAIT
             while self._order.delivered < acked and time.monotonic() < deadline:
@@ -594,9 +599,13 @@ class RayLink(WorkerLink):
             if self._closed:
                 return False
             messages = [unpack(p) for p in self._order.take(tail, lost_up_to=acked)]
+            kept: tuple[str, ...] = ()
             if packed is not None:
-                messages.append(unpack(packed))
-            self._receiver.receive(messages)
+                outcome = unpack(packed)
+                messages.append(outcome)
+                if held and isinstance(outcome, Result):
+                    kept = (outcome.job,)
+            self._receiver.receive(messages, kept)
         return _restarting(messages)
 
     def _failed_in_ray(self, sent: _Sent, exc: Exception) -> Any:

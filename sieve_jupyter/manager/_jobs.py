@@ -390,9 +390,10 @@ class JobFuture(concurrent.futures.Future[T]):
 
 class ReleasedJob(JobFuture[Any]):
     """What the job history shows for a finished job whose result was rebuilt on a worker's
-    shared memory once nothing else holds that job's future: everything the job's future had
-    (status, timings, logs, worker) but the result, which was released with the future so the
-    worker can reuse its segment. `result()` raises `ResultReleasedError`."""
+    shared memory (or lives in Ray's object store) once nothing else holds that job's future:
+    everything the job's future had (status, timings, logs, worker) but the result, which was
+    released with the future so the worker can reuse its segment (and Ray free its object).
+    `result()` raises `ResultReleasedError`."""
 
     @classmethod
     def of(cls, future: JobFuture[Any]) -> ReleasedJob:
@@ -414,7 +415,8 @@ class ReleasedJob(JobFuture[Any]):
 
     def result(self, timeout: float | None = None) -> Any:
         raise ResultReleasedError(
-            f"job {self.job_id} finished, but its result was in shared memory and was "
+            f"job {self.job_id} finished, but its result was in shared memory (or Ray's "
+            "object store) and was "
             "released when the last reference to its future went away (the job history "
             "keeps such results only while something else holds them). Fix: keep the future "
             "that .push() returned, or the value .run() returned."

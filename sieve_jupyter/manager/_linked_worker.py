@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sieve_jupyter.backends import CallBatch, LinkLaunch, Unsendable, WorkerLink
@@ -117,8 +117,10 @@ class LinkedWorker(Worker):
 
     # -- the link's side (LinkReceiver) ------------------------------------------------------
 
-    def receive(self, messages: Sequence[Message]) -> None:
+    def receive(self, messages: Sequence[Message], held: Collection[str] = ()) -> None:
         pool = self.pool
+        if held:
+            self.shared_results.update(held)  # (settled below: `jobs_done` holds them weakly)
         results: list[Result] = []
         for message in messages:
             if type(message) is Result:

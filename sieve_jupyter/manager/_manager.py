@@ -102,7 +102,8 @@ class Manager:
         self._records: dict[str, FunctionRecord] = {}
         self._backends: dict[str, Backend] = {}
         #: recent jobs, oldest first (an OrderedDict: dropping the oldest is O(1)); a job
-        #: whose result lives in a worker's shared memory is held weakly (`hold_weakly`)
+        #: whose result lives in a worker's shared memory or Ray's object store is held
+        #: weakly (`hold_weakly`)
         self._jobs: collections.OrderedDict[str, JobFuture[Any] | _Weak] = collections.OrderedDict()
         self._job_ids = itertools.count(1)
         self._lock = threading.RLock()
@@ -353,10 +354,11 @@ class Manager:
 
     def hold_weakly(self, future: JobFuture[Any]) -> None:
         """Keep the finished `future` in the history only while something else holds it: its
-        result was rebuilt on a worker's shared memory, and a history that pinned it would make
-        the worker take fresh memory for every large result (and keep up to `job_history`
-        of them alive). Once the future is gone the history lists a `ReleasedJob`: the same
-        job, finished, without its result."""
+        result was rebuilt on a worker's shared memory (or is held in Ray's object store), and
+        a history that pinned it would make the worker take fresh memory for every large
+        result (and keep up to `job_history` of them alive: Ray would spill them to disk).
+        Once the future is gone the history lists a `ReleasedJob`: the same job, finished,
+        without its result."""
         entry = _Weak(future)
         with self._lock:
             if self._jobs.get(future.job_id) is future:

@@ -184,9 +184,10 @@ class PoolBase:
         *,
         shared: bool = False,
     ) -> None:
-        """Settle `future`. `shared`: its value was rebuilt on a worker's shared memory, so the
-        history holds the job weakly (`PoolHost.hold_weakly`) from before whoever waits for it
-        wakes: a caller that drops the value next finds the memory going back at once."""
+        """Settle `future`. `shared`: its value was rebuilt on a worker's shared memory (or
+        holds memory of Ray's object store), so the history holds the job weakly
+        (`PoolHost.hold_weakly`) from before whoever waits for it wakes: a caller that drops
+        the value next finds the memory going back at once."""
         before_wake = self.host.hold_weakly if shared else None
         if future._resolve(value, exception, before_wake=before_wake):
             self.publish_job(future)

@@ -284,6 +284,44 @@ def test_small_results_stay_in_the_history(unique: Unique) -> None:
     assert future.result() == bytes(100)
 
 
+@pytest.mark.parametrize("backend", [pytest.param("ray", marks=pytest.mark.ray)], indirect=True)
+def test_the_job_history_does_not_keep_large_results_in_rays_object_store(
+    backend: str, unique: Unique
+) -> None:
+    """A result with a large buffer comes back in Ray's object store, without a copy, and
+    holds its place there while it lives: the history holds such a job only while something
+    else does (a history of 10,000 of them made Ray spill to disk), as for results rebuilt on
+    a local worker's shared memory. Small results stay."""
+    import weakref
+
+    import numpy as np
+
+    from sieve_jupyter.manager import get_manager
+
+    @sieve.function(name=unique("big"), backend=backend)
+    def big(n: int) -> Any:
+        return np.ones(n, dtype=np.uint8)
+
+    manager = get_manager()
+    held = big.push(3 * MiB)
+    assert held.result().sum() == 3 * MiB
+    dropped = big.push(3 * MiB)
+    dropped_id = dropped.job_id
+    value = weakref.ref(dropped.result())
+    del dropped
+    gc.collect()
+    wait_for(lambda: value() is None)  # (once the link's thread is done with it)
+    assert manager.job(held.job_id) is held
+    assert manager.job(held.job_id).result().sum() == 3 * MiB
+    stand_in = manager.job(dropped_id)
+    assert stand_in.status == sieve.JobStatus.FINISHED
+    with pytest.raises(sieve.ResultReleasedError, match="keep the future"):
+        stand_in.result()
+    small_id = big.push(10).job_id
+    gc.collect()
+    assert manager.job(small_id).result().sum() == 10
+
+
 @pytest.mark.docker
 @pytest.mark.usefixtures("docker_backend_ready")
 def test_files_cross_into_and_out_of_a_container_without_a_shared_folder(
