@@ -486,16 +486,20 @@ class SieveWorker:
         with self._mail_lock:
             if mail is self._mail_taken:
                 return  # (the other thread handled it)
-            for packed in posted:
-                message = unpack(loads(packed))
-                if isinstance(message, Cancel):
-                    self._cancel(message.job)
-                elif isinstance(message, Reply):
-                    self._context.resolve(message.request, message.ok, message.value)
-                elif isinstance(message, Shutdown):
-                    self._journal.remove()
-                    os._exit(0)
-            self._mail_taken = mail  # (only now: `_take_mail` must not pass it half handled)
+            try:
+                for packed in posted:
+                    message = unpack(loads(packed))
+                    if isinstance(message, Cancel):
+                        self._cancel(message.job)
+                    elif isinstance(message, Reply):
+                        self._context.resolve(message.request, message.ok, message.value)
+                    elif isinstance(message, Shutdown):
+                        self._journal.remove()
+                        os._exit(0)
+            finally:
+                # (only now, under the lock: `_take_mail` must not pass it half handled,
+                # and neither thread handles it twice)
+                self._mail_taken = mail
 
     def _cancel(self, job: str) -> None:
         with self._lock:

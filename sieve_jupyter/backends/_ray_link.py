@@ -563,9 +563,11 @@ class RayLink(WorkerLink):
                 raise
             self._unreadable([sent.job], exc)
             return
-        # (an outcome Ray rebuilt itself holds a large buffer, which may live in its object
-        # store for as long as the result does: the job history must not keep it there)
-        if self._deliver_outcome(packed, acked, tail, held=type(outcome) is not bytes):
+        # (a call's outcome that Ray rebuilt itself holds a large buffer, which may live in
+        # its object store for as long as the result does: the job history must not keep it
+        # there; a stream's outcome is never bytes, and holds no result)
+        held = sent.kind == "call" and type(outcome) is not bytes
+        if self._deliver_outcome(packed, acked, tail, held=held):
             # The worker said it restarts (restart_on_error, FatalException): a Ray actor
             # cannot end itself after answering, so the kernel ends it.
             self.terminate()

@@ -321,6 +321,17 @@ def test_the_job_history_does_not_keep_large_results_in_rays_object_store(
     gc.collect()
     assert manager.job(small_id).result().sum() == 10
 
+    @sieve.function(name=unique("count"), backend=backend)
+    def count(n: int) -> Any:
+        yield from range(n)
+
+    streamed = count.push(3)  # (a stream's outcome comes back Ray's way, holding no result)
+    streamed_id = streamed.job_id
+    assert streamed.result(timeout=60) == [0, 1, 2]
+    del streamed
+    gc.collect()
+    assert manager.job(streamed_id).outputs == [0, 1, 2]
+
 
 @pytest.mark.docker
 @pytest.mark.usefixtures("docker_backend_ready")
