@@ -84,11 +84,7 @@ class Config:
                 f"backend: unknown backend {self.backend!r}. Fix: use one of "
                 f"{', '.join(BACKEND_NAMES)}."
             )
-        if (
-            not isinstance(self.workers, int)
-            or isinstance(self.workers, bool)
-            or not (1 <= self.workers <= 64)
-        ):
+        if not _is_number(self.workers, int) or not (1 <= self.workers <= 64):
             raise ConfigurationError(
                 f"workers: must be an integer from 1 to 64, got {self.workers!r}. "
                 "Fix: sieve.configure(workers=2)."
@@ -124,11 +120,7 @@ class Config:
                 "Fix: sieve.configure(follow_caller=False) to leave where workers run to "
                 "the system."
             )
-        if (
-            not isinstance(self.busy_poll_us, int)
-            or isinstance(self.busy_poll_us, bool)
-            or not 0 <= self.busy_poll_us <= 10_000
-        ):
+        if not _is_number(self.busy_poll_us, int) or not 0 <= self.busy_poll_us <= 10_000:
             raise ConfigurationError(
                 f"busy_poll_us: must be an integer from 0 to 10000 microseconds, got "
                 f"{self.busy_poll_us!r}. Fix: sieve.configure(busy_poll_us=0) to never poll."
@@ -136,6 +128,7 @@ class Config:
 
 
 def _is_number(value: Any, kind: type | tuple[type, ...] = (int, float)) -> bool:
+    """Whether `value` is a `kind` (a number by default), not a bool (which is an int)."""
     return isinstance(value, kind) and not isinstance(value, bool)
 
 
@@ -181,19 +174,14 @@ def _validate_ray(address: Any, options: Any) -> None:
         )
     for key in ("num_cpus", "memory"):
         value = options.get(key)
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
-        ):
+        if value is not None and (not _is_number(value) or value < 0):
             raise ConfigurationError(
                 f"ray_actor_options.{key}: must be a number >= 0, got {value!r}. {fix}"
             )
     resources = options.get("resources")
     if resources is not None and (
         not isinstance(resources, dict)
-        or not all(
-            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0
-            for k, v in resources.items()
-        )
+        or not all(isinstance(k, str) and _is_number(v) and v > 0 for k, v in resources.items())
     ):
         raise ConfigurationError(
             f"ray_actor_options.resources: must map resource names to amounts > 0, got "

@@ -453,8 +453,8 @@ class SieveWorker:
         """Take what the kernel left in this worker's mailbox: cancels, replies, shutdowns."""
         while True:
             try:
-                self._mail = self._hub.take.remote(self._worker_id, _POLL_SECONDS)
-                posted = ray.get(self._mail)
+                self._mail = mail = self._hub.take.remote(self._worker_id, _POLL_SECONDS)
+                posted = ray.get(mail)
             except Exception:  # noqa: BLE001 - the hub restarts: find it again by name
                 time.sleep(1.0)
                 try:
@@ -462,7 +462,7 @@ class SieveWorker:
                 except ValueError:
                     pass
                 continue
-            self._handle_mail(self._mail, posted)
+            self._handle_mail(mail, posted)
 
     def _take_mail(self) -> None:
         """Handle what reached the actor for the poller, before a call starts.
