@@ -21,12 +21,15 @@ A Ray actor answers a call after it has moved on: its reply leaves from another 
 actor that dies just after calls returned (the next job crashed at once) can take their answers
 with it. The worker keeps a *journal* on its node's disk (`_ray_journal.py`): which job ran last,
 and the outcomes the kernel has not confirmed yet, read by a small task on that node after the
-actor died.
+actor died. Since a lost node takes the journal with it, a call sent behind another starts
+only once the worker holds a *grant* covering its number (`_ray_grants.py`), in the cluster's
+key-value store: what the kernel then reads to tell the calls the worker may have begun from
+those it never reached.
 
 Generator functions run as Ray streaming generators (`stream`): each item travels as it is
 yielded. This module is imported in the cluster's workers: the package travels there with the
 actor's runtime environment (the Ray backend ships it); it imports nothing of the package but the
-runtime (standard library and cloudpickle) and this backend's hub.
+runtime (standard library and cloudpickle) and this backend's hub, journal, grants and wire.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from typing import Any
 
 import ray
 
+from sieve_jupyter.backends._ray_grants import Grants, grant_key
 from sieve_jupyter.backends._ray_journal import KEEP_AT_MOST, Journal
 from sieve_jupyter.backends._ray_wire import call_failed, dumps_all, dumps_small, loads
 from sieve_jupyter.runtime import _context, _files
@@ -211,6 +215,8 @@ class SieveWorker:
         self._main_thread = threading.get_ident()
         name = ray.get_runtime_context().get_actor_id() or f"pid-{os.getpid()}"
         self._journal = Journal(os.path.join(tempfile.gettempdir(), "sieve-jupyter-ray", name))
+        self._grants = Grants(grant_key(namespace, hub_name, worker_id))
+        self._job_began = 0.0
         self._outbox = _Outbox(self._ship)
         self._streams = (
             CapturedStream("stdout", self._outbox.add, lambda: self._current),
@@ -236,6 +242,7 @@ class SieveWorker:
             "actor_id": context.get_actor_id(),
             "journal": self._journal.folder,
             "files": _files.filesystem_id(),
+            "grants": self._grants.works,
         }
 
     def ping(self) -> bool:
@@ -268,12 +275,14 @@ class SieveWorker:
         self._target = self._loaded.target
         return self._outcome(answer)
 
-    def call(self, request: Request | bytes) -> Outcome | bytes:
+    def call(self, request: Request | bytes, grant: int = 0) -> Outcome | bytes:
         """Run one job of a function that returns: `request` is (job, args, kwargs, the jobs
-        whose outcomes the kernel got since the previous call), pickled (`_ray_wire.py`)."""
-        return self._call(request, by_hub=False)
+        whose outcomes the kernel got since the previous call), pickled (`_ray_wire.py`).
+        `grant`: the call's number when it was sent behind another (it starts once a grant
+        covers it: `_ray_grants.py`), else 0."""
+        return self._call(request, grant, by_hub=False)
 
-    def calls(self, requests: list[tuple[str, bytes]]) -> Outcome | bytes:
+    def calls(self, requests: list[tuple[str, bytes]], first: int, behind: bool) -> Outcome | bytes:
         """Run a group of jobs sent at once (a burst of pushes: one Ray call instead of one per
         job), in order. `requests`: (job, request as for `call`) each. Each job's outcome
         goes out as a side message (`_Outbox`), after what it printed: with the group's
@@ -283,9 +292,10 @@ class SieveWorker:
         job starts, so a crash cannot take it along. Answers as `call` does, with, in place
         of an outcome of its own, whether an outcome was large (the kernel then sends this
         function's calls one by one). A job whose call cannot be run here (its arguments
-        cannot be rebuilt, its result cannot be pickled) fails alone."""
+        cannot be rebuilt, its result cannot be pickled) fails alone. The jobs are numbered
+        from `first`; each starts once a grant covers it, the first only if `behind`."""
         large = False
-        for job, request in requests:
+        for index, (job, request) in enumerate(requests):
             try:
                 _, _, args, kwargs, received = loads(request)
             except Exception as exc:  # noqa: BLE001 - reported as that job's error
@@ -294,7 +304,8 @@ class SieveWorker:
                 self._journal.received(received)
                 if self._retired:
                     continue  # (the kernel replaces this worker and runs the rest there)
-                message = self._run(job, args, kwargs, by_hub=False)
+                grant = first + index if index or behind else 0
+                message = self._run(job, args, kwargs, grant, by_hub=False)
             try:
                 data = dumps_small((pack(message), 0, []))
             except Exception as exc:  # noqa: BLE001 - e.g. a result that cannot be pickled
@@ -309,25 +320,25 @@ class SieveWorker:
         outcome: Outcome = (large, *self._outbox.close_job())
         return dumps_small(outcome) or outcome
 
-    def stream_by_hub(self, request: Request | bytes) -> Outcome | bytes:
+    def stream_by_hub(self, request: Request | bytes, grant: int = 0) -> Outcome | bytes:
         """`stream` for a kernel that cannot read Ray's streaming generators (one connected
         through Ray Client): each item goes to the kernel as a side message, shipped through
         the hub at once (`Output`), and the call answers with the outcome as `call` does."""
-        return self._call(request, by_hub=True)
+        return self._call(request, grant, by_hub=True)
 
-    def _call(self, request: Request | bytes, *, by_hub: bool) -> Outcome | bytes:
+    def _call(self, request: Request | bytes, grant: int, *, by_hub: bool) -> Outcome | bytes:
         job, _, args, kwargs, received = loads(request)
         self._journal.received(received)
         if self._retired:
             return None, *self._outbox.close_job()
-        return self._reply(self._run(job, args, kwargs, by_hub=by_hub), job)
+        return self._reply(self._run(job, args, kwargs, grant, by_hub=by_hub), job)
 
     def _run(
-        self, job: str, args: tuple[Any, ...], kwargs: dict[str, Any], *, by_hub: bool
+        self, job: str, args: tuple[Any, ...], kwargs: dict[str, Any], grant: int, *, by_hub: bool
     ) -> Message:
         """Run one job; returns its outcome (`Result`, `Error`, `Skipped` or `Cancelled`)."""
         started = time.time()
-        skipped = self._begin(job)
+        skipped = self._begin(job, grant)
         if skipped is not None:
             return skipped
         target = self._target
@@ -349,8 +360,8 @@ class SieveWorker:
         self._end()
         return Result(job, value, started, time.time())
 
-    def stream(self, request: Request | bytes) -> Iterator[Any]:
-        """Run one job of a generator function (`request` as for `call`): yields
+    def stream(self, request: Request | bytes, grant: int = 0) -> Iterator[Any]:
+        """Run one job of a generator function (`request`, `grant` as for `call`): yields
         ``("output", item)`` for each item as it is produced, then ``("end", *outcome)``."""
         job, _, args, kwargs, received = loads(request)
         self._journal.received(received)
@@ -358,7 +369,7 @@ class SieveWorker:
             yield ("end", None, *self._outbox.close_job())
             return
         started = time.time()
-        skipped = self._begin(job)
+        skipped = self._begin(job, grant)
         if skipped is not None:
             yield ("end", *self._outcome(skipped, job))
             return
@@ -391,7 +402,9 @@ class SieveWorker:
         if self._cancel_target is not None and self._cancel_target == self._current:
             raise _Interrupted()
 
-    def _begin(self, job: str) -> Skipped | None:
+    def _begin(self, job: str, grant: int) -> Skipped | None:
+        if grant:
+            self._grants.admit(grant)  # (before the mail: a cancel may come meanwhile)
         self._take_mail()
         with self._lock:
             if job in self._cancelled:
@@ -399,6 +412,7 @@ class SieveWorker:
                 return Skipped(job)
             self._current = job
         self._journal.started(job)
+        self._job_began = time.perf_counter()
         return None
 
     def _end(self) -> None:
@@ -409,6 +423,7 @@ class SieveWorker:
             self._cancel_target = None
         if job is not None:
             self._journal.finished(job)
+            self._grants.ran(time.perf_counter() - self._job_began)
 
     def _failed(self, job: str, exc: BaseException) -> Message:
         self._end()

@@ -18,8 +18,11 @@ says which job ran last and holds the outcomes the kernel had not confirmed: the
 that job finished (their kept outcomes are delivered; one too large to keep fails saying its
 result was lost, and is never run again), it is the one to blame if it was still running, and
 the calls after it never started (the pool runs them on the replacement). When its node is gone
-too, the first call without an answer is taken for the running one, and the calls sent behind
-it fail, saying they may have begun (an actor whose node is lost runs on for a moment): none is
+too, the worker's *grant* in the cluster's key-value store (`_ray_grants.py`) bounds what it
+may have begun: each call is numbered, and one sent behind another starts only once a grant
+covers its number. The first call without an answer is taken for the running one if it may
+have begun; the calls behind it that the grant covers fail, saying they may have begun (an
+actor whose node is lost runs on for a moment), and the rest run on the replacement: none is
 run twice.
 """
 
@@ -58,6 +61,7 @@ from sieve_jupyter.runtime import _files
 from sieve_jupyter.runtime._tracebacks import error_info
 from sieve_jupyter.runtime.messages import (
     Cancel,
+    Cancelled,
     Error,
     Load,
     Message,
@@ -92,15 +96,24 @@ _JOURNAL_WAIT = 60.0
 _GROUP = 64
 
 _ActorGone = (ray.exceptions.RayActorError,)
+#: the messages that settle a job
+_OUTCOMES = (Result, Error, Skipped, Cancelled)
 
 
 class _Sent:
     """A call (or load, swap, ping) sent to the actor, awaiting its answer in order."""
 
-    __slots__ = ("claimed", "index", "job", "kind", "ref")
+    __slots__ = ("behind", "claimed", "index", "job", "kind", "number", "ref")
 
     def __init__(
-        self, kind: str, job: Any, ref: Any, claimed: bool = False, index: int | None = None
+        self,
+        kind: str,
+        job: Any,
+        ref: Any,
+        claimed: bool = False,
+        index: int | None = None,
+        number: int = 0,
+        behind: bool = False,
     ) -> None:
         self.kind = kind  # "load", "call", "stream", "swap", "ping"
         self.job = job  # the job id (call, stream), the swap number, or None
@@ -109,6 +122,10 @@ class _Sent:
         self.claimed = claimed
         #: its place in a group of calls sent as one (`send_calls`), answered together
         self.index = index
+        #: a call's number, and whether it was sent behind another (it then starts only once
+        #: the worker was granted its number: `_ray_grants.py`)
+        self.number = number
+        self.behind = behind
 
 
 class RayLink(WorkerLink):
@@ -150,6 +167,10 @@ class RayLink(WorkerLink):
         #: they were pickled, so a `Forget` comes after every call that still refers to them
         self._send_lock = threading.RLock()
         self._sent: collections.deque[_Sent] = collections.deque()
+        #: jobs of a group not answered yet whose outcomes came through the hub
+        self._settled: set[str] = set()
+        #: the number of the last call sent (under `_send_lock`)
+        self._numbered = 0
         self._news = threading.Condition()
         #: refs of the calls not answered yet, by job id (for `ray.cancel`)
         self._refs: dict[str, Any] = {}
@@ -310,10 +331,22 @@ class RayLink(WorkerLink):
         if len(group) == 1:
             self._send_request(*group[0])
         elif group:
-            ref = self._actor.calls.remote(group)
+            first = self._numbered + 1
+            self._numbered += len(group)
+            behind = bool(self._sent)  # (see `_send_request`)
+            ref = self._actor.calls.remote(group, first, behind)
             with self._news:
                 for index, (job, _) in enumerate(group):
-                    self._sent.append(_Sent("call", job, ref, index=index))
+                    self._sent.append(
+                        _Sent(
+                            "call",
+                            job,
+                            ref,
+                            index=index,
+                            number=first + index,
+                            behind=behind or index > 0,
+                        )
+                    )
                 if len(self._sent) == len(group):
                     self._news.notify()
 
@@ -322,14 +355,23 @@ class RayLink(WorkerLink):
         # carrying what `_request` carried, and referring to what the actor holds)
         carry = self._carry_files and type(request) is not bytes
         outgoing = self._contents.outgoing() if carry else None
+        self._numbered += 1
+        number = self._numbered
+        # Behind another call: the worker starts it only once granted (`_ray_grants.py`). (A
+        # ping or swap enqueued meanwhile by another thread leaves one unmarked behind it:
+        # taken as begun, as is every unmarked call.)
+        behind = bool(self._sent)
+        grant = (number,) if behind else ()  # (an argument less for Ray to carry)
         with _files.carrying_content(carry, outgoing):
             if self._streaming and self._backend.client_mode:
                 # (Ray Client cannot iterate a streaming generator: the items come by the hub)
-                sent = _Sent("call", job, self._actor.stream_by_hub.remote(request))
+                kind, ref = "call", self._actor.stream_by_hub.remote(request, *grant)
             elif self._streaming:
-                sent = _Sent("stream", job, self._actor.stream.remote(request))
+                kind, ref = "stream", self._actor.stream.remote(request, *grant)
             else:
-                sent = _Sent("call", job, self._actor.call.remote(request), claimed=waited)
+                kind, ref = "call", self._actor.call.remote(request, *grant)
+        claimed = waited and not self._streaming
+        sent = _Sent(kind, job, ref, claimed=claimed, number=number, behind=behind)
         if outgoing is not None:
             self._sent_with(job, outgoing)
         self._refs[job] = sent.ref
@@ -442,6 +484,7 @@ class RayLink(WorkerLink):
             messages = [unpack(packed) for packed in self._order.take(numbered)]
             if messages:
                 self._receiver.receive(messages)
+                self._settled.update(m.job for m in messages if isinstance(m, _OUTCOMES))
             self._deliver.notify_all()
         if _restarting(messages):  # (an outcome of a group's job: `SieveWorker.calls`)
             self.terminate()
@@ -527,6 +570,7 @@ class RayLink(WorkerLink):
                 members.append(self._sent.popleft())
                 self._carried.pop(members[-1].job or "", None)
                 self._forgets.pop(members[-1].job or "", None)
+                self._settled.discard(members[-1].job or "")
             if self._sent and self._sent[0].claimed:
                 self._news.notify_all()  # (its caller waits for it to come first)
         with self._received_lock:
@@ -641,36 +685,69 @@ class RayLink(WorkerLink):
                     self._receiver.receive([SetupFailed(error_info(error))])
             self._close(reason, blame_running=False)
             return
-        if sent.kind not in ("call", "stream"):
-            # A ping or a swap was first in line: the worker died with no job running.
+        # (a group's jobs whose outcomes came through the hub are settled: not in doubt)
+        with self._deliver:
+            calls = [
+                s for s in self._sent if s.kind in ("call", "stream") and s.job not in self._settled
+            ]
+        if not calls:
+            # A ping or a swap was first in line, and no call behind it: no job was running.
             self._close(reason, blame_running=False)
             return
-        unanswered = [s.job for s in self._sent if s.kind in ("call", "stream")]
         record = self._read_journal()
-        blame = True
         if record is None:
-            # Its node is gone, and the journal with it. The first call without an answer was
-            # running (or finished, its answer lost); the actor may have begun those sent
-            # behind it too (a lost node's actor can run on for a moment, and its answers can
-            # be lost): they fail rather than risk running twice.
-            self._maybe_begun(unanswered[0], unanswered[1:], reason)
+            blame = self._node_lost(calls, reason)
         else:
-            state, last, kept, shipped = record
-            self._deliver_shipped(shipped)
-            # Everything before the last job it started finished; so did that one if the
-            # journal says so. Their answers were lost with the actor, but kept on its node.
-            done = state == "F" or last in kept
-            if last in unanswered:
-                finished = unanswered[: unanswered.index(last) + done]
-                blame = not done
-            else:
-                finished = []
-                blame = False  # the last job it ran was answered: it died between jobs
-            for job in unanswered:  # (in order; a skipped job has no record of its own)
-                if job in kept:
-                    self._deliver_outcome(*cloudpickle.loads(kept[job]))
-            self._results_lost([job for job in finished if job not in kept], reason)
+            blame = self._journal_says(record, [s.job for s in calls], reason)
         self._close(reason, blame_running=blame)
+
+    def _journal_says(
+        self, record: tuple[str, str, dict[str, bytes], int], unanswered: list[str], reason: str
+    ) -> bool:
+        """The dead worker's journal was read: deliver the outcomes it kept, fail the jobs
+        that finished with their results lost. Returns whether the first call without an
+        answer was running (the calls after the last it started never began)."""
+        state, last, kept, shipped = record
+        self._deliver_shipped(shipped)
+        # Everything before the last job it started finished; so did that one if the
+        # journal says so. Their answers were lost with the actor, but kept on its node.
+        done = state == "F" or last in kept
+        if last in unanswered:
+            finished = unanswered[: unanswered.index(last) + done]
+            blame = not done
+        else:
+            finished = []
+            blame = False  # the last job it ran was answered: it died between jobs
+        for job in unanswered:  # (in order; a skipped job has no record of its own)
+            if job in kept:
+                self._deliver_outcome(*cloudpickle.loads(kept[job]))
+        self._results_lost([job for job in finished if job not in kept], reason)
+        return blame
+
+    def _node_lost(self, calls: list[_Sent], reason: str) -> bool:
+        """The dead worker's node is gone, and its journal with it: the worker's grant says
+        which calls it may have begun (`_ray_grants.py`). The first call without an answer
+        was running (or finished, its answer lost) if it may have begun; those sent behind
+        it that the grant covers fail rather than risk running twice (a lost node's actor
+        can run on for a moment, and its answers can be lost); the rest never began and run
+        on the replacement. Returns whether the first was running."""
+        granted = self._granted()
+        begun = [i for i, s in enumerate(calls) if not s.behind or s.number <= granted]
+        if not begun:
+            return False  # it died between calls: all of them run on the replacement
+        jobs = [s.job for s in calls[: begun[-1] + 1]]
+        self._maybe_begun(jobs[0], jobs[1:], reason)
+        return True
+
+    def _granted(self) -> int:
+        """The highest call number the worker was granted; every number when its grants
+        are not recorded or cannot be read (all its calls are then taken as begun)."""
+        if not self._info.get("grants"):
+            return sys.maxsize
+        try:
+            return self._backend.granted(self._worker_id)
+        except Exception:  # noqa: BLE001 - the store cannot be read
+            return sys.maxsize
 
     def _deliver_shipped(self, shipped: int) -> None:
         """The actor died: wait until the side messages the hub held for it (up to

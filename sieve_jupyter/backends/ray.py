@@ -36,6 +36,7 @@ from sieve_jupyter._config import config
 from sieve_jupyter._errors import BackendError, GpuUnavailableError
 from sieve_jupyter.backends._base import Backend, LinkLaunch, LinkReceiver
 from sieve_jupyter.backends._ray_actor import SieveWorker
+from sieve_jupyter.backends._ray_grants import delete_grants, grant_key, read_grant, sweep_grants
 from sieve_jupyter.backends._ray_hub import SieveHub
 from sieve_jupyter.backends._ray_link import RayLink
 from sieve_jupyter.backends._ray_options import (
@@ -132,6 +133,7 @@ class RayBackend(Backend):
             self.client_mode = ray.util.client.ray.is_connected()  # type: ignore[no-untyped-call]
             self._worker_class = ray.remote(SieveWorker)
             _quiet_deaths_of(self._workers)
+            sweep_grants(_hub_exists)
             # At exit, close before Ray's own handler (registered by `ray.init`, before this)
             # shuts Ray down: a thread of this backend calling Ray after that aborts the
             # process ("The core worker has already been shutdown").
@@ -205,8 +207,18 @@ class RayBackend(Backend):
                 if link is not None:
                     link.side_messages(loads(numbered))
 
+    def granted(self, worker_id: str) -> int:
+        """The highest call number `worker_id` was granted (`_ray_grants.py`); raises when
+        that cannot be read."""
+        return read_grant(self._grant_key(worker_id))
+
+    def _grant_key(self, worker_id: str) -> str:
+        return grant_key(self._namespace or "", self._hub_name, worker_id)
+
     def forget(self, worker_id: str) -> None:
-        """A link closed: its mailbox goes."""
+        """A link closed: its mailbox and its grant go."""
+        if self.alive():
+            delete_grants(self._grant_key(worker_id))
         self._links.pop(worker_id, None)
         self._placed.pop(worker_id, None)
         with self._lock:
@@ -330,6 +342,7 @@ class RayBackend(Backend):
                         ray.kill(hub, no_restart=True)
                     except Exception:  # noqa: BLE001, S110 - already gone
                         pass
+                delete_grants(self._grant_key(""), prefix=True)
             self._closed = True
             images, self._images = self._images, None
         if images is not None:
@@ -340,6 +353,17 @@ class RayBackend(Backend):
             self._collector.join(_COLLECT_SECONDS + 2.0)
         if alive and self._owns_ray:
             ray.shutdown()
+
+
+def _hub_exists(namespace: str, name: str) -> bool:
+    """Whether the named hub (a kernel's, `_ray_hub.py`) is alive on the cluster."""
+    try:
+        ray.get_actor(name, namespace=namespace)
+    except ValueError:
+        return False
+    except Exception:  # noqa: BLE001 - cannot tell: keep its grants
+        return True
+    return True
 
 
 def _quiet_deaths_of(workers: set[tuple[str, int]]) -> None:

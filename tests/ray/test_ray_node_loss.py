@@ -1,8 +1,9 @@
 """A node lost under load: its raylet is killed while a burst runs on both nodes. Only the job
-its worker was running fails (and the one sent behind it, which it may have begun: the kernel
-cannot know, its journal lost with the node); the worker is replaced on the node that is left,
-every other job finishes with its own result, and nothing runs twice. The node is started again
-afterwards, for the tests that follow."""
+its worker was running fails (and at most the one sent behind it, if the worker's grant covered
+it: `_ray_grants.py`); the worker is replaced on the node that is left, every other job
+finishes with its own result, and nothing runs twice. And the calls queued behind a long job
+when its node is lost run on the replacement. The node is started again afterwards, for the
+tests that follow."""
 
 from __future__ import annotations
 
@@ -39,10 +40,14 @@ def _outcome(future: Any) -> Any:
 def restarts_node2(ray_cluster: RayCluster) -> Any:
     """Start node2 again after the test, whatever happened to it."""
     yield ray_cluster
-    node = ray_cluster.nodes.pop("node2", None)
+    _restart_node2(ray_cluster)
+
+
+def _restart_node2(cluster: RayCluster) -> None:
+    node = cluster.nodes.pop("node2", None)
     if node is not None:
         node.stop()
-    ray_cluster.start_node("node2")
+    cluster.start_node("node2")
     wait_for(lambda: bool(_node_ids_with("node2")), timeout=120)
 
 
@@ -76,9 +81,10 @@ def test_losing_a_node_under_load_fails_only_its_running_job(
     outcomes = [_outcome(f) for f in futures]
 
     failed = [i for i, outcome in enumerate(outcomes) if isinstance(outcome, BaseException)]
-    # The job the lost worker was running fails; with its node, its journal is lost too, so
-    # the job sent behind it (two calls in flight for 20 ms jobs) may have begun: it fails as
-    # well, saying so, rather than run twice.
+    # The job the lost worker was running fails. With its node, its journal is lost too: the
+    # job sent behind it (two calls in flight for 20 ms jobs) fails as well, saying it may
+    # have begun, only if the worker's grant covered it (a grant of its own each, unless a
+    # grant took longer than a millisecond on this machine).
     assert len(failed) <= 2, [outcomes[i] for i in failed]
     for i in failed:
         assert isinstance(outcomes[i], sieve.WorkerCrashedError), outcomes[i]
@@ -96,3 +102,48 @@ def test_losing_a_node_under_load_fails_only_its_running_job(
     # The lost worker was replaced on the node that is left.
     wait_for(lambda: len(pool.live_workers()) == 2, timeout=120)
     assert {w["node_id"] for w in pool.describe()} == {_node_id("head")}
+
+
+def test_calls_queued_behind_a_long_job_run_again_when_its_node_is_lost(
+    unique: Unique, restarts_node2: RayCluster, tmp_path: Path
+) -> None:
+    """A burst of quick calls lets the worker take grants that cover many calls ahead; a long
+    call in the burst then runs while the rest wait behind it. Its grant is brought down to
+    it while it runs, so when its node is lost only it fails: the calls behind it never
+    began, and run on the replacement (here, once the node is back), each exactly once."""
+    marks = tmp_path
+    saved = sieve.config.ray_actor_options
+    sieve.configure(ray_actor_options={"resources": {"node2": 1}})
+    try:
+
+        @sieve.function(name=unique("queued"), backend="ray", restart_on_error=False)
+        def work(i: int, seconds: float) -> int:
+            (marks / f"ran-{i}-{os.urandom(4).hex()}").touch()
+            time.sleep(seconds)
+            return i
+
+        # Warm: quick jobs pushed in bursts teach the worker that grants may cover many.
+        for f in [work.push(-1 - i, 0.001) for i in range(300)]:
+            f.result(timeout=120)
+    finally:
+        sieve.configure(ray_actor_options=saved)
+    for mark in marks.glob("ran-*"):
+        mark.unlink()
+
+    quick_before = [work.push(i, 0.001) for i in range(20)]
+    long_job = work.push(20, 30.0)
+    queued = [work.push(i, 0.001) for i in range(21, 61)]
+    wait_for(lambda: long_job.status == "processing", timeout=120)
+    time.sleep(1.0)
+    assert all(not f.done() for f in queued)
+    os.kill(restarts_node2.nodes["node2"].raylet_pid(), signal.SIGKILL)
+    wait_for(lambda: long_job.done(), timeout=120)
+    _restart_node2(restarts_node2)  # (the replacement can only be placed there)
+
+    assert [f.result(timeout=300) for f in quick_before] == list(range(20))
+    error = _outcome(long_job)
+    assert isinstance(error, sieve.WorkerCrashedError), error
+    assert "died while running job" in str(error), error
+    assert [_outcome(f) for f in queued] == list(range(21, 61))
+    runs = [len(list(marks.glob(f"ran-{i}-*"))) for i in range(61)]
+    assert runs == [1] * 61
