@@ -11,10 +11,9 @@ round. The link calls this object from its own threads, one at a time.
 
 from __future__ import annotations
 
-import contextlib
-import signal
+import _signal
 import threading
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sieve_jupyter.backends import CallBatch, LinkLaunch, Unsendable, WorkerLink
@@ -144,26 +143,36 @@ class LinkedWorker(Worker):
         self.pool.worker_exited(self)
 
 
-@contextlib.contextmanager
-def deferred_interrupts() -> Iterator[None]:
+class deferred_interrupts:  # noqa: N801 - used as a context manager, like a function
     """Hold back a KeyboardInterrupt (the notebook's stop button) until the block is done.
 
     A call handed to an engine (a Ray actor call) cannot be cut in half the way a frame can be
     written whole or not at all: an interrupt inside it could leave the kernel not knowing
     whether the call went out. Only the main thread receives it, so elsewhere this does nothing.
+    It runs around every call sent to a Ray worker, so it uses the C module under `signal`:
+    `signal.signal` tries to turn each handler into an enum, through a failing lookup: about
+    8 us a call, 18 us in all for this, against 2 us now.
     """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGINT)
-    if not callable(previous):  # ignored or default: nothing to hold back
-        yield
-        return
-    caught: list[Any] = []
-    signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-        if caught:
-            previous(signal.SIGINT, caught[0])
+
+    __slots__ = ("_caught", "_previous")
+
+    def __enter__(self) -> None:
+        self._previous: Any = None
+        self._caught: list[Any] = []
+        if threading.current_thread() is not threading.main_thread():
+            return
+        previous = _signal.getsignal(_signal.SIGINT)
+        if callable(previous):  # (ignored or default: nothing to hold back)
+            self._previous = previous
+            _signal.signal(_signal.SIGINT, self._catch)
+
+    def _catch(self, signum: int, frame: Any) -> None:
+        self._caught.append(frame)
+
+    def __exit__(self, *exc_info: object) -> None:
+        previous = self._previous
+        if previous is None:
+            return
+        _signal.signal(_signal.SIGINT, previous)
+        if self._caught:
+            previous(_signal.SIGINT, self._caught[0])
