@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,3 +88,12 @@ class ProcessIdentity:
                 return True
             return True
         return ticks == self.start_ticks
+
+    def wait_gone(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the process to end; returns whether it has."""
+        deadline = time.monotonic() + timeout
+        while self.is_alive():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True

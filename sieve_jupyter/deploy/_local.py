@@ -25,9 +25,17 @@ from typing import Any
 from sieve_jupyter._errors import ConfigurationError, DeployError
 from sieve_jupyter.backends._identity import ProcessIdentity
 from sieve_jupyter.deploy._model import Deployment
-from sieve_jupyter.deploy._paths import DIR_VARIABLE, READONLY_VARIABLE, slug
+from sieve_jupyter.deploy._paths import (
+    DIR_VARIABLE,
+    LOG_BYTES,
+    LOG_FILES,
+    READONLY_VARIABLE,
+    SERVER_LOG,
+    log_lines,
+    slug,
+)
 from sieve_jupyter.deploy._plan import Plan
-from sieve_jupyter.deploy._registry import LocalRegistry
+from sieve_jupyter.deploy._registry import KEEPER_WAIT, LocalRegistry
 from sieve_jupyter.serve import TOKEN_VARIABLE
 
 __all__ = ["RECORD_VARIABLE", "LocalKind", "bind_port", "spawn_server", "stop_server"]
@@ -35,15 +43,56 @@ __all__ = ["RECORD_VARIABLE", "LocalKind", "bind_port", "spawn_server", "stop_se
 #: the registry entry a local deployment's server records itself under (JSON, no token)
 RECORD_VARIABLE = "SIEVE_DEPLOYMENT_RECORD"
 
-#: starts the server in a new session and prints its pid; the server inherits the socket
+#: starts the server in a new session, its output piped to a log keeper in a session of its
+#: own, and prints both pids; the server inherits the socket
 _LAUNCHER = textwrap.dedent("""\
-    import subprocess, sys
-    fd = int(sys.argv[1]); log = sys.argv[2]; command = sys.argv[3:]
-    with open(log, "ab", buffering=0) as out:
-        server = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=out,
-                                  stderr=subprocess.STDOUT, start_new_session=True,
-                                  pass_fds=(fd,))
-    print(server.pid, flush=True)
+    import os, subprocess, sys
+    fd, keeper, log, limit, files, *command = sys.argv[1:]
+    read, write = os.pipe()
+    kept = subprocess.Popen([sys.executable, "-S", "-c", keeper, log, limit, files],
+                            stdin=read, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    os.close(read)
+    server = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=write,
+                              stderr=subprocess.STDOUT, start_new_session=True,
+                              pass_fds=(int(fd),))
+    os.close(write)
+    print(server.pid, kept.pid, flush=True)
+""")
+#: writes what the server (and its workers) print to the log, rotated (`LOG_BYTES`,
+#: `LOG_FILES`), until the last of them has closed the pipe. It ignores the signals that stop
+#: the server, and keeps reading when the log cannot be written (a full disk): a server whose
+#: output went nowhere would fail on its next print.
+_KEEPER = textwrap.dedent("""\
+    import os, signal, sys
+    log, limit, files = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    for number in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(number, signal.SIG_IGN)
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+    out = os.open(log, flags, 0o600)
+    size = os.fstat(out).st_size
+    while chunk := os.read(0, 1 << 16):
+        while chunk:
+            # what fits: all of it, else the whole lines that do (a line longer than a file
+            # is cut), then the next file
+            part = chunk
+            if size + len(chunk) > limit:
+                cut = chunk.rfind(b"\\n", 0, limit - size) + 1
+                part = chunk[: cut or (0 if size else limit)]
+            chunk = chunk[len(part) :]
+            try:
+                if part:
+                    size += os.write(out, part)
+                if chunk:
+                    os.close(out)
+                    for n in range(files - 1, 0, -1):
+                        older = log if n == 1 else f"{log}.{n - 1}"
+                        if os.path.exists(older):
+                            os.replace(older, f"{log}.{n}")
+                    out = os.open(log, flags | os.O_TRUNC, 0o600)
+                    size = 0
+            except OSError:  # (the rest of this read is lost; reading goes on)
+                chunk = b""
 """)
 
 
@@ -79,14 +128,24 @@ def bind_port(host: str, port: int | None, taken: set[int]) -> socket.socket:
 
 
 def spawn_server(
-    command: list[str], sock: socket.socket, log: Path, cwd: Path, env: dict[str, str]
-) -> ProcessIdentity:
+    command: list[str],
+    sock: socket.socket,
+    log: Path,
+    cwd: Path,
+    env: dict[str, str],
+    *,
+    log_bytes: int = LOG_BYTES,
+    log_files: int = LOG_FILES,
+) -> tuple[ProcessIdentity, ProcessIdentity]:
     """Start `command` (a ``sieve-jupyter serve``) detached, serving `sock`; `--fd` in the
-    command must name ``sock.fileno()``. Returns the server's identity."""
+    command must name ``sock.fileno()``. What it prints goes to `log`, rotated at `log_bytes`
+    (`log_files` files in all), by a keeper process that ends once the server and its
+    workers have. Returns the server's identity and the keeper's."""
     fd = sock.fileno()
     os.set_inheritable(fd, True)
+    keeper = [_KEEPER, str(log), str(log_bytes), str(log_files)]
     done = subprocess.run(
-        [sys.executable, "-S", "-c", _LAUNCHER, str(fd), str(log), *command],
+        [sys.executable, "-S", "-c", _LAUNCHER, str(fd), *keeper, *command],
         cwd=cwd,
         env=env,
         pass_fds=(fd,),
@@ -95,9 +154,10 @@ def spawn_server(
         text=True,
         timeout=60,
     )
-    if done.returncode != 0 or not done.stdout.strip().isdigit():
+    pids = done.stdout.split()
+    if done.returncode != 0 or len(pids) != 2 or not all(pid.isdigit() for pid in pids):
         raise DeployError(f"could not start the server process: {done.stderr.strip()}")
-    return ProcessIdentity.of(int(done.stdout.strip()))
+    return ProcessIdentity.of(int(pids[0])), ProcessIdentity.of(int(pids[1]))
 
 
 def stop_server(identity: ProcessIdentity, grace: float) -> bool:
@@ -110,11 +170,8 @@ def stop_server(identity: ProcessIdentity, grace: float) -> bool:
         os.kill(identity.pid, signal.SIGTERM)
     except ProcessLookupError:
         return True
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        if not identity.is_alive():
-            return True
-        time.sleep(0.05)
+    if identity.wait_gone(grace):
+        return True
     if identity.is_alive():
         try:
             os.killpg(identity.pid, signal.SIGKILL)
@@ -199,13 +256,14 @@ class LocalKind:
             env = _server_environment(plan, bundle, self.registry.root)
             # (the server records itself too, in case this process dies before it does)
             env[RECORD_VARIABLE] = json.dumps({k: v for k, v in entry.items() if k != "token"})
-            identity = spawn_server(command, sock, directory / "server.log", directory, env)
+            identity, keeper = spawn_server(command, sock, directory / SERVER_LOG, directory, env)
         except BaseException:
             self.registry.remove_files({"dir": str(directory)})
             raise
         finally:
             sock.close()
         entry["process"] = identity.label
+        entry["log_keeper"] = keeper.label
         self.registry.record(entry)
         log(
             f"{ref.key}: version {plan.version} started (local server, pid {identity.pid}, "
@@ -224,29 +282,26 @@ class LocalKind:
         return False, self.log_tail(deployment)
 
     def log_tail(self, deployment: Deployment, lines: int = 30) -> str:
-        path = Path(deployment.directory or "/nonexistent") / "server.log"
-        try:
-            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        folder = Path(deployment.directory or "/nonexistent")
+        return "".join(log_lines(folder, lines)).rstrip("\n")
 
     def stop(self, deployment: Deployment, grace: float) -> None:
-        """Drain and stop its server, then forget it (entry and files)."""
+        """Drain and stop its server, then forget it (entry and files); returns once its log
+        keeper, which ends after the server's workers, has ended too."""
         identity = ProcessIdentity.parse(deployment.process or "")
         with contextlib.suppress(DeployError):
             self.set_state(deployment, "retiring")
         if identity is not None:
             stop_server(identity, grace)
         self.registry.forget(deployment.user, deployment.name, deployment.version)
+        keeper = ProcessIdentity.parse(deployment.log_keeper or "")
+        if keeper is not None:
+            keeper.wait_gone(KEEPER_WAIT)
 
     def logs(self, deployment: Deployment, lines: int) -> tuple[list[str], Path]:
         """The last `lines` of its log, and the log's path (to follow it)."""
-        path = Path(deployment.directory or "/nonexistent") / "server.log"
-        try:
-            text = path.read_text(errors="replace")
-        except OSError:
-            text = ""
-        return text.splitlines(keepends=True)[-lines:] if lines else [], path
+        folder = Path(deployment.directory or "/nonexistent")
+        return log_lines(folder, lines), folder / SERVER_LOG
 
 
 def _server_environment(plan: Plan, bundle: Path, root: Path) -> dict[str, str]:
@@ -287,6 +342,7 @@ def _deployment(entry: dict[str, Any]) -> Deployment:
         state=entry.get("state", "serving"),
         token=entry.get("token"),
         process=entry.get("process"),
+        log_keeper=entry.get("log_keeper"),
         directory=entry.get("dir"),
         started_at=started,
     )

@@ -4,6 +4,7 @@ they come -- across redeploys, which the name's log follows to the new version."
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -78,25 +79,47 @@ def _follow(catalog: Catalog, deployment: Deployment, lines: int) -> Iterator[st
 
 
 def _follow_file(path: Path, alive: Callable[[], bool], lines: int) -> Iterator[str]:
+    """The file's last `lines`, then what is written to it, until `alive` says no more will
+    be. When the log is rotated (`path` names a new file), the rest of the old one is read,
+    then the new one from its start."""
     try:
         handle = path.open("r", errors="replace")
     except OSError:
         return
-    with handle:
-        text = handle.read()  # (up to the end as it is now; the rest is read as it comes)
-        *complete, partial = text.split("\n")
-        for line in complete[-lines:] if lines else []:
-            yield line + "\n"
+    text = handle.read()  # (up to the end as it is now; the rest is read as it comes)
+    *complete, partial = text.split("\n")
+    yield from (line + "\n" for line in (complete[-lines:] if lines else []))
+    ended = False
+    try:
         while True:
             chunk = handle.read()
             if chunk:
-                text = partial + chunk
-                *complete, partial = text.split("\n")
-                for line in complete:
-                    yield line + "\n"
+                *complete, partial = (partial + chunk).split("\n")
+                yield from (line + "\n" for line in complete)
+                continue
+            if _rotated(path, handle.fileno()):
+                handle.close()
+                try:
+                    handle = path.open("r", errors="replace")
+                except OSError:
+                    return
                 continue
             if not alive():
+                if not ended:  # (its log keeper may still write its last words: read again)
+                    ended = True
+                    time.sleep(_POLL_SECONDS)
+                    continue
                 if partial:
                     yield partial + "\n"
                 return
             time.sleep(_POLL_SECONDS)
+    finally:
+        handle.close()
+
+
+def _rotated(path: Path, fd: int) -> bool:
+    """Whether `path` now names another file than the open `fd` (the log was rotated)."""
+    try:
+        return path.stat().st_ino != os.fstat(fd).st_ino
+    except OSError:
+        return False

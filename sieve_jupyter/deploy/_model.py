@@ -87,6 +87,8 @@ class Deployment:
     token: str | None = field(default=None, repr=False)
     #: local: the server process's identity label (host/boot/pid/start); docker: None
     process: str | None = None
+    #: local: the identity label of the process that keeps its log (`_local.spawn_server`)
+    log_keeper: str | None = None
     #: docker: the container's id
     container: str | None = None
     #: local: the version's folder (its bundle and server.log)

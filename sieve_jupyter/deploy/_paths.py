@@ -13,13 +13,44 @@ import re
 import sys
 from pathlib import Path
 
-__all__ = ["DIR_VARIABLE", "READONLY_VARIABLE", "deployments_dir", "read_only", "slug"]
+__all__ = [
+    "DIR_VARIABLE",
+    "LOG_BYTES",
+    "LOG_FILES",
+    "READONLY_VARIABLE",
+    "SERVER_LOG",
+    "deployments_dir",
+    "log_lines",
+    "read_only",
+    "slug",
+]
 
 #: overrides where the registry lives (tests, and Docker deployments, which mount it)
 DIR_VARIABLE = "SIEVE_DEPLOYMENTS_DIR"
 #: set in a Docker deployment: the registry is the host's, mounted read-only; its processes
 #: are not visible from here, so entries are trusted rather than checked
 READONLY_VARIABLE = "SIEVE_DEPLOYMENTS_READONLY"
+#: a local deployment's log, in its version's folder: rotated at `LOG_BYTES`, `LOG_FILES`
+#: files in all (``server.log``, ``server.log.1``, ...), as a Docker deployment's is capped
+SERVER_LOG = "server.log"
+LOG_BYTES = 10 * 1024 * 1024
+LOG_FILES = 3
+
+
+def log_lines(folder: Path, lines: int) -> list[str]:
+    """The last `lines` lines of the log in a local deployment's `folder`, with their line
+    ends, from its rotated files too when the current one holds fewer."""
+    found: list[str] = []
+    for n in range(LOG_FILES):
+        path = folder / (SERVER_LOG if n == 0 else f"{SERVER_LOG}.{n}")
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            break
+        found[:0] = text.splitlines(keepends=True)
+        if len(found) >= lines:
+            break
+    return found[-lines:] if lines > 0 else []
 
 
 def deployments_dir() -> Path:

@@ -26,13 +26,16 @@ from typing import Any
 
 from sieve_jupyter._errors import DeployError, SieveWarning
 from sieve_jupyter.backends._identity import ProcessIdentity
-from sieve_jupyter.deploy._paths import deployments_dir, read_only
+from sieve_jupyter.deploy._paths import deployments_dir, log_lines, read_only
 
 __all__ = ["LocalRegistry"]
 
 _FILE = "registry.json"
 _LOCK = ".lock"
 _FORMAT = 1
+#: seconds a removed version's log keeper may take to end (its server's workers may still be
+#: leaving)
+KEEPER_WAIT = 10.0
 
 
 def _alive(label: str | None) -> bool:
@@ -143,11 +146,11 @@ class LocalRegistry:
         if entry.get("state") == "retiring":
             return  # it was being stopped: its end is no news
         tail = ""
-        log = Path(entry.get("dir") or "/nonexistent") / "server.log"
-        with contextlib.suppress(OSError):
-            lines = log.read_text(errors="replace").strip().splitlines()[-5:]
-            if lines:
-                tail = " Its log ended with:\n    " + "\n    ".join(lines)
+        lines = [
+            line.rstrip("\n") for line in log_lines(Path(entry.get("dir") or "/nonexistent"), 5)
+        ]
+        if lines:
+            tail = " Its log ended with:\n    " + "\n    ".join(lines)
         identity = ProcessIdentity.parse(entry.get("process") or "")
         pid = f" {identity.pid}" if identity is not None else ""
         warnings.warn(
@@ -166,6 +169,11 @@ class LocalRegistry:
         path = Path(directory)
         if self.root not in path.parents:
             return  # never remove anything outside the registry's folder
+        keeper = ProcessIdentity.parse(entry.get("log_keeper") or "")
+        if keeper is not None and entry.get("process") != ProcessIdentity.current().label:
+            # Its log keeper ends once the server and its workers have: nothing of the
+            # version outlives its removal. (A server removing its own entry holds the pipe.)
+            keeper.wait_gone(KEEPER_WAIT)
         shutil.rmtree(path, ignore_errors=True)
         for parent in (path.parent, path.parent.parent):
             if parent == self.root:
