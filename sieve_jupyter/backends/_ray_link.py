@@ -570,11 +570,17 @@ class RayLink(WorkerLink):
                 members.append(self._sent.popleft())
                 self._carried.pop(members[-1].job or "", None)
                 self._forgets.pop(members[-1].job or "", None)
-                self._settled.discard(members[-1].job or "")
             if self._sent and self._sent[0].claimed:
                 self._news.notify_all()  # (its caller waits for it to come first)
         with self._received_lock:
             self._received.extend(sent.job for sent in members)
+        try:
+            self._deliver_group(members, outcome)
+        finally:
+            # (after the delivery, which waits for what the hub held of the group)
+            self._settled.difference_update(sent.job for sent in members)
+
+    def _deliver_group(self, members: list[_Sent], outcome: Any) -> None:
         try:
             large, acked, tail = loads(outcome)
         except Exception as exc:  # noqa: BLE001 - e.g. a type the kernel cannot import
