@@ -5,8 +5,9 @@ The tier's head node runs a Ray Client server (`RayCluster.client_port`). A Ray 
 either a driver of the cluster or a Ray Client, not both, and this test process is already a
 driver (the behaviour tests' kernel), so the client kernel is a Python process of its own: a
 script that runs a model through `ray://127.0.0.1:<port>` — a call, streamed outputs, a cancel
-of a running job (the worker stays warm), an error with its remote traceback — and prints what
-it saw as JSON, for the assertions here.
+of a running job (the worker stays warm), an error with its remote traceback, a burst whose
+grant the kernel reads and removes through the client — and prints what it saw as JSON, for
+the assertions here.
 """
 
 from __future__ import annotations
@@ -68,10 +69,25 @@ except ValueError as exc:
     import traceback
     seen["error"] = [type(exc).__name__, str(exc), "".join(traceback.format_exception(exc))]
 
+# A burst: calls sent behind others start under a grant, which the kernel reads through the
+# client (after a node is lost), and removes when the worker stops.
+from ray.experimental import internal_kv
+from sieve_jupyter.manager import get_manager
+assert [f.result(timeout=120) for f in [Model.push(i) for i in range(300)]][-1].endswith(":299")
+(worker_id,) = [w["id"] for w in get_manager().record("client-model").pool.describe()]
+seen["granted"] = get_manager().backend("ray").granted(worker_id)
+
 import ray
 seen["client_mode"] = ray.util.client.ray.is_connected()
 Model.stop()
 count.stop()
+def grant_keys():
+    keys = internal_kv._internal_kv_list("", namespace="sieve-jupyter-grants")
+    return [key.decode() for key in keys if key.decode().endswith("/" + worker_id)]
+deadline = time.monotonic() + 60
+while grant_keys() and time.monotonic() < deadline:
+    time.sleep(0.1)
+seen["grant_keys_after_stop"] = grant_keys()
 print("RESULT " + json.dumps(seen), flush=True)
 """
 
@@ -94,6 +110,8 @@ def test_a_model_through_ray_client(ray_cluster: object, tmp_path: Path) -> None
     seen = json.loads(lines[-1].removeprefix("RESULT "))
 
     assert seen["client_mode"] is True  # it really went through Ray Client
+    assert seen["granted"] > 0
+    assert seen["grant_keys_after_stop"] == []
     setup_id, pid, x = seen["first"].split(":")
     assert x == "1" and int(pid) != os.getpid()
     assert seen["pushed"] == f"{setup_id}:{pid}:2"  # the same warm actor
