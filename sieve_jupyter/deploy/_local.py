@@ -35,7 +35,7 @@ from sieve_jupyter.deploy._paths import (
     slug,
 )
 from sieve_jupyter.deploy._plan import Plan
-from sieve_jupyter.deploy._registry import KEEPER_WAIT, LocalRegistry
+from sieve_jupyter.deploy._registry import LocalRegistry
 from sieve_jupyter.serve import TOKEN_VARIABLE
 
 __all__ = ["RECORD_VARIABLE", "LocalKind", "bind_port", "spawn_server", "stop_server"]
@@ -294,9 +294,11 @@ class LocalKind:
         if identity is not None:
             stop_server(identity, grace)
         self.registry.forget(deployment.user, deployment.name, deployment.version)
-        keeper = ProcessIdentity.parse(deployment.log_keeper or "")
-        if keeper is not None:
-            keeper.wait_gone(KEEPER_WAIT)
+        # (a server that stopped by itself removed its own entry and folder, before its log
+        # keeper could end: removing the folder again waits for the keeper, as `forget` does)
+        self.registry.remove_files(
+            {"dir": deployment.directory, "log_keeper": deployment.log_keeper}
+        )
 
     def logs(self, deployment: Deployment, lines: int) -> tuple[list[str], Path]:
         """The last `lines` of its log, and the log's path (to follow it)."""

@@ -35,7 +35,7 @@ _LOCK = ".lock"
 _FORMAT = 1
 #: seconds a removed version's log keeper may take to end (its server's workers may still be
 #: leaving)
-KEEPER_WAIT = 10.0
+_KEEPER_WAIT = 10.0
 
 
 def _alive(label: str | None) -> bool:
@@ -173,7 +173,7 @@ class LocalRegistry:
         if keeper is not None and entry.get("process") != ProcessIdentity.current().label:
             # Its log keeper ends once the server and its workers have: nothing of the
             # version outlives its removal. (A server removing its own entry holds the pipe.)
-            keeper.wait_gone(KEEPER_WAIT)
+            keeper.wait_gone(_KEEPER_WAIT)
         shutil.rmtree(path, ignore_errors=True)
         for parent in (path.parent, path.parent.parent):
             if parent == self.root:
