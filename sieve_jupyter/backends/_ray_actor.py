@@ -510,6 +510,7 @@ class SieveWorker:
                         self._context.resolve(message.request, message.ok, message.value)
                     elif isinstance(message, Shutdown):
                         self._journal.remove()
+                        self._grants.close()
                         os._exit(0)
             finally:
                 # (only now, under the lock: `_take_mail` must not pass it half handled,

@@ -95,11 +95,22 @@ class Grants:
             self._started = number
             self._starts += 1
 
+    def close(self) -> None:
+        """The worker leaves: its grant goes, and none is written after (the kernel deletes
+        it too, but may do so before a lowering in flight lands)."""
+        with self._lock:
+            if self._put is None:
+                return
+            self._put = None
+            self._ahead.set()  # (the lowering thread sees it closed, and ends)
+            delete_grants(self._key)
+
     def _record(self, upto: int) -> None:
         """Write the grant (under the lock). If the store cannot be reached, a grant that
         should grow stays as it was (see docs/ray.md, "Limits"); one to lower stays higher,
         which only takes more calls as begun."""
-        assert self._put is not None
+        if self._put is None:
+            return  # (closed)
         started = time.perf_counter()
         try:
             self._put(self._key, str(upto), True, namespace=_NAMESPACE)
@@ -114,6 +125,8 @@ class Grants:
             starts = self._starts
             time.sleep(LOWER_AFTER)
             with self._lock:
+                if self._put is None:
+                    return
                 if self._starts == starts and self.granted > self._started:
                     self._record(self._started)
                 if self.granted <= self._started:

@@ -26,6 +26,8 @@ class SieveHub:
         #: (worker id, [(seq, packed message), ...]) in the order the workers posted them
         self._to_kernel: list[tuple[str, list[tuple[int, Any]]]] = []
         self._kernel_news = asyncio.Event()
+        #: stopped workers whose mailbox still holds something for them (their shutdown)
+        self._leaving: set[str] = set()
 
     def _news(self, worker: str) -> asyncio.Event:
         event = self._worker_news.get(worker)
@@ -49,10 +51,18 @@ class SieveHub:
             except asyncio.TimeoutError:
                 return []
         event.clear()
-        return self._to_workers.pop(worker, [])
+        taken = self._to_workers.pop(worker, [])
+        if worker in self._leaving:
+            self._leaving.discard(worker)
+            self._worker_news.pop(worker, None)
+        return taken
 
     async def forget(self, worker: str) -> None:
-        """Drop `worker`'s mailbox (it was stopped)."""
+        """Drop `worker`'s mailbox (it was stopped) once it took what was left in it: the
+        kernel forgets a worker as soon as it asked it to leave, before it took the word."""
+        if self._to_workers.get(worker):
+            self._leaving.add(worker)
+            return
         self._to_workers.pop(worker, None)
         self._worker_news.pop(worker, None)
 

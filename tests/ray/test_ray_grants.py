@@ -4,6 +4,7 @@ once another connects."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from support import Unique, wait_for
@@ -50,8 +51,28 @@ def test_a_burst_takes_a_grant_a_run_loop_none_and_a_stopped_worker_leaves_none(
     assert granted > 50
     assert any(key.endswith("/" + worker_id) for key in _keys())
 
+    # Stopped straight after a burst, while its grant is still being lowered: the lowering
+    # must not land after the grant was deleted.
+    assert [f.result(timeout=120) for f in [add.push(i, 1) for i in range(500)]][-1] == 500
     add.stop()
     wait_for(lambda: not any(key.endswith("/" + worker_id) for key in _keys()), timeout=60)
+    time.sleep(20 * _ray_grants.LOWER_AFTER)
+    assert not any(key.endswith("/" + worker_id) for key in _keys())
+
+
+def test_a_closed_grant_is_deleted_and_not_lowered_after(unique: Unique) -> None:
+    _backend()  # (connected: the store is the cluster's)
+    key = _ray_grants.grant_key("test", unique("hub"), "w1")
+    grants = _ray_grants.Grants(key)
+    grants.ran(1e-6)  # quick jobs: one grant covers many
+    grants.admit(1)
+    assert _ray_grants.read_grant(key) > 1  # reaching past the call started: a lowering is due
+    grants.close()
+    assert key not in _keys()
+    time.sleep(10 * _ray_grants.LOWER_AFTER)
+    assert key not in _keys()  # the lowering thread wrote nothing after
+    grants.admit(2)
+    assert key not in _keys()
 
 
 def test_grants_of_a_kernel_that_is_gone_are_swept(unique: Unique) -> None:
