@@ -93,9 +93,8 @@ def test_a_thousand_large_calls_with_crashes_and_cancels_leak_nothing(
     backend: str, unique: Unique
 ) -> None:
     crash_at = {130, 600} if backend == "docker" else {130, 420, 777}  # (none cancelled)
-    # (On the Ray tier's cluster the worker lands on either node: on the one the test is not
-    # on, Ray stalls about a second on many of the large calls (docs/ray.md, "Limits"), and
-    # the test takes minutes instead of seconds.)
+    # (On the Ray tier's cluster the worker lands on either node: on the other one, its large
+    # calls wait on Ray's transfers between the nodes (docs/ray.md, "Limits").)
 
     @sieve.function(name=unique("bulk"), backend=backend)
     def bulk(i: int, data: Any) -> Any:
