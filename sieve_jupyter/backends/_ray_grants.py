@@ -109,8 +109,7 @@ class Grants:
         """Write the grant (under the lock). If the store cannot be reached, a grant that
         should grow stays as it was (see docs/ray.md, "Limits"); one to lower stays higher,
         which only takes more calls as begun."""
-        if self._put is None:
-            return  # (closed)
+        assert self._put is not None  # (both callers look, under the lock: not closed)
         started = time.perf_counter()
         try:
             self._put(self._key, str(upto), True, namespace=_NAMESPACE)
