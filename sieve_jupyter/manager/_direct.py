@@ -22,7 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from sieve_jupyter.manager._affinity import FOLLOW_MAX_SECONDS
-from sieve_jupyter.runtime.messages import Call, Moved, Result, pack, unpack
+from sieve_jupyter.runtime.messages import Moved, Result, pack_call, unpack
 from sieve_jupyter.runtime.protocol import (
     DIRECT_CALL,
     SLEEP_AFTER,
@@ -60,7 +60,7 @@ def call(
             pool.publish_job(future)  # before the call: listeners see the states in order
         assert worker.data is not None
         flags = DIRECT_CALL | SLEEP_AFTER if follow else DIRECT_CALL
-        frame = worker.data.encode(pack(Call(job_id, future.args, future.kwargs)), flags)
+        frame = worker.data.encode(pack_call(job_id, future.args, future.kwargs), flags)
         written = True  # (a frame is written whole or not at all: see Channel.write)
         worker.data.write(frame)
     except ChannelClosed:

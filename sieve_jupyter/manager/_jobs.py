@@ -6,6 +6,7 @@ cancelled), which already rejects illegal transitions, plus whether it finished 
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import collections
 import concurrent.futures
@@ -14,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import _base
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from sieve_jupyter._errors import JobCancelledError, ResultReleasedError
 
@@ -57,9 +58,10 @@ class _JobCondition(threading.Condition):
     (most jobs have none: a direct call reads its own answer)."""
 
     _waiters: Any = ()
+    _lock: _thread.RLock
 
     def __init__(self) -> None:  # (the base class's __init__ is what this replaces)
-        self._lock = threading.RLock()
+        self._lock = _thread.RLock()  # (what `threading.RLock()` returns, without its frame)
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         return self._lock.acquire(blocking, timeout)
@@ -236,9 +238,14 @@ class JobFuture(concurrent.futures.Future[T]):
     # -- transitions driven by the worker pool -----------------------------------------------
 
     def _set_started(self, worker_id: str | None) -> bool:
-        """Mark the job running; False if it was cancelled or has already ended."""
-        if self._state != _base.PENDING or not self.set_running_or_notify_cancel():
-            return False
+        """Mark the job running; False if it was cancelled or has already ended. (What
+        `set_running_or_notify_cancel` does for a job: a cancelled job is already notified, see
+        `_mark_cancelled`. Called once per job, from the pool's threads.)"""
+        condition: Any = self._condition  # (a `_JobCondition`)
+        with condition._lock:
+            if self._state != _base.PENDING:
+                return False
+            self._state = _base.RUNNING
         self.started_at = time.time()
         self.worker_id = worker_id
         return True
@@ -263,13 +270,35 @@ class JobFuture(concurrent.futures.Future[T]):
             else:
                 if before_wake is not None and not self.cancelled():
                     before_wake(self)
-                self.set_result(cast(T, list(self.outputs) if self.streaming else value))
+                result: Any = list(self.outputs) if self.streaming else value
+                self.set_result(result)
         except concurrent.futures.InvalidStateError:
             return False
         finally:
-            self._wake_streams()
+            if self._outputs_changed is not None:  # (a generator's job)
+                self._wake_streams()
         self._release_hooks()
         return True
+
+    def set_result(self, result: T) -> None:
+        """`Future.set_result`, taking the condition's lock directly and skipping what most
+        jobs do not have (threads blocked in `result()`, done callbacks): every job ends here.
+
+        Raises:
+            concurrent.futures.InvalidStateError: the job has already ended.
+        """
+        condition: Any = self._condition  # (a `_JobCondition`)
+        with condition._lock:
+            if self._state in _ENDED:
+                raise concurrent.futures.InvalidStateError(f"{self._state}: {self!r}")
+            self._result = result
+            self._state = _base.FINISHED
+            for waiter in self._waiters:
+                waiter.add_result(self)
+            if condition._waiters:
+                condition.notify_all()
+        if self._done_callbacks:
+            self._invoke_callbacks()  # type: ignore[attr-defined]  # Future's own helper
 
     def _release_arguments(self) -> None:
         # A finished job stays in the history for `%sieve jobs`; its arguments (perhaps large
@@ -358,7 +387,7 @@ class JobFuture(concurrent.futures.Future[T]):
 
     def result(self, timeout: float | None = None) -> T:
         if self._state == _base.FINISHED and self._exception is None:
-            return cast(T, self._result)
+            return self._result  # type: ignore[return-value]  # (set: the job finished)
         return super().result(timeout)
 
     def exception(self, timeout: float | None = None) -> BaseException | None:

@@ -357,15 +357,20 @@ class WorkerPool(PoolWorkers):
                     finished.append((future, result))
             started, retire_now = self._hand_on(worker)
         shared = worker.shared_results
+        publish = self.events.wants("job")  # (asked once: a burst settles thousands of jobs)
+        hold_weakly = self.host.hold_weakly
         for future, result in finished:
             # A job whose result came in a burst behind the one before it was never marked
             # running (that happens once per burst): it is now, and says so, so every job's
             # status goes queued -> processing -> finished.
             started_now = future._set_started(worker.worker_id)
             future.started_at = result.started_at  # the worker's own clock reading
-            if started_now:
+            if started_now and publish:
                 self.publish_job(future)
-            self._finish(future, value=result.value, shared=future.job_id in shared)
+            # Settled as `_finish` settles a job, with the events asked about once a burst.
+            before_wake = hold_weakly if future.job_id in shared else None
+            if future._resolve(result.value, before_wake=before_wake) and publish:
+                self.publish_job(future)
         if shared:
             shared.difference_update(result.job for result in results)
         self._after_done(started, retire_now)

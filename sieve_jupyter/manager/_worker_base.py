@@ -35,6 +35,10 @@ class WorkerState(str, enum.Enum):
     EXITED = "exited"
 
 
+#: `WorkerState.READY`, read on every call: on Python 3.11 reading a member off its class goes
+#: through the enum type's `__getattr__` (a few hundred instructions)
+_READY = WorkerState.READY
+
 _NEXT_STATES = {
     WorkerState.STARTING: {WorkerState.SETUP, WorkerState.RETIRING, WorkerState.EXITED},
     WorkerState.SETUP: {WorkerState.READY, WorkerState.RETIRING, WorkerState.EXITED},
@@ -95,7 +99,7 @@ class Worker(abc.ABC):
 
     @property
     def ready(self) -> bool:
-        return self._state is WorkerState.READY
+        return self._state is _READY
 
     def retire(self, *, expected: bool = True) -> None:
         """Take no new calls; with `expected`, the coming exit blames no job (pool lock held)."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import array
 import collections
-import contextlib
 import os
 import pickle
 import select
@@ -336,8 +335,10 @@ class FrameReader:
         try:
             got = -1
             if self.spin and not self._spin_skips:
-                with contextlib.suppress(BlockingIOError):
+                try:  # (not `contextlib.suppress`: this runs for every message)
                     got = self._receive(view, _DONTWAIT)
+                except BlockingIOError:
+                    pass
             if got < 0:
                 self._await_input(None)
                 got = self._receive(view, 0)

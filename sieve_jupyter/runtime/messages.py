@@ -335,8 +335,18 @@ def unpack(raw: tuple[Any, ...]) -> Message:
         ValueError: not a message of this vocabulary (a peer of another version).
     """
     try:
-        cls = MESSAGES[raw[0]]
-        message: Message = cls._make(raw[1:])
+        cls, size = _SHAPES[raw[0]]
     except (KeyError, TypeError, IndexError) as exc:
         raise ValueError(f"not a worker-protocol message: {raw!r:.200}") from exc
+    if type(raw) is not tuple or len(raw) != size:
+        raise ValueError(f"not a worker-protocol message: {raw!r:.200}")
+    # (`tuple.__new__` is what the class's `_make` calls, without its Python frame: this runs
+    # for every message)
+    message: Message = tuple.__new__(cls, raw[1:])
     return message
+
+
+#: each message's class and the length of its wire tuple (the tag and the fields)
+_SHAPES: dict[str, tuple[type[Any], int]] = {
+    name: (cls, 1 + len(cls._fields)) for name, cls in MESSAGES.items()
+}

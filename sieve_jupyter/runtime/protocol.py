@@ -163,7 +163,7 @@ class Channel(FrameReader):
     def send(self, message: Any, flags: int = 0) -> None:
         """Pickle and send one message. Raises `ChannelClosed` if the peer is gone, and the
         pickling error (having written nothing) if the message cannot be pickled."""
-        self.write(self.encode(message, flags))
+        self.write(encode(message, flags, files_by_content=self.files_by_content))
 
     def write(self, frame: bytes | Frame) -> None:
         """Write one frame made by `encode`. Raises `ChannelClosed` if the peer is gone.

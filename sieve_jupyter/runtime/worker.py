@@ -22,7 +22,6 @@ result is lost and the kernel knows exactly which job was running.
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import select
 import signal
@@ -30,6 +29,7 @@ import socket
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -312,7 +312,7 @@ class Worker:
             self._interruptible = True
             try:
                 value = target(*args, **kwargs)
-                if inspect.isgenerator(value):
+                if type(value) is types.GeneratorType:  # (`inspect.isgenerator`, inline)
                     for item in value:
                         self._flush_streams()
                         self.send(Output(job_id, item))

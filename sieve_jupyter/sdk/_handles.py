@@ -25,7 +25,8 @@ from sieve_jupyter.spec import ArgumentChecker, FunctionSpec
 __all__ = ["FunctionHandle", "ModelHandle", "wait_result"]
 
 #: each registration's argument checker, made on its first call (weakly held: a replaced
-#: registration takes its checker along)
+#: registration takes its checker along); shared by the handles of one registration
+#: (`sieve.function.get` makes a new one each time), each of which keeps it once looked up
 _checkers: weakref.WeakKeyDictionary[FunctionRecord, ArgumentChecker] = weakref.WeakKeyDictionary()
 
 P = ParamSpec("P")
@@ -42,6 +43,8 @@ class FunctionHandle(Generic[P, R]):
         self.__wrapped__ = obj
         self.spec = spec
         self._record = record
+        #: the registration's argument checker, once this handle has looked it up
+        self._checker: ArgumentChecker | None = None
         functools.update_wrapper(self, obj, updated=())
 
     # -- identity ----------------------------------------------------------------------------
@@ -121,13 +124,16 @@ class FunctionHandle(Generic[P, R]):
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The call's arguments, checked against the hints (and coerced: a path for a
         `sieve.File`, an int for a float) before anything is queued."""
-        checker = _checkers.get(self._record)
+        checker = self._checker
         if checker is None:
-            checker = _checkers[self._record] = ArgumentChecker(
-                self.name,
-                self.__wrapped__.__predict__ if self.spec.kind == "model" else self.__wrapped__,
-                drop_first=self.spec.kind == "model",
-            )
+            checker = _checkers.get(self._record)
+            if checker is None:
+                checker = _checkers[self._record] = ArgumentChecker(
+                    self.name,
+                    self.__wrapped__.__predict__ if self.spec.kind == "model" else self.__wrapped__,
+                    drop_first=self.spec.kind == "model",
+                )
+            self._checker = checker
         return checker.check(args, kwargs)
 
     # -- workers -----------------------------------------------------------------------------
@@ -201,7 +207,7 @@ class ModelHandle(FunctionHandle[P, R]):
         return instance
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("spec", "_record"):
+        if name.startswith("__") or name in ("spec", "_record", "_checker"):
             raise AttributeError(name)
         return getattr(self.__wrapped__, name)
 

@@ -138,3 +138,42 @@ def test_done_cancelled_and_exception_answer_as_a_plain_future_does(end: str) ->
     else:
         with pytest.raises(concurrent.futures.TimeoutError):  # (3.10: not the builtin)
             job.exception(timeout=0)
+
+
+@pytest.mark.parametrize("end", ["result", "error", "cancelled"])
+def test_an_ended_job_refuses_to_start_or_end_again(end: str) -> None:
+    # (JobFuture marks a job running and sets its result itself, without Future's methods:
+    # the refusals must be Future's own)
+    job, plain = _job(), concurrent.futures.Future[Any]()
+    if end == "result":
+        job._resolve(1)
+        plain.set_result(1)
+    elif end == "error":
+        job._resolve(exception=ValueError("bad"))
+        plain.set_exception(ValueError("bad"))
+    else:
+        job.cancel()
+        plain.cancel()
+        plain.set_running_or_notify_cancel()  # (notified: what JobFuture's cancel does at once)
+    status = {"result": "finished", "error": "error", "cancelled": "cancelled"}[end]
+    assert job._set_started("w1") is False and job.status.value == status
+    for settle in (lambda f: f.set_result(2), lambda f: f.set_exception(ValueError("again"))):
+        with pytest.raises(concurrent.futures.InvalidStateError):
+            settle(plain)
+        with pytest.raises(concurrent.futures.InvalidStateError):
+            settle(job)
+    assert job._resolve(3) is False
+    if end == "result":
+        assert job.result() == 1
+
+
+def test_an_event_loop_awaits_a_job_settled_on_another_thread() -> None:
+    import asyncio
+
+    job = _job()
+
+    async def main() -> Any:
+        threading.Timer(0.02, lambda: (job._set_started("w1"), job._resolve(42))).start()
+        return await asyncio.wait_for(job, timeout=10)
+
+    assert asyncio.run(main()) == 42

@@ -81,7 +81,10 @@ def test_a_call_packed_without_its_named_tuple_is_the_same_on_the_wire() -> None
     assert unpack(messages.pack_call(*call)) == call
 
 
-@pytest.mark.parametrize("wire", [("Nope", 1), ("Result", "too", "few"), (), ("Call",)])
+@pytest.mark.parametrize(
+    "wire",
+    [("Nope", 1), ("Result", "too", "few"), (), ("Call",), ("Shutdown", "extra"), ["Shutdown"]],
+)
 def test_a_tuple_that_is_not_a_message_is_refused(wire: tuple[Any, ...]) -> None:
     with pytest.raises(ValueError, match="not a worker-protocol message"):
         unpack(wire)
