@@ -52,7 +52,7 @@ def call(
     slow call).
     """
     job_id = future.job_id
-    listened = bool(pool.events)
+    listened = pool.events.wants("job")  # (someone follows jobs' states)
     written = follow = False
     try:
         follow = _follow_caller(pool, worker)
