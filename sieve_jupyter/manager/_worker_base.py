@@ -35,10 +35,6 @@ class WorkerState(str, enum.Enum):
     EXITED = "exited"
 
 
-#: `WorkerState.READY`, read on every call: on Python 3.11 reading a member off its class goes
-#: through the enum type's `__getattr__` (a few hundred instructions)
-_READY = WorkerState.READY
-
 _NEXT_STATES = {
     WorkerState.STARTING: {WorkerState.SETUP, WorkerState.RETIRING, WorkerState.EXITED},
     WorkerState.SETUP: {WorkerState.READY, WorkerState.RETIRING, WorkerState.EXITED},
@@ -62,6 +58,9 @@ class Worker(abc.ABC):
         self.worker_id = worker_id
         self.gpu = gpu
         self._state = WorkerState.STARTING
+        #: whether it takes calls (its state is READY): read for every call, so kept beside the
+        #: state rather than worked out at each read (see `move_to`)
+        self.ready = False
         #: the jobs assigned to this worker (changed only with the pool's lock held)
         self.jobs = WorkerJobs(worker_id)
         #: held by the one thread making a direct call to this worker, until its outcome is
@@ -96,15 +95,13 @@ class Worker(abc.ABC):
         if state not in _NEXT_STATES[self._state]:
             raise RuntimeError(f"worker {self.worker_id}: {self._state.value} -> {state.value}")
         self._state = state
-
-    @property
-    def ready(self) -> bool:
-        return self._state is _READY
+        self.ready = state is WorkerState.READY
 
     def retire(self, *, expected: bool = True) -> None:
         """Take no new calls; with `expected`, the coming exit blames no job (pool lock held)."""
         if self._state is not WorkerState.EXITED:
             self._state = WorkerState.RETIRING
+        self.ready = False
         if expected:
             self.exit_expected = True
 
