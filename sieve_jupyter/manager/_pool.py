@@ -149,8 +149,8 @@ class WorkerPool(PoolWorkers):
             elif worker is not inline:
                 wake = True
             worker.jobs.assign(future)
-        if wake and self._sender_waiting:
-            self._wake.notify()
+        if wake:
+            self._wake_sender()
         return inline
 
     def _window(self) -> int:
@@ -228,8 +228,7 @@ class WorkerPool(PoolWorkers):
         """Calls taken for a write that did not happen: first in line again, for the sender."""
         with self.lock:
             worker.jobs.put_back(batch)
-            if self._sender_waiting:
-                self._wake.notify()
+            self._wake_sender()
 
     def _flush_linked(self, worker: LinkedWorker, waited: str | None = None) -> None:
         """Hand a linked worker its waiting calls, in order (any thread but a settler); its
@@ -428,8 +427,8 @@ class WorkerPool(PoolWorkers):
         started = worker.jobs.start_next()
         if worker.ready and self.queue:
             inline = self._assign()
-            if inline is not None and self._sender_waiting:
-                self._wake.notify()  # readers never write calls themselves
+            if inline is not None:
+                self._wake_sender()  # readers never write calls themselves
         return started, self._retiring and not self.queue and not self._busy()
 
     def _after_done(self, started: JobFuture[Any] | None, retire_now: bool) -> None:

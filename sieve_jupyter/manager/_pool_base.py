@@ -91,6 +91,14 @@ class PoolBase:
         )
         self._sender.start()
 
+    def _wake_sender(self) -> None:
+        """Wake the sender thread if it waits (lock held). It is woken once: the pushes of a
+        burst made while it wakes up (it needs the GIL, which the pushing thread holds) each
+        notified it again before, about one push in three."""
+        if self._sender_waiting:
+            self._sender_waiting = False
+            self._wake.notify()
+
     # -- provided by the layers above --------------------------------------------------------
 
     def _send_loop(self) -> None:
