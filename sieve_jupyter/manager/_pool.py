@@ -333,14 +333,13 @@ class WorkerPool(PoolWorkers):
         with self.lock:
             worker.jobs.finish(future.job_id)
             self._timed(result.finished_at - result.started_at)
-            if len(worker.jobs) or self.queue or self._retiring:
+            more = bool(len(worker.jobs) or self.queue or self._retiring)
+            if more:
                 started, retire_now = self._hand_on(worker)
-            else:
-                worker.jobs.start_next()
-                started, retire_now = None, False
         future.started_at = result.started_at  # the worker's own clock reading
         self._finish(future, value=result.value, shared=shared)
-        self._after_done(started, retire_now)
+        if more:
+            self._after_done(started, retire_now)
 
     # -- outcomes and news from workers (reader threads, see _messages.py) -------------------
 

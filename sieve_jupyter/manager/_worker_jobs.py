@@ -113,10 +113,14 @@ class WorkerJobs:
     # -- outcomes ----------------------------------------------------------------------------
 
     def finish(self, job_id: str) -> JobFuture[Any] | None:
-        """The worker is done with `job_id`; returns its future (None if already settled)."""
+        """The worker is done with `job_id`; returns its future (None if already settled). A
+        worker left with nothing in flight runs nothing (with jobs left, `start_next` says
+        which one runs now)."""
         future = self._inflight.pop(job_id, None)
         if self._direct == job_id:
             self._direct = None
+        if not self._inflight:
+            self._running = None
         return future
 
     def start_next(self) -> JobFuture[Any] | None:
