@@ -330,16 +330,16 @@ class WorkerPool(PoolWorkers):
         """Settle a direct call that came back with a value: `jobs_done` for the common case
         of one result and nothing queued behind it, with less bookkeeping. `shared`: the value
         was rebuilt on the worker's shared memory."""
+        started: JobFuture[Any] | None = None
+        retire_now = False
         with self.lock:
-            worker.jobs.finish(future.job_id)
+            worker.jobs.finish(future.job_id)  # (left idle, it runs nothing: no hand-on)
             self._timed(result.finished_at - result.started_at)
-            more = bool(len(worker.jobs) or self.queue or self._retiring)
-            if more:
+            if len(worker.jobs) or self.queue or self._retiring:
                 started, retire_now = self._hand_on(worker)
         future.started_at = result.started_at  # the worker's own clock reading
         self._finish(future, value=result.value, shared=shared)
-        if more:
-            self._after_done(started, retire_now)
+        self._after_done(started, retire_now)
 
     # -- outcomes and news from workers (reader threads, see _messages.py) -------------------
 
@@ -356,7 +356,6 @@ class WorkerPool(PoolWorkers):
             started, retire_now = self._hand_on(worker)
         shared = worker.shared_results
         publish = self.events.wants("job")  # (asked once: a burst settles thousands of jobs)
-        hold_weakly = self.host.hold_weakly
         for future, result in finished:
             # A job whose result came in a burst behind the one before it was never marked
             # running (that happens once per burst): it is now, and says so, so every job's
@@ -365,10 +364,9 @@ class WorkerPool(PoolWorkers):
             future.started_at = result.started_at  # the worker's own clock reading
             if started_now and publish:
                 self.publish_job(future)
-            # Settled as `_finish` settles a job, with the events asked about once a burst.
-            before_wake = hold_weakly if future.job_id in shared else None
-            if future._resolve(result.value, before_wake=before_wake) and publish:
-                self.publish_job(future)
+            self._finish(
+                future, value=result.value, shared=future.job_id in shared, publish=publish
+            )
         if shared:
             shared.difference_update(result.job for result in results)
         self._after_done(started, retire_now)

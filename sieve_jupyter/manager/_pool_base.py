@@ -94,7 +94,7 @@ class PoolBase:
     def _wake_sender(self) -> None:
         """Wake the sender thread if it waits (lock held). It is woken once: the pushes of a
         burst made while it wakes up (it needs the GIL, which the pushing thread holds) each
-        notified it again before, about one push in three."""
+        notified it again before, about one push in ten."""
         if self._sender_waiting:
             self._sender_waiting = False
             self._wake.notify()
@@ -191,13 +191,15 @@ class PoolBase:
         exception: BaseException | None = None,
         *,
         shared: bool = False,
+        publish: bool = True,
     ) -> None:
         """Settle `future`. `shared`: its value was rebuilt on a worker's shared memory (or
         holds memory of Ray's object store), so the history holds the job weakly
         (`PoolHost.hold_weakly`) from before whoever waits for it wakes: a caller that drops
-        the value next finds the memory going back at once."""
+        the value next finds the memory going back at once. `publish=False`: the caller knows
+        nobody listens for jobs (it asked once for a whole burst)."""
         before_wake = self.host.hold_weakly if shared else None
-        if future._resolve(value, exception, before_wake=before_wake):
+        if future._resolve(value, exception, before_wake=before_wake) and publish:
             self.publish_job(future)
 
     def _busy(self) -> bool:
