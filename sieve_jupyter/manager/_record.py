@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sieve_jupyter.manager._events import EventBus
     from sieve_jupyter.manager._pool import WorkerPool
-    from sieve_jupyter.spec import FunctionSpec
+    from sieve_jupyter.spec import ArgumentChecker, FunctionSpec
 
 __all__ = ["FunctionRecord"]
 
@@ -35,6 +35,9 @@ class FunctionRecord:
     registered_at: float = field(default_factory=time.time)
     #: the checks before a first worker starts passed (see `Manager._preflight`)
     checked: bool = False
+    #: how calls' arguments are checked, made by the first call through a handle (every
+    #: handle of this registration shares it; a replaced registration takes it along)
+    argument_checker: ArgumentChecker | None = field(default=None, init=False, repr=False)
     #: held from a snapshot to its event (see `publish`)
     _publishing: threading.RLock = field(default_factory=threading.RLock, init=False, repr=False)
     #: held while the code is pickled (see `payload`)

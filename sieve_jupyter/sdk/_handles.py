@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Generic, ParamSpec, TypeVar, cast
 
@@ -23,11 +22,6 @@ from sieve_jupyter.sdk._script_output import manager as calling_manager
 from sieve_jupyter.spec import ArgumentChecker, FunctionSpec
 
 __all__ = ["FunctionHandle", "ModelHandle", "wait_result"]
-
-#: each registration's argument checker, made on its first call (weakly held: a replaced
-#: registration takes its checker along); shared by the handles of one registration
-#: (`sieve.function.get` makes a new one each time), each of which keeps it once looked up
-_checkers: weakref.WeakKeyDictionary[FunctionRecord, ArgumentChecker] = weakref.WeakKeyDictionary()
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -43,8 +37,6 @@ class FunctionHandle(Generic[P, R]):
         self.__wrapped__ = obj
         self.spec = spec
         self._record = record
-        #: the registration's argument checker, once this handle has looked it up
-        self._checker: ArgumentChecker | None = None
         functools.update_wrapper(self, obj, updated=())
 
     # -- identity ----------------------------------------------------------------------------
@@ -124,16 +116,13 @@ class FunctionHandle(Generic[P, R]):
     ) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The call's arguments, checked against the hints (and coerced: a path for a
         `sieve.File`, an int for a float) before anything is queued."""
-        checker = self._checker
+        checker = self._record.argument_checker
         if checker is None:
-            checker = _checkers.get(self._record)
-            if checker is None:
-                checker = _checkers[self._record] = ArgumentChecker(
-                    self.name,
-                    self.__wrapped__.__predict__ if self.spec.kind == "model" else self.__wrapped__,
-                    drop_first=self.spec.kind == "model",
-                )
-            self._checker = checker
+            checker = self._record.argument_checker = ArgumentChecker(
+                self.name,
+                self.__wrapped__.__predict__ if self.spec.kind == "model" else self.__wrapped__,
+                drop_first=self.spec.kind == "model",
+            )
         return checker.check(args, kwargs)
 
     # -- workers -----------------------------------------------------------------------------
@@ -207,7 +196,7 @@ class ModelHandle(FunctionHandle[P, R]):
         return instance
 
     def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("spec", "_record", "_checker"):
+        if name.startswith("__") or name in ("spec", "_record"):
             raise AttributeError(name)
         return getattr(self.__wrapped__, name)
 
