@@ -17,6 +17,7 @@ settles the job exactly as for a pushed one. This module does the I/O; the pool 
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -88,6 +89,10 @@ def call(
     # rather than sleep, since the answer waking a sleeping caller would move the caller to
     # the other CPU (see `CallerCpu.follow`), and yielding costs no CPU the worker needs.
     worker.reply.spin = FOLLOW_MAX_SECONDS if follow else pool.reply_poll_seconds()
+    if follow:
+        # The worker, woken by the call, waits for this CPU: let it answer before looking,
+        # so the first read finds the answer (a read that finds nothing costs an exception).
+        os.sched_yield()
     if wait is not None and not (worker.reply.pending() or worker.reply.readable_within(wait)):
         _read_in_background(pool, worker, future)
         return

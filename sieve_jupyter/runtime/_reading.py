@@ -19,7 +19,8 @@ import select
 import socket
 import struct
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from sieve_jupyter.runtime import _files
 from sieve_jupyter.runtime._shm import NOTICE_RELEASE, NOTICE_RETIRE, ShmLink, unpack_pairs
@@ -39,6 +40,8 @@ from sieve_jupyter.runtime._wire import (
 )
 
 __all__ = ["ChannelClosed", "FrameReader", "UndecodableMessage"]
+
+_T = TypeVar("_T")
 
 _PREFIX_SIZE = PREFIX.size
 _unpack_prefix = PREFIX.unpack_from
@@ -121,6 +124,8 @@ class FrameReader:
         #: (see `readable_within`)
         self._spin_misses = 0
         self._spin_skips = 0
+        #: the next wait sleeps in the read itself (see `sleep_next_wait`)
+        self._read_asleep = False
         #: descriptors received, not yet claimed by their frame (a Unix socket hands them over
         #: with the read that reaches the first byte sent with them)
         self._descriptors: collections.deque[int] = collections.deque()
@@ -331,10 +336,14 @@ class FrameReader:
         process writes calls on the same connection was a wake-up for nothing per call, on
         the other CPU. A poll for input is woken only by input (or the end). A channel that
         polls tries the read first (what it waits for is often there already); one that
-        expects to sleep goes straight to the poll."""
+        expects to sleep goes straight to the poll, or to a read that sleeps when told that
+        nothing it wrote is on its way (`sleep_next_wait`)."""
         try:
             got = -1
-            if self.spin and not self._spin_skips:
+            if self._read_asleep:
+                self._read_asleep = False
+                got = self._sleep(lambda: self._receive(view, 0))
+            elif self.spin and not self._spin_skips:
                 try:  # (not `contextlib.suppress`: this runs for every message)
                     got = self._receive(view, _DONTWAIT)
                 except BlockingIOError:
@@ -405,19 +414,20 @@ class FrameReader:
             poller.register(self._sock, select.POLLIN)
         return poller.poll(milliseconds)
 
-    def _sleep(self, milliseconds: float | None) -> list[tuple[int, int]]:
-        """`_poll` that may sleep, during which the channel's descriptor stays open.
+    def _sleep(self, wait: Callable[[], _T]) -> _T:
+        """Run `wait`, a poll or a read that may sleep, keeping the channel's descriptor open.
 
-        A sleeping poll looks its descriptor number up again each time it is woken. Were the
-        number closed by another thread (a worker stopped while its reader waits) and taken
-        by the next file opened before the reader ran again (a busy machine), the poll would
-        watch that file, for as long as nothing arrived there, instead of the socket whose
-        end woke it. So `Channel.close` only shuts a socket a poll sleeps on down (which wakes
-        the poll) and leaves closing it to the poll. (The two threads each write their flag
-        before they read the other's, so one of them always sees the other.)"""
+        A sleeping poll looks its descriptor number up again each time it is woken (and a
+        read interrupted by a signal does when it starts again). Were the number closed by
+        another thread (a worker stopped while its reader waits) and taken by the next file
+        opened before the reader ran again (a busy machine), the poll would watch that file,
+        for as long as nothing arrived there, instead of the socket whose end woke it. So
+        `Channel.close` only shuts a socket a wait sleeps on down (which wakes the wait) and
+        leaves closing it to the wait. (The two threads each write their flag before they
+        read the other's, so one of them always sees the other.)"""
         self._sleeping = True
         try:
-            return self._poll(milliseconds)
+            return wait()
         finally:
             self._sleeping = False
             if self._closed:
@@ -427,7 +437,9 @@ class FrameReader:
         """`readable_within` once a look found nothing there yet."""
         poll = self._poll
         start = time.perf_counter()
-        if self.spin and not self._spin_skips:
+        if self._read_asleep:  # (told to sleep at once: `sleep_next_wait`)
+            self._read_asleep = False
+        elif self.spin and not self._spin_skips:
             spin_until = start + (self.spin if seconds is None else min(self.spin, seconds))
             before = start
             while True:
@@ -448,20 +460,27 @@ class FrameReader:
         elif self._spin_skips:
             self._spin_skips -= 1
         if seconds is None:
-            ready = bool(self._sleep(None))
+            ready = bool(self._sleep(lambda: self._poll(None)))
         else:
             left = seconds - (time.perf_counter() - start)
             if left <= 0:
                 return False
-            ready = bool(self._sleep(left * 1000.0))
+            ready = bool(self._sleep(lambda: self._poll(left * 1000.0)))
         if ready and time.perf_counter() - start <= self.spin:
             self._spin_misses = self._spin_skips = 0  # it came within the polling time
         return ready
 
     def sleep_next_wait(self) -> None:
-        """Do not poll in the next wait for something to read: sleep on the socket at once
-        (the sender of the frame just read waits on this process's CPU)."""
-        self._spin_skips = max(self._spin_skips, 1)
+        """Do not poll in the next wait for something to read: sleep at once, in the read
+        itself (the sender of the frame just read waits on this process's CPU, for an answer
+        that goes back on another connection).
+
+        A read that sleeps costs one system call where a poll and then a read cost two, but
+        it is woken, for nothing, each time the peer takes bytes this process wrote on the
+        same socket (see `_recv_into`): right for a wait after an answer sent elsewhere, as
+        a direct call's is, not in general. (Anything the call wrote on this connection
+        wakes the read once, at worst.)"""
+        self._read_asleep = True
 
     def _close_reading(self) -> None:
         while self._descriptors:

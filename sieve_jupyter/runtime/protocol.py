@@ -294,7 +294,7 @@ class Channel(FrameReader):
             self._sock.shutdown(socket.SHUT_RDWR)
         except OSError:
             pass
-        if not self._sleeping:  # (else the poll it woke closes it: see `_sleep`)
+        if not self._sleeping:  # (else the wait it woke closes it: see `_sleep`)
             self._sock.close()
         self._close_reading()
 

@@ -305,6 +305,16 @@ def _worker_cpus(name: str) -> set[int]:
     return os.sched_getaffinity(worker.process.host_pid)
 
 
+def _worker_sleeps_in(name: str) -> str:
+    """What the worker's main thread sleeps in once idle: "read" or "poll" (its `wchan`)."""
+    record = get_manager().record(name)
+    assert record.pool is not None
+    (worker,) = record.pool.workers.values()
+    wchan = Path(f"/proc/{worker.process.host_pid}/wchan")
+    wait_for(lambda: any(word in wchan.read_text() for word in ("poll", "read")))
+    return "poll" if "poll" in wchan.read_text() else "read"
+
+
 @pytest.mark.skipif(current_cpu() is None, reason="no sched_getcpu / sched_setaffinity here")
 def test_a_quick_run_keeps_the_worker_on_the_callers_cpu_until_calls_are_pushed(
     unique: Unique, direct_calls: list[str]
@@ -324,9 +334,14 @@ def test_a_quick_run_keeps_the_worker_on_the_callers_cpu_until_calls_are_pushed(
             assert [quick.run(i) for i in range(10)] == list(range(1, 11))
             assert len(direct_calls) >= 9
             assert _worker_cpus(quick.name) == {min(home)}
+            # between followed calls the worker sleeps in the read of its next call (one
+            # system call, not a poll and a read: see FrameReader.sleep_next_wait)
+            assert _worker_sleeps_in(quick.name) == "read"
             # pushed calls run beside their caller: the worker gets its own CPUs back
             assert [f.result() for f in [quick.push(i) for i in range(50)]] == list(range(1, 51))
             assert _worker_cpus(quick.name) == home
+            assert _worker_sleeps_in(quick.name) == "poll"  # (its results went on the data
+            # connection, whose reads would be woken for nothing by the kernel taking them)
     finally:
         sieve.configure(busy_poll_us=previous)
 

@@ -557,6 +557,58 @@ def test_a_frame_flagged_sleep_after_makes_the_next_wait_sleep_at_once(
     assert yields[0] > before
 
 
+def _sleeps_in(thread: threading.Thread) -> str:
+    """What a reading thread sleeps in once it does: "poll" or "read" (from its `wchan`; it
+    may sleep elsewhere a moment on the way, waiting for the GIL)."""
+    wchan = pathlib.Path(f"/proc/self/task/{thread.native_id}/wchan")
+    deadline = time.monotonic() + 10
+    while True:
+        where = wchan.read_text()
+        if "poll" in where:
+            return "poll"
+        if "unix_stream_read" in where:
+            return "read"
+        assert time.monotonic() < deadline, f"the reader never went to sleep reading ({where})"
+        time.sleep(0.001)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
+def test_after_sleep_after_the_next_recv_sleeps_in_the_read_itself(
+    pair: tuple[Channel, Channel], yields: list[int]
+) -> None:
+    # A worker answering a followed call sleeps until the next call in one system call, a
+    # read, rather than a poll and then a read; only the next wait does.
+    sender, receiver = pair
+    receiver.spin = 0.001
+    receiver.sleep_next_wait()
+    before = yields[0]
+    thread, outcome = in_thread(receiver.recv)
+    assert _sleeps_in(thread) == "read"
+    sender.send(("call", "job-2", (2,), {}))
+    assert joined(thread, outcome) == ("call", "job-2", (2,), {})
+    assert yields[0] == before  # no poll on the way
+    thread, outcome = in_thread(receiver.recv)
+    assert _sleeps_in(thread) == "poll"  # the wait after it polls, then sleeps in a poll
+    sender.send(("call", "job-3", (3,), {}))
+    assert joined(thread, outcome) == ("call", "job-3", (3,), {})
+    assert yields[0] > before
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
+def test_a_read_asleep_when_its_channel_is_closed_ends_and_closes_the_socket(
+    pair: tuple[Channel, Channel],
+) -> None:
+    # As for a sleeping poll (see the test of a reader woken after its channel was closed):
+    # closing the channel wakes the read, which closes the socket once it is done with it.
+    _, receiver = pair
+    receiver.sleep_next_wait()
+    thread, outcome = in_thread(receiver.recv)
+    assert _sleeps_in(thread) == "read"
+    receiver.close()
+    assert isinstance(joined(thread, outcome), ChannelClosed)
+    assert receiver.fileno() == -1
+
+
 def _voluntary_switches(thread_id: int) -> int:
     with open(f"/proc/self/task/{thread_id}/status") as status:
         for line in status:
