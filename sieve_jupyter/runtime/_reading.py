@@ -19,8 +19,7 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from sieve_jupyter.runtime import _files
 from sieve_jupyter.runtime._shm import NOTICE_RELEASE, NOTICE_RETIRE, ShmLink, unpack_pairs
@@ -40,8 +39,6 @@ from sieve_jupyter.runtime._wire import (
 )
 
 __all__ = ["ChannelClosed", "FrameReader", "UndecodableMessage"]
-
-_T = TypeVar("_T")
 
 _PREFIX_SIZE = PREFIX.size
 _unpack_prefix = PREFIX.unpack_from
@@ -342,7 +339,7 @@ class FrameReader:
             got = -1
             if self._read_asleep:
                 self._read_asleep = False
-                got = self._sleep(lambda: self._receive(view, 0))
+                got = self._sleep(None, view)
             elif self.spin and not self._spin_skips:
                 try:  # (not `contextlib.suppress`: this runs for every message)
                     got = self._receive(view, _DONTWAIT)
@@ -414,8 +411,9 @@ class FrameReader:
             poller.register(self._sock, select.POLLIN)
         return poller.poll(milliseconds)
 
-    def _sleep(self, wait: Callable[[], _T]) -> _T:
-        """Run `wait`, a poll or a read that may sleep, keeping the channel's descriptor open.
+    def _sleep(self, milliseconds: float | None, view: memoryview | None = None) -> Any:
+        """`_poll` that may sleep (with `view`: a read into it that may), during which the
+        channel's descriptor stays open.
 
         A sleeping poll looks its descriptor number up again each time it is woken (and a
         read interrupted by a signal does when it starts again). Were the number closed by
@@ -427,7 +425,7 @@ class FrameReader:
         read the other's, so one of them always sees the other.)"""
         self._sleeping = True
         try:
-            return wait()
+            return self._poll(milliseconds) if view is None else self._receive(view, 0)
         finally:
             self._sleeping = False
             if self._closed:
@@ -460,12 +458,12 @@ class FrameReader:
         elif self._spin_skips:
             self._spin_skips -= 1
         if seconds is None:
-            ready = bool(self._sleep(lambda: self._poll(None)))
+            ready = bool(self._sleep(None))
         else:
             left = seconds - (time.perf_counter() - start)
             if left <= 0:
                 return False
-            ready = bool(self._sleep(lambda: self._poll(left * 1000.0)))
+            ready = bool(self._sleep(left * 1000.0))
         if ready and time.perf_counter() - start <= self.spin:
             self._spin_misses = self._spin_skips = 0  # it came within the polling time
         return ready
