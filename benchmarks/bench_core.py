@@ -12,6 +12,9 @@ what a warm call costs in CPU time (this process plus the worker process), which
 (`--busy-poll-us`) trades for latency. The "paused" column is the p50 of calls made 0.3 ms
 apart, after both sides have gone to sleep (a notebook's cells, a server's requests), where the
 wake-ups cost most (`--no-follow` shows what keeping the worker on the caller's CPU spares).
+The pipe is also timed with both its ends kept on one CPU, as ours run without polling: what
+the round trip costs without a wake-up on the other CPU, the part that moves most from hour to
+hour on a virtual machine.
 """
 
 from __future__ import annotations
@@ -129,6 +132,19 @@ def paused_latency(call: Callable[[], Any], n: int) -> list[float]:
         call()
         out.append(time.perf_counter() - t)
     return out
+
+
+def one_cpu_latency(peers: Peers, n: int) -> list[float]:
+    """The raw pipe's round trip with this thread kept on its server's CPU: what the pipe
+    costs without a wake-up on the other CPU, as ours runs without polling (its worker
+    follows the caller). Between this and the usual figure lies what waking a process on
+    the other CPU costs on this machine at the time."""
+    mine = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, os.sched_getaffinity(peers.server.pid))  # (this thread only)
+    try:
+        return latency(peers.pipe_call, n)
+    finally:
+        os.sched_setaffinity(0, mine)
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -265,6 +281,8 @@ def main() -> None:
             record(f"{key}.p99", percentile(samples, 0.99))
             if key != "ppe":
                 record(f"{key}.paused", percentile(paused_latency(call, n_lat // 3), 0.5))
+        if not args.no_pin:  # (its server is on one CPU only when pinned)
+            record("pipe1.p50", percentile(one_cpu_latency(peers, n_lat), 0.5))
         record("ppe.rate", throughput(lambda i: peers.ppe.submit(noop, i), n_push))
         record("pipe.rate", throughput(peers.futures.push, n_push))
         record("sieve.rate", throughput(fn.push, n_push))
@@ -296,6 +314,7 @@ def main() -> None:
     )
     rows = [
         ("raw Pipe (rate: + thread + Futures)", "pipe"),
+        ("raw Pipe, both ends on one CPU", "pipe1"),
         ("ProcessPoolExecutor(1)", "ppe"),
         ("sieve-jupyter local", "sieve"),
         ("ray actor", "ray"),
@@ -309,8 +328,10 @@ def main() -> None:
         cold = med.get(f"{key}.cold")
         cpu = med.get(f"{key}.cpu")
         paused = med.get(f"{key}.paused")
+        p99 = med.get(f"{key}.p99")
         print(
-            f"{label:<36}{med[f'{key}.p50'] * us:>8.0f}{med[f'{key}.p99'] * us:>8.0f}"
+            f"{label:<36}{med[f'{key}.p50'] * us:>8.0f}"
+            f"{(f'{p99 * us:.0f}' if p99 else '-'):>8}"
             f"{(f'{cpu * us:.0f}' if cpu else '-'):>8}"
             f"{(f'{paused * us:.0f}' if paused else '-'):>8}"
             f"{(f'{rate:,.0f}' if rate else '-'):>10}{(f'{bigt:.3f}' if bigt else '-'):>9}"
@@ -326,6 +347,10 @@ def main() -> None:
         "PPE 100MB time / sieve 100MB time (target >= 3)": med["ppe.big"] / med["sieve.big"],
         "cold start / spawned PPE first result (target <= 3)": med["sieve.cold"] / med["ppe.cold"],
     }
+    if "pipe1.p50" in med:
+        ratios["run p50 / raw pipe p50 with both ends on one CPU"] = (
+            med["sieve.p50"] / med["pipe1.p50"]
+        )
     report(ratios, args.json, medians=med)
     fn.stop()
     big_fn.stop()
