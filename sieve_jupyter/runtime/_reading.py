@@ -476,8 +476,9 @@ class FrameReader:
         A read that sleeps costs one system call where a poll and then a read cost two, but
         it is woken, for nothing, each time the peer takes bytes this process wrote on the
         same socket (see `_recv_into`): right for a wait after an answer sent elsewhere, as
-        a direct call's is, not in general. (Anything the call wrote on this connection
-        wakes the read once, at worst.)"""
+        a direct call's is, not in general. (What the call did write on this connection,
+        printed text say, can wake the read for nothing while the peer takes it: this one
+        wait only.)"""
         self._read_asleep = True
 
     def _close_reading(self) -> None:
