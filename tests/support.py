@@ -76,6 +76,23 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 60.0) -> None:
         time.sleep(0.01)
 
 
+def sleeps_in(wchan: Path, timeout: float = 10) -> str:
+    """What a thread reading a socket sleeps in once it does, "poll" or "read", from its
+    `wchan` (Linux: `/proc/self/task/TID/wchan`, or `/proc/PID/wchan` for another process's
+    main thread). It may sleep elsewhere a moment on the way (waiting for the GIL); `timeout`
+    bounds how long a thread that never sleeps reading keeps the test waiting."""
+    deadline = time.monotonic() + timeout
+    while True:
+        where = wchan.read_text()
+        if "poll" in where:
+            return "poll"
+        if "unix_stream_read" in where:
+            return "read"
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the thread never went to sleep reading (it is in {where!r})")
+        time.sleep(0.001)
+
+
 def in_thread(target: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
     """Run `target` on a thread; the returned list gets its result or its exception."""
     outcome: list[Any] = []

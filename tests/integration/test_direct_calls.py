@@ -27,6 +27,7 @@ from support import (
     call_interrupted,
     in_thread,
     joined,
+    sleeps_in,
     thread_on_cpu,
     wait_for,
 )
@@ -310,9 +311,7 @@ def _worker_sleeps_in(name: str) -> str:
     record = get_manager().record(name)
     assert record.pool is not None
     (worker,) = record.pool.workers.values()
-    wchan = Path(f"/proc/{worker.process.host_pid}/wchan")
-    wait_for(lambda: any(word in wchan.read_text() for word in ("poll", "read")))
-    return "poll" if "poll" in wchan.read_text() else "read"
+    return sleeps_in(Path(f"/proc/{worker.process.host_pid}/wchan"))
 
 
 @pytest.mark.skipif(current_cpu() is None, reason="no sched_getcpu / sched_setaffinity here")

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from support import in_thread, joined
+from support import in_thread, joined, sleeps_in
 
 from sieve_jupyter.runtime import _reading, _shm, _wire
 from sieve_jupyter.runtime.protocol import (
@@ -241,11 +241,7 @@ def test_a_reader_woken_after_its_channel_was_closed_ends_with_its_own_socket() 
     left, right = socket.socketpair()
     channel = Channel(left)
     thread, outcome = in_thread(channel.recv)
-    wchan = pathlib.Path(f"/proc/self/task/{thread.native_id}/wchan")
-    deadline = time.monotonic() + 10
-    while "poll" not in wchan.read_text():  # (asleep in its poll)
-        assert time.monotonic() < deadline, "the reader never went to sleep in a poll"
-        time.sleep(0.001)
+    assert _sleeps_in(thread) == "poll"
     cpu = min(os.sched_getaffinity(0))
     busy = subprocess.Popen(
         [sys.executable, "-c", "print(flush=True)\nwhile True: pass"], stdout=subprocess.PIPE
@@ -558,18 +554,7 @@ def test_a_frame_flagged_sleep_after_makes_the_next_wait_sleep_at_once(
 
 
 def _sleeps_in(thread: threading.Thread) -> str:
-    """What a reading thread sleeps in once it does: "poll" or "read" (from its `wchan`; it
-    may sleep elsewhere a moment on the way, waiting for the GIL)."""
-    wchan = pathlib.Path(f"/proc/self/task/{thread.native_id}/wchan")
-    deadline = time.monotonic() + 10
-    while True:
-        where = wchan.read_text()
-        if "poll" in where:
-            return "poll"
-        if "unix_stream_read" in where:
-            return "read"
-        assert time.monotonic() < deadline, f"the reader never went to sleep reading ({where})"
-        time.sleep(0.001)
+    return sleeps_in(pathlib.Path(f"/proc/self/task/{thread.native_id}/wchan"))
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")
